@@ -1,0 +1,134 @@
+#pragma once
+/// Typed configuration. Precedence, lowest to highest: built-in defaults, the TOML file given by
+/// `--config FILE`, `EMPORIUM_*` environment variables, command-line flags.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace emporium::config {
+
+/// Thrown for any invalid setting; `what()` is one line that names the offending key.
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct http_settings {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  int threads = 1;                          ///< Asio threads; 1 measured best on 2 cores
+  std::size_t body_limit = 1024 * 1024;     ///< bytes; beyond it 413
+  std::size_t header_limit = 16 * 1024;     ///< bytes; beyond it 431
+  int header_timeout_ms = 10'000;           ///< a request's header block must arrive within it
+  int idle_timeout_ms = 30'000;             ///< keep-alive connections idle this long are closed
+  int request_timeout_ms = 5'000;           ///< deadline of one request inside the server
+  int max_pipeline = 16;                    ///< requests read ahead on one connection
+  int max_connections = 10'000;
+};
+
+struct postgres_settings {
+  std::string url = "postgresql://emporium@127.0.0.1:5432/emporium";
+  int pool_size = 4;                 ///< connections, each owned by one blocking worker thread
+  int connect_timeout_ms = 2'000;
+  int statement_timeout_ms = 5'000;
+};
+
+struct redis_settings {
+  std::string url = "redis://127.0.0.1:6379/0";
+  int timeout_ms = 200;              ///< connect and command timeout
+  int ttl_s = 3'600;                 ///< cached entities expire after this long
+};
+
+struct auth_settings {
+  std::optional<std::string> admin_key;  ///< none: generated at first start and printed once
+};
+
+struct cluster_settings {
+  std::optional<std::uint16_t> node_port;  ///< none: single node
+  std::vector<std::string> peers;          ///< host:port of the other nodes
+};
+
+struct rate_limit_settings {
+  int capacity = 200;
+  double refill_per_s = 100;
+};
+
+struct actor_settings {
+  int scheduler_threads = 1;   ///< CAF workers; 1 measured best on 2 cores (STACK-NOTES.md)
+  int idle_timeout_s = 60;     ///< entity actors unused this long are passivated
+};
+
+struct log_settings {
+  std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
+};
+
+struct settings {
+  http_settings http;
+  postgres_settings postgres;
+  redis_settings redis;
+  auth_settings auth;
+  cluster_settings cluster;
+  rate_limit_settings rate_limit;
+  actor_settings actors;
+  log_settings log;
+};
+
+/// A parsed `postgresql://user:password@host:port/db?...` or `redis://[:password@]host:port/db`.
+struct url_parts {
+  std::string scheme;
+  std::string user;
+  std::string password;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string path;   ///< without the leading '/'
+  std::string query;  ///< without the leading '?'
+};
+
+/// Parses a URL of the given scheme(s); throws config_error naming `key` when malformed.
+url_parts parse_url(const std::string& key, const std::string& url,
+                    const std::vector<std::string>& schemes);
+
+/// Applies the TOML file at `path` onto `s`. Unknown keys and wrong types are errors.
+void apply_toml_file(settings& s, const std::string& path);
+
+/// Applies the TOML text onto `s` (what apply_toml_file does after reading the file).
+void apply_toml_text(settings& s, const std::string& text, const std::string& origin);
+
+/// Applies every `EMPORIUM_*` variable found in `env` (name → value).
+void apply_environment(settings& s, const std::map<std::string, std::string>& env);
+
+/// Reads the process environment into a map of the `EMPORIUM_*` variables.
+std::map<std::string, std::string> process_environment();
+
+/// Applies one `section.key=value` override, as given by `--set` on the command line.
+void apply_override(settings& s, const std::string& dotted_key, const std::string& value);
+
+/// Checks cross-field rules and ranges; throws config_error naming the key.
+void validate(const settings& s);
+
+/// Applies one `section.key=value` assignment, the text given to `--set`; splits at the first '='.
+void apply_assignment(settings& s, const std::string& assignment);
+
+/// The whole chain in precedence order: defaults, the TOML file (if any), the `EMPORIUM_*`
+/// variables of `env`, each `section.key=value` of `assignments` in order, then validate().
+settings load(const std::optional<std::string>& toml_path,
+              const std::map<std::string, std::string>& env,
+              const std::vector<std::string>& assignments);
+
+/// `url` with its password and any `password=` parameter replaced by `***`: safe to log.
+std::string redact_url(const std::string& url);
+
+/// One configuration key: its TOML name (`section.key`) and its environment variable.
+struct key_info {
+  std::string key;
+  std::string env;
+};
+
+/// Every known key, in declaration order (for `--help` and tests).
+std::vector<key_info> known_keys();
+
+} // namespace emporium::config
