@@ -1,0 +1,26 @@
+#pragma once
+/// Entity ids: `<prefix>_<26 Crockford base32 chars>`, a ULID. 48 bits of milliseconds since the
+/// epoch then 80 random bits, so ids are unique without coordination between nodes and sort by
+/// creation time; within one process and millisecond they are strictly increasing.
+
+#include <string>
+#include <string_view>
+
+namespace emporium::persistence {
+
+/// A new id such as `prod_01JD3Z6W4N9M1S8P0Q2R5T7V9X`. Thread-safe.
+std::string new_id(std::string_view prefix);
+
+/// True when `id` has the given prefix and a well-formed ULID body.
+bool is_valid_id(std::string_view id, std::string_view prefix);
+
+/// `n` random bytes from the operating system's CSPRNG, hex-encoded (2n characters).
+std::string random_hex(std::size_t n);
+
+/// SHA-256 of `text`, hex-encoded.
+std::string sha256_hex(std::string_view text);
+
+/// Compares two strings in time independent of where they differ.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+} // namespace emporium::persistence

@@ -1,0 +1,78 @@
+#pragma once
+/// PostgreSQL access through libpqxx. Every call here blocks: a `pg_session` belongs to exactly one
+/// blocking worker thread (a detached actor, see actors/db_pool.hpp) and is never touched by a
+/// CAF scheduler thread or an Asio thread.
+
+#include "persistence/model.hpp"
+
+#include <pqxx/pqxx>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <string>
+
+namespace emporium::persistence {
+
+struct pg_options {
+  std::string url;
+  int connect_timeout_ms = 2'000;
+  int statement_timeout_ms = 5'000;
+};
+
+/// One connection, opened lazily and re-opened after it broke.
+class pg_session {
+ public:
+  explicit pg_session(pg_options opts);
+  ~pg_session();
+  pg_session(const pg_session&) = delete;
+  pg_session& operator=(const pg_session&) = delete;
+
+  /// The open connection; connects first when needed. Throws pqxx::broken_connection.
+  pqxx::connection& connection();
+
+  /// Forgets the connection, so that the next call reconnects.
+  void drop() noexcept;
+
+  bool connected() const noexcept;
+
+ private:
+  pg_options opts_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+/// Maps an exception thrown by libpqxx (or anything else) to a domain failure. Never lets a
+/// server-side message that might carry data through for unavailable or internal errors.
+failure to_failure(const std::exception& e);
+
+/// True for errors after which the connection must be dropped.
+bool breaks_connection(const std::exception& e);
+
+/// True for errors a retry of the whole transaction may cure (serialization failure, deadlock).
+bool is_retryable(const std::exception& e);
+
+/// Sleeps a random time in [0, 10 ms * 2^attempt) ("full jitter"); blocking worker threads only.
+void backoff_sleep(int attempt);
+
+/// Runs `fn(session)` and turns exceptions into failures: a transaction that failed with a
+/// serialization failure or deadlock is re-run up to `attempts` times with jittered backoff.
+/// `fn` returns result<T>.
+template <class F>
+auto guarded(pg_session& session, F&& fn, int attempts = 3) -> decltype(fn(session)) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return fn(session);
+    } catch (const std::exception& e) {
+      if (breaks_connection(e))
+        session.drop();
+      if (attempt >= attempts || !is_retryable(e))
+        return to_failure(e);
+    }
+    backoff_sleep(attempt);
+  }
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 UTC with millisecond precision.
+std::string format_rfc3339(std::int64_t epoch_ms);
+
+} // namespace emporium::persistence
