@@ -1,0 +1,84 @@
+#include "actors/db_pool.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <functional>
+
+namespace emporium::actors {
+
+namespace {
+
+struct worker_state {
+  std::unique_ptr<persistence::backend> backend;
+  std::shared_ptr<std::atomic<int>> queued;
+  std::shared_ptr<pool_counters> counters;
+  static inline const char* name = "db_worker";
+};
+
+caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::settings settings,
+                        std::shared_ptr<std::atomic<int>> queued,
+                        std::shared_ptr<pool_counters> counters) {
+  self->state.backend = std::make_unique<persistence::backend>(settings);
+  self->state.queued = std::move(queued);
+  self->state.counters = std::move(counters);
+  return {
+    [self](db_job& job) -> caf::result<caf::message> {
+      auto& st = self->state;
+      st.queued->fetch_sub(1, std::memory_order_relaxed);
+      st.counters->waiting.fetch_sub(1, std::memory_order_relaxed);
+      if (std::chrono::steady_clock::now() > job.deadline)
+        return make_domain_error(errc::timeout, "the request expired while queued for the database");
+      st.counters->in_use.fetch_add(1, std::memory_order_relaxed);
+      caf::message answer;
+      try {
+        answer = job.run(*st.backend);
+      } catch (const std::exception& e) {
+        if (persistence::breaks_connection(e))
+          st.backend->pg.drop();
+        auto f = persistence::to_failure(e);
+        if (f.code == errc::internal)
+          spdlog::error("database job failed: {}", e.what());
+        answer = caf::make_message(make_domain_error(f.code, f.detail, f.errors));
+      }
+      st.counters->in_use.fetch_sub(1, std::memory_order_relaxed);
+      if (answer.match_elements<caf::error>())
+        return answer.get_as<caf::error>(0);
+      return answer;
+    },
+  };
+}
+
+} // namespace
+
+db_pool::db_pool(caf::actor_system& sys, const config::settings& s)
+  : counters_(std::make_shared<pool_counters>()) {
+  for (int i = 0; i < s.postgres.pool_size; ++i) {
+    auto queued = std::make_shared<std::atomic<int>>(0);
+    auto h = sys.spawn<caf::detached>(db_worker, s, queued, counters_);
+    workers_.push_back(worker{std::move(h), std::move(queued)});
+  }
+}
+
+const caf::actor& db_pool::for_key(const std::string& key) const {
+  auto& w = workers_[std::hash<std::string>{}(key) % workers_.size()];
+  w.queued->fetch_add(1, std::memory_order_relaxed);
+  counters_->waiting.fetch_add(1, std::memory_order_relaxed);
+  return w.handle;
+}
+
+const caf::actor& db_pool::any() const {
+  const worker* best = &workers_.front();
+  for (const auto& w : workers_)
+    if (w.queued->load(std::memory_order_relaxed) < best->queued->load(std::memory_order_relaxed))
+      best = &w;
+  best->queued->fetch_add(1, std::memory_order_relaxed);
+  counters_->waiting.fetch_add(1, std::memory_order_relaxed);
+  return best->handle;
+}
+
+void db_pool::stop() {
+  for (auto& w : workers_)
+    caf::anon_send_exit(w.handle, caf::exit_reason::user_shutdown);
+}
+
+} // namespace emporium::actors

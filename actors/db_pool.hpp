@@ -1,0 +1,70 @@
+#pragma once
+/// Blocking workers: `postgres.pool_size` detached actors, each on its own thread with its own
+/// PostgreSQL connection and Redis client. libpqxx and hiredis calls happen here and nowhere
+/// else, so CAF's scheduler threads and the Asio threads never block on I/O.
+///
+/// Jobs for one entity always go to the same worker (by hash of the key), so they run in the
+/// order the entity sent them: a reload that follows a write whose answer timed out cannot
+/// overtake that write. Other jobs go to the least busy worker.
+
+#include "actors/types.hpp"
+#include "config/settings.hpp"
+#include "persistence/backend.hpp"
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+namespace emporium::actors {
+
+/// Counters read by /metrics and tests.
+struct pool_counters {
+  std::atomic<int> in_use{0};   ///< jobs running now
+  std::atomic<int> waiting{0};  ///< jobs queued behind them
+};
+
+class db_pool {
+ public:
+  db_pool(caf::actor_system& sys, const config::settings& s);
+
+  /// The worker that owns the entity `key`'s jobs.
+  const caf::actor& for_key(const std::string& key) const;
+
+  /// The worker with the fewest queued jobs.
+  const caf::actor& any() const;
+
+  /// Sends each worker an exit message.
+  void stop();
+
+  const pool_counters& counters() const { return *counters_; }
+  pool_counters& counters() { return *counters_; }
+
+  std::size_t size() const { return workers_.size(); }
+
+ private:
+  struct worker {
+    caf::actor handle;
+    std::shared_ptr<std::atomic<int>> queued;
+  };
+  std::vector<worker> workers_;
+  std::shared_ptr<pool_counters> counters_;
+  friend struct db_call;
+};
+
+/// Wraps a `result<T>(persistence::backend&)` function into a job whose answer is `T` or a
+/// domain error. Exceptions become failures (see persistence::to_failure).
+template <class Fn>
+db_job make_job(Fn fn, caf::timespan timeout) {
+  db_job job;
+  job.deadline = std::chrono::steady_clock::now() + timeout;
+  job.run = [fn = std::move(fn)](persistence::backend& b) -> caf::message {
+    auto r = fn(b);
+    if (!r)
+      return caf::make_message(
+        make_domain_error(r.error().code, r.error().detail, r.error().errors));
+    return caf::make_message(std::move(r.value()));
+  };
+  return job;
+}
+
+} // namespace emporium::actors

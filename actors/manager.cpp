@@ -1,0 +1,120 @@
+#include "actors/manager.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <unordered_map>
+#include <vector>
+
+namespace emporium::actors {
+
+namespace {
+
+struct entry {
+  caf::actor handle;
+  caf::actor_clock::time_point last_used;
+  bool stopping = false;
+  /// Messages that arrived while the entity was passivating, with their promises.
+  std::vector<std::pair<caf::response_promise, caf::message>> held;
+};
+
+struct manager_state {
+  manager_config cfg;
+  std::unordered_map<std::string, entry> entities;
+  std::unordered_map<caf::actor_addr, std::string> keys;
+  static inline const char* name = "entity_manager";
+};
+
+using manager_ptr = caf::stateful_actor<manager_state>*;
+
+entry& activate(manager_ptr self, const std::string& key) {
+  auto& st = self->state;
+  auto handle = st.cfg.make(self, key);
+  self->monitor(handle);
+  st.keys[handle.address()] = key;
+  st.cfg.counters->activations.fetch_add(1, std::memory_order_relaxed);
+  st.cfg.counters->active.fetch_add(1, std::memory_order_relaxed);
+  auto& e = st.entities[key];
+  e.handle = std::move(handle);
+  e.last_used = self->clock().now();
+  e.stopping = false;
+  return e;
+}
+
+void on_down(manager_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto k = st.keys.find(dm.source);
+  if (k == st.keys.end())
+    return;
+  auto key = std::move(k->second);
+  st.keys.erase(k);
+  st.cfg.counters->active.fetch_sub(1, std::memory_order_relaxed);
+  auto e = st.entities.find(key);
+  if (e == st.entities.end())
+    return;
+  if (e->second.stopping) {
+    st.cfg.counters->passivations.fetch_add(1, std::memory_order_relaxed);
+  } else if (dm.reason && dm.reason != caf::exit_reason::normal) {
+    st.cfg.counters->crashes.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("{} actor {} stopped: {}", st.cfg.kind, key, self->system().render(dm.reason));
+  }
+  auto held = std::move(e->second.held);
+  st.entities.erase(e);
+  if (held.empty())
+    return;
+  // Messages that waited for the old activation go to a fresh one, in arrival order.
+  auto& fresh = activate(self, key);
+  for (auto& [rp, msg] : held)
+    rp.delegate(fresh.handle, std::move(msg));
+}
+
+void sweep(manager_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  for (auto& [key, e] : st.entities) {
+    if (!e.stopping && now - e.last_used >= st.cfg.idle) {
+      e.stopping = true;
+      self->send(caf::actor_cast<caf::actor>(e.handle), passivate_atom_v);
+    }
+  }
+}
+
+caf::behavior manager(manager_ptr self, manager_config cfg) {
+  self->state.cfg = std::move(cfg);
+  // Sweep often enough that an entity stays at most ~1.25 idle periods.
+  auto period = std::clamp<caf::timespan>(self->state.cfg.idle / 4, std::chrono::milliseconds(50),
+                                          std::chrono::seconds(15));
+  self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
+  self->set_default_handler(
+    [self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
+      auto msg = view.move_content_to_message();
+      if (msg.empty() || !msg.match_element<std::string>(0))
+        return caf::make_error(caf::sec::unexpected_message);
+      const auto& key = msg.get_as<std::string>(0);
+      auto& st = self->state;
+      auto it = st.entities.find(key);
+      entry* e = it != st.entities.end() ? &it->second : &activate(self, key);
+      if (e->stopping) {
+        auto rp = self->make_response_promise();
+        e->held.emplace_back(rp, std::move(msg));
+        return rp;
+      }
+      e->last_used = self->clock().now();
+      return self->delegate(e->handle, std::move(msg));
+    });
+  self->send(self, sweep_atom_v);
+  return {
+    [self, period](sweep_atom) {
+      sweep(self);
+      self->delayed_send(self, period, sweep_atom_v);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg) {
+  return sys.spawn(manager, std::move(cfg));
+}
+
+} // namespace emporium::actors

@@ -1,0 +1,40 @@
+#pragma once
+/// A manager per entity kind and node: the supervisor of that kind's virtual actors.
+/// - Routes: every message whose first element is the entity key goes to that entity's actor,
+///   which is spawned on first use (activation) and monitored.
+/// - Supervises: a crashed entity's down message removes it; the next message re-activates it
+///   from storage. A crash costs the requests in that actor's mailbox, never the node.
+/// - Passivates: entities idle for `idle` are told to stop. Until their down message arrives,
+///   new messages for them are held back and handed to a fresh activation afterwards, so two
+///   live actors never hold the same entity on one node.
+
+#include "actors/types.hpp"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace emporium::actors {
+
+/// Per-kind counters, read by /metrics and tests.
+struct kind_counters {
+  std::atomic<std::int64_t> active{0};
+  std::atomic<std::int64_t> activations{0};
+  std::atomic<std::int64_t> passivations{0};
+  std::atomic<std::int64_t> crashes{0};
+};
+
+/// Spawns the actor for one entity key.
+using entity_factory = std::function<caf::actor(caf::local_actor* self, const std::string& key)>;
+
+struct manager_config {
+  std::string kind;
+  entity_factory make;
+  caf::timespan idle;
+  std::shared_ptr<kind_counters> counters;
+};
+
+caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg);
+
+} // namespace emporium::actors

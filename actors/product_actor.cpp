@@ -1,0 +1,136 @@
+#include "actors/product_actor.hpp"
+
+#include "actors/product_logic.hpp"
+#include "persistence/product_store.hpp"
+
+#include <stdexcept>
+
+namespace emporium::actors {
+
+namespace ps = persistence::product_store;
+
+namespace {
+
+/// Loads through the cache: Redis first, then PostgreSQL (and fills Redis from it). After a
+/// failed write the cache is skipped: it may not have seen what that write left behind.
+result<std::optional<model::product>> load(persistence::backend& b, const std::string& id,
+                                           bool use_cache) {
+  auto key = ps::cache_key(id);
+  if (use_cache)
+    if (auto cached = b.cache.get(key))
+      if (auto p = ps::decode(*cached))
+        return std::optional<model::product>{std::move(*p)};
+  pqxx::read_transaction tx{b.pg.connection()};
+  auto p = ps::find(tx, id);
+  tx.commit();
+  if (p)
+    b.cache.set(key, ps::encode(*p), b.cache_ttl_s);
+  return std::optional<model::product>{std::move(p)};
+}
+
+/// After a commit, Redis gets the new value. Should that fail, the cache may still hold the
+/// previous version; the key is deleted instead, and failing that too, it expires by TTL.
+void refresh_cache(persistence::backend& b, const model::product& p) {
+  auto key = ps::cache_key(p.id);
+  if (!b.cache.set(key, ps::encode(p), b.cache_ttl_s))
+    b.cache.del(key);
+}
+
+caf::error not_found(const std::string& id) {
+  return make_domain_error(errc::not_found, "product " + id + " does not exist");
+}
+
+} // namespace
+
+product_actor::behavior_type product_entity(product_actor::stateful_pointer<product_state> self,
+                                            entity_env env, std::string id) {
+  self->state.id = id;
+  // Awaited: no message is handled before the state is known. A failed load stops the actor;
+  // its mailbox is bounced with the reason, and the next message re-activates it.
+  auto reload = [self, env](bool use_cache) {
+    auto id = self->state.id;
+    self
+      ->request(env.pool->for_key(id), env.db_timeout,
+                make_job([id, use_cache](persistence::backend& b) { return load(b, id, use_cache); },
+                         env.db_timeout))
+      .await([self](std::optional<model::product>& p) { self->state.product = std::move(p); },
+             [self](caf::error& err) { self->quit(std::move(err)); });
+  };
+  reload(true);
+
+  // Runs `write` on this entity's worker and blocks other messages until it answered.
+  auto commit = [self, env, reload](auto write, caf::typed_response_promise<model::product> rp) {
+    auto id = self->state.id;
+    self->request(env.pool->for_key(id), env.db_timeout, make_job(std::move(write), env.db_timeout))
+      .await(
+        [self, rp](model::product& p) mutable {
+          self->state.product = p;
+          rp.deliver(std::move(p));
+        },
+        [self, rp, reload](caf::error& err) mutable {
+          // The outcome may be unknown (timeout, lost connection) or the row moved on without
+          // us: reload before anything else. The reload is queued on the same worker, so it
+          // reads what the failed write left behind, even if that write completes late.
+          rp.deliver(std::move(err));
+          reload(false);
+        });
+    return rp;
+  };
+
+  return {
+    [self](const std::string&, read_atom) -> caf::result<model::product> {
+      if (!self->state.product)
+        return not_found(self->state.id);
+      return *self->state.product;
+    },
+    [self, commit](const std::string&, create_atom,
+                   model::product_draft& draft) -> caf::result<model::product> {
+      if (self->state.product)
+        return make_domain_error(errc::conflict, "product " + self->state.id + " exists");
+      auto candidate = product_logic::from_draft(self->state.id, draft);
+      if (auto errs = product_logic::check(candidate); !errs.empty())
+        return make_domain_error(errc::invalid_input, "invalid product", std::move(errs));
+      auto rp = self->make_response_promise<model::product>();
+      return commit(
+        [id = self->state.id, draft = std::move(draft)](persistence::backend& b) {
+          pqxx::work tx{b.pg.connection()};
+          auto p = ps::insert(tx, id, draft);
+          tx.commit();
+          refresh_cache(b, p);
+          return result<model::product>{std::move(p)};
+        },
+        rp);
+    },
+    [self, commit](const std::string&, patch_atom, model::product_patch& patch,
+                   std::int64_t expected_version) -> caf::result<model::product> {
+      if (!self->state.product)
+        return not_found(self->state.id);
+      const auto& current = *self->state.product;
+      if (!product_logic::version_matches(current, expected_version))
+        return make_domain_error(errc::precondition_failed,
+                                 "the product changed since the given ETag");
+      auto next = product_logic::apply(current, patch);
+      if (auto errs = product_logic::check(next); !errs.empty())
+        return make_domain_error(errc::invalid_input, "invalid product", std::move(errs));
+      auto rp = self->make_response_promise<model::product>();
+      return commit(
+        [next = std::move(next), version = current.version](persistence::backend& b) {
+          pqxx::work tx{b.pg.connection()};
+          auto p = ps::update(tx, next, version);
+          if (!p)
+            return result<model::product>{
+              errc::conflict, "the product was changed concurrently; retry"};
+          tx.commit();
+          refresh_cache(b, *p);
+          return result<model::product>{std::move(*p)};
+        },
+        rp);
+    },
+    [self](const std::string&, crash_atom) -> bool {
+      throw std::runtime_error("forced failure of product " + self->state.id);
+    },
+    [self](passivate_atom) { self->quit(); },
+  };
+}
+
+} // namespace emporium::actors

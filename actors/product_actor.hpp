@@ -1,0 +1,29 @@
+#pragma once
+/// The product entity actor: a virtual actor holding one product while it is used.
+/// - Activation: loads its state (Redis, then PostgreSQL) before it handles any message.
+/// - Writes: go through to PostgreSQL and commit before the answer; then Redis is updated.
+///   While a write is in flight the actor handles nothing else, so reads never see a state the
+///   database has not committed and never an older one than the last acknowledged write.
+/// - An unknown id answers not_found; a failed load stops the actor with that error, and its
+///   manager re-activates it on the next message.
+
+#include "actors/db_pool.hpp"
+#include "actors/interfaces.hpp"
+
+namespace emporium::actors {
+
+struct product_state {
+  std::string id;
+  std::optional<model::product> product;
+  static inline const char* name = "product";
+};
+
+struct entity_env {
+  db_pool* pool;            ///< outlives every actor (owned by the runtime)
+  caf::timespan db_timeout; ///< deadline of one database job
+};
+
+product_actor::behavior_type product_entity(product_actor::stateful_pointer<product_state> self,
+                                            entity_env env, std::string id);
+
+} // namespace emporium::actors

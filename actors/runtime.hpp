@@ -1,0 +1,69 @@
+#pragma once
+/// The actor runtime as seen from outside actors/: plain C++ with callbacks, no CAF types, so
+/// the HTTP layer neither includes CAF nor cares which node hosts an entity.
+///
+/// Every call returns at once; its callback runs exactly once, on an actor thread, with the
+/// answer or a failure. A request that no actor answers within the deadline fails with
+/// errc::timeout; an entity that died fails with errc::unavailable.
+
+#include "config/settings.hpp"
+#include "persistence/model.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace emporium::actors {
+
+template <class T>
+using callback = std::function<void(result<T>)>;
+
+struct kind_stats {
+  std::int64_t active = 0;
+  std::int64_t activations = 0;
+  std::int64_t passivations = 0;
+  std::int64_t crashes = 0;
+};
+
+struct runtime_stats {
+  kind_stats products;
+  int db_in_use = 0;
+  int db_waiting = 0;
+  int db_size = 0;
+};
+
+class runtime {
+ public:
+  explicit runtime(const config::settings& s);
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  // -- products -------------------------------------------------------------------------------
+
+  void get_product(std::string id, callback<model::product> cb);
+  /// Creates a product under a new id.
+  void create_product(model::product_draft draft, callback<model::product> cb);
+  /// Applies `patch` if the product is still at `expected_version` (0: any version).
+  void update_product(std::string id, model::product_patch patch, std::int64_t expected_version,
+                      callback<model::product> cb);
+  void list_products(model::product_query query, callback<model::product_page> cb);
+
+  // -- operations -----------------------------------------------------------------------------
+
+  /// True when PostgreSQL answers.
+  void check_ready(callback<bool> cb);
+  /// Makes the product's actor fail, as a crash would (tests of supervision only).
+  void crash_product(std::string id, callback<bool> cb);
+  runtime_stats stats() const;
+
+  /// Stops every actor and waits for them; idempotent, also done by the destructor.
+  void shutdown();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace emporium::actors

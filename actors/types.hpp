@@ -1,0 +1,91 @@
+#pragma once
+/// The actor system's vocabulary: the type-ID block, atoms and the error enum registration.
+/// Internal to actors/: this header pulls in CAF, so nothing outside actors/ includes it.
+
+#include "persistence/model.hpp"
+
+#include <caf/all.hpp>
+
+#include <functional>
+#include <optional>
+
+namespace emporium::persistence {
+struct backend;
+}
+
+namespace emporium::actors {
+
+/// A unit of blocking work for a database worker (see db_pool.hpp). It runs on the worker's own
+/// thread with the worker's PostgreSQL session and Redis client, and answers with a message
+/// holding its result, or throws. Local only: it carries a closure.
+struct db_job {
+  std::function<caf::message(persistence::backend&)> run;
+  std::chrono::steady_clock::time_point deadline; ///< skipped, with errc::timeout, when dequeued later
+};
+
+} // namespace emporium::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::actors::db_job)
+
+// CAF 0.17 knows caf::optional but not std::optional; this mirrors its inspect overloads so the
+// model's optional fields can travel in messages (and, later, across the network).
+namespace std {
+
+template <class Inspector, class T>
+typename std::enable_if<Inspector::reads_state, typename Inspector::result_type>::type
+inspect(Inspector& f, optional<T>& x) {
+  return x ? f(true, *x) : f(false);
+}
+
+template <class Inspector, class T>
+typename std::enable_if<Inspector::writes_state, typename Inspector::result_type>::type
+inspect(Inspector& f, optional<T>& x) {
+  bool flag = false;
+  T tmp{};
+  caf::optional_inspect_helper<T> helper{flag, tmp};
+  auto guard = caf::detail::make_scope_guard([&] {
+    if (flag)
+      x = std::move(tmp);
+    else
+      x.reset();
+  });
+  return f(flag, helper);
+}
+
+} // namespace std
+
+CAF_BEGIN_TYPE_ID_BLOCK(emporium, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(emporium, (emporium::field_error))
+  CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::field_error>))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::product))
+  CAF_ADD_TYPE_ID(emporium, (std::optional<emporium::model::product>))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_draft))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_patch))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_query))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_page))
+
+  CAF_ADD_ATOM(emporium, emporium::actors, create_atom, "create")
+  CAF_ADD_ATOM(emporium, emporium::actors, read_atom, "read")
+  CAF_ADD_ATOM(emporium, emporium::actors, patch_atom, "patch")
+  CAF_ADD_ATOM(emporium, emporium::actors, passivate_atom, "passivate")
+  CAF_ADD_ATOM(emporium, emporium::actors, crash_atom, "crash")
+  CAF_ADD_ATOM(emporium, emporium::actors, sweep_atom, "sweep")
+
+CAF_END_TYPE_ID_BLOCK(emporium)
+
+CAF_ERROR_CODE_ENUM(emporium::errc, "emporium")
+
+namespace emporium::actors {
+
+/// Builds a caf::error of the domain category, with a human-readable detail.
+caf::error make_domain_error(errc code, std::string detail,
+                             std::vector<field_error> errors = {});
+
+/// The reverse: any caf::error (domain, or CAF's own such as a request timeout) as a failure.
+failure to_failure(const caf::error& e);
+
+/// Registers the type-ID block, the error category and the io module on a config.
+void register_types(caf::actor_system_config& cfg);
+
+} // namespace emporium::actors
