@@ -1,0 +1,344 @@
+#include "http/json_codec.hpp"
+
+#include "persistence/ids.hpp"
+#include "persistence/pg.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <charconv>
+#include <functional>
+#include <set>
+
+namespace emporium::http::codec {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::int64_t max_price_cents = 10'000'000'000LL; // 100 million in major units
+constexpr std::int64_t max_stock = 1'000'000'000;
+constexpr std::int64_t max_weight = 1'000'000'000;
+
+/// Collects field errors while reading one object.
+class reader {
+ public:
+  explicit reader(const json& obj) : obj_(obj) {}
+
+  std::vector<field_error>& errors() { return errors_; }
+
+  void reject_unknown(std::initializer_list<const char*> known) {
+    std::set<std::string> allowed(known.begin(), known.end());
+    for (auto it = obj_.begin(); it != obj_.end(); ++it)
+      if (!allowed.count(it.key()))
+        fail(it.key(), "is not a known field");
+  }
+
+  const json* find(const char* field) const {
+    auto it = obj_.find(field);
+    return it == obj_.end() ? nullptr : &*it;
+  }
+
+  std::optional<std::string> text(const char* field, std::size_t min, std::size_t max,
+                                  bool required) {
+    auto* v = find(field);
+    if (!v) {
+      if (required)
+        fail(field, "is required");
+      return std::nullopt;
+    }
+    if (!v->is_string()) {
+      fail(field, "must be a string");
+      return std::nullopt;
+    }
+    auto s = v->get<std::string>();
+    auto chars = utf8_length(s);
+    if (chars < min || chars > max) {
+      fail(field, "must be " + std::to_string(min) + " to " + std::to_string(max)
+                    + " characters long");
+      return std::nullopt;
+    }
+    if (min > 0 && s.find_first_not_of(" \t\r\n") == std::string::npos) {
+      fail(field, "must not be blank");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<std::int64_t> integer(const char* field, std::int64_t min, std::int64_t max,
+                                      bool required) {
+    auto* v = find(field);
+    if (!v) {
+      if (required)
+        fail(field, "is required");
+      return std::nullopt;
+    }
+    if (!v->is_number_integer()) {
+      fail(field, "must be an integer");
+      return std::nullopt;
+    }
+    if (v->is_number_unsigned() && v->get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
+      fail(field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      return std::nullopt;
+    }
+    auto x = v->get<std::int64_t>();
+    if (x < min || x > max) {
+      fail(field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      return std::nullopt;
+    }
+    return x;
+  }
+
+  void fail(std::string field, std::string message) {
+    errors_.push_back({std::move(field), std::move(message)});
+  }
+
+  static std::size_t utf8_length(const std::string& s) {
+    std::size_t n = 0;
+    for (unsigned char c : s)
+      n += (c & 0xC0) != 0x80;
+    return n;
+  }
+
+ private:
+  const json& obj_;
+  std::vector<field_error> errors_;
+};
+
+bool is_slug(const std::string& s) {
+  if (s.empty() || s.size() > 64)
+    return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+      return false;
+  return true;
+}
+
+bool is_sku(const std::string& s) {
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'
+          || c == '_' || c == '.'))
+      return false;
+  return true;
+}
+
+bool is_currency(const std::string& s) {
+  return s.size() == 3 && std::all_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+std::optional<std::vector<std::string>> images(reader& r) {
+  auto* v = r.find("images");
+  if (!v)
+    return std::nullopt;
+  if (!v->is_array() || v->size() > 20) {
+    r.fail("images", "must be an array of at most 20 URLs");
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < v->size(); ++i) {
+    const auto& x = (*v)[i];
+    auto field = "images[" + std::to_string(i) + "]";
+    if (!x.is_string()) {
+      r.fail(field, "must be a string");
+      continue;
+    }
+    auto s = x.get<std::string>();
+    if (s.size() > 2048 || !(s.rfind("https://", 0) == 0 || s.rfind("http://", 0) == 0)) {
+      r.fail(field, "must be an http(s) URL of at most 2048 characters");
+      continue;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+/// Parses `body` as a JSON object, or says why not.
+std::optional<json> parse_object(const std::string& body, failure& f) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) {
+    f = failure{errc::invalid_input, "the body is not valid JSON (UTF-8)", {}};
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
+    f = failure{errc::invalid_input, "the body must be a JSON object", {}};
+    return std::nullopt;
+  }
+  return j;
+}
+
+/// Reads the product fields shared by create and patch; `required` on create.
+template <class Out>
+void read_product_fields(reader& r, Out& out, bool create) {
+  if (auto v = r.text("sku", 1, 64, create)) {
+    if (!is_sku(*v))
+      r.fail("sku", "may contain only letters, digits, '-', '_' and '.'");
+    else
+      out.sku = *v;
+  }
+  if (auto v = r.text("name", 1, 200, create))
+    out.name = *v;
+  if (auto v = r.text("description", 0, 10'000, false))
+    out.description = *v;
+  if (auto v = r.integer("price_cents", 0, max_price_cents, create))
+    out.price_cents = *v;
+  if (auto* c = r.find("currency"); c || create) {
+    if (auto v = r.text("currency", 3, 3, create)) {
+      if (!is_currency(*v))
+        r.fail("currency", "must be three upper-case letters (ISO 4217)");
+      else
+        out.currency = *v;
+    }
+  }
+  if (auto v = r.text("category", 1, 64, false)) {
+    if (!is_slug(*v))
+      r.fail("category", "must be lower-case letters, digits, '-' or '_'");
+    else
+      out.category = *v;
+  }
+  if (auto v = r.integer("stock", 0, max_stock, create))
+    out.stock = *v;
+  if (auto v = r.integer("weight_grams", 0, max_weight, false))
+    out.weight_grams = *v;
+  if (auto v = images(r))
+    out.images = *v;
+}
+
+} // namespace
+
+json to_json(const model::product& p) {
+  return json{{"id", p.id},
+              {"sku", p.sku},
+              {"name", p.name},
+              {"description", p.description},
+              {"price_cents", p.price_cents},
+              {"currency", p.currency},
+              {"category", p.category},
+              {"stock", p.stock},
+              {"weight_grams", p.weight_grams},
+              {"images", p.images},
+              {"created_at", persistence::format_rfc3339(p.created_at_ms)},
+              {"updated_at", persistence::format_rfc3339(p.updated_at_ms)}};
+}
+
+std::string encode(const model::product& p) {
+  return to_json(p).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode(const model::product_page& page) {
+  json items = json::array();
+  for (const auto& p : page.items)
+    items.push_back(to_json(p));
+  json j{{"items", std::move(items)},
+         {"next_cursor", page.next_after_id ? json(encode_cursor(*page.next_after_id)) : json()}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+result<model::product_draft> decode_product_draft(const std::string& body) {
+  failure f;
+  auto j = parse_object(body, f);
+  if (!j)
+    return f;
+  reader r{*j};
+  r.reject_unknown({"sku", "name", "description", "price_cents", "currency", "category", "stock",
+                    "weight_grams", "images"});
+  model::product_draft d;
+  read_product_fields(r, d, true);
+  if (!r.errors().empty())
+    return failure{errc::invalid_input, "the product is invalid", std::move(r.errors())};
+  return d;
+}
+
+result<model::product_patch> decode_product_patch(const std::string& body) {
+  failure f;
+  auto j = parse_object(body, f);
+  if (!j)
+    return f;
+  reader r{*j};
+  r.reject_unknown({"sku", "name", "description", "price_cents", "currency", "category", "stock",
+                    "weight_grams", "images"});
+  model::product_patch p;
+  read_product_fields(r, p, false);
+  if (!r.errors().empty())
+    return failure{errc::invalid_input, "the change is invalid", std::move(r.errors())};
+  if (p.empty())
+    return failure{errc::invalid_input, "the change names no field to change", {}};
+  return p;
+}
+
+namespace {
+
+constexpr char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string base64url_encode(std::string_view in) {
+  std::string out;
+  std::uint32_t buf = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    buf = (buf << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(b64url[(buf >> bits) & 63]);
+    }
+  }
+  if (bits > 0)
+    out.push_back(b64url[(buf << (6 - bits)) & 63]);
+  return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+  std::string out;
+  std::uint32_t buf = 0;
+  int bits = 0;
+  for (char c : in) {
+    auto pos = std::string_view{b64url}.find(c);
+    if (pos == std::string_view::npos)
+      return std::nullopt;
+    buf = (buf << 6) | static_cast<std::uint32_t>(pos);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((buf >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+constexpr std::string_view cursor_tag = "c1:";
+
+} // namespace
+
+std::string encode_cursor(const std::string& after_id) {
+  return base64url_encode(std::string{cursor_tag} + after_id);
+}
+
+std::optional<std::string> decode_cursor(const std::string& cursor, std::string_view id_prefix) {
+  if (cursor.empty() || cursor.size() > 256)
+    return std::nullopt;
+  auto raw = base64url_decode(cursor);
+  if (!raw || raw->compare(0, cursor_tag.size(), cursor_tag) != 0)
+    return std::nullopt;
+  auto id = raw->substr(cursor_tag.size());
+  if (!persistence::is_valid_id(id, id_prefix))
+    return std::nullopt;
+  return id;
+}
+
+std::string etag(std::int64_t version) {
+  return "\"v" + std::to_string(version) + "\"";
+}
+
+std::optional<std::int64_t> version_of_etag(std::string_view tag) {
+  if (tag.rfind("W/", 0) == 0)
+    tag.remove_prefix(2);
+  if (tag.size() < 4 || tag.front() != '"' || tag.back() != '"' || tag[1] != 'v')
+    return std::nullopt;
+  std::int64_t v = 0;
+  auto digits = tag.substr(2, tag.size() - 3);
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc{} || ptr != digits.data() + digits.size() || v <= 0)
+    return std::nullopt;
+  return v;
+}
+
+} // namespace emporium::http::codec

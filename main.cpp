@@ -1,0 +1,215 @@
+// emporium: the one binary. Reads configuration, prepares the database, starts the actor runtime
+// and the HTTP server, and shuts both down cleanly on SIGTERM or SIGINT.
+
+#include "actors/runtime.hpp"
+#include "config/settings.hpp"
+#include "http/routes.hpp"
+#include "http/server.hpp"
+#include "persistence/credentials.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/seed.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+namespace {
+
+using namespace emporium;
+
+constexpr const char* version_text = "emporium 0.1.0";
+
+struct options {
+  std::string config_file;
+  std::vector<std::string> overrides; ///< section.key=value
+  std::optional<std::string> host;
+  std::optional<int> port;
+  std::optional<std::string> log_level;
+};
+
+config::settings load_settings(const options& o) {
+  config::settings s;
+  if (!o.config_file.empty())
+    config::apply_toml_file(s, o.config_file);
+  config::apply_environment(s, config::process_environment());
+  for (const auto& kv : o.overrides) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos)
+      throw config::config_error("config: --set expects section.key=value, got '" + kv + "'");
+    config::apply_override(s, kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  if (o.host)
+    config::apply_override(s, "http.host", *o.host);
+  if (o.port)
+    config::apply_override(s, "http.port", std::to_string(*o.port));
+  if (o.log_level)
+    config::apply_override(s, "log.level", *o.log_level);
+  config::validate(s);
+  return s;
+}
+
+void setup_logging(const config::settings& s) {
+  auto logger = spdlog::stderr_logger_mt("emporium");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(s.log.level));
+  spdlog::flush_on(spdlog::level::warn);
+}
+
+persistence::pg_session open_session(const config::settings& s) {
+  return persistence::pg_session{persistence::pg_options{
+    s.postgres.url, s.postgres.connect_timeout_ms, s.postgres.statement_timeout_ms}};
+}
+
+/// Start-up waits a bounded time for PostgreSQL (it may be starting alongside us).
+void wait_for_database(persistence::pg_session& pg, int seconds) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  for (;;) {
+    try {
+      pg.connection();
+      return;
+    } catch (const std::exception&) {
+      if (std::chrono::steady_clock::now() >= until)
+        throw std::runtime_error("PostgreSQL is not reachable (postgres.url); gave up after "
+                                 + std::to_string(seconds) + " s");
+      spdlog::warn("waiting for PostgreSQL...");
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+}
+
+int migrate_command(const config::settings& s) {
+  auto pg = open_session(s);
+  wait_for_database(pg, 30);
+  auto applied = persistence::migrate(pg);
+  std::cout << "schema at version " << persistence::schema_version(pg) << " (" << applied.size()
+            << " migration(s) applied now)\n";
+  return 0;
+}
+
+int seed_command(const config::settings& s, std::int64_t products, bool if_empty) {
+  auto pg = open_session(s);
+  wait_for_database(pg, 30);
+  persistence::migrate(pg);
+  auto t0 = std::chrono::steady_clock::now();
+  auto n = persistence::seed_catalog(pg, persistence::seed_options{products, if_empty, 42});
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - t0)
+              .count();
+  if (n == 0)
+    std::cout << "catalog not empty; nothing seeded\n";
+  else
+    std::cout << "seeded " << n << " products in " << ms << " ms\n";
+  return 0;
+}
+
+int serve_command(const config::settings& s, bool no_migrate) {
+  // Signals are taken by one thread with sigwait; every thread started from here on inherits
+  // the blocked mask, so no CAF or Asio thread is interrupted by them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::string admin_hash;
+  {
+    auto pg = open_session(s);
+    wait_for_database(pg, 30);
+    if (!no_migrate) {
+      auto applied = persistence::migrate(pg);
+      if (!applied.empty())
+        spdlog::info("applied {} migration(s)", applied.size());
+    }
+    auto key = persistence::ensure_admin_key(pg, s.auth.admin_key);
+    admin_hash = key.key_hash;
+    if (key.generated) {
+      // Shown once, on the operator's terminal, never through the logger.
+      std::cout << "Generated the admin key (shown only this once; only its hash is stored):\n  "
+                << *key.generated << "\n"
+                << std::flush;
+    }
+  }
+
+  actors::runtime runtime{s};
+  http::app app{runtime, admin_hash};
+  auto routes = http::make_router(app);
+  http::server server{s.http, routes};
+  server.start();
+  spdlog::info("listening on http://{}:{}", s.http.host, server.port());
+
+  std::thread signals{[&server, sigs] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    spdlog::info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    server.stop();
+  }};
+  server.run();
+  runtime.shutdown();
+  spdlog::info("stopped");
+  spdlog::shutdown();
+  // The signal thread has done its part (or the server stopped otherwise: wake it up).
+  if (signals.joinable()) {
+    pthread_kill(signals.native_handle(), SIGTERM);
+    signals.join();
+  }
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"Emporium: an e-commerce backend on actors"};
+  cli.require_subcommand(1);
+  options o;
+  cli.add_option("-c,--config", o.config_file, "TOML configuration file")->check(CLI::ExistingFile);
+  cli.add_option("--set", o.overrides, "override one setting: section.key=value (repeatable)");
+  cli.add_option("--host", o.host, "http.host");
+  cli.add_option("--port", o.port, "http.port");
+  cli.add_option("--log-level", o.log_level, "log.level");
+
+  auto* serve = cli.add_subcommand("serve", "serve the HTTP API");
+  bool no_migrate = false;
+  serve->add_flag("--no-migrate", no_migrate, "do not apply pending migrations at start");
+  auto* migrate = cli.add_subcommand("migrate", "apply pending database migrations");
+  auto* seed = cli.add_subcommand("seed", "load a demo catalog");
+  std::int64_t products = 1000;
+  bool if_empty = false;
+  seed->add_option("--products", products, "how many products")->check(CLI::Range(1, 10'000'000));
+  seed->add_flag("--if-empty", if_empty, "only when the catalog has no products");
+  auto* version = cli.add_subcommand("version", "print the version");
+  cli.fallthrough();
+
+  CLI11_PARSE(cli, argc, argv);
+
+  if (*version) {
+    std::cout << version_text << "\n";
+    return 0;
+  }
+  config::settings s;
+  try {
+    s = load_settings(o);
+  } catch (const config::config_error& e) {
+    std::cerr << "emporium: " << e.what() << "\n";
+    return 2;
+  }
+  setup_logging(s);
+  try {
+    if (*migrate)
+      return migrate_command(s);
+    if (*seed)
+      return seed_command(s, products, if_empty);
+    if (*serve)
+      return serve_command(s, no_migrate);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    spdlog::shutdown();
+    return 1;
+  }
+  return 0;
+}
