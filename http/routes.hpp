@@ -17,4 +17,10 @@ struct app {
 /// Builds the router for `a`; `a` must outlive it.
 router make_router(app& a);
 
+/// Adapts a plain handler function taking the app to a route handler.
+handler bind_handler(app& a, void (*fn)(app&, const request&, const path_params&, responder));
+
+// One function per area adds that area's routes (each in its own file).
+void add_product_routes(router& r, app& a); ///< product_routes.cpp
+
 } // namespace emporium::http

@@ -1,0 +1,129 @@
+#pragma once
+/// The runtime's insides, shared by the files that implement the facade area by area
+/// (runtime.cpp, runtime_products.cpp, ...). Internal to actors/.
+
+#include "actors/db_pool.hpp"
+#include "actors/directory.hpp"
+#include "actors/manager.hpp"
+#include "actors/runtime.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+
+namespace emporium::actors {
+
+namespace detail {
+
+/// A closure run inside a bridge actor, so that a non-actor thread can make a request and get
+/// the answer through a callback.
+struct bridge_call {
+  std::function<void(caf::event_based_actor*)> run;
+};
+
+} // namespace detail
+} // namespace emporium::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::actors::detail::bridge_call)
+
+namespace emporium::actors {
+
+namespace detail {
+
+inline caf::behavior bridge(caf::event_based_actor* self) {
+  return {
+    [self](bridge_call& call) { call.run(self); },
+  };
+}
+
+class system_config : public caf::actor_system_config {
+ public:
+  explicit system_config(const config::settings& s) {
+    register_types(*this);
+    set("scheduler.max-threads", static_cast<size_t>(s.actors.scheduler_threads));
+    set("logger.verbosity", caf::atom("quiet"));
+  }
+};
+
+template <class T>
+inline void invoke(const callback<T>& cb, result<T> r) {
+  try {
+    cb(std::move(r));
+  } catch (const std::exception& e) {
+    spdlog::error("a runtime callback threw: {}", e.what());
+  }
+}
+
+} // namespace detail
+
+struct runtime::impl {
+  explicit impl(const config::settings& s)
+    : settings(s),
+      cfg(s),
+      sys(cfg),
+      pool(sys, s),
+      timeout(std::chrono::milliseconds(s.http.request_timeout_ms)),
+      db_timeout(std::chrono::milliseconds(s.postgres.statement_timeout_ms + 500)),
+      product_counters(std::make_shared<kind_counters>()) {
+    for (int i = 0; i < std::max(1, s.actors.scheduler_threads); ++i)
+      bridges.push_back(sys.spawn(detail::bridge));
+    start_products();
+  }
+
+  /// Each area spawns its managers and services (runtime_products.cpp, ...).
+  void start_products();
+
+  const caf::actor& next_bridge() {
+    return bridges[next.fetch_add(1, std::memory_order_relaxed) % bridges.size()];
+  }
+
+  /// Sends `msg` to `target` and hands the typed answer, or the failure, to `cb`.
+  template <class T>
+  void call(caf::actor target, caf::message msg, callback<T> cb) {
+    caf::anon_send(next_bridge(), detail::bridge_call{[target = std::move(target), msg = std::move(msg),
+                                               cb = std::move(cb),
+                                               t = timeout](caf::event_based_actor* self) mutable {
+      self->request(target, t, std::move(msg))
+        .then([cb](T& x) { detail::invoke(cb, result<T>{std::move(x)}); },
+              [cb](caf::error& e) { detail::invoke(cb, result<T>{to_failure(e)}); });
+    }});
+  }
+
+  /// Runs a blocking job on the least busy database worker.
+  template <class T, class Fn>
+  void run_db(Fn fn, callback<T> cb, caf::timespan t) {
+    auto job = make_job(std::move(fn), t);
+    call<T>(pool.any(), caf::make_message(std::move(job)), std::move(cb));
+  }
+
+  const caf::actor& products(const std::string& id) const {
+    return dir.manager_for(entity_kind::product, id);
+  }
+
+  void shutdown() {
+    if (stopped.exchange(true))
+      return;
+    dir.for_each_manager([](const caf::actor& m) {
+      caf::anon_send_exit(m, caf::exit_reason::user_shutdown);
+    });
+    for (auto& b : bridges)
+      caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+    pool.stop();
+    sys.await_all_actors_done();
+  }
+
+  config::settings settings;
+  detail::system_config cfg;
+  caf::actor_system sys;
+  db_pool pool;
+  caf::timespan timeout;
+  caf::timespan db_timeout;
+  std::shared_ptr<kind_counters> product_counters;
+  directory dir;
+  std::vector<caf::actor> bridges;
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stopped{false};
+};
+
+
+} // namespace emporium::actors
