@@ -137,7 +137,7 @@ int serve_command(const config::settings& s, bool no_migrate) {
   }
 
   actors::runtime runtime{s};
-  http::app app{runtime, admin_hash};
+  http::app app{runtime, admin_hash, &s};
   auto routes = http::make_router(app);
   http::server server{s.http, routes};
   server.start();

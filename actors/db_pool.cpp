@@ -50,9 +50,9 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
 
 } // namespace
 
-db_pool::db_pool(caf::actor_system& sys, const config::settings& s)
+db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
   : counters_(std::make_shared<pool_counters>()) {
-  for (int i = 0; i < s.postgres.pool_size; ++i) {
+  for (int i = 0; i < (size > 0 ? size : s.postgres.pool_size); ++i) {
     auto queued = std::make_shared<std::atomic<int>>(0);
     auto h = sys.spawn<caf::detached>(db_worker, s, queued, counters_);
     workers_.push_back(worker{std::move(h), std::move(queued)});

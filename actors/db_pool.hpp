@@ -25,7 +25,8 @@ struct pool_counters {
 
 class db_pool {
  public:
-  db_pool(caf::actor_system& sys, const config::settings& s);
+  /// `size` workers (default: postgres.pool_size).
+  db_pool(caf::actor_system& sys, const config::settings& s, int size = 0);
 
   /// The worker that owns the entity `key`'s jobs.
   const caf::actor& for_key(const std::string& key) const;
@@ -57,7 +58,7 @@ template <class Fn>
 db_job make_job(Fn fn, caf::timespan timeout) {
   db_job job;
   job.deadline = std::chrono::steady_clock::now() + timeout;
-  job.run = [fn = std::move(fn)](persistence::backend& b) -> caf::message {
+  job.run = [fn = std::move(fn)](persistence::backend& b) mutable -> caf::message {
     auto r = fn(b);
     if (!r)
       return caf::make_message(

@@ -10,7 +10,7 @@
 
 namespace emporium::actors {
 
-enum class entity_kind { product };
+enum class entity_kind { product, customer, cart, order };
 
 class directory {
  public:

@@ -1,6 +1,7 @@
 #include "actors/product_actor.hpp"
 
 #include "actors/product_logic.hpp"
+#include "persistence/commerce_store.hpp"
 #include "persistence/product_store.hpp"
 
 #include <stdexcept>
@@ -114,17 +115,64 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
         return make_domain_error(errc::invalid_input, "invalid product", std::move(errs));
       auto rp = self->make_response_promise<model::product>();
       return commit(
-        [next = std::move(next), version = current.version](persistence::backend& b) {
+        [next = std::move(next), version = current.version,
+         stock_before = current.stock](persistence::backend& b) {
           pqxx::work tx{b.pg.connection()};
           auto p = ps::update(tx, next, version);
           if (!p)
             return result<model::product>{
               errc::conflict, "the product was changed concurrently; retry"};
+          if (p->stock != stock_before)
+            persistence::commerce_store::insert_event(
+              tx, "product:" + p->id, p->version, "stock_changed",
+              "{\"product_id\":\"" + p->id + "\",\"stock\":" + std::to_string(p->stock) + "}");
           tx.commit();
           refresh_cache(b, *p);
           return result<model::product>{std::move(*p)};
         },
         rp);
+    },
+    [self, env](const std::string& key, reserve_atom, std::string& order_id,
+                std::int64_t quantity) -> caf::result<model::reservation> {
+      auto& st = self->state;
+      if (!st.product)
+        return not_found(st.id);
+      const auto& p = *st.product;
+      auto terms = model::reservation{p.name, p.price_cents, p.currency, p.weight_grams};
+      if (st.held.count(order_id))
+        return terms; // a repeated request for the same order holds nothing more
+      if (quantity <= 0)
+        return make_domain_error(errc::invalid_input, "quantity must be positive");
+      auto available = p.stock - st.held_total;
+      if (available < quantity)
+        return make_domain_error(errc::out_of_stock,
+                                 st.id + " has " + std::to_string(std::max<std::int64_t>(0, available))
+                                   + " available");
+      st.held.emplace(order_id, quantity);
+      st.held_total += quantity;
+      self->delayed_send(self, env.hold_ttl, key, release_atom_v, order_id);
+      return terms;
+    },
+    [self](const std::string&, release_atom, const std::string& order_id) {
+      auto& st = self->state;
+      if (auto it = st.held.find(order_id); it != st.held.end()) {
+        st.held_total -= it->second;
+        st.held.erase(it);
+      }
+    },
+    [self](const std::string&, stock_atom, const std::string& order_id, std::int64_t stock,
+           std::int64_t version) {
+      auto& st = self->state;
+      if (auto it = st.held.find(order_id); it != st.held.end()) {
+        st.held_total -= it->second;
+        st.held.erase(it);
+      }
+      // Absolute values with the row's version: late or repeated messages cannot move the
+      // state backwards.
+      if (st.product && version > st.product->version) {
+        st.product->stock = stock;
+        st.product->version = version;
+      }
     },
     [self](const std::string&, crash_atom) -> bool {
       throw std::runtime_error("forced failure of product " + self->state.id);

@@ -10,17 +10,25 @@
 #include "actors/db_pool.hpp"
 #include "actors/interfaces.hpp"
 
+#include <map>
+
 namespace emporium::actors {
 
 struct product_state {
   std::string id;
   std::optional<model::product> product;
+  /// Stock held for orders being placed: order id → quantity. Held stock is not available to
+  /// other orders; it becomes a committed decrement (stock message) or is given back.
+  std::map<std::string, std::int64_t> held;
+  std::int64_t held_total = 0;
   static inline const char* name = "product";
 };
 
 struct entity_env {
   db_pool* pool;            ///< outlives every actor (owned by the runtime)
   caf::timespan db_timeout; ///< deadline of one database job
+  /// A hold not confirmed or released within this time is given back (its order died).
+  caf::timespan hold_ttl = std::chrono::seconds(30);
 };
 
 product_actor::behavior_type product_entity(product_actor::stateful_pointer<product_state> self,

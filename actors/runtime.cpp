@@ -20,9 +20,14 @@ void runtime::check_ready(callback<bool> cb) {
 
 runtime_stats runtime::stats() const {
   runtime_stats s;
-  const auto& pc = *impl_->product_counters;
-  s.products = {pc.active.load(), pc.activations.load(), pc.passivations.load(),
-                pc.crashes.load()};
+  auto snapshot = [](const kind_counters& c) {
+    return kind_stats{c.active.load(), c.activations.load(), c.passivations.load(),
+                      c.crashes.load()};
+  };
+  s.products = snapshot(*impl_->product_counters);
+  s.customers = snapshot(*impl_->customer_counters);
+  s.carts = snapshot(*impl_->cart_counters);
+  s.orders = snapshot(*impl_->order_counters);
   s.db_in_use = impl_->pool.counters().in_use.load();
   s.db_waiting = impl_->pool.counters().waiting.load();
   s.db_size = static_cast<int>(impl_->pool.size());

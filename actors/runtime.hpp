@@ -7,6 +7,7 @@
 /// errc::timeout; an entity that died fails with errc::unavailable.
 
 #include "config/settings.hpp"
+#include "persistence/commerce_model.hpp"
 #include "persistence/model.hpp"
 
 #include <cstdint>
@@ -28,6 +29,9 @@ struct kind_stats {
 
 struct runtime_stats {
   kind_stats products;
+  kind_stats customers;
+  kind_stats carts;
+  kind_stats orders;
   int db_in_use = 0;
   int db_waiting = 0;
   int db_size = 0;
@@ -49,6 +53,41 @@ class runtime {
   void update_product(std::string id, model::product_patch patch, std::int64_t expected_version,
                       callback<model::product> cb);
   void list_products(model::product_query query, callback<model::product_page> cb);
+
+  // -- customers and sessions (commerce) -------------------------------------------------------
+
+  /// Hashes the password (Argon2id, on a worker) and stores the customer: conflict when the
+  /// email is taken in any case.
+  void create_customer(model::customer_draft draft, callback<model::customer> cb);
+  void get_customer(model::principal who, std::string id, callback<model::customer> cb);
+  /// The customer's orders, newest first (before_id: the cursor).
+  void list_customer_orders(model::principal who, std::string customer_id,
+                            std::optional<std::string> before_id, int limit,
+                            callback<model::order_page> cb);
+  /// Email and password → a new bearer token; the same `unauthorized` for an unknown email and
+  /// a wrong password.
+  void login(std::string email, std::string password, callback<model::session_grant> cb);
+  /// A customer bearer token → its principal; `unauthorized` when unknown or expired.
+  void authenticate(std::string token, callback<model::principal> cb);
+
+  // -- carts and orders -------------------------------------------------------------------------
+
+  void create_cart(model::principal who, callback<model::cart_view> cb);
+  void get_cart(model::principal who, std::string id, std::string country,
+                callback<model::cart_view> cb);
+  /// Sets the quantity of a product in the cart (0 removes it).
+  void set_cart_item(model::principal who, std::string cart_id, std::string product_id,
+                     std::int64_t quantity, std::string country, callback<model::cart_view> cb);
+  void checkout(model::principal who, std::string cart_id, model::order_request req,
+                callback<model::order_outcome> cb);
+  void place_order(model::principal who, model::order_request req,
+                   callback<model::order_outcome> cb);
+  void get_order(model::principal who, std::string id, callback<model::order> cb);
+  void pay_order(model::principal who, std::string id, std::string payment_method,
+                 callback<model::order> cb);
+  void cancel_order(model::principal who, std::string id, callback<model::order> cb);
+  void ship_order(model::principal who, std::string id, callback<model::order> cb);
+  void deliver_order(model::principal who, std::string id, callback<model::order> cb);
 
   // -- operations -----------------------------------------------------------------------------
 

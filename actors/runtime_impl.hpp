@@ -64,14 +64,22 @@ struct runtime::impl {
       pool(sys, s),
       timeout(std::chrono::milliseconds(s.http.request_timeout_ms)),
       db_timeout(std::chrono::milliseconds(s.postgres.statement_timeout_ms + 500)),
-      product_counters(std::make_shared<kind_counters>()) {
+      product_counters(std::make_shared<kind_counters>()),
+      customer_counters(std::make_shared<kind_counters>()),
+      cart_counters(std::make_shared<kind_counters>()),
+      order_counters(std::make_shared<kind_counters>()),
+      // Password hashing is slow and memory-hard by design: its own two workers keep it from
+      // queueing in front of database work.
+      crypto(sys, s, 2) {
     for (int i = 0; i < std::max(1, s.actors.scheduler_threads); ++i)
       bridges.push_back(sys.spawn(detail::bridge));
     start_products();
+    start_commerce();
   }
 
   /// Each area spawns its managers and services (runtime_products.cpp, ...).
   void start_products();
+  void start_commerce(); ///< runtime_commerce.cpp
 
   const caf::actor& next_bridge() {
     return bridges[next.fetch_add(1, std::memory_order_relaxed) % bridges.size()];
@@ -106,9 +114,12 @@ struct runtime::impl {
     dir.for_each_manager([](const caf::actor& m) {
       caf::anon_send_exit(m, caf::exit_reason::user_shutdown);
     });
+    for (auto& svc : services)
+      caf::anon_send_exit(svc, caf::exit_reason::user_shutdown);
     for (auto& b : bridges)
       caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     pool.stop();
+    crypto.stop();
     sys.await_all_actors_done();
   }
 
@@ -119,6 +130,15 @@ struct runtime::impl {
   caf::timespan timeout;
   caf::timespan db_timeout;
   std::shared_ptr<kind_counters> product_counters;
+  std::shared_ptr<kind_counters> customer_counters;
+  std::shared_ptr<kind_counters> cart_counters;
+  std::shared_ptr<kind_counters> order_counters;
+  db_pool crypto;
+  std::vector<caf::actor> services; ///< stopped with the managers
+  /// Recently verified customer tokens (hash → customer, expiry), so that authenticated
+  /// requests do not pay a Redis or PostgreSQL round trip each.
+  struct session_cache;
+  std::shared_ptr<session_cache> sessions;
   directory dir;
   std::vector<caf::actor> bridges;
   std::atomic<std::size_t> next{0};

@@ -2,6 +2,7 @@
 /// The actor system's vocabulary: the type-ID block, atoms and the error enum registration.
 /// Internal to actors/: this header pulls in CAF, so nothing outside actors/ includes it.
 
+#include "persistence/commerce_model.hpp"
 #include "persistence/model.hpp"
 
 #include <caf/all.hpp>
@@ -65,12 +66,47 @@ CAF_BEGIN_TYPE_ID_BLOCK(emporium, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(emporium, (emporium::model::product_query))
   CAF_ADD_TYPE_ID(emporium, (emporium::model::product_page))
 
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::address))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::customer))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::customer_draft))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::session_grant))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::line_request))
+  CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::model::line_request>))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_line))
+  CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::model::order_line>))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::payment_info))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::order))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_request))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_outcome))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_page))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::cart_item))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::cart))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::cart_view))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::reservation))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::stock_level))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_change))
+  CAF_ADD_TYPE_ID(emporium, (emporium::model::principal))
+  CAF_ADD_TYPE_ID(emporium, (std::vector<std::string>))
+
   CAF_ADD_ATOM(emporium, emporium::actors, create_atom, "create")
   CAF_ADD_ATOM(emporium, emporium::actors, read_atom, "read")
   CAF_ADD_ATOM(emporium, emporium::actors, patch_atom, "patch")
   CAF_ADD_ATOM(emporium, emporium::actors, passivate_atom, "passivate")
   CAF_ADD_ATOM(emporium, emporium::actors, crash_atom, "crash")
   CAF_ADD_ATOM(emporium, emporium::actors, sweep_atom, "sweep")
+  CAF_ADD_ATOM(emporium, emporium::actors, reserve_atom, "reserve")
+  CAF_ADD_ATOM(emporium, emporium::actors, release_atom, "release")
+  CAF_ADD_ATOM(emporium, emporium::actors, stock_atom, "stock")
+  CAF_ADD_ATOM(emporium, emporium::actors, place_atom, "place")
+  CAF_ADD_ATOM(emporium, emporium::actors, view_atom, "view")
+  CAF_ADD_ATOM(emporium, emporium::actors, set_item_atom, "setitem")
+  CAF_ADD_ATOM(emporium, emporium::actors, checkout_atom, "checkout")
+  CAF_ADD_ATOM(emporium, emporium::actors, pay_atom, "pay")
+  CAF_ADD_ATOM(emporium, emporium::actors, cancel_atom, "cancel")
+  CAF_ADD_ATOM(emporium, emporium::actors, ship_atom, "ship")
+  CAF_ADD_ATOM(emporium, emporium::actors, deliver_atom, "deliver")
+  CAF_ADD_ATOM(emporium, emporium::actors, expire_atom, "expire")
+  CAF_ADD_ATOM(emporium, emporium::actors, points_atom, "points")
 
 CAF_END_TYPE_ID_BLOCK(emporium)
 

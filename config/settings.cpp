@@ -255,6 +255,79 @@ struct conv<std::vector<std::string>> {
   }
 };
 
+/// Amounts per currency: `USD=10000,EUR=9000` in text, an inline table in TOML.
+template <>
+struct conv<std::map<std::string, std::int64_t>> {
+  static std::map<std::string, std::int64_t> from_string(std::string_view text) {
+    std::map<std::string, std::int64_t> out;
+    for (const auto& item : conv<std::vector<std::string>>::from_string(text)) {
+      const auto eq = item.find('=');
+      if (eq == std::string::npos)
+        throw value_error("expected CURRENCY=amount items, got " + shown(item));
+      out[std::string(trim(std::string_view(item).substr(0, eq)))] =
+          conv<std::int64_t>::from_string(std::string_view(item).substr(eq + 1));
+    }
+    return out;
+  }
+
+  static std::map<std::string, std::int64_t> from_toml(const toml::node& n) {
+    const auto* table = n.as_table();
+    if (table == nullptr) throw wrong_type("a table of CURRENCY = amount", n);
+    std::map<std::string, std::int64_t> out;
+    for (const auto& [k, v] : *table) {
+      try {
+        out[std::string(k.str())] = conv<std::int64_t>::from_toml(v);
+      } catch (const value_error& e) {
+        throw value_error(std::string(k.str()) + ": " + e.what());
+      }
+    }
+    return out;
+  }
+};
+
+/// The shipping rate table lives in TOML only ([[shipping.zones]] with name, countries, rates).
+template <>
+struct conv<std::vector<shipping_zone>> {
+  static std::vector<shipping_zone> from_string(std::string_view) {
+    throw value_error("shipping zones can only be set in the TOML file ([[shipping.zones]])");
+  }
+
+  static std::vector<shipping_zone> from_toml(const toml::node& n) {
+    const auto* array = n.as_array();
+    if (array == nullptr) throw wrong_type("an array of tables ([[shipping.zones]])", n);
+    std::vector<shipping_zone> zones;
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const auto* t = (*array)[i].as_table();
+      const std::string at = "zone " + std::to_string(i);
+      if (t == nullptr) throw value_error(at + ": expected a table");
+      shipping_zone z;
+      for (const auto& [k, v] : *t) {
+        const std::string key(k.str());
+        if (key == "name") z.name = conv<std::string>::from_toml(v);
+        else if (key == "countries") z.countries = conv<std::vector<std::string>>::from_toml(v);
+        else if (key == "rates") {
+          const auto* rates = v.as_array();
+          if (rates == nullptr) throw value_error(at + ": rates must be an array of tables");
+          for (std::size_t r = 0; r < rates->size(); ++r) {
+            const auto* rt = (*rates)[r].as_table();
+            if (rt == nullptr) throw value_error(at + ": rates[" + std::to_string(r) + "] must be a table");
+            shipping_rate rate;
+            for (const auto& [rk, rv] : *rt) {
+              if (rk.str() == "max_grams") rate.max_grams = conv<std::int64_t>::from_toml(rv);
+              else rate.cents[std::string(rk.str())] = conv<std::int64_t>::from_toml(rv);
+            }
+            z.rates.push_back(std::move(rate));
+          }
+        } else {
+          throw value_error(at + ": unknown key '" + key + "'");
+        }
+      }
+      zones.push_back(std::move(z));
+    }
+    return zones;
+  }
+};
+
 // -- the registry: every key once, with its environment name and both setters --------------------
 
 struct field {
@@ -298,6 +371,8 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(http, request_timeout_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(http, max_pipeline, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(http, max_connections, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(http, drain_timeout_ms, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(http, cors_origins, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, url, "EMPORIUM_PG_URL"));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, pool_size, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, connect_timeout_ms, nullptr));
@@ -310,8 +385,26 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(cluster, peers, "EMPORIUM_PEERS"));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, capacity, "EMPORIUM_RATE_CAPACITY"));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, refill_per_s, "EMPORIUM_RATE_REFILL"));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, mode, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, read_capacity, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, read_refill_per_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, write_capacity, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, write_refill_per_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, login_capacity, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, login_refill_per_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, redis_timeout_ms, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, max_buckets, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, scheduler_threads, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, idle_timeout_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(auth, session_ttl_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(orders, payment_timeout_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(orders, max_lines, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(carts, ttl_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(loyalty, silver_points, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(loyalty, gold_points, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(shipping, free_above_cents, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(shipping, default_country, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(shipping, zones, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(log, level, nullptr));
     return f;
   }();
@@ -706,6 +799,43 @@ void apply_assignment(settings& s, const std::string& assignment) {
                  assignment.substr(eq + 1));
 }
 
+/// The HTTP gateway's keys: drain, CORS and the rate limiter's classes and modes.
+static void validate_gateway(const settings& s) {
+  require_positive("http.drain_timeout_ms", s.http.drain_timeout_ms);
+  for (std::size_t i = 0; i < s.http.cors_origins.size(); ++i) {
+    // An origin is scheme://host[:port], nothing after it: browsers send exactly that.
+    const std::string& o = s.http.cors_origins[i];
+    const auto sep = o.find("://");
+    const bool ok = o == "*" || (sep != std::string::npos && valid_scheme(o.substr(0, sep)) &&
+                                 o.find('/', sep + 3) == std::string::npos &&
+                                 sep + 3 < o.size() && o.back() != ':');
+    if (!ok)
+      throw config_error("config: http.cors_origins[" + std::to_string(i) + "]: " + shown(o) +
+                         " is not an origin (scheme://host[:port]) or \"*\"");
+  }
+  const auto& r = s.rate_limit;
+  if (r.mode != "local" && r.mode != "redis")
+    throw config_error("config: rate_limit.mode must be local or redis, got " + shown(r.mode));
+  const auto capacity = [](const char* key, int v) {
+    if (v < 1)
+      throw config_error("config: " + std::string(key) + " must be at least 1, got " +
+                         std::to_string(v));
+  };
+  const auto refill = [](const char* key, double v) {
+    if (!(v > 0) || !std::isfinite(v))
+      throw config_error("config: " + std::string(key) + " must be a number greater than 0, got " +
+                         format_number(v));
+  };
+  if (r.read_capacity) capacity("rate_limit.read_capacity", *r.read_capacity);
+  if (r.read_refill_per_s) refill("rate_limit.read_refill_per_s", *r.read_refill_per_s);
+  if (r.write_capacity) capacity("rate_limit.write_capacity", *r.write_capacity);
+  if (r.write_refill_per_s) refill("rate_limit.write_refill_per_s", *r.write_refill_per_s);
+  capacity("rate_limit.login_capacity", r.login_capacity);
+  refill("rate_limit.login_refill_per_s", r.login_refill_per_s);
+  require_between("rate_limit.redis_timeout_ms", r.redis_timeout_ms, 1, 10'000);
+  require_between("rate_limit.max_buckets", r.max_buckets, 16, 100'000'000);
+}
+
 void validate(const settings& s) {
   if (s.http.host.empty()) throw config_error("config: http.host must not be empty");
   require_between("http.port", s.http.port, std::uint16_t{1}, std::uint16_t{65535});
@@ -754,6 +884,31 @@ void validate(const settings& s) {
   if (!(s.rate_limit.refill_per_s > 0) || !std::isfinite(s.rate_limit.refill_per_s))
     throw config_error("config: rate_limit.refill_per_s must be a number greater than 0, got " +
                        format_number(s.rate_limit.refill_per_s));
+  validate_gateway(s);
+
+  require_positive("auth.session_ttl_s", s.auth.session_ttl_s);
+  require_positive("orders.payment_timeout_s", s.orders.payment_timeout_s);
+  require_between("orders.max_lines", s.orders.max_lines, 1, 1000);
+  require_positive("carts.ttl_s", s.carts.ttl_s);
+  if (s.loyalty.silver_points < 1 || s.loyalty.gold_points <= s.loyalty.silver_points)
+    throw config_error("config: loyalty.gold_points must exceed loyalty.silver_points, both positive");
+  for (const auto& [currency, cents] : s.shipping.free_above_cents)
+    if (currency.size() != 3 || cents < 0)
+      throw config_error("config: shipping.free_above_cents: " + shown(currency) +
+                         " must be a 3-letter currency with a non-negative amount");
+  if (s.shipping.default_country.size() != 2)
+    throw config_error("config: shipping.default_country must be an ISO 3166-1 alpha-2 code");
+  for (std::size_t i = 0; i < s.shipping.zones.size(); ++i) {
+    const auto& z = s.shipping.zones[i];
+    const std::string at = "config: shipping.zones[" + std::to_string(i) + "]";
+    if (z.name.empty() || z.countries.empty() || z.rates.empty())
+      throw config_error(at + " needs a name, countries and rates");
+    for (const auto& c : z.countries)
+      if (c.size() != 2) throw config_error(at + ": country " + shown(c) + " is not alpha-2");
+    for (std::size_t r = 0; r < z.rates.size(); ++r)
+      if (z.rates[r].max_grams <= 0 || (r > 0 && z.rates[r].max_grams <= z.rates[r - 1].max_grams))
+        throw config_error(at + ": rates must have ascending positive max_grams");
+  }
 
   require_between("actors.scheduler_threads", s.actors.scheduler_threads, 1, 64);
   require_positive("actors.idle_timeout_s", s.actors.idle_timeout_s);

@@ -28,6 +28,8 @@ struct http_settings {
   int request_timeout_ms = 5'000;           ///< deadline of one request inside the server
   int max_pipeline = 16;                    ///< requests read ahead on one connection
   int max_connections = 10'000;
+  int drain_timeout_ms = 10'000;            ///< on SIGTERM, in-flight requests get this long to finish
+  std::vector<std::string> cors_origins;    ///< origins allowed by CORS ("*": any); none by default
 };
 
 struct postgres_settings {
@@ -45,6 +47,7 @@ struct redis_settings {
 
 struct auth_settings {
   std::optional<std::string> admin_key;  ///< none: generated at first start and printed once
+  int session_ttl_s = 30 * 24 * 3600;    ///< customer bearer tokens expire after this long
 };
 
 struct cluster_settings {
@@ -55,11 +58,74 @@ struct cluster_settings {
 struct rate_limit_settings {
   int capacity = 200;
   double refill_per_s = 100;
+  /// local: one bucket per client on each node; redis: one bucket per client shared by every
+  /// node (a Lua script in Redis), falling back to local limiting while Redis is unreachable.
+  std::string mode = "local";
+  std::optional<int> read_capacity;         ///< GET, HEAD, OPTIONS; unset: capacity
+  std::optional<double> read_refill_per_s;  ///< unset: refill_per_s
+  std::optional<int> write_capacity;        ///< every other method; unset: capacity
+  std::optional<double> write_refill_per_s; ///< unset: refill_per_s
+  int login_capacity = 10;                  ///< POST /sessions, against password guessing
+  double login_refill_per_s = 0.2;          ///< 12 a minute
+  int redis_timeout_ms = 50;                ///< a later Redis answer is replaced by a local one
+  int max_buckets = 100'000;                ///< local buckets kept; the least recently used go
 };
 
 struct actor_settings {
   int scheduler_threads = 1;   ///< CAF workers; 1 measured best on 2 cores (STACK-NOTES.md)
   int idle_timeout_s = 60;     ///< entity actors unused this long are passivated
+};
+
+struct orders_settings {
+  int payment_timeout_s = 900; ///< unpaid orders are cancelled after this long
+  int max_lines = 50;          ///< lines in one order
+};
+
+struct carts_settings {
+  int ttl_s = 7 * 24 * 3600; ///< a cart untouched this long expires
+};
+
+struct loyalty_settings {
+  std::int64_t silver_points = 1'000;
+  std::int64_t gold_points = 5'000;
+};
+
+/// One weight bracket of a zone: up to `max_grams`, a price per currency (minor units).
+struct shipping_rate {
+  std::int64_t max_grams = 0;
+  std::map<std::string, std::int64_t> cents;
+};
+
+struct shipping_zone {
+  std::string name;
+  std::vector<std::string> countries; ///< ISO 3166-1 alpha-2
+  std::vector<shipping_rate> rates;   ///< ascending max_grams
+};
+
+struct shipping_settings {
+  /// Subtotal (minor units, per currency) from which shipping is free.
+  std::map<std::string, std::int64_t> free_above_cents{{"USD", 10'000}, {"EUR", 9'000}};
+  std::string default_country = "US"; ///< quoted in carts until an address is given
+  std::vector<shipping_zone> zones = default_zones();
+
+  static std::vector<shipping_zone> default_zones() {
+    return {
+      {"domestic", {"US"},
+       {{1'000, {{"USD", 499}, {"EUR", 459}}},
+        {5'000, {{"USD", 999}, {"EUR", 899}}},
+        {30'000, {{"USD", 1'999}, {"EUR", 1'799}}}}},
+      {"europe",
+       {"AT", "BE", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IT", "NL", "NO", "PL", "PT",
+        "SE"},
+       {{1'000, {{"USD", 899}, {"EUR", 799}}},
+        {5'000, {{"USD", 1'499}, {"EUR", 1'299}}},
+        {30'000, {{"USD", 2'999}, {"EUR", 2'599}}}}},
+      {"international", {"AU", "BR", "CA", "IN", "JP", "KR", "MX", "NZ", "SG", "ZA"},
+       {{1'000, {{"USD", 1'499}, {"EUR", 1'399}}},
+        {5'000, {{"USD", 2'999}, {"EUR", 2'799}}},
+        {30'000, {{"USD", 5'999}, {"EUR", 5'499}}}}},
+    };
+  }
 };
 
 struct log_settings {
@@ -74,6 +140,10 @@ struct settings {
   cluster_settings cluster;
   rate_limit_settings rate_limit;
   actor_settings actors;
+  orders_settings orders;
+  carts_settings carts;
+  loyalty_settings loyalty;
+  shipping_settings shipping;
   log_settings log;
 };
 

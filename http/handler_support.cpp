@@ -37,6 +37,23 @@ std::optional<response> require_json(const request& req) {
   return std::nullopt;
 }
 
+void identify(app& a, const request& req, std::function<void(model::principal)> then,
+              const responder& respond) {
+  if (req.header("authorization").empty())
+    return then(model::principal{});
+  auto token = bearer_token(req);
+  if (token.empty())
+    return respond(problem(401, "the Authorization header must be 'Bearer <token>'"));
+  if (persistence::constant_time_equal(persistence::sha256_hex(token), a.admin_key_hash))
+    return then(model::principal{true, {}});
+  a.runtime.authenticate(std::string{token},
+                         [then = std::move(then), respond](result<model::principal> who) {
+                           if (!who)
+                             return respond(problem(401, "the token is unknown or expired"));
+                           then(std::move(*who));
+                         });
+}
+
 std::string_view bearer_token(const request& req) {
   auto auth = req.header("authorization");
   constexpr std::string_view scheme = "Bearer ";

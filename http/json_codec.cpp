@@ -1,5 +1,7 @@
 #include "http/json_codec.hpp"
 
+#include "http/json_reader.hpp"
+
 #include "persistence/ids.hpp"
 #include "persistence/pg.hpp"
 
@@ -19,91 +21,6 @@ using json = nlohmann::json;
 constexpr std::int64_t max_price_cents = 10'000'000'000LL; // 100 million in major units
 constexpr std::int64_t max_stock = 1'000'000'000;
 constexpr std::int64_t max_weight = 1'000'000'000;
-
-/// Collects field errors while reading one object.
-class reader {
- public:
-  explicit reader(const json& obj) : obj_(obj) {}
-
-  std::vector<field_error>& errors() { return errors_; }
-
-  void reject_unknown(std::initializer_list<const char*> known) {
-    std::set<std::string> allowed(known.begin(), known.end());
-    for (auto it = obj_.begin(); it != obj_.end(); ++it)
-      if (!allowed.count(it.key()))
-        fail(it.key(), "is not a known field");
-  }
-
-  const json* find(const char* field) const {
-    auto it = obj_.find(field);
-    return it == obj_.end() ? nullptr : &*it;
-  }
-
-  std::optional<std::string> text(const char* field, std::size_t min, std::size_t max,
-                                  bool required) {
-    auto* v = find(field);
-    if (!v) {
-      if (required)
-        fail(field, "is required");
-      return std::nullopt;
-    }
-    if (!v->is_string()) {
-      fail(field, "must be a string");
-      return std::nullopt;
-    }
-    auto s = v->get<std::string>();
-    auto chars = utf8_length(s);
-    if (chars < min || chars > max) {
-      fail(field, "must be " + std::to_string(min) + " to " + std::to_string(max)
-                    + " characters long");
-      return std::nullopt;
-    }
-    if (min > 0 && s.find_first_not_of(" \t\r\n") == std::string::npos) {
-      fail(field, "must not be blank");
-      return std::nullopt;
-    }
-    return s;
-  }
-
-  std::optional<std::int64_t> integer(const char* field, std::int64_t min, std::int64_t max,
-                                      bool required) {
-    auto* v = find(field);
-    if (!v) {
-      if (required)
-        fail(field, "is required");
-      return std::nullopt;
-    }
-    if (!v->is_number_integer()) {
-      fail(field, "must be an integer");
-      return std::nullopt;
-    }
-    if (v->is_number_unsigned() && v->get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
-      fail(field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-      return std::nullopt;
-    }
-    auto x = v->get<std::int64_t>();
-    if (x < min || x > max) {
-      fail(field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-      return std::nullopt;
-    }
-    return x;
-  }
-
-  void fail(std::string field, std::string message) {
-    errors_.push_back({std::move(field), std::move(message)});
-  }
-
-  static std::size_t utf8_length(const std::string& s) {
-    std::size_t n = 0;
-    for (unsigned char c : s)
-      n += (c & 0xC0) != 0x80;
-    return n;
-  }
-
- private:
-  const json& obj_;
-  std::vector<field_error> errors_;
-};
 
 bool is_slug(const std::string& s) {
   if (s.empty() || s.size() > 64)
@@ -150,20 +67,6 @@ std::optional<std::vector<std::string>> images(reader& r) {
     out.push_back(std::move(s));
   }
   return out;
-}
-
-/// Parses `body` as a JSON object, or says why not.
-std::optional<json> parse_object(const std::string& body, failure& f) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) {
-    f = failure{errc::invalid_input, "the body is not valid JSON (UTF-8)", {}};
-    return std::nullopt;
-  }
-  if (!j.is_object()) {
-    f = failure{errc::invalid_input, "the body must be a JSON object", {}};
-    return std::nullopt;
-  }
-  return j;
 }
 
 /// Reads the product fields shared by create and patch; `required` on create.

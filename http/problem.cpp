@@ -16,6 +16,7 @@ problem_kind kind_of_status(int status) {
   switch (status) {
     case 400: return {400, "invalid-input", "The request is invalid"};
     case 401: return {401, "unauthorized", "Authentication is required"};
+    case 402: return {402, "payment-declined", "The payment was declined"};
     case 403: return {403, "forbidden", "Not allowed"};
     case 404: return {404, "not-found", "Not found"};
     case 405: return {405, "method-not-allowed", "Method not allowed"};
@@ -26,6 +27,7 @@ problem_kind kind_of_status(int status) {
     case 422: return {422, "unprocessable", "The request cannot be processed"};
     case 429: return {429, "rate-limited", "Too many requests"};
     case 431: return {431, "headers-too-large", "The request headers are too large"};
+    case 502: return {502, "bad-gateway", "An upstream service failed"};
     case 503: return {503, "unavailable", "Service unavailable"};
     case 504: return {504, "timeout", "The request timed out"};
     default: return {status, "internal", "Internal server error"};
@@ -46,6 +48,9 @@ int status_of(errc code) {
     case errc::rate_limited: return 429;
     case errc::unavailable: return 503;
     case errc::timeout: return 504;
+    case errc::unprocessable: return 422;
+    case errc::payment_declined: return 402;
+    case errc::upstream_failed: return 502;
     case errc::none:
     case errc::internal: return 500;
   }

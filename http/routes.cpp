@@ -24,6 +24,7 @@ router make_router(app& a) {
     });
   });
   add_product_routes(r, a);
+  add_commerce_routes(r, a);
   return r;
 }
 

@@ -11,7 +11,8 @@ namespace emporium::http {
 
 struct app {
   actors::runtime& runtime;
-  std::string admin_key_hash; ///< SHA-256 hex of the admin key
+  std::string admin_key_hash;                ///< SHA-256 hex of the admin key
+  const config::settings* settings = nullptr; ///< limits, shipping defaults, loyalty tiers
 };
 
 /// Builds the router for `a`; `a` must outlive it.
@@ -21,6 +22,7 @@ router make_router(app& a);
 handler bind_handler(app& a, void (*fn)(app&, const request&, const path_params&, responder));
 
 // One function per area adds that area's routes (each in its own file).
-void add_product_routes(router& r, app& a); ///< product_routes.cpp
+void add_product_routes(router& r, app& a);  ///< product_routes.cpp
+void add_commerce_routes(router& r, app& a); ///< commerce_routes.cpp
 
 } // namespace emporium::http

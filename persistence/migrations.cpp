@@ -51,6 +51,107 @@ CREATE TABLE admin_credentials (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 )sql"},
+    {3, "commerce", R"sql(
+CREATE TABLE customers (
+  id             text        PRIMARY KEY,
+  email          text        NOT NULL CHECK (length(email) BETWEEN 3 AND 254),
+  name           text        NOT NULL,
+  password_hash  text        NOT NULL,
+  loyalty_points bigint      NOT NULL DEFAULT 0 CHECK (loyalty_points >= 0),
+  version        bigint      NOT NULL DEFAULT 1,
+  created_at     timestamptz NOT NULL DEFAULT now()
+);
+-- Emails are unique case-insensitively.
+CREATE UNIQUE INDEX customers_email_key ON customers (lower(email));
+
+-- Bearer tokens are 256 random bits, stored only as their SHA-256.
+CREATE TABLE sessions (
+  token_hash  text        PRIMARY KEY,
+  customer_id text        NOT NULL REFERENCES customers (id),
+  expires_at  timestamptz NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX sessions_expires_idx ON sessions (expires_at);
+
+CREATE TABLE carts (
+  id          text        PRIMARY KEY,
+  customer_id text        NOT NULL REFERENCES customers (id),
+  items       jsonb       NOT NULL DEFAULT '[]'::jsonb,
+  order_id    text,
+  version     bigint      NOT NULL DEFAULT 1,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  expires_at  timestamptz NOT NULL
+);
+
+CREATE TABLE orders (
+  id               text        PRIMARY KEY,
+  customer_id      text        NOT NULL REFERENCES customers (id),
+  status           text        NOT NULL CHECK (status IN
+                     ('pending_payment', 'paid', 'shipped', 'delivered', 'cancelled')),
+  currency         char(3)     NOT NULL,
+  subtotal_cents   bigint      NOT NULL CHECK (subtotal_cents >= 0),
+  shipping_cents   bigint      NOT NULL CHECK (shipping_cents >= 0),
+  total_cents      bigint      NOT NULL CHECK (total_cents = subtotal_cents + shipping_cents),
+  shipping_address jsonb       NOT NULL,
+  points_awarded   bigint      NOT NULL DEFAULT 0 CHECK (points_awarded >= 0),
+  version          bigint      NOT NULL DEFAULT 1,
+  payment_due_at   timestamptz NOT NULL,
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX orders_customer_idx ON orders (customer_id, id DESC);
+-- The payment-timeout sweep reads only unpaid orders.
+CREATE INDEX orders_payment_due_idx ON orders (payment_due_at) WHERE status = 'pending_payment';
+
+CREATE TABLE order_lines (
+  order_id         text   NOT NULL REFERENCES orders (id),
+  line_no          int    NOT NULL,
+  product_id       text   NOT NULL REFERENCES products (id),
+  name             text   NOT NULL,
+  unit_price_cents bigint NOT NULL CHECK (unit_price_cents >= 0),
+  quantity         bigint NOT NULL CHECK (quantity > 0),
+  weight_grams     bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (order_id, line_no)
+);
+CREATE INDEX order_lines_product_idx ON order_lines (product_id);
+
+-- One captured payment per order: the primary key makes a double charge unrecordable.
+CREATE TABLE payments (
+  order_id     text        PRIMARY KEY REFERENCES orders (id),
+  provider     text        NOT NULL,
+  reference    text        NOT NULL,
+  amount_cents bigint      NOT NULL,
+  currency     char(3)     NOT NULL,
+  status       text        NOT NULL CHECK (status IN ('captured', 'refunded')),
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Idempotency-Key records, scoped to the customer, written in the transaction of the outcome.
+CREATE TABLE idempotency_keys (
+  customer_id  text        NOT NULL,
+  key          text        NOT NULL,
+  request_hash text        NOT NULL,
+  status       int         NOT NULL,
+  outcome      jsonb       NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (customer_id, key)
+);
+CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+-- The outbox: every stock or status change, with a per-entity sequence number, committed with
+-- the change itself, for the real-time streams to publish.
+CREATE TABLE events (
+  id         bigserial   PRIMARY KEY,
+  entity     text        NOT NULL,
+  seq        bigint      NOT NULL,
+  type       text        NOT NULL,
+  payload    jsonb       NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (entity, seq)
+);
+)sql"},
   };
   return all;
 }

@@ -27,6 +27,9 @@ enum class errc : std::uint8_t {
   unavailable,       ///< a dependency (PostgreSQL) is down or overloaded
   timeout,           ///< an actor did not answer within the request deadline
   internal,
+  unprocessable,     ///< well-formed but not doable: idempotency key reuse, unserved address
+  payment_declined,  ///< the payment provider declined (402)
+  upstream_failed,   ///< the payment provider kept failing (502)
 };
 
 /// A field-level validation failure, reported as one entry of problem+json `errors[]`.

@@ -1,0 +1,769 @@
+#include "actors/commerce_actors.hpp"
+
+#include "actors/commerce_logic.hpp"
+#include "persistence/commerce_store.hpp"
+#include "persistence/ids.hpp"
+#include "persistence/product_store.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <thread>
+
+namespace emporium::actors {
+
+namespace cs = persistence::commerce_store;
+namespace st = model::order_status;
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Another customer's resource is answered as absent: its id leaks nothing.
+bool may_see(const model::principal& who, const std::string& owner) {
+  return who.admin || (!who.customer_id.empty() && who.customer_id == owner);
+}
+
+caf::error absent(const char* what, const std::string& id) {
+  return make_domain_error(errc::not_found, std::string{what} + " " + id + " does not exist");
+}
+
+/// Activation: loads the entity with `fn` (on its own worker) before any message is handled;
+/// `set` receives it. A failed load stops the actor, and the next message re-activates it.
+template <class T, class Self, class Fn, class Set>
+void load_then(Self* self, const commerce_env& env, const std::string& key, Fn fn, Set set) {
+  self->request(env.pool->for_key(key), env.db_timeout, make_job(std::move(fn), env.db_timeout))
+    .await([set](T& x) mutable { set(std::move(x)); },
+           [self](caf::error& err) { self->quit(std::move(err)); });
+}
+
+/// Runs a blocking job for the entity `key` on its worker; other messages wait meanwhile.
+template <class T, class Self, class Fn, class OnOk, class OnErr>
+void db_await(Self* self, const commerce_env& env, const std::string& key, Fn fn, OnOk ok,
+              OnErr err) {
+  self->request(env.pool->for_key(key), env.db_timeout, make_job(std::move(fn), env.db_timeout))
+    .await([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
+}
+
+void forget_cached_products(persistence::backend& b, const std::vector<cs::stock_change>& changes) {
+  // Products mirror their rows; a cached copy from before this transaction must not be loaded.
+  for (const auto& c : changes)
+    b.cache.del(persistence::product_store::cache_key(c.product_id));
+}
+
+std::vector<model::stock_level> levels(const std::vector<cs::stock_change>& changes) {
+  std::vector<model::stock_level> out;
+  for (const auto& c : changes)
+    out.push_back({c.product_id, c.stock, c.version});
+  return out;
+}
+
+/// Tells each product its committed stock.
+template <class Self>
+void publish_stock(Self* self, const commerce_env& env, const std::string& order_id,
+                   const std::vector<model::stock_level>& stock) {
+  // Managers are untyped routers: typed actors reach them with anon_send.
+  (void) self;
+  for (const auto& s : stock)
+    caf::anon_send(env.dir->manager_for(entity_kind::product, s.product_id), s.product_id,
+                   stock_atom_v, order_id, s.stock, s.version);
+}
+
+template <class Self>
+void publish_points(Self* self, const commerce_env& env, const model::order_change& ch) {
+  (void) self;
+  if (ch.customer_points >= 0)
+    caf::anon_send(env.dir->manager_for(entity_kind::customer, ch.placed.customer_id),
+                   ch.placed.customer_id, points_atom_v, ch.customer_points, ch.customer_version);
+}
+
+} // namespace
+
+// -- customer ---------------------------------------------------------------------------------
+
+namespace {
+
+using customer_ptr = customer_actor::stateful_pointer<customer_state>;
+
+/// Asks a fresh order actor to place the request; records definitive failures for replays.
+void place_new(customer_ptr self, const commerce_env& env, model::order_request req,
+               caf::typed_response_promise<model::order_outcome> rp) {
+  auto order_id = persistence::new_id("ord");
+  self
+    ->request(env.dir->manager_for(entity_kind::order, order_id), env.call_timeout, order_id,
+              create_atom_v, req)
+    .await(
+      [rp](model::order& o) mutable { rp.deliver(model::order_outcome{false, std::move(o)}); },
+      [self, env, req, rp](caf::error& err) mutable {
+        auto f = to_failure(err);
+        if (!req.idempotency_key) {
+          rp.deliver(std::move(err));
+          return;
+        }
+        cs::idempotency_ref idem{req.customer_id, *req.idempotency_key, req.request_hash};
+        bool definitive = f.code == errc::out_of_stock || f.code == errc::invalid_input
+                          || f.code == errc::unprocessable || f.code == errc::not_found;
+        if (f.code == errc::conflict) {
+          // Placed concurrently under the same key (another node): answer what it answered.
+          db_await<model::order_outcome>(
+            self, env, self->state.id,
+            [idem](persistence::backend& b) -> result<model::order_outcome> {
+              pqxx::read_transaction tx{b.pg.connection()};
+              auto found = cs::find_idempotent(tx, idem.customer_id, idem.key);
+              if (!found)
+                return failure{errc::conflict, "the request conflicted with another; retry", {}};
+              if (found->request_hash != idem.request_hash)
+                return failure{errc::unprocessable,
+                               "this Idempotency-Key was used with a different request", {}};
+              if (found->placed)
+                return model::order_outcome{true, *found->placed};
+              return *found->failed;
+            },
+            [rp](model::order_outcome& o) mutable { rp.deliver(std::move(o)); },
+            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          return;
+        }
+        if (!definitive) {
+          rp.deliver(std::move(err)); // retryable: nothing is recorded
+          return;
+        }
+        db_await<bool>(
+          self, env, self->state.id,
+          [idem, f](persistence::backend& b) -> result<bool> {
+            pqxx::work tx{b.pg.connection()};
+            cs::store_idempotent_failure(tx, idem, f);
+            tx.commit();
+            return true;
+          },
+          [rp, err](bool) mutable { rp.deliver(err); },
+          [rp, err](caf::error&) mutable { rp.deliver(err); });
+      });
+}
+
+} // namespace
+
+customer_actor::behavior_type customer_entity(customer_ptr self, commerce_env env, std::string id) {
+  self->state.id = id;
+  load_then<model::customer>(
+    self, env, id,
+    [id](persistence::backend& b) -> result<model::customer> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      return cs::find_customer(tx, id).value_or(model::customer{});
+    },
+    [self](model::customer c) {
+      if (!c.id.empty())
+        self->state.customer = std::move(c);
+    });
+  return {
+    [self](const std::string&, read_atom,
+           const model::principal& who) -> caf::result<model::customer> {
+      if (!self->state.customer || !may_see(who, self->state.id))
+        return absent("customer", self->state.id);
+      return *self->state.customer;
+    },
+    [self, env](const std::string&, place_atom,
+                model::order_request& req) -> caf::result<model::order_outcome> {
+      if (!self->state.customer)
+        return absent("customer", self->state.id);
+      req.customer_id = self->state.id;
+      auto rp = self->make_response_promise<model::order_outcome>();
+      if (!req.idempotency_key) {
+        place_new(self, env, std::move(req), rp);
+        return rp;
+      }
+      // One order at a time per customer (awaited), so two requests with one key on this node
+      // never both pass the check; across nodes the key's primary key decides.
+      auto key = *req.idempotency_key;
+      db_await<model::order_outcome>(
+        self, env, self->state.id,
+        [cid = self->state.id, key, hash = req.request_hash](
+          persistence::backend& b) -> result<model::order_outcome> {
+          pqxx::read_transaction tx{b.pg.connection()};
+          auto found = cs::find_idempotent(tx, cid, key);
+          if (!found)
+            return model::order_outcome{};
+          if (found->request_hash != hash)
+            return failure{errc::unprocessable,
+                           "this Idempotency-Key was used with a different request", {}};
+          if (found->placed)
+            return model::order_outcome{true, *found->placed};
+          return *found->failed;
+        },
+        [self, env, req, rp](model::order_outcome& o) mutable {
+          if (o.replayed)
+            rp.deliver(std::move(o));
+          else
+            place_new(self, env, std::move(req), rp);
+        },
+        [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
+    [self](const std::string&, points_atom, std::int64_t points, std::int64_t version) {
+      auto& c = self->state.customer;
+      if (c && version > c->version) {
+        c->loyalty_points = points;
+        c->version = version;
+      }
+    },
+    [self](passivate_atom) { self->quit(); },
+  };
+}
+
+// -- cart -------------------------------------------------------------------------------------
+
+namespace {
+
+using cart_ptr = cart_actor::stateful_pointer<cart_state>;
+
+/// Prices `c` at the products' current prices (asking them all at once) and delivers the view.
+void price_cart(cart_ptr self, const commerce_env& env, model::cart c, std::string country,
+                caf::typed_response_promise<model::cart_view> rp) {
+  struct pricing {
+    model::cart_view view;
+    std::vector<std::optional<model::order_line>> lines;
+    std::size_t pending = 0;
+    caf::error failed;
+  };
+  auto acc = std::make_shared<pricing>();
+  acc->view.basket = std::move(c);
+  acc->lines.resize(acc->view.basket.items.size());
+  acc->pending = acc->lines.size();
+  auto complete = [acc, env, country, rp]() mutable {
+    if (acc->failed) {
+      rp.deliver(acc->failed);
+      return;
+    }
+    auto& v = acc->view;
+    std::int64_t weight = 0;
+    for (auto& l : acc->lines)
+      if (l) { // a product that no longer exists drops out of the cart's view
+        v.subtotal_cents += l->unit_price_cents * l->quantity;
+        weight += l->weight_grams * l->quantity;
+        v.lines.push_back(std::move(*l));
+      }
+    if (v.lines.empty()) {
+      v.currency = "USD";
+      rp.deliver(std::move(v));
+      return;
+    }
+    auto quote = commerce::shipping_quote(env.settings->shipping, country, v.currency,
+                                          v.subtotal_cents, weight);
+    if (!quote) {
+      rp.deliver(make_domain_error(quote.error().code, quote.error().detail));
+      return;
+    }
+    v.shipping_cents = *quote;
+    v.total_cents = v.subtotal_cents + v.shipping_cents;
+    rp.deliver(std::move(v));
+  };
+  if (acc->pending == 0) {
+    complete();
+    return;
+  }
+  for (std::size_t i = 0; i < acc->lines.size(); ++i) {
+    const auto item = acc->view.basket.items[i];
+    self
+      ->request(env.dir->manager_for(entity_kind::product, item.product_id), env.call_timeout,
+                item.product_id, read_atom_v)
+      .then(
+        [acc, i, item, complete](model::product& p) mutable {
+          if (acc->view.currency.empty())
+            acc->view.currency = p.currency;
+          acc->lines[i] =
+            model::order_line{p.id, p.name, p.price_cents, item.quantity, p.weight_grams};
+          if (--acc->pending == 0)
+            complete();
+        },
+        [acc, complete](caf::error& e) mutable {
+          if (to_failure(e).code != errc::not_found)
+            acc->failed = e;
+          if (--acc->pending == 0)
+            complete();
+        });
+  }
+}
+
+result<model::cart> save_items(persistence::backend& b, const model::cart& c, int ttl_s) {
+  pqxx::work tx{b.pg.connection()};
+  auto saved = cs::save_cart_items(tx, c, c.version, ttl_s);
+  if (!saved)
+    return failure{errc::conflict, "the cart changed or was checked out; reload it", {}};
+  tx.commit();
+  return std::move(*saved);
+}
+
+} // namespace
+
+cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::string id) {
+  self->state.id = id;
+  load_then<model::cart>(
+    self, env, id,
+    [id](persistence::backend& b) -> result<model::cart> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      return cs::find_cart(tx, id).value_or(model::cart{});
+    },
+    [self](model::cart c) {
+      if (!c.id.empty())
+        self->state.cart = std::move(c);
+    });
+  // An expired cart is gone, also for an actor that kept it in memory.
+  auto live = [self]() -> model::cart* {
+    auto& c = self->state.cart;
+    if (c && c->expires_at_ms <= now_ms())
+      c.reset();
+    return c ? &*c : nullptr;
+  };
+  return {
+    [self, env, live](const std::string&, view_atom, const model::principal& who,
+                      std::string& country) -> caf::result<model::cart_view> {
+      auto* c = live();
+      if (!c || !may_see(who, c->customer_id))
+        return absent("cart", self->state.id);
+      auto rp = self->make_response_promise<model::cart_view>();
+      price_cart(self, env, *c, std::move(country), rp);
+      return rp;
+    },
+    [self, env, live](const std::string&, set_item_atom, const model::principal& who,
+                      std::string& product_id, std::int64_t quantity,
+                      std::string& country) -> caf::result<model::cart_view> {
+      auto* c = live();
+      if (!c || !may_see(who, c->customer_id))
+        return absent("cart", self->state.id);
+      if (c->order_id)
+        return make_domain_error(errc::conflict, "the cart was checked out as " + *c->order_id);
+      auto rp = self->make_response_promise<model::cart_view>();
+      auto ttl = env.settings->carts.ttl_s;
+      // Writes the new items, then answers the priced cart.
+      auto save = [self, env, ttl, country, rp](model::cart next) mutable {
+        db_await<model::cart>(
+          self, env, self->state.id,
+          [next, ttl](persistence::backend& b) { return save_items(b, next, ttl); },
+          [self, env, country, rp](model::cart& saved) mutable {
+            self->state.cart = saved;
+            price_cart(self, env, saved, country, rp);
+          },
+          [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      };
+      auto next = *c;
+      auto it = std::find_if(next.items.begin(), next.items.end(),
+                             [&](const model::cart_item& i) { return i.product_id == product_id; });
+      if (quantity == 0) {
+        if (it == next.items.end()) {
+          price_cart(self, env, *c, country, rp); // nothing to remove
+          return rp;
+        }
+        next.items.erase(it);
+        save(std::move(next));
+        return rp;
+      }
+      // The product must exist (404) and be priced in the cart's currency.
+      self
+        ->request(env.dir->manager_for(entity_kind::product, product_id), env.call_timeout,
+                  product_id, read_atom_v)
+        .await(
+          [self, save, next, product_id, quantity, rp](model::product& p) mutable {
+            auto it = std::find_if(next.items.begin(), next.items.end(), [&](const auto& i) {
+              return i.product_id == product_id;
+            });
+            if (it != next.items.end())
+              it->quantity = quantity;
+            else
+              next.items.push_back({product_id, quantity});
+            (void) p;
+            save(std::move(next));
+          },
+          [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
+    [self, env, live](const std::string&, checkout_atom, const model::principal& who,
+                      model::order_request& req) -> caf::result<model::order_outcome> {
+      auto* c = live();
+      if (!c || !may_see(who, c->customer_id))
+        return absent("cart", self->state.id);
+      if (c->order_id && !req.idempotency_key)
+        return make_domain_error(errc::conflict, "the cart was checked out as " + *c->order_id);
+      if (!c->order_id && c->items.empty())
+        return make_domain_error(errc::conflict, "the cart is empty");
+      req.customer_id = c->customer_id;
+      req.cart_id = c->id;
+      req.items.clear();
+      for (const auto& i : c->items)
+        req.items.push_back({i.product_id, i.quantity});
+      auto rp = self->make_response_promise<model::order_outcome>();
+      self
+        ->request(env.dir->manager_for(entity_kind::customer, c->customer_id), env.call_timeout,
+                  c->customer_id, place_atom_v, req)
+        .await(
+          [self, rp](model::order_outcome& o) mutable {
+            if (self->state.cart)
+              self->state.cart->order_id = o.placed.id;
+            rp.deliver(std::move(o));
+          },
+          [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
+    [self](passivate_atom) { self->quit(); },
+  };
+}
+
+// -- order ------------------------------------------------------------------------------------
+
+namespace {
+
+using order_ptr = order_actor::stateful_pointer<order_state>;
+
+/// The state of one placement: which lines are held, which products fell short.
+struct saga {
+  model::order_request req;
+  std::vector<model::line_request> lines; ///< merged, in product id order
+  std::size_t next = 0;
+  std::vector<model::order_line> held;
+  std::vector<field_error> short_lines;
+  std::vector<field_error> unknown_lines;
+  std::string currency; ///< of the first held line; every line must share it
+  bool mixed_currencies = false;
+  caf::error fatal;
+  caf::typed_response_promise<model::order> rp;
+};
+
+void release_all(order_ptr self, const commerce_env& env, const saga& s) {
+  for (const auto& l : s.held)
+    caf::anon_send(env.dir->manager_for(entity_kind::product, l.product_id), l.product_id,
+                   release_atom_v, self->state.id);
+}
+
+void fail(order_ptr self, const commerce_env& env, const std::shared_ptr<saga>& s, caf::error e) {
+  release_all(self, env, *s);
+  s->rp.deliver(std::move(e));
+  self->quit(); // the order never existed: nothing to keep active
+}
+
+/// All lines are held: price the order and commit it in one transaction.
+void commit_placement(order_ptr self, const commerce_env& env, std::shared_ptr<saga> s) {
+  model::order o;
+  o.id = self->state.id;
+  o.customer_id = s->req.customer_id;
+  o.status = st::pending_payment;
+  o.lines = s->held;
+  o.shipping_address = s->req.shipping_address;
+  o.currency = s->currency;
+  // Prices and names were copied from the products at hold time; later changes do not move them.
+  o.payment_due_at_ms = now_ms() + std::int64_t{env.settings->orders.payment_timeout_s} * 1000;
+  if (auto priced = commerce::price_order(o, env.settings->shipping); !priced)
+    return fail(self, env, s, make_domain_error(priced.error().code, priced.error().detail));
+  std::optional<cs::idempotency_ref> idem;
+  if (s->req.idempotency_key)
+    idem = cs::idempotency_ref{o.customer_id, *s->req.idempotency_key, s->req.request_hash};
+  auto cart_id = s->req.cart_id;
+  db_await<model::order_change>(
+    self, env, o.id,
+    [o, idem, cart_id](persistence::backend& b) -> result<model::order_change> {
+      pqxx::work tx{b.pg.connection()};
+      auto placed = cs::place_order(tx, o, idem, cart_id);
+      if (!placed.short_products.empty()) {
+        tx.abort();
+        std::vector<field_error> errs;
+        for (const auto& id : placed.short_products)
+          errs.push_back({"items", id + " is out of stock"});
+        return failure{errc::out_of_stock, "insufficient stock", std::move(errs)};
+      }
+      tx.commit();
+      forget_cached_products(b, placed.changes);
+      model::order_change ch;
+      ch.placed = std::move(placed.stored);
+      ch.stock = levels(placed.changes);
+      return ch;
+    },
+    [self, env, s](model::order_change& ch) {
+      self->state.order = ch.placed;
+      publish_stock(self, env, self->state.id, ch.stock);
+      s->rp.deliver(std::move(ch.placed));
+    },
+    [self, env, s](caf::error& e) { fail(self, env, s, e); });
+}
+
+/// Holds the lines one after another, in product id order.
+void hold_next(order_ptr self, const commerce_env& env, std::shared_ptr<saga> s) {
+  if (s->next == s->lines.size()) {
+    if (s->fatal)
+      return fail(self, env, s, s->fatal);
+    if (s->mixed_currencies)
+      return fail(self, env, s,
+                  make_domain_error(errc::invalid_input,
+                                    "the products of one order must share one currency"));
+    if (!s->unknown_lines.empty())
+      return fail(self, env, s,
+                  make_domain_error(errc::invalid_input, "unknown products", s->unknown_lines));
+    if (!s->short_lines.empty()) {
+      std::string ids;
+      for (const auto& e : s->short_lines)
+        ids += (ids.empty() ? "" : ", ") + e.message.substr(0, e.message.find(' '));
+      return fail(self, env, s,
+                  make_domain_error(errc::out_of_stock, "insufficient stock for " + ids,
+                                    s->short_lines));
+    }
+    return commit_placement(self, env, s);
+  }
+  auto index = s->next++;
+  const auto line = s->lines[index];
+  self
+    ->request(env.dir->manager_for(entity_kind::product, line.product_id), env.call_timeout,
+              line.product_id, reserve_atom_v, self->state.id, line.quantity)
+    .await(
+      [self, env, s, line](model::reservation& r) {
+        if (s->currency.empty())
+          s->currency = r.currency;
+        else if (s->currency != r.currency)
+          s->mixed_currencies = true;
+        s->held.push_back(
+          model::order_line{line.product_id, r.name, r.unit_price_cents, line.quantity,
+                            r.weight_grams});
+        hold_next(self, env, s);
+      },
+      [self, env, s, line](caf::error& e) {
+        auto f = to_failure(e);
+        if (f.code == errc::out_of_stock)
+          s->short_lines.push_back({"items", f.detail});
+        else if (f.code == errc::not_found)
+          s->unknown_lines.push_back({"items", line.product_id + " does not exist"});
+        else if (!s->fatal)
+          s->fatal = e;
+        hold_next(self, env, s);
+      });
+}
+
+/// Applies a committed change to the order actor's state and tells products and customer.
+void apply_change(order_ptr self, const commerce_env& env, const model::order_change& ch) {
+  self->state.order = ch.placed;
+  publish_stock(self, env, self->state.id, ch.stock);
+  publish_points(self, env, ch);
+}
+
+/// Runs `job` (a committed status change) and answers the new order.
+template <class Job>
+caf::typed_response_promise<model::order> change(order_ptr self, const commerce_env& env, Job job) {
+  auto rp = self->make_response_promise<model::order>();
+  db_await<model::order_change>(
+    self, env, self->state.id, std::move(job),
+    [self, env, rp](model::order_change& ch) mutable {
+      apply_change(self, env, ch);
+      rp.deliver(ch.placed);
+    },
+    [self, env, rp](caf::error& e) mutable {
+      rp.deliver(e);
+      // The row may have moved on without this actor (another node, a lost answer): reload.
+      load_then<model::order>(
+        self, env, self->state.id,
+        [id = self->state.id](persistence::backend& b) -> result<model::order> {
+          pqxx::read_transaction tx{b.pg.connection()};
+          return cs::find_order(tx, id).value_or(model::order{});
+        },
+        [self](model::order o) {
+          if (!o.id.empty())
+            self->state.order = std::move(o);
+        });
+    });
+  return rp;
+}
+
+/// The job of a cancellation from status `from` (stock back, refund and points back if paid).
+auto cancel_job(const commerce_env& env, model::order o, std::string from) {
+  return [o = std::move(o), from = std::move(from),
+          payments = env.payments](persistence::backend& b) -> result<model::order_change> {
+    pqxx::work tx{b.pg.connection()};
+    auto done = cs::cancel_order(tx, o, from);
+    if (!done)
+      return failure{errc::conflict, "the order changed meanwhile; retry", {}};
+    auto fresh = cs::find_order(tx, o.id);
+    tx.commit();
+    if (from == st::paid && o.payment && !payments->refund(o.payment->reference))
+      spdlog::error("refund of order {} failed; its payment is marked refunded", o.id);
+    forget_cached_products(b, done->changes);
+    model::order_change ch;
+    ch.placed = std::move(*fresh);
+    ch.stock = levels(done->changes);
+    if (done->customer_points) {
+      ch.customer_points = *done->customer_points;
+      ch.customer_version = done->customer_version;
+    }
+    return ch;
+  };
+}
+
+/// The job of a plain status transition (ship, deliver).
+auto transition_job(model::order o, std::string to) {
+  return [o = std::move(o), to = std::move(to)](persistence::backend& b) -> result<model::order_change> {
+    pqxx::work tx{b.pg.connection()};
+    if (!cs::transition(tx, o.id, o.status, to))
+      return failure{errc::conflict, "the order changed meanwhile; retry", {}};
+    auto fresh = cs::find_order(tx, o.id);
+    tx.commit();
+    model::order_change ch;
+    ch.placed = std::move(*fresh);
+    return ch;
+  };
+}
+
+/// The job of a payment: charge (retrying transient failures with backoff), then record it.
+auto pay_job(const commerce_env& env, model::order o, std::string method) {
+  return [o = std::move(o), method = std::move(method),
+          payments = env.payments](persistence::backend& b) -> result<model::order_change> {
+    charge_result charged;
+    constexpr int attempts = 3;
+    for (int attempt = 1;; ++attempt) {
+      charged = payments->charge(method, o.total_cents, o.currency, o.id);
+      if (charged.outcome != charge_result::kind::transient_failure)
+        break;
+      if (attempt == attempts)
+        return failure{errc::upstream_failed,
+                       "the payment provider failed " + std::to_string(attempts)
+                         + " times; nothing was charged, retry later",
+                       {}};
+      persistence::backoff_sleep(attempt + 2); // full jitter, up to 80, 160 ms
+    }
+    if (charged.outcome == charge_result::kind::declined)
+      return failure{errc::payment_declined, charged.message, {}};
+    auto points = commerce::loyalty_points(o.subtotal_cents);
+    pqxx::work tx{b.pg.connection()};
+    auto paid = cs::record_payment(
+      tx, o, model::payment_info{"captured", payments->name(), charged.reference}, points);
+    if (!paid) {
+      tx.abort();
+      payments->refund(charged.reference);
+      return failure{errc::conflict, "the order is no longer awaiting payment", {}};
+    }
+    auto fresh = cs::find_order(tx, o.id);
+    tx.commit();
+    model::order_change ch;
+    ch.placed = std::move(*fresh);
+    ch.customer_points = paid->customer_points;
+    ch.customer_version = paid->customer_version;
+    return ch;
+  };
+}
+
+} // namespace
+
+order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::string id) {
+  self->state.id = id;
+  load_then<model::order>(
+    self, env, id,
+    [id](persistence::backend& b) -> result<model::order> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      return cs::find_order(tx, id).value_or(model::order{});
+    },
+    [self](model::order o) {
+      if (!o.id.empty())
+        self->state.order = std::move(o);
+    });
+  auto current = [self](const model::principal& who) -> model::order* {
+    auto& o = self->state.order;
+    return o && may_see(who, o->customer_id) ? &*o : nullptr;
+  };
+  return {
+    [self, env](const std::string&, create_atom,
+                model::order_request& req) -> caf::result<model::order> {
+      if (self->state.order)
+        return make_domain_error(errc::conflict, "order " + self->state.id + " exists");
+      auto s = std::make_shared<saga>();
+      s->lines = commerce::normalise_lines(req.items);
+      s->req = std::move(req);
+      s->rp = self->make_response_promise<model::order>();
+      hold_next(self, env, s);
+      return s->rp;
+    },
+    [self, current](const std::string&, read_atom,
+                    const model::principal& who) -> caf::result<model::order> {
+      auto* o = current(who);
+      if (!o)
+        return absent("order", self->state.id);
+      return *o;
+    },
+    [self, env, current](const std::string&, pay_atom, const model::principal& who,
+                         std::string& method) -> caf::result<model::order> {
+      auto* o = current(who);
+      if (!o)
+        return absent("order", self->state.id);
+      if (auto next = commerce::next_status(o->status, commerce::order_action::pay); !next)
+        return make_domain_error(errc::conflict, next.error().detail);
+      return change(self, env, pay_job(env, *o, std::move(method)));
+    },
+    [self, env, current](const std::string&, cancel_atom,
+                         const model::principal& who) -> caf::result<model::order> {
+      auto* o = current(who);
+      if (!o)
+        return absent("order", self->state.id);
+      auto action = who.admin ? commerce::order_action::cancel_admin
+                              : commerce::order_action::cancel_owner;
+      if (auto next = commerce::next_status(o->status, action); !next)
+        return make_domain_error(errc::conflict, next.error().detail);
+      return change(self, env, cancel_job(env, *o, o->status));
+    },
+    [self, env, current](const std::string&, ship_atom,
+                         const model::principal& who) -> caf::result<model::order> {
+      auto* o = current(who);
+      if (!o)
+        return absent("order", self->state.id);
+      if (!who.admin)
+        return make_domain_error(errc::forbidden, "only an admin ships orders");
+      auto next = commerce::next_status(o->status, commerce::order_action::ship);
+      if (!next)
+        return make_domain_error(errc::conflict, next.error().detail);
+      return change(self, env, transition_job(*o, *next));
+    },
+    [self, env, current](const std::string&, deliver_atom,
+                         const model::principal& who) -> caf::result<model::order> {
+      auto* o = current(who);
+      if (!o)
+        return absent("order", self->state.id);
+      if (!who.admin)
+        return make_domain_error(errc::forbidden, "only an admin marks orders delivered");
+      auto next = commerce::next_status(o->status, commerce::order_action::deliver);
+      if (!next)
+        return make_domain_error(errc::conflict, next.error().detail);
+      return change(self, env, transition_job(*o, *next));
+    },
+    [self, env](const std::string&, expire_atom) {
+      auto& o = self->state.order;
+      if (!o || o->status != st::pending_payment || o->payment_due_at_ms > now_ms())
+        return;
+      // Cancelled exactly once: the transaction is conditional on the status.
+      change(self, env, cancel_job(env, *o, o->status));
+    },
+    [self](passivate_atom) { self->quit(); },
+  };
+}
+
+// -- payment timeouts -------------------------------------------------------------------------
+
+caf::behavior payment_sweeper(caf::event_based_actor* self, commerce_env env) {
+  auto period = std::clamp<caf::timespan>(
+    std::chrono::seconds(env.settings->orders.payment_timeout_s) / 4,
+    std::chrono::milliseconds(200), std::chrono::seconds(10));
+  self->send(self, sweep_atom_v);
+  return {
+    [self, env, period](sweep_atom) {
+      self
+        ->request(env.pool->any(), env.db_timeout,
+                  make_job(
+                    [](persistence::backend& b) -> result<std::vector<std::string>> {
+                      pqxx::read_transaction tx{b.pg.connection()};
+                      return cs::overdue_orders(tx, 500);
+                    },
+                    env.db_timeout))
+        .then(
+          [self, env, period](std::vector<std::string>& ids) {
+            for (const auto& id : ids)
+              self->send(env.dir->manager_for(entity_kind::order, id), id, expire_atom_v);
+            self->delayed_send(self, period, sweep_atom_v);
+          },
+          [self, period](caf::error&) { self->delayed_send(self, period, sweep_atom_v); });
+    },
+  };
+}
+
+} // namespace emporium::actors

@@ -1,0 +1,321 @@
+#include "actors/commerce_actors.hpp"
+#include "actors/runtime_impl.hpp"
+#include "persistence/commerce_store.hpp"
+#include "persistence/ids.hpp"
+
+#include <sodium.h>
+
+#include <mutex>
+#include <unordered_map>
+
+namespace emporium::actors {
+
+namespace cs = persistence::commerce_store;
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::string session_cache_key(const std::string& token_hash) {
+  return "emporium:session:" + token_hash;
+}
+
+/// A hash of a random password, verified against when the email is unknown, so that both
+/// failures cost the same time and say the same thing.
+const std::string& decoy_hash() {
+  static const std::string hash = [] {
+    char out[crypto_pwhash_STRBYTES];
+    auto pw = persistence::random_hex(16);
+    if (crypto_pwhash_str(out, pw.c_str(), pw.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE)
+        != 0)
+      throw std::runtime_error("out of memory hashing a password");
+    return std::string{out};
+  }();
+  return hash;
+}
+
+caf::error forbidden_without_customer() {
+  return make_domain_error(errc::forbidden, "this needs a customer's token");
+}
+
+} // namespace
+
+struct runtime::impl::session_cache {
+  struct entry {
+    std::string customer_id;
+    std::int64_t expires_at_ms;
+  };
+  std::mutex mtx;
+  std::unordered_map<std::string, entry> entries;
+
+  std::optional<std::string> find(const std::string& hash) {
+    std::lock_guard<std::mutex> guard{mtx};
+    auto it = entries.find(hash);
+    if (it == entries.end())
+      return std::nullopt;
+    if (it->second.expires_at_ms <= now_ms()) {
+      entries.erase(it);
+      return std::nullopt;
+    }
+    return it->second.customer_id;
+  }
+
+  void put(const std::string& hash, std::string customer_id, std::int64_t expires_at_ms) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (entries.size() >= 100'000)
+      entries.clear(); // bounded memory; the next lookups refill from Redis
+    entries[hash] = entry{std::move(customer_id), expires_at_ms};
+  }
+};
+
+void runtime::impl::start_commerce() {
+  if (sodium_init() < 0)
+    throw std::runtime_error("libsodium failed to initialise");
+  sessions = std::make_shared<session_cache>();
+  commerce_env env{&pool,
+                   &dir,
+                   &settings,
+                   std::shared_ptr<payment_provider>{make_simulated_provider()},
+                   db_timeout,
+                   std::chrono::milliseconds(settings.http.request_timeout_ms * 4 / 5)};
+  auto idle = std::chrono::seconds(settings.actors.idle_timeout_s);
+  dir.add_local(entity_kind::customer,
+                spawn_manager(sys, {"customer",
+                                    [env](caf::local_actor* self, const std::string& key) {
+                                      return caf::actor_cast<caf::actor>(
+                                        self->spawn(customer_entity, env, key));
+                                    },
+                                    idle, customer_counters}));
+  dir.add_local(entity_kind::cart,
+                spawn_manager(sys, {"cart",
+                                    [env](caf::local_actor* self, const std::string& key) {
+                                      return caf::actor_cast<caf::actor>(
+                                        self->spawn(cart_entity, env, key));
+                                    },
+                                    idle, cart_counters}));
+  dir.add_local(entity_kind::order,
+                spawn_manager(sys, {"order",
+                                    [env](caf::local_actor* self, const std::string& key) {
+                                      return caf::actor_cast<caf::actor>(
+                                        self->spawn(order_entity, env, key));
+                                    },
+                                    idle, order_counters}));
+  services.push_back(sys.spawn(payment_sweeper, env));
+}
+
+// -- customers and sessions -------------------------------------------------------------------
+
+void runtime::create_customer(model::customer_draft draft, callback<model::customer> cb) {
+  auto job = make_job(
+    [draft = std::move(draft)](persistence::backend& b) mutable -> result<model::customer> {
+      char hash[crypto_pwhash_STRBYTES];
+      auto rc = crypto_pwhash_str(hash, draft.password.c_str(), draft.password.size(),
+                                  crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                  crypto_pwhash_MEMLIMIT_INTERACTIVE);
+      sodium_memzero(draft.password.data(), draft.password.size());
+      if (rc != 0)
+        return failure{errc::unavailable, "the server is out of memory for password hashing", {}};
+      try {
+        pqxx::work tx{b.pg.connection()};
+        auto c = cs::insert_customer(tx, persistence::new_id("cust"), draft.email, draft.name, hash);
+        tx.commit();
+        return c;
+      } catch (const pqxx::unique_violation&) {
+        return failure{errc::conflict, "a customer with this email exists",
+                       {{"email", "is already registered"}}};
+      }
+    },
+    impl_->timeout);
+  impl_->call<model::customer>(impl_->crypto.any(), caf::make_message(std::move(job)),
+                               std::move(cb));
+}
+
+void runtime::get_customer(model::principal who, std::string id, callback<model::customer> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::customer, id);
+  impl_->call<model::customer>(mgr, caf::make_message(std::move(id), read_atom_v, std::move(who)),
+                               std::move(cb));
+}
+
+void runtime::list_customer_orders(model::principal who, std::string customer_id,
+                                   std::optional<std::string> before_id, int limit,
+                                   callback<model::order_page> cb) {
+  if (!who.admin && who.customer_id != customer_id) {
+    cb(failure{errc::not_found, "customer " + customer_id + " does not exist", {}});
+    return;
+  }
+  impl_->run_db<model::order_page>(
+    [customer_id = std::move(customer_id), before_id = std::move(before_id),
+     limit](persistence::backend& b) -> result<model::order_page> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      if (!cs::find_customer(tx, customer_id))
+        return failure{errc::not_found, "customer " + customer_id + " does not exist", {}};
+      return cs::list_orders(tx, customer_id, before_id, limit);
+    },
+    std::move(cb), impl_->db_timeout);
+}
+
+void runtime::login(std::string email, std::string password, callback<model::session_grant> cb) {
+  auto ttl = impl_->settings.auth.session_ttl_s;
+  auto job = make_job(
+    [email = std::move(email), password = std::move(password),
+     ttl](persistence::backend& b) mutable -> result<model::session_grant> {
+      pqxx::work tx{b.pg.connection()};
+      auto creds = cs::find_credentials(tx, email);
+      const auto& hash = creds ? creds->password_hash : decoy_hash();
+      bool ok = crypto_pwhash_str_verify(hash.c_str(), password.c_str(), password.size()) == 0;
+      sodium_memzero(password.data(), password.size());
+      if (!creds || !ok)
+        return failure{errc::unauthorized, "the email or the password is wrong", {}};
+      auto token = persistence::random_hex(32);
+      auto expires = cs::insert_session(tx, persistence::sha256_hex(token), creds->customer_id, ttl);
+      tx.commit();
+      return model::session_grant{std::move(token), creds->customer_id, expires};
+    },
+    impl_->timeout);
+  impl_->call<model::session_grant>(impl_->crypto.any(), caf::make_message(std::move(job)),
+                                    std::move(cb));
+}
+
+void runtime::authenticate(std::string token, callback<model::principal> cb) {
+  auto hash = persistence::sha256_hex(token);
+  if (auto cid = impl_->sessions->find(hash)) {
+    cb(model::principal{false, std::move(*cid)});
+    return;
+  }
+  auto sessions = impl_->sessions;
+  impl_->run_db<model::session_grant>(
+    [hash](persistence::backend& b) -> result<model::session_grant> {
+      auto key = session_cache_key(hash);
+      if (auto cached = b.cache.get(key)) {
+        auto bar = cached->find('|');
+        if (bar != std::string::npos) {
+          auto expires = std::stoll(cached->substr(bar + 1));
+          if (expires > now_ms())
+            return model::session_grant{{}, cached->substr(0, bar), expires};
+        }
+      }
+      pqxx::read_transaction tx{b.pg.connection()};
+      auto row = cs::find_session(tx, hash);
+      if (!row)
+        return failure{errc::unauthorized, "the token is unknown or expired", {}};
+      auto ttl_s = static_cast<int>(std::max<std::int64_t>(1, (row->expires_at_ms - now_ms()) / 1000));
+      b.cache.set(key, row->customer_id + "|" + std::to_string(row->expires_at_ms),
+                  std::min(ttl_s, b.cache_ttl_s));
+      return model::session_grant{{}, row->customer_id, row->expires_at_ms};
+    },
+    [cb = std::move(cb), sessions, hash](result<model::session_grant> r) {
+      if (!r)
+        return cb(r.error());
+      sessions->put(hash, r->customer_id, r->expires_at_ms);
+      cb(model::principal{false, r->customer_id});
+    },
+    impl_->db_timeout);
+}
+
+// -- carts and orders -------------------------------------------------------------------------
+
+void runtime::create_cart(model::principal who, callback<model::cart_view> cb) {
+  if (who.customer_id.empty()) {
+    cb(to_failure(forbidden_without_customer()));
+    return;
+  }
+  impl_->run_db<model::cart_view>(
+    [cid = who.customer_id, ttl = impl_->settings.carts.ttl_s](
+      persistence::backend& b) -> result<model::cart_view> {
+      pqxx::work tx{b.pg.connection()};
+      model::cart_view v;
+      v.basket = cs::insert_cart(tx, persistence::new_id("cart"), cid, ttl);
+      tx.commit();
+      v.currency = "USD";
+      return v;
+    },
+    std::move(cb), impl_->db_timeout);
+}
+
+void runtime::get_cart(model::principal who, std::string id, std::string country,
+                       callback<model::cart_view> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::cart, id);
+  impl_->call<model::cart_view>(
+    mgr, caf::make_message(std::move(id), view_atom_v, std::move(who), std::move(country)),
+    std::move(cb));
+}
+
+void runtime::set_cart_item(model::principal who, std::string cart_id, std::string product_id,
+                            std::int64_t quantity, std::string country,
+                            callback<model::cart_view> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::cart, cart_id);
+  impl_->call<model::cart_view>(mgr,
+                                caf::make_message(std::move(cart_id), set_item_atom_v,
+                                                  std::move(who), std::move(product_id), quantity,
+                                                  std::move(country)),
+                                std::move(cb));
+}
+
+void runtime::checkout(model::principal who, std::string cart_id, model::order_request req,
+                       callback<model::order_outcome> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::cart, cart_id);
+  impl_->call<model::order_outcome>(
+    mgr, caf::make_message(std::move(cart_id), checkout_atom_v, std::move(who), std::move(req)),
+    std::move(cb));
+}
+
+void runtime::place_order(model::principal who, model::order_request req,
+                          callback<model::order_outcome> cb) {
+  if (who.customer_id.empty()) {
+    cb(to_failure(forbidden_without_customer()));
+    return;
+  }
+  auto id = who.customer_id;
+  auto& mgr = impl_->dir.manager_for(entity_kind::customer, id);
+  impl_->call<model::order_outcome>(mgr, caf::make_message(std::move(id), place_atom_v, std::move(req)),
+                                    std::move(cb));
+}
+
+namespace {
+
+/// The message for an order action: (id, atom, principal, extra...).
+template <class Atom, class... Ts>
+caf::message order_message(std::string id, Atom atom, model::principal who, Ts&&... xs) {
+  return caf::make_message(std::move(id), atom, std::move(who), std::forward<Ts>(xs)...);
+}
+
+} // namespace
+
+void runtime::get_order(model::principal who, std::string id, callback<model::order> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
+  impl_->call<model::order>(mgr, order_message(std::move(id), read_atom_v, std::move(who)),
+                            std::move(cb));
+}
+
+void runtime::pay_order(model::principal who, std::string id, std::string payment_method,
+                        callback<model::order> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
+  impl_->call<model::order>(
+    mgr, order_message(std::move(id), pay_atom_v, std::move(who), std::move(payment_method)),
+    std::move(cb));
+}
+
+void runtime::cancel_order(model::principal who, std::string id, callback<model::order> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
+  impl_->call<model::order>(mgr, order_message(std::move(id), cancel_atom_v, std::move(who)),
+                            std::move(cb));
+}
+
+void runtime::ship_order(model::principal who, std::string id, callback<model::order> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
+  impl_->call<model::order>(mgr, order_message(std::move(id), ship_atom_v, std::move(who)),
+                            std::move(cb));
+}
+
+void runtime::deliver_order(model::principal who, std::string id, callback<model::order> cb) {
+  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
+  impl_->call<model::order>(mgr, order_message(std::move(id), deliver_atom_v, std::move(who)),
+                            std::move(cb));
+}
+
+} // namespace emporium::actors

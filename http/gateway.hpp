@@ -1,0 +1,71 @@
+#pragma once
+/// What the gateway layer does to every request before a handler runs and to every answer
+/// after: request ids, client identity, route classes, CORS, problem+json `instance`. Plain
+/// functions on the plain request/response structs, so they are unit-tested without sockets.
+
+#include "http/message.hpp"
+#include "http/rate_limiter.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace emporium::http::gateway {
+
+// -- request ids ----------------------------------------------------------------------------------
+
+/// An X-Request-Id a client may choose: 1 to 128 visible ASCII characters (no blanks, no
+/// control characters), so it is safe in a header, a log line and a JSON string.
+bool valid_request_id(std::string_view id);
+
+/// A new request id: `req_` and 24 random hex digits.
+std::string new_request_id();
+
+/// The request id as an RFC 9457 `instance` (a URI reference): characters not allowed in one
+/// are percent-encoded, so a generated id is used as it is.
+std::string instance_of(std::string_view request_id);
+
+/// Adds `"instance"` to a problem+json body that has none. Other bodies are left alone.
+void add_problem_instance(response& res, std::string_view request_id);
+
+// -- identity and classes ---------------------------------------------------------------------------
+
+/// The route class of a request: login (POST /sessions), read (GET, HEAD, OPTIONS), write.
+route_class classify(std::string_view method, std::string_view path);
+
+struct client_identity {
+  std::string bucket; ///< rate-limit key: "t:<sha256 of the token>" or "a:<remote address>"
+  std::string shown;  ///< for logs: "token:<first 12 hex of the hash>" or the remote address
+};
+
+/// The bearer token's hash, else the remote address. Logins are always by address: a login
+/// carries no token of its own, and a made-up one must not buy a fresh bucket per guess.
+client_identity identify(const request& req, route_class c);
+
+// -- CORS -----------------------------------------------------------------------------------------
+
+class cors_policy {
+ public:
+  explicit cors_policy(std::vector<std::string> origins);
+
+  /// True when any origin is configured: then every answer says `Vary: Origin`.
+  bool enabled() const { return !origins_.empty(); }
+  /// The value of Access-Control-Allow-Origin for `origin`, or empty when it is not allowed.
+  std::string allow_origin(std::string_view origin) const;
+
+  /// True for a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method.
+  static bool is_preflight(const request& req);
+
+  /// The answer to OPTIONS on a path whose methods are `methods`: 204 with `Allow`, and for a
+  /// preflight from an allowed origin the Access-Control-Allow-* headers.
+  response options_answer(const request& req, const std::vector<std::string>& methods) const;
+
+  /// Adds the CORS headers of an ordinary answer to a request from `origin` (may be empty).
+  void decorate(response& res, std::string_view origin) const;
+
+ private:
+  std::vector<std::string> origins_;
+  bool any_ = false;
+};
+
+} // namespace emporium::http::gateway

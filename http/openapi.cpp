@@ -1,0 +1,689 @@
+#include "http/openapi.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+namespace emporium::http::openapi {
+
+// The single list of contract routes that the router does not serve yet.
+const std::vector<operation> not_yet_routed = {
+  {"GET", "/search"},
+  {"POST", "/customers"},
+  {"GET", "/customers/{id}"},
+  {"GET", "/customers/{id}/orders"},
+  {"POST", "/sessions"},
+  {"POST", "/carts"},
+  {"GET", "/carts/{id}"},
+  {"PUT", "/carts/{id}/items/{product_id}"},
+  {"POST", "/carts/{id}/checkout"},
+  {"POST", "/orders"},
+  {"GET", "/orders/{id}"},
+  {"POST", "/orders/{id}/payments"},
+  {"POST", "/orders/{id}/cancel"},
+  {"POST", "/orders/{id}/ship"},
+  {"POST", "/orders/{id}/deliver"},
+  {"GET", "/orders/{id}/events"},
+  {"GET", "/ws"},
+};
+
+namespace {
+
+using json = nlohmann::json;
+
+json schema_ref(const std::string& name) {
+  return {{"$ref", "#/components/schemas/" + name}};
+}
+json param_ref(const std::string& name) {
+  return {{"$ref", "#/components/parameters/" + name}};
+}
+json header_ref(const std::string& name) {
+  return {{"$ref", "#/components/headers/" + name}};
+}
+json response_ref(const std::string& name) {
+  return {{"$ref", "#/components/responses/" + name}};
+}
+
+/// Headers on every answer: the request id and the rate limit's state.
+json common_headers() {
+  return {{"X-Request-Id", header_ref("X-Request-Id")},
+          {"RateLimit-Limit", header_ref("RateLimit-Limit")},
+          {"RateLimit-Remaining", header_ref("RateLimit-Remaining")},
+          {"RateLimit-Reset", header_ref("RateLimit-Reset")}};
+}
+
+json json_content(const json& schema) {
+  return {{"application/json", {{"schema", schema}}}};
+}
+
+/// A success answer with a JSON body of `schema` and the common headers plus `extra`.
+json ok(const std::string& description, const json& schema, json extra = json::object()) {
+  json headers = common_headers();
+  for (auto& [k, v] : extra.items())
+    headers[k] = v;
+  return {{"description", description}, {"headers", headers}, {"content", json_content(schema)}};
+}
+
+json string_schema(const std::string& description) {
+  return {{"type", "string"}, {"description", description}};
+}
+
+json integer(std::int64_t minimum, std::optional<std::int64_t> maximum = std::nullopt) {
+  json j{{"type", "integer"}, {"format", "int64"}, {"minimum", minimum}};
+  if (maximum)
+    j["maximum"] = *maximum;
+  return j;
+}
+
+json id_schema(const std::string& prefix) {
+  return {{"type", "string"},
+          {"pattern", "^" + prefix + "_[0-9A-HJKMNP-TV-Z]{26}$"},
+          {"description", "An opaque id (a ULID with the type prefix " + prefix
+                            + "_), ordered by creation time"}};
+}
+
+json timestamp() {
+  return {{"type", "string"}, {"format", "date-time"}, {"description", "RFC 3339, UTC"}};
+}
+
+json object(json properties, std::vector<std::string> required, bool closed = true) {
+  json j{{"type", "object"}, {"properties", std::move(properties)}};
+  if (!required.empty())
+    j["required"] = required;
+  if (closed)
+    j["additionalProperties"] = false;
+  return j;
+}
+
+json nullable(const json& schema) {
+  return {{"oneOf", {schema, {{"type", "null"}}}}};
+}
+
+// -- components -----------------------------------------------------------------------------------
+
+json schemas() {
+  json s;
+  s["FieldError"] = object({{"field", string_schema("The offending field (JSON path or name)")},
+                            {"message", string_schema("What is wrong with it")}},
+                           {"field", "message"});
+  s["Problem"] = {
+    {"type", "object"},
+    {"description", "RFC 9457 problem details"},
+    {"properties",
+     {{"type", {{"type", "string"}, {"format", "uri-reference"}}},
+      {"title", {{"type", "string"}}},
+      {"status", {{"type", "integer"}, {"minimum", 400}, {"maximum", 599}}},
+      {"detail", {{"type", "string"}}},
+      {"instance",
+       {{"type", "string"},
+        {"format", "uri-reference"},
+        {"description", "The request id (X-Request-Id) of the failed request"}}},
+      {"errors",
+       {{"type", "array"},
+        {"items", schema_ref("FieldError")},
+        {"description", "One entry per invalid field (400 only)"}}}}},
+    {"required", {"type", "title", "status", "detail"}}};
+
+  json product_fields{
+    {"sku",
+     {{"type", "string"}, {"minLength", 1}, {"maxLength", 64}, {"pattern", "^[A-Za-z0-9._-]+$"},
+      {"description", "Unique stock-keeping unit"}}},
+    {"name", {{"type", "string"}, {"minLength", 1}, {"maxLength", 200}}},
+    {"description", {{"type", "string"}, {"maxLength", 10000}}},
+    {"price_cents", integer(0, 10'000'000'000LL)},
+    {"currency",
+     {{"type", "string"}, {"pattern", "^[A-Z]{3}$"}, {"description", "ISO 4217 code"}}},
+    {"category",
+     {{"type", "string"}, {"minLength", 1}, {"maxLength", 64}, {"pattern", "^[a-z0-9_-]+$"}}},
+    {"stock", integer(0, 1'000'000'000)},
+    {"weight_grams", integer(0, 1'000'000'000)},
+    {"images",
+     {{"type", "array"},
+      {"maxItems", 20},
+      {"items", {{"type", "string"}, {"format", "uri"}, {"maxLength", 2048}}}}}};
+  auto product = product_fields;
+  product["id"] = id_schema("prod");
+  product["created_at"] = timestamp();
+  product["updated_at"] = timestamp();
+  s["Product"] = object(product,
+                        {"id", "sku", "name", "description", "price_cents", "currency", "category",
+                         "stock", "weight_grams", "images", "created_at", "updated_at"},
+                        false);
+  s["ProductCreate"] = object(product_fields, {"sku", "name", "price_cents", "currency", "stock"});
+  s["ProductCreate"]["description"] =
+    "Defaults: description \"\", category \"uncategorized\", weight_grams 0, images []";
+  s["ProductPatch"] = object(product_fields, {});
+  s["ProductPatch"]["minProperties"] = 1;
+  s["ProductPage"] = object({{"items", {{"type", "array"}, {"items", schema_ref("Product")}}},
+                             {"next_cursor", nullable({{"type", "string"}})}},
+                            {"items", "next_cursor"}, false);
+
+  s["SearchResult"] = object(
+    {{"items", {{"type", "array"}, {"items", schema_ref("Product")}}},
+     {"next_cursor", nullable({{"type", "string"}})},
+     {"facets",
+      object({{"category",
+               {{"type", "object"},
+                {"additionalProperties", integer(0)},
+                {"description", "Matching products per category"}}},
+              {"price",
+               {{"type", "array"},
+                {"items", object({{"min", integer(0)}, {"max", integer(0)}, {"count", integer(0)}},
+                                 {"min", "max", "count"}, false)}}}},
+             {"category", "price"}, false)}},
+    {"items", "next_cursor", "facets"}, false);
+
+  s["Loyalty"] = object({{"points", integer(0)},
+                         {"tier", {{"type", "string"}, {"enum", {"bronze", "silver", "gold"}}}}},
+                        {"points", "tier"}, false);
+  s["CustomerCreate"] = object(
+    {{"email", {{"type", "string"}, {"format", "email"}, {"maxLength", 254}}},
+     {"name", {{"type", "string"}, {"minLength", 1}, {"maxLength", 200}}},
+     {"password",
+      {{"type", "string"},
+       {"minLength", 8},
+       {"maxLength", 128},
+       {"writeOnly", true},
+       {"description", "Stored only as a memory-hard hash; never returned"}}}},
+    {"email", "name", "password"});
+  s["Customer"] = object({{"id", id_schema("cust")},
+                          {"email", {{"type", "string"}, {"format", "email"}}},
+                          {"name", {{"type", "string"}}},
+                          {"loyalty", schema_ref("Loyalty")},
+                          {"created_at", timestamp()}},
+                         {"id", "email", "name", "loyalty", "created_at"}, false);
+  s["Login"] = object({{"email", {{"type", "string"}, {"format", "email"}}},
+                       {"password", {{"type", "string"}, {"writeOnly", true}}}},
+                      {"email", "password"});
+  s["Session"] = object(
+    {{"token", string_schema("Bearer token for the Authorization header; stored only as a hash")},
+     {"customer_id", id_schema("cust")}},
+    {"token", "customer_id"}, false);
+
+  s["Address"] = object(
+    {{"name", {{"type", "string"}, {"minLength", 1}}},
+     {"line1", {{"type", "string"}, {"minLength", 1}}},
+     {"line2", {{"type", "string"}}},
+     {"city", {{"type", "string"}, {"minLength", 1}}},
+     {"region", {{"type", "string"}}},
+     {"postal_code", {{"type", "string"}, {"minLength", 1}}},
+     {"country",
+      {{"type", "string"}, {"pattern", "^[A-Z]{2}$"}, {"description", "ISO 3166-1 alpha-2"}}}},
+    {"name", "line1", "city", "postal_code", "country"});
+  json line = object({{"product_id", id_schema("prod")},
+                      {"name", {{"type", "string"}}},
+                      {"unit_price_cents", integer(0)},
+                      {"quantity", integer(1)},
+                      {"line_total_cents", integer(0)}},
+                     {"product_id", "name", "unit_price_cents", "quantity", "line_total_cents"},
+                     false);
+  s["Line"] = line;
+  s["Cart"] = object({{"id", id_schema("cart")},
+                      {"customer_id", id_schema("cust")},
+                      {"items", {{"type", "array"}, {"items", schema_ref("Line")}}},
+                      {"currency", {{"type", "string"}, {"pattern", "^[A-Z]{3}$"}}},
+                      {"subtotal_cents", integer(0)},
+                      {"shipping_cents", integer(0)},
+                      {"total_cents", integer(0)},
+                      {"updated_at", timestamp()},
+                      {"expires_at", timestamp()}},
+                     {"id", "customer_id", "items", "currency", "subtotal_cents",
+                      "shipping_cents", "total_cents", "updated_at", "expires_at"},
+                     false);
+  s["CartItem"] = object({{"quantity", {{"type", "integer"}, {"minimum", 0},
+                                        {"description", "0 removes the line"}}}},
+                         {"quantity"});
+  s["Checkout"] = object({{"shipping_address", schema_ref("Address")}}, {"shipping_address"});
+  s["OrderCreate"] = object(
+    {{"items",
+      {{"type", "array"},
+       {"minItems", 1},
+       {"items", object({{"product_id", id_schema("prod")}, {"quantity", integer(1)}},
+                        {"product_id", "quantity"})}}},
+     {"shipping_address", schema_ref("Address")}},
+    {"items", "shipping_address"});
+  s["Payment"] = object({{"status", {{"type", "string"}}},
+                         {"provider", {{"type", "string"}}},
+                         {"reference", {{"type", "string"}}}},
+                        {"status", "provider", "reference"}, false);
+  s["Order"] = object(
+    {{"id", id_schema("ord")},
+     {"customer_id", id_schema("cust")},
+     {"status",
+      {{"type", "string"},
+       {"enum", {"pending_payment", "paid", "shipped", "delivered", "cancelled"}}}},
+     {"items", {{"type", "array"}, {"items", schema_ref("Line")}}},
+     {"currency", {{"type", "string"}, {"pattern", "^[A-Z]{3}$"}}},
+     {"subtotal_cents", integer(0)},
+     {"shipping_cents", integer(0)},
+     {"total_cents", integer(0)},
+     {"shipping_address", schema_ref("Address")},
+     {"payment", nullable(schema_ref("Payment"))},
+     {"created_at", timestamp()},
+     {"updated_at", timestamp()}},
+    {"id", "customer_id", "status", "items", "currency", "subtotal_cents", "shipping_cents",
+     "total_cents", "shipping_address", "payment", "created_at", "updated_at"},
+    false);
+  s["OrderPage"] = object({{"items", {{"type", "array"}, {"items", schema_ref("Order")}}},
+                           {"next_cursor", nullable({{"type", "string"}})}},
+                          {"items", "next_cursor"}, false);
+  s["PaymentRequest"] = object(
+    {{"payment_method",
+      {{"type", "string"},
+       {"pattern", "^tok_"},
+       {"description", "A provider token; the simulated provider accepts tok_visa and declines "
+                       "tok_declined"}}}},
+    {"payment_method"});
+  s["OrderEvent"] = object({{"order_id", id_schema("ord")},
+                            {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}},
+                            {"at", timestamp()}},
+                           {"order_id", "status", "at"}, false);
+  s["WsSubscribe"] = object(
+    {{"subscribe",
+      {{"type", "string"},
+       {"pattern", "^(product|order):[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$"},
+       {"description", "product:ID for stock changes (anyone), order:ID for status changes "
+                       "(the owner or admin; authenticate with the Authorization header of "
+                       "the upgrade request)"}}}},
+    {"subscribe"});
+  s["WsEvent"] = {
+    {"description", "A message the server pushes on /ws"},
+    {"oneOf",
+     {object({{"topic", {{"type", "string"}, {"pattern", "^product:"}}},
+              {"product_id", id_schema("prod")},
+              {"stock", integer(0)}},
+             {"topic", "product_id", "stock"}, false),
+      object({{"topic", {{"type", "string"}, {"pattern", "^order:"}}},
+              {"order_id", id_schema("ord")},
+              {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}}},
+             {"topic", "order_id", "status"}, false)}}};
+  s["Health"] = object({{"status", {{"type", "string"}, {"enum", {"ok", "ready"}}}}}, {"status"},
+                       false);
+  return s;
+}
+
+json parameters() {
+  json p;
+  auto path_id = [](const std::string& name, const std::string& prefix, const std::string& what) {
+    json j{{"name", name}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}};
+    j["description"] = what + " (" + prefix + "_...); a malformed id answers 404";
+    return j;
+  };
+  p["ProductId"] = path_id("id", "prod", "The product's id");
+  p["CartProductId"] = path_id("product_id", "prod", "The product's id");
+  p["CustomerId"] = path_id("id", "cust", "The customer's id");
+  p["CartId"] = path_id("id", "cart", "The cart's id");
+  p["OrderId"] = path_id("id", "ord", "The order's id");
+  p["Limit"] = {{"name", "limit"},
+                {"in", "query"},
+                {"description", "Page size; outside 1..100 answers 400"},
+                {"schema", {{"type", "integer"}, {"minimum", 1}, {"maximum", 100}, {"default", 20}}}};
+  p["Cursor"] = {{"name", "cursor"},
+                 {"in", "query"},
+                 {"description", "next_cursor of the previous page; a cursor not issued by this "
+                                 "server answers 400"},
+                 {"schema", {{"type", "string"}}}};
+  p["Category"] = {{"name", "category"},
+                   {"in", "query"},
+                   {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", 64}}}};
+  p["IfNoneMatch"] = {{"name", "If-None-Match"},
+                      {"in", "header"},
+                      {"description", "ETags of a cached copy; a match answers 304"},
+                      {"schema", {{"type", "string"}}}};
+  p["IfMatch"] = {{"name", "If-Match"},
+                  {"in", "header"},
+                  {"description", "The ETag the change is based on; another version answers 412"},
+                  {"schema", {{"type", "string"}}}};
+  p["IdempotencyKey"] = {
+    {"name", "Idempotency-Key"},
+    {"in", "header"},
+    {"description", "Repeats with the same key and body return the original answer; the same "
+                    "key with another body answers 422. Scoped to the customer."},
+    {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", 255}}}};
+  p["XRequestId"] = {
+    {"name", "X-Request-Id"},
+    {"in", "header"},
+    {"description", "The caller's id for this request (1..128 visible ASCII characters); "
+                    "otherwise the server makes one. Echoed on the answer, in the logs and as "
+                    "the problem's instance."},
+    {"schema", {{"type", "string"}, {"pattern", "^[!-~]{1,128}$"}}}};
+  return p;
+}
+
+json headers() {
+  auto int_header = [](const std::string& description) {
+    return json{{"description", description}, {"schema", {{"type", "integer"}, {"minimum", 0}}}};
+  };
+  return {
+    {"X-Request-Id",
+     {{"description", "The request's id: the caller's X-Request-Id, or one the server made"},
+      {"schema", {{"type", "string"}}}}},
+    {"RateLimit-Limit", int_header("The client's bucket size for this route class")},
+    {"RateLimit-Remaining", int_header("Requests left in the bucket now")},
+    {"RateLimit-Reset", int_header("Seconds until the bucket is full again")},
+    {"Retry-After", int_header("Seconds to wait before trying again")},
+    {"ETag", {{"description", "The entity's version"}, {"schema", {{"type", "string"}}}}},
+    {"Location",
+     {{"description", "The created resource"},
+      {"schema", {{"type", "string"}, {"format", "uri-reference"}}}}},
+    {"Allow",
+     {{"description", "The methods the path supports"}, {"schema", {{"type", "string"}}}}},
+  };
+}
+
+json problem_response(const std::string& description, json extra = json::object()) {
+  json h = common_headers();
+  for (auto& [k, v] : extra.items())
+    h[k] = v;
+  return {{"description", description},
+          {"headers", h},
+          {"content", {{"application/problem+json", {{"schema", schema_ref("Problem")}}}}}};
+}
+
+json responses() {
+  return {
+    {"BadRequest", problem_response("Invalid input: the problem lists each field in errors[]")},
+    {"Unauthorized",
+     problem_response("No or unknown credentials",
+                      {{"WWW-Authenticate",
+                        {{"description", "Bearer"}, {"schema", {{"type", "string"}}}}}})},
+    {"PaymentRequired", problem_response("The payment provider declined the payment")},
+    {"Forbidden", problem_response("The credentials do not allow this")},
+    {"NotFound", problem_response("No such resource (or not one of the caller's)")},
+    {"MethodNotAllowed",
+     problem_response("The path exists with other methods", {{"Allow", header_ref("Allow")}})},
+    {"Conflict", problem_response("The request conflicts with the resource's state")},
+    {"PreconditionFailed", problem_response("If-Match names another version")},
+    {"PayloadTooLarge", problem_response("The body exceeds the limit (1 MiB by default)")},
+    {"UnsupportedMediaType", problem_response("The body is not application/json")},
+    {"Unprocessable", problem_response("Well-formed but cannot be processed (an Idempotency-Key "
+                                       "reused with another body, an address no shipping zone "
+                                       "serves)")},
+    {"TooManyRequests",
+     problem_response("The client's token bucket for this route class is empty",
+                      {{"Retry-After", header_ref("Retry-After")}})},
+    {"HeadersTooLarge", problem_response("The request header block exceeds 16 KiB")},
+    {"Internal", problem_response("An unexpected failure")},
+    {"Unavailable",
+     problem_response("A dependency (PostgreSQL) is down; try again later",
+                      {{"Retry-After", header_ref("Retry-After")}})},
+    {"Timeout", problem_response("The request did not complete in time")},
+  };
+}
+
+// -- operations -----------------------------------------------------------------------------------
+
+enum class who { anyone, admin, customer, customer_or_admin };
+
+struct op_spec {
+  std::string method;
+  std::string path;
+  std::string id;
+  std::string tag;
+  std::string summary;
+  who auth = who::anyone;
+  std::vector<json> params;
+  std::optional<std::string> body; ///< request schema name
+  json success;                    ///< status → response
+  std::vector<int> errors;         ///< beyond the ones every operation has
+  bool uses_database = true;
+};
+
+const std::map<int, std::string> error_names{
+  {400, "BadRequest"},       {401, "Unauthorized"},         {402, "PaymentRequired"},
+  {403, "Forbidden"},        {404, "NotFound"},             {409, "Conflict"},
+  {412, "PreconditionFailed"}, {413, "PayloadTooLarge"},    {415, "UnsupportedMediaType"},
+  {422, "Unprocessable"},    {429, "TooManyRequests"},      {431, "HeadersTooLarge"},
+  {500, "Internal"},         {503, "Unavailable"},          {504, "Timeout"}};
+
+json build_operation(const op_spec& o) {
+  json j{{"operationId", o.id}, {"tags", {o.tag}}, {"summary", o.summary}};
+  std::vector<json> params = o.params;
+  params.push_back(param_ref("XRequestId"));
+  j["parameters"] = params;
+  switch (o.auth) {
+    case who::anyone: j["security"] = json::array(); break;
+    case who::admin: j["security"] = {{{"adminKey", json::array()}}}; break;
+    case who::customer: j["security"] = {{{"customerToken", json::array()}}}; break;
+    case who::customer_or_admin:
+      j["security"] = {{{"customerToken", json::array()}}, {{"adminKey", json::array()}}};
+      break;
+  }
+  if (o.body)
+    j["requestBody"] = {{"required", true}, {"content", json_content(schema_ref(*o.body))}};
+  json res = o.success;
+  std::vector<int> errors = o.errors;
+  errors.push_back(429);
+  errors.push_back(431);
+  errors.push_back(500);
+  if (o.uses_database) {
+    errors.push_back(503);
+    errors.push_back(504);
+  }
+  if (o.body) {
+    errors.push_back(400);
+    errors.push_back(413);
+    errors.push_back(415);
+  }
+  if (o.auth != who::anyone)
+    errors.push_back(401);
+  if (o.auth == who::admin)
+    errors.push_back(403);
+  for (int e : errors)
+    res[std::to_string(e)] = response_ref(error_names.at(e));
+  j["responses"] = res;
+  return j;
+}
+
+json with_location(const std::string& description, const std::string& schema) {
+  return ok(description, schema_ref(schema), {{"Location", header_ref("Location")}});
+}
+
+std::vector<op_spec> operations() {
+  const json product_ok = ok("The product", schema_ref("Product"), {{"ETag", header_ref("ETag")}});
+  const json order_ok = ok("The whole order", schema_ref("Order"));
+  const json search_params = json::array(
+    {{{"name", "q"}, {"in", "query"}, {"description", "Full-text query"},
+      {"schema", {{"type", "string"}}}},
+     param_ref("Category"),
+     {{"name", "min_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
+      {"schema", {{"type", "integer"}, {"minimum", 0}}}},
+     {{"name", "max_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
+      {"schema", {{"type", "integer"}, {"minimum", 0}}}},
+     {{"name", "in_stock"}, {"in", "query"}, {"schema", {{"type", "boolean"}}}},
+     {{"name", "sort"}, {"in", "query"},
+      {"schema",
+       {{"type", "string"},
+        {"enum", {"relevance", "price_asc", "price_desc", "newest"}},
+        {"default", "relevance"}}}},
+     param_ref("Limit"), param_ref("Cursor")});
+
+  std::vector<op_spec> ops;
+  // Products
+  ops.push_back({"GET", "/products", "listProducts", "products",
+                 "List products in id (creation) order", who::anyone,
+                 {param_ref("Limit"), param_ref("Cursor"), param_ref("Category")}, std::nullopt,
+                 {{"200", ok("A page of products", schema_ref("ProductPage"))}}, {400}});
+  json not_modified{{"description", "The cached copy named by If-None-Match is current"},
+                    {"headers", common_headers()}};
+  not_modified["headers"]["ETag"] = header_ref("ETag");
+  ops.push_back({"GET", "/products/{id}", "getProduct", "products", "One product, with its ETag",
+                 who::anyone, {param_ref("ProductId"), param_ref("IfNoneMatch")}, std::nullopt,
+                 {{"200", product_ok}, {"304", not_modified}}, {404}});
+  json created_product =
+    ok("The created product", schema_ref("Product"),
+       {{"ETag", header_ref("ETag")}, {"Location", header_ref("Location")}});
+  ops.push_back({"POST", "/products", "createProduct", "products", "Create a product",
+                 who::admin, {}, "ProductCreate", {{"201", created_product}},
+                 {409}});
+  ops.push_back({"PATCH", "/products/{id}", "updateProduct", "products",
+                 "Change a product's fields (optimistic concurrency with If-Match)", who::admin,
+                 {param_ref("ProductId"), param_ref("IfMatch")}, "ProductPatch",
+                 {{"200", product_ok}}, {404, 409, 412}});
+  // Search
+  ops.push_back({"GET", "/search", "searchProducts", "search",
+                 "Full-text search with filters, sorting and facets", who::anyone,
+                 search_params.get<std::vector<json>>(), std::nullopt,
+                 {{"200", ok("Matching products and facets", schema_ref("SearchResult"))}},
+                 {400}});
+  // Customers and sessions
+  ops.push_back({"POST", "/customers", "createCustomer", "customers", "Sign up", who::anyone, {},
+                 "CustomerCreate", {{"201", with_location("The new customer", "Customer")}},
+                 {409}});
+  ops.push_back({"GET", "/customers/{id}", "getCustomer", "customers",
+                 "A customer's profile and loyalty (self or admin)", who::customer_or_admin,
+                 {param_ref("CustomerId")}, std::nullopt,
+                 {{"200", ok("The customer", schema_ref("Customer"))}}, {404}});
+  ops.push_back({"GET", "/customers/{id}/orders", "listCustomerOrders", "customers",
+                 "A customer's orders, newest first (self or admin)", who::customer_or_admin,
+                 {param_ref("CustomerId"), param_ref("Limit"), param_ref("Cursor")}, std::nullopt,
+                 {{"200", ok("A page of orders", schema_ref("OrderPage"))}}, {400, 404}});
+  ops.push_back({"POST", "/sessions", "login", "customers",
+                 "Log in (rate limited much more strictly, per address)", who::anyone, {}, "Login",
+                 {{"200", ok("A bearer token", schema_ref("Session"))}}, {401}});
+  // Carts
+  ops.push_back({"POST", "/carts", "createCart", "carts", "A new, empty cart", who::customer, {},
+                 std::nullopt, {{"201", with_location("The new cart", "Cart")}}, {403}});
+  ops.push_back({"GET", "/carts/{id}", "getCart", "carts",
+                 "Items at current prices, subtotal, shipping quote and total (owner or admin)",
+                 who::customer_or_admin, {param_ref("CartId")}, std::nullopt,
+                 {{"200", ok("The cart", schema_ref("Cart"))}}, {404}});
+  ops.push_back({"PUT", "/carts/{id}/items/{product_id}", "setCartItem", "carts",
+                 "Set a line's quantity; 0 removes it (owner)", who::customer,
+                 {param_ref("CartId"), param_ref("CartProductId")}, "CartItem",
+                 {{"200", ok("The cart", schema_ref("Cart"))}}, {404, 409}});
+  ops.push_back({"POST", "/carts/{id}/checkout", "checkoutCart", "carts",
+                 "Turn the cart into an order, as POST /orders (owner)", who::customer,
+                 {param_ref("CartId"), param_ref("IdempotencyKey")}, "Checkout",
+                 {{"201", with_location("The new order", "Order")}}, {404, 409, 422}});
+  // Orders
+  ops.push_back({"POST", "/orders", "createOrder", "orders",
+                 "Reserve stock for every line at once (or none) and create the order",
+                 who::customer, {param_ref("IdempotencyKey")}, "OrderCreate",
+                 {{"201", with_location("The new order", "Order")}}, {409, 422}});
+  ops.push_back({"GET", "/orders/{id}", "getOrder", "orders", "The order (owner or admin)",
+                 who::customer_or_admin, {param_ref("OrderId")}, std::nullopt,
+                 {{"200", ok("The order", schema_ref("Order"))}}, {404}});
+  ops.push_back({"POST", "/orders/{id}/payments", "payOrder", "orders",
+                 "Pay through the payment provider (owner)", who::customer,
+                 {param_ref("OrderId")}, "PaymentRequest", {{"200", order_ok}}, {402, 404, 409}});
+  ops.push_back({"POST", "/orders/{id}/cancel", "cancelOrder", "orders",
+                 "Cancel and release the stock (owner while unpaid; admin, refunding a paid order)",
+                 who::customer_or_admin, {param_ref("OrderId")}, std::nullopt,
+                 {{"200", order_ok}}, {403, 404, 409}});
+  ops.push_back({"POST", "/orders/{id}/ship", "shipOrder", "orders", "Mark a paid order shipped",
+                 who::admin, {param_ref("OrderId")}, std::nullopt, {{"200", order_ok}},
+                 {404, 409}});
+  ops.push_back({"POST", "/orders/{id}/deliver", "deliverOrder", "orders",
+                 "Mark a shipped order delivered", who::admin, {param_ref("OrderId")},
+                 std::nullopt, {{"200", order_ok}}, {404, 409}});
+  json sse{{"description", "Server-Sent Events: one `status` event per change of the order's "
+                           "status, its data an OrderEvent; the stream stays open"},
+           {"headers", common_headers()},
+           {"content",
+            {{"text/event-stream",
+              {{"schema", {{"type", "string"}}},
+               {"x-event-data", schema_ref("OrderEvent")}}}}}};
+  ops.push_back({"GET", "/orders/{id}/events", "orderEvents", "orders",
+                 "Stream the order's status changes (owner or admin)", who::customer_or_admin,
+                 {param_ref("OrderId")}, std::nullopt, {{"200", sse}}, {404}});
+  // Realtime
+  json ws{{"description",
+           "Switching to the WebSocket protocol. The client sends WsSubscribe messages; the "
+           "server pushes WsEvent messages (text frames, JSON)"},
+          {"headers",
+           {{"Upgrade", {{"schema", {{"type", "string"}, {"const", "websocket"}}}}},
+            {"Connection", {{"schema", {{"type", "string"}}}}},
+            {"Sec-WebSocket-Accept", {{"schema", {{"type", "string"}}}}}}}};
+  ops.push_back({"GET", "/ws", "websocket", "realtime",
+                 "WebSocket for stock changes (product:ID) and order status (order:ID)",
+                 who::anyone,
+                 {{{"name", "Upgrade"}, {"in", "header"}, {"required", true},
+                   {"schema", {{"type", "string"}, {"const", "websocket"}}}}},
+                 std::nullopt, {{"101", ws}}, {400}, false});
+  // Operations
+  ops.push_back({"GET", "/healthz", "healthz", "operations", "Liveness", who::anyone, {},
+                 std::nullopt, {{"200", ok("The process is up", schema_ref("Health"))}}, {},
+                 false});
+  ops.push_back({"GET", "/readyz", "readyz", "operations", "Readiness: PostgreSQL is reachable",
+                 who::anyone, {}, std::nullopt,
+                 {{"200", ok("Ready to serve", schema_ref("Health"))}}, {}, true});
+  json metrics_ok{{"description", "Prometheus text exposition format 0.0.4"},
+                  {"headers", common_headers()},
+                  {"content", {{"text/plain; version=0.0.4", {{"schema", {{"type", "string"}}}}}}}};
+  ops.push_back({"GET", "/metrics", "metrics", "operations", "Metrics for Prometheus",
+                 who::anyone, {}, std::nullopt, {{"200", metrics_ok}}, {}, false});
+  ops.push_back({"GET", "/openapi.json", "openapi", "operations", "This document", who::anyone,
+                 {}, std::nullopt,
+                 {{"200", ok("The OpenAPI 3.1 document", {{"type", "object"}})}}, {}, false});
+  return ops;
+}
+
+json build() {
+  json doc;
+  doc["openapi"] = "3.1.0";
+  doc["info"] = {
+    {"title", "Emporium"},
+    {"version", "0.1.0"},
+    {"summary", "An e-commerce backend on actors"},
+    {"description",
+     "JSON in and out (UTF-8). Money is an integer count of minor units (price_cents) plus an "
+     "ISO 4217 currency. Timestamps are RFC 3339 UTC. Every error is application/problem+json "
+     "(RFC 9457). Every answer carries X-Request-Id and RateLimit-Limit, RateLimit-Remaining "
+     "and RateLimit-Reset: each client (bearer token, else address) has a token bucket per "
+     "route class (reads, writes, logins); an empty bucket answers 429 with Retry-After. "
+     "Request header blocks are limited to 16 KiB (431), bodies to 1 MiB (413); pipelined "
+     "requests are answered in order."}};
+  doc["servers"] = {{{"url", "/"}}};
+  doc["tags"] = {{{"name", "products"}}, {{"name", "search"}},  {{"name", "customers"}},
+                 {{"name", "carts"}},    {{"name", "orders"}},  {{"name", "realtime"}},
+                 {{"name", "operations"}}};
+  json paths = json::object();
+  for (const auto& o : operations()) {
+    std::string method = o.method;
+    std::transform(method.begin(), method.end(), method.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    paths[o.path][method] = build_operation(o);
+  }
+  doc["paths"] = paths;
+  doc["components"] = {
+    {"schemas", schemas()},
+    {"parameters", parameters()},
+    {"headers", headers()},
+    {"responses", responses()},
+    {"securitySchemes",
+     {{"adminKey",
+       {{"type", "http"},
+        {"scheme", "bearer"},
+        {"description", "The admin key (auth.admin_key) as a Bearer token"}}},
+      {"customerToken",
+       {{"type", "http"},
+        {"scheme", "bearer"},
+        {"description", "A customer's token from POST /sessions"}}}}}};
+  return doc;
+}
+
+} // namespace
+
+const std::string& document() {
+  static const std::string text = build().dump();
+  return text;
+}
+
+std::vector<operation> documented_operations() {
+  std::vector<operation> out;
+  auto doc = json::parse(document());
+  for (auto& [path, item] : doc["paths"].items())
+    for (auto& [method, op] : item.items()) {
+      std::string m = method;
+      std::transform(m.begin(), m.end(), m.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+      out.push_back({m, path});
+    }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+} // namespace emporium::http::openapi

@@ -1,0 +1,563 @@
+#include "persistence/commerce_store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace emporium::persistence::commerce_store {
+
+namespace {
+
+using json = nlohmann::json;
+
+#define EMPORIUM_MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+
+constexpr const char* insert_customer_sql =
+  "INSERT INTO customers (id, email, name, password_hash) VALUES ($1, $2, $3, $4) "
+  "RETURNING id, email, name, loyalty_points, version, " EMPORIUM_MS("created_at");
+
+constexpr const char* select_customer_sql =
+  "SELECT id, email, name, loyalty_points, version, " EMPORIUM_MS("created_at")
+  " FROM customers WHERE id = $1";
+
+constexpr const char* select_credentials_sql =
+  "SELECT id, password_hash FROM customers WHERE lower(email) = lower($1)";
+
+constexpr const char* insert_session_sql =
+  "INSERT INTO sessions (token_hash, customer_id, expires_at) "
+  "VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING " EMPORIUM_MS("expires_at");
+
+constexpr const char* select_session_sql =
+  "SELECT customer_id, " EMPORIUM_MS("expires_at")
+  " FROM sessions WHERE token_hash = $1 AND expires_at > now()";
+
+#define EMPORIUM_CART_COLUMNS                                                                     \
+  "id, customer_id, items::text, order_id, version, " EMPORIUM_MS("updated_at") ", "            \
+  EMPORIUM_MS("expires_at")
+
+constexpr const char* insert_cart_sql =
+  "INSERT INTO carts (id, customer_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => "
+  "$3)) RETURNING " EMPORIUM_CART_COLUMNS;
+
+constexpr const char* select_cart_sql =
+  "SELECT " EMPORIUM_CART_COLUMNS " FROM carts WHERE id = $1 AND expires_at > now()";
+
+constexpr const char* update_cart_sql =
+  "UPDATE carts SET items = $2::jsonb, version = version + 1, updated_at = now(), "
+  "expires_at = now() + make_interval(secs => $4) WHERE id = $1 AND version = $3 "
+  "AND order_id IS NULL AND expires_at > now() RETURNING " EMPORIUM_CART_COLUMNS;
+
+constexpr const char* checkout_cart_sql =
+  "UPDATE carts SET order_id = $2, version = version + 1, updated_at = now() "
+  "WHERE id = $1 AND order_id IS NULL";
+
+// The database is the last guard against overselling: the decrement happens only while the
+// stock suffices, and CHECK (stock >= 0) backs it.
+constexpr const char* take_stock_sql =
+  "UPDATE products SET stock = stock - $2, version = version + 1, updated_at = now() "
+  "WHERE id = $1 AND stock >= $2 RETURNING stock, version";
+
+constexpr const char* return_stock_sql =
+  "UPDATE products SET stock = stock + $2, version = version + 1, updated_at = now() "
+  "WHERE id = $1 RETURNING stock, version";
+
+constexpr const char* insert_order_sql =
+  "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents, "
+  "total_cents, shipping_address, payment_due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, "
+  "to_timestamp($9::double precision / 1000)) RETURNING version, " EMPORIUM_MS("created_at") ", "
+  EMPORIUM_MS("updated_at");
+
+constexpr const char* insert_line_sql =
+  "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, quantity, "
+  "weight_grams) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+#define EMPORIUM_ORDER_COLUMNS                                                                    \
+  "o.id, o.customer_id, o.status, o.currency, o.subtotal_cents, o.shipping_cents, "             \
+  "o.total_cents, o.shipping_address::text, o.points_awarded, o.version, "                     \
+  EMPORIUM_MS("o.created_at") ", " EMPORIUM_MS("o.updated_at") ", "                            \
+  EMPORIUM_MS("o.payment_due_at") ", p.provider, p.reference, p.status"
+
+constexpr const char* select_order_sql =
+  "SELECT " EMPORIUM_ORDER_COLUMNS
+  " FROM orders o LEFT JOIN payments p ON p.order_id = o.id WHERE o.id = $1";
+
+constexpr const char* select_lines_sql =
+  "SELECT order_id, product_id, name, unit_price_cents, quantity, weight_grams "
+  "FROM order_lines WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no";
+
+constexpr const char* list_orders_first_sql =
+  "SELECT " EMPORIUM_ORDER_COLUMNS " FROM orders o LEFT JOIN payments p ON p.order_id = o.id "
+  "WHERE o.customer_id = $1 ORDER BY o.id DESC LIMIT $2";
+
+constexpr const char* list_orders_after_sql =
+  "SELECT " EMPORIUM_ORDER_COLUMNS " FROM orders o LEFT JOIN payments p ON p.order_id = o.id "
+  "WHERE o.customer_id = $1 AND o.id < $3 ORDER BY o.id DESC LIMIT $2";
+
+constexpr const char* select_idempotency_sql =
+  "SELECT request_hash, status, outcome::text FROM idempotency_keys "
+  "WHERE customer_id = $1 AND key = $2";
+
+constexpr const char* insert_idempotency_sql =
+  "INSERT INTO idempotency_keys (customer_id, key, request_hash, status, outcome) "
+  "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING";
+
+constexpr const char* transition_sql =
+  "UPDATE orders SET status = $3, version = version + 1, updated_at = now() "
+  "WHERE id = $1 AND status = $2 RETURNING version";
+
+constexpr const char* insert_payment_sql =
+  "INSERT INTO payments (order_id, provider, reference, amount_cents, currency, status) "
+  "VALUES ($1, $2, $3, $4, $5, 'captured')";
+
+constexpr const char* mark_paid_sql =
+  "UPDATE orders SET status = 'paid', points_awarded = $2, version = version + 1, "
+  "updated_at = now() WHERE id = $1 AND status = 'pending_payment' RETURNING version";
+
+constexpr const char* credit_points_sql =
+  "UPDATE customers SET loyalty_points = loyalty_points + $2, version = version + 1 "
+  "WHERE id = $1 RETURNING loyalty_points, version";
+
+constexpr const char* debit_points_sql =
+  "UPDATE customers SET loyalty_points = greatest(loyalty_points - $2, 0), "
+  "version = version + 1 WHERE id = $1 RETURNING loyalty_points, version";
+
+constexpr const char* cancel_sql =
+  "UPDATE orders SET status = 'cancelled', version = version + 1, updated_at = now() "
+  "WHERE id = $1 AND status = $2 RETURNING version, points_awarded";
+
+constexpr const char* refund_sql =
+  "UPDATE payments SET status = 'refunded', updated_at = now() "
+  "WHERE order_id = $1 AND status = 'captured'";
+
+constexpr const char* overdue_sql =
+  "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= now() "
+  "ORDER BY payment_due_at LIMIT $1";
+
+constexpr const char* insert_event_sql =
+  "INSERT INTO events (entity, seq, type, payload) VALUES ($1, $2, $3, $4::jsonb)";
+
+#undef EMPORIUM_ORDER_COLUMNS
+#undef EMPORIUM_CART_COLUMNS
+#undef EMPORIUM_MS
+
+json address_json(const model::address& a) {
+  json j{{"name", a.name}, {"line1", a.line1}, {"city", a.city}, {"postal_code", a.postal_code},
+         {"country", a.country}};
+  if (!a.line2.empty())
+    j["line2"] = a.line2;
+  if (!a.region.empty())
+    j["region"] = a.region;
+  return j;
+}
+
+model::address address_from(const json& j) {
+  model::address a;
+  a.name = j.value("name", "");
+  a.line1 = j.value("line1", "");
+  a.line2 = j.value("line2", "");
+  a.city = j.value("city", "");
+  a.region = j.value("region", "");
+  a.postal_code = j.value("postal_code", "");
+  a.country = j.value("country", "");
+  return a;
+}
+
+model::customer customer_from(const pqxx::row& r) {
+  model::customer c;
+  c.id = r[0].as<std::string>();
+  c.email = r[1].as<std::string>();
+  c.name = r[2].as<std::string>();
+  c.loyalty_points = r[3].as<std::int64_t>();
+  c.version = r[4].as<std::int64_t>();
+  c.created_at_ms = r[5].as<std::int64_t>();
+  return c;
+}
+
+model::cart cart_from(const pqxx::row& r) {
+  model::cart c;
+  c.id = r[0].as<std::string>();
+  c.customer_id = r[1].as<std::string>();
+  auto items = json::parse(r[2].as<std::string>(), nullptr, false);
+  if (items.is_array())
+    for (const auto& it : items)
+      c.items.push_back({it.value("product_id", ""), it.value("quantity", std::int64_t{0})});
+  if (!r[3].is_null())
+    c.order_id = r[3].as<std::string>();
+  c.version = r[4].as<std::int64_t>();
+  c.updated_at_ms = r[5].as<std::int64_t>();
+  c.expires_at_ms = r[6].as<std::int64_t>();
+  return c;
+}
+
+model::order order_from(const pqxx::row& r) {
+  model::order o;
+  o.id = r[0].as<std::string>();
+  o.customer_id = r[1].as<std::string>();
+  o.status = r[2].as<std::string>();
+  o.currency = r[3].as<std::string>();
+  o.subtotal_cents = r[4].as<std::int64_t>();
+  o.shipping_cents = r[5].as<std::int64_t>();
+  o.total_cents = r[6].as<std::int64_t>();
+  o.shipping_address = address_from(json::parse(r[7].as<std::string>(), nullptr, false));
+  o.points_awarded = r[8].as<std::int64_t>();
+  o.version = r[9].as<std::int64_t>();
+  o.created_at_ms = r[10].as<std::int64_t>();
+  o.updated_at_ms = r[11].as<std::int64_t>();
+  o.payment_due_at_ms = r[12].as<std::int64_t>();
+  if (!r[13].is_null())
+    o.payment = model::payment_info{r[15].as<std::string>(), r[13].as<std::string>(),
+                                    r[14].as<std::string>()};
+  return o;
+}
+
+/// A Postgres array literal of ids (ids are [a-z_0-9A-Z] only, so no quoting is needed).
+std::string id_array(const std::vector<std::string>& ids) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i)
+      out += ',';
+    out += '"';
+    for (char c : ids[i])
+      if (c != '"' && c != '\\')
+        out += c;
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+void attach_lines(pqxx::transaction_base& tx, std::vector<model::order>& orders) {
+  if (orders.empty())
+    return;
+  std::vector<std::string> ids;
+  for (const auto& o : orders)
+    ids.push_back(o.id);
+  for (const auto& r : tx.exec_params(select_lines_sql, id_array(ids))) {
+    auto oid = r[0].as<std::string>();
+    auto it = std::find_if(orders.begin(), orders.end(),
+                           [&oid](const model::order& o) { return o.id == oid; });
+    if (it != orders.end())
+      it->lines.push_back(model::order_line{r[1].as<std::string>(), r[2].as<std::string>(),
+                                            r[3].as<std::int64_t>(), r[4].as<std::int64_t>(),
+                                            r[5].as<std::int64_t>()});
+  }
+}
+
+std::string order_event(const model::order& o, const std::string& status) {
+  return json{{"order_id", o.id}, {"status", status}}.dump();
+}
+
+std::string stock_event(const stock_change& c) {
+  return json{{"product_id", c.product_id}, {"stock", c.stock}}.dump();
+}
+
+json failure_json(const failure& f) {
+  json errs = json::array();
+  for (const auto& e : f.errors)
+    errs.push_back({{"field", e.field}, {"message", e.message}});
+  return json{{"code", static_cast<int>(f.code)}, {"detail", f.detail}, {"errors", errs}};
+}
+
+failure failure_from(const json& j) {
+  failure f;
+  f.code = static_cast<errc>(j.value("code", static_cast<int>(errc::internal)));
+  f.detail = j.value("detail", "");
+  if (j.contains("errors") && j["errors"].is_array())
+    for (const auto& e : j["errors"])
+      f.errors.push_back({e.value("field", ""), e.value("message", "")});
+  return f;
+}
+
+} // namespace
+
+model::customer insert_customer(pqxx::transaction_base& tx, const std::string& id,
+                                const std::string& email, const std::string& name,
+                                const std::string& password_hash) {
+  return customer_from(tx.exec_params(insert_customer_sql, id, email, name, password_hash).at(0));
+}
+
+std::optional<model::customer> find_customer(pqxx::transaction_base& tx, const std::string& id) {
+  auto rows = tx.exec_params(select_customer_sql, id);
+  if (rows.empty())
+    return std::nullopt;
+  return customer_from(rows[0]);
+}
+
+std::optional<credentials> find_credentials(pqxx::transaction_base& tx, const std::string& email) {
+  auto rows = tx.exec_params(select_credentials_sql, email);
+  if (rows.empty())
+    return std::nullopt;
+  return credentials{rows[0][0].as<std::string>(), rows[0][1].as<std::string>()};
+}
+
+std::int64_t insert_session(pqxx::transaction_base& tx, const std::string& token_hash,
+                            const std::string& customer_id, int ttl_s) {
+  return tx.exec_params(insert_session_sql, token_hash, customer_id, ttl_s).at(0)[0].as<std::int64_t>();
+}
+
+std::optional<session_row> find_session(pqxx::transaction_base& tx, const std::string& token_hash) {
+  auto rows = tx.exec_params(select_session_sql, token_hash);
+  if (rows.empty())
+    return std::nullopt;
+  return session_row{rows[0][0].as<std::string>(), rows[0][1].as<std::int64_t>()};
+}
+
+model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
+                        const std::string& customer_id, int ttl_s) {
+  return cart_from(tx.exec_params(insert_cart_sql, id, customer_id, ttl_s).at(0));
+}
+
+std::optional<model::cart> find_cart(pqxx::transaction_base& tx, const std::string& id) {
+  auto rows = tx.exec_params(select_cart_sql, id);
+  if (rows.empty())
+    return std::nullopt;
+  return cart_from(rows[0]);
+}
+
+std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const model::cart& c,
+                                           std::int64_t expected_version, int ttl_s) {
+  json items = json::array();
+  for (const auto& it : c.items)
+    items.push_back({{"product_id", it.product_id}, {"quantity", it.quantity}});
+  auto rows = tx.exec_params(update_cart_sql, c.id, items.dump(), expected_version, ttl_s);
+  if (rows.empty())
+    return std::nullopt;
+  return cart_from(rows[0]);
+}
+
+placement place_order(pqxx::transaction_base& tx, const model::order& o,
+                      const std::optional<idempotency_ref>& idem,
+                      const std::optional<std::string>& cart_id) {
+  placement out;
+  // Lines in product id order: concurrent orders lock product rows in one global order, so
+  // two of them can never wait for each other.
+  std::vector<const model::order_line*> sorted;
+  for (const auto& l : o.lines)
+    sorted.push_back(&l);
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->product_id < b->product_id; });
+  for (const auto* l : sorted) {
+    auto rows = tx.exec_params(take_stock_sql, l->product_id, l->quantity);
+    if (rows.empty())
+      out.short_products.push_back(l->product_id);
+    else
+      out.changes.push_back({l->product_id, rows[0][0].as<std::int64_t>(),
+                             rows[0][1].as<std::int64_t>()});
+  }
+  if (!out.short_products.empty())
+    return out;
+  auto row = tx.exec_params(insert_order_sql, o.id, o.customer_id, o.status, o.currency,
+                            o.subtotal_cents, o.shipping_cents, o.total_cents,
+                            address_json(o.shipping_address).dump(), o.payment_due_at_ms)
+               .at(0);
+  auto& stored = out.stored;
+  stored = o;
+  stored.version = row[0].as<std::int64_t>();
+  stored.created_at_ms = row[1].as<std::int64_t>();
+  stored.updated_at_ms = row[2].as<std::int64_t>();
+  int line_no = 0;
+  for (const auto& l : o.lines)
+    tx.exec_params(insert_line_sql, o.id, ++line_no, l.product_id, l.name, l.unit_price_cents,
+                   l.quantity, l.weight_grams);
+  for (const auto& c : out.changes)
+    insert_event(tx, "product:" + c.product_id, c.version, "stock_changed", stock_event(c));
+  insert_event(tx, "order:" + o.id, stored.version, "order_status", order_event(o, o.status));
+  if (idem) {
+    auto inserted = tx.exec_params(insert_idempotency_sql, idem->customer_id, idem->key,
+                                   idem->request_hash, 201, encode_order(stored))
+                      .affected_rows();
+    if (inserted != 1)
+      // Another node recorded this key first: our transaction must not commit.
+      throw pqxx::unique_violation("idempotency key recorded concurrently");
+  }
+  if (cart_id && tx.exec_params(checkout_cart_sql, *cart_id, o.id).affected_rows() != 1)
+    throw pqxx::unique_violation("the cart was checked out concurrently");
+  return out;
+}
+
+std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id) {
+  auto rows = tx.exec_params(select_order_sql, id);
+  if (rows.empty())
+    return std::nullopt;
+  std::vector<model::order> one{order_from(rows[0])};
+  attach_lines(tx, one);
+  return std::move(one.front());
+}
+
+model::order_page list_orders(pqxx::transaction_base& tx, const std::string& customer_id,
+                              const std::optional<std::string>& before_id, int limit) {
+  auto rows = before_id ? tx.exec_params(list_orders_after_sql, customer_id, limit + 1, *before_id)
+                        : tx.exec_params(list_orders_first_sql, customer_id, limit + 1);
+  model::order_page page;
+  for (const auto& r : rows) {
+    if (static_cast<int>(page.items.size()) == limit) {
+      page.next_after_id = page.items.back().id;
+      break;
+    }
+    page.items.push_back(order_from(r));
+  }
+  attach_lines(tx, page.items);
+  return page;
+}
+
+std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
+                                                  const std::string& customer_id,
+                                                  const std::string& key) {
+  auto rows = tx.exec_params(select_idempotency_sql, customer_id, key);
+  if (rows.empty())
+    return std::nullopt;
+  idempotent_outcome out;
+  out.request_hash = rows[0][0].as<std::string>();
+  auto status = rows[0][1].as<int>();
+  auto text = rows[0][2].as<std::string>();
+  if (status == 201)
+    out.placed = decode_order(text);
+  else
+    out.failed = failure_from(json::parse(text, nullptr, false));
+  return out;
+}
+
+bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref& idem,
+                              const failure& f) {
+  return tx.exec_params(insert_idempotency_sql, idem.customer_id, idem.key, idem.request_hash,
+                        static_cast<int>(f.code) + 1000, failure_json(f).dump())
+           .affected_rows()
+         == 1;
+}
+
+std::optional<std::int64_t> transition(pqxx::transaction_base& tx, const std::string& order_id,
+                                       const std::string& from, const std::string& to) {
+  auto rows = tx.exec_params(transition_sql, order_id, from, to);
+  if (rows.empty())
+    return std::nullopt;
+  auto version = rows[0][0].as<std::int64_t>();
+  insert_event(tx, "order:" + order_id, version, "order_status",
+               json{{"order_id", order_id}, {"status", to}}.dump());
+  return version;
+}
+
+std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
+                                          const model::payment_info& payment,
+                                          std::int64_t points) {
+  auto rows = tx.exec_params(mark_paid_sql, o.id, points);
+  if (rows.empty())
+    return std::nullopt;
+  paid_result out;
+  out.order_version = rows[0][0].as<std::int64_t>();
+  // The payments primary key refuses a second captured payment for the same order.
+  tx.exec_params(insert_payment_sql, o.id, payment.provider, payment.reference, o.total_cents,
+                 o.currency);
+  auto c = tx.exec_params(credit_points_sql, o.customer_id, points).at(0);
+  out.customer_points = c[0].as<std::int64_t>();
+  out.customer_version = c[1].as<std::int64_t>();
+  insert_event(tx, "order:" + o.id, out.order_version, "order_status",
+               order_event(o, model::order_status::paid));
+  return out;
+}
+
+std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const model::order& o,
+                                          const std::string& from) {
+  auto rows = tx.exec_params(cancel_sql, o.id, from);
+  if (rows.empty())
+    return std::nullopt;
+  cancel_result out;
+  out.order_version = rows[0][0].as<std::int64_t>();
+  auto points = rows[0][1].as<std::int64_t>();
+  std::vector<const model::order_line*> sorted;
+  for (const auto& l : o.lines)
+    sorted.push_back(&l);
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->product_id < b->product_id; });
+  for (const auto* l : sorted) {
+    auto r = tx.exec_params(return_stock_sql, l->product_id, l->quantity).at(0);
+    stock_change c{l->product_id, r[0].as<std::int64_t>(), r[1].as<std::int64_t>()};
+    insert_event(tx, "product:" + c.product_id, c.version, "stock_changed", stock_event(c));
+    out.changes.push_back(std::move(c));
+  }
+  if (from == model::order_status::paid) {
+    tx.exec_params(refund_sql, o.id);
+    if (points > 0) {
+      auto c = tx.exec_params(debit_points_sql, o.customer_id, points).at(0);
+      out.customer_points = c[0].as<std::int64_t>();
+      out.customer_version = c[1].as<std::int64_t>();
+    }
+  }
+  insert_event(tx, "order:" + o.id, out.order_version, "order_status",
+               order_event(o, model::order_status::cancelled));
+  return out;
+}
+
+std::vector<std::string> overdue_orders(pqxx::transaction_base& tx, int limit) {
+  std::vector<std::string> ids;
+  for (const auto& r : tx.exec_params(overdue_sql, limit))
+    ids.push_back(r[0].as<std::string>());
+  return ids;
+}
+
+void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::int64_t seq,
+                  const std::string& type, const std::string& payload_json) {
+  tx.exec_params(insert_event_sql, entity, seq, type, payload_json);
+}
+
+std::string encode_order(const model::order& o) {
+  json lines = json::array();
+  for (const auto& l : o.lines)
+    lines.push_back({{"product_id", l.product_id},
+                     {"name", l.name},
+                     {"unit_price_cents", l.unit_price_cents},
+                     {"quantity", l.quantity},
+                     {"weight_grams", l.weight_grams}});
+  json j{{"id", o.id},
+         {"customer_id", o.customer_id},
+         {"status", o.status},
+         {"lines", lines},
+         {"currency", o.currency},
+         {"subtotal_cents", o.subtotal_cents},
+         {"shipping_cents", o.shipping_cents},
+         {"total_cents", o.total_cents},
+         {"shipping_address", address_json(o.shipping_address)},
+         {"points_awarded", o.points_awarded},
+         {"version", o.version},
+         {"created_at_ms", o.created_at_ms},
+         {"updated_at_ms", o.updated_at_ms},
+         {"payment_due_at_ms", o.payment_due_at_ms}};
+  if (o.payment)
+    j["payment"] = {{"status", o.payment->status},
+                    {"provider", o.payment->provider},
+                    {"reference", o.payment->reference}};
+  return j.dump();
+}
+
+std::optional<model::order> decode_order(const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object())
+    return std::nullopt;
+  try {
+    model::order o;
+    j.at("id").get_to(o.id);
+    j.at("customer_id").get_to(o.customer_id);
+    j.at("status").get_to(o.status);
+    for (const auto& l : j.at("lines"))
+      o.lines.push_back(model::order_line{l.at("product_id"), l.at("name"),
+                                          l.at("unit_price_cents"), l.at("quantity"),
+                                          l.value("weight_grams", std::int64_t{0})});
+    j.at("currency").get_to(o.currency);
+    j.at("subtotal_cents").get_to(o.subtotal_cents);
+    j.at("shipping_cents").get_to(o.shipping_cents);
+    j.at("total_cents").get_to(o.total_cents);
+    o.shipping_address = address_from(j.at("shipping_address"));
+    j.at("points_awarded").get_to(o.points_awarded);
+    j.at("version").get_to(o.version);
+    j.at("created_at_ms").get_to(o.created_at_ms);
+    j.at("updated_at_ms").get_to(o.updated_at_ms);
+    j.at("payment_due_at_ms").get_to(o.payment_due_at_ms);
+    if (j.contains("payment"))
+      o.payment = model::payment_info{j["payment"].at("status"), j["payment"].at("provider"),
+                                      j["payment"].at("reference")};
+    return o;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+} // namespace emporium::persistence::commerce_store

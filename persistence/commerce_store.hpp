@@ -1,0 +1,140 @@
+#pragma once
+/// SQL of customers, sessions, carts and orders. Blocking; called on worker threads only.
+/// Every statement is parameterised; every change to stock or order status writes its outbox
+/// event in the same transaction.
+
+#include "persistence/commerce_model.hpp"
+
+#include <pqxx/pqxx>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace emporium::persistence::commerce_store {
+
+// -- customers and sessions -------------------------------------------------------------------
+
+/// Inserts a customer; throws pqxx::unique_violation when the email is taken (any case).
+model::customer insert_customer(pqxx::transaction_base& tx, const std::string& id,
+                                const std::string& email, const std::string& name,
+                                const std::string& password_hash);
+
+std::optional<model::customer> find_customer(pqxx::transaction_base& tx, const std::string& id);
+
+struct credentials {
+  std::string customer_id;
+  std::string password_hash;
+};
+std::optional<credentials> find_credentials(pqxx::transaction_base& tx, const std::string& email);
+
+/// Stores a session under the token's hash; returns its expiry (ms since the epoch).
+std::int64_t insert_session(pqxx::transaction_base& tx, const std::string& token_hash,
+                            const std::string& customer_id, int ttl_s);
+
+struct session_row {
+  std::string customer_id;
+  std::int64_t expires_at_ms = 0;
+};
+/// A session that has not expired.
+std::optional<session_row> find_session(pqxx::transaction_base& tx, const std::string& token_hash);
+
+// -- carts ------------------------------------------------------------------------------------
+
+model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
+                        const std::string& customer_id, int ttl_s);
+
+/// A cart that has not expired.
+std::optional<model::cart> find_cart(pqxx::transaction_base& tx, const std::string& id);
+
+/// Writes the items if the cart is still at `expected_version`; extends its expiry.
+std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const model::cart& c,
+                                           std::int64_t expected_version, int ttl_s);
+
+// -- orders -----------------------------------------------------------------------------------
+
+/// The new stock and version of a product after a committed order or cancellation.
+struct stock_change {
+  std::string product_id;
+  std::int64_t stock = 0;
+  std::int64_t version = 0;
+};
+
+struct idempotency_ref {
+  std::string customer_id;
+  std::string key;
+  std::string request_hash;
+};
+
+/// Takes the stock of every line (conditionally: `stock >= quantity`), inserts the order and
+/// its lines, the idempotency record and the events, and marks the cart checked out, all in
+/// `tx`. Returns the stock changes, or the ids of the products that were short (then the
+/// caller must roll back: nothing is to be committed).
+struct placement {
+  model::order stored;                     ///< with its committed version and timestamps
+  std::vector<stock_change> changes;
+  std::vector<std::string> short_products;
+};
+placement place_order(pqxx::transaction_base& tx, const model::order& o,
+                      const std::optional<idempotency_ref>& idem,
+                      const std::optional<std::string>& cart_id);
+
+std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id);
+
+/// Orders of a customer, newest first, keyset-paged on id.
+model::order_page list_orders(pqxx::transaction_base& tx, const std::string& customer_id,
+                              const std::optional<std::string>& before_id, int limit);
+
+/// A stored idempotency outcome: the order it created, or the failure it answered.
+struct idempotent_outcome {
+  std::string request_hash;
+  std::optional<model::order> placed;
+  std::optional<failure> failed;
+};
+std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
+                                                  const std::string& customer_id,
+                                                  const std::string& key);
+
+/// Records a failed outcome (so a replay answers the same); false when the key was taken
+/// meanwhile.
+bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref& idem,
+                              const failure& f);
+
+/// Moves the order from `from` to `to` if it is still in `from`; the new version, or nothing.
+std::optional<std::int64_t> transition(pqxx::transaction_base& tx, const std::string& order_id,
+                                       const std::string& from, const std::string& to);
+
+/// Records a captured payment, marks the order paid and credits loyalty points, once.
+/// Nothing when the order was not pending payment any more.
+struct paid_result {
+  std::int64_t order_version = 0;
+  std::int64_t customer_points = 0;
+  std::int64_t customer_version = 0;
+};
+std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
+                                          const model::payment_info& payment,
+                                          std::int64_t points);
+
+/// Cancels the order if its status is still `from`: returns the stock of every line, refunds a
+/// captured payment and takes back awarded points. Nothing when the status moved on.
+struct cancel_result {
+  std::int64_t order_version = 0;
+  std::vector<stock_change> changes;
+  std::optional<std::int64_t> customer_points;
+  std::int64_t customer_version = 0;
+};
+std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const model::order& o,
+                                          const std::string& from);
+
+/// Ids of unpaid orders whose payment time is over.
+std::vector<std::string> overdue_orders(pqxx::transaction_base& tx, int limit);
+
+/// Appends an outbox event for `entity` at sequence `seq`.
+void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::int64_t seq,
+                  const std::string& type, const std::string& payload_json);
+
+/// JSON of an order, for idempotency records (the same shape decodes back).
+std::string encode_order(const model::order& o);
+std::optional<model::order> decode_order(const std::string& text);
+
+} // namespace emporium::persistence::commerce_store
