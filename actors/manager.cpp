@@ -85,6 +85,13 @@ caf::behavior manager(manager_ptr self, manager_config cfg) {
   auto period = std::clamp<caf::timespan>(self->state.cfg.idle / 4, std::chrono::milliseconds(50),
                                           std::chrono::seconds(15));
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
+  // Entities are monitored, not linked (a crash of one must not take the manager down), so a
+  // stopping manager stops them itself; otherwise they would keep the actor system alive.
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    for (auto& [key, e] : self->state.entities)
+      caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
+    self->quit(std::move(msg.reason));
+  });
   self->set_default_handler(
     [self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
       auto msg = view.move_content_to_message();

@@ -126,7 +126,8 @@ void patch_product(app& a, const request& req, const path_params& params, respon
     return respond(std::move(*bad));
   std::int64_t expected = 0;
   if (auto if_match = req.header("if-match"); !if_match.empty() && if_match != "*") {
-    auto v = codec::version_of_etag(if_match);
+    // If-Match compares strongly (RFC 9110 §13.1.1): a weak tag never matches.
+    auto v = if_match.rfind("W/", 0) == 0 ? std::nullopt : codec::version_of_etag(if_match);
     if (!v)
       return respond(problem(412, "If-Match does not name a version of this product"));
     expected = *v;

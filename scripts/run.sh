@@ -195,6 +195,18 @@ if ((ready)); then
         -H 'Content-Type: application/json' \\
         -d '{"sku":"DEMO-1","name":"Demo mug","price_cents":1299,"currency":"EUR","stock":10}'
    curl -s '$base/search?q=${word:-mug}&limit=5'
+
+ A customer's journey (sign up, log in, order, pay):
+   curl -s -X POST $base/customers -H 'Content-Type: application/json' \\
+        -d '{"email":"ann@example.com","name":"Ann","password":"correct horse battery"}'
+   TOKEN=\$(curl -s -X POST $base/sessions -H 'Content-Type: application/json' \\
+        -d '{"email":"ann@example.com","password":"correct horse battery"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+   curl -s -X POST $base/orders -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+        -H 'Idempotency-Key: first-order' \\
+        -d '{"items":[{"product_id":"${product_id:-PRODUCT_ID}","quantity":1}],
+             "shipping_address":{"name":"Ann","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}'
+   curl -s -X POST $base/orders/ORDER_ID/payments -H "Authorization: Bearer \$TOKEN" \\
+        -H 'Content-Type: application/json' -d '{"payment_method":"tok_visa"}'
 ==================================================================================================
 
 EOF
