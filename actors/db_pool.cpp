@@ -28,17 +28,45 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
       st.counters->waiting.fetch_sub(1, std::memory_order_relaxed);
       if (std::chrono::steady_clock::now() > job.deadline)
         return make_domain_error(errc::timeout, "the request expired while queued for the database");
+      auto& breaker = st.counters->breaker;
+      if (!breaker.allow())
+        return make_domain_error(errc::unavailable, "PostgreSQL is unavailable; retry shortly");
       st.counters->in_use.fetch_add(1, std::memory_order_relaxed);
       caf::message answer;
-      try {
-        answer = job.run(*st.backend);
-      } catch (const std::exception& e) {
-        if (persistence::breaks_connection(e))
-          st.backend->pg.drop();
-        auto f = persistence::to_failure(e);
-        if (f.code == errc::internal)
-          spdlog::error("database job failed: {}", e.what());
-        answer = caf::make_message(make_domain_error(f.code, f.detail, f.errors));
+      for (int attempt = 1;; ++attempt) {
+        // A connection that dies mid-transaction rolled it back: the job may run again on a
+        // fresh one. One that dies during COMMIT is in doubt (pqxx::in_doubt_error): never
+        // re-run blindly; the job's own keys (order id, idempotency key) let a later request
+        // find out what happened.
+        bool was_connected = st.backend->pg.connected();
+        try {
+          answer = job.run(*st.backend);
+          breaker.on_success();
+          break;
+        } catch (const std::exception& e) {
+          bool broke = persistence::breaks_connection(e);
+          if (broke)
+            st.backend->pg.drop();
+          bool lost_mid_transaction = broke && was_connected
+                                      && !dynamic_cast<const pqxx::in_doubt_error*>(&e);
+          bool retry = (persistence::is_retryable(e) || lost_mid_transaction) && attempt < 3
+                       && std::chrono::steady_clock::now() + std::chrono::milliseconds(50)
+                            < job.deadline;
+          if (retry) {
+            st.counters->retries.fetch_add(1, std::memory_order_relaxed);
+            persistence::backoff_sleep(attempt);
+            continue;
+          }
+          auto f = persistence::to_failure(e);
+          if (f.code == errc::unavailable)
+            breaker.on_failure();
+          else
+            breaker.on_success(); // the database answered; the request was at fault
+          if (f.code == errc::internal)
+            spdlog::error("database job failed: {}", e.what());
+          answer = caf::make_message(make_domain_error(f.code, f.detail, f.errors));
+          break;
+        }
       }
       st.counters->in_use.fetch_sub(1, std::memory_order_relaxed);
       if (answer.match_elements<caf::error>())
@@ -51,7 +79,7 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
 } // namespace
 
 db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
-  : counters_(std::make_shared<pool_counters>()) {
+  : counters_(std::make_shared<pool_counters>(s)) {
   for (int i = 0; i < (size > 0 ? size : s.postgres.pool_size); ++i) {
     auto queued = std::make_shared<std::atomic<int>>(0);
     auto h = sys.spawn<caf::detached>(db_worker, s, queued, counters_);

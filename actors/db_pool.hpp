@@ -10,6 +10,7 @@
 #include "actors/types.hpp"
 #include "config/settings.hpp"
 #include "persistence/backend.hpp"
+#include "persistence/breaker.hpp"
 
 #include <atomic>
 #include <memory>
@@ -19,8 +20,15 @@ namespace emporium::actors {
 
 /// Counters read by /metrics and tests.
 struct pool_counters {
+  explicit pool_counters(const config::settings& s)
+    : breaker("PostgreSQL", s.postgres.breaker_threshold,
+              std::chrono::milliseconds(s.postgres.breaker_open_ms)) {}
   std::atomic<int> in_use{0};   ///< jobs running now
   std::atomic<int> waiting{0};  ///< jobs queued behind them
+  std::atomic<std::int64_t> retries{0};
+  /// Shared by the pool's workers: once PostgreSQL is known down, jobs fail at once (503)
+  /// instead of each waiting for a connect timeout; one probe per open period tries again.
+  persistence::circuit_breaker breaker;
 };
 
 class db_pool {

@@ -31,6 +31,11 @@ runtime_stats runtime::stats() const {
   s.db_in_use = impl_->pool.counters().in_use.load();
   s.db_waiting = impl_->pool.counters().waiting.load();
   s.db_size = static_cast<int>(impl_->pool.size());
+  s.db_retries = impl_->pool.counters().retries.load();
+  s.db_breaker = static_cast<int>(impl_->pool.counters().breaker.current());
+  s.db_breaker_opened = impl_->pool.counters().breaker.times_opened();
+  s.cache_breaker = persistence::redis_cache::breaker_state();
+  s.cache_flush_pending = persistence::redis_cache::flush_pending();
   return s;
 }
 

@@ -377,9 +377,13 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, pool_size, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, connect_timeout_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, statement_timeout_ms, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(postgres, breaker_threshold, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(postgres, breaker_open_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(redis, url, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(redis, timeout_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(redis, ttl_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(redis, breaker_threshold, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(redis, breaker_open_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, admin_key, "EMPORIUM_ADMIN_KEY"));
     f.push_back(EMPORIUM_CONFIG_KEY(cluster, node_port, "EMPORIUM_NODE_PORT"));
     f.push_back(EMPORIUM_CONFIG_KEY(cluster, peers, "EMPORIUM_PEERS"));
@@ -854,6 +858,8 @@ void validate(const settings& s) {
   require_between("postgres.pool_size", s.postgres.pool_size, 1, 256);
   require_positive("postgres.connect_timeout_ms", s.postgres.connect_timeout_ms);
   require_positive("postgres.statement_timeout_ms", s.postgres.statement_timeout_ms);
+  require_between("postgres.breaker_threshold", s.postgres.breaker_threshold, 1, 1000);
+  require_positive("postgres.breaker_open_ms", s.postgres.breaker_open_ms);
 
   const auto redis = parse_url("redis.url", s.redis.url, {"redis"});
   if (!redis.path.empty() &&
@@ -862,6 +868,8 @@ void validate(const settings& s) {
                        shown(redis.path));
   require_positive("redis.timeout_ms", s.redis.timeout_ms);
   require_positive("redis.ttl_s", s.redis.ttl_s);
+  require_between("redis.breaker_threshold", s.redis.breaker_threshold, 1, 1000);
+  require_positive("redis.breaker_open_ms", s.redis.breaker_open_ms);
 
   // The key itself is never echoed, only its length.
   if (s.auth.admin_key && s.auth.admin_key->size() < 16)

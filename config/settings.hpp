@@ -37,12 +37,16 @@ struct postgres_settings {
   int pool_size = 4;                 ///< connections, each owned by one blocking worker thread
   int connect_timeout_ms = 2'000;
   int statement_timeout_ms = 5'000;
+  int breaker_threshold = 5;      ///< consecutive failures that open the circuit
+  int breaker_open_ms = 2'000;    ///< how long it stays open before one probe
 };
 
 struct redis_settings {
   std::string url = "redis://127.0.0.1:6379/0";
   int timeout_ms = 200;              ///< connect and command timeout
   int ttl_s = 3'600;                 ///< cached entities expire after this long
+  int breaker_threshold = 3;
+  int breaker_open_ms = 1'000;
 };
 
 struct auth_settings {

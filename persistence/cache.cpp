@@ -1,17 +1,35 @@
 #include "persistence/cache.hpp"
 
 #include "config/settings.hpp"
+#include "persistence/breaker.hpp"
 
 #include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 
 namespace emporium::persistence {
 
+/// Set when a write (set/del) failed: Redis may hold a value older than PostgreSQL's. Cleared
+/// by a FLUSHDB on the first connection after Redis is reachable again; until then reads bypass
+/// Redis. Redis is only a cache here, so flushing costs warm-up, never data. Process-wide: the
+/// write that failed may have gone through another client than the next read.
 namespace {
+std::atomic<bool> needs_flush{false};
+std::mutex flush_mtx;
+} // namespace
 
-constexpr auto reconnect_delay = std::chrono::seconds(1);
+/// What every connection to one Redis server shares.
+struct shared_state {
+  explicit shared_state(const redis_options& o)
+    : breaker("Redis", o.breaker_threshold, std::chrono::milliseconds(o.breaker_open_ms)) {}
+  circuit_breaker breaker;
+};
+
+namespace {
 
 struct reply_deleter {
   void operator()(redisReply* r) const noexcept {
@@ -25,6 +43,20 @@ timeval to_timeval(int ms) {
   return timeval{ms / 1000, (ms % 1000) * 1000};
 }
 
+/// One shared state per Redis server (a process normally talks to one; tests use several).
+shared_state& shared_for(const redis_options& o) {
+  static std::mutex mtx;
+  static std::map<std::string, std::unique_ptr<shared_state>> states;
+  std::lock_guard<std::mutex> guard{mtx};
+  auto& slot = states[o.url];
+  if (!slot)
+    slot = std::make_unique<shared_state>(o);
+  return *slot;
+}
+
+/// The state of the first Redis this process used: the one /metrics and /readyz report.
+std::atomic<shared_state*> primary{nullptr};
+
 } // namespace
 
 cache_counters& cache_stats() {
@@ -32,7 +64,10 @@ cache_counters& cache_stats() {
   return counters;
 }
 
-redis_cache::redis_cache(redis_options opts) : opts_(std::move(opts)) {
+redis_cache::redis_cache(redis_options opts)
+  : opts_(std::move(opts)), shared_(&shared_for(opts_)) {
+  shared_state* none = nullptr;
+  primary.compare_exchange_strong(none, shared_);
   auto parts = config::parse_url("redis.url", opts_.url, {"redis"});
   host_ = parts.host;
   port_ = parts.port;
@@ -47,55 +82,77 @@ redis_cache::~redis_cache() {
 }
 
 redisContext* redis_cache::context() {
-  if (ctx_)
-    return ctx_;
-  auto now = std::chrono::steady_clock::now();
-  if (now < retry_at_)
-    return nullptr;
-  auto tv = to_timeval(opts_.timeout_ms);
-  ctx_ = redisConnectWithTimeout(host_.c_str(), port_, tv);
-  if (!ctx_ || ctx_->err) {
-    fail();
-    return nullptr;
-  }
-  redisSetTimeout(ctx_, tv);
-  if (!password_.empty()) {
-    reply_ptr r{static_cast<redisReply*>(redisCommand(ctx_, "AUTH %b", password_.data(),
-                                                      password_.size()))};
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      fail();
+  auto& sh = *shared_;
+  auto command_ok = [this](redisReply* raw) {
+    reply_ptr r{raw};
+    return r && r->type != REDIS_REPLY_ERROR;
+  };
+  if (!ctx_) {
+    if (!sh.breaker.allow())
+      return nullptr;
+    auto tv = to_timeval(opts_.timeout_ms);
+    ctx_ = redisConnectWithTimeout(host_.c_str(), port_, tv);
+    if (!ctx_ || ctx_->err) {
+      fail(false);
       return nullptr;
     }
-  }
-  if (db_ != 0) {
-    reply_ptr r{static_cast<redisReply*>(redisCommand(ctx_, "SELECT %d", db_))};
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      fail();
+    redisSetTimeout(ctx_, tv);
+    if (!password_.empty()
+        && !command_ok(static_cast<redisReply*>(
+          redisCommand(ctx_, "AUTH %b", password_.data(), password_.size())))) {
+      fail(false);
       return nullptr;
+    }
+    if (db_ != 0 && !command_ok(static_cast<redisReply*>(redisCommand(ctx_, "SELECT %d", db_)))) {
+      fail(false);
+      return nullptr;
+    }
+    sh.breaker.on_success();
+  }
+  if (needs_flush.load()) {
+    std::lock_guard<std::mutex> guard{flush_mtx};
+    if (needs_flush.load()) {
+      if (!command_ok(static_cast<redisReply*>(redisCommand(ctx_, "FLUSHDB")))) {
+        fail(false);
+        return nullptr;
+      }
+      needs_flush.store(false);
+      spdlog::warn("Redis flushed: a write could not reach it, so it may have held stale values");
     }
   }
   return ctx_;
 }
 
-void redis_cache::fail() {
+void redis_cache::fail(bool write) {
   // hiredis contexts are unusable after any I/O error or timeout.
   if (ctx_) {
     redisFree(ctx_);
     ctx_ = nullptr;
   }
+  if (write)
+    needs_flush.store(true);
   cache_stats().errors.fetch_add(1, std::memory_order_relaxed);
-  retry_at_ = std::chrono::steady_clock::now() + reconnect_delay;
+  shared_->breaker.on_failure();
+}
+
+int redis_cache::breaker_state() {
+  auto* p = primary.load();
+  return p ? static_cast<int>(p->breaker.current()) : 0;
+}
+
+bool redis_cache::flush_pending() {
+  return needs_flush.load();
 }
 
 std::optional<std::string> redis_cache::get(std::string_view key) {
   auto* c = context();
-  if (!c) {
+  if (!c || needs_flush.load()) {
     cache_stats().misses.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
   reply_ptr r{static_cast<redisReply*>(redisCommand(c, "GET %b", key.data(), key.size()))};
   if (!r || r->type == REDIS_REPLY_ERROR) {
-    fail();
+    fail(false);
     cache_stats().misses.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
@@ -109,12 +166,14 @@ std::optional<std::string> redis_cache::get(std::string_view key) {
 
 bool redis_cache::set(std::string_view key, std::string_view value, int ttl_s) {
   auto* c = context();
-  if (!c)
+  if (!c) {
+    needs_flush.store(true);
     return false;
+  }
   reply_ptr r{static_cast<redisReply*>(redisCommand(c, "SET %b %b EX %d", key.data(), key.size(),
                                                     value.data(), value.size(), ttl_s))};
   if (!r || r->type == REDIS_REPLY_ERROR) {
-    fail();
+    fail(true);
     return false;
   }
   return true;
@@ -122,11 +181,13 @@ bool redis_cache::set(std::string_view key, std::string_view value, int ttl_s) {
 
 bool redis_cache::del(std::string_view key) {
   auto* c = context();
-  if (!c)
+  if (!c) {
+    needs_flush.store(true);
     return false;
+  }
   reply_ptr r{static_cast<redisReply*>(redisCommand(c, "DEL %b", key.data(), key.size()))};
   if (!r || r->type == REDIS_REPLY_ERROR) {
-    fail();
+    fail(true);
     return false;
   }
   return true;
@@ -138,7 +199,7 @@ bool redis_cache::ping() {
     return false;
   reply_ptr r{static_cast<redisReply*>(redisCommand(c, "PING"))};
   if (!r || r->type == REDIS_REPLY_ERROR) {
-    fail();
+    fail(false);
     return false;
   }
   return true;

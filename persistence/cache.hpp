@@ -13,9 +13,13 @@ struct redisContext;
 
 namespace emporium::persistence {
 
+struct shared_state;
+
 struct redis_options {
   std::string url;
   int timeout_ms = 200;
+  int breaker_threshold = 3;
+  int breaker_open_ms = 1'000;
 };
 
 /// Process-wide counters, read by /metrics.
@@ -45,11 +49,20 @@ class redis_cache {
   /// Answers PING.
   bool ping();
 
+  /// The process-wide state of Redis: 0 closed (in use), 1 open (bypassed), 2 half-open.
+  static int breaker_state();
+
+  /// True while a write could not reach Redis and the cache has not been flushed since: reads
+  /// then bypass it, so that no value older than an acknowledged write is ever served.
+  static bool flush_pending();
+
  private:
-  /// Connected context or nullptr; after a failure waits `reconnect_delay` before trying again,
-  /// so a Redis outage costs one connect attempt per second per worker, not one per request.
+  /// Connected context or nullptr. A circuit breaker shared by all workers decides when to try
+  /// a dead Redis again, so an outage costs one attempt per open period, not one per request.
   redisContext* context();
-  void fail();
+  /// Drops the connection after an error; `write` when a set/del failed (the cache may now hold
+  /// a value older than the database's).
+  void fail(bool write);
 
   redis_options opts_;
   std::string host_;
@@ -57,7 +70,7 @@ class redis_cache {
   std::string password_;
   int db_ = 0;
   redisContext* ctx_ = nullptr;
-  std::chrono::steady_clock::time_point retry_at_{};
+  shared_state* shared_; ///< the breaker and flush flag of this Redis server
 };
 
 } // namespace emporium::persistence

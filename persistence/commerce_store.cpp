@@ -386,6 +386,8 @@ std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::st
 
 model::order_page list_orders(pqxx::transaction_base& tx, const std::string& customer_id,
                               const std::optional<std::string>& before_id, int limit) {
+  if (limit < 1)
+    return {};
   auto rows = before_id ? tx.exec_params(list_orders_after_sql, customer_id, limit + 1, *before_id)
                         : tx.exec_params(list_orders_first_sql, customer_id, limit + 1);
   model::order_page page;

@@ -93,12 +93,14 @@ std::optional<model::product> update(pqxx::transaction_base& tx, const model::pr
 }
 
 model::product_page list(pqxx::transaction_base& tx, const model::product_query& q) {
+  model::product_page page;
+  if (q.limit < 1)
+    return page;
   // One row more than asked tells whether another page exists without a count.
   auto after = q.after_id.value_or("");
   auto fetch = q.limit + 1;
   auto rows = q.category ? tx.exec_params(list_in_category, after, fetch, *q.category)
                          : tx.exec_params(list_all, after, fetch);
-  model::product_page page;
   for (const auto& r : rows) {
     if (static_cast<std::int32_t>(page.items.size()) == q.limit) {
       page.next_after_id = page.items.back().id;

@@ -1,0 +1,73 @@
+#include "persistence/ids.hpp"
+#include "persistence/pg.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <thread>
+
+using namespace emporium::persistence;
+
+TEST_CASE("ids carry their prefix, are well formed and strictly increasing") {
+  std::string last;
+  std::set<std::string> seen;
+  for (int i = 0; i < 20000; ++i) {
+    auto id = new_id("prod");
+    REQUIRE(id.size() == 5 + 26);
+    REQUIRE(is_valid_id(id, "prod"));
+    REQUIRE(id > last);
+    REQUIRE(seen.insert(id).second);
+    last = id;
+  }
+}
+
+TEST_CASE("ids are unique across threads") {
+  std::vector<std::vector<std::string>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (auto& out : per_thread)
+    threads.emplace_back([&out] {
+      for (int i = 0; i < 5000; ++i)
+        out.push_back(new_id("ord"));
+    });
+  for (auto& t : threads)
+    t.join();
+  std::set<std::string> all;
+  for (auto& v : per_thread)
+    all.insert(v.begin(), v.end());
+  CHECK(all.size() == 20000);
+}
+
+TEST_CASE("is_valid_id rejects wrong prefixes and bodies") {
+  auto id = new_id("prod");
+  CHECK_FALSE(is_valid_id(id, "cart"));
+  CHECK_FALSE(is_valid_id("prod_", "prod"));
+  CHECK_FALSE(is_valid_id(id.substr(0, id.size() - 1), "prod"));
+  CHECK_FALSE(is_valid_id(id + "0", "prod"));
+  auto lower = id;
+  lower.back() = 'a';
+  CHECK_FALSE(is_valid_id(lower, "prod"));
+  auto with_u = id;
+  with_u.back() = 'U'; // not in Crockford's alphabet
+  CHECK_FALSE(is_valid_id(with_u, "prod"));
+  auto overflow = id;
+  overflow[5] = '8'; // the first digit holds 3 bits
+  CHECK_FALSE(is_valid_id(overflow, "prod"));
+  CHECK_FALSE(is_valid_id("prod-01M87J4R1W9HXFJMV5AF0KNPTJ", "prod"));
+}
+
+TEST_CASE("random_hex, sha256_hex and constant_time_equal") {
+  auto a = random_hex(32);
+  auto b = random_hex(32);
+  CHECK(a.size() == 64);
+  CHECK(a != b);
+  CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(constant_time_equal("same", "same"));
+  CHECK_FALSE(constant_time_equal("same", "sane"));
+  CHECK_FALSE(constant_time_equal("same", "same!"));
+}
+
+TEST_CASE("format_rfc3339 renders UTC with milliseconds") {
+  CHECK(format_rfc3339(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(format_rfc3339(1795550240829) == "2026-11-24T19:57:20.829Z");
+  CHECK(format_rfc3339(-1) == "1969-12-31T23:59:59.999Z");
+}
