@@ -3,6 +3,7 @@
 
 #include "actors/runtime.hpp"
 #include "config/settings.hpp"
+#include "http/logging.hpp"
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "persistence/credentials.hpp"
@@ -10,9 +11,9 @@
 #include "persistence/seed.hpp"
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -53,11 +54,9 @@ config::settings load_settings(const options& o) {
   return s;
 }
 
+/// JSON lines on stderr, one object per line (http/logging.hpp), at log.level.
 void setup_logging(const config::settings& s) {
-  auto logger = spdlog::stderr_logger_mt("emporium");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(s.log.level));
-  spdlog::flush_on(spdlog::level::warn);
+  http::logging::setup(s.log.level);
 }
 
 persistence::pg_session open_session(const config::settings& s) {
@@ -136,28 +135,50 @@ int serve_command(const config::settings& s, bool no_migrate) {
     }
   }
 
+  if (s.rate_limit.mode == "local" && !s.cluster.peers.empty())
+    spdlog::warn("rate_limit.mode is local on a cluster of {} nodes: each node admits the whole "
+                 "quota; set rate_limit.mode = \"redis\" to share it",
+                 s.cluster.peers.size() + 1);
+
   actors::runtime runtime{s};
   http::app app{runtime, admin_hash, &s};
   auto routes = http::make_router(app);
-  http::server server{s.http, routes};
+  http::server server{s, routes};
   server.start();
-  spdlog::info("listening on http://{}:{}", s.http.host, server.port());
+  spdlog::info("listening on http://{}:{} (rate limit: {} mode)", s.http.host, server.port(),
+               s.rate_limit.mode);
 
-  std::thread signals{[&server, sigs] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    spdlog::info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    server.stop();
+  // The first SIGTERM or SIGINT drains (http.drain_timeout_ms); a second one cuts it short.
+  std::atomic<bool> finished{false};
+  std::thread signals{[&server, &finished, sigs] {
+    for (int count = 0;; ++count) {
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      if (finished.load())
+        return;
+      const char* name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+      if (count == 0) {
+        spdlog::info("received {}: no longer accepting, finishing in-flight requests", name);
+        server.stop();
+      } else {
+        spdlog::warn("received {} again: stopping now", name);
+        server.stop(0);
+      }
+    }
   }};
   server.run();
+  if (!server.drained_cleanly())
+    spdlog::warn("some connections were cut at the drain timeout");
+  // Nothing is accepted or answered any more: stop the actors (they may still be finishing
+  // work of requests cut at the drain timeout), then flush the logs.
   runtime.shutdown();
   spdlog::info("stopped");
-  spdlog::shutdown();
-  // The signal thread has done its part (or the server stopped otherwise: wake it up).
-  if (signals.joinable()) {
-    pthread_kill(signals.native_handle(), SIGTERM);
-    signals.join();
-  }
+  // Flushed, not shut down: destructors still to run may log.
+  http::logging::flush();
+  // Wake the signal thread (it is waiting, unless the server stopped without a signal).
+  finished.store(true);
+  pthread_kill(signals.native_handle(), SIGTERM);
+  signals.join();
   return 0;
 }
 

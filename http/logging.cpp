@@ -83,6 +83,13 @@ void setup(const std::string& level) {
   access_logger() = access;
 }
 
+void flush() {
+  if (auto logger = spdlog::default_logger())
+    logger->flush();
+  if (auto& access = access_logger())
+    access->flush();
+}
+
 request_scope::request_scope(std::string_view id) : previous_(current_id) {
   current_id = id;
 }

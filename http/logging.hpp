@@ -15,6 +15,9 @@ namespace emporium::http::logging {
 /// (trace, debug, info, warn, error, critical, off).
 void setup(const std::string& level);
 
+/// Flushes both loggers (at exit).
+void flush();
+
 /// While alive, log lines written by this thread carry `"request_id": id` (`id` must outlive it).
 class request_scope {
  public:

@@ -5,26 +5,12 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <optional>
 
 namespace emporium::http::openapi {
 
 // The single list of contract routes that the router does not serve yet.
 const std::vector<operation> not_yet_routed = {
-  {"GET", "/search"},
-  {"POST", "/customers"},
-  {"GET", "/customers/{id}"},
-  {"GET", "/customers/{id}/orders"},
-  {"POST", "/sessions"},
-  {"POST", "/carts"},
-  {"GET", "/carts/{id}"},
-  {"PUT", "/carts/{id}/items/{product_id}"},
-  {"POST", "/carts/{id}/checkout"},
-  {"POST", "/orders"},
-  {"GET", "/orders/{id}"},
-  {"POST", "/orders/{id}/payments"},
-  {"POST", "/orders/{id}/cancel"},
-  {"POST", "/orders/{id}/ship"},
-  {"POST", "/orders/{id}/deliver"},
   {"GET", "/orders/{id}/events"},
   {"GET", "/ws"},
 };
@@ -160,8 +146,23 @@ json schemas() {
                              {"next_cursor", nullable({{"type", "string"}})}},
                             {"items", "next_cursor"}, false);
 
+  s["SearchHit"] = object(
+    {{"id", id_schema("prod")},
+     {"sku", {{"type", "string"}}},
+     {"name", {{"type", "string"}}},
+     {"price_cents", integer(0)},
+     {"currency", {{"type", "string"}, {"pattern", "^[A-Z]{3}$"}}},
+     {"category", {{"type", "string"}}},
+     {"in_stock", {{"type", "boolean"}}},
+     {"snippet",
+      {{"type", "string"},
+       {"description", "HTML-escaped text around the match, matched words in <mark>"}}},
+     {"created_at", timestamp()}},
+    {"id", "sku", "name", "price_cents", "currency", "category", "in_stock", "snippet",
+     "created_at"},
+    false);
   s["SearchResult"] = object(
-    {{"items", {{"type", "array"}, {"items", schema_ref("Product")}}},
+    {{"items", {{"type", "array"}, {"items", schema_ref("SearchHit")}}},
      {"next_cursor", nullable({{"type", "string"}})},
      {"facets",
       object({{"category",
@@ -170,9 +171,18 @@ json schemas() {
                 {"description", "Matching products per category"}}},
               {"price",
                {{"type", "array"},
-                {"items", object({{"min", integer(0)}, {"max", integer(0)}, {"count", integer(0)}},
+                {"items", object({{"min", integer(0)},
+                                  {"max", nullable(integer(0))},
+                                  {"count", integer(0)}},
                                  {"min", "max", "count"}, false)}}}},
-             {"category", "price"}, false)}},
+             {"category", "price"}, false)},
+     {"total", integer(0)},
+     {"total_is_estimate", {{"type", "boolean"}}},
+     {"facets_are_estimate", {{"type", "boolean"}}},
+     {"match",
+      {{"type", "string"},
+       {"enum", {"full_text", "fuzzy", "none"}},
+       {"description", "How q matched: full-text, fuzzy (trigram) fallback, or no q"}}}},
     {"items", "next_cursor", "facets"}, false);
 
   s["Loyalty"] = object({{"points", integer(0)},
@@ -487,7 +497,11 @@ std::vector<op_spec> operations() {
   const json search_params = json::array(
     {{{"name", "q"}, {"in", "query"}, {"description", "Full-text query"},
       {"schema", {{"type", "string"}}}},
-     param_ref("Category"),
+     {{"name", "category"}, {"in", "query"},
+      {"description", "Repeat to match any of several categories"},
+      {"style", "form"}, {"explode", true},
+      {"schema", {{"type", "array"}, {"items", {{"type", "string"}, {"minLength", 1},
+                                               {"maxLength", 64}}}}}},
      {{"name", "min_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
       {"schema", {{"type", "integer"}, {"minimum", 0}}}},
      {{"name", "max_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
@@ -557,12 +571,12 @@ std::vector<op_spec> operations() {
   ops.push_back({"POST", "/carts/{id}/checkout", "checkoutCart", "carts",
                  "Turn the cart into an order, as POST /orders (owner)", who::customer,
                  {param_ref("CartId"), param_ref("IdempotencyKey")}, "Checkout",
-                 {{"201", with_location("The new order", "Order")}}, {404, 409, 422}});
+                 {{"201", with_location("The new order", "Order")}}, {403, 404, 409, 422}});
   // Orders
   ops.push_back({"POST", "/orders", "createOrder", "orders",
                  "Reserve stock for every line at once (or none) and create the order",
                  who::customer, {param_ref("IdempotencyKey")}, "OrderCreate",
-                 {{"201", with_location("The new order", "Order")}}, {409, 422}});
+                 {{"201", with_location("The new order", "Order")}}, {403, 409, 422}});
   ops.push_back({"GET", "/orders/{id}", "getOrder", "orders", "The order (owner or admin)",
                  who::customer_or_admin, {param_ref("OrderId")}, std::nullopt,
                  {{"200", ok("The order", schema_ref("Order"))}}, {404}});
@@ -593,10 +607,10 @@ std::vector<op_spec> operations() {
   json ws{{"description",
            "Switching to the WebSocket protocol. The client sends WsSubscribe messages; the "
            "server pushes WsEvent messages (text frames, JSON)"},
-          {"headers",
-           {{"Upgrade", {{"schema", {{"type", "string"}, {"const", "websocket"}}}}},
-            {"Connection", {{"schema", {{"type", "string"}}}}},
-            {"Sec-WebSocket-Accept", {{"schema", {{"type", "string"}}}}}}}};
+          {"headers", common_headers()}};
+  ws["headers"]["Upgrade"] = {{"schema", {{"type", "string"}, {"const", "websocket"}}}};
+  ws["headers"]["Connection"] = {{"schema", {{"type", "string"}}}};
+  ws["headers"]["Sec-WebSocket-Accept"] = {{"schema", {{"type", "string"}}}};
   ops.push_back({"GET", "/ws", "websocket", "realtime",
                  "WebSocket for stock changes (product:ID) and order status (order:ID)",
                  who::anyone,

@@ -11,7 +11,11 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <list>
+#include <mutex>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace emporium::http {

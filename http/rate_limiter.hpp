@@ -11,15 +11,11 @@
 
 #include "config/settings.hpp"
 
-#include <cstdint>
+#include <cstddef>
 #include <functional>
-#include <list>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <string_view>
-#include <unordered_map>
 
 namespace emporium::http {
 

@@ -24,7 +24,9 @@ router make_router(app& a) {
     });
   });
   add_product_routes(r, a);
+  add_ops_routes(r, a);
   add_commerce_routes(r, a);
+  add_search_routes(r, a);
   return r;
 }
 

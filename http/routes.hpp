@@ -24,5 +24,7 @@ handler bind_handler(app& a, void (*fn)(app&, const request&, const path_params&
 // One function per area adds that area's routes (each in its own file).
 void add_product_routes(router& r, app& a);  ///< product_routes.cpp
 void add_commerce_routes(router& r, app& a); ///< commerce_routes.cpp
+void add_search_routes(router& r, app& a);   ///< search_routes.cpp: GET /search
+void add_ops_routes(router& r, app& a);      ///< ops_routes.cpp: /metrics, /openapi.json
 
 } // namespace emporium::http

@@ -1,6 +1,10 @@
 #include "http/server.hpp"
 
+#include "http/gateway.hpp"
+#include "http/logging.hpp"
+#include "http/metrics.hpp"
 #include "http/problem.hpp"
+#include "http/rate_limiter.hpp"
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -21,16 +25,23 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+using steady = std::chrono::steady_clock;
 
 namespace {
 
 class session;
 
-/// What every session shares: settings, routes, the registry used by graceful shutdown.
+/// What every session shares: settings, routes, the gateway, the registry used by graceful
+/// shutdown. Outlives the io_context (see server::impl), so sessions destroyed with it may
+/// still touch it.
 struct shared_state {
-  shared_state(const config::http_settings& c, const router& r) : cfg(c), routes(r) {}
+  shared_state(const config::settings& s, const router& r)
+    : cfg(s.http), routes(r), cors(s.http.cors_origins), m(metrics::http()) {}
   config::http_settings cfg;
   const router& routes;
+  gateway::cors_policy cors;
+  metrics::http_families& m;
+  rate_limiter* limiter = nullptr; ///< owned by server::impl
   std::atomic<std::size_t> connections{0};
   std::atomic<bool> draining{false};
   std::mutex mtx;
@@ -53,6 +64,15 @@ request to_request(bhttp::request<bhttp::string_body>&& in, const std::string& r
   return out;
 }
 
+/// The method as a metrics label: the known ones, else "other" (clients choose methods; the
+/// label set must stay bounded).
+std::string method_label(std::string_view m) {
+  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+    if (m == known)
+      return std::string{m};
+  return "other";
+}
+
 class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket&& socket, shared_state& shared)
@@ -61,9 +81,12 @@ class session : public std::enable_shared_from_this<session> {
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec)
       remote_ = ep.address().to_string();
+    shared_.m.connections.inc();
   }
 
   ~session() {
+    queue_.clear(); // counts the unanswered requests out of the in-flight gauge
+    shared_.m.connections.dec();
     shared_.connections.fetch_sub(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> guard{shared_.mtx};
     shared_.sessions.erase(this);
@@ -79,21 +102,33 @@ class session : public std::enable_shared_from_this<session> {
 
   /// Graceful shutdown: finish what was read, read nothing new, then close.
   void drain() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
-      self->close_after_ = true;
-      if (self->queue_.empty() && !self->writing_)
-        self->close();
-    });
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->on_drain(); });
   }
 
  private:
   struct pending {
+    pending() { metrics::http().in_flight.inc(); }
+    ~pending() { metrics::http().in_flight.dec(); }
+    pending(const pending&) = delete;
+    pending& operator=(const pending&) = delete;
+
+    std::uint64_t seq = 0;
     bool ready = false;
     bool head = false;
     unsigned version = 11;
     bool keep_alive = true;
-    std::chrono::steady_clock::time_point deadline;
+    steady::time_point deadline;
     bhttp::response<bhttp::string_body> res;
+
+    // What the gateway learnt about the request, for the answer's headers, metrics and logs.
+    steady::time_point started;
+    std::string request_id;
+    std::string method = "-";
+    std::string route = "unmatched";
+    std::string client;
+    std::string origin;
+    const char* route_class = "";
+    std::optional<limit_decision> limit;
   };
 
   const config::http_settings& cfg() const { return shared_.cfg; }
@@ -186,22 +221,41 @@ class session : public std::enable_shared_from_this<session> {
     }
   }
 
+  /// A protocol error: the answer goes after those already queued, then the connection closes.
   void answer_and_close(response res) {
     close_after_ = true;
     auto& slot = enqueue(11, false, false);
-    fulfil(slot, std::move(res));
+    if (parser_ && parser_->is_header_done()) {
+      // The header was read (a body over the limit): keep what identifies the request.
+      const auto& h = parser_->get();
+      auto m = h.method_string();
+      slot.method = method_label(std::string_view{m.data(), m.size()});
+      auto id = h["X-Request-Id"];
+      if (gateway::valid_request_id(std::string_view{id.data(), id.size()}))
+        slot.request_id = std::string{id.data(), id.size()};
+    }
+    fulfil(slot.seq, std::move(res));
   }
 
   pending& enqueue(unsigned version, bool keep_alive, bool head) {
     auto p = std::make_unique<pending>();
+    p->seq = next_seq_++;
     p->version = version;
     p->keep_alive = keep_alive;
     p->head = head;
-    p->deadline = std::chrono::steady_clock::now()
-                  + std::chrono::milliseconds(cfg().request_timeout_ms + 1000);
+    p->started = steady::now();
+    p->deadline = p->started + std::chrono::milliseconds(cfg().request_timeout_ms + 1000);
+    p->request_id = gateway::new_request_id();
     queue_.push_back(std::move(p));
     arm_watchdog();
     return *queue_.back();
+  }
+
+  pending* find(std::uint64_t seq) {
+    for (auto& p : queue_)
+      if (p->seq == seq)
+        return p.get();
+    return nullptr;
   }
 
   void on_request() {
@@ -213,66 +267,143 @@ class session : public std::enable_shared_from_this<session> {
     auto& slot = enqueue(beast_req.version(), keep_alive, head);
     if (!keep_alive)
       close_after_ = true;
-    dispatch(to_request(std::move(beast_req), remote_), slot);
+    admit(to_request(std::move(beast_req), remote_), slot);
     read_next();
   }
 
-  /// Routes the request and calls its handler, whose answer comes back through `responder`.
-  void dispatch(request req, pending& slot) {
-    if (!parse_target(req.target, req.path, req.query))
-      return fulfil(slot, problem(400, "the request target is malformed"));
+  // -- the gateway --------------------------------------------------------------------------
+
+  /// Request id, identity, CORS origin, then the rate limiter; the request continues in
+  /// `dispatch` once the limiter has decided (at once in local mode, from the limiter thread
+  /// through this strand in redis mode).
+  void admit(request req, pending& slot) {
+    slot.method = method_label(req.method);
+    auto id = req.header("x-request-id");
+    if (gateway::valid_request_id(id))
+      slot.request_id = std::string{id};
+    if (shared_.cors.enabled())
+      slot.origin = std::string{req.header("origin")};
+    bool target_ok = parse_target(req.target, req.path, req.query);
+    auto cls = gateway::classify(req.method, target_ok ? std::string_view{req.path} : "");
+    auto who = gateway::identify(req, cls);
+    slot.client = std::move(who.shown);
+    slot.route_class = to_string(cls);
+    std::string key = std::string{to_string(cls)} + ":" + who.bucket;
+    auto seq = slot.seq;
+    if (auto d = shared_.limiter->try_now(cls, key))
+      return dispatch(std::move(req), target_ok, seq, *d);
+    shared_.limiter->submit(
+      cls, std::move(key),
+      [self = shared_from_this(), req = std::move(req), target_ok, seq](limit_decision d) mutable {
+        net::post(self->stream_.get_executor(),
+                  [self, req = std::move(req), target_ok, seq, d]() mutable {
+                    self->dispatch(std::move(req), target_ok, seq, d);
+                  });
+      });
+  }
+
+  /// Routes the request and calls its handler, whose answer comes back through `respond`.
+  void dispatch(request req, bool target_ok, std::uint64_t seq, const limit_decision& d) {
+    auto* slot = find(seq);
+    if (!slot || slot->ready || closed_)
+      return; // answered meanwhile (the watchdog), or the client is gone
+    slot->limit = d;
+    if (!d.allowed) {
+      shared_.m.rate_limited.with({slot->route_class}).inc();
+      auto res = problem(429, "too many requests from this client; retry after "
+                                + std::to_string(d.retry_after_s) + " s");
+      res.header("Retry-After", std::to_string(d.retry_after_s));
+      return fulfil(seq, std::move(res));
+    }
+    if (!target_ok)
+      return fulfil(seq, problem(400, "the request target is malformed"));
     auto m = shared_.routes.match(req.method, req.path);
     if (!m.matched) {
       if (m.allowed.empty())
-        return fulfil(slot, problem(404, "no route for " + req.path));
+        return fulfil(seq, problem(404, "no route for " + req.path));
+      slot->route = shared_.routes.match(m.allowed.front(), req.path).matched->pattern;
+      if (req.method == "OPTIONS")
+        return fulfil(seq, shared_.cors.options_answer(req, m.allowed));
       std::string allow;
       for (const auto& method : m.allowed)
         allow += (allow.empty() ? "" : ", ") + method;
       auto res = problem(405, req.method + " is not allowed here");
       res.header("Allow", allow);
-      return fulfil(slot, std::move(res));
+      return fulfil(seq, std::move(res));
     }
+    slot->route = m.matched->pattern;
     auto self = shared_from_this();
-    auto* p = &slot;
-    responder respond = [self, p](response res) {
-      net::post(self->stream_.get_executor(),
-                [self, p, res = std::move(res)]() mutable { self->fulfil(*p, std::move(res)); });
+    responder respond = [self, seq](response res) {
+      net::post(self->stream_.get_executor(), [self, seq, res = std::move(res)]() mutable {
+        self->fulfil(seq, std::move(res));
+      });
     };
+    logging::request_scope scope{slot->request_id};
     try {
       m.matched->handle(req, m.params, std::move(respond));
     } catch (const std::exception& e) {
       spdlog::error("handler for {} {} threw: {}", req.method, m.matched->pattern, e.what());
-      fulfil(slot, problem(500, "internal error"));
+      fulfil(seq, problem(500, "internal error"));
     }
+  }
+
+  /// What every answer gets: the request id, the rate limit's state, CORS, the problem's
+  /// instance; then it is counted and logged.
+  void finish(pending& slot, response& res) {
+    res.header("X-Request-Id", slot.request_id);
+    if (slot.limit) {
+      res.header("RateLimit-Limit", std::to_string(slot.limit->limit));
+      res.header("RateLimit-Remaining", std::to_string(slot.limit->remaining));
+      res.header("RateLimit-Reset", std::to_string(slot.limit->reset_s));
+    }
+    shared_.cors.decorate(res, slot.origin);
+    gateway::add_problem_instance(res, slot.request_id);
+
+    auto elapsed = std::chrono::duration<double>(steady::now() - slot.started).count();
+    metrics::label_values labels{slot.method, slot.route, metrics::status_class(res.status)};
+    shared_.m.requests.with(labels).inc();
+    shared_.m.duration.with(labels).observe(elapsed);
+    bool no_body = slot.head || res.status == 204 || res.status == 304;
+    logging::access_entry e;
+    e.request_id = slot.request_id;
+    e.method = slot.method;
+    e.route = slot.route;
+    e.status = res.status;
+    e.duration_ms = elapsed * 1000.0;
+    e.bytes = no_body ? 0 : res.body.size();
+    e.client = slot.client.empty() ? std::string_view{remote_} : std::string_view{slot.client};
+    e.route_class = slot.route_class;
+    e.rate_limited_locally = slot.limit && slot.limit->local_fallback;
+    logging::access(e);
   }
 
   // -- writing ------------------------------------------------------------------------------
 
-  /// Records the answer of `slot` (on the strand); answers leave in request order.
-  void fulfil(pending& slot, response res) {
-    // The slot may be gone already: the watchdog answered it, or the connection closed.
-    bool known = std::any_of(queue_.begin(), queue_.end(),
-                             [&slot](const auto& p) { return p.get() == &slot; });
-    if (!known || slot.ready)
+  /// Records the answer of request `seq` (on the strand); answers leave in request order.
+  void fulfil(std::uint64_t seq, response res) {
+    // The request may be gone already: the watchdog answered it, or the connection closed.
+    auto* slot = find(seq);
+    if (!slot || slot->ready)
       return;
-    auto& out = slot.res;
-    out.version(slot.version);
+    finish(*slot, res);
+    auto& out = slot->res;
+    out.version(slot->version);
     out.result(static_cast<unsigned>(res.status));
     out.set(bhttp::field::server, "emporium");
     if (!res.content_type.empty())
       out.set(bhttp::field::content_type, res.content_type);
     for (auto& [k, v] : res.headers)
       out.insert(k, v);
-    out.keep_alive(slot.keep_alive && !close_after_last(slot));
+    out.keep_alive(slot->keep_alive && !close_after_last(*slot));
     if (res.status == 304 || res.status == 204) {
       out.body().clear();
     } else {
       out.body() = std::move(res.body);
       out.prepare_payload();
-      if (slot.head)
+      if (slot->head)
         out.body().clear(); // Content-Length stays that of the GET
     }
-    slot.ready = true;
+    slot->ready = true;
     flush();
   }
 
@@ -301,16 +432,34 @@ class session : public std::enable_shared_from_this<session> {
     arm_watchdog();
     if (last)
       return close();
-    if (!queue_.empty()) {
-      flush();
-    } else if (close_after_ && !reading_) {
+    if (!queue_.empty())
+      return flush();
+    // Nothing left to send. When closing was decided (drain, Connection: close, a protocol
+    // error), close now, even if a read for a next request is pending: it will never be served.
+    if (close_after_)
       return close();
-    }
-    if (!reading_ && !close_after_)
+    if (!reading_)
       read_next();
   }
 
-  // -- deadlines ----------------------------------------------------------------------------
+  // -- shutdown and deadlines -----------------------------------------------------------------
+
+  void on_drain() {
+    close_after_ = true;
+    if (closed_)
+      return;
+    // A request whose header has arrived is accepted: it is read to its end and answered.
+    bool receiving = reading_ && parser_ && parser_->is_header_done();
+    if (queue_.empty() && !writing_ && !receiving)
+      return close();
+    // The last answer already waiting says `Connection: close` (unless it is on the wire).
+    if (queue_.empty() || receiving)
+      return;
+    auto& back = *queue_.back();
+    bool on_the_wire = writing_ && queue_.size() == 1;
+    if (back.ready && !on_the_wire)
+      back.res.keep_alive(false);
+  }
 
   /// The backstop behind every request's deadline: if the oldest request has no answer past its
   /// deadline (the runtime times requests out earlier, so this should never fire), it gets 504.
@@ -324,8 +473,8 @@ class session : public std::enable_shared_from_this<session> {
       if (ec || self->queue_.empty() || self->closed_)
         return;
       auto& head = *self->queue_.front();
-      if (!head.ready && std::chrono::steady_clock::now() >= head.deadline)
-        self->fulfil(head, problem(504, "the request did not complete in time"));
+      if (!head.ready && steady::now() >= head.deadline)
+        self->fulfil(head.seq, problem(504, "the request did not complete in time"));
       else
         self->arm_watchdog();
     });
@@ -347,6 +496,7 @@ class session : public std::enable_shared_from_this<session> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::deque<std::unique_ptr<pending>> queue_;
+  std::uint64_t next_seq_ = 1;
   std::string remote_;
   bool reading_ = false;
   bool writing_ = false;
@@ -354,11 +504,37 @@ class session : public std::enable_shared_from_this<session> {
   bool closed_ = false;
 };
 
+/// The answer to a connection over http.max_connections: written and closed without reading.
+const std::string& refusal() {
+  static const std::string text = [] {
+    std::string body = R"({"type":"/problems/unavailable","title":"Service unavailable",)"
+                       R"("status":503,"detail":"too many connections"})";
+    return "HTTP/1.1 503 Service Unavailable\r\nServer: emporium\r\n"
+           "Content-Type: application/problem+json\r\nRetry-After: 1\r\nConnection: close\r\n"
+           "Content-Length: "
+           + std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  return text;
+}
+
 } // namespace
 
 struct server::impl {
-  impl(const config::http_settings& cfg, const router& routes)
-    : shared{cfg, routes}, acceptor(net::make_strand(ioc)), drain_timer(acceptor.get_executor()) {}
+  impl(const config::settings& s, const router& routes)
+    : shared{s, routes},
+      limiter(std::make_unique<rate_limiter>(s.rate_limit, s.redis)),
+      acceptor(net::make_strand(ioc)),
+      drain_timer(acceptor.get_executor()),
+      poll_timer(acceptor.get_executor()) {
+    shared.limiter = limiter.get();
+  }
+
+  ~impl() {
+    // The limiter thread may still post answers onto sessions' strands: stop it while the
+    // io_context lives. Then the io_context, whose queued handlers may hold the last references
+    // to sessions, which touch `shared` as they go.
+    limiter.reset();
+  }
 
   void accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
@@ -381,22 +557,33 @@ struct server::impl {
 
   /// Over the connection limit: a short 503 and close, so the client is told, not left hanging.
   void refuse(tcp::socket socket) {
+    shared.m.connections_refused.inc();
     auto sock = std::make_shared<tcp::socket>(std::move(socket));
-    static const std::string answer =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-      "Retry-After: 1\r\nConnection: close\r\nContent-Length: 109\r\n\r\n"
-      R"({"type":"/problems/unavailable","title":"Service unavailable","status":503,"detail":"too many connections"})";
-    net::async_write(*sock, net::buffer(answer), [sock](beast::error_code, std::size_t) {
+    net::async_write(*sock, net::buffer(refusal()), [sock](beast::error_code, std::size_t) {
       beast::error_code ignored;
       sock->shutdown(tcp::socket::shutdown_both, ignored);
       sock->close(ignored);
     });
   }
 
+  /// At `deadline`, whatever is still open is cut off: run() returns.
+  void arm_drain_timer(steady::time_point deadline) {
+    drain_timer.expires_at(deadline); // cancels an earlier wait
+    drain_timer.async_wait([this](beast::error_code ec) {
+      if (ec || drained)
+        return;
+      spdlog::warn("drain timeout: cutting {} connection(s) still open",
+                   shared.connections.load());
+      ioc.stop();
+    });
+  }
+
   /// Once every connection is gone, nothing keeps run() busy but the drain timer: cancel it.
   void poll_drained() {
     if (shared.connections.load() == 0) {
+      drained = true;
       drain_timer.cancel();
+      poll_timer.cancel();
       return;
     }
     poll_timer.expires_after(std::chrono::milliseconds(20));
@@ -406,15 +593,18 @@ struct server::impl {
     });
   }
 
-  net::io_context ioc;
+  // Declaration order is destruction order reversed: `shared` must outlive the io_context.
   shared_state shared;
+  net::io_context ioc;
+  std::unique_ptr<rate_limiter> limiter;
   tcp::acceptor acceptor;
   net::steady_timer drain_timer;
-  net::steady_timer poll_timer{acceptor.get_executor()};
+  net::steady_timer poll_timer;
   std::vector<std::thread> threads;
+  std::atomic<bool> drained{false};
 };
 
-server::server(const config::http_settings& settings, const router& routes)
+server::server(const config::settings& settings, const router& routes)
   : impl_(std::make_unique<impl>(settings, routes)) {}
 
 server::~server() {
@@ -445,12 +635,21 @@ void server::run() {
   impl_->threads.clear();
 }
 
+void server::stop() {
+  stop(impl_->shared.cfg.drain_timeout_ms);
+}
+
 void server::stop(int drain_timeout_ms) {
   net::post(impl_->acceptor.get_executor(), [this, drain_timeout_ms] {
-    if (impl_->shared.draining.exchange(true))
+    if (impl_->shared.draining.exchange(true)) {
+      // Draining already: a later call may only bring the deadline closer.
+      auto deadline = steady::now() + std::chrono::milliseconds(drain_timeout_ms);
+      if (!impl_->drained && deadline < impl_->drain_timer.expiry())
+        impl_->arm_drain_timer(deadline);
       return;
+    }
     beast::error_code ec;
-    impl_->acceptor.close(ec);
+    impl_->acceptor.close(ec); // from now on, connection attempts are refused
     std::vector<std::shared_ptr<session>> live;
     {
       std::lock_guard<std::mutex> guard{impl_->shared.mtx};
@@ -458,14 +657,11 @@ void server::stop(int drain_timeout_ms) {
         if (auto s = weak.lock())
           live.push_back(std::move(s));
     }
+    spdlog::info("draining {} connection(s), at most {} ms", live.size(), drain_timeout_ms);
     for (auto& s : live)
       s->drain();
     // Whatever is still running after the drain timeout is cut off.
-    impl_->drain_timer.expires_after(std::chrono::milliseconds(drain_timeout_ms));
-    impl_->drain_timer.async_wait([this](beast::error_code ec) {
-      if (!ec)
-        impl_->ioc.stop();
-    });
+    impl_->arm_drain_timer(steady::now() + std::chrono::milliseconds(drain_timeout_ms));
     impl_->poll_drained();
   });
 }
@@ -477,6 +673,10 @@ std::uint16_t server::port() const {
 
 std::size_t server::connections() const {
   return impl_->shared.connections.load();
+}
+
+bool server::drained_cleanly() const {
+  return impl_->drained.load();
 }
 
 } // namespace emporium::http

@@ -16,6 +16,7 @@
 #   emporium_redis_start DIR PORT              start a private redis-server
 #   emporium_redis_stop DIR                    stop it
 #   emporium_redis_running DIR                 true if it is alive
+#   emporium_npm_install DIR PKG@VERSION...    install npm packages into DIR/node_modules
 
 if [[ -n "${EMPORIUM_LIB_SOURCED:-}" ]]; then
   return 0
@@ -34,6 +35,7 @@ EMPORIUM_DEPS=(
   libsodium-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev
   postgresql-15 postgresql-contrib-15 redis-server
   curl procps iproute2
+  prometheus nodejs npm
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -539,4 +541,38 @@ emporium_redis_stop() {
     sleep 0.1
   done
   rm -f "$dir/redis.pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+# npm (test tools from the npm registry, e.g. the OpenAPI validator)
+
+# emporium_npm_install DIR PKG@VERSION...: install exact versions into DIR/node_modules with the
+# machine's npm (Debian's nodejs and npm). Kept between runs: packages already there at that
+# version are not fetched again.
+emporium_npm_install() {
+  if (($# < 2)); then
+    emporium_err "usage: emporium_npm_install DIR PKG@VERSION..."
+    return 1
+  fi
+  local dir="$1" spec name version have
+  shift
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    emporium_err "node and npm are needed (Debian packages nodejs, npm)"
+    return 1
+  fi
+  mkdir -p "$dir" || return 1
+  local -a missing=()
+  for spec in "$@"; do
+    name="${spec%@*}"
+    version="${spec##*@}"
+    have="$(node -e 'try { console.log(require(process.argv[1]).version) } catch (e) {}' \
+      "$dir/node_modules/$name/package.json" 2>/dev/null || true)"
+    [[ "$have" == "$version" ]] || missing+=("$spec")
+  done
+  ((${#missing[@]})) || return 0
+  emporium_log "npm install ${missing[*]} into $dir"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${missing[@]}" </dev/null || {
+    emporium_err "npm install failed for: ${missing[*]}"
+    return 1
+  }
 }

@@ -24,6 +24,7 @@
 #                                 -l "$EMPORIUM_TEST_PG_DATA/server.log" -o "$EMPORIUM_TEST_PG_OPTS" start
 #   EMPORIUM_TEST_REDIS_DIR   Redis's directory (redis.pid, redis.log)
 #   EMPORIUM_TEST_TMP         a scratch directory removed at exit
+#   EMPORIUM_TEST_NODE_MODULES  npm packages the tests run with node (.local/npm/node_modules)
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -40,6 +41,8 @@ fi
 
 emporium_ensure_deps
 emporium_build "$build_dir" "$build_type" "${cmake_args[@]}"
+# A real OpenAPI 3.1 validator for the "openapi: ..." test (from the npm registry).
+emporium_npm_install "$EMPORIUM_ROOT/.local/npm" @seriousme/openapi-schema-validator@2.11.0
 
 tmp=""
 pg_data=""
@@ -140,6 +143,7 @@ export EMPORIUM_TEST_PG_CTL="$tmp/bin/pg_ctl"
 export EMPORIUM_TEST_REDIS_PORT="$redis_port"
 export EMPORIUM_TEST_REDIS_DIR="$redis_dir"
 export EMPORIUM_TEST_TMP="$tmp"
+export EMPORIUM_TEST_NODE_MODULES="$EMPORIUM_ROOT/.local/npm/node_modules"
 
 emporium_log "PostgreSQL on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port; running ctest"
 # In the background and its own process group, so that a signal to this script is handled at once

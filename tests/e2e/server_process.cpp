@@ -141,6 +141,9 @@ bool server_process::spawn(std::string& why) {
     // Many requests from one address in little time: keep the rate limiter out of the way.
     {"EMPORIUM_RATE_CAPACITY", "1000000"},
     {"EMPORIUM_RATE_REFILL", "1000000"},
+    // Logins have their own, much stricter bucket; tests log in many customers.
+    {"EMPORIUM_RATE_LIMIT_LOGIN_CAPACITY", "1000000"},
+    {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "1000000"},
   };
   for (const auto& [k, v] : extra_env_)
     vars[k] = v;

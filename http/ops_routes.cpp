@@ -1,0 +1,83 @@
+// The operator's routes: GET /metrics (Prometheus text) and GET /openapi.json.
+
+#include "http/metrics.hpp"
+#include "http/openapi.hpp"
+#include "http/routes.hpp"
+#include "persistence/cache.hpp"
+
+namespace emporium::http {
+
+namespace {
+
+/// The values other layers own, read at scrape time.
+void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
+  using metrics::kind;
+  const std::vector<std::pair<std::string, actors::kind_stats>> kinds{
+    {"product", s.products}, {"customer", s.customers}, {"cart", s.carts}, {"order", s.orders}};
+  auto per_kind = [&](const char* name, const char* help, kind k, auto member) {
+    w.header(name, help, k);
+    for (const auto& [label, st] : kinds)
+      w.sample(name, {{"kind", label}}, static_cast<double>(st.*member));
+  };
+  per_kind("emporium_actors_active", "Entity actors alive now, by kind", kind::gauge,
+           &actors::kind_stats::active);
+  per_kind("emporium_actor_activations_total", "Entity actors started (loaded), by kind",
+           kind::counter, &actors::kind_stats::activations);
+  per_kind("emporium_actor_passivations_total", "Entity actors stopped after idling, by kind",
+           kind::counter, &actors::kind_stats::passivations);
+  per_kind("emporium_actor_crashes_total", "Entity actors that failed, by kind", kind::counter,
+           &actors::kind_stats::crashes);
+
+  w.header("emporium_db_pool_connections", "PostgreSQL worker connections in the pool",
+           kind::gauge);
+  w.sample("emporium_db_pool_connections", {}, s.db_size);
+  w.header("emporium_db_pool_in_use", "PostgreSQL workers running a job now", kind::gauge);
+  w.sample("emporium_db_pool_in_use", {}, s.db_in_use);
+  w.header("emporium_db_pool_waiting", "Jobs queued for a PostgreSQL worker", kind::gauge);
+  w.sample("emporium_db_pool_waiting", {}, s.db_waiting);
+  w.header("emporium_db_retries_total",
+           "PostgreSQL transactions re-run after a transient failure", kind::counter);
+  w.sample("emporium_db_retries_total", {}, static_cast<double>(s.db_retries));
+
+  w.header("emporium_circuit_breaker_state",
+           "Circuit breaker per dependency: 0 closed, 1 open, 2 half-open", kind::gauge);
+  w.sample("emporium_circuit_breaker_state", {{"dependency", "postgres"}}, s.db_breaker);
+  w.sample("emporium_circuit_breaker_state", {{"dependency", "redis"}}, s.cache_breaker);
+  w.header("emporium_circuit_breaker_opened_total", "Times the breaker opened since start",
+           kind::counter);
+  w.sample("emporium_circuit_breaker_opened_total", {{"dependency", "postgres"}},
+           static_cast<double>(s.db_breaker_opened));
+  w.header("emporium_cache_flush_pending",
+           "1 while the Redis cache is bypassed until flushed after a lost write", kind::gauge);
+  w.sample("emporium_cache_flush_pending", {}, s.cache_flush_pending ? 1 : 0);
+
+  auto& c = persistence::cache_stats();
+  w.header("emporium_cache_hits_total", "Redis cache lookups that found the entity",
+           kind::counter);
+  w.sample("emporium_cache_hits_total", {}, static_cast<double>(c.hits.load()));
+  w.header("emporium_cache_misses_total", "Redis cache lookups that did not", kind::counter);
+  w.sample("emporium_cache_misses_total", {}, static_cast<double>(c.misses.load()));
+  w.header("emporium_cache_errors_total", "Redis cache calls that failed (Redis unreachable)",
+           kind::counter);
+  w.sample("emporium_cache_errors_total", {}, static_cast<double>(c.errors.load()));
+}
+
+} // namespace
+
+void add_ops_routes(router& r, app& a) {
+  r.add("GET", "/metrics", [&a](const request&, const path_params&, responder respond) {
+    metrics::writer w;
+    write_runtime(w, a.runtime.stats());
+    response res;
+    res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    res.body = metrics::global().render() + w.take();
+    respond(std::move(res));
+  });
+  r.add("GET", "/openapi.json", [](const request&, const path_params&, responder respond) {
+    response res;
+    res.body = openapi::document();
+    respond(std::move(res));
+  });
+}
+
+} // namespace emporium::http

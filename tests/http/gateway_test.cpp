@@ -1,0 +1,222 @@
+// The gateway's pure parts: request ids, problem instances, classes, identities, CORS, the
+// access log's fields.
+
+#include "http/gateway.hpp"
+#include "http/logging.hpp"
+#include "http/problem.hpp"
+#include "persistence/ids.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+using namespace emporium::http;
+using json = nlohmann::json;
+
+namespace {
+
+request make_request(std::string method, std::string path, header_map headers = {}) {
+  request r;
+  r.method = std::move(method);
+  r.path = std::move(path);
+  r.target = r.path;
+  r.headers = std::move(headers);
+  r.remote = "192.0.2.7";
+  return r;
+}
+
+std::string header_of(const response& res, const std::string& name) {
+  std::string out;
+  for (const auto& [k, v] : res.headers)
+    if (k == name)
+      out += (out.empty() ? "" : ", ") + v;
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("request ids: 1..128 visible ASCII characters are accepted", "[gateway]") {
+  CHECK(gateway::valid_request_id("a"));
+  CHECK(gateway::valid_request_id("3f2c9a1e-8d5b-4c7e-9f0a-1b2c3d4e5f60"));
+  CHECK(gateway::valid_request_id(std::string(128, 'x')));
+  CHECK(gateway::valid_request_id("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"));
+  CHECK_FALSE(gateway::valid_request_id(""));
+  CHECK_FALSE(gateway::valid_request_id(std::string(129, 'x')));
+  CHECK_FALSE(gateway::valid_request_id("has space"));
+  CHECK_FALSE(gateway::valid_request_id("tab\there"));
+  CHECK_FALSE(gateway::valid_request_id("new\nline"));
+  CHECK_FALSE(gateway::valid_request_id("del\x7f"));
+  CHECK_FALSE(gateway::valid_request_id("caf\xc3\xa9"));
+}
+
+TEST_CASE("generated request ids are valid and distinct", "[gateway]") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 10'000; ++i) {
+    auto id = gateway::new_request_id();
+    REQUIRE(gateway::valid_request_id(id));
+    REQUIRE(id.size() == 28);
+    REQUIRE(id.rfind("req_", 0) == 0);
+    seen.insert(id);
+  }
+  CHECK(seen.size() == 10'000);
+  // Used as they are as the problem's instance.
+  auto id = gateway::new_request_id();
+  CHECK(gateway::instance_of(id) == id);
+}
+
+TEST_CASE("problem+json bodies get the request id as instance, other bodies are untouched",
+          "[gateway]") {
+  auto res = problem(404, "no product has this id");
+  gateway::add_problem_instance(res, "req-42");
+  auto j = json::parse(res.body);
+  CHECK(j["instance"] == "req-42");
+  CHECK(j["status"] == 404);
+  CHECK(j["detail"] == "no product has this id");
+
+  // A client's id with characters a URI reference cannot hold is percent-encoded.
+  auto odd = problem(400, "bad", {{"limit", "must be an integer"}});
+  gateway::add_problem_instance(odd, "a\"b<c>{d}");
+  j = json::parse(odd.body);
+  CHECK(j["instance"] == "a%22b%3Cc%3E%7Bd%7D");
+  CHECK(j["errors"][0]["field"] == "limit");
+
+  response plain;
+  plain.body = R"({"status":"ok"})";
+  gateway::add_problem_instance(plain, "req-1");
+  CHECK(plain.body == R"({"status":"ok"})");
+}
+
+TEST_CASE("route classes: reads, writes and the strict login", "[gateway]") {
+  CHECK(gateway::classify("GET", "/products") == route_class::read);
+  CHECK(gateway::classify("HEAD", "/products/prod_1") == route_class::read);
+  CHECK(gateway::classify("OPTIONS", "/orders") == route_class::read);
+  CHECK(gateway::classify("POST", "/products") == route_class::write);
+  CHECK(gateway::classify("PATCH", "/products/x") == route_class::write);
+  CHECK(gateway::classify("DELETE", "/sessions") == route_class::write);
+  CHECK(gateway::classify("POST", "/sessions") == route_class::login);
+  CHECK(gateway::classify("POST", "/sessions/") == route_class::write);
+}
+
+TEST_CASE("identity: the bearer token's hash, else the address, and logins by address", "[gateway]") {
+  auto anon = gateway::identify(make_request("GET", "/products"), route_class::read);
+  CHECK(anon.bucket == "a:192.0.2.7");
+  CHECK(anon.shown == "192.0.2.7");
+
+  const std::string token = "super-secret-token-value";
+  auto req = make_request("GET", "/orders/x", {{"authorization", "Bearer " + token}});
+  auto who = gateway::identify(req, route_class::read);
+  auto hash = emporium::persistence::sha256_hex(token);
+  CHECK(who.bucket == "t:" + hash);
+  CHECK(who.shown == "token:" + hash.substr(0, 12));
+  CHECK(who.bucket.find(token) == std::string::npos);
+  CHECK(who.shown.find(token) == std::string::npos);
+
+  // A made-up token on a login must not buy a fresh bucket.
+  auto login = make_request("POST", "/sessions", {{"authorization", "Bearer made-up-1"}});
+  CHECK(gateway::identify(login, route_class::login).bucket == "a:192.0.2.7");
+  // Not a bearer token: the address.
+  auto basic = make_request("GET", "/", {{"authorization", "Basic dXNlcjpwYXNz"}});
+  CHECK(gateway::identify(basic, route_class::read).bucket == "a:192.0.2.7");
+}
+
+TEST_CASE("CORS: none by default", "[gateway][cors]") {
+  gateway::cors_policy none{{}};
+  CHECK_FALSE(none.enabled());
+  response res;
+  none.decorate(res, "https://shop.example");
+  CHECK(res.headers.empty());
+  auto pre = make_request("OPTIONS", "/products",
+                          {{"origin", "https://shop.example"},
+                           {"access-control-request-method", "POST"}});
+  auto answer = none.options_answer(pre, {"GET", "POST"});
+  CHECK(answer.status == 204);
+  CHECK(header_of(answer, "Allow") == "GET, POST, HEAD, OPTIONS");
+  CHECK(header_of(answer, "Access-Control-Allow-Origin").empty());
+  CHECK(header_of(answer, "Access-Control-Allow-Methods").empty());
+}
+
+TEST_CASE("CORS: allowed origins get the headers, others none, all Vary: Origin",
+          "[gateway][cors]") {
+  gateway::cors_policy cors{{"https://shop.example", "http://localhost:3000"}};
+  REQUIRE(cors.enabled());
+
+  response ok;
+  cors.decorate(ok, "https://shop.example");
+  CHECK(header_of(ok, "Access-Control-Allow-Origin") == "https://shop.example");
+  CHECK(header_of(ok, "Vary") == "Origin");
+  CHECK_THAT(header_of(ok, "Access-Control-Expose-Headers"),
+             Catch::Contains("RateLimit-Remaining") && Catch::Contains("X-Request-Id")
+               && Catch::Contains("ETag") && Catch::Contains("Location"));
+
+  response other;
+  cors.decorate(other, "https://evil.example");
+  CHECK(header_of(other, "Access-Control-Allow-Origin").empty());
+  CHECK(header_of(other, "Vary") == "Origin");
+
+  response no_origin;
+  cors.decorate(no_origin, "");
+  CHECK(header_of(no_origin, "Access-Control-Allow-Origin").empty());
+  CHECK(header_of(no_origin, "Vary") == "Origin");
+
+  // A preflight from an allowed origin.
+  auto pre = make_request("OPTIONS", "/products/prod_1",
+                          {{"origin", "http://localhost:3000"},
+                           {"access-control-request-method", "PATCH"},
+                           {"access-control-request-headers", "authorization, content-type"}});
+  REQUIRE(gateway::cors_policy::is_preflight(pre));
+  auto answer = cors.options_answer(pre, {"GET", "PATCH"});
+  CHECK(answer.status == 204);
+  CHECK(answer.body.empty());
+  CHECK(header_of(answer, "Access-Control-Allow-Methods") == "GET, PATCH, HEAD, OPTIONS");
+  CHECK_THAT(header_of(answer, "Access-Control-Allow-Headers"),
+             Catch::Contains("Authorization") && Catch::Contains("Content-Type")
+               && Catch::Contains("If-Match") && Catch::Contains("Idempotency-Key"));
+  CHECK(header_of(answer, "Access-Control-Max-Age") == "600");
+
+  // From another origin: a plain OPTIONS answer, nothing that lets a browser through.
+  auto evil = make_request("OPTIONS", "/products",
+                           {{"origin", "https://evil.example"},
+                            {"access-control-request-method", "POST"}});
+  auto refused = cors.options_answer(evil, {"GET", "POST"});
+  CHECK(refused.status == 204);
+  CHECK(header_of(refused, "Access-Control-Allow-Methods").empty());
+  CHECK(header_of(refused, "Access-Control-Allow-Headers").empty());
+
+  // Not a preflight without Access-Control-Request-Method.
+  CHECK_FALSE(gateway::cors_policy::is_preflight(
+    make_request("OPTIONS", "/products", {{"origin", "https://shop.example"}})));
+}
+
+TEST_CASE("CORS: \"*\" allows any origin", "[gateway][cors]") {
+  gateway::cors_policy any{{"*"}};
+  CHECK(any.allow_origin("https://anything.example") == "*");
+  CHECK(any.allow_origin("").empty());
+}
+
+TEST_CASE("access log lines are JSON with every field and no secrets", "[gateway][logging]") {
+  logging::access_entry e;
+  e.request_id = "req-\"quoted\"";
+  e.method = "GET";
+  e.route = "/products/{id}";
+  e.status = 200;
+  e.duration_ms = 1.23456;
+  e.bytes = 512;
+  e.client = "token:0123456789ab";
+  e.route_class = "read";
+  auto j = json::parse("{" + logging::access_fields(e) + "}");
+  CHECK(j["request_id"] == "req-\"quoted\"");
+  CHECK(j["method"] == "GET");
+  CHECK(j["route"] == "/products/{id}");
+  CHECK(j["status"] == 200);
+  CHECK(j["duration_ms"].get<double>() == Approx(1.235));
+  CHECK(j["bytes"] == 512);
+  CHECK(j["client"] == "token:0123456789ab");
+  CHECK(j["class"] == "read");
+  CHECK_FALSE(j.contains("rate_limit_fallback"));
+  e.rate_limited_locally = true;
+  j = json::parse("{" + logging::access_fields(e) + "}");
+  CHECK(j["rate_limit_fallback"] == true);
+  // Bytes that are not UTF-8 cannot break the line.
+  CHECK_NOTHROW(json::parse(logging::json_quote("bad \xff\xfe utf-8")));
+}
