@@ -4,6 +4,7 @@
 #include "persistence/commerce_store.hpp"
 #include "persistence/ids.hpp"
 #include "persistence/product_store.hpp"
+#include "persistence/search_store.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -51,8 +52,13 @@ void db_await(Self* self, const commerce_env& env, const std::string& key, Fn fn
 
 void forget_cached_products(persistence::backend& b, const std::vector<cs::stock_change>& changes) {
   // Products mirror their rows; a cached copy from before this transaction must not be loaded.
+  bool reached = true;
   for (const auto& c : changes)
-    b.cache.del(persistence::product_store::cache_key(c.product_id));
+    reached = b.cache.del(persistence::product_store::cache_key(c.product_id)) && reached;
+  // Search shows whether a product is in stock. (A failed delete has marked the cache for a
+  // flush, search results included.)
+  if (!changes.empty() && reached)
+    persistence::search_store::catalog_changed(b.cache);
 }
 
 std::vector<model::stock_level> levels(const std::vector<cs::stock_change>& changes) {
@@ -287,6 +293,17 @@ void price_cart(cart_ptr self, const commerce_env& env, model::cart c, std::stri
   }
 }
 
+/// `c` with the product at `quantity` (replaced, or added last).
+model::cart with_item(model::cart c, const std::string& product_id, std::int64_t quantity) {
+  auto it = std::find_if(c.items.begin(), c.items.end(),
+                         [&](const model::cart_item& i) { return i.product_id == product_id; });
+  if (it != c.items.end())
+    it->quantity = quantity;
+  else
+    c.items.push_back({product_id, quantity});
+  return c;
+}
+
 result<model::cart> save_items(persistence::backend& b, const model::cart& c, int ttl_s) {
   pqxx::work tx{b.pg.connection()};
   auto saved = cs::save_cart_items(tx, c, c.version, ttl_s);
@@ -365,16 +382,39 @@ cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::stri
         ->request(env.dir->manager_for(entity_kind::product, product_id), env.call_timeout,
                   product_id, read_atom_v)
         .await(
-          [self, save, next, product_id, quantity, rp](model::product& p) mutable {
-            auto it = std::find_if(next.items.begin(), next.items.end(), [&](const auto& i) {
-              return i.product_id == product_id;
+          [self, env, save, next, product_id, quantity, rp](model::product& p) mutable {
+            // A cart holds one currency: that of its other items (they all share it).
+            auto other = std::find_if(next.items.begin(), next.items.end(), [&](const auto& i) {
+              return i.product_id != product_id;
             });
-            if (it != next.items.end())
-              it->quantity = quantity;
-            else
-              next.items.push_back({product_id, quantity});
-            (void) p;
-            save(std::move(next));
+            if (other != next.items.end()) {
+              auto other_id = other->product_id;
+              self
+                ->request(env.dir->manager_for(entity_kind::product, other_id), env.call_timeout,
+                          other_id, read_atom_v)
+                .await(
+                  [save, next, currency = p.currency, product_id, quantity,
+                   rp](model::product& q) mutable {
+                    if (q.currency != currency) {
+                      rp.deliver(make_domain_error(
+                        errc::invalid_input, "the cart is in " + q.currency,
+                        {{"product_id",
+                          product_id + " is priced in " + currency + "; a cart holds one currency"}}));
+                      return;
+                    }
+                    save(with_item(std::move(next), product_id, quantity));
+                  },
+                  [save, next, product_id, quantity, rp](caf::error& e) mutable {
+                    if (to_failure(e).code != errc::not_found) {
+                      rp.deliver(std::move(e));
+                      return;
+                    }
+                    // That product is gone (it drops out of the cart's view): no currency to keep.
+                    save(with_item(std::move(next), product_id, quantity));
+                  });
+              return;
+            }
+            save(with_item(std::move(next), product_id, quantity));
           },
           [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;

@@ -9,6 +9,7 @@
 #include "config/settings.hpp"
 #include "persistence/commerce_model.hpp"
 #include "persistence/model.hpp"
+#include "persistence/search_model.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -58,6 +59,12 @@ class runtime {
   void update_product(std::string id, model::product_patch patch, std::int64_t expected_version,
                       callback<model::product> cb);
   void list_products(model::product_query query, callback<model::product_page> cb);
+
+  // -- search -----------------------------------------------------------------------------------
+
+  /// Full-text product search with filters, facets and keyset paging (runtime_search.cpp): on a
+  /// database worker, through the Redis cache of results.
+  void search_products(model::search_query query, callback<model::search_result> cb);
 
   // -- customers and sessions (commerce) -------------------------------------------------------
 

@@ -70,7 +70,10 @@ struct runtime::impl {
       order_counters(std::make_shared<kind_counters>()),
       // Password hashing is slow and memory-hard by design: its own two workers keep it from
       // queueing in front of database work.
-      crypto(sys, s, 2) {
+      crypto(sys, s, 2),
+      // Searches (tens of milliseconds each on a large catalog) get workers of their own, so
+      // that a burst of them never queues in front of an entity's writes.
+      search(sys, s) {
     for (int i = 0; i < std::max(1, s.actors.scheduler_threads); ++i)
       bridges.push_back(sys.spawn(detail::bridge));
     start_products();
@@ -120,6 +123,7 @@ struct runtime::impl {
       caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     pool.stop();
     crypto.stop();
+    search.stop();
     sys.await_all_actors_done();
   }
 
@@ -134,6 +138,7 @@ struct runtime::impl {
   std::shared_ptr<kind_counters> cart_counters;
   std::shared_ptr<kind_counters> order_counters;
   db_pool crypto;
+  db_pool search; ///< runtime_search.cpp
   std::vector<caf::actor> services; ///< stopped with the managers
   /// Recently verified customer tokens (hash → customer, expiry), so that authenticated
   /// requests do not pay a Redis or PostgreSQL round trip each.

@@ -107,6 +107,13 @@ redisContext* redis_cache::context() {
       fail(false);
       return nullptr;
     }
+    // A completed connect proves nothing: a frozen or partitioned Redis still completes the TCP
+    // handshake (the kernel does). Only an answer may close the breaker; otherwise every probe
+    // would reset the failure count and each request would pay a timeout again.
+    if (!command_ok(static_cast<redisReply*>(redisCommand(ctx_, "PING")))) {
+      fail(false);
+      return nullptr;
+    }
     sh.breaker.on_success();
   }
   if (needs_flush.load()) {

@@ -152,6 +152,65 @@ CREATE TABLE events (
   UNIQUE (entity, seq)
 );
 )sql"},
+    {4, "search", R"sql(
+-- Product search (GET /search; persistence/search_store.cpp). Adding the stored column rewrites
+-- the products table: on a large catalog that outlasts the sessions' statement timeout.
+SET LOCAL statement_timeout = 0;
+-- pg_trgm is trusted in PostgreSQL 13+: the database owner may create it.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+
+-- What full text matches, weighted A name, B category, C description. Generated and stored,
+-- so PostgreSQL keeps it current on every INSERT and UPDATE, whichever path writes the row.
+-- The name is indexed both stemmed ('english': "kettles" finds "kettle") and as typed
+-- ('simple': a prefix such as "ergonomi" finds "ergonomic", whose stem is "ergonom").
+ALTER TABLE products ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+  setweight(to_tsvector('english', name), 'A') || setweight(to_tsvector('simple', name), 'A')
+  || setweight(to_tsvector('simple', category), 'B')
+  || setweight(to_tsvector('english', description), 'C')
+) STORED;
+CREATE INDEX products_search_idx ON products USING gin (search_vector);
+-- Typo tolerance: word similarity of the query to the name (name %> q).
+CREATE INDEX products_name_trgm_idx ON products USING gin (name gin_trgm_ops);
+-- Price filters and price sorts (keyset on price, id). Newest is id order: the primary key;
+-- a category filter walks products_category_id_idx.
+CREATE INDEX products_price_idx ON products (price_cents, id);
+
+-- The words of a query (letters and digits only; the server splits them) as a tsquery: every
+-- word must match, each as a prefix, stemmed or as typed. Stop words ("the", "and") are left
+-- out, as the index leaves them out; NULL when no word is left. Lexemes are quoted, so no
+-- input can inject tsquery operators.
+CREATE FUNCTION search_tsquery(words text[]) RETURNS tsquery
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+DECLARE
+  result tsquery;
+  stemmed text;
+  typed text;
+  term tsquery;
+  w text;
+  lexeme text;
+BEGIN
+  FOREACH w IN ARRAY words LOOP
+    stemmed := NULL;
+    typed := NULL;
+    FOREACH lexeme IN ARRAY tsvector_to_array(to_tsvector('english', w)) LOOP
+      stemmed := coalesce(stemmed || ' & ', '')
+                 || '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*';
+    END LOOP;
+    CONTINUE WHEN stemmed IS NULL;
+    FOREACH lexeme IN ARRAY tsvector_to_array(to_tsvector('simple', w)) LOOP
+      typed := coalesce(typed || ' & ', '')
+               || '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*';
+    END LOOP;
+    term := CASE WHEN typed IS NULL OR typed = stemmed THEN stemmed::tsquery
+                 ELSE stemmed::tsquery || typed::tsquery END;
+    result := CASE WHEN result IS NULL THEN term ELSE result && term END;
+  END LOOP;
+  RETURN result;
+END
+$fn$;
+
+ANALYZE products;
+)sql"},
   };
   return all;
 }

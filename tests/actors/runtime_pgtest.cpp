@@ -489,32 +489,57 @@ TEST_CASE("runtime: a patch taking another product's sku answers conflict and ch
   CHECK(ok->sku == b.sku);
 }
 
-TEST_CASE("runtime: a write that lost to a change behind the actor's back answers conflict, then "
-          "the actor serves the database's state",
+TEST_CASE("runtime: a conditional write that lost to a change behind the actor's back answers "
+          "conflict, then the actor serves the database's state",
           "[pg][runtime]") {
   runtime rt{settings()};
   auto created = create_ok(rt);
   get_ok(rt, created.id);
-  {
-    // Another node (or an operator) changed the row meanwhile.
+  auto change_behind_its_back = [&](std::int64_t stock) {
+    // Another node (or an order's transaction) changed the row meanwhile.
     persistence::pg_session s{persistence::pg_options{test::pg_url(), 2'000, 5'000}};
     pqxx::work tx{s.connection()};
-    tx.exec_params("UPDATE products SET stock = 99, version = version + 1 WHERE id = $1",
-                   created.id);
+    tx.exec_params("UPDATE products SET stock = $2, version = version + 1 WHERE id = $1",
+                   created.id, stock);
     tx.commit();
-  }
-  auto r = update(rt, created.id, price_patch(5555));
+  };
+  change_behind_its_back(99);
+  // With If-Match on the version the actor knew: the row is not at that version any more.
+  auto r = update(rt, created.id, price_patch(5555), created.version);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == errc::conflict);
   auto now = get_ok(rt, created.id);
   CHECK(now.version == created.version + 1);
   CHECK(now.stock == 99);
   CHECK(now.price_cents == created.price_cents);
-  auto retried = update(rt, created.id, price_patch(5555));
+  auto retried = update(rt, created.id, price_patch(5555), now.version);
   REQUIRE(retried);
   CHECK(retried->version == created.version + 2);
   CHECK(retried->stock == 99);
   CHECK(retried->price_cents == 5555);
+}
+
+TEST_CASE("runtime: an unconditional write is applied to the row as it is now, keeping a change "
+          "made behind the actor's back",
+          "[pg][runtime]") {
+  runtime rt{settings()};
+  auto created = create_ok(rt);
+  get_ok(rt, created.id);
+  {
+    persistence::pg_session s{persistence::pg_options{test::pg_url(), 2'000, 5'000}};
+    pqxx::work tx{s.connection()};
+    tx.exec_params("UPDATE products SET stock = 77, version = version + 1 WHERE id = $1",
+                   created.id);
+    tx.commit();
+  }
+  auto r = update(rt, created.id, price_patch(4444));
+  REQUIRE(r);
+  CHECK(r->version == created.version + 2);
+  CHECK(r->stock == 77); // the other writer's stock survives
+  CHECK(r->price_cents == 4444);
+  auto now = get_ok(rt, created.id);
+  CHECK(now.version == r->version);
+  CHECK(now.stock == 77);
 }
 
 TEST_CASE("runtime: 50 concurrent updates of one product are all applied, one after the other",
