@@ -172,6 +172,10 @@ namespace {
 
 constexpr char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+constexpr std::string_view cursor_tag = "c1:";
+
+} // namespace
+
 std::string base64url_encode(std::string_view in) {
   std::string out;
   std::uint32_t buf = 0;
@@ -207,9 +211,6 @@ std::optional<std::string> base64url_decode(std::string_view in) {
   return out;
 }
 
-constexpr std::string_view cursor_tag = "c1:";
-
-} // namespace
 
 std::string encode_cursor(const std::string& after_id) {
   return base64url_encode(std::string{cursor_tag} + after_id);

@@ -1,5 +1,7 @@
 #include "http/search_codec.hpp"
 
+#include "http/json_codec.hpp"
+
 #include "persistence/ids.hpp"
 #include "persistence/pg.hpp"
 
@@ -154,43 +156,6 @@ const char* mode_name(search_mode m) {
 
 // -- cursors ------------------------------------------------------------------------------------
 
-constexpr char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string base64url_encode(std::string_view in) {
-  std::string out;
-  std::uint32_t buf = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    buf = (buf << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(b64url[(buf >> bits) & 63]);
-    }
-  }
-  if (bits > 0)
-    out.push_back(b64url[(buf << (6 - bits)) & 63]);
-  return out;
-}
-
-std::optional<std::string> base64url_decode(std::string_view in) {
-  std::string out;
-  std::uint32_t buf = 0;
-  int bits = 0;
-  for (char c : in) {
-    auto pos = std::string_view{b64url}.find(c);
-    if (pos == std::string_view::npos)
-      return std::nullopt;
-    buf = (buf << 6) | static_cast<std::uint32_t>(pos);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buf >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
 std::string hex_decode(std::string_view hex) {
   std::string out;
   out.reserve(hex.size() / 2);
@@ -261,7 +226,7 @@ std::string encode_cursor(const model::search_query& q, const model::search_posi
                           std::string_view key) {
   auto body = json::array({cursor_version, static_cast<int>(pos.mode), pos.key, pos.id}).dump();
   auto mac = hmac_sha256_hex(key, fingerprint(q) + "\n" + body).substr(0, mac_chars);
-  return base64url_encode(body) + "." + mac;
+  return codec::base64url_encode(body) + "." + mac;
 }
 
 std::optional<model::search_position> decode_cursor(std::string_view cursor,
@@ -272,7 +237,7 @@ std::optional<model::search_position> decode_cursor(std::string_view cursor,
   auto dot = cursor.find('.');
   if (dot == std::string_view::npos)
     return std::nullopt;
-  auto body = base64url_decode(cursor.substr(0, dot));
+  auto body = codec::base64url_decode(cursor.substr(0, dot));
   auto mac = cursor.substr(dot + 1);
   if (!body || mac.size() != mac_chars)
     return std::nullopt;
