@@ -1,0 +1,560 @@
+// emporium-bench: the load generator. See bench/README.md.
+//
+//   emporium-bench --target URL --scenario NAME --connections N --duration SECONDS
+//                  [--rate R] [--json FILE|-] ...
+//
+// Exit status: 0 done; 1 a correctness check failed or the run could not be done;
+// 2 bad command line; 3 the scenario's endpoints are not available on the target.
+
+#include "bench/accounting.hpp"
+#include "bench/load.hpp"
+#include "bench/procstat.hpp"
+#include "bench/scenarios.hpp"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+namespace {
+
+using namespace emporium::bench;
+using json = nlohmann::json;
+
+constexpr int exit_failed = 1;
+constexpr int exit_unavailable = 3;
+
+struct options {
+  std::string target_url;
+  std::string scenario = "product-get";
+  int connections = 64;
+  double duration = 10;
+  double rate = 0;
+  std::string json_file;
+  int threads = 1;
+  double warmup = 0;
+  double timeout = 10;
+  double zipf = 0;
+  std::string path = "/";
+  std::string pg_url;
+  bool ids_from_pg = false;
+  std::string ids_from;
+  std::size_t ids_limit = 0;
+  std::size_t customers = 0;
+  std::string customers_file;
+  std::size_t write_products = 10'000;
+  int max_lines = 3;
+  bool no_verify = false;
+  std::uint64_t seed = 0;
+  std::string label;
+  bool once = false;
+  std::size_t setup_parallel = 8;
+  std::size_t accounts = 64;
+  int server_pid = 0;
+  std::vector<int> db_pids;
+};
+
+double ms(std::uint64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+json latency_json(const histogram& h) {
+  return {{"p50", ms(h.value_at_percentile(50))},   {"p90", ms(h.value_at_percentile(90))},
+          {"p99", ms(h.value_at_percentile(99))},   {"p999", ms(h.value_at_percentile(99.9))},
+          {"max", ms(h.max())},                     {"min", ms(h.min())},
+          {"mean", h.mean() / 1e6}};
+}
+
+json status_json(const std::map<int, std::uint64_t>& by_status) {
+  json j = json::object();
+  for (auto& [s, c] : by_status)
+    j[std::to_string(s)] = c;
+  return j;
+}
+
+json kind_json(const std::array<std::uint64_t, 4>& by_kind) {
+  json j = json::object();
+  for (std::size_t i = 0; i < by_kind.size(); ++i)
+    j[error_kind_names[i]] = by_kind[i];
+  return j;
+}
+
+std::string random_run_id() {
+  std::random_device rd;
+  std::ostringstream out;
+  out << std::hex << std::chrono::system_clock::now().time_since_epoch().count() % 0xffffffffff
+      << rd() % 0xffff;
+  return out.str();
+}
+
+void emit(const options& o, const json& result) {
+  auto text = result.dump(2);
+  if (o.json_file == "-") {
+    std::cout << text << "\n";
+  } else if (!o.json_file.empty()) {
+    std::ofstream out{o.json_file, std::ios::trunc};
+    out << text << "\n";
+    if (!out)
+      std::cerr << "emporium-bench: could not write " << o.json_file << "\n";
+  }
+}
+
+/// Human summary, on stderr when the JSON goes to stdout.
+void summarize(std::ostream& out, const json& r) {
+  char line[512];
+  out << "scenario " << r["scenario"].get<std::string>() << " on " << r["target"].get<std::string>()
+      << ": " << r["connections"] << " connections, " << r["mode"].get<std::string>() << " loop";
+  if (r["mode"] == "open")
+    out << " at " << r["rate"] << " req/s";
+  out << ", " << r["duration_s"] << " s\n";
+  if (!r.value("available", true)) {
+    out << "  NOT AVAILABLE: " << r["unavailable_reason"].get<std::string>() << "\n";
+    return;
+  }
+  const auto& l = r["latency_ms"];
+  std::snprintf(line, sizeof line,
+                "  %.0f req/s (%.0f ok/s), %llu answered, %llu errors\n"
+                "  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+                r["requests_per_second"].get<double>(), r["ok_per_second"].get<double>(),
+                static_cast<unsigned long long>(r["requests"].get<std::uint64_t>()),
+                static_cast<unsigned long long>(r["errors"]["total"].get<std::uint64_t>()),
+                l["p50"].get<double>(), l["p90"].get<double>(), l["p99"].get<double>(),
+                l["p999"].get<double>(), l["max"].get<double>());
+  out << line;
+  if (r["errors"]["total"].get<std::uint64_t>() > 0)
+    out << "  errors by status " << r["errors"]["by_status"].dump() << ", by kind "
+        << r["errors"]["by_kind"].dump() << "\n";
+  if (r["operations"].size() > 1)
+    for (auto& [name, op] : r["operations"].items()) {
+      std::snprintf(line, sizeof line, "    %-12s %8llu answered  p50 %8.3f  p99 %8.3f ms  errors %s\n",
+                    name.c_str(), static_cast<unsigned long long>(op["requests"].get<std::uint64_t>()),
+                    op["latency_ms"]["p50"].get<double>(), op["latency_ms"]["p99"].get<double>(),
+                    op["errors"].dump().c_str());
+      out << line;
+    }
+  if (r.contains("server")) {
+    const auto& sv = r["server"];
+    std::snprintf(line, sizeof line,
+                  "  server: %.3f CPU s per 1,000 requests (%.2f cores), peak RSS %.1f MiB\n",
+                  sv["cpu_s_per_1k"].get<double>(), sv["cpu_cores"].get<double>(),
+                  static_cast<double>(sv["vm_hwm_kib"].get<std::int64_t>()) / 1024.0);
+    out << line;
+  }
+  if (r.contains("db")) {
+    std::snprintf(line, sizeof line, "  PostgreSQL + Redis: %.3f CPU s per 1,000 requests\n",
+                  r["db"]["cpu_s_per_1k"].get<double>());
+    out << line;
+  }
+  if (r.contains("orders")) {
+    const auto& o = r["orders"];
+    std::snprintf(line, sizeof line,
+                  "  orders: %llu acknowledged (%.1f/s in the window), refused: %llu short of "
+                  "stock, %llu unshippable; %llu paid, %llu unknown outcome; set-up %.1f s\n",
+                  static_cast<unsigned long long>(o["acknowledged"].get<std::uint64_t>()),
+                  o["per_second"].get<double>(),
+                  static_cast<unsigned long long>(o["out_of_stock"].get<std::uint64_t>()),
+                  static_cast<unsigned long long>(o["unshippable"].get<std::uint64_t>()),
+                  static_cast<unsigned long long>(o["paid"].get<std::uint64_t>()),
+                  static_cast<unsigned long long>(o["ambiguous"].get<std::uint64_t>()),
+                  r["setup"]["seconds"].get<double>());
+    out << line;
+  }
+  if (r.contains("accounting")) {
+    const auto& a = r["accounting"];
+    if (!a.value("checked", false)) {
+      out << "  accounting: NOT CHECKED (" << a.value("reason", std::string{}) << ")\n";
+    } else {
+      out << "  accounting: " << (a["passed"].get<bool>() ? "PASSED" : "FAILED") << " ("
+          << a["found_once"] << "/" << a["acknowledged"] << " acknowledged orders found once, "
+          << a["products_checked"] << " products balanced with " << a["products_mismatched"]
+          << " mismatches, " << a["unacknowledged_committed"]
+          << " committed but unacknowledged, " << a["negative_stock"] << " negative stock)\n";
+      for (auto& f : a["failures"])
+        out << "    " << f.get<std::string>() << "\n";
+    }
+  }
+  if (r.contains("unfinished") && r["unfinished"].get<std::uint64_t>() > 0)
+    out << "  open loop: " << r["unfinished"] << " requests due in the window were unanswered at "
+        << "its end (queued peak " << r["backlog_peak"] << ")\n";
+}
+
+/// The scenario's endpoints exist on the target? Empty when yes, else why not.
+std::string probe(const target& where, const std::string& scenario) {
+  auto missing = [](int status) { return status == 404 || status == 405 || status == 501; };
+  if (scenario == "search") {
+    auto r = fetch(where, "GET", "/search?q=kettle&limit=1", {}, {}, 10);
+    if (r.status == 0)
+      return "GET /search: " + r.error;
+    if (missing(r.status))
+      return "GET /search answered " + std::to_string(r.status) +
+             " (the search endpoint of DESIGN.md section 3 is not there yet)";
+  }
+  if (scenario == "checkout" || scenario == "mix") {
+    // An empty body: 400 where the endpoint exists, and nothing is created.
+    for (const char* path : {"/customers", "/sessions"}) {
+      auto r = fetch(where, "POST", path, "{}", {}, 10);
+      if (r.status == 0)
+        return std::string{"POST "} + path + ": " + r.error;
+      if (missing(r.status))
+        return std::string{"POST "} + path + " answered " + std::to_string(r.status) +
+               " (the commerce endpoints of DESIGN.md section 3 are not there yet)";
+    }
+  }
+  return {};
+}
+
+json base_result(const options& o) {
+  return {{"label", o.label.empty() ? o.scenario : o.label},
+          {"scenario", o.scenario},
+          {"target", o.target_url},
+          {"connections", o.connections},
+          {"threads", o.threads},
+          {"mode", o.rate > 0 ? "open" : "closed"},
+          {"rate", o.rate},
+          {"duration_s", o.duration},
+          {"warmup_s", o.warmup},
+          {"zipf", o.zipf}};
+}
+
+int run(const options& o) {
+  auto where = parse_target(o.target_url);
+  auto result = base_result(o);
+
+  if (auto why = probe(where, o.scenario); !why.empty()) {
+    result["available"] = false;
+    result["unavailable_reason"] = why;
+    summarize(std::cerr, result);
+    emit(o, result);
+    return exit_unavailable;
+  }
+  result["available"] = true;
+
+  bool writes = o.scenario == "checkout" || o.scenario == "mix";
+  std::unique_ptr<catalog> cat;
+  if (o.scenario != "get") {
+    std::vector<std::string> ids;
+    if (o.ids_from_pg) {
+      if (o.pg_url.empty())
+        throw std::invalid_argument("--ids-from-pg needs --pg-url");
+      ids = accounting::load_product_ids(o.pg_url, o.ids_limit);
+    } else {
+      ids = load_ids_http(o.ids_from.empty() ? where : parse_target(o.ids_from), o.ids_limit);
+    }
+    std::cerr << "catalog: " << ids.size() << " product ids"
+              << (o.zipf > 0 ? ", Zipf exponent " + std::to_string(o.zipf) : ", uniform") << "\n";
+    cat = std::make_unique<catalog>(std::move(ids), o.zipf, o.seed + 17);
+  }
+
+  std::unique_ptr<commerce_state> shop;
+  double accounts_s = 0;
+  accounting::snapshot before;
+  bool verify = writes && !o.no_verify;
+  if (writes) {
+    if (verify && o.pg_url.empty())
+      throw std::invalid_argument("scenario " + o.scenario +
+                                  " verifies its orders in PostgreSQL: give --pg-url (or "
+                                  "--no-verify to skip the check)");
+    shop = std::make_unique<commerce_state>();
+    shop->run_id = random_run_id();
+    if (!o.customers_file.empty())
+      shop->load_customers(o.customers_file);
+    std::size_t wanted = std::max<std::size_t>(
+      o.customers ? o.customers : (o.scenario == "mix" ? 2'000 : 0),
+      static_cast<std::size_t>(o.connections));
+    for (std::size_t i = shop->customers.size(); i < wanted; ++i) {
+      customer c;
+      c.email = "bench-" + shop->run_id + "-" + std::to_string(i) + "@example.com";
+      c.password = "bench-pw-" + shop->run_id + "-" + std::to_string(i);
+      shop->customers.push_back(std::move(c));
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    prepare_accounts(*shop, where, o.accounts, o.setup_parallel);
+    accounts_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!shop->unavailable.empty()) {
+      result["available"] = false;
+      result["unavailable_reason"] = shop->unavailable;
+      summarize(std::cerr, result);
+      emit(o, result);
+      return exit_unavailable;
+    }
+    std::cerr << shop->customers.size() << " simulated customers on " << shop->accounts
+              << " accounts (signed up / logged in in " << accounts_s << " s)\n";
+    // The products orders may take: a random sample of the catalog, their stock snapshotted.
+    std::vector<std::string> sample = cat->ids();
+    std::mt19937_64 rng{o.seed + 23};
+    std::shuffle(sample.begin(), sample.end(), rng);
+    if (o.write_products && sample.size() > o.write_products)
+      sample.resize(o.write_products);
+    if (!o.pg_url.empty()) {
+      before = accounting::take_snapshot(o.pg_url, sample);
+      for (auto& [pid, stock] : before.stock)
+        if (stock > 0)
+          shop->stocked.push_back(pid);
+    } else {
+      shop->stocked = sample;
+    }
+    if (shop->stocked.empty())
+      throw std::runtime_error("no product with stock among the " + std::to_string(sample.size()) +
+                               " sampled");
+    std::cerr << "orders draw from " << shop->stocked.size() << " products in stock; "
+              << shop->customers.size() << " customers\n";
+  }
+
+  scenario_options so;
+  so.name = o.scenario;
+  so.path = o.path;
+  so.customers = o.customers;
+  so.max_lines = o.max_lines;
+  so.once = o.once;
+  auto sc = make_scenario(so, cat.get(), shop.get());
+
+  engine_options eo;
+  eo.where = where;
+  eo.connections = o.connections;
+  eo.threads = o.threads;
+  eo.rate = o.rate;
+  eo.duration_s = o.duration;
+  eo.warmup_s = o.warmup;
+  eo.timeout_s = o.timeout;
+  eo.seed = o.seed;
+
+  run_hooks hooks;
+  // CPU of the server (and of PostgreSQL/Redis) over exactly the measured window.
+  double server_cpu0 = 0, server_cpu1 = 0, db_cpu0 = 0, db_cpu1 = 0;
+  auto db_cpu = [&o] {
+    double sum = 0;
+    for (int pid : o.db_pids)
+      sum += std::max(0.0, procstat::tree_cpu_seconds(pid));
+    return sum;
+  };
+  if (o.server_pid || !o.db_pids.empty()) {
+    hooks.window_start = [&] {
+      if (o.server_pid)
+        server_cpu0 = procstat::tree_cpu_seconds(o.server_pid);
+      db_cpu0 = db_cpu();
+    };
+    hooks.window_end = [&] {
+      if (o.server_pid)
+        server_cpu1 = procstat::tree_cpu_seconds(o.server_pid);
+      db_cpu1 = db_cpu();
+    };
+  }
+  if (shop)
+    hooks.after_setup = [&] {
+      std::size_t ready;
+      {
+        std::lock_guard lock{shop->mu};
+        ready = shop->free.size();
+      }
+      std::cerr << "set-up done: " << ready << " customers ready\n";
+      if (!shop->unavailable.empty())
+        throw std::runtime_error("unavailable: " + shop->unavailable);
+      std::string why;
+      for (auto& [what, body] : shop->setup_errors)
+        why += "; " + what + ": " + body;
+      if (ready < static_cast<std::size_t>(o.connections))
+        throw std::runtime_error("only " + std::to_string(ready) + " customers could be set up (" +
+                                 std::to_string(shop->setup_failed_customers) +
+                                 " failed); need one per connection" + why);
+      if (!why.empty())
+        std::cerr << "set-up failures" << why << "\n";
+      if (!o.customers_file.empty())
+        shop->save_customers(o.customers_file);
+    };
+
+  run_stats st;
+  try {
+    st = run_load(eo, *sc, hooks);
+  } catch (const std::runtime_error& e) {
+    std::string what = e.what();
+    if (shop && !shop->unavailable.empty()) {
+      result["available"] = false;
+      result["unavailable_reason"] = shop->unavailable;
+      summarize(std::cerr, result);
+      emit(o, result);
+      return exit_unavailable;
+    }
+    throw;
+  }
+
+  double secs = st.elapsed_s > 0 ? st.elapsed_s : o.duration;
+  result["duration_s"] = secs; // measured; shorter than asked when --once finished early
+  result["requests"] = st.requests;
+  result["ok"] = st.ok;
+  result["requests_per_second"] = static_cast<double>(st.requests) / secs;
+  result["ok_per_second"] = static_cast<double>(st.ok) / secs;
+  result["bytes_per_second"] = static_cast<double>(st.bytes_read) / secs;
+  result["latency_ms"] = latency_json(st.latency);
+  json curve = json::array();
+  for (auto& [p, v] : st.latency.percentile_curve())
+    curve.push_back({p, ms(v)});
+  result["percentiles"] = curve;
+  result["errors"] = {{"total", st.errors()},
+                      {"by_status", status_json(st.by_status)},
+                      {"by_kind", kind_json(st.by_kind)}};
+  if (o.rate > 0) {
+    result["unfinished"] = st.unfinished;
+    result["backlog_peak"] = st.backlog_peak;
+  }
+  json ops = json::object();
+  for (std::size_t i = 0; i < st.ops.size(); ++i) {
+    const auto& op = st.ops[i];
+    if (op.requests == 0 && op.by_kind == std::array<std::uint64_t, 4>{})
+      continue;
+    json errors = status_json(op.by_status);
+    for (std::size_t k = 0; k < op.by_kind.size(); ++k)
+      if (op.by_kind[k])
+        errors[error_kind_names[k]] = op.by_kind[k];
+    ops[st.op_names[i]] = {{"requests", op.requests},
+                           {"ok", op.ok},
+                           {"per_second", static_cast<double>(op.requests) / secs},
+                           {"latency_ms", latency_json(op.latency)},
+                           {"errors", errors}};
+    if (!op.samples.empty()) {
+      json samples = json::object();
+      for (auto& [status, body] : op.samples)
+        samples[std::to_string(status)] = body;
+      ops[st.op_names[i]]["error_samples"] = samples;
+    }
+  }
+  result["operations"] = ops;
+  auto per_1k = [&st](double cpu) {
+    return st.requests ? cpu / static_cast<double>(st.requests) * 1000.0 : 0.0;
+  };
+  if (o.server_pid) {
+    double cpu = server_cpu1 - server_cpu0;
+    result["server"] = {{"pid", o.server_pid},
+                        {"cpu_s", cpu},
+                        {"cpu_s_per_1k", per_1k(cpu)},
+                        {"cpu_cores", cpu / secs},
+                        {"vm_hwm_kib", procstat::tree_status_kib(o.server_pid, "VmHWM")},
+                        {"vm_rss_kib", procstat::tree_status_kib(o.server_pid, "VmRSS")}};
+  }
+  if (!o.db_pids.empty()) {
+    double cpu = db_cpu1 - db_cpu0;
+    result["db"] = {{"pids", o.db_pids}, {"cpu_s", cpu}, {"cpu_s_per_1k", per_1k(cpu)}};
+  }
+
+  int rc = 0;
+  if (shop) {
+    json setup_errors = json::object();
+    for (auto& [what, body] : shop->setup_errors)
+      setup_errors[what] = body;
+    result["setup"] = {{"errors", setup_errors},
+                       {"accounts", shop->accounts},
+                       {"accounts_seconds", accounts_s},
+                       {"seconds", st.setup_s},
+                       {"requests", st.setup_requests},
+                       {"failed_requests", st.setup_failures},
+                       {"customers", shop->customers.size()},
+                       {"failed_customers", shop->setup_failed_customers}};
+    result["orders"] = {{"acknowledged", shop->acks.size()},
+                        {"acknowledged_in_window", shop->acks_measured},
+                        {"per_second", static_cast<double>(shop->acks_measured) / secs},
+                        {"out_of_stock", shop->out_of_stock},
+                        {"unshippable", shop->unshippable},
+                        {"ambiguous", shop->ambiguous},
+                        {"paid", shop->payments_ok},
+                        {"payment_failed", shop->payments_failed}};
+    json acc;
+    if (verify) {
+      auto v = accounting::verify(o.pg_url, before, shop->acks, shop->customer_ids(),
+                                  shop->ambiguous);
+      acc = {{"checked", true},
+             {"passed", v.passed},
+             {"acknowledged", v.acknowledged},
+             {"found_once", v.found_once},
+             {"unacknowledged_committed", v.unacknowledged_committed},
+             {"products_checked", v.products_checked},
+             {"products_mismatched", v.products_mismatched},
+             {"negative_stock", v.negative_stock},
+             {"units_ordered", v.units_ordered},
+             {"failures", v.failures}};
+      if (!v.passed)
+        rc = exit_failed;
+    } else {
+      acc = {{"checked", false}, {"reason", "--no-verify"}};
+    }
+    result["accounting"] = acc;
+  }
+  result["passed"] = rc == 0;
+  summarize(std::cerr, result);
+  emit(o, result);
+  if (rc != 0)
+    std::cerr << "emporium-bench: FAILED: the database does not match what was acknowledged\n";
+  return rc;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"emporium-bench: load generator for Emporium (closed and open loop)"};
+  options o;
+  cli.add_option("--target", o.target_url, "http://host:port of the server")->required();
+  cli.add_option("--scenario", o.scenario, "get, product-get, browse, search, checkout, mix")
+    ->check(CLI::IsMember(scenario_names()));
+  cli.add_option("--connections,-c", o.connections, "keep-alive connections")
+    ->check(CLI::Range(1, 100'000));
+  cli.add_option("--duration,-d", o.duration, "measured seconds")->check(CLI::Range(0.1, 86'400.0));
+  cli.add_option("--rate,-R", o.rate,
+                 "open loop: requests per second over all connections (latency from each "
+                 "request's intended send time); 0 = closed loop")
+    ->check(CLI::Range(0.0, 10'000'000.0));
+  cli.add_option("--json", o.json_file, "write the result as JSON to FILE ('-' = stdout)");
+  cli.add_option("--threads,-t", o.threads, "generator threads (1 or 2 on this machine)")
+    ->check(CLI::Range(1, 64));
+  cli.add_option("--warmup", o.warmup, "seconds run before measuring")->check(CLI::Range(0.0, 3600.0));
+  cli.add_option("--timeout", o.timeout, "seconds before a request (or connect) counts as timed out")
+    ->check(CLI::Range(0.01, 3600.0));
+  cli.add_option("--zipf", o.zipf, "product-get/mix: Zipf exponent of product popularity (0 = uniform)")
+    ->check(CLI::Range(0.0, 5.0));
+  cli.add_option("--path", o.path, "get: the path to request");
+  cli.add_option("--pg-url", o.pg_url, "PostgreSQL of the server (ids, stock snapshot, accounting)");
+  cli.add_flag("--ids-from-pg", o.ids_from_pg, "read product ids from --pg-url instead of paging GET /products");
+  cli.add_option("--ids-from", o.ids_from, "http://host:port to page GET /products from (default: --target)");
+  cli.add_option("--ids-limit", o.ids_limit, "use at most this many product ids (0 = all)");
+  cli.add_option("--customers", o.customers,
+                 "checkout/mix: simulated customers (default: connections; mix: 2000)");
+  cli.add_option("--customers-file", o.customers_file,
+                 "checkout/mix: reuse registered customers from FILE and save them to it");
+  cli.add_option("--write-products", o.write_products,
+                 "checkout/mix: products orders draw from (a random sample; 0 = all)");
+  cli.add_option("--max-lines", o.max_lines, "checkout: up to this many products per order")
+    ->check(CLI::Range(1, 50));
+  cli.add_flag("--once", o.once,
+               "product-get: request every product id once, in id order, then stop (closed loop; "
+               "--duration is then an upper bound)");
+  cli.add_option("--accounts", o.accounts,
+                 "checkout/mix: registered accounts the simulated customers shop on (each "
+                 "customer has its own cart; customer i uses account i % accounts)")
+    ->check(CLI::Range(1, 10'000'000));
+  cli.add_option("--setup-parallel", o.setup_parallel,
+                 "checkout/mix: sign-ups at once (they hash passwords: too many at once time out)")
+    ->check(CLI::Range(1, 1'000));
+  cli.add_flag("--no-verify", o.no_verify, "checkout/mix: skip the PostgreSQL accounting");
+  cli.add_option("--seed", o.seed, "random seed");
+  cli.add_option("--label", o.label, "name of this run in the JSON");
+  cli.add_option("--server-pid", o.server_pid,
+                 "report this process's CPU (with its children) over the measured window and its "
+                 "peak RSS");
+  cli.add_option("--db-pid", o.db_pids, "also report the CPU of these process trees (PostgreSQL "
+                 "postmaster, redis-server) over the window");
+  CLI11_PARSE(cli, argc, argv);
+  try {
+    return run(o);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "emporium-bench: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "emporium-bench: " << e.what() << "\n";
+    auto result = base_result(o);
+    result["available"] = true;
+    result["passed"] = false;
+    result["error"] = e.what();
+    emit(o, result);
+    return exit_failed;
+  }
+}
