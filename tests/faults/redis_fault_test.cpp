@@ -1,0 +1,304 @@
+// Fault: Redis goes away while clients keep working (DESIGN.md §4, issue 7). Redis is only a
+// cache: every endpoint must keep answering correctly from PostgreSQL (no 5xx, no hang), the
+// circuit breaker must stop paying a Redis failure per request, close by itself when Redis is
+// back, and no value older than a write made during the outage may be served afterwards.
+//
+// Two ways to lose it: a clean stop and restart (Redis comes back empty, as scripts/lib.sh
+// starts it), and a freeze (SIGSTOP: connections are accepted but nothing answers, like a
+// partition; when it thaws it still holds the values it had cached before the outage, so the
+// "no stale value" promise is really put to the test).
+
+#include "faults/fault_support.hpp"
+#include "support/test_env.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+using namespace emporium::faults;
+using emporium::test::http_client;
+using emporium::test::http_response;
+using emporium::test::server_process;
+using namespace std::chrono_literals;
+
+constexpr int pool_size = 4;           // postgres.pool_size default: one Redis client each
+constexpr int breaker_open_ms = 1'000; // redis.breaker_open_ms default
+constexpr double redis_timeout_ms = 200; // redis.timeout_ms default
+
+/// The load of both Redis tests: reads and writes of every kind that must not need Redis.
+/// Every one of them has exactly one correct answer.
+std::vector<operation> cache_load(const std::vector<std::string>& products, const shopper& buyer,
+                                  const std::string& order_id, const std::string& email,
+                                  const std::string& password) {
+  auto any = [products](std::mt19937& rng) {
+    return products[std::uniform_int_distribution<std::size_t>{0, products.size() - 1}(rng)];
+  };
+  std::vector<operation> ops;
+  ops.push_back({"GET /products/{id}", 30,
+                 [any](http_client& c, std::mt19937& rng) { return c.get("/products/" + any(rng)); },
+                 {200}});
+  ops.push_back({"GET /products", 5,
+                 [](http_client& c, std::mt19937&) { return c.get("/products?limit=5"); }, {200}});
+  ops.push_back({"GET /search", 5,
+                 [](http_client& c, std::mt19937&) { return c.get("/search?q=widget&limit=5"); },
+                 {200}});
+  ops.push_back({"PATCH /products/{id}", 10,
+                 [any](http_client& c, std::mt19937& rng) {
+                   auto price = std::uniform_int_distribution<int>{100, 9'999}(rng);
+                   return c.request("PATCH", "/products/" + any(rng),
+                                    json{{"price_cents", price}}.dump(), admin());
+                 },
+                 {200}});
+  ops.push_back({"POST /products", 4,
+                 [](http_client& c, std::mt19937&) {
+                   json body{{"sku", emporium::test::unique("redis-fault")},
+                             {"name", "Fault widget"}, {"price_cents", 500},
+                             {"currency", "USD"}, {"stock", 5}};
+                   return c.request("POST", "/products", body.dump(), admin());
+                 },
+                 {201}});
+  ops.push_back({"POST /orders", 8,
+                 [any, buyer](http_client& c, std::mt19937& rng) {
+                   return c.request("POST", "/orders", order_body({{any(rng), 1}}).dump(),
+                                    buyer.auth());
+                 },
+                 {201}});
+  ops.push_back({"GET /orders/{id}", 5,
+                 [order_id, buyer](http_client& c, std::mt19937&) {
+                   return c.get("/orders/" + order_id, buyer.auth());
+                 },
+                 {200}});
+  ops.push_back({"GET /customers/{id}", 5,
+                 [buyer](http_client& c, std::mt19937&) {
+                   return c.get("/customers/" + buyer.id, buyer.auth());
+                 },
+                 {200}});
+  ops.push_back({"POST /sessions", 1,
+                 [email, password](http_client& c, std::mt19937&) {
+                   return c.request("POST", "/sessions",
+                                    json{{"email", email}, {"password", password}}.dump());
+                 },
+                 {200}});
+  ops.push_back({"GET /readyz", 2, [](http_client& c, std::mt19937&) { return c.get("/readyz"); },
+                 {200}});
+  return ops;
+}
+
+/// Everything a Redis test needs on the server before the fault.
+struct fixture {
+  server_process srv{fault_env({{"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "1"}})};
+  http_client c{srv.host(), srv.port(), 30s};
+  std::vector<std::string> products;
+  std::string watched; ///< renamed during the outage; no load touches it
+  shopper buyer;
+  std::string email, password, order_id;
+
+  fixture() {
+    for (int i = 0; i < 6; ++i)
+      products.push_back(create_product(c, 1'000'000));
+    watched = create_product(c, 10, 1'000, "Before the outage");
+    email = emporium::test::unique("redis-fault") + "@example.com";
+    password = "pw-" + emporium::test::unique("x");
+    auto r = c.request("POST", "/customers",
+                       json{{"email", email}, {"name", "Buyer"}, {"password", password}}.dump());
+    REQUIRE(r.status == 201);
+    buyer.id = r.json().at("id").get<std::string>();
+    auto l = c.request("POST", "/sessions", json{{"email", email}, {"password", password}}.dump());
+    REQUIRE(l.status == 200);
+    buyer.token = l.json().at("token").get<std::string>();
+    auto o = c.request("POST", "/orders", order_body({{products[0], 1}}).dump(), buyer.auth());
+    REQUIRE(o.status == 201);
+    order_id = o.json().at("id").get<std::string>();
+    // Warm the cache: every product read once, the watched one cached as it is now.
+    for (const auto& p : products)
+      REQUIRE(c.get("/products/" + p).status == 200);
+    REQUIRE(c.get("/products/" + watched).status == 200);
+    REQUIRE(c.get("/search?q=widget&limit=5").status == 200);
+  }
+
+  std::vector<operation> load() const { return cache_load(products, buyer, order_id, email, password); }
+};
+
+/// Waits until /metrics shows the Redis breaker closed, no flush pending and the cache used
+/// again (hits grow: searches read their catalog version from Redis); the time that took, or
+/// -1 after `limit`.
+double wait_cache_recovered(const server_process& srv, http_client& c, const std::string& product,
+                            steady::time_point returned, std::chrono::seconds limit) {
+  auto hits_before = metric(scrape(srv), "emporium_cache_hits_total");
+  auto deadline = steady::now() + limit;
+  while (steady::now() < deadline) {
+    c.get("/products/" + product); // one read through the cache path, in case the load is idle
+    auto m = scrape(srv);
+    if (metric(m, "emporium_circuit_breaker_state{dependency=\"redis\"}") == 0
+        && metric(m, "emporium_cache_flush_pending") == 0
+        && metric(m, "emporium_cache_hits_total") > hits_before)
+      return millis(returned, steady::now());
+    std::this_thread::sleep_for(50ms);
+  }
+  return -1;
+}
+
+/// Polls the Redis breaker state from /metrics until `until`; the highest state seen.
+int watch_breaker(const server_process& srv, steady::time_point until) {
+  int highest = 0;
+  while (steady::now() < until) {
+    auto state = metric(scrape(srv), "emporium_circuit_breaker_state{dependency=\"redis\"}");
+    highest = std::max(highest, static_cast<int>(state));
+    std::this_thread::sleep_for(100ms);
+  }
+  return highest;
+}
+
+bool is_login(const sample& s) {
+  return s.op == "POST /sessions"; // Argon2id: slow by design, whatever Redis does
+}
+
+/// The name the API and Redis itself give the watched product.
+struct watched_view {
+  int status = 0;
+  std::string api_name;
+  std::string cached; ///< raw Redis value, empty when not cached
+};
+
+watched_view look_at(http_client& c, services& svc, const std::string& id) {
+  watched_view v;
+  auto r = c.get("/products/" + id);
+  v.status = r.status;
+  if (r.status == 200)
+    v.api_name = r.json().value("name", "");
+  v.cached = svc.redis_cli({"GET", "emporium:product:" + id});
+  return v;
+}
+
+/// The checks and the summary line shared by both Redis faults.
+void conclude(const std::string& fault, const std::vector<sample>& all, steady::time_point from,
+              steady::time_point returned, double recovery_ms, double cache_errors,
+              double outage_ms, int breaker_seen, const std::string& renamed,
+              const watched_view& after) {
+  auto during = summarize(all, from, returned);
+  auto whole = summarize(all, steady::time_point::min(), steady::time_point::max());
+  auto fast = summarize(all, from, returned, [](const sample& s) { return !is_login(s); });
+  // Each worker's open connection fails once, then one probe per open period, plus slack for
+  // calls racing the breaker as it opens. (A breaker that a bare TCP connect closed again paid
+  // threshold + 1 failures per open period against a frozen Redis: 17 in 4 s here.)
+  double allowed_errors = pool_size + std::ceil(outage_ms / breaker_open_ms) + 6;
+  // Answers that took longer than one Redis timeout (redis.timeout_ms, 200 ms): with the breaker
+  // doing its job only the few calls that find Redis gone (and what queued behind them) pay it.
+  auto slow = summarize(all, from, returned,
+                        [](const sample& s) { return !is_login(s) && s.ms >= redis_timeout_ms; });
+  double slow_share = during.requests ? double(slow.requests) / double(during.requests) : 0;
+  bool stale_free = after.status == 200 && after.api_name == renamed
+                    && (after.cached.empty() || after.cached.find(renamed) != std::string::npos);
+
+  std::ostringstream inv;
+  inv << "unexpected answers " << whole.unexpected << " of " << whole.requests
+      << " (none may be 5xx or missing); Redis failures paid " << cache_errors << " for "
+      << during.requests << " requests (allowed " << allowed_errors << "); breaker state seen "
+      << breaker_seen << "; answers slower than the Redis timeout " << slow.requests << " ("
+      << static_cast<int>(slow_share * 100) << "%, bound 10%); longest non-login answer "
+      << static_cast<long>(fast.longest_ms) << " ms (bound 2000); after the return the API says '" << after.api_name
+      << "' and Redis holds " << (after.cached.empty() ? "nothing" : "the new value")
+      << (stale_free ? "" : " STALE");
+  bool ok = whole.unexpected == 0 && cache_errors <= allowed_errors && breaker_seen >= 1
+            && slow_share <= 0.10 && fast.longest_ms < 2'000 && recovery_ms >= 0 && stale_free;
+  report_fault(fault, during, recovery_ms, ok, inv.str());
+
+  for (const auto& e : whole.unexpected_examples)
+    UNSCOPED_INFO("unexpected: " << e);
+  CHECK(whole.unexpected == 0);
+  CHECK(during.requests > 0);
+  CHECK(cache_errors <= allowed_errors);
+  CHECK(breaker_seen >= 1); // it did open
+  CHECK(slow_share <= 0.10);
+  CHECK(fast.longest_ms < 2'000);
+  CHECK(recovery_ms >= 0);
+  CHECK(after.status == 200);
+  CHECK(after.api_name == renamed);
+  INFO("Redis holds: " << after.cached);
+  CHECK((after.cached.empty() || after.cached.find(renamed) != std::string::npos));
+}
+
+} // namespace
+
+TEST_CASE("Redis stopped and restarted under load: answers from PostgreSQL, breaker "
+          "opens and closes by itself, no stale value",
+          "[faults][redis]") {
+  services svc;
+  service_guard guard{svc};
+  fixture f;
+  load_generator load{f.srv, f.load(), 4};
+  load.start();
+  std::this_thread::sleep_for(1500ms);
+
+  auto errors_before = metric(scrape(f.srv), "emporium_cache_errors_total");
+  auto fault_start = steady::now();
+  svc.stop_redis();
+  std::this_thread::sleep_for(300ms);
+  auto renamed = "Renamed during the Redis stop " + emporium::test::unique("n");
+  auto patched = f.c.request("PATCH", "/products/" + f.watched, json{{"name", renamed}}.dump(),
+                             admin());
+  INFO("PATCH during the outage -> " << patched.status << " " << patched.body);
+  REQUIRE(patched.status == 200);
+  int breaker_seen = watch_breaker(f.srv, fault_start + 4s);
+  auto errors_after = metric(scrape(f.srv), "emporium_cache_errors_total");
+
+  auto returned = steady::now();
+  svc.start_redis();
+  returned = steady::now(); // Redis answers PING from here on
+  auto outage_ms = millis(fault_start, returned);
+  auto recovery_ms = wait_cache_recovered(f.srv, f.c, f.products[0], returned, 15s);
+
+  // Let the watched product's actor go idle (actors.idle_timeout_s=1), so that the next read
+  // loads it again through Redis.
+  std::this_thread::sleep_for(2500ms);
+  auto after = look_at(f.c, svc, f.watched);
+  std::this_thread::sleep_for(500ms);
+  load.stop();
+
+  conclude("redis-stop-start", load.samples(), fault_start, returned, recovery_ms,
+           errors_after - errors_before, outage_ms, breaker_seen, renamed, after);
+}
+
+TEST_CASE("Redis frozen (SIGSTOP) under load: no timeout per request, and the values it "
+          "cached before the outage are not served after it thaws",
+          "[faults][redis]") {
+  services svc;
+  service_guard guard{svc};
+  fixture f;
+  // Redis holds the watched product as it was before the outage.
+  auto before = svc.redis_cli({"GET", "emporium:product:" + f.watched});
+  REQUIRE(before.find("Before the outage") != std::string::npos);
+
+  load_generator load{f.srv, f.load(), 4};
+  load.start();
+  std::this_thread::sleep_for(1500ms);
+
+  auto errors_before = metric(scrape(f.srv), "emporium_cache_errors_total");
+  auto fault_start = steady::now();
+  svc.freeze_redis();
+  std::this_thread::sleep_for(300ms);
+  auto renamed = "Renamed during the Redis freeze " + emporium::test::unique("n");
+  auto patched = f.c.request("PATCH", "/products/" + f.watched, json{{"name", renamed}}.dump(),
+                             admin());
+  INFO("PATCH during the freeze -> " << patched.status << " " << patched.body);
+  REQUIRE(patched.status == 200);
+  int breaker_seen = watch_breaker(f.srv, fault_start + 4s);
+  auto errors_after = metric(scrape(f.srv), "emporium_cache_errors_total");
+
+  svc.thaw_redis();
+  auto returned = steady::now();
+  auto outage_ms = millis(fault_start, returned);
+  auto recovery_ms = wait_cache_recovered(f.srv, f.c, f.products[0], returned, 15s);
+
+  std::this_thread::sleep_for(2500ms); // the watched product's actor goes idle
+  auto after = look_at(f.c, svc, f.watched);
+  std::this_thread::sleep_for(500ms);
+  load.stop();
+
+  conclude("redis-freeze-thaw", load.samples(), fault_start, returned, recovery_ms,
+           errors_after - errors_before, outage_ms, breaker_seen, renamed, after);
+}
