@@ -797,8 +797,11 @@ caf::behavior payment_sweeper(caf::event_based_actor* self, commerce_env env) {
                     env.db_timeout))
         .then(
           [self, env, period](std::vector<std::string>& ids) {
+            // Anonymous: the order answers an expiry like any change (with the order), and
+            // that answer must not come back here, where nothing handles it (it used to end in
+            // "unexpected message" and stop the order actor after every timeout).
             for (const auto& id : ids)
-              self->send(env.dir->manager_for(entity_kind::order, id), id, expire_atom_v);
+              caf::anon_send(env.dir->manager_for(entity_kind::order, id), id, expire_atom_v);
             self->delayed_send(self, period, sweep_atom_v);
           },
           [self, period](caf::error&) { self->delayed_send(self, period, sweep_atom_v); });

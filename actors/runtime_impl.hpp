@@ -30,7 +30,10 @@ namespace emporium::actors {
 
 namespace detail {
 
-inline caf::behavior bridge(caf::event_based_actor* self) {
+/// `index` is unused but must exist: CAF 0.17.6 spawns a function actor without arguments by
+/// binding a reference to a null std::tuple<> (init_fun_factory.hpp:85), undefined behaviour
+/// that UBSan reports and aborts on.
+inline caf::behavior bridge(caf::event_based_actor* self, int /*index*/) {
   return {
     [self](bridge_call& call) { call.run(self); },
   };
@@ -75,7 +78,7 @@ struct runtime::impl {
       // that a burst of them never queues in front of an entity's writes.
       search(sys, s) {
     for (int i = 0; i < std::max(1, s.actors.scheduler_threads); ++i)
-      bridges.push_back(sys.spawn(detail::bridge));
+      bridges.push_back(sys.spawn(detail::bridge, i));
     start_products();
     start_commerce();
   }

@@ -8,6 +8,8 @@
 #   EMPORIUM_BUILD_TYPE   CMAKE_BUILD_TYPE (default Release)
 #   EMPORIUM_CMAKE_ARGS   extra cmake arguments, split on whitespace
 #   EMPORIUM_JOBS         build parallelism (default 2)
+#   EMPORIUM_TEST_KEEP_LOGS  when set, the logs of the servers the tests started are copied to
+#                         BUILD_DIR/test-logs/ before the scratch directory is removed
 #
 # Exported to the tests:
 #   EMPORIUM_TEST_PG_URL      postgresql://emporium@127.0.0.1:PORT/emporium_test (emporium is a
@@ -58,6 +60,11 @@ cleanup() {
     emporium_redis_stop "$redis_dir" >/dev/null 2>&1 || emporium_err "could not stop Redis in $redis_dir"
   fi
   if [[ -n "$tmp" && -d "$tmp" ]]; then
+    # EMPORIUM_TEST_KEEP_LOGS: the servers' logs outlive the scratch directory (.ci/run's
+    # sanitizer step looks for reports in them).
+    if [[ -n "${EMPORIUM_TEST_KEEP_LOGS:-}" ]] && compgen -G "$tmp/emporium-e2e-*.log" >/dev/null; then
+      mkdir -p "$build_dir/test-logs" && cp "$tmp"/emporium-e2e-*.log "$build_dir/test-logs/" || true
+    fi
     rm -rf "$tmp"
   fi
   if [[ -n "$pg_data" || -n "$redis_dir" ]]; then
