@@ -52,6 +52,9 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 failed=()
 total=0
+# The per-target lines again, for .ci/run's summary.
+summary="$build_dir/fuzz-summary.txt"
+: >"$summary"
 for t in "${targets[@]}"; do
   bin="$build_dir/fuzz/fuzz_$t"
   if [[ ! -x "$bin" ]]; then
@@ -79,14 +82,14 @@ for t in "${targets[@]}"; do
     emporium_err "fuzz: $t FAILED (exit $status) after ${execs:-?} executions; the input:"
     ls -l "$work/artifacts" >&2 || true
     emporium_log_tail "$log" 60
-    echo "fuzz: $t: FAILED after ${execs:-?} executions; copy the input from $work/artifacts/ into fuzz/regressions/$t/"
+    echo "fuzz: $t: FAILED after ${execs:-?} executions; copy the input from $work/artifacts/ into fuzz/regressions/$t/" | tee -a "$summary"
   else
     total=$((total + ${execs:-0}))
-    echo "fuzz: $t: ${execs:-?} executions in $seconds s (${secs:-?}/s), corpus $seeds seeds -> $inputs inputs, no failure"
+    echo "fuzz: $t: ${execs:-?} executions in $seconds s (${secs:-?}/s), corpus $seeds seeds -> $inputs inputs, no failure" | tee -a "$summary"
   fi
 done
 if ((${#failed[@]})); then
   emporium_err "fuzzing found failures in: ${failed[*]}"
   exit 1
 fi
-echo "fuzz: all ${#targets[@]} targets clean, $total executions in all"
+echo "fuzz: all ${#targets[@]} targets clean, $total executions in all" | tee -a "$summary"
