@@ -225,9 +225,15 @@ namespace {
 
 using cart_ptr = cart_actor::stateful_pointer<cart_state>;
 
-/// Prices `c` at the products' current prices (asking them all at once) and delivers the view.
-void price_cart(cart_ptr self, const commerce_env& env, model::cart c, std::string country,
-                caf::typed_response_promise<model::cart_view> rp) {
+using priced_fn = std::function<void(caf::expected<model::cart_view>)>;
+
+/// Prices `c` at the products' current prices (asking them all at once), then calls `done`
+/// with the view, or with the error that prevented it (a product that could not be read, a
+/// country no zone serves). Shipping that cannot be quoted for these items is no error: the
+/// view says why in shipping_problem. `serialise`: the cart handles nothing else meanwhile
+/// (for a change, which must see the outcome of the one before); a view needs not wait.
+void price_then(cart_ptr self, const commerce_env& env, model::cart c, std::string country,
+                bool serialise, priced_fn done) {
   struct pricing {
     model::cart_view view;
     std::vector<std::optional<model::order_line>> lines;
@@ -238,9 +244,9 @@ void price_cart(cart_ptr self, const commerce_env& env, model::cart c, std::stri
   acc->view.basket = std::move(c);
   acc->lines.resize(acc->view.basket.items.size());
   acc->pending = acc->lines.size();
-  auto complete = [acc, env, country, rp]() mutable {
+  auto complete = [acc, env, country, done]() {
     if (acc->failed) {
-      rp.deliver(acc->failed);
+      done(acc->failed);
       return;
     }
     auto& v = acc->view;
@@ -253,18 +259,23 @@ void price_cart(cart_ptr self, const commerce_env& env, model::cart c, std::stri
       }
     if (v.lines.empty()) {
       v.currency = "USD";
-      rp.deliver(std::move(v));
+      done(std::move(v));
+      return;
+    }
+    if (!commerce::ships_to(env.settings->shipping, country)) {
+      done(make_domain_error(errc::unprocessable, "no shipping zone serves " + country,
+                             {{"country", "no shipping zone serves " + country}}));
       return;
     }
     auto quote = commerce::shipping_quote(env.settings->shipping, country, v.currency,
                                           v.subtotal_cents, weight);
-    if (!quote) {
-      rp.deliver(make_domain_error(quote.error().code, quote.error().detail));
-      return;
+    if (quote) {
+      v.shipping_cents = *quote;
+      v.total_cents = v.subtotal_cents + v.shipping_cents;
+    } else {
+      v.shipping_problem = quote.error().detail;
     }
-    v.shipping_cents = *quote;
-    v.total_cents = v.subtotal_cents + v.shipping_cents;
-    rp.deliver(std::move(v));
+    done(std::move(v));
   };
   if (acc->pending == 0) {
     complete();
@@ -272,25 +283,38 @@ void price_cart(cart_ptr self, const commerce_env& env, model::cart c, std::stri
   }
   for (std::size_t i = 0; i < acc->lines.size(); ++i) {
     const auto item = acc->view.basket.items[i];
-    self
-      ->request(env.dir->manager_for(entity_kind::product, item.product_id), env.call_timeout,
-                item.product_id, read_atom_v)
-      .then(
-        [acc, i, item, complete](model::product& p) mutable {
-          if (acc->view.currency.empty())
-            acc->view.currency = p.currency;
-          acc->lines[i] =
-            model::order_line{p.id, p.name, p.price_cents, item.quantity, p.weight_grams};
-          if (--acc->pending == 0)
-            complete();
-        },
-        [acc, complete](caf::error& e) mutable {
-          if (to_failure(e).code != errc::not_found)
-            acc->failed = e;
-          if (--acc->pending == 0)
-            complete();
-        });
+    auto on_product = [acc, i, item, complete](model::product& p) {
+      if (acc->view.currency.empty())
+        acc->view.currency = p.currency;
+      acc->lines[i] = model::order_line{p.id, p.name, p.price_cents, item.quantity, p.weight_grams};
+      if (--acc->pending == 0)
+        complete();
+    };
+    auto on_error = [acc, complete](caf::error& e) {
+      if (to_failure(e).code != errc::not_found)
+        acc->failed = e;
+      if (--acc->pending == 0)
+        complete();
+    };
+    auto asked = self->request(env.dir->manager_for(entity_kind::product, item.product_id),
+                               env.call_timeout, item.product_id, read_atom_v);
+    if (serialise)
+      asked.await(on_product, on_error);
+    else
+      asked.then(on_product, on_error);
   }
+}
+
+/// Prices `c` and delivers the view (or the error) to `rp`.
+void price_cart(cart_ptr self, const commerce_env& env, model::cart c, std::string country,
+                caf::typed_response_promise<model::cart_view> rp) {
+  price_then(self, env, std::move(c), std::move(country), false,
+             [rp](caf::expected<model::cart_view> v) mutable {
+               if (v)
+                 rp.deliver(std::move(*v));
+               else
+                 rp.deliver(std::move(v.error()));
+             });
 }
 
 /// `c` with the product at `quantity` (replaced, or added last).
@@ -354,16 +378,60 @@ cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::stri
         return make_domain_error(errc::conflict, "the cart was checked out as " + *c->order_id);
       auto rp = self->make_response_promise<model::cart_view>();
       auto ttl = env.settings->carts.ttl_s;
-      // Writes the new items, then answers the priced cart.
-      auto save = [self, env, ttl, country, rp](model::cart next) mutable {
-        db_await<model::cart>(
-          self, env, self->state.id,
-          [next, ttl](persistence::backend& b) { return save_items(b, next, ttl); },
-          [self, env, country, rp](model::cart& saved) mutable {
-            self->state.cart = saved;
-            price_cart(self, env, saved, country, rp);
-          },
-          [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      std::int64_t before = 0;
+      for (const auto& i : c->items)
+        if (i.product_id == product_id)
+          before = i.quantity;
+      const bool grows = quantity > before;
+      // Prices the new items first: a change that the shop could not ship (a parcel heavier
+      // than the zone's largest bracket) is refused and nothing is saved. Less of something is
+      // always accepted, so a cart that became unshippable (weights or rates changed) can be
+      // brought back. Then writes the items and answers the priced cart.
+      auto save = [self, env, ttl, country, grows, rp](model::cart next) mutable {
+        price_then(
+          self, env, next, country, true,
+          [self, env, ttl, grows, next, rp](caf::expected<model::cart_view> v) mutable {
+            if (!v) {
+              rp.deliver(std::move(v.error()));
+              return;
+            }
+            if (grows && !v->shipping_problem.empty()) {
+              rp.deliver(make_domain_error(errc::unprocessable, v->shipping_problem,
+                                           {{"quantity", v->shipping_problem}}));
+              return;
+            }
+            db_await<model::cart>(
+              self, env, self->state.id,
+              [next, ttl](persistence::backend& b) { return save_items(b, next, ttl); },
+              [self, view = std::move(*v), rp](model::cart& saved) mutable {
+                self->state.cart = saved;
+                view.basket = std::move(saved);
+                rp.deliver(std::move(view));
+              },
+              [self, env, rp](caf::error& e) mutable {
+                if (to_failure(e).code != errc::conflict) {
+                  rp.deliver(std::move(e));
+                  return;
+                }
+                // This actor's copy is stale (a checkout whose answer was lost, a change
+                // through another node): read the cart again before anything else, then
+                // answer the conflict; the client's retry sees the cart as it is.
+                db_await<model::cart>(
+                  self, env, self->state.id,
+                  [id = self->state.id](persistence::backend& b) -> result<model::cart> {
+                    pqxx::read_transaction tx{b.pg.connection()};
+                    return cs::find_cart(tx, id).value_or(model::cart{});
+                  },
+                  [self, e, rp](model::cart& fresh) mutable {
+                    if (fresh.id.empty())
+                      self->state.cart.reset();
+                    else
+                      self->state.cart = std::move(fresh);
+                    rp.deliver(std::move(e));
+                  },
+                  [e, rp](caf::error&) mutable { rp.deliver(std::move(e)); });
+              });
+          });
       };
       auto next = *c;
       auto it = std::find_if(next.items.begin(), next.items.end(),

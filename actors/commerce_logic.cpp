@@ -72,6 +72,12 @@ result<std::int64_t> shipping_quote(const config::shipping_settings& table,
   return price->second;
 }
 
+bool ships_to(const config::shipping_settings& table, const std::string& country) {
+  return std::any_of(table.zones.begin(), table.zones.end(), [&](const config::shipping_zone& z) {
+    return std::find(z.countries.begin(), z.countries.end(), country) != z.countries.end();
+  });
+}
+
 std::int64_t loyalty_points(std::int64_t subtotal_cents) {
   return subtotal_cents > 0 ? subtotal_cents / 100 : 0;
 }

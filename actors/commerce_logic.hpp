@@ -28,6 +28,9 @@ result<std::int64_t> shipping_quote(const config::shipping_settings& table,
                                     const std::string& country, const std::string& currency,
                                     std::int64_t subtotal_cents, std::int64_t weight_grams);
 
+/// Whether some zone serves `country` (a quote can still fail on weight or currency).
+bool ships_to(const config::shipping_settings& table, const std::string& country);
+
 /// 1 point per whole currency unit of the subtotal.
 std::int64_t loyalty_points(std::int64_t subtotal_cents);
 

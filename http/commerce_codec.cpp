@@ -298,16 +298,20 @@ std::string encode(const model::session_grant& g) {
 }
 
 std::string encode(const model::cart_view& v) {
-  return dump(json{{"id", v.basket.id},
-                   {"customer_id", v.basket.customer_id},
-                   {"items", lines_json(v.lines)},
-                   {"currency", v.currency},
-                   {"subtotal_cents", v.subtotal_cents},
-                   {"shipping_cents", v.shipping_cents},
-                   {"total_cents", v.total_cents},
-                   {"order_id", v.basket.order_id ? json(*v.basket.order_id) : json()},
-                   {"updated_at", ts(v.basket.updated_at_ms)},
-                   {"expires_at", ts(v.basket.expires_at_ms)}});
+  const bool quoted = v.shipping_problem.empty();
+  json out{{"id", v.basket.id},
+           {"customer_id", v.basket.customer_id},
+           {"items", lines_json(v.lines)},
+           {"currency", v.currency},
+           {"subtotal_cents", v.subtotal_cents},
+           {"shipping_cents", quoted ? json(v.shipping_cents) : json()},
+           {"total_cents", quoted ? json(v.total_cents) : json()},
+           {"order_id", v.basket.order_id ? json(*v.basket.order_id) : json()},
+           {"updated_at", ts(v.basket.updated_at_ms)},
+           {"expires_at", ts(v.basket.expires_at_ms)}};
+  if (!quoted)
+    out["shipping_problem"] = v.shipping_problem;
+  return dump(out);
 }
 
 std::string encode(const model::order& o) {

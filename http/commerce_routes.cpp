@@ -64,6 +64,11 @@ std::optional<std::int32_t> parse_limit(const std::string& s) {
   return v;
 }
 
+/// 403 for the admin on what only the resource's owner does (DESIGN.md: owner).
+response owner_only(const std::string& what) {
+  return problem(403, "only the owner " + what + ": use the customer's token");
+}
+
 response order_created(const model::order_outcome& o) {
   return created(codec::encode(o.placed), "/orders/" + o.placed.id);
 }
@@ -186,18 +191,21 @@ void get_cart(app& a, const request& req, const path_params& p, responder respon
 void put_cart_item(app& a, const request& req, const path_params& p, responder respond) {
   auto id = p["id"];
   auto product_id = p["product_id"];
-  if (auto bad = require_json(req))
-    return respond(std::move(*bad));
   auto country = quote_country(a, req, respond);
   if (!country)
     return;
+  auto bad_type = require_json(req);
   auto quantity = codec::decode_quantity(req.body);
   signed_in(a, req, respond,
-            [&a, id, product_id, country, quantity, respond](principal who) mutable {
+            [&a, id, product_id, country, bad_type, quantity, respond](principal who) mutable {
+              if (who.customer_id.empty())
+                return respond(owner_only("changes a cart"));
               if (!persistence::is_valid_id(id, "cart"))
                 return respond(problem(404, "no cart has this id"));
               if (!persistence::is_valid_id(product_id, "prod"))
                 return respond(problem(404, "no product has this id"));
+              if (bad_type)
+                return respond(std::move(*bad_type));
               if (!quantity)
                 return respond(problem(quantity.error()));
               a.runtime.set_cart_item(std::move(who), id, product_id, *quantity, *country,
@@ -207,40 +215,49 @@ void put_cart_item(app& a, const request& req, const path_params& p, responder r
 
 void post_checkout(app& a, const request& req, const path_params& p, responder respond) {
   auto id = p["id"];
-  if (auto bad = require_json(req))
-    return respond(std::move(*bad));
+  // Decoded now (the request is not kept), answered only once the caller is known.
+  auto invalid = require_json(req);
   auto order = codec::decode_checkout(req.body);
-  if (!order)
-    return respond(problem(order.error()));
-  if (auto bad = read_idempotency_key(req, *order))
-    return respond(std::move(*bad));
-  // The key covers this cart and this body: the same key on another cart is another request.
-  order->request_hash = persistence::sha256_hex("checkout:" + id + ":" + order->request_hash);
-  signed_in(a, req, respond, [&a, id, order = std::move(*order), respond](principal who) mutable {
-    if (!persistence::is_valid_id(id, "cart"))
-      return respond(problem(404, "no cart has this id"));
-    a.runtime.checkout(std::move(who), id, std::move(order),
-                       answer<model::order_outcome>(respond, order_created));
-  });
+  if (!invalid && !order)
+    invalid = problem(order.error());
+  if (!invalid)
+    invalid = read_idempotency_key(req, *order);
+  if (!invalid) // the key covers this cart and this body: on another cart it is another request
+    order->request_hash = persistence::sha256_hex("checkout:" + id + ":" + order->request_hash);
+  signed_in(a, req, respond,
+            [&a, id, invalid, order = std::move(order), respond](principal who) mutable {
+              if (who.customer_id.empty())
+                return respond(owner_only("checks a cart out"));
+              if (!persistence::is_valid_id(id, "cart"))
+                return respond(problem(404, "no cart has this id"));
+              if (invalid)
+                return respond(std::move(*invalid));
+              a.runtime.checkout(std::move(who), id, std::move(*order),
+                                 answer<model::order_outcome>(respond, order_created));
+            });
 }
 
 // -- orders -----------------------------------------------------------------------------------
 
 void post_order(app& a, const request& req, const path_params&, responder respond) {
-  if (auto bad = require_json(req))
-    return respond(std::move(*bad));
+  auto invalid = require_json(req);
   auto order = codec::decode_order_request(req.body, a.settings->orders.max_lines);
-  if (!order)
-    return respond(problem(order.error()));
-  if (auto bad = read_idempotency_key(req, *order))
-    return respond(std::move(*bad));
-  order->request_hash = persistence::sha256_hex("orders:" + order->request_hash);
-  signed_in(a, req, respond, [&a, order = std::move(*order), respond](principal who) mutable {
-    if (who.customer_id.empty())
-      return respond(problem(403, "orders are placed by customers: use a customer's token"));
-    a.runtime.place_order(std::move(who), std::move(order),
-                          answer<model::order_outcome>(respond, order_created));
-  });
+  if (!invalid && !order)
+    invalid = problem(order.error());
+  if (!invalid)
+    invalid = read_idempotency_key(req, *order);
+  if (!invalid)
+    order->request_hash = persistence::sha256_hex("orders:" + order->request_hash);
+  signed_in(a, req, respond,
+            [&a, invalid, order = std::move(order), respond](principal who) mutable {
+              if (who.customer_id.empty())
+                return respond(
+                  problem(403, "orders are placed by customers: use a customer's token"));
+              if (invalid)
+                return respond(std::move(*invalid));
+              a.runtime.place_order(std::move(who), std::move(*order),
+                                    answer<model::order_outcome>(respond, order_created));
+            });
 }
 
 auto order_ok = [](const model::order& o) { return json_response(200, codec::encode(o)); };
@@ -263,15 +280,20 @@ void get_order(app& a, const request& req, const path_params& p, responder respo
 }
 
 void post_payment(app& a, const request& req, const path_params& p, responder respond) {
-  if (auto bad = require_json(req))
-    return respond(std::move(*bad));
+  auto id = p["id"];
+  auto invalid = require_json(req);
   auto method = codec::decode_payment(req.body);
-  if (!method)
-    return respond(problem(method.error()));
-  order_action(a, req, p, std::move(respond),
-               [method = *method](auto& rt, principal who, std::string id, auto cb) {
-                 rt.pay_order(std::move(who), std::move(id), method, std::move(cb));
-               });
+  if (!invalid && !method)
+    invalid = problem(method.error());
+  signed_in(a, req, respond, [&a, id, invalid, method, respond](principal who) mutable {
+    if (who.customer_id.empty())
+      return respond(owner_only("pays an order"));
+    if (!persistence::is_valid_id(id, "ord"))
+      return respond(problem(404, "no order has this id"));
+    if (invalid)
+      return respond(std::move(*invalid));
+    a.runtime.pay_order(std::move(who), id, *method, answer<model::order>(respond, order_ok));
+  });
 }
 
 void post_cancel(app& a, const request& req, const path_params& p, responder respond) {

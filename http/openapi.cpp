@@ -235,8 +235,13 @@ json schemas() {
                       {"items", {{"type", "array"}, {"items", schema_ref("Line")}}},
                       {"currency", {{"type", "string"}, {"pattern", "^[A-Z]{3}$"}}},
                       {"subtotal_cents", integer(0)},
-                      {"shipping_cents", integer(0)},
-                      {"total_cents", integer(0)},
+                      {"shipping_cents", nullable(integer(0))},
+                      {"total_cents", nullable(integer(0))},
+                      {"shipping_problem",
+                       {{"type", "string"},
+                        {"description", "Present when no shipping can be quoted for these items "
+                                        "(shipping_cents and total_cents are then null); "
+                                        "checkout would answer 422"}}},
                       {"updated_at", timestamp()},
                       {"expires_at", timestamp()}},
                      {"id", "customer_id", "items", "currency", "subtotal_cents",
@@ -400,6 +405,8 @@ json responses() {
                       {{"WWW-Authenticate",
                         {{"description", "Bearer"}, {"schema", {{"type", "string"}}}}}})},
     {"PaymentRequired", problem_response("The payment provider declined the payment")},
+    {"BadGateway", problem_response("The payment provider failed, also after retries; nothing "
+                                    "was charged and the order stays unpaid")},
     {"Forbidden", problem_response("The credentials do not allow this")},
     {"NotFound", problem_response("No such resource (or not one of the caller's)")},
     {"MethodNotAllowed",
@@ -446,7 +453,8 @@ const std::map<int, std::string> error_names{
   {403, "Forbidden"},        {404, "NotFound"},             {409, "Conflict"},
   {412, "PreconditionFailed"}, {413, "PayloadTooLarge"},    {415, "UnsupportedMediaType"},
   {422, "Unprocessable"},    {429, "TooManyRequests"},      {431, "HeadersTooLarge"},
-  {500, "Internal"},         {503, "Unavailable"},          {504, "Timeout"}};
+  {500, "Internal"},         {502, "BadGateway"},           {503, "Unavailable"},
+  {504, "Timeout"}};
 
 json build_operation(const op_spec& o) {
   json j{{"operationId", o.id}, {"tags", {o.tag}}, {"summary", o.summary}};
@@ -563,11 +571,11 @@ std::vector<op_spec> operations() {
   ops.push_back({"GET", "/carts/{id}", "getCart", "carts",
                  "Items at current prices, subtotal, shipping quote and total (owner or admin)",
                  who::customer_or_admin, {param_ref("CartId")}, std::nullopt,
-                 {{"200", ok("The cart", schema_ref("Cart"))}}, {404}});
+                 {{"200", ok("The cart", schema_ref("Cart"))}}, {404, 422}});
   ops.push_back({"PUT", "/carts/{id}/items/{product_id}", "setCartItem", "carts",
                  "Set a line's quantity; 0 removes it (owner)", who::customer,
                  {param_ref("CartId"), param_ref("CartProductId")}, "CartItem",
-                 {{"200", ok("The cart", schema_ref("Cart"))}}, {404, 409}});
+                 {{"200", ok("The cart", schema_ref("Cart"))}}, {403, 404, 409, 422}});
   ops.push_back({"POST", "/carts/{id}/checkout", "checkoutCart", "carts",
                  "Turn the cart into an order, as POST /orders (owner)", who::customer,
                  {param_ref("CartId"), param_ref("IdempotencyKey")}, "Checkout",
@@ -582,7 +590,8 @@ std::vector<op_spec> operations() {
                  {{"200", ok("The order", schema_ref("Order"))}}, {404}});
   ops.push_back({"POST", "/orders/{id}/payments", "payOrder", "orders",
                  "Pay through the payment provider (owner)", who::customer,
-                 {param_ref("OrderId")}, "PaymentRequest", {{"200", order_ok}}, {402, 404, 409}});
+                 {param_ref("OrderId")}, "PaymentRequest", {{"200", order_ok}},
+                 {402, 403, 404, 409, 502}});
   ops.push_back({"POST", "/orders/{id}/cancel", "cancelOrder", "orders",
                  "Cancel and release the stock (owner while unpaid; admin, refunding a paid order)",
                  who::customer_or_admin, {param_ref("OrderId")}, std::nullopt,

@@ -128,6 +128,9 @@ struct cart_view {
   std::int64_t subtotal_cents = 0;
   std::int64_t shipping_cents = 0;
   std::int64_t total_cents = 0;
+  /// Why no shipping can be quoted for these items (too heavy for the zone, no rate in the
+  /// currency); empty when shipping_cents and total_cents hold a quote.
+  std::string shipping_problem;
 };
 
 /// What a product tells an order that reserved some of its stock: the terms of the line.
@@ -231,7 +234,8 @@ typename Inspector::result_type inspect(Inspector& f, cart& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_view& x) {
-  return f(x.basket, x.lines, x.currency, x.subtotal_cents, x.shipping_cents, x.total_cents);
+  return f(x.basket, x.lines, x.currency, x.subtotal_cents, x.shipping_cents, x.total_cents,
+           x.shipping_problem);
 }
 
 template <class Inspector>

@@ -152,6 +152,13 @@ TEST_CASE("shipping quote: unknown country, unknown currency or a too heavy parc
   auto none = commerce::shipping_quote(empty, "US", "USD", 100, 100);
   REQUIRE_FALSE(none.ok());
   CHECK(none.error().code == errc::unprocessable);
+
+  // Whether a zone serves the country at all, apart from weight and currency (a cart shows
+  // a too heavy parcel without a quote, but a country nobody serves is the caller's error).
+  CHECK(commerce::ships_to(table, "US"));
+  CHECK(commerce::ships_to(table, "DE"));
+  CHECK_FALSE(commerce::ships_to(table, "AQ"));
+  CHECK_FALSE(commerce::ships_to(empty, "US"));
 }
 
 TEST_CASE("loyalty: 1 point per whole currency unit, tiers by threshold",
