@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 #include <unordered_map>
 #include <vector>
 
@@ -118,10 +122,49 @@ caf::behavior manager(manager_ptr self, manager_config cfg) {
   };
 }
 
+struct trimmer_state {
+  std::int64_t trimmed_at = 0; ///< passivations counted at the last trim
+  static inline const char* name = "memory_trimmer";
+};
+
+std::int64_t rss_kib() {
+  std::ifstream statm{"/proc/self/statm"};
+  std::int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+caf::behavior memory_trimmer(caf::stateful_actor<trimmer_state>* self,
+                             std::vector<std::shared_ptr<kind_counters>> kinds, caf::timespan period,
+                             std::int64_t threshold) {
+  self->delayed_send(self, period, sweep_atom_v);
+  return {
+    [self, kinds, period, threshold](sweep_atom) {
+      std::int64_t passivated = 0;
+      for (const auto& k : kinds)
+        passivated += k->passivations.load(std::memory_order_relaxed);
+      if (passivated - self->state.trimmed_at >= threshold) {
+        self->state.trimmed_at = passivated;
+        auto before = rss_kib();
+        malloc_trim(0);
+        spdlog::debug("memory trimmer: {} passivations since the last trim; RSS {} -> {} MiB",
+                      passivated, before / 1024, rss_kib() / 1024);
+      }
+      self->delayed_send(self, period, sweep_atom_v);
+    },
+  };
+}
+
 } // namespace
 
 caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg) {
   return sys.spawn(manager, std::move(cfg));
+}
+
+caf::actor spawn_memory_trimmer(caf::actor_system& sys,
+                                std::vector<std::shared_ptr<kind_counters>> kinds,
+                                caf::timespan period, std::int64_t threshold) {
+  return sys.spawn<caf::detached>(memory_trimmer, std::move(kinds), period, threshold);
 }
 
 } // namespace emporium::actors

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace emporium::actors {
 
@@ -36,5 +37,14 @@ struct manager_config {
 };
 
 caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg);
+
+/// Gives memory back to the operating system after passivation. glibc keeps what freed actors
+/// leave behind in its arenas, so RSS stayed at its peak after the actors were gone (issue 6:
+/// 2,497 → 2,477 MiB after 1M actors passivated). Every `period`, when at least `threshold`
+/// entities of any kind passivated since the last time, it calls malloc_trim(0). Detached: the
+/// call walks every arena (milliseconds for GBs) and must not hold up a scheduler thread.
+caf::actor spawn_memory_trimmer(caf::actor_system& sys,
+                                std::vector<std::shared_ptr<kind_counters>> kinds,
+                                caf::timespan period, std::int64_t threshold);
 
 } // namespace emporium::actors

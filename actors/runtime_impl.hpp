@@ -81,6 +81,11 @@ struct runtime::impl {
       bridges.push_back(sys.spawn(detail::bridge, i));
     start_products();
     start_commerce();
+    // 1,000 passivations is at least a few MB freed; every 10 s is often enough to follow a
+    // passivation sweep (the managers sweep every idle/4, at most 15 s).
+    services.push_back(spawn_memory_trimmer(
+      sys, {product_counters, customer_counters, cart_counters, order_counters},
+      std::chrono::seconds(10), 1'000));
   }
 
   /// Each area spawns its managers and services (runtime_products.cpp, ...).
