@@ -3,6 +3,7 @@
 #include "http/commerce_codec.hpp"
 #include "http/handler_support.hpp"
 #include "http/json_codec.hpp"
+#include "http/gateway.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
 #include "persistence/ids.hpp"
@@ -139,7 +140,8 @@ void post_session(app& a, const request& req, const path_params&, responder resp
   if (!login)
     return respond(problem(login.error()));
   a.runtime.login(std::move(login->email), std::move(login->password),
-                  answer<model::session_grant>(respond, [](const model::session_grant& g) {
+                  answer<model::session_grant>(respond, [&a](model::session_grant g) {
+                    g.token = gateway::sign_token(g.token, gateway::token_key(a.admin_key_hash));
                     return json_response(200, codec::encode(g));
                   }));
 }

@@ -95,13 +95,42 @@ route_class classify(std::string_view method, std::string_view path) {
   return route_class::write;
 }
 
-client_identity identify(const request& req, route_class c) {
+namespace {
+constexpr std::size_t token_mac_chars = 32;
+}
+
+std::string token_key(std::string_view admin_key_hash) {
+  return persistence::sha256_hex(std::string{"emporium/session-token/v1:"}
+                                 + std::string{admin_key_hash});
+}
+
+std::string sign_token(std::string_view token, std::string_view key) {
+  return std::string{token} + "."
+         + persistence::hmac_sha256_hex(key, token).substr(0, token_mac_chars);
+}
+
+std::optional<std::string_view> signed_token(std::string_view presented, std::string_view key) {
+  auto dot = presented.rfind('.');
+  if (dot == std::string_view::npos || dot == 0 || presented.size() - dot - 1 != token_mac_chars)
+    return std::nullopt;
+  auto token = presented.substr(0, dot);
+  auto expected = persistence::hmac_sha256_hex(key, token).substr(0, token_mac_chars);
+  if (!persistence::constant_time_equal(expected, presented.substr(dot + 1)))
+    return std::nullopt;
+  return token;
+}
+
+client_identity identify(const request& req, route_class c, std::string_view token_key,
+                         std::string_view admin_key_hash) {
   if (c != route_class::login) {
-    auto token = bearer_token(req);
-    if (!token.empty()) {
+    auto presented = bearer_token(req);
+    if (!presented.empty()) {
       // The token itself never leaves this function: only its hash is kept or logged.
-      auto hash = persistence::sha256_hex(token);
-      return {"t:" + hash, "token:" + hash.substr(0, 12)};
+      auto token = signed_token(presented, token_key);
+      auto hash = persistence::sha256_hex(token ? *token : presented);
+      if (token || persistence::constant_time_equal(hash, admin_key_hash))
+        return {"t:" + hash, "token:" + hash.substr(0, 12)};
+      return {"a:" + req.remote, req.remote + " unverified-token:" + hash.substr(0, 12)};
     }
   }
   return {"a:" + req.remote, req.remote};

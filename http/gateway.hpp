@@ -6,6 +6,7 @@
 #include "http/message.hpp"
 #include "http/rate_limiter.hpp"
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,14 +34,30 @@ void add_problem_instance(response& res, std::string_view request_id);
 /// The route class of a request: login (POST /sessions), read (GET, HEAD, OPTIONS), write.
 route_class classify(std::string_view method, std::string_view path);
 
+/// Session tokens as clients hold them: the token the database knows (by its hash), '.', and
+/// 32 hex characters of an HMAC-SHA-256 of it under `key` (derived from the admin key hash, which
+/// every node of a cluster shares). The gateway can tell a token this server issued from a
+/// made-up one without asking anybody.
+std::string sign_token(std::string_view token, std::string_view key);
+
+/// The token inside `presented` when it is signed under `key`, else nullopt (made up, or issued
+/// before tokens were signed: such a token still authenticates, but has no bucket of its own).
+std::optional<std::string_view> signed_token(std::string_view presented, std::string_view key);
+
+/// The key sign_token uses, from the admin key's hash.
+std::string token_key(std::string_view admin_key_hash);
+
 struct client_identity {
   std::string bucket; ///< rate-limit key: "t:<sha256 of the token>" or "a:<remote address>"
   std::string shown;  ///< for logs: "token:<first 12 hex of the hash>" or the remote address
 };
 
-/// The bearer token's hash, else the remote address. Logins are always by address: a login
-/// carries no token of its own, and a made-up one must not buy a fresh bucket per guess.
-client_identity identify(const request& req, route_class c);
+/// The bearer token's hash when this server issued the token (signed under `token_key`) or it is
+/// the admin key (its hash is `admin_key_hash`), else the remote address: a made-up token, one
+/// per request, must not buy a fresh bucket each (and a database lookup each before its 401).
+/// Logins are always by address.
+client_identity identify(const request& req, route_class c, std::string_view token_key,
+                         std::string_view admin_key_hash);
 
 // -- CORS -----------------------------------------------------------------------------------------
 

@@ -208,9 +208,11 @@ json schemas() {
                        {"password", {{"type", "string"}, {"writeOnly", true}}}},
                       {"email", "password"});
   s["Session"] = object(
-    {{"token", string_schema("Bearer token for the Authorization header; stored only as a hash")},
-     {"customer_id", id_schema("cust")}},
-    {"token", "customer_id"}, false);
+    {{"token", string_schema("Bearer token for the Authorization header, opaque (signed by the "
+                             "server; stored only as a hash)")},
+     {"customer_id", id_schema("cust")},
+     {"expires_at", timestamp()}},
+    {"token", "customer_id", "expires_at"}, false);
 
   s["Address"] = object(
     {{"name", {{"type", "string"}, {"minLength", 1}}},

@@ -36,6 +36,11 @@ class router {
   match_result match(std::string_view method, std::string_view path) const;
   const std::vector<route>& routes() const { return routes_; }
 
+  /// What the gateway needs to tell tokens apart before any handler runs (set by make_router):
+  /// the key session tokens are signed with (gateway::token_key) and the admin key's hash.
+  std::string token_key;
+  std::string admin_key_hash;
+
  private:
   std::vector<route> routes_;
 };

@@ -1,6 +1,7 @@
 #include "http/routes.hpp"
 
 #include "http/handler_support.hpp"
+#include "http/gateway.hpp"
 #include "http/problem.hpp"
 
 namespace emporium::http {
@@ -27,6 +28,8 @@ router make_router(app& a) {
   add_ops_routes(r, a);
   add_commerce_routes(r, a);
   add_search_routes(r, a);
+  r.token_key = gateway::token_key(a.admin_key_hash);
+  r.admin_key_hash = a.admin_key_hash;
   return r;
 }
 

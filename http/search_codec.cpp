@@ -156,15 +156,6 @@ const char* mode_name(search_mode m) {
 
 // -- cursors ------------------------------------------------------------------------------------
 
-std::string hex_decode(std::string_view hex) {
-  std::string out;
-  out.reserve(hex.size() / 2);
-  auto value = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
-    out.push_back(static_cast<char>(value(hex[i]) * 16 + value(hex[i + 1])));
-  return out;
-}
-
 /// What a cursor is bound to: every parameter that decides which products match and in what
 /// order (not the page size, which a client may change between pages).
 std::string fingerprint(const model::search_query& q) {
@@ -203,19 +194,7 @@ bool valid_score(const std::string& s) {
 } // namespace
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
-  constexpr std::size_t block = 64;
-  std::string k{key};
-  if (k.size() > block)
-    k = hex_decode(persistence::sha256_hex(k));
-  k.resize(block, '\0');
-  std::string inner(block, '\0'), outer(block, '\0');
-  for (std::size_t i = 0; i < block; ++i) {
-    inner[i] = static_cast<char>(k[i] ^ 0x36);
-    outer[i] = static_cast<char>(k[i] ^ 0x5c);
-  }
-  inner.append(message.data(), message.size());
-  outer += hex_decode(persistence::sha256_hex(inner));
-  return persistence::sha256_hex(outer);
+  return persistence::hmac_sha256_hex(key, message);
 }
 
 std::string cursor_key(std::string_view secret) {

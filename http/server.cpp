@@ -285,7 +285,7 @@ class session : public std::enable_shared_from_this<session> {
       slot.origin = std::string{req.header("origin")};
     bool target_ok = parse_target(req.target, req.path, req.query);
     auto cls = gateway::classify(req.method, target_ok ? std::string_view{req.path} : "");
-    auto who = gateway::identify(req, cls);
+    auto who = gateway::identify(req, cls, shared_.routes.token_key, shared_.routes.admin_key_hash);
     slot.client = std::move(who.shown);
     slot.route_class = to_string(cls);
     std::string key = std::string{to_string(cls)} + ":" + who.bucket;

@@ -116,6 +116,19 @@ std::string sha256_hex(std::string_view text) {
   return std::string(hex, 2 * crypto_hash_sha256_BYTES);
 }
 
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  ensure_sodium();
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(message.data()),
+                                message.size());
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_final(&st, mac);
+  char hex[2 * crypto_auth_hmacsha256_BYTES + 1];
+  sodium_bin2hex(hex, sizeof(hex), mac, sizeof(mac));
+  return std::string(hex, 2 * crypto_auth_hmacsha256_BYTES);
+}
+
 bool constant_time_equal(std::string_view a, std::string_view b) {
   if (a.size() != b.size())
     return false;

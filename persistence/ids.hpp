@@ -20,6 +20,9 @@ std::string random_hex(std::size_t n);
 /// SHA-256 of `text`, hex-encoded.
 std::string sha256_hex(std::string_view text);
 
+/// HMAC-SHA-256 of `message` under `key` (libsodium; any key length), hex-encoded.
+std::string hmac_sha256_hex(std::string_view key, std::string_view message);
+
 /// Compares two strings in time independent of where they differ.
 bool constant_time_equal(std::string_view a, std::string_view b);
 

@@ -1,5 +1,6 @@
 #include "gateway/gateway_support.hpp"
 
+#include "persistence/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -152,7 +153,16 @@ std::vector<nlohmann::json> json_log_lines(const server_process& srv) {
 }
 
 std::string fresh_token() {
-  return unique("gw-token");
+  // The server's token format (gateway::sign_token), written out again on the client's side:
+  // the token, '.', 32 hex of HMAC-SHA-256 under a key derived from the admin key's hash.
+  auto key = emporium::persistence::sha256_hex(
+    "emporium/session-token/v1:" + emporium::persistence::sha256_hex(test_admin_key));
+  auto token = unique("gw-token");
+  return token + "." + emporium::persistence::hmac_sha256_hex(key, token).substr(0, 32);
+}
+
+std::string unsigned_token() {
+  return unique("gw-made-up");
 }
 
 int run_with_input(const std::string& cmd, const std::string& input, std::string& output) {

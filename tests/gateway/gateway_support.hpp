@@ -53,8 +53,12 @@ std::string scrape(const server_process& srv);
 /// The server's log lines that parse as JSON objects.
 std::vector<nlohmann::json> json_log_lines(const server_process& srv);
 
-/// A bearer token unique to this call (its own rate-limit bucket).
+/// A bearer token unique to this call, signed as the server signs the tokens it issues (so it
+/// has a rate-limit bucket of its own; it authenticates nobody).
 std::string fresh_token();
+
+/// A made-up bearer token unique to this call: not signed, so charged to its address.
+std::string unsigned_token();
 
 /// Runs `cmd` with `input` on its standard input; returns its exit status and fills `output`
 /// with what it printed (stdout and stderr).

@@ -94,7 +94,7 @@ TEST_CASE("gateway: request ids are echoed, generated, put into problems and eve
   server_process srv{{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "3"},
                       {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "0.01"}}};
   http_client c{srv.host(), srv.port()};
-  const std::string secret = "gw-secret-" + unique("token");
+  const std::string secret = fresh_token(); // signed, as the server signs the tokens it issues
 
   auto mine = unique("client-id");
   auto r = c.get("/healthz", {{"X-Request-Id", mine}});

@@ -98,26 +98,69 @@ TEST_CASE("route classes: reads, writes and the strict login", "[gateway]") {
   CHECK(gateway::classify("POST", "/sessions/") == route_class::write);
 }
 
-TEST_CASE("identity: the bearer token's hash, else the address, and logins by address", "[gateway]") {
-  auto anon = gateway::identify(make_request("GET", "/products"), route_class::read);
+TEST_CASE("session tokens: signed, verified, and a changed byte anywhere is refused",
+          "[gateway]") {
+  auto key = gateway::token_key(emporium::persistence::sha256_hex("admin"));
+  CHECK(key != gateway::token_key(emporium::persistence::sha256_hex("another admin")));
+  const std::string token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  auto presented = gateway::sign_token(token, key);
+  CHECK(presented.size() == token.size() + 1 + 32);
+  auto back = gateway::signed_token(presented, key);
+  REQUIRE(back);
+  CHECK(*back == token);
+  CHECK_FALSE(gateway::signed_token(presented, gateway::token_key("other")));
+  CHECK_FALSE(gateway::signed_token(token, key)); // unsigned
+  CHECK_FALSE(gateway::signed_token("", key));
+  CHECK_FALSE(gateway::signed_token(presented.substr(token.size()), key)); // only '.' + mac
+  CHECK_FALSE(gateway::signed_token(presented + "0", key));
+  for (std::size_t i = 0; i < presented.size(); ++i) {
+    auto changed = presented;
+    changed[i] = changed[i] == '1' ? '2' : '1';
+    INFO("byte " << i);
+    CHECK_FALSE(gateway::signed_token(changed, key));
+  }
+}
+
+TEST_CASE("identity: a token this server signed or the admin key has its own bucket, any other "
+          "token and no token are the address, logins by address",
+          "[gateway]") {
+  const auto admin_hash = emporium::persistence::sha256_hex("the-admin-key");
+  const auto key = gateway::token_key(admin_hash);
+  auto anon =
+    gateway::identify(make_request("GET", "/products"), route_class::read, key, admin_hash);
   CHECK(anon.bucket == "a:192.0.2.7");
   CHECK(anon.shown == "192.0.2.7");
 
   const std::string token = "super-secret-token-value";
-  auto req = make_request("GET", "/orders/x", {{"authorization", "Bearer " + token}});
-  auto who = gateway::identify(req, route_class::read);
+  const auto presented = gateway::sign_token(token, key);
+  auto req = make_request("GET", "/orders/x", {{"authorization", "Bearer " + presented}});
+  auto who = gateway::identify(req, route_class::read, key, admin_hash);
   auto hash = emporium::persistence::sha256_hex(token);
   CHECK(who.bucket == "t:" + hash);
   CHECK(who.shown == "token:" + hash.substr(0, 12));
-  CHECK(who.bucket.find(token) == std::string::npos);
-  CHECK(who.shown.find(token) == std::string::npos);
+  for (const auto& secret : {token, presented}) {
+    CHECK(who.bucket.find(secret) == std::string::npos);
+    CHECK(who.shown.find(secret) == std::string::npos);
+  }
 
-  // A made-up token on a login must not buy a fresh bucket.
-  auto login = make_request("POST", "/sessions", {{"authorization", "Bearer made-up-1"}});
-  CHECK(gateway::identify(login, route_class::login).bucket == "a:192.0.2.7");
+  auto admin = make_request("GET", "/orders/x", {{"authorization", "Bearer the-admin-key"}});
+  CHECK(gateway::identify(admin, route_class::write, key, admin_hash).bucket == "t:" + admin_hash);
+
+  // Made-up tokens (or a real token's stored part without its signature) are the address: a
+  // fresh one per request buys nothing. Their hash prefix shows in logs, never the token.
+  for (const auto& guess : std::vector<std::string>{"made-up-1", "made-up-2", token}) {
+    auto r = make_request("GET", "/orders/x", {{"authorization", "Bearer " + guess}});
+    auto g = gateway::identify(r, route_class::write, key, admin_hash);
+    CHECK(g.bucket == "a:192.0.2.7");
+    CHECK(g.shown.find(guess) == std::string::npos);
+  }
+
+  // A login is by address, whatever token it carries.
+  auto login = make_request("POST", "/sessions", {{"authorization", "Bearer " + presented}});
+  CHECK(gateway::identify(login, route_class::login, key, admin_hash).bucket == "a:192.0.2.7");
   // Not a bearer token: the address.
   auto basic = make_request("GET", "/", {{"authorization", "Basic dXNlcjpwYXNz"}});
-  CHECK(gateway::identify(basic, route_class::read).bucket == "a:192.0.2.7");
+  CHECK(gateway::identify(basic, route_class::read, key, admin_hash).bucket == "a:192.0.2.7");
 }
 
 TEST_CASE("CORS: none by default", "[gateway][cors]") {

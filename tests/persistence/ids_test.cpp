@@ -66,6 +66,14 @@ TEST_CASE("random_hex, sha256_hex and constant_time_equal") {
   CHECK_FALSE(constant_time_equal("same", "same!"));
 }
 
+TEST_CASE("hmac_sha256_hex: RFC 4231 test cases 2 and 6 (a key longer than a block)") {
+  CHECK(hmac_sha256_hex("Jefe", "what do ya want for nothing?")
+        == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(hmac_sha256_hex(std::string(131, '\xaa'),
+                        "Test Using Larger Than Block-Size Key - Hash Key First")
+        == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 TEST_CASE("format_rfc3339 renders UTC with milliseconds") {
   CHECK(format_rfc3339(0) == "1970-01-01T00:00:00.000Z");
   CHECK(format_rfc3339(1795550240829) == "2026-11-24T19:57:20.829Z");
