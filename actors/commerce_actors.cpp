@@ -337,20 +337,28 @@ result<model::cart> save_items(persistence::backend& b, const model::cart& c, in
   return std::move(*saved);
 }
 
+/// The job that reads cart `id` as PostgreSQL has it (an empty cart when there is none).
+auto read_cart(std::string id) {
+  return [id = std::move(id)](persistence::backend& b) -> result<model::cart> {
+    pqxx::read_transaction tx{b.pg.connection()};
+    return cs::find_cart(tx, id).value_or(model::cart{});
+  };
+}
+
+/// Keeps what read_cart found: the cart, or none.
+void keep_cart(cart_ptr self, model::cart c) {
+  if (c.id.empty())
+    self->state.cart.reset();
+  else
+    self->state.cart = std::move(c);
+}
+
 } // namespace
 
 cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::string id) {
   self->state.id = id;
-  load_then<model::cart>(
-    self, env, id,
-    [id](persistence::backend& b) -> result<model::cart> {
-      pqxx::read_transaction tx{b.pg.connection()};
-      return cs::find_cart(tx, id).value_or(model::cart{});
-    },
-    [self](model::cart c) {
-      if (!c.id.empty())
-        self->state.cart = std::move(c);
-    });
+  load_then<model::cart>(self, env, id, read_cart(id),
+                         [self](model::cart c) { keep_cart(self, std::move(c)); });
   // An expired cart is gone, also for an actor that kept it in memory.
   auto live = [self]() -> model::cart* {
     auto& c = self->state.cart;
@@ -417,16 +425,9 @@ cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::stri
                 // through another node): read the cart again before anything else, then
                 // answer the conflict; the client's retry sees the cart as it is.
                 db_await<model::cart>(
-                  self, env, self->state.id,
-                  [id = self->state.id](persistence::backend& b) -> result<model::cart> {
-                    pqxx::read_transaction tx{b.pg.connection()};
-                    return cs::find_cart(tx, id).value_or(model::cart{});
-                  },
+                  self, env, self->state.id, read_cart(self->state.id),
                   [self, e, rp](model::cart& fresh) mutable {
-                    if (fresh.id.empty())
-                      self->state.cart.reset();
-                    else
-                      self->state.cart = std::move(fresh);
+                    keep_cart(self, std::move(fresh));
                     rp.deliver(std::move(e));
                   },
                   [e, rp](caf::error&) mutable { rp.deliver(std::move(e)); });

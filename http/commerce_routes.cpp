@@ -65,6 +65,21 @@ std::optional<std::int32_t> parse_limit(const std::string& s) {
   return v;
 }
 
+/// The first problem with an order's body (content type, the body itself, Idempotency-Key), or
+/// none; then the order's request hash is bound to `scope` (the same key with another scope is
+/// another request). Checked before authentication, answered after it.
+std::optional<response> check_order_body(const request& req, result<model::order_request>& order,
+                                         const std::string& scope) {
+  if (auto bad = require_json(req))
+    return bad;
+  if (!order)
+    return problem(order.error());
+  if (auto bad = read_idempotency_key(req, *order))
+    return bad;
+  order->request_hash = persistence::sha256_hex(scope + order->request_hash);
+  return std::nullopt;
+}
+
 /// 403 for the admin on what only the resource's owner does (DESIGN.md: owner).
 response owner_only(const std::string& what) {
   return problem(403, "only the owner " + what + ": use the customer's token");
@@ -141,7 +156,7 @@ void post_session(app& a, const request& req, const path_params&, responder resp
     return respond(problem(login.error()));
   a.runtime.login(std::move(login->email), std::move(login->password),
                   answer<model::session_grant>(respond, [&a](model::session_grant g) {
-                    g.token = gateway::sign_token(g.token, gateway::token_key(a.admin_key_hash));
+                    g.token = gateway::sign_token(g.token, a.token_key);
                     return json_response(200, codec::encode(g));
                   }));
 }
@@ -218,14 +233,8 @@ void put_cart_item(app& a, const request& req, const path_params& p, responder r
 void post_checkout(app& a, const request& req, const path_params& p, responder respond) {
   auto id = p["id"];
   // Decoded now (the request is not kept), answered only once the caller is known.
-  auto invalid = require_json(req);
   auto order = codec::decode_checkout(req.body);
-  if (!invalid && !order)
-    invalid = problem(order.error());
-  if (!invalid)
-    invalid = read_idempotency_key(req, *order);
-  if (!invalid) // the key covers this cart and this body: on another cart it is another request
-    order->request_hash = persistence::sha256_hex("checkout:" + id + ":" + order->request_hash);
+  auto invalid = check_order_body(req, order, "checkout:" + id + ":");
   signed_in(a, req, respond,
             [&a, id, invalid, order = std::move(order), respond](principal who) mutable {
               if (who.customer_id.empty())
@@ -242,14 +251,8 @@ void post_checkout(app& a, const request& req, const path_params& p, responder r
 // -- orders -----------------------------------------------------------------------------------
 
 void post_order(app& a, const request& req, const path_params&, responder respond) {
-  auto invalid = require_json(req);
   auto order = codec::decode_order_request(req.body, a.settings->orders.max_lines);
-  if (!invalid && !order)
-    invalid = problem(order.error());
-  if (!invalid)
-    invalid = read_idempotency_key(req, *order);
-  if (!invalid)
-    order->request_hash = persistence::sha256_hex("orders:" + order->request_hash);
+  auto invalid = check_order_body(req, order, "orders:");
   signed_in(a, req, respond,
             [&a, invalid, order = std::move(order), respond](principal who) mutable {
               if (who.customer_id.empty())

@@ -49,8 +49,7 @@ void identify(app& a, const request& req, std::function<void(model::principal)> 
     return then(model::principal{true, {}});
   // Issued tokens are signed (gateway::sign_token); the database knows the part before the
   // signature. An unsigned one is looked up as it is (issued before tokens were signed).
-  auto token = gateway::signed_token(presented, gateway::token_key(a.admin_key_hash))
-                 .value_or(presented);
+  auto token = gateway::signed_token(presented, a.token_key).value_or(presented);
   a.runtime.authenticate(std::string{token},
                          [then = std::move(then), respond](result<model::principal> who) {
                            if (!who)

@@ -28,7 +28,8 @@ router make_router(app& a) {
   add_ops_routes(r, a);
   add_commerce_routes(r, a);
   add_search_routes(r, a);
-  r.token_key = gateway::token_key(a.admin_key_hash);
+  a.token_key = gateway::token_key(a.admin_key_hash);
+  r.token_key = a.token_key;
   r.admin_key_hash = a.admin_key_hash;
   return r;
 }

@@ -13,6 +13,7 @@ struct app {
   actors::runtime& runtime;
   std::string admin_key_hash;                ///< SHA-256 hex of the admin key
   const config::settings* settings = nullptr; ///< limits, shipping defaults, loyalty tiers
+  std::string token_key = {}; ///< gateway::token_key(admin_key_hash), set by make_router
 };
 
 /// Builds the router for `a`; `a` must outlive it.

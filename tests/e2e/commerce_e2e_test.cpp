@@ -212,6 +212,21 @@ json get_order(http_client& c, const std::string& id, const header_map& who) {
   return r.json();
 }
 
+/// PUT /carts/{cart}/items/{product} with {"quantity": quantity}.
+http_response put_cart_item(http_client& c, const std::string& cart, const std::string& product,
+                            const json& quantity, const header_map& who) {
+  return c.request("PUT", "/carts/" + cart + "/items/" + product,
+                   json{{"quantity", quantity}}.dump(), who);
+}
+
+/// GET /carts/{cart}, which must answer 200.
+json get_cart(http_client& c, const std::string& cart, const header_map& who) {
+  auto r = c.get("/carts/" + cart, who);
+  INFO("GET /carts/" << cart << " -> " << show(r));
+  REQUIRE(r.status == 200);
+  return r.json();
+}
+
 std::int64_t api_stock(http_client& c, const std::string& product_id) {
   auto r = c.get("/products/" + product_id);
   INFO(show(r));
@@ -1161,15 +1176,9 @@ TEST_CASE("commerce: carts: items at current prices with a quote, kept across a 
   CHECK(cart.at("order_id").is_null());
 
   auto put = [&](const std::string& product, const json& quantity) {
-    return c.request("PUT", "/carts/" + id + "/items/" + product,
-                     json{{"quantity", quantity}}.dump(), buyer.auth());
+    return put_cart_item(c, id, product, quantity, buyer.auth());
   };
-  auto view = [&] {
-    auto r = c.get("/carts/" + id, buyer.auth());
-    INFO(show(r));
-    REQUIRE(r.status == 200);
-    return r.json();
-  };
+  auto view = [&] { return get_cart(c, id, buyer.auth()); };
 
   // An unknown product (a well-formed id of none) is 404; quantity 1001 is 400.
   check_problem(put(emporium::persistence::new_id("prod"), 1), 404);
@@ -1462,8 +1471,7 @@ TEST_CASE("commerce: a cart holds one currency, and checkout honours Idempotency
   REQUIRE(cart.status == 201);
   auto id = cart.json().at("id").get<std::string>();
   auto put = [&](const std::string& product, int quantity) {
-    return c.request("PUT", "/carts/" + id + "/items/" + product,
-                     json{{"quantity", quantity}}.dump(), buyer.auth());
+    return put_cart_item(c, id, product, quantity, buyer.auth());
   };
   REQUIRE(put(usd, 2).status == 200);
   // A product in another currency cannot join: its price would be added to dollars.
@@ -1520,15 +1528,9 @@ TEST_CASE("commerce: a cart change that makes the parcel unshippable is refused 
   REQUIRE(created.status == 201);
   auto id = created.json().at("id").get<std::string>();
   auto put = [&](const std::string& product, int quantity) {
-    return c.request("PUT", "/carts/" + id + "/items/" + product,
-                     json{{"quantity", quantity}}.dump(), buyer.auth());
+    return put_cart_item(c, id, product, quantity, buyer.auth());
   };
-  auto view = [&] {
-    auto r = c.get("/carts/" + id, buyer.auth());
-    INFO(show(r));
-    REQUIRE(r.status == 200);
-    return r.json();
-  };
+  auto view = [&] { return get_cart(c, id, buyer.auth()); };
   auto quantity_of = [](const json& cart, const std::string& product) {
     for (const auto& i : cart.at("items"))
       if (i.at("product_id") == product)
