@@ -1,6 +1,7 @@
 #include "actors/commerce_actors.hpp"
 
 #include "actors/commerce_logic.hpp"
+#include "actors/manager.hpp"
 #include "persistence/commerce_store.hpp"
 #include "persistence/ids.hpp"
 #include "persistence/product_store.hpp"
@@ -160,9 +161,11 @@ customer_actor::behavior_type customer_entity(customer_ptr self, commerce_env en
       pqxx::read_transaction tx{b.pg.connection()};
       return cs::find_customer(tx, id).value_or(model::customer{});
     },
-    [self](model::customer c) {
+    [self, env](model::customer c) {
       if (!c.id.empty())
         self->state.customer = std::move(c);
+      else
+        report_absent(env.manager, self->state.id, self->address());
     });
   return {
     [self](const std::string&, read_atom,
@@ -357,8 +360,11 @@ void keep_cart(cart_ptr self, model::cart c) {
 
 cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::string id) {
   self->state.id = id;
-  load_then<model::cart>(self, env, id, read_cart(id),
-                         [self](model::cart c) { keep_cart(self, std::move(c)); });
+  load_then<model::cart>(self, env, id, read_cart(id), [self, env](model::cart c) {
+    keep_cart(self, std::move(c));
+    if (!self->state.cart)
+      report_absent(env.manager, self->state.id, self->address());
+  });
   // An expired cart is gone, also for an actor that kept it in memory.
   auto live = [self]() -> model::cart* {
     auto& c = self->state.cart;
@@ -765,9 +771,11 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
       pqxx::read_transaction tx{b.pg.connection()};
       return cs::find_order(tx, id).value_or(model::order{});
     },
-    [self](model::order o) {
+    [self, env](model::order o) {
       if (!o.id.empty())
         self->state.order = std::move(o);
+      else
+        report_absent(env.manager, self->state.id, self->address());
     });
   auto current = [self](const model::principal& who) -> model::order* {
     auto& o = self->state.order;

@@ -29,6 +29,7 @@ struct commerce_env {
   std::shared_ptr<payment_provider> payments;
   caf::timespan db_timeout;
   caf::timespan call_timeout; ///< one request to another entity
+  caf::actor_addr manager;    ///< the manager that spawned this entity (set by its factory)
 };
 
 struct customer_state {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <functional>
+#include <limits>
 
 namespace emporium::actors {
 
@@ -24,10 +25,17 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
   return {
     [self](db_job& job) -> caf::result<caf::message> {
       auto& st = self->state;
-      st.queued->fetch_sub(1, std::memory_order_relaxed);
+      // `queued` counts this worker's jobs until they end (running included), so that
+      // any_within() spreads concurrent jobs over idle workers rather than queueing them
+      // behind a running one.
+      auto done = caf::detail::make_scope_guard(
+        [&st] { st.queued->fetch_sub(1, std::memory_order_relaxed); });
       st.counters->waiting.fetch_sub(1, std::memory_order_relaxed);
-      if (std::chrono::steady_clock::now() > job.deadline)
+      if (std::chrono::steady_clock::now() > job.deadline) {
+        if (job.shed_when_late)
+          return make_domain_error(errc::unavailable, "the server is busy; retry shortly");
         return make_domain_error(errc::timeout, "the request expired while queued for the database");
+      }
       auto& breaker = st.counters->breaker;
       if (!breaker.allow())
         return make_domain_error(errc::unavailable, "PostgreSQL is unavailable; retry shortly");
@@ -95,13 +103,20 @@ const caf::actor& db_pool::for_key(const std::string& key) const {
 }
 
 const caf::actor& db_pool::any() const {
+  return *any_within(std::numeric_limits<int>::max());
+}
+
+const caf::actor* db_pool::any_within(int limit) const {
+  if (counters_->waiting.fetch_add(1, std::memory_order_relaxed) >= limit) {
+    counters_->waiting.fetch_sub(1, std::memory_order_relaxed);
+    return nullptr;
+  }
   const worker* best = &workers_.front();
   for (const auto& w : workers_)
     if (w.queued->load(std::memory_order_relaxed) < best->queued->load(std::memory_order_relaxed))
       best = &w;
   best->queued->fetch_add(1, std::memory_order_relaxed);
-  counters_->waiting.fetch_add(1, std::memory_order_relaxed);
-  return best->handle;
+  return &best->handle;
 }
 
 void db_pool::stop() {

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace emporium::actors {
@@ -39,8 +40,12 @@ class db_pool {
   /// The worker that owns the entity `key`'s jobs.
   const caf::actor& for_key(const std::string& key) const;
 
-  /// The worker with the fewest queued jobs.
+  /// The worker with the fewest jobs queued or running.
   const caf::actor& any() const;
+
+  /// As any(), or nullptr when `limit` jobs already wait in the pool: for work that must be
+  /// refused (503) rather than queued without bound.
+  const caf::actor* any_within(int limit) const;
 
   /// Sends each worker an exit message.
   void stop();
@@ -53,7 +58,7 @@ class db_pool {
  private:
   struct worker {
     caf::actor handle;
-    std::shared_ptr<std::atomic<int>> queued;
+    std::shared_ptr<std::atomic<int>> queued; ///< jobs sent to it and not yet ended
   };
   std::vector<worker> workers_;
   std::shared_ptr<pool_counters> counters_;
@@ -62,11 +67,19 @@ class db_pool {
 
 /// Wraps a `result<T>(persistence::backend&)` function into a job whose answer is `T` or a
 /// domain error. Exceptions become failures (see persistence::to_failure).
+///
+/// A job may run more than once: the worker runs it again on a fresh connection after the old
+/// one was lost mid-transaction, and after a serialization failure. So a job must not change
+/// what it captured (a password wiped after the first attempt would be hashed as NUL bytes by
+/// the second): `fn` is called as const, and a `mutable` lambda does not compile here. Secrets
+/// travel as persistence::secret, wiped when the job is destroyed after its last attempt.
 template <class Fn>
 db_job make_job(Fn fn, caf::timespan timeout) {
+  static_assert(std::is_invocable_v<const Fn&, persistence::backend&>,
+                "a database job must be callable as const: it may run more than once");
   db_job job;
   job.deadline = std::chrono::steady_clock::now() + timeout;
-  job.run = [fn = std::move(fn)](persistence::backend& b) mutable -> caf::message {
+  job.run = [fn = std::move(fn)](persistence::backend& b) -> caf::message {
     auto r = fn(b);
     if (!r)
       return caf::make_message(

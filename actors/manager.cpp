@@ -72,15 +72,19 @@ void on_down(manager_ptr self, const caf::down_msg& dm) {
     rp.delegate(fresh.handle, std::move(msg));
 }
 
+/// From now on messages for the entity are held; the passivate message reaches it after every
+/// message delegated to it before, so those are still answered.
+void passivate(manager_ptr self, entry& e) {
+  e.stopping = true;
+  self->send(caf::actor_cast<caf::actor>(e.handle), passivate_atom_v);
+}
+
 void sweep(manager_ptr self) {
   auto& st = self->state;
   auto now = self->clock().now();
-  for (auto& [key, e] : st.entities) {
-    if (!e.stopping && now - e.last_used >= st.cfg.idle) {
-      e.stopping = true;
-      self->send(caf::actor_cast<caf::actor>(e.handle), passivate_atom_v);
-    }
-  }
+  for (auto& [key, e] : st.entities)
+    if (!e.stopping && now - e.last_used >= st.cfg.idle)
+      passivate(self, e);
 }
 
 caf::behavior manager(manager_ptr self, manager_config cfg) {
@@ -118,6 +122,13 @@ caf::behavior manager(manager_ptr self, manager_config cfg) {
     [self, period](sweep_atom) {
       sweep(self);
       self->delayed_send(self, period, sweep_atom_v);
+    },
+    [self](absent_atom, const std::string& key, const caf::actor_addr& entity) {
+      // Only the current activation counts: a report from one already replaced is stale.
+      auto it = self->state.entities.find(key);
+      if (it != self->state.entities.end() && !it->second.stopping
+          && it->second.handle.address() == entity)
+        passivate(self, it->second);
     },
   };
 }
@@ -159,6 +170,12 @@ caf::behavior memory_trimmer(caf::stateful_actor<trimmer_state>* self,
 
 caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg) {
   return sys.spawn(manager, std::move(cfg));
+}
+
+void report_absent(const caf::actor_addr& manager, const std::string& key,
+                   const caf::actor_addr& entity) {
+  if (auto m = caf::actor_cast<caf::actor>(manager))
+    caf::anon_send(m, absent_atom_v, key, entity);
 }
 
 caf::actor spawn_memory_trimmer(caf::actor_system& sys,

@@ -6,7 +6,8 @@
 ///   from storage. A crash costs the requests in that actor's mailbox, never the node.
 /// - Passivates: entities idle for `idle` are told to stop. Until their down message arrives,
 ///   new messages for them are held back and handed to a fresh activation afterwards, so two
-///   live actors never hold the same entity on one node.
+///   live actors never hold the same entity on one node. An entity whose key exists nowhere is
+///   passivated at once (report_absent).
 
 #include "actors/types.hpp"
 
@@ -37,6 +38,14 @@ struct manager_config {
 };
 
 caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg);
+
+/// Called by an entity whose activation found nothing in storage: asks `manager` (the address
+/// its factory was given) to passivate it now rather than after the idle timeout, so that
+/// lookups of ids that do not exist leave no actors behind. Messages already on their way to
+/// the entity are still answered (not found, or a create that arrived meanwhile); later ones are
+/// held by the manager for a fresh activation, as with any passivation.
+void report_absent(const caf::actor_addr& manager, const std::string& key,
+                   const caf::actor_addr& entity);
 
 /// Gives memory back to the operating system after passivation. glibc keeps what freed actors
 /// leave behind in its arenas, so RSS stayed at its peak after the actors were gone (issue 6:

@@ -1,5 +1,6 @@
 #include "actors/product_actor.hpp"
 
+#include "actors/manager.hpp"
 #include "actors/product_logic.hpp"
 #include "persistence/commerce_store.hpp"
 #include "persistence/product_store.hpp"
@@ -61,8 +62,13 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
       ->request(env.pool->for_key(id), env.db_timeout,
                 make_job([id, use_cache](persistence::backend& b) { return load(b, id, use_cache); },
                          env.db_timeout))
-      .await([self](std::optional<model::product>& p) { self->state.product = std::move(p); },
-             [self](caf::error& err) { self->quit(std::move(err)); });
+      .await(
+        [self, env](std::optional<model::product>& p) {
+          self->state.product = std::move(p);
+          if (!self->state.product && self->state.held.empty())
+            report_absent(env.manager, self->state.id, self->address());
+        },
+        [self](caf::error& err) { self->quit(std::move(err)); });
   };
   reload(true);
 
@@ -123,8 +129,9 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
       auto rp = self->make_response_promise<model::product>();
       return commit(
         [next = std::move(next), version = current.version, stock_before = current.stock,
-         patch, any_version = expected_version == 0](persistence::backend& b) mutable {
+         patch, any_version = expected_version == 0](persistence::backend& b) {
           pqxx::work tx{b.pg.connection()};
+          auto stock_seen = stock_before; // per attempt: the job may run again
           auto p = ps::update(tx, next, version);
           // No If-Match: an order that took stock meanwhile (its stock message to this actor may
           // still be in flight) must not fail the PATCH; apply it to the row as it is now.
@@ -135,13 +142,13 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
             auto redone = product_logic::apply(*fresh, patch);
             if (!product_logic::check(redone).empty())
               break;
-            stock_before = fresh->stock;
+            stock_seen = fresh->stock;
             p = ps::update(tx, redone, fresh->version);
           }
           if (!p)
             return result<model::product>{
               errc::conflict, "the product was changed concurrently; retry"};
-          if (p->stock != stock_before)
+          if (p->stock != stock_seen)
             persistence::commerce_store::insert_event(
               tx, "product:" + p->id, p->version, "stock_changed",
               "{\"product_id\":\"" + p->id + "\",\"stock\":" + std::to_string(p->stock) + "}");

@@ -4,8 +4,9 @@
 /// - Writes: go through to PostgreSQL and commit before the answer; then Redis is updated.
 ///   While a write is in flight the actor handles nothing else, so reads never see a state the
 ///   database has not committed and never an older one than the last acknowledged write.
-/// - An unknown id answers not_found; a failed load stops the actor with that error, and its
-///   manager re-activates it on the next message.
+/// - An unknown id answers not_found, and the actor asks its manager to passivate it at once;
+///   a failed load stops the actor with that error, and its manager re-activates it on the next
+///   message.
 
 #include "actors/db_pool.hpp"
 #include "actors/interfaces.hpp"
@@ -29,6 +30,7 @@ struct entity_env {
   caf::timespan db_timeout; ///< deadline of one database job
   /// A hold not confirmed or released within this time is given back (its order died).
   caf::timespan hold_ttl = std::chrono::seconds(30);
+  caf::actor_addr manager;  ///< the manager that spawned this entity (set by its factory)
 };
 
 product_actor::behavior_type product_entity(product_actor::stateful_pointer<product_state> self,

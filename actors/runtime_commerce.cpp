@@ -2,6 +2,7 @@
 #include "actors/runtime_impl.hpp"
 #include "persistence/commerce_store.hpp"
 #include "persistence/ids.hpp"
+#include "persistence/secret.hpp"
 
 #include <sodium.h>
 
@@ -87,22 +88,28 @@ void runtime::impl::start_commerce() {
   dir.add_local(entity_kind::customer,
                 spawn_manager(sys, {"customer",
                                     [env](caf::local_actor* self, const std::string& key) {
+                                      auto own = env;
+                                      own.manager = self->address();
                                       return caf::actor_cast<caf::actor>(
-                                        self->spawn(customer_entity, env, key));
+                                        self->spawn(customer_entity, own, key));
                                     },
                                     idle, customer_counters}));
   dir.add_local(entity_kind::cart,
                 spawn_manager(sys, {"cart",
                                     [env](caf::local_actor* self, const std::string& key) {
+                                      auto own = env;
+                                      own.manager = self->address();
                                       return caf::actor_cast<caf::actor>(
-                                        self->spawn(cart_entity, env, key));
+                                        self->spawn(cart_entity, own, key));
                                     },
                                     idle, cart_counters}));
   dir.add_local(entity_kind::order,
                 spawn_manager(sys, {"order",
                                     [env](caf::local_actor* self, const std::string& key) {
+                                      auto own = env;
+                                      own.manager = self->address();
                                       return caf::actor_cast<caf::actor>(
-                                        self->spawn(order_entity, env, key));
+                                        self->spawn(order_entity, own, key));
                                     },
                                     idle, order_counters}));
   services.push_back(sys.spawn(payment_sweeper, env));
@@ -111,28 +118,38 @@ void runtime::impl::start_commerce() {
 // -- customers and sessions -------------------------------------------------------------------
 
 void runtime::create_customer(model::customer_draft draft, callback<model::customer> cb) {
+  auto password = persistence::make_secret(draft.password);
   auto job = make_job(
-    [draft = std::move(draft)](persistence::backend& b) mutable -> result<model::customer> {
+    [email = std::move(draft.email), name = std::move(draft.name), password,
+     hashes = impl_->signup_hashes](persistence::backend& b) -> result<model::customer> {
+      const auto taken = [] {
+        return failure{errc::conflict, "a customer with this email exists",
+                       {{"email", "is already registered"}}};
+      };
+      // The email first: a duplicate costs one indexed read, not an Argon2id hash.
+      {
+        pqxx::read_transaction tx{b.pg.connection()};
+        if (cs::find_credentials(tx, email))
+          return taken();
+      }
       char hash[crypto_pwhash_STRBYTES];
-      auto rc = crypto_pwhash_str(hash, draft.password.c_str(), draft.password.size(),
-                                  crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                                  crypto_pwhash_MEMLIMIT_INTERACTIVE);
-      sodium_memzero(draft.password.data(), draft.password.size());
-      if (rc != 0)
+      if (crypto_pwhash_str(hash, password->data(), password->size(),
+                            crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE)
+          != 0)
         return failure{errc::unavailable, "the server is out of memory for password hashing", {}};
+      hashes->fetch_add(1, std::memory_order_relaxed);
       try {
         pqxx::work tx{b.pg.connection()};
-        auto c = cs::insert_customer(tx, persistence::new_id("cust"), draft.email, draft.name, hash);
+        auto c = cs::insert_customer(tx, persistence::new_id("cust"), email, name, hash);
         tx.commit();
         return c;
       } catch (const pqxx::unique_violation&) {
-        return failure{errc::conflict, "a customer with this email exists",
-                       {{"email", "is already registered"}}};
+        return taken(); // a sign-up with the same email won the race
       }
     },
     impl_->timeout);
-  impl_->call<model::customer>(impl_->crypto.any(), caf::make_message(std::move(job)),
-                               std::move(cb));
+  impl_->call_bounded<model::customer>(impl_->signups, impl_->settings.auth.signup_queue_limit,
+                                       std::move(job), std::move(cb), "sign-ups");
 }
 
 void runtime::get_customer(model::principal who, std::string id, callback<model::customer> cb) {
@@ -162,23 +179,28 @@ void runtime::list_customer_orders(model::principal who, std::string customer_id
 void runtime::login(std::string email, std::string password, callback<model::session_grant> cb) {
   auto ttl = impl_->settings.auth.session_ttl_s;
   auto job = make_job(
-    [email = std::move(email), password = std::move(password),
-     ttl](persistence::backend& b) mutable -> result<model::session_grant> {
-      pqxx::work tx{b.pg.connection()};
-      auto creds = cs::find_credentials(tx, email);
+    [email = std::move(email), password = persistence::make_secret(password),
+     ttl](persistence::backend& b) -> result<model::session_grant> {
+      std::optional<cs::credentials> creds;
+      {
+        pqxx::read_transaction tx{b.pg.connection()};
+        creds = cs::find_credentials(tx, email);
+      }
+      // Verified outside any transaction: no PostgreSQL session waits on the hash.
       const auto& hash = creds ? creds->password_hash : decoy_hash();
-      bool ok = crypto_pwhash_str_verify(hash.c_str(), password.c_str(), password.size()) == 0;
-      sodium_memzero(password.data(), password.size());
+      bool ok = crypto_pwhash_str_verify(hash.c_str(), password->data(), password->size()) == 0;
       if (!creds || !ok)
         return failure{errc::unauthorized, "the email or the password is wrong", {}};
+      pqxx::work tx{b.pg.connection()};
       auto token = persistence::random_hex(32);
       auto expires = cs::insert_session(tx, persistence::sha256_hex(token), creds->customer_id, ttl);
       tx.commit();
       return model::session_grant{std::move(token), creds->customer_id, expires};
     },
     impl_->timeout);
-  impl_->call<model::session_grant>(impl_->crypto.any(), caf::make_message(std::move(job)),
-                                    std::move(cb));
+  impl_->call_bounded<model::session_grant>(impl_->logins,
+                                            impl_->settings.auth.login_queue_limit,
+                                            std::move(job), std::move(cb), "logins");
 }
 
 void runtime::authenticate(std::string token, callback<model::principal> cb) {

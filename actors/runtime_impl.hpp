@@ -71,9 +71,11 @@ struct runtime::impl {
       customer_counters(std::make_shared<kind_counters>()),
       cart_counters(std::make_shared<kind_counters>()),
       order_counters(std::make_shared<kind_counters>()),
-      // Password hashing is slow and memory-hard by design: its own two workers keep it from
-      // queueing in front of database work.
-      crypto(sys, s, 2),
+      // Password hashing is slow and memory-hard by design: workers of its own keep it from
+      // queueing in front of database work, and sign-ups apart from logins keep a sign-up
+      // flood from delaying logins (at most signup_workers cores go to sign-ups).
+      signups(sys, s, s.auth.signup_workers),
+      logins(sys, s, s.auth.login_workers),
       // Searches (tens of milliseconds each on a large catalog) get workers of their own, so
       // that a burst of them never queues in front of an entity's writes.
       search(sys, s) {
@@ -108,6 +110,26 @@ struct runtime::impl {
     }});
   }
 
+  /// Sends `msg` to the least busy worker of `workers`, or answers 503 at once when `limit`
+  /// jobs already wait there: work that is refused rather than queued without bound.
+  /// The job waits at most half the request's time in the queue, then answers 503 too: never
+  /// a 504 for work that was not even started.
+  template <class T>
+  void call_bounded(const db_pool& workers, int limit, db_job job, callback<T> cb,
+                    const char* what) {
+    job.deadline = std::chrono::steady_clock::now() + timeout / 2;
+    job.shed_when_late = true;
+    auto msg = caf::make_message(std::move(job));
+    auto* worker = workers.any_within(limit);
+    if (!worker) {
+      detail::invoke(cb, result<T>{failure{
+                           errc::unavailable,
+                           std::string{"too many "} + what + " are waiting; retry shortly", {}}});
+      return;
+    }
+    call<T>(*worker, std::move(msg), std::move(cb));
+  }
+
   /// Runs a blocking job on the least busy database worker.
   template <class T, class Fn>
   void run_db(Fn fn, callback<T> cb, caf::timespan t) {
@@ -130,7 +152,8 @@ struct runtime::impl {
     for (auto& b : bridges)
       caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     pool.stop();
-    crypto.stop();
+    signups.stop();
+    logins.stop();
     search.stop();
     sys.await_all_actors_done();
   }
@@ -145,7 +168,11 @@ struct runtime::impl {
   std::shared_ptr<kind_counters> customer_counters;
   std::shared_ptr<kind_counters> cart_counters;
   std::shared_ptr<kind_counters> order_counters;
-  db_pool crypto;
+  db_pool signups; ///< runtime_commerce.cpp
+  db_pool logins;
+  /// Passwords hashed for sign-ups (a duplicate email is refused before hashing).
+  std::shared_ptr<std::atomic<std::int64_t>> signup_hashes =
+    std::make_shared<std::atomic<std::int64_t>>(0);
   db_pool search; ///< runtime_search.cpp
   std::vector<caf::actor> services; ///< stopped with the managers
   /// Recently verified customer tokens (hash → customer, expiry), so that authenticated

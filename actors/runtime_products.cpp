@@ -9,7 +9,9 @@ void runtime::impl::start_products() {
   entity_env env{&pool, db_timeout};
   manager_config mc{"product",
                     [env](caf::local_actor* self, const std::string& key) {
-                      return caf::actor_cast<caf::actor>(self->spawn(product_entity, env, key));
+                      auto own = env;
+                      own.manager = self->address();
+                      return caf::actor_cast<caf::actor>(self->spawn(product_entity, own, key));
                     },
                     std::chrono::seconds(settings.actors.idle_timeout_s), product_counters};
   dir.add_local(entity_kind::product, spawn_manager(sys, std::move(mc)));

@@ -22,6 +22,9 @@ namespace emporium::actors {
 struct db_job {
   std::function<caf::message(persistence::backend&)> run;
   std::chrono::steady_clock::time_point deadline; ///< skipped, with errc::timeout, when dequeued later
+  /// Skipped with errc::unavailable (503, retry) instead: for work shed under load, whose
+  /// deadline comes before the caller's own so that it is refused rather than timed out.
+  bool shed_when_late = false;
 };
 
 } // namespace emporium::actors
@@ -107,6 +110,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(emporium, caf::first_custom_type_id)
   CAF_ADD_ATOM(emporium, emporium::actors, deliver_atom, "deliver")
   CAF_ADD_ATOM(emporium, emporium::actors, expire_atom, "expire")
   CAF_ADD_ATOM(emporium, emporium::actors, points_atom, "points")
+  CAF_ADD_ATOM(emporium, emporium::actors, absent_atom, "absent")
 
 CAF_END_TYPE_ID_BLOCK(emporium)
 

@@ -401,6 +401,10 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(actors, scheduler_threads, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, idle_timeout_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, session_ttl_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(auth, signup_workers, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(auth, login_workers, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(auth, signup_queue_limit, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(auth, login_queue_limit, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(orders, payment_timeout_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(orders, max_lines, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(carts, ttl_s, nullptr));
@@ -895,6 +899,10 @@ void validate(const settings& s) {
   validate_gateway(s);
 
   require_positive("auth.session_ttl_s", s.auth.session_ttl_s);
+  require_between("auth.signup_workers", s.auth.signup_workers, 1, 64);
+  require_between("auth.login_workers", s.auth.login_workers, 1, 64);
+  require_between("auth.signup_queue_limit", s.auth.signup_queue_limit, 1, 100'000);
+  require_between("auth.login_queue_limit", s.auth.login_queue_limit, 1, 100'000);
   require_positive("orders.payment_timeout_s", s.orders.payment_timeout_s);
   require_between("orders.max_lines", s.orders.max_lines, 1, 1000);
   require_positive("carts.ttl_s", s.carts.ttl_s);

@@ -52,6 +52,14 @@ struct redis_settings {
 struct auth_settings {
   std::optional<std::string> admin_key;  ///< none: generated at first start and printed once
   int session_ttl_s = 30 * 24 * 3600;    ///< customer bearer tokens expire after this long
+  /// Password hashing (Argon2id, 64 MiB each) runs on workers of its own, sign-ups apart from
+  /// logins, so that a flood of sign-ups cannot delay a login behind it.
+  int signup_workers = 1;
+  int login_workers = 2;
+  /// Hashing jobs allowed to wait per pool; beyond, the request answers 503 with Retry-After at
+  /// once instead of queueing without bound.
+  int signup_queue_limit = 8;
+  int login_queue_limit = 32;
 };
 
 struct cluster_settings {

@@ -60,7 +60,8 @@ std::optional<std::vector<std::string>> images(reader& r) {
       continue;
     }
     auto s = x.get<std::string>();
-    if (s.size() > 2048 || !(s.rfind("https://", 0) == 0 || s.rfind("http://", 0) == 0)) {
+    if (s.size() > 2048 || !(s.rfind("https://", 0) == 0 || s.rfind("http://", 0) == 0)
+        || has_control_chars(s)) {
       r.fail(field, "must be an http(s) URL of at most 2048 characters");
       continue;
     }
@@ -80,7 +81,7 @@ void read_product_fields(reader& r, Out& out, bool create) {
   }
   if (auto v = r.text("name", 1, 200, create))
     out.name = *v;
-  if (auto v = r.text("description", 0, 10'000, false))
+  if (auto v = r.text("description", 0, 10'000, false, true))
     out.description = *v;
   if (auto v = r.integer("price_cents", 0, max_price_cents, create))
     out.price_cents = *v;

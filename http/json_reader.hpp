@@ -10,11 +10,25 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace emporium::http {
 
 using json = nlohmann::json;
+
+/// True when `s` holds a C0 control character or DEL; with `multiline`, tab, line feed and
+/// carriage return are allowed.
+inline bool has_control_chars(std::string_view s, bool multiline = false) {
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c != 0x7f)
+      continue;
+    if (multiline && (c == '\t' || c == '\n' || c == '\r'))
+      continue;
+    return true;
+  }
+  return false;
+}
 
 /// Collects field errors while reading one object.
 class reader {
@@ -37,8 +51,11 @@ class reader {
     return it == obj_.end() ? nullptr : &*it;
   }
 
+  /// A string field of `min` to `max` characters. Control characters (C0 and DEL) are refused:
+  /// a NUL would cut the value in PostgreSQL and the others are never typed by a human; only a
+  /// `multiline` field (a description) may hold tabs and line breaks.
   std::optional<std::string> text(const char* field, std::size_t min, std::size_t max,
-                                  bool required) {
+                                  bool required, bool multiline = false) {
     auto* v = find(field);
     if (!v) {
       if (required)
@@ -54,6 +71,11 @@ class reader {
     if (chars < min || chars > max) {
       fail(field, "must be " + std::to_string(min) + " to " + std::to_string(max)
                     + " characters long");
+      return std::nullopt;
+    }
+    if (has_control_chars(s, multiline)) {
+      fail(field, multiline ? "must not contain control characters other than tab and line breaks"
+                            : "must not contain control characters");
       return std::nullopt;
     }
     if (min > 0 && s.find_first_not_of(" \t\r\n") == std::string::npos) {

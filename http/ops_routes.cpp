@@ -38,6 +38,16 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
   w.header("emporium_db_retries_total",
            "PostgreSQL transactions re-run after a transient failure", kind::counter);
   w.sample("emporium_db_retries_total", {}, static_cast<double>(s.db_retries));
+  w.header("emporium_auth_db_retries_total",
+           "Sign-up and login jobs re-run after a transient database failure", kind::counter);
+  w.sample("emporium_auth_db_retries_total", {}, static_cast<double>(s.auth_db_retries));
+  w.header("emporium_signup_hashes_total",
+           "Passwords hashed for sign-ups (a known email is refused before hashing)",
+           kind::counter);
+  w.sample("emporium_signup_hashes_total", {}, static_cast<double>(s.signup_hashes));
+  w.header("emporium_auth_waiting", "Sign-ups and logins queued for a password-hashing worker",
+           kind::gauge);
+  w.sample("emporium_auth_waiting", {}, s.auth_waiting);
 
   w.header("emporium_circuit_breaker_state",
            "Circuit breaker per dependency: 0 closed, 1 open, 2 half-open", kind::gauge);

@@ -1,5 +1,6 @@
 #include "http/handler_support.hpp"
 #include "http/json_codec.hpp"
+#include "http/json_reader.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
 #include "persistence/ids.hpp"
@@ -66,6 +67,8 @@ void get_products(app& a, const request& req, const path_params&, responder resp
   if (auto* category = req.query_one("category")) {
     if (category->empty() || category->size() > 64)
       errs.push_back({"category", "must be 1 to 64 characters"});
+    else if (has_control_chars(*category))
+      errs.push_back({"category", "must not contain control characters"});
     else
       q.category = *category;
   }

@@ -3,6 +3,7 @@
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
+#include <pqxx/pqxx>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -386,6 +387,23 @@ void report_fault(const std::string& fault, const window& during, double recover
   if (!path.empty()) {
     std::ofstream out{path, std::ios::app};
     out << line.str() << "\n";
+  }
+}
+
+durable_commits::durable_commits() {
+  pqxx::connection conn{test::pg_url()};
+  pqxx::nontransaction tx{conn};
+  db_ = conn.quote_name(tx.exec("SELECT current_database()").at(0)[0].as<std::string>());
+  tx.exec("ALTER DATABASE " + db_ + " SET synchronous_commit = on");
+}
+
+durable_commits::~durable_commits() {
+  try {
+    pqxx::connection conn{test::pg_url()};
+    pqxx::nontransaction tx{conn};
+    tx.exec("ALTER DATABASE " + db_ + " RESET synchronous_commit");
+  } catch (const std::exception& e) {
+    std::cerr << "[faults] could not reset synchronous_commit: " << e.what() << "\n";
   }
 }
 

@@ -85,6 +85,22 @@ class services {
   bool redis_frozen_ = false;
 };
 
+/// The throwaway cluster of scripts/test.sh runs with synchronous_commit=off (speed): an
+/// immediate stop then loses the last commits, acknowledged or not. Tests about what Emporium
+/// acknowledges across a PostgreSQL stop make the database commit durably while they run (a
+/// database setting overrides the server's; fsync=off is harmless here: a killed postmaster is
+/// not a lost OS). Declare it before the service_guard, so it is reset after PostgreSQL is back.
+class durable_commits {
+ public:
+  durable_commits();
+  ~durable_commits();
+  durable_commits(const durable_commits&) = delete;
+  durable_commits& operator=(const durable_commits&) = delete;
+
+ private:
+  std::string db_;
+};
+
 /// Restores the services when the test leaves its scope, however it leaves.
 class service_guard {
  public:

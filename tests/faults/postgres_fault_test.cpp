@@ -36,34 +36,6 @@ std::int64_t scalar(pqxx::connection& conn, const std::string& sql, const std::s
   return r.at(0)[0].is_null() ? 0 : r.at(0)[0].as<std::int64_t>();
 }
 
-/// The throwaway cluster of scripts/test.sh runs with synchronous_commit=off (speed): an
-/// immediate stop then loses the last commits, acknowledged or not. This test is about what
-/// Emporium acknowledges, so its database commits durably while it runs (a database setting
-/// overrides the server's; fsync=off is harmless here: a killed postmaster is not a lost OS).
-class durable_commits {
- public:
-  durable_commits() {
-    pqxx::connection conn{emporium::test::pg_url()};
-    pqxx::nontransaction tx{conn};
-    db_ = conn.quote_name(tx.exec("SELECT current_database()").at(0)[0].as<std::string>());
-    tx.exec("ALTER DATABASE " + db_ + " SET synchronous_commit = on");
-  }
-  ~durable_commits() {
-    try {
-      pqxx::connection conn{emporium::test::pg_url()};
-      pqxx::nontransaction tx{conn};
-      tx.exec("ALTER DATABASE " + db_ + " RESET synchronous_commit");
-    } catch (const std::exception& e) {
-      std::cerr << "[faults] could not reset synchronous_commit: " << e.what() << "\n";
-    }
-  }
-  durable_commits(const durable_commits&) = delete;
-  durable_commits& operator=(const durable_commits&) = delete;
-
- private:
-  std::string db_;
-};
-
 } // namespace
 
 TEST_CASE("PostgreSQL stopped (immediate) and started under load: 503 with Retry-After "
