@@ -117,39 +117,56 @@ void runtime::impl::start_commerce() {
 
 // -- customers and sessions -------------------------------------------------------------------
 
+namespace {
+
+failure email_taken() {
+  return failure{errc::conflict, "a customer with this email exists",
+                 {{"email", "is already registered"}}};
+}
+
+} // namespace
+
 void runtime::create_customer(model::customer_draft draft, callback<model::customer> cb) {
   auto password = persistence::make_secret(draft.password);
-  auto job = make_job(
-    [email = std::move(draft.email), name = std::move(draft.name), password,
-     hashes = impl_->signup_hashes](persistence::backend& b) -> result<model::customer> {
-      const auto taken = [] {
-        return failure{errc::conflict, "a customer with this email exists",
-                       {{"email", "is already registered"}}};
-      };
-      // The email first: a duplicate costs one indexed read, not an Argon2id hash.
-      {
-        pqxx::read_transaction tx{b.pg.connection()};
-        if (cs::find_credentials(tx, email))
-          return taken();
-      }
-      char hash[crypto_pwhash_STRBYTES];
-      if (crypto_pwhash_str(hash, password->data(), password->size(),
-                            crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE)
-          != 0)
-        return failure{errc::unavailable, "the server is out of memory for password hashing", {}};
-      hashes->fetch_add(1, std::memory_order_relaxed);
-      try {
-        pqxx::work tx{b.pg.connection()};
-        auto c = cs::insert_customer(tx, persistence::new_id("cust"), email, name, hash);
-        tx.commit();
-        return c;
-      } catch (const pqxx::unique_violation&) {
-        return taken(); // a sign-up with the same email won the race
-      }
+  auto* rt = impl_.get();
+  // The email first, on the general pool: a known email costs one indexed read, neither an
+  // Argon2id hash nor a place in the sign-up queue.
+  impl_->run_db<bool>(
+    [email = draft.email](persistence::backend& b) -> result<bool> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      return !cs::find_credentials(tx, email).has_value();
     },
-    impl_->timeout);
-  impl_->call_bounded<model::customer>(impl_->signups, impl_->settings.auth.signup_queue_limit,
-                                       std::move(job), std::move(cb), "sign-ups");
+    [rt, email = std::move(draft.email), name = std::move(draft.name), password,
+     cb = std::move(cb)](result<bool> free) {
+      if (!free)
+        return cb(free.error());
+      if (!free.value())
+        return cb(email_taken());
+      auto job = make_job(
+        [email, name, password,
+         hashes = rt->signup_hashes](persistence::backend& b) -> result<model::customer> {
+          char hash[crypto_pwhash_STRBYTES];
+          if (crypto_pwhash_str(hash, password->data(), password->size(),
+                                crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                crypto_pwhash_MEMLIMIT_INTERACTIVE)
+              != 0)
+            return failure{errc::unavailable, "the server is out of memory for password hashing",
+                           {}};
+          hashes->fetch_add(1, std::memory_order_relaxed);
+          try {
+            pqxx::work tx{b.pg.connection()};
+            auto c = cs::insert_customer(tx, persistence::new_id("cust"), email, name, hash);
+            tx.commit();
+            return c;
+          } catch (const pqxx::unique_violation&) {
+            return email_taken(); // a sign-up with the same email won the race
+          }
+        },
+        rt->timeout);
+      rt->call_bounded<model::customer>(rt->signups, rt->settings.auth.signup_queue_limit,
+                                        std::move(job), cb, "sign-ups");
+    },
+    impl_->db_timeout);
 }
 
 void runtime::get_customer(model::principal who, std::string id, callback<model::customer> cb) {
