@@ -165,7 +165,7 @@ customer_actor::behavior_type customer_entity(customer_ptr self, commerce_env en
       if (!c.id.empty())
         self->state.customer = std::move(c);
       else
-        report_absent(env.manager, self->state.id, self->address());
+        self->send(self, absent_atom_v);
     });
   return {
     [self](const std::string&, read_atom,
@@ -217,6 +217,10 @@ customer_actor::behavior_type customer_entity(customer_ptr self, commerce_env en
         c->loyalty_points = points;
         c->version = version;
       }
+    },
+    [self, env](absent_atom) {
+      if (!self->state.customer)
+        report_absent(env.manager, self->state.id, self->address());
     },
     [self](passivate_atom) { self->quit(); },
   };
@@ -363,7 +367,7 @@ cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::stri
   load_then<model::cart>(self, env, id, read_cart(id), [self, env](model::cart c) {
     keep_cart(self, std::move(c));
     if (!self->state.cart)
-      report_absent(env.manager, self->state.id, self->address());
+      self->send(self, absent_atom_v);
   });
   // An expired cart is gone, also for an actor that kept it in memory.
   auto live = [self]() -> model::cart* {
@@ -520,6 +524,10 @@ cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::stri
           },
           [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
+    },
+    [self, env](absent_atom) {
+      if (!self->state.cart)
+        report_absent(env.manager, self->state.id, self->address());
     },
     [self](passivate_atom) { self->quit(); },
   };
@@ -775,7 +783,7 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
       if (!o.id.empty())
         self->state.order = std::move(o);
       else
-        report_absent(env.manager, self->state.id, self->address());
+        self->send(self, absent_atom_v);
     });
   auto current = [self](const model::principal& who) -> model::order* {
     auto& o = self->state.order;
@@ -850,6 +858,10 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
         return;
       // Cancelled exactly once: the transaction is conditional on the status.
       change(self, env, cancel_job(env, *o, o->status));
+    },
+    [self, env](absent_atom) {
+      if (!self->state.order)
+        report_absent(env.manager, self->state.id, self->address());
     },
     [self](passivate_atom) { self->quit(); },
   };

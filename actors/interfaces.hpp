@@ -1,6 +1,10 @@
 #pragma once
 /// Every actor interface of Emporium, as typed_actor aliases, in one place. Messages to an entity
 /// carry the entity's key first: a manager routes on it without knowing the message's type.
+///
+/// Every entity also takes `absent_atom` from itself: sent when its activation found nothing, it
+/// arrives after the messages that were already waiting (a create among them), and an entity
+/// still empty then asks its manager to passivate it (report_absent).
 
 #include "actors/types.hpp"
 
@@ -22,6 +26,7 @@ using product_actor = caf::typed_actor<
   caf::reacts_to<std::string, release_atom, std::string>,
   /// a committed stock change (stock, version) made by order `order_id` ("" for none)
   caf::reacts_to<std::string, stock_atom, std::string, std::int64_t, std::int64_t>,
+  caf::reacts_to<absent_atom>,
   caf::reacts_to<passivate_atom>>;
 
 /// A customer: profile and loyalty; places the customer's orders one at a time, which makes
@@ -31,6 +36,7 @@ using customer_actor = caf::typed_actor<
   caf::replies_to<std::string, place_atom, model::order_request>::with<model::order_outcome>,
   /// committed loyalty points (points, version)
   caf::reacts_to<std::string, points_atom, std::int64_t, std::int64_t>,
+  caf::reacts_to<absent_atom>,
   caf::reacts_to<passivate_atom>>;
 
 /// A cart: its items persist; prices are read from the products whenever it is shown.
@@ -41,6 +47,7 @@ using cart_actor = caf::typed_actor<
                   std::string>::with<model::cart_view>,
   caf::replies_to<std::string, checkout_atom, model::principal,
                   model::order_request>::with<model::order_outcome>,
+  caf::reacts_to<absent_atom>,
   caf::reacts_to<passivate_atom>>;
 
 /// An order: runs its own placement (the reservation saga), then its status machine.
@@ -53,6 +60,7 @@ using order_actor = caf::typed_actor<
   caf::replies_to<std::string, deliver_atom, model::principal>::with<model::order>,
   /// the payment timeout passed: cancel if still unpaid
   caf::reacts_to<std::string, expire_atom>,
+  caf::reacts_to<absent_atom>,
   caf::reacts_to<passivate_atom>>;
 
 } // namespace emporium::actors

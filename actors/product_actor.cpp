@@ -65,8 +65,8 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
       .await(
         [self, env](std::optional<model::product>& p) {
           self->state.product = std::move(p);
-          if (!self->state.product && self->state.held.empty())
-            report_absent(env.manager, self->state.id, self->address());
+          if (!self->state.product)
+            self->send(self, absent_atom_v);
         },
         [self](caf::error& err) { self->quit(std::move(err)); });
   };
@@ -202,6 +202,10 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
     },
     [self](const std::string&, crash_atom) -> bool {
       throw std::runtime_error("forced failure of product " + self->state.id);
+    },
+    [self, env](absent_atom) {
+      if (!self->state.product && self->state.held.empty())
+        report_absent(env.manager, self->state.id, self->address());
     },
     [self](passivate_atom) { self->quit(); },
   };

@@ -122,7 +122,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 49);
+  CHECK(keys.size() == 53);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
