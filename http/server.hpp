@@ -16,6 +16,26 @@
 
 namespace emporium::http {
 
+/// The open-files limit (RLIMIT_NOFILE) before and after raise_open_files_limit().
+struct open_files_limit {
+  std::uint64_t before = 0; ///< the soft limit the process was started with
+  std::uint64_t soft = 0;   ///< the soft limit now
+  std::uint64_t hard = 0;
+};
+
+/// Raises the soft open-files limit to the hard one: every connection is a descriptor, and the
+/// soft limit a service gets by default (1024 under systemd) is far below what the server can
+/// hold. Call once at start, before threads open descriptors.
+open_files_limit raise_open_files_limit();
+
+/// Descriptors kept for everything but client connections (see the definition for the count).
+int reserved_descriptors(int pool_size);
+
+/// http.max_connections when it is not set: the open-files limit minus reserved_descriptors(),
+/// at most max_derived_connections (each open connection costs memory too), at least 1.
+int derived_max_connections(std::uint64_t open_files, int pool_size);
+inline constexpr int max_derived_connections = 50'000;
+
 class server {
  public:
   /// Uses `s.http`, `s.rate_limit` and `s.redis` (the limiter's store in redis mode).
