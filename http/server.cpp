@@ -858,11 +858,11 @@ open_files_limit raise_open_files_limit() {
 }
 
 int reserved_descriptors(int pool_size) {
-  // Measured on an idle server (pool_size 4): about 30 descriptors that are not clients
-  // (stdio, the listener, epoll, eventfds and timerfds of Asio and CAF, one PostgreSQL and one
-  // Redis connection per worker, the limiter's Redis connection). Twice that plus a connection
-  // each way per worker leaves room for a reconnect while the old socket lingers, a PostgreSQL
-  // connection at start, and the short-lived sockets of 503 refusals.
+  // Measured (tests/hostile): 9 descriptors on a server that has served nothing yet (stdio,
+  // the listener, epoll, eventfds and timerfds of Asio and CAF); then one PostgreSQL and one
+  // Redis connection per worker once used, and the limiter's Redis connection in redis mode.
+  // 64 leaves room beyond those for log files, a reconnect while the old socket lingers, and
+  // the short-lived sockets of 503 refusals, which must never be the ones that hit EMFILE.
   return 64 + 2 * pool_size;
 }
 

@@ -34,6 +34,7 @@ int reserved_descriptors(int pool_size);
 /// http.max_connections when it is not set: the open-files limit minus reserved_descriptors(),
 /// at most max_derived_connections (each open connection costs memory too), at least 1.
 int derived_max_connections(std::uint64_t open_files, int pool_size);
+/// About 7 KiB of memory per idle connection was measured (tests/hostile): 50,000 is ~350 MiB.
 inline constexpr int max_derived_connections = 50'000;
 
 class server {
