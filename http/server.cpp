@@ -681,11 +681,12 @@ struct server::impl {
       auto peer = socket.remote_endpoint(peer_ec);
       std::string remote = peer_ec ? std::string{} : peer.address().to_string();
       // Connections from a trusted proxy carry many clients each: only the total limit applies.
+      // A peer already gone (no address) is not counted: its session ends at its first read.
       std::string key;
       auto ip = config::parse_ip(remote);
       bool from_proxy = ip && std::any_of(shared.trusted.begin(), shared.trusted.end(),
                                           [&](const config::cidr_block& b) { return b.contains(*ip); });
-      if (!from_proxy) {
+      if (!from_proxy && !remote.empty()) {
         key = gateway::address_key(remote);
         if (!shared.add_address(key)) {
           shared.connections.fetch_sub(1, std::memory_order_relaxed);

@@ -5,8 +5,12 @@
 ///
 /// Every request passes the gateway first: a request id (X-Request-Id, echoed on the answer and
 /// in every log line), the client's identity and route class, the token-bucket rate limiter
-/// (RateLimit-* headers on every answer, 429 when empty), CORS. Every answer is counted in the
-/// metrics and written to the access log.
+/// (RateLimit-* headers on every answer but the health probes', which are never limited; 429
+/// when empty), CORS. Every answer is counted in the metrics and written to the access log.
+///
+/// Connections: at most http.max_connections in all and http.max_connections_per_address from
+/// one client address (a short 503 beyond either); idle, header, body and write deadlines close
+/// connections that hold a descriptor without making progress.
 
 #include "config/settings.hpp"
 #include "http/router.hpp"
