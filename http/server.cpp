@@ -838,10 +838,6 @@ bool server::drained_cleanly() const {
   return impl_->drained.load();
 }
 
-} // namespace emporium::http
-
-namespace emporium::http {
-
 open_files_limit raise_open_files_limit() {
   open_files_limit out;
   rlimit rl{};
