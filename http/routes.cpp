@@ -33,10 +33,12 @@ router make_router(app& a) {
   r.admin_key_hash = a.admin_key_hash;
   // The runtime's session cache answers at once for a live session; a miss is one lookup on a
   // blocking worker (Redis, then PostgreSQL) that the handler's own check then finds cached.
-  r.verify_session = [&a](std::string token, std::function<void(std::string)> done) {
+  r.verify_session = [&a](std::string token, std::function<void(std::string, bool)> done) {
     a.runtime.authenticate(std::move(token),
                            [done = std::move(done)](result<model::principal> who) {
-                             done(who ? who->customer_id : std::string{});
+                             if (who)
+                               return done(who->customer_id, false);
+                             done({}, who.error().code == errc::unauthorized);
                            });
   };
   return r;

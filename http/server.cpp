@@ -5,6 +5,7 @@
 #include "http/metrics.hpp"
 #include "http/problem.hpp"
 #include "http/rate_limiter.hpp"
+#include "persistence/ids.hpp"
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -72,6 +73,31 @@ struct shared_state {
       per_address.erase(it);
   }
 
+  /// True when the runtime found the session of the token with this hash dead lately. A dead
+  /// session never comes back to life, and without this each request carrying its token would
+  /// cost a lookup before the limiter charges it to its address.
+  bool known_dead(const std::string& hash) {
+    std::lock_guard<std::mutex> guard{dead_mtx};
+    auto it = dead_sessions.find(hash);
+    if (it == dead_sessions.end())
+      return false;
+    if (it->second <= steady::now()) {
+      dead_sessions.erase(it);
+      return false;
+    }
+    return true;
+  }
+
+  void mark_dead(const std::string& hash) {
+    std::lock_guard<std::mutex> guard{dead_mtx};
+    if (dead_sessions.size() >= max_dead_sessions)
+      dead_sessions.clear(); // bounded memory; the next requests look their tokens up again
+    dead_sessions[hash] = steady::now() + dead_session_ttl;
+  }
+
+  static constexpr std::size_t max_dead_sessions = 10'000;
+  static constexpr auto dead_session_ttl = std::chrono::seconds(60);
+
   config::http_settings cfg;
   const router& routes;
   gateway::cors_policy cors;
@@ -86,6 +112,8 @@ struct shared_state {
   std::unordered_map<session*, std::weak_ptr<session>> sessions;
   std::mutex address_mtx;
   std::unordered_map<std::string, int> per_address; ///< open connections by address key
+  std::mutex dead_mtx;
+  std::unordered_map<std::string, steady::time_point> dead_sessions; ///< token hash → until
 };
 
 /// Turns a Beast request into the handlers' plain request.
@@ -350,9 +378,16 @@ class session : public std::enable_shared_from_this<session> {
       return limit(std::move(req), target_ok, seq, cls, std::move(who.bucket));
     auto token = std::move(who.session_token);
     who.session_token.clear();
+    auto hash = persistence::sha256_hex(token);
+    if (shared_.known_dead(hash))
+      return limit(std::move(req), target_ok, seq, cls, std::move(who.bucket));
     shared_.routes.verify_session(
-      std::move(token), [self = shared_from_this(), req = std::move(req), target_ok, seq, cls,
-                         bucket = std::move(who.bucket)](std::string customer) mutable {
+      std::move(token),
+      [self = shared_from_this(), req = std::move(req), target_ok, seq, cls,
+       bucket = std::move(who.bucket), hash = std::move(hash)](std::string customer,
+                                                               bool dead) mutable {
+        if (dead)
+          self->shared_.mark_dead(hash);
         net::dispatch(self->stream_.get_executor(),
                       [self, req = std::move(req), target_ok, seq, cls, bucket = std::move(bucket),
                        customer = std::move(customer)]() mutable {

@@ -128,6 +128,33 @@ TEST_CASE("gateway: one customer with several sessions shares one bucket", "[e2e
   CHECK(as_customer >= 18);
 }
 
+TEST_CASE("gateway: a signed token whose session is dead is looked up once, not once per "
+          "request, and is charged to its address",
+          "[e2e][gateway][rate]") {
+  server_process srv{{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "5"},
+                      {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "0.01"}}};
+  http_client c{srv.host(), srv.port()};
+  // Each verification that reaches the runtime's workers misses the session cache in Redis
+  // (no such session): the misses count the lookups. /openapi.json itself touches no cache.
+  auto misses = [&] {
+    return metric_value(scrape(srv), "emporium_cache_misses_total").value_or(-1);
+  };
+  auto dead = fresh_token();
+  auto before = misses();
+  int admitted = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = c.get("/openapi.json", bearer(dead));
+    REQUIRE((r.status == 200 || r.status == 429));
+    admitted += r.status == 200;
+  }
+  CHECK(admitted == 5);                 // the address's bucket
+  CHECK(c.get("/openapi.json").status == 429); // the same one
+  auto lookups = misses() - before;
+  INFO("session lookups for 20 requests: " << lookups);
+  CHECK(lookups >= 1);
+  CHECK(lookups <= 2);
+}
+
 TEST_CASE("gateway: X-Forwarded-For is honoured only from a trusted proxy, IPv6 per /64",
           "[e2e][gateway][rate][xff]") {
   const env_map small{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "3"},
