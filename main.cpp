@@ -116,6 +116,11 @@ int serve_command(const config::settings& s, bool no_migrate) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Before any descriptor is opened: http.max_connections is derived from the raised limit.
+  auto files = http::raise_open_files_limit();
+  if (files.soft != files.before)
+    spdlog::info("open-files limit raised from {} to {}", files.before, files.soft);
+
   std::string admin_hash;
   {
     auto pg = open_session(s);

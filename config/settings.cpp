@@ -1,5 +1,7 @@
 #include "config/settings.hpp"
 
+#include "config/net_address.hpp"
+
 #include <toml++/toml.h>
 #include <unistd.h>  // environ
 
@@ -373,6 +375,9 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(http, max_connections, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(http, drain_timeout_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(http, cors_origins, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(http, body_timeout_ms, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(http, max_connections_per_address, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(http, trusted_proxies, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, url, "EMPORIUM_PG_URL"));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, pool_size, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(postgres, connect_timeout_ms, nullptr));
@@ -398,6 +403,8 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, login_refill_per_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, redis_timeout_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, max_buckets, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, signup_capacity, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, signup_refill_per_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, scheduler_threads, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, idle_timeout_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, session_ttl_s, nullptr));
@@ -821,6 +828,11 @@ static void validate_gateway(const settings& s) {
       throw config_error("config: http.cors_origins[" + std::to_string(i) + "]: " + shown(o) +
                          " is not an origin (scheme://host[:port]) or \"*\"");
   }
+  for (std::size_t i = 0; i < s.http.trusted_proxies.size(); ++i)
+    if (!parse_cidr(trim(s.http.trusted_proxies[i])))
+      throw config_error("config: http.trusted_proxies[" + std::to_string(i) + "]: " +
+                         shown(s.http.trusted_proxies[i]) +
+                         " is not an address or a CIDR block (192.0.2.0/24, 2001:db8::/32)");
   const auto& r = s.rate_limit;
   if (r.mode != "local" && r.mode != "redis")
     throw config_error("config: rate_limit.mode must be local or redis, got " + shown(r.mode));
@@ -840,6 +852,8 @@ static void validate_gateway(const settings& s) {
   if (r.write_refill_per_s) refill("rate_limit.write_refill_per_s", *r.write_refill_per_s);
   capacity("rate_limit.login_capacity", r.login_capacity);
   refill("rate_limit.login_refill_per_s", r.login_refill_per_s);
+  capacity("rate_limit.signup_capacity", r.signup_capacity);
+  refill("rate_limit.signup_refill_per_s", r.signup_refill_per_s);
   require_between("rate_limit.redis_timeout_ms", r.redis_timeout_ms, 1, 10'000);
   require_between("rate_limit.max_buckets", r.max_buckets, 16, 100'000'000);
 }
@@ -856,7 +870,10 @@ void validate(const settings& s) {
   require_positive("http.idle_timeout_ms", s.http.idle_timeout_ms);
   require_positive("http.request_timeout_ms", s.http.request_timeout_ms);
   require_between("http.max_pipeline", s.http.max_pipeline, 1, 1024);
-  require_positive("http.max_connections", s.http.max_connections);
+  if (s.http.max_connections)
+    require_positive("http.max_connections", *s.http.max_connections);
+  require_positive("http.max_connections_per_address", s.http.max_connections_per_address);
+  require_positive("http.body_timeout_ms", s.http.body_timeout_ms);
 
   parse_url("postgres.url", s.postgres.url, {"postgresql", "postgres"});
   require_between("postgres.pool_size", s.postgres.pool_size, 1, 256);

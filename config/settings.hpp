@@ -24,10 +24,15 @@ struct http_settings {
   std::size_t body_limit = 1024 * 1024;     ///< bytes; beyond it 413
   std::size_t header_limit = 16 * 1024;     ///< bytes; beyond it 431
   int header_timeout_ms = 10'000;           ///< a request's header block must arrive within it
+  int body_timeout_ms = 30'000;             ///< its body within this long after the header
   int idle_timeout_ms = 30'000;             ///< keep-alive connections idle this long are closed
   int request_timeout_ms = 5'000;           ///< deadline of one request inside the server
   int max_pipeline = 16;                    ///< requests read ahead on one connection
-  int max_connections = 10'000;
+  /// Unset: derived at start from the open-files limit (http/server.hpp, derived_max_connections).
+  std::optional<int> max_connections;
+  int max_connections_per_address = 256;    ///< from one client address (IPv6: one /64)
+  /// Proxies (CIDR blocks or addresses) whose X-Forwarded-For is believed; none by default.
+  std::vector<std::string> trusted_proxies;
   int drain_timeout_ms = 10'000;            ///< on SIGTERM, in-flight requests get this long to finish
   std::vector<std::string> cors_origins;    ///< origins allowed by CORS ("*": any); none by default
 };
@@ -79,6 +84,8 @@ struct rate_limit_settings {
   std::optional<double> write_refill_per_s; ///< unset: refill_per_s
   int login_capacity = 10;                  ///< POST /sessions, against password guessing
   double login_refill_per_s = 0.2;          ///< 12 a minute
+  int signup_capacity = 5;                  ///< POST /customers, per address, against floods
+  double signup_refill_per_s = 0.02;        ///< one every 50 s, 72 an hour
   int redis_timeout_ms = 50;                ///< a later Redis answer is replaced by a local one
   int max_buckets = 100'000;                ///< local buckets kept; the least recently used go
 };

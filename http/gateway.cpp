@@ -92,7 +92,14 @@ route_class classify(std::string_view method, std::string_view path) {
     return route_class::read;
   if (method == "POST" && path == "/sessions")
     return route_class::login;
+  if (method == "POST" && path == "/customers")
+    return route_class::signup;
   return route_class::write;
+}
+
+bool is_health_probe(std::string_view method, std::string_view path) {
+  return (method == "GET" || method == "HEAD")
+         && (path == "/healthz" || path == "/readyz" || path == "/metrics");
 }
 
 namespace {
@@ -120,20 +127,129 @@ std::optional<std::string_view> signed_token(std::string_view presented, std::st
   return token;
 }
 
-client_identity identify(const request& req, route_class c, std::string_view token_key,
-                         std::string_view admin_key_hash) {
-  if (c != route_class::login) {
-    auto presented = bearer_token(req);
-    if (!presented.empty()) {
-      // The token itself never leaves this function: only its hash is kept or logged.
-      auto token = signed_token(presented, token_key);
-      auto hash = persistence::sha256_hex(token ? *token : presented);
-      if (token || persistence::constant_time_equal(hash, admin_key_hash))
-        return {"t:" + hash, "token:" + hash.substr(0, 12)};
-      return {"a:" + req.remote, req.remote + " unverified-token:" + hash.substr(0, 12)};
+namespace {
+
+std::string_view trim_blanks(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+    v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+    v.remove_suffix(1);
+  return v;
+}
+
+bool port_text(std::string_view p) {
+  return !p.empty() && p.size() <= 5
+         && std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+/// One X-Forwarded-For entry: an address, optionally with a port (IPv6 then in brackets).
+std::optional<config::ip_address> forwarded_entry(std::string_view e) {
+  e = trim_blanks(e);
+  if (!e.empty() && e.front() == '[') {
+    auto close = e.find(']');
+    if (close == std::string_view::npos)
+      return std::nullopt;
+    auto rest = e.substr(close + 1);
+    if (!rest.empty() && (rest.front() != ':' || !port_text(rest.substr(1))))
+      return std::nullopt;
+    return config::parse_ip(e.substr(1, close - 1));
+  }
+  auto colon = e.find(':');
+  if (colon != std::string_view::npos && e.find(':', colon + 1) == std::string_view::npos) {
+    if (!port_text(e.substr(colon + 1)))
+      return std::nullopt;
+    e = e.substr(0, colon); // IPv4 with a port
+  }
+  return config::parse_ip(e);
+}
+
+bool trusted_address(const config::ip_address& a, const std::vector<config::cidr_block>& trusted) {
+  return std::any_of(trusted.begin(), trusted.end(),
+                     [&](const config::cidr_block& b) { return b.contains(a); });
+}
+
+} // namespace
+
+std::vector<std::string_view> forwarded_for(const request& req) {
+  std::vector<std::string_view> out;
+  auto range = req.headers.equal_range("x-forwarded-for");
+  for (auto it = range.first; it != range.second; ++it)
+    out.emplace_back(it->second);
+  return out;
+}
+
+std::string client_address(std::string_view peer, const std::vector<std::string_view>& forwarded_for,
+                           const std::vector<config::cidr_block>& trusted) {
+  auto peer_ip = config::parse_ip(peer);
+  if (!peer_ip)
+    return std::string{peer};
+  if (!trusted_address(*peer_ip, trusted))
+    return peer_ip->text();
+  // From the right: each trusted hop vouches for the entry to its left.
+  config::ip_address client = *peer_ip;
+  for (auto v = forwarded_for.rbegin(); v != forwarded_for.rend(); ++v) {
+    std::string_view list = *v;
+    while (!list.empty()) {
+      auto comma = list.rfind(',');
+      auto entry = comma == std::string_view::npos ? list : list.substr(comma + 1);
+      list = comma == std::string_view::npos ? std::string_view{} : list.substr(0, comma);
+      if (trim_blanks(entry).empty())
+        continue; // "a, , b": an empty element says nothing
+      auto ip = forwarded_entry(entry);
+      if (!ip)
+        return client.text();
+      client = *ip;
+      if (!trusted_address(client, trusted))
+        return client.text();
     }
   }
-  return {"a:" + req.remote, req.remote};
+  return client.text();
+}
+
+std::string address_key(std::string_view address) {
+  auto ip = config::parse_ip(address);
+  if (!ip)
+    return std::string{address};
+  if (!ip->v6)
+    return ip->text();
+  return config::cidr_block::of(*ip, 64).text();
+}
+
+std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& blocks) {
+  std::vector<config::cidr_block> out;
+  for (const auto& b : blocks) {
+    auto start = b.find_first_not_of(" \t");
+    auto end = b.find_last_not_of(" \t");
+    if (start == std::string::npos)
+      continue;
+    if (auto c = config::parse_cidr(std::string_view{b}.substr(start, end - start + 1)))
+      out.push_back(*c);
+  }
+  return out;
+}
+
+client_identity identify(const request& req, route_class c, std::string_view token_key,
+                         std::string_view admin_key_hash, std::string_view client_address) {
+  client_identity by_address{"a:" + address_key(client_address), std::string{client_address}, {}};
+  if (c == route_class::login || c == route_class::signup)
+    return by_address;
+  auto presented = bearer_token(req);
+  if (presented.empty())
+    return by_address;
+  // The token itself never leaves this function but in `session_token`; only a hash prefix of
+  // it is logged.
+  auto token = signed_token(presented, token_key);
+  auto hash = persistence::sha256_hex(token ? *token : presented);
+  if (!token && persistence::constant_time_equal(hash, admin_key_hash))
+    return {"t:" + hash, "admin", {}};
+  by_address.shown += " unverified-token:" + hash.substr(0, 12);
+  if (token)
+    by_address.session_token = std::string{*token};
+  return by_address;
+}
+
+client_identity customer_identity(std::string_view customer_id) {
+  return {"c:" + std::string{customer_id}, "customer:" + std::string{customer_id}, {}};
 }
 
 // -- CORS -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 /// after: request ids, client identity, route classes, CORS, problem+json `instance`. Plain
 /// functions on the plain request/response structs, so they are unit-tested without sockets.
 
+#include "config/net_address.hpp"
 #include "http/message.hpp"
 #include "http/rate_limiter.hpp"
 
@@ -31,8 +32,14 @@ void add_problem_instance(response& res, std::string_view request_id);
 
 // -- identity and classes ---------------------------------------------------------------------------
 
-/// The route class of a request: login (POST /sessions), read (GET, HEAD, OPTIONS), write.
+/// The route class of a request: login (POST /sessions), signup (POST /customers), read (GET,
+/// HEAD, OPTIONS), write.
 route_class classify(std::string_view method, std::string_view path);
+
+/// GET or HEAD of /healthz, /readyz or /metrics: a load balancer's or Prometheus's probe. Never
+/// rate limited: behind a balancer every client shares the balancer's address, and a busy one
+/// must not make the checks fail.
+bool is_health_probe(std::string_view method, std::string_view path);
 
 /// Session tokens as clients hold them: the token the database knows (by its hash), '.', and
 /// 32 hex characters of an HMAC-SHA-256 of it under `key` (derived from the admin key hash, which
@@ -47,17 +54,45 @@ std::optional<std::string_view> signed_token(std::string_view presented, std::st
 /// The key sign_token uses, from the admin key's hash.
 std::string token_key(std::string_view admin_key_hash);
 
+/// The client's address (canonical text). The peer's own address, unless the peer is in
+/// `trusted` (http.trusted_proxies): then the right-most X-Forwarded-For entry that is not
+/// itself trusted, walking left over trusted ones; the left-most when all are trusted. An entry
+/// that is not an address (`unknown`, garbage) ends the walk at the last trusted hop, so a
+/// client cannot buy a fresh identity with it. `forwarded_for` holds the header's values in
+/// the order received (several headers are one list). Entries may carry a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+std::string client_address(std::string_view peer, const std::vector<std::string_view>& forwarded_for,
+                           const std::vector<config::cidr_block>& trusted);
+
+/// The X-Forwarded-For values of `req`, in order.
+std::vector<std::string_view> forwarded_for(const request& req);
+
+/// What one client is, for rate limits and connection counts: an IPv4 address as it is, an IPv6
+/// address as its /64 (`2001:db8:1:2::/64`; one subscriber usually has a whole /64).
+std::string address_key(std::string_view address);
+
+/// http.trusted_proxies parsed (validated at start, so nothing is dropped here).
+std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& blocks);
+
 struct client_identity {
-  std::string bucket; ///< rate-limit key: "t:<sha256 of the token>" or "a:<remote address>"
-  std::string shown;  ///< for logs: "token:<first 12 hex of the hash>" or the remote address
+  std::string bucket; ///< rate-limit key: "c:<customer id>", "t:<admin key hash>" or "a:<address key>"
+  std::string shown;  ///< for logs: "customer:<id>", "admin" or the address
+  /// A token this server signed whose session is not verified yet: the caller asks the runtime
+  /// and, when it is live, uses customer_identity(); until then (and when it is not) `bucket` is
+  /// the address's. Held in memory only: never logged.
+  std::string session_token;
 };
 
-/// The bearer token's hash when this server issued the token (signed under `token_key`) or it is
-/// the admin key (its hash is `admin_key_hash`), else the remote address: a made-up token, one
-/// per request, must not buy a fresh bucket each (and a database lookup each before its 401).
-/// Logins are always by address.
+/// Logins and sign-ups are by address. Otherwise the admin key has a bucket of its own; a token
+/// this server signed asks for verification (session_token) and meanwhile is the address; any
+/// other token and no token are the address: a made-up token, one per request, must not buy a
+/// fresh bucket each, nor a lookup each before its 401. Keying a verified session by its
+/// customer, not its token, gives one customer one bucket however many sessions they open.
 client_identity identify(const request& req, route_class c, std::string_view token_key,
-                         std::string_view admin_key_hash);
+                         std::string_view admin_key_hash, std::string_view client_address);
+
+/// The identity of a verified customer session.
+client_identity customer_identity(std::string_view customer_id);
 
 // -- CORS -----------------------------------------------------------------------------------------
 

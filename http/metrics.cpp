@@ -277,7 +277,8 @@ http_families& http() {
         .get(),
       r.family_gauge("emporium_http_connections_open", "Client connections open now").get(),
       r.family_counter("emporium_http_connections_refused_total",
-                       "Connections refused with 503 because http.max_connections were open")
+                       "Connections refused with 503: http.max_connections open in all, or "
+                       "http.max_connections_per_address from the client's address")
         .get(),
       r.family_counter("emporium_rate_limit_rejections_total",
                        "Requests answered 429 by the rate limiter, by route class", {"class"}),

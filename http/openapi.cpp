@@ -553,7 +553,8 @@ std::vector<op_spec> operations() {
                  {{"200", ok("Matching products and facets", schema_ref("SearchResult"))}},
                  {400}});
   // Customers and sessions
-  ops.push_back({"POST", "/customers", "createCustomer", "customers", "Sign up", who::anyone, {},
+  ops.push_back({"POST", "/customers", "createCustomer", "customers",
+                 "Sign up (rate limited much more strictly, per address)", who::anyone, {},
                  "CustomerCreate", {{"201", with_location("The new customer", "Customer")}},
                  {409}});
   ops.push_back({"GET", "/customers/{id}", "getCustomer", "customers",
@@ -657,8 +658,10 @@ json build() {
      "JSON in and out (UTF-8). Money is an integer count of minor units (price_cents) plus an "
      "ISO 4217 currency. Timestamps are RFC 3339 UTC. Every error is application/problem+json "
      "(RFC 9457). Every answer carries X-Request-Id and RateLimit-Limit, RateLimit-Remaining "
-     "and RateLimit-Reset: each client (bearer token, else address) has a token bucket per "
-     "route class (reads, writes, logins); an empty bucket answers 429 with Retry-After. "
+     "and RateLimit-Reset: each client (a customer with a live session, the admin key, else "
+     "the address) has a token bucket per route class (reads, writes, logins, sign-ups); an "
+     "empty bucket answers 429 with Retry-After. The health probes (/healthz, /readyz, "
+     "/metrics) are never limited and carry no RateLimit headers. "
      "Request header blocks are limited to 16 KiB (431), bodies to 1 MiB (413); pipelined "
      "requests are answered in order."}};
   doc["servers"] = {{{"url", "/"}}};

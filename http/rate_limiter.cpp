@@ -66,6 +66,7 @@ const char* to_string(route_class c) {
     case route_class::read: return "read";
     case route_class::write: return "write";
     case route_class::login: return "login";
+    case route_class::signup: return "signup";
   }
   return "read";
 }
@@ -432,6 +433,8 @@ rate_limiter::rate_limiter(const config::rate_limit_settings& rl,
     rl.write_refill_per_s.value_or(base.refill_per_s)};
   params_[static_cast<int>(route_class::login)] = {static_cast<double>(rl.login_capacity),
                                                    rl.login_refill_per_s};
+  params_[static_cast<int>(route_class::signup)] = {static_cast<double>(rl.signup_capacity),
+                                                    rl.signup_refill_per_s};
   if (rl.mode == "redis")
     redis_ = std::make_unique<redis_worker>(redis, rl.redis_timeout_ms, local_, params_);
 }

@@ -19,8 +19,10 @@
 
 namespace emporium::http {
 
-/// Route classes, each with its own bucket per client.
-enum class route_class { read, write, login };
+/// Route classes, each with its own bucket per client. Health probes have none: they are
+/// never limited (gateway::is_health_probe).
+enum class route_class { read, write, login, signup };
+inline constexpr int route_class_count = 4;
 const char* to_string(route_class c);
 
 struct bucket_params {
@@ -99,7 +101,7 @@ class rate_limiter {
 
  private:
   class redis_worker;
-  bucket_params params_[3];
+  bucket_params params_[route_class_count];
   local_buckets local_;
   std::unique_ptr<redis_worker> redis_;
 };

@@ -40,6 +40,13 @@ class router {
   /// the key session tokens are signed with (gateway::token_key) and the admin key's hash.
   std::string token_key;
   std::string admin_key_hash;
+  /// Resolves a session token (the part before its signature) to its customer: `done` gets the
+  /// customer id, or "" when it could not; then `dead` says whether the session is unknown or
+  /// expired (false when the lookup failed: the database unreachable, a timeout). May call
+  /// `done` at once (a cached session) or later from another thread; never blocks the caller.
+  std::function<void(std::string token,
+                     std::function<void(std::string customer_id, bool dead)> done)>
+    verify_session;
 
  private:
   std::vector<route> routes_;

@@ -31,6 +31,16 @@ router make_router(app& a) {
   a.token_key = gateway::token_key(a.admin_key_hash);
   r.token_key = a.token_key;
   r.admin_key_hash = a.admin_key_hash;
+  // The runtime's session cache answers at once for a live session; a miss is one lookup on a
+  // blocking worker (Redis, then PostgreSQL) that the handler's own check then finds cached.
+  r.verify_session = [&a](std::string token, std::function<void(std::string, bool)> done) {
+    a.runtime.authenticate(std::move(token),
+                           [done = std::move(done)](result<model::principal> who) {
+                             if (who)
+                               return done(who->customer_id, false);
+                             done({}, who.error().code == errc::unauthorized);
+                           });
+  };
   return r;
 }
 

@@ -5,8 +5,12 @@
 ///
 /// Every request passes the gateway first: a request id (X-Request-Id, echoed on the answer and
 /// in every log line), the client's identity and route class, the token-bucket rate limiter
-/// (RateLimit-* headers on every answer, 429 when empty), CORS. Every answer is counted in the
-/// metrics and written to the access log.
+/// (RateLimit-* headers on every answer but the health probes', which are never limited; 429
+/// when empty), CORS. Every answer is counted in the metrics and written to the access log.
+///
+/// Connections: at most http.max_connections in all and http.max_connections_per_address from
+/// one client address (a short 503 beyond either); idle, header, body and write deadlines close
+/// connections that hold a descriptor without making progress.
 
 #include "config/settings.hpp"
 #include "http/router.hpp"
@@ -15,6 +19,27 @@
 #include <memory>
 
 namespace emporium::http {
+
+/// The open-files limit (RLIMIT_NOFILE) before and after raise_open_files_limit().
+struct open_files_limit {
+  std::uint64_t before = 0; ///< the soft limit the process was started with
+  std::uint64_t soft = 0;   ///< the soft limit now
+  std::uint64_t hard = 0;
+};
+
+/// Raises the soft open-files limit to the hard one: every connection is a descriptor, and the
+/// soft limit a service gets by default (1024 under systemd) is far below what the server can
+/// hold. Call once at start, before threads open descriptors.
+open_files_limit raise_open_files_limit();
+
+/// Descriptors kept for everything but client connections (see the definition for the count).
+int reserved_descriptors(int pool_size);
+
+/// http.max_connections when it is not set: the open-files limit minus reserved_descriptors(),
+/// at most max_derived_connections (each open connection costs memory too), at least 1.
+int derived_max_connections(std::uint64_t open_files, int pool_size);
+/// About 7 KiB of memory per idle connection was measured (tests/hostile): 50,000 is ~350 MiB.
+inline constexpr int max_derived_connections = 50'000;
 
 class server {
  public:

@@ -90,7 +90,12 @@ void require_defaults(const settings& s) {
   CHECK(s.http.idle_timeout_ms == 30'000);
   CHECK(s.http.request_timeout_ms == 5'000);
   CHECK(s.http.max_pipeline == 16);
-  CHECK(s.http.max_connections == 10'000);
+  CHECK_FALSE(s.http.max_connections.has_value()); // derived from the open-files limit
+  CHECK(s.http.max_connections_per_address == 256);
+  CHECK(s.http.body_timeout_ms == 30'000);
+  CHECK(s.http.trusted_proxies.empty());
+  CHECK(s.rate_limit.signup_capacity == 5);
+  CHECK(s.rate_limit.signup_refill_per_s == 0.02);
   CHECK(s.postgres.url == "postgresql://emporium@127.0.0.1:5432/emporium");
   CHECK(s.postgres.pool_size == 4);
   CHECK(s.postgres.connect_timeout_ms == 2'000);
@@ -122,7 +127,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 53);
+  CHECK(keys.size() == 58);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -620,6 +625,8 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
       {"http.max_pipeline", [](settings& s) { s.http.max_pipeline = 0; }},
       {"http.max_pipeline", [](settings& s) { s.http.max_pipeline = 1025; }},
       {"http.max_connections", [](settings& s) { s.http.max_connections = 0; }},
+      {"http.max_connections_per_address", [](settings& s) { s.http.max_connections_per_address = 0; }},
+      {"http.body_timeout_ms", [](settings& s) { s.http.body_timeout_ms = 0; }},
       {"postgres.pool_size", [](settings& s) { s.postgres.pool_size = 0; }},
       {"postgres.pool_size", [](settings& s) { s.postgres.pool_size = 257; }},
       {"postgres.connect_timeout_ms", [](settings& s) { s.postgres.connect_timeout_ms = 0; }},
@@ -869,6 +876,11 @@ TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
                            {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "0.05"},
                            {"EMPORIUM_RATE_LIMIT_REDIS_TIMEOUT_MS", "20"},
                            {"EMPORIUM_RATE_LIMIT_MAX_BUCKETS", "1000"},
+                           {"EMPORIUM_RATE_LIMIT_SIGNUP_CAPACITY", "2"},
+                           {"EMPORIUM_RATE_LIMIT_SIGNUP_REFILL_PER_S", "0.01"},
+                           {"EMPORIUM_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,::1"},
+                           {"EMPORIUM_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "32"},
+                           {"EMPORIUM_HTTP_BODY_TIMEOUT_MS", "4000"},
                        });
   CHECK(s.http.drain_timeout_ms == 2500);
   CHECK(s.http.cors_origins == std::vector<std::string>{"https://shop.example", "http://localhost:3000"});
@@ -879,6 +891,11 @@ TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
   CHECK(s.rate_limit.login_refill_per_s == 0.05);
   CHECK(s.rate_limit.redis_timeout_ms == 20);
   CHECK(s.rate_limit.max_buckets == 1000);
+  CHECK(s.rate_limit.signup_capacity == 2);
+  CHECK(s.rate_limit.signup_refill_per_s == 0.01);
+  CHECK(s.http.trusted_proxies == std::vector<std::string>{"10.0.0.0/8", "::1"});
+  CHECK(s.http.max_connections_per_address == 32);
+  CHECK(s.http.body_timeout_ms == 4000);
   CHECK_NOTHROW(validate(s));
   // An empty value unsets an override again.
   apply_environment(s, {{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", ""}});
@@ -910,6 +927,9 @@ TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
       {"rate_limit.redis_timeout_ms", [](settings& x) { x.rate_limit.redis_timeout_ms = 0; }},
       {"rate_limit.redis_timeout_ms", [](settings& x) { x.rate_limit.redis_timeout_ms = 10'001; }},
       {"rate_limit.max_buckets", [](settings& x) { x.rate_limit.max_buckets = 15; }},
+      {"rate_limit.signup_capacity", [](settings& x) { x.rate_limit.signup_capacity = 0; }},
+      {"rate_limit.signup_refill_per_s", [](settings& x) { x.rate_limit.signup_refill_per_s = 0; }},
+      {"http.trusted_proxies", [](settings& x) { x.http.trusted_proxies = {"10.0.0.0/8", "x"}; }},
   };
   for (const auto& c : cases) {
     INFO(c.key);

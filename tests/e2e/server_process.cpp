@@ -10,11 +10,13 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -81,6 +83,11 @@ server_process::server_process(env_map extra_env)
   start();
 }
 
+server_process::server_process(env_map extra_env, open_files_limit files)
+  : extra_env_(std::move(extra_env)), files_(files), log_path_(new_log_path()) {
+  start();
+}
+
 server_process::~server_process() {
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
@@ -144,6 +151,9 @@ bool server_process::spawn(std::string& why) {
     // Logins have their own, much stricter bucket; tests log in many customers.
     {"EMPORIUM_RATE_LIMIT_LOGIN_CAPACITY", "1000000"},
     {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "1000000"},
+    // Sign-ups too: tests create many customers.
+    {"EMPORIUM_RATE_LIMIT_SIGNUP_CAPACITY", "1000000"},
+    {"EMPORIUM_RATE_LIMIT_SIGNUP_REFILL_PER_S", "1000000"},
   };
   for (const auto& [k, v] : extra_env_)
     vars[k] = v;
@@ -167,6 +177,16 @@ bool server_process::spawn(std::string& why) {
   }
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   pid_t parent = ::getpid();
+  rlimit files{};
+  bool set_files = files_.soft != 0 || files_.hard != 0;
+  if (set_files) {
+    ::getrlimit(RLIMIT_NOFILE, &files);
+    if (files_.hard != 0)
+      files.rlim_max = files_.hard;
+    if (files_.soft != 0)
+      files.rlim_cur = files_.soft;
+    files.rlim_cur = std::min(files.rlim_cur, files.rlim_max);
+  }
 
   pid_t child = ::fork();
   if (child < 0) {
@@ -190,6 +210,11 @@ bool server_process::spawn(std::string& why) {
     ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
+    if (set_files && ::setrlimit(RLIMIT_NOFILE, &files) != 0) {
+      const char msg[] = "e2e: setrlimit(RLIMIT_NOFILE) failed\n";
+      (void)!::write(2, msg, sizeof msg - 1);
+      ::_exit(127);
+    }
     // The test's own sockets must not live on in the server (Asio does not set O_CLOEXEC).
     if (::syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
       for (int fd = 3; fd < 4096; ++fd)

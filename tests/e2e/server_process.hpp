@@ -24,6 +24,12 @@ inline std::string admin_bearer() {
 /// Environment variables for the server, name → value (they win over the defaults below).
 using env_map = std::map<std::string, std::string>;
 
+/// The open-files limit (RLIMIT_NOFILE) the server is started with; 0 keeps the test's own.
+struct open_files_limit {
+  std::uint64_t soft = 0;
+  std::uint64_t hard = 0;
+};
+
 class server_process {
  public:
   /// Starts the server and waits until GET /healthz answers 200 (30 s at most; the test fails
@@ -32,6 +38,8 @@ class server_process {
   /// EMPORIUM_REDIS_URL, EMPORIUM_HTTP_PORT, EMPORIUM_ADMIN_KEY, a rate limit high enough not
   /// to interfere, and `extra_env`.
   explicit server_process(env_map extra_env = {});
+  /// As above, started with the open-files limit `files` (set in the child before exec).
+  server_process(env_map extra_env, open_files_limit files);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
@@ -73,6 +81,7 @@ class server_process {
   bool reap(bool block);
 
   env_map extra_env_;
+  open_files_limit files_;
   std::uint16_t port_ = 0;
   pid_t pid_ = -1;
   int status_ = -1;

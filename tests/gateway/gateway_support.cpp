@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -159,6 +160,39 @@ std::string fresh_token() {
     "emporium/session-token/v1:" + emporium::persistence::sha256_hex(test_admin_key));
   auto token = unique("gw-token");
   return token + "." + emporium::persistence::hmac_sha256_hex(key, token).substr(0, 32);
+}
+
+std::string fresh_address() {
+  static std::atomic<std::uint32_t> next{0};
+  // Different test processes draw different addresses too (one Redis may be shared).
+  static const std::uint32_t base = static_cast<std::uint32_t>(::getpid()) * 1024u;
+  auto n = (base + next.fetch_add(1)) % (1u << 17);
+  return "198." + std::to_string(18 + (n >> 16)) + "." + std::to_string((n >> 8) & 0xff) + "."
+         + std::to_string(n & 0xff);
+}
+
+customer_sessions new_customer(http_client& c, int sessions) {
+  customer_sessions out;
+  out.email = unique("gw-customer") + "@example.com";
+  out.password = "pw-" + unique("secret");
+  auto r = c.request("POST", "/customers",
+                     nlohmann::json{{"email", out.email}, {"name", "Gw"}, {"password", out.password}}
+                       .dump());
+  INFO("POST /customers: " << r.status << " " << r.body);
+  REQUIRE(r.status == 201);
+  out.id = r.json().at("id").get<std::string>();
+  for (int i = 0; i < sessions; ++i) {
+    auto l = c.request("POST", "/sessions",
+                       nlohmann::json{{"email", out.email}, {"password", out.password}}.dump());
+    INFO("POST /sessions: " << l.status << " " << l.body);
+    REQUIRE(l.status == 200);
+    out.tokens.push_back(l.json().at("token").get<std::string>());
+  }
+  return out;
+}
+
+header_map bearer(const std::string& token) {
+  return {{"Authorization", "Bearer " + token}};
 }
 
 std::string unsigned_token() {

@@ -53,9 +53,25 @@ std::string scrape(const server_process& srv);
 /// The server's log lines that parse as JSON objects.
 std::vector<nlohmann::json> json_log_lines(const server_process& srv);
 
-/// A bearer token unique to this call, signed as the server signs the tokens it issues (so it
-/// has a rate-limit bucket of its own; it authenticates nobody).
+/// A bearer token unique to this call, signed as the server signs the tokens it issues. It
+/// has no session: the gateway verifies it, finds nothing, and charges its address.
 std::string fresh_token();
+
+/// An IPv4 address unique to this call (198.18.0.0/15, the benchmarking range), for
+/// X-Forwarded-For through a server that trusts 127.0.0.1: a client with buckets of its own.
+std::string fresh_address();
+
+/// A customer signed up and logged in `sessions` times over `c` (one token per session).
+struct customer_sessions {
+  std::string id;
+  std::string email;
+  std::string password;
+  std::vector<std::string> tokens;
+};
+customer_sessions new_customer(http_client& c, int sessions = 1);
+
+/// `Authorization: Bearer <token>`.
+header_map bearer(const std::string& token);
 
 /// A made-up bearer token unique to this call: not signed, so charged to its address.
 std::string unsigned_token();

@@ -94,7 +94,11 @@ TEST_CASE("gateway: request ids are echoed, generated, put into problems and eve
   server_process srv{{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "3"},
                       {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "0.01"}}};
   http_client c{srv.host(), srv.port()};
-  const std::string secret = fresh_token(); // signed, as the server signs the tokens it issues
+  // Signed as the server signs the tokens it issues (no session behind it: it is verified,
+  // found dead, and charged to the address), and a real one.
+  const std::string secret = fresh_token();
+  const auto customer = new_customer(c);
+  const std::string& live = customer.tokens.at(0);
 
   auto mine = unique("client-id");
   auto r = c.get("/healthz", {{"X-Request-Id", mine}});
@@ -120,11 +124,16 @@ TEST_CASE("gateway: request ids are echoed, generated, put into problems and eve
   CHECK(missing.header("X-Request-Id") == problem_id);
   CHECK(missing.json()["instance"] == problem_id);
 
+  auto live_id = unique("live-id");
+  auto own = c.get("/customers/" + customer.id,
+                   {{"X-Request-Id", live_id}, {"Authorization", "Bearer " + live}});
+  REQUIRE(own.status == 200);
+
   // So does a 429.
   http_client limited{srv.host(), srv.port()};
   http_response last;
   for (int i = 0; i < 4; ++i)
-    last = limited.get("/healthz", {{"Authorization", "Bearer " + secret}});
+    last = limited.get("/products?limit=1", {{"Authorization", "Bearer " + secret}});
   REQUIRE(last.status == 429);
   CHECK(last.json()["instance"] == last.header("X-Request-Id"));
 
@@ -133,11 +142,14 @@ TEST_CASE("gateway: request ids are echoed, generated, put into problems and eve
   auto lines = json_log_lines(srv);
   REQUIRE_FALSE(lines.empty());
   const json* access = nullptr;
+  const json* live_access = nullptr;
   for (const auto& l : lines) {
     CHECK(l.contains("time"));
     CHECK(l.contains("level"));
     if (l.value("request_id", "") == problem_id)
       access = &l;
+    if (l.value("request_id", "") == live_id)
+      live_access = &l;
   }
   REQUIRE(access != nullptr);
   CHECK((*access)["logger"] == "access");
@@ -146,7 +158,10 @@ TEST_CASE("gateway: request ids are echoed, generated, put into problems and eve
   CHECK((*access)["status"] == 404);
   CHECK((*access)["duration_ms"].is_number());
   CHECK((*access)["bytes"] == missing.body.size());
-  CHECK((*access)["client"].get<std::string>().rfind("token:", 0) == 0);
+  // The dead token's hash prefix, never the token; a live session as its customer.
+  CHECK_THAT((*access)["client"].get<std::string>(), Catch::Contains("unverified-token:"));
+  REQUIRE(live_access != nullptr);
+  CHECK((*live_access)["client"] == "customer:" + customer.id);
   int generated_lines = 0;
   for (const auto& l : lines)
     if (l.value("request_id", "") == gen_id)
@@ -158,6 +173,8 @@ TEST_CASE("gateway: request ids are echoed, generated, put into problems and eve
   std::stringstream all;
   all << in.rdbuf();
   CHECK(all.str().find(secret) == std::string::npos);
+  CHECK(all.str().find(live) == std::string::npos);
+  CHECK(all.str().find(customer.password) == std::string::npos);
   CHECK(all.str().find(test_admin_key) == std::string::npos);
 }
 

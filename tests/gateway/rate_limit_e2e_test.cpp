@@ -1,6 +1,7 @@
 // End-to-end: the token-bucket rate limiter of the real server (DESIGN.md §3 "Rate limiting",
 // issue 4). Each test has a server of its own with small buckets; tests that share a Redis use
-// a bearer token of their own, so their buckets never meet.
+// a customer or a forwarded address of their own, so their buckets never meet. Reads are
+// counted on GET /products, not the health probes, which are never limited.
 
 #include "gateway/gateway_support.hpp"
 #include "persistence/ids.hpp"
@@ -24,9 +25,8 @@ double seconds_between(steady::time_point a, steady::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-header_map bearer(const std::string& token) {
-  return {{"Authorization", "Bearer " + token}};
-}
+/// A cheap read that is not a health probe.
+const char* const read_target = "/products?limit=1";
 
 int int_header(const http_response& r, const char* name) {
   auto v = r.header(name);
@@ -61,11 +61,11 @@ TEST_CASE("gateway: a burst above capacity gets exactly capacity successes, then
                       {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "0.05"}}};
   http_client c{srv.host(), srv.port()};
 
-  SECTION("reads, by bearer token") {
-    auto token = fresh_token();
+  SECTION("reads, by customer") {
+    auto token = new_customer(c).tokens.at(0);
     std::vector<int> statuses;
     for (int i = 0; i < 12; ++i) {
-      auto r = c.get("/healthz", bearer(token));
+      auto r = c.get(read_target, bearer(token));
       statuses.push_back(r.status);
       CHECK(int_header(r, "RateLimit-Limit") == 5);
       if (i < 5) {
@@ -79,25 +79,25 @@ TEST_CASE("gateway: a burst above capacity gets exactly capacity successes, then
       }
     }
     CHECK(std::count(statuses.begin(), statuses.end(), 200) == 5);
-    // Another token is another client; the address's own bucket is untouched as well.
-    CHECK(c.get("/healthz", bearer(fresh_token())).status == 200);
-    CHECK(c.get("/healthz").status == 200);
+    // Another customer is another client; the address's own bucket is untouched as well.
+    CHECK(c.get(read_target, bearer(new_customer(c).tokens.at(0))).status == 200);
+    CHECK(c.get(read_target).status == 200);
   }
 
-  SECTION("made-up tokens, one per request, share their address's bucket") {
-    // What the address has left (the test harness's start-up probes drew from it too).
-    auto first = c.get("/healthz");
+  SECTION("made-up tokens and signed tokens without a session share their address's bucket") {
+    // The harness's start-up probes drew nothing: probes are never limited.
+    auto first = c.get(read_target);
     REQUIRE(first.status == 200);
     auto left = int_header(first, "RateLimit-Remaining");
-    CHECK(left >= 1);
+    CHECK(left == 4);
     int admitted = 0;
     for (int i = 0; i < 8; ++i) {
-      auto r = c.get("/healthz", bearer(unsigned_token()));
+      auto r = c.get(read_target, bearer(i % 2 == 0 ? unsigned_token() : fresh_token()));
       REQUIRE((r.status == 200 || r.status == 429));
       admitted += r.status == 200;
     }
     CHECK(admitted == left);
-    check_429(c.get("/healthz"), 10); // the same bucket: the address's
+    check_429(c.get(read_target), 10); // the same bucket: the address's
     // Also on routes that look the token up: no fresh bucket, and so no lookup, per guess.
     int looked_up = 0;
     for (int i = 0; i < 3; ++i) {
@@ -105,8 +105,8 @@ TEST_CASE("gateway: a burst above capacity gets exactly capacity successes, then
       looked_up += r.status == 401;
     }
     CHECK(looked_up == 3); // writes: the address's write bucket (4) still has room
-    // A token the server signed has a bucket of its own.
-    CHECK(c.get("/healthz", bearer(fresh_token())).status == 200);
+    // A live session has a bucket of its own: its customer's.
+    CHECK(c.get(read_target, bearer(new_customer(c).tokens.at(0))).status == 200);
   }
 
   SECTION("writes and logins, by address, each in its own bucket") {
@@ -137,7 +137,7 @@ TEST_CASE("gateway: a burst above capacity gets exactly capacity successes, then
     }
     CHECK(login_not_limited == 3);
     // Reads from the same address still have their own bucket.
-    auto r = c.get("/healthz");
+    auto r = c.get(read_target);
     CHECK(r.status == 200);
     CHECK(int_header(r, "RateLimit-Limit") == 5);
   }
@@ -149,13 +149,13 @@ TEST_CASE("gateway: tokens refill at the configured rate", "[e2e][gateway][rate]
   server_process srv{{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", std::to_string(capacity)},
                       {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "2"}}};
   http_client c{srv.host(), srv.port()};
-  auto token = fresh_token();
+  auto token = new_customer(c).tokens.at(0);
 
   // Empty the bucket; the first refusal marks the moment it was empty.
   steady::time_point empty_sent{}, empty_answered{};
   for (int i = 0; i < capacity + 5; ++i) {
     auto sent = steady::now();
-    auto r = c.get("/healthz", bearer(token));
+    auto r = c.get(read_target, bearer(token));
     if (r.status == 429) {
       empty_sent = sent;
       empty_answered = steady::now();
@@ -176,7 +176,7 @@ TEST_CASE("gateway: tokens refill at the configured rate", "[e2e][gateway][rate]
     auto sent = steady::now();
     if (i == 0)
       first_sent = sent;
-    auto r = c.get("/healthz", bearer(token));
+    auto r = c.get(read_target, bearer(token));
     last_answered = steady::now();
     if (r.status != 200) {
       REQUIRE(r.status == 429);
@@ -209,12 +209,13 @@ TEST_CASE("gateway: two server processes sharing Redis together admit one quota,
   server_process b{env};
   http_client ca{a.host(), a.port()};
   http_client cb{b.host(), b.port()};
-  auto token = fresh_token();
+  // One customer, verified by each server on its own: one bucket, keyed by the customer.
+  auto token = new_customer(ca).tokens.at(0);
 
   int admitted_a = 0, admitted_b = 0, refused = 0;
   for (int i = 0; i < 24; ++i) {
     auto& c = i % 2 == 0 ? ca : cb;
-    auto r = c.get("/healthz", bearer(token));
+    auto r = c.get(read_target, bearer(token));
     INFO("request " << i << " to " << (i % 2 == 0 ? "a" : "b") << ": " << r.status);
     REQUIRE((r.status == 200 || r.status == 429));
     if (r.status == 200) {
@@ -242,20 +243,21 @@ TEST_CASE("gateway: with Redis stopped, limiting goes on locally and requests st
           "and once it is back, buckets are shared again",
           "[e2e][gateway][rate][redis]") {
   redis_process redis;
+  // Each client is a forwarded address of its own (the test's connections come from a trusted
+  // proxy, 127.0.0.1): a fresh bucket costs nothing, and works while Redis is down.
   server_process srv{{{"EMPORIUM_RATE_LIMIT_MODE", "redis"},
                       {"EMPORIUM_REDIS_URL", redis.url()},
+                      {"EMPORIUM_HTTP_TRUSTED_PROXIES", "127.0.0.1"},
                       {"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "5"},
                       {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "0.01"}}};
   http_client c{srv.host(), srv.port()};
-  auto key_of = [](const std::string& token) { // by the token before its signature
-    auto stored = token.substr(0, token.rfind('.'));
-    return "emporium:rl:read:t:" + emporium::persistence::sha256_hex(stored);
-  };
+  auto key_of = [](const std::string& address) { return "emporium:rl:read:a:" + address; };
+  auto from = [](const std::string& address) { return header_map{{"X-Forwarded-For", address}}; };
 
   // Shared through Redis: the bucket is there.
-  auto before = fresh_token();
+  auto before = fresh_address();
   for (int i = 0; i < 3; ++i) {
-    auto r = c.get("/healthz", bearer(before));
+    auto r = c.get(read_target, from(before));
     REQUIRE(r.status == 200);
     CHECK(int_header(r, "RateLimit-Remaining") == 4 - i);
   }
@@ -265,10 +267,10 @@ TEST_CASE("gateway: with Redis stopped, limiting goes on locally and requests st
   redis.kill();
 
   // Every request is answered, none fails; the bucket is now local and still limits.
-  auto during = fresh_token();
+  auto during = fresh_address();
   std::vector<int> statuses;
   for (int i = 0; i < 12; ++i) {
-    auto r = c.get("/healthz", bearer(during));
+    auto r = c.get(read_target, from(during));
     statuses.push_back(r.status);
     INFO("request " << i << " while Redis is down: " << r.status << " " << r.body);
     REQUIRE((r.status == 200 || r.status == 429));
@@ -276,8 +278,8 @@ TEST_CASE("gateway: with Redis stopped, limiting goes on locally and requests st
   }
   CHECK(std::count(statuses.begin(), statuses.end(), 200) == 5);
   CHECK(std::count(statuses.begin(), statuses.end(), 429) == 7);
-  // Other routes keep working too (the products come from PostgreSQL).
-  CHECK(c.get("/products?limit=1").status == 200);
+  // Other clients keep working too (the products come from PostgreSQL).
+  CHECK(c.get(read_target, from(fresh_address())).status == 200);
 
   auto m = scrape(srv);
   CHECK(metric_value(m, "emporium_rate_limit_redis_up") == 0.0);
@@ -305,8 +307,8 @@ TEST_CASE("gateway: with Redis stopped, limiting goes on locally and requests st
   auto deadline = steady::now() + std::chrono::seconds(15);
   bool shared_again = false;
   while (steady::now() < deadline && !shared_again) {
-    auto after = fresh_token(); // a full bucket each time: every probe is admitted
-    REQUIRE(c.get("/healthz", bearer(after)).status == 200);
+    auto after = fresh_address(); // a full bucket each time: every probe is admitted
+    REQUIRE(c.get(read_target, from(after)).status == 200);
     shared_again = redis.exists(key_of(after));
     if (!shared_again)
       std::this_thread::sleep_for(milliseconds(200));

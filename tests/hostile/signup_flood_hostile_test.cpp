@@ -29,7 +29,9 @@ using namespace std::chrono_literals;
 /// the first line of defence but not what this test is about.
 emporium::test::env_map flood_env() {
   return fault_env({{"EMPORIUM_RATE_LIMIT_WRITE_CAPACITY", "1000000"},
-                    {"EMPORIUM_RATE_LIMIT_WRITE_REFILL_PER_S", "1000000"}});
+                    {"EMPORIUM_RATE_LIMIT_WRITE_REFILL_PER_S", "1000000"},
+                    {"EMPORIUM_RATE_LIMIT_SIGNUP_CAPACITY", "1000000"},
+                    {"EMPORIUM_RATE_LIMIT_SIGNUP_REFILL_PER_S", "1000000"}});
 }
 
 json signup(const std::string& email, const std::string& password) {

@@ -87,7 +87,7 @@ TEST_CASE("problem+json bodies get the request id as instance, other bodies are 
   CHECK(plain.body == R"({"status":"ok"})");
 }
 
-TEST_CASE("route classes: reads, writes and the strict login", "[gateway]") {
+TEST_CASE("route classes: reads, writes, the strict login and sign-up", "[gateway]") {
   CHECK(gateway::classify("GET", "/products") == route_class::read);
   CHECK(gateway::classify("HEAD", "/products/prod_1") == route_class::read);
   CHECK(gateway::classify("OPTIONS", "/orders") == route_class::read);
@@ -96,6 +96,11 @@ TEST_CASE("route classes: reads, writes and the strict login", "[gateway]") {
   CHECK(gateway::classify("DELETE", "/sessions") == route_class::write);
   CHECK(gateway::classify("POST", "/sessions") == route_class::login);
   CHECK(gateway::classify("POST", "/sessions/") == route_class::write);
+  CHECK(gateway::classify("POST", "/customers") == route_class::signup);
+  CHECK(gateway::classify("POST", "/customers/") == route_class::write);
+  CHECK(gateway::classify("GET", "/customers") == route_class::read);
+  CHECK(gateway::classify("PUT", "/customers") == route_class::write);
+  CHECK(std::string{to_string(route_class::signup)} == "signup");
 }
 
 TEST_CASE("session tokens: signed, verified, and a changed byte anywhere is refused",
@@ -121,46 +126,75 @@ TEST_CASE("session tokens: signed, verified, and a changed byte anywhere is refu
   }
 }
 
-TEST_CASE("identity: a token this server signed or the admin key has its own bucket, any other "
-          "token and no token are the address, logins by address",
+TEST_CASE("identity: a token this server signed asks for its session to be verified, the admin "
+          "key has its own bucket, any other token and no token are the address, logins and "
+          "sign-ups by address",
           "[gateway]") {
   const auto admin_hash = emporium::persistence::sha256_hex("the-admin-key");
   const auto key = gateway::token_key(admin_hash);
-  auto anon =
-    gateway::identify(make_request("GET", "/products"), route_class::read, key, admin_hash);
+  const std::string addr = "192.0.2.7";
+  auto anon = gateway::identify(make_request("GET", "/products"), route_class::read, key,
+                                admin_hash, addr);
   CHECK(anon.bucket == "a:192.0.2.7");
   CHECK(anon.shown == "192.0.2.7");
+  CHECK(anon.session_token.empty());
+
+  // The address given is the one used (resolved from X-Forwarded-For by the caller), not the peer.
+  auto proxied = gateway::identify(make_request("GET", "/products"), route_class::read, key,
+                                   admin_hash, "198.51.100.9");
+  CHECK(proxied.bucket == "a:198.51.100.9");
+  // IPv6 clients by their /64.
+  auto v6 = gateway::identify(make_request("GET", "/products"), route_class::read, key,
+                              admin_hash, "2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+  CHECK(v6.bucket == "a:2001:db8:1:2::/64");
 
   const std::string token = "super-secret-token-value";
   const auto presented = gateway::sign_token(token, key);
   auto req = make_request("GET", "/orders/x", {{"authorization", "Bearer " + presented}});
-  auto who = gateway::identify(req, route_class::read, key, admin_hash);
+  auto who = gateway::identify(req, route_class::read, key, admin_hash, addr);
   auto hash = emporium::persistence::sha256_hex(token);
-  CHECK(who.bucket == "t:" + hash);
-  CHECK(who.shown == "token:" + hash.substr(0, 12));
+  // Until the session is verified, the address's bucket; the token is handed over for that.
+  CHECK(who.bucket == "a:192.0.2.7");
+  CHECK(who.session_token == token);
+  CHECK(who.shown == "192.0.2.7 unverified-token:" + hash.substr(0, 12));
   for (const auto& secret : {token, presented}) {
     CHECK(who.bucket.find(secret) == std::string::npos);
     CHECK(who.shown.find(secret) == std::string::npos);
   }
+  auto verified = gateway::customer_identity("cust_01ABC");
+  CHECK(verified.bucket == "c:cust_01ABC");
+  CHECK(verified.shown == "customer:cust_01ABC");
 
   auto admin = make_request("GET", "/orders/x", {{"authorization", "Bearer the-admin-key"}});
-  CHECK(gateway::identify(admin, route_class::write, key, admin_hash).bucket == "t:" + admin_hash);
+  auto a = gateway::identify(admin, route_class::write, key, admin_hash, addr);
+  CHECK(a.bucket == "t:" + admin_hash);
+  CHECK(a.session_token.empty());
+  CHECK(a.shown == "admin");
 
-  // Made-up tokens (or a real token's stored part without its signature) are the address: a
-  // fresh one per request buys nothing. Their hash prefix shows in logs, never the token.
+  // Made-up tokens (or a real token's stored part without its signature) are the address and
+  // are not looked up: a fresh one per request buys nothing. Their hash prefix shows in logs,
+  // never the token.
   for (const auto& guess : std::vector<std::string>{"made-up-1", "made-up-2", token}) {
     auto r = make_request("GET", "/orders/x", {{"authorization", "Bearer " + guess}});
-    auto g = gateway::identify(r, route_class::write, key, admin_hash);
+    auto g = gateway::identify(r, route_class::write, key, admin_hash, addr);
     CHECK(g.bucket == "a:192.0.2.7");
+    CHECK(g.session_token.empty());
     CHECK(g.shown.find(guess) == std::string::npos);
   }
 
-  // A login is by address, whatever token it carries.
+  // A login or a sign-up is by address, whatever token it carries.
   auto login = make_request("POST", "/sessions", {{"authorization", "Bearer " + presented}});
-  CHECK(gateway::identify(login, route_class::login, key, admin_hash).bucket == "a:192.0.2.7");
+  auto l = gateway::identify(login, route_class::login, key, admin_hash, addr);
+  CHECK(l.bucket == "a:192.0.2.7");
+  CHECK(l.session_token.empty());
+  auto signup = make_request("POST", "/customers", {{"authorization", "Bearer " + presented}});
+  auto su = gateway::identify(signup, route_class::signup, key, admin_hash, addr);
+  CHECK(su.bucket == "a:192.0.2.7");
+  CHECK(su.session_token.empty());
   // Not a bearer token: the address.
   auto basic = make_request("GET", "/", {{"authorization", "Basic dXNlcjpwYXNz"}});
-  CHECK(gateway::identify(basic, route_class::read, key, admin_hash).bucket == "a:192.0.2.7");
+  CHECK(gateway::identify(basic, route_class::read, key, admin_hash, addr).bucket
+        == "a:192.0.2.7");
 }
 
 TEST_CASE("CORS: none by default", "[gateway][cors]") {
