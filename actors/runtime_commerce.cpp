@@ -131,11 +131,14 @@ void runtime::create_customer(model::customer_draft draft, callback<model::custo
   auto* rt = impl_.get();
   // The email first, on the general pool: a known email costs one indexed read, neither an
   // Argon2id hash nor a place in the sign-up queue.
+  // (The check captures its own copy: both lambdas are arguments of one call, and the order in
+  // which C++ builds them is unspecified, so the second may already have moved the email.)
+  auto check = [email = draft.email](persistence::backend& b) -> result<bool> {
+    pqxx::read_transaction tx{b.pg.connection()};
+    return !cs::find_credentials(tx, email).has_value();
+  };
   impl_->run_db<bool>(
-    [email = draft.email](persistence::backend& b) -> result<bool> {
-      pqxx::read_transaction tx{b.pg.connection()};
-      return !cs::find_credentials(tx, email).has_value();
-    },
+    std::move(check),
     [rt, email = std::move(draft.email), name = std::move(draft.name), password,
      cb = std::move(cb)](result<bool> free) {
       if (!free)
