@@ -36,10 +36,13 @@ using steady = std::chrono::steady_clock;
 
 // -- servers ------------------------------------------------------------------------------------
 
-/// Many customers log in from 127.0.0.1 here: keep the login bucket out of the way.
+/// Many customers log in from 127.0.0.1 here: keep the login bucket out of the way. A few
+/// customers place many unpaid orders (stock races, paging): keep the cap on open unpaid orders
+/// out of the way too (order_limits_e2e_test.cpp tests it).
 env_map commerce_env(env_map extra = {}) {
   env_map env{{"EMPORIUM_RATE_LIMIT_LOGIN_CAPACITY", "1000000"},
-              {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "1000000"}};
+              {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "1000000"},
+              {"EMPORIUM_ORDERS_MAX_OPEN_UNPAID_PER_CUSTOMER", "10000"}};
   for (auto& [k, v] : extra)
     env[k] = v;
   return env;
