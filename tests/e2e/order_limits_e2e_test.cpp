@@ -441,3 +441,28 @@ TEST_CASE("limits: a stored answer that cannot be decoded is a 500 problem, logg
   INFO(show(fresh));
   CHECK(fresh.status == 201);
 }
+
+// -- retention ------------------------------------------------------------------------------------
+
+TEST_CASE("retention: a running server deletes old outbox events and keeps recent ones",
+          "[e2e][retention]") {
+  server_process srv{limits_env({{"EMPORIUM_RETENTION_INTERVAL_S", "1"}})};
+  srv.start(); // migrated: the tables exist
+  db d;
+  auto old_entity = "order:" + emporium::persistence::new_id("ord");
+  auto recent_entity = "order:" + emporium::persistence::new_id("ord");
+  d.exec("INSERT INTO events (entity, seq, type, payload, created_at) VALUES "
+         "($1, 1, 'order_status', '{}', now() - interval '200 hours'), "
+         "($2, 1, 'order_status', '{}', now() - interval '100 hours')",
+         old_entity, recent_entity);
+  auto count = [&](const std::string& entity) {
+    return d.scalar("SELECT count(*) FROM events WHERE entity = $1", entity);
+  };
+  // The next run (every second here) deletes it; the deadline only bounds a failure.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (count(old_entity) != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  CHECK(count(old_entity) == 0);
+  CHECK(count(recent_entity) == 1);
+  CHECK(srv.log_tail(20'000).find("retention: deleted") != std::string::npos);
+}
