@@ -453,7 +453,8 @@ std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
     out.unreadable = !out.placed;
     return out;
   }
-  if (status < 1000 || !replayable_failure(static_cast<errc>(status - 1000)))
+  if (status != failure_status(errc::invalid_input)
+      && status != failure_status(errc::unprocessable))
     return std::nullopt;
   auto j = json::parse(text, nullptr, false);
   if (!j.is_object() || !j.contains("code") || !j["code"].is_number_integer()
