@@ -103,8 +103,8 @@ struct idempotent_outcome {
   std::optional<failure> failed;
   bool unreadable = false;
 };
-/// The replayable outcome stored for the key; a stored failure that is not replayable (written
-/// before that rule) counts as none.
+/// The replayable outcome stored for the key. A stored failure that is not replayable (servers
+/// of earlier versions recorded out-of-stock and not-found answers too) counts as none.
 std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
                                                   const std::string& customer_id,
                                                   const std::string& key);
