@@ -96,7 +96,27 @@ namespace {
 
 using customer_ptr = customer_actor::stateful_pointer<customer_state>;
 
-/// Asks a fresh order actor to place the request; records definitive failures for replays.
+/// What a retry under the key answers, from the record `found` (none: a fresh outcome, not
+/// replayed). A record that cannot be decoded is a fault of ours: 500, logged, never a crash.
+result<model::order_outcome> replay_of(const std::optional<cs::idempotent_outcome>& found,
+                                       const cs::idempotency_ref& idem) {
+  if (!found)
+    return model::order_outcome{};
+  if (found->request_hash != idem.request_hash)
+    return failure{errc::unprocessable, "this Idempotency-Key was used with a different request",
+                   {}};
+  if (found->unreadable) {
+    spdlog::error("the stored answer of Idempotency-Key '{}' of customer {} cannot be decoded",
+                  idem.key, idem.customer_id);
+    return failure{errc::internal, "the stored answer for this Idempotency-Key cannot be read",
+                   {}};
+  }
+  if (found->placed)
+    return model::order_outcome{true, *found->placed};
+  return *found->failed;
+}
+
+/// Asks a fresh order actor to place the request; records replayable failures for retries.
 void place_new(customer_ptr self, const commerce_env& env, model::order_request req,
                caf::typed_response_promise<model::order_outcome> rp) {
   auto order_id = persistence::new_id("ord");
@@ -112,30 +132,28 @@ void place_new(customer_ptr self, const commerce_env& env, model::order_request 
           return;
         }
         cs::idempotency_ref idem{req.customer_id, *req.idempotency_key, req.request_hash};
-        bool definitive = f.code == errc::out_of_stock || f.code == errc::invalid_input
-                          || f.code == errc::unprocessable || f.code == errc::not_found;
         if (f.code == errc::conflict) {
           // Placed concurrently under the same key (another node): answer what it answered.
+          // When nothing is recorded under it, the conflict was this placement's own (the cart
+          // was checked out, too many unpaid orders): answered as it is, and not recorded.
           db_await<model::order_outcome>(
             self, env, self->state.id,
-            [idem](persistence::backend& b) -> result<model::order_outcome> {
+            [idem, f](persistence::backend& b) -> result<model::order_outcome> {
               pqxx::read_transaction tx{b.pg.connection()};
-              auto found = cs::find_idempotent(tx, idem.customer_id, idem.key);
-              if (!found)
-                return failure{errc::conflict, "the request conflicted with another; retry", {}};
-              if (found->request_hash != idem.request_hash)
-                return failure{errc::unprocessable,
-                               "this Idempotency-Key was used with a different request", {}};
-              if (found->placed)
-                return model::order_outcome{true, *found->placed};
-              return *found->failed;
+              auto replay = replay_of(cs::find_idempotent(tx, idem.customer_id, idem.key), idem);
+              if (replay && !replay->replayed)
+                return f;
+              return replay;
             },
             [rp](model::order_outcome& o) mutable { rp.deliver(std::move(o)); },
             [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
           return;
         }
-        if (!definitive) {
-          rp.deliver(std::move(err)); // retryable: nothing is recorded
+        // Only a verdict on the request itself is recorded. Out of stock, an unknown product or
+        // any failure of a checkout (which the cart's contents decide, and the key's request
+        // hash does not cover) may come out differently on a retry.
+        if (!cs::replayable_failure(f.code) || req.cart_id) {
+          rp.deliver(std::move(err));
           return;
         }
         db_await<bool>(
@@ -186,21 +204,12 @@ customer_actor::behavior_type customer_entity(customer_ptr self, commerce_env en
       }
       // One order at a time per customer (awaited), so two requests with one key on this node
       // never both pass the check; across nodes the key's primary key decides.
-      auto key = *req.idempotency_key;
+      cs::idempotency_ref idem{self->state.id, *req.idempotency_key, req.request_hash};
       db_await<model::order_outcome>(
         self, env, self->state.id,
-        [cid = self->state.id, key, hash = req.request_hash](
-          persistence::backend& b) -> result<model::order_outcome> {
+        [idem](persistence::backend& b) -> result<model::order_outcome> {
           pqxx::read_transaction tx{b.pg.connection()};
-          auto found = cs::find_idempotent(tx, cid, key);
-          if (!found)
-            return model::order_outcome{};
-          if (found->request_hash != hash)
-            return failure{errc::unprocessable,
-                           "this Idempotency-Key was used with a different request", {}};
-          if (found->placed)
-            return model::order_outcome{true, *found->placed};
-          return *found->failed;
+          return replay_of(cs::find_idempotent(tx, idem.customer_id, idem.key), idem);
         },
         [self, env, req, rp](model::order_outcome& o) mutable {
           if (o.replayed)
@@ -394,12 +403,23 @@ cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::stri
         return absent("cart", self->state.id);
       if (c->order_id)
         return make_domain_error(errc::conflict, "the cart was checked out as " + *c->order_id);
+      std::int64_t before = 0;
+      bool present = false;
+      for (const auto& i : c->items)
+        if (i.product_id == product_id) {
+          before = i.quantity;
+          present = true;
+        }
+      // A cart is an order in the making: it may not grow past what checkout accepts (fewer
+      // is always fine, so a cart over a lowered limit can be brought back under it).
+      const auto max_lines = env.settings->orders.max_lines;
+      if (!present && quantity > 0 && c->items.size() >= static_cast<std::size_t>(max_lines))
+        return make_domain_error(
+          errc::unprocessable, "a cart holds at most " + std::to_string(max_lines) + " products",
+          {{"product_id", "the cart already holds " + std::to_string(c->items.size())
+                            + " products, the most one order may have"}});
       auto rp = self->make_response_promise<model::cart_view>();
       auto ttl = env.settings->carts.ttl_s;
-      std::int64_t before = 0;
-      for (const auto& i : c->items)
-        if (i.product_id == product_id)
-          before = i.quantity;
       const bool grows = quantity > before;
       // Prices the new items first: a change that the shop could not ship (a parcel heavier
       // than the zone's largest bracket) is refused and nothing is saved. Less of something is
@@ -507,6 +527,26 @@ cart_actor::behavior_type cart_entity(cart_ptr self, commerce_env env, std::stri
         return make_domain_error(errc::conflict, "the cart was checked out as " + *c->order_id);
       if (!c->order_id && c->items.empty())
         return make_domain_error(errc::conflict, "the cart is empty");
+      // The limits of POST /orders, for items the cart may have taken in under looser ones:
+      // each line is one step of the placement saga within the request's deadline.
+      if (!c->order_id) {
+        const auto& limits = env.settings->orders;
+        if (c->items.size() > static_cast<std::size_t>(limits.max_lines))
+          return make_domain_error(
+            errc::unprocessable,
+            "an order has at most " + std::to_string(limits.max_lines) + " lines",
+            {{"items", "the cart holds " + std::to_string(c->items.size())
+                         + " products; remove some before checking out"}});
+        std::vector<field_error> too_many;
+        for (std::size_t i = 0; i < c->items.size(); ++i)
+          if (c->items[i].quantity > limits.max_units_per_line)
+            too_many.push_back({"items[" + std::to_string(i) + "].quantity",
+                                "at most " + std::to_string(limits.max_units_per_line)
+                                  + " of one product per order"});
+        if (!too_many.empty())
+          return make_domain_error(errc::unprocessable, "the cart exceeds an order's limits",
+                                   std::move(too_many));
+      }
       req.customer_id = c->customer_id;
       req.cart_id = c->id;
       req.items.clear();
@@ -582,17 +622,27 @@ void commit_placement(order_ptr self, const commerce_env& env, std::shared_ptr<s
   if (s->req.idempotency_key)
     idem = cs::idempotency_ref{o.customer_id, *s->req.idempotency_key, s->req.request_hash};
   auto cart_id = s->req.cart_id;
+  auto max_unpaid = env.settings->orders.max_open_unpaid_per_customer;
   db_await<model::order_change>(
     self, env, o.id,
-    [o, idem, cart_id](persistence::backend& b) -> result<model::order_change> {
+    [o, idem, cart_id, max_unpaid](persistence::backend& b) -> result<model::order_change> {
       pqxx::work tx{b.pg.connection()};
-      auto placed = cs::place_order(tx, o, idem, cart_id);
+      auto placed = cs::place_order(tx, o, idem, cart_id, max_unpaid);
       if (!placed.short_products.empty()) {
         tx.abort();
         std::vector<field_error> errs;
         for (const auto& id : placed.short_products)
           errs.push_back({"items", id + " is out of stock"});
         return failure{errc::out_of_stock, "insufficient stock", std::move(errs)};
+      }
+      if (placed.over_unpaid_cap) {
+        tx.abort();
+        // 409, not 429: waiting alone does not help soon (an unpaid order holds its stock
+        // for orders.payment_timeout_s); paying or cancelling one of them does.
+        return failure{errc::conflict,
+                       "you have " + std::to_string(placed.open_unpaid)
+                         + " unpaid orders, the most allowed at once; pay or cancel one first",
+                       {}};
       }
       tx.commit();
       forget_cached_products(b, placed.changes);
@@ -796,6 +846,17 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
         return make_domain_error(errc::conflict, "order " + self->state.id + " exists");
       auto s = std::make_shared<saga>();
       s->lines = commerce::normalise_lines(req.items);
+      // The callers checked these; the saga must not start a run it cannot finish in time.
+      const auto& limits = env.settings->orders;
+      if (s->lines.size() > static_cast<std::size_t>(limits.max_lines))
+        return make_domain_error(errc::unprocessable, "an order has at most "
+                                                        + std::to_string(limits.max_lines)
+                                                        + " lines");
+      for (const auto& l : s->lines)
+        if (l.quantity > limits.max_units_per_line)
+          return make_domain_error(errc::unprocessable,
+                                   "at most " + std::to_string(limits.max_units_per_line)
+                                     + " of one product per order");
       s->req = std::move(req);
       s->rp = self->make_response_promise<model::order>();
       hold_next(self, env, s);

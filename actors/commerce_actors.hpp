@@ -5,9 +5,11 @@
 /// 1. lines are merged and sorted by product id; each product actor is asked in that order to
 ///    hold the quantity (all-or-nothing in memory, no database round trip);
 /// 2. if any product is short, every hold already taken is released: 409 naming them;
-/// 3. else ONE PostgreSQL transaction takes the stock (conditionally, `stock >= qty`), inserts
-///    the order, its lines, the outbox events and the idempotency record; only after COMMIT
-///    does the order answer 201, and the products learn their new committed stock.
+/// 3. else ONE PostgreSQL transaction takes the stock (conditionally, `stock >= qty`), counts
+///    the customer's unpaid orders under a lock of its row (409 at
+///    `orders.max_open_unpaid_per_customer`), inserts the order, its lines, the outbox events
+///    and the idempotency record; only after COMMIT does the order answer 201, and the
+///    products learn their new committed stock.
 /// The database condition is the last guard: even two actors for one product (a split cluster)
 /// cannot oversell, they only make one of the orders fail.
 

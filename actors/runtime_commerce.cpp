@@ -1,4 +1,5 @@
 #include "actors/commerce_actors.hpp"
+#include "actors/retention_service.hpp"
 #include "actors/runtime_impl.hpp"
 #include "persistence/commerce_store.hpp"
 #include "persistence/ids.hpp"
@@ -113,6 +114,7 @@ void runtime::impl::start_commerce() {
                                     },
                                     idle, order_counters}));
   services.push_back(sys.spawn(payment_sweeper, env));
+  services.push_back(sys.spawn(retention_service, env));
 }
 
 // -- customers and sessions -------------------------------------------------------------------

@@ -414,7 +414,14 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(auth, login_queue_limit, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(orders, payment_timeout_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(orders, max_lines, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(orders, max_open_unpaid_per_customer, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(orders, max_units_per_line, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(carts, ttl_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(retention, interval_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(retention, batch_size, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(retention, expired_grace_h, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(retention, idempotency_keys_h, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(retention, events_h, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(loyalty, silver_points, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(loyalty, gold_points, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(shipping, free_above_cents, nullptr));
@@ -922,7 +929,17 @@ void validate(const settings& s) {
   require_between("auth.login_queue_limit", s.auth.login_queue_limit, 1, 100'000);
   require_positive("orders.payment_timeout_s", s.orders.payment_timeout_s);
   require_between("orders.max_lines", s.orders.max_lines, 1, 1000);
+  require_between("orders.max_open_unpaid_per_customer", s.orders.max_open_unpaid_per_customer,
+                  1, 10'000);
+  require_between("orders.max_units_per_line", s.orders.max_units_per_line, 1, 1'000'000);
   require_positive("carts.ttl_s", s.carts.ttl_s);
+  require_between("retention.interval_s", s.retention.interval_s, 1, 7 * 24 * 3600);
+  require_between("retention.batch_size", s.retention.batch_size, 1, 100'000);
+  require_between("retention.expired_grace_h", s.retention.expired_grace_h, 0, 24 * 365);
+  // A client may retry a request for up to a day (DESIGN.md's Idempotency-Key rule): a key
+  // deleted sooner would let a retry place a second order.
+  require_between("retention.idempotency_keys_h", s.retention.idempotency_keys_h, 24, 24 * 365);
+  require_between("retention.events_h", s.retention.events_h, 1, 24 * 365 * 10);
   if (s.loyalty.silver_points < 1 || s.loyalty.gold_points <= s.loyalty.silver_points)
     throw config_error("config: loyalty.gold_points must exceed loyalty.silver_points, both positive");
   for (const auto& [currency, cents] : s.shipping.free_above_cents)

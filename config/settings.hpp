@@ -97,11 +97,23 @@ struct actor_settings {
 
 struct orders_settings {
   int payment_timeout_s = 900; ///< unpaid orders are cancelled after this long
-  int max_lines = 50;          ///< lines in one order
+  int max_lines = 50;          ///< lines in one order, and distinct products in one cart
+  /// Unpaid orders one customer may have open at once: each holds stock until paid or timed out.
+  int max_open_unpaid_per_customer = 5;
+  int max_units_per_line = 100; ///< units of one product in one order or cart
 };
 
 struct carts_settings {
   int ttl_s = 7 * 24 * 3600; ///< a cart untouched this long expires
+};
+
+/// What is deleted once it can no longer be needed (run by one node at a time).
+struct retention_settings {
+  int interval_s = 300;          ///< between runs; a run that found a full batch goes on at once
+  int batch_size = 1'000;        ///< rows of each kind deleted per transaction
+  int expired_grace_h = 24;      ///< sessions and unused carts are kept this long past expiry
+  int idempotency_keys_h = 48;   ///< at least 24: clients retry within a day
+  int events_h = 168;            ///< the outbox: feeds resume from up to this far back
 };
 
 struct loyalty_settings {
@@ -161,6 +173,7 @@ struct settings {
   actor_settings actors;
   orders_settings orders;
   carts_settings carts;
+  retention_settings retention;
   loyalty_settings loyalty;
   shipping_settings shipping;
   log_settings log;

@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 2: (void)codec::decode_customer_draft(body); break;
     case 3: (void)codec::decode_login(body); break;
     case 4:
-      if (auto o = codec::decode_order_request(body, 50)) {
+      if (auto o = codec::decode_order_request(body, 50, 100)) {
         if (o->items.empty() || o->items.size() > 50)
           std::abort();
         for (const auto& l : o->items)
@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     case 5: (void)codec::decode_checkout(body); break;
     case 6:
-      if (auto q = codec::decode_quantity(body))
+      if (auto q = codec::decode_quantity(body, 100))
         if (*q < 0 || *q > 1000)
           std::abort();
       break;

@@ -103,7 +103,7 @@ void route_and_validate(const http::request& req) {
   } else if (pattern == "/carts/{id}/items/{product_id}") {
     (void)persistence::is_valid_id(id("id"), "cart");
     (void)persistence::is_valid_id(id("product_id"), "prod");
-    if (auto q = http::codec::decode_quantity(req.body))
+    if (auto q = http::codec::decode_quantity(req.body, 100))
       expect(*q >= 0);
   } else if (pattern == "/carts/{id}/checkout") {
     (void)persistence::is_valid_id(id("id"), "cart");
@@ -111,7 +111,7 @@ void route_and_validate(const http::request& req) {
     (void)http::codec::decode_checkout(req.body);
   } else if (pattern == "/orders") {
     (void)http::codec::valid_idempotency_key(req.header("idempotency-key"));
-    if (auto o = http::codec::decode_order_request(req.body, 50))
+    if (auto o = http::codec::decode_order_request(req.body, 50, 100))
       expect(!o->items.empty() && o->items.size() <= 50);
   } else if (pattern.rfind("/orders/{id}", 0) == 0) {
     (void)persistence::is_valid_id(id("id"), "ord");

@@ -12,8 +12,6 @@ namespace emporium::http::codec {
 
 namespace {
 
-constexpr std::int64_t max_line_quantity = 1000;
-
 bool plausible_email(const std::string& e) {
   auto at = e.find('@');
   if (at == std::string::npos || at == 0 || at != e.rfind('@') || e.size() > 254)
@@ -175,7 +173,8 @@ result<login_request> decode_login(const std::string& body) {
   return out;
 }
 
-result<model::order_request> decode_order_request(const std::string& body, int max_lines) {
+result<model::order_request> decode_order_request(const std::string& body, int max_lines,
+                                                  std::int64_t max_units) {
   failure f;
   auto j = parse_object(body, f);
   if (!j)
@@ -206,7 +205,7 @@ result<model::order_request> decode_order_request(const std::string& body, int m
         else
           l.product_id = *v;
       }
-      if (auto v = line.integer("quantity", 1, max_line_quantity, true))
+      if (auto v = line.integer("quantity", 1, max_units, true))
         l.quantity = *v;
       if (line.errors().empty())
         req.items.push_back(std::move(l));
@@ -221,9 +220,10 @@ result<model::order_request> decode_order_request(const std::string& body, int m
   std::int64_t total = 0;
   for (const auto& l : actors::commerce::normalise_lines(req.items))
     total = std::max(total, l.quantity);
-  if (total > max_line_quantity)
+  if (total > max_units)
     return failure{errc::invalid_input, "the order is invalid",
-                   {{"items", "at most 1000 of one product per order"}}};
+                   {{"items", "at most " + std::to_string(max_units)
+                                + " of one product per order"}}};
   req.request_hash = canonical_hash(*j);
   return req;
 }
@@ -244,14 +244,14 @@ result<model::order_request> decode_checkout(const std::string& body) {
   return req;
 }
 
-result<std::int64_t> decode_quantity(const std::string& body) {
+result<std::int64_t> decode_quantity(const std::string& body, std::int64_t max_units) {
   failure f;
   auto j = parse_object(body, f);
   if (!j)
     return f;
   reader r{*j};
   r.reject_unknown({"quantity"});
-  auto q = r.integer("quantity", 0, max_line_quantity, true);
+  auto q = r.integer("quantity", 0, max_units, true);
   if (!r.errors().empty() || !q)
     return failure{errc::invalid_input, "the quantity is invalid", std::move(r.errors())};
   return *q;

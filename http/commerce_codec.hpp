@@ -17,14 +17,16 @@ struct login_request {
 };
 result<login_request> decode_login(const std::string& body);
 
-/// POST /orders: items and shipping_address. Fills request_hash from the canonical JSON.
-result<model::order_request> decode_order_request(const std::string& body, int max_lines);
+/// POST /orders: items (1..max_lines, each 1..max_units of a product, a product listed twice
+/// counted once) and shipping_address. Fills request_hash from the canonical JSON.
+result<model::order_request> decode_order_request(const std::string& body, int max_lines,
+                                                  std::int64_t max_units);
 
 /// POST /carts/{id}/checkout: shipping_address only.
 result<model::order_request> decode_checkout(const std::string& body);
 
-/// PUT /carts/{id}/items/{product_id}: {"quantity": 0..1000}.
-result<std::int64_t> decode_quantity(const std::string& body);
+/// PUT /carts/{id}/items/{product_id}: {"quantity": 0..max_units}.
+result<std::int64_t> decode_quantity(const std::string& body, std::int64_t max_units);
 
 /// POST /orders/{id}/payments: {"payment_method": "tok_..."}.
 result<std::string> decode_payment(const std::string& body);

@@ -212,7 +212,7 @@ void put_cart_item(app& a, const request& req, const path_params& p, responder r
   if (!country)
     return;
   auto bad_type = require_json(req);
-  auto quantity = codec::decode_quantity(req.body);
+  auto quantity = codec::decode_quantity(req.body, a.settings->orders.max_units_per_line);
   signed_in(a, req, respond,
             [&a, id, product_id, country, bad_type, quantity, respond](principal who) mutable {
               if (who.customer_id.empty())
@@ -251,7 +251,8 @@ void post_checkout(app& a, const request& req, const path_params& p, responder r
 // -- orders -----------------------------------------------------------------------------------
 
 void post_order(app& a, const request& req, const path_params&, responder respond) {
-  auto order = codec::decode_order_request(req.body, a.settings->orders.max_lines);
+  auto order = codec::decode_order_request(req.body, a.settings->orders.max_lines,
+                                           a.settings->orders.max_units_per_line);
   auto invalid = check_order_body(req, order, "orders:");
   signed_in(a, req, respond,
             [&a, invalid, order = std::move(order), respond](principal who) mutable {

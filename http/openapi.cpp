@@ -356,8 +356,10 @@ json parameters() {
   p["IdempotencyKey"] = {
     {"name", "Idempotency-Key"},
     {"in", "header"},
-    {"description", "Repeats with the same key and body return the original answer; the same "
-                    "key with another body answers 422. Scoped to the customer."},
+    {"description", "Repeats with the same key and body return the original answer when it was "
+                    "the order or a verdict on the request (400, 422); a refusal that stock, "
+                    "open orders or the cart decide (409) is not kept, so a retry runs again. "
+                    "The same key with another body answers 422. Scoped to the customer."},
     {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", 255}}}};
   p["XRequestId"] = {
     {"name", "X-Request-Id"},

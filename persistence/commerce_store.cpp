@@ -97,9 +97,20 @@ constexpr const char* select_idempotency_sql =
   "SELECT request_hash, status, outcome::text FROM idempotency_keys "
   "WHERE customer_id = $1 AND key = $2";
 
+// A row of a kind that is not replayed ($6: the replayable statuses) is taken over: it must
+// not keep the key from recording the outcome of a retry.
 constexpr const char* insert_idempotency_sql =
-  "INSERT INTO idempotency_keys (customer_id, key, request_hash, status, outcome) "
-  "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING";
+  "INSERT INTO idempotency_keys AS k (customer_id, key, request_hash, status, outcome) "
+  "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (customer_id, key) DO UPDATE SET "
+  "request_hash = excluded.request_hash, status = excluded.status, outcome = excluded.outcome, "
+  "created_at = now() WHERE k.status <> ALL ($6::int[])";
+
+// Taken after the stock rows, as payments and cancellations lock products before the customer:
+// one lock order, so a placement and a cancellation never wait for each other.
+constexpr const char* lock_customer_sql = "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE";
+
+constexpr const char* count_unpaid_sql =
+  "SELECT count(*) FROM orders WHERE customer_id = $1 AND status = 'pending_payment'";
 
 constexpr const char* transition_sql =
   "UPDATE orders SET status = $3, version = version + 1, updated_at = now() "
@@ -258,6 +269,21 @@ json failure_json(const failure& f) {
   return json{{"code", static_cast<int>(f.code)}, {"detail", f.detail}, {"errors", errs}};
 }
 
+constexpr int placed_status = 201;
+
+/// The status column of a recorded failure.
+int failure_status(errc code) {
+  return static_cast<int>(code) + 1000;
+}
+
+/// The statuses find_idempotent replays, as a PostgreSQL int[] literal.
+const std::string& replayable_statuses() {
+  static const std::string text = "{" + std::to_string(placed_status) + ","
+                                  + std::to_string(failure_status(errc::invalid_input)) + ","
+                                  + std::to_string(failure_status(errc::unprocessable)) + "}";
+  return text;
+}
+
 failure failure_from(const json& j) {
   failure f;
   f.code = static_cast<errc>(j.value("code", static_cast<int>(errc::internal)));
@@ -327,7 +353,8 @@ std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const mod
 
 placement place_order(pqxx::transaction_base& tx, const model::order& o,
                       const std::optional<idempotency_ref>& idem,
-                      const std::optional<std::string>& cart_id) {
+                      const std::optional<std::string>& cart_id,
+                      std::optional<int> max_open_unpaid) {
   placement out;
   // Lines in product id order: concurrent orders lock product rows in one global order, so
   // two of them can never wait for each other.
@@ -346,6 +373,14 @@ placement place_order(pqxx::transaction_base& tx, const model::order& o,
   }
   if (!out.short_products.empty())
     return out;
+  if (max_open_unpaid) {
+    tx.exec_params(lock_customer_sql, o.customer_id);
+    out.open_unpaid = tx.exec_params(count_unpaid_sql, o.customer_id).at(0)[0].as<std::int64_t>();
+    if (out.open_unpaid >= *max_open_unpaid) {
+      out.over_unpaid_cap = true;
+      return out;
+    }
+  }
   auto row = tx.exec_params(insert_order_sql, o.id, o.customer_id, o.status, o.currency,
                             o.subtotal_cents, o.shipping_cents, o.total_cents,
                             address_json(o.shipping_address).dump(), o.payment_due_at_ms)
@@ -364,7 +399,8 @@ placement place_order(pqxx::transaction_base& tx, const model::order& o,
   insert_event(tx, "order:" + o.id, stored.version, "order_status", order_event(o, o.status));
   if (idem) {
     auto inserted = tx.exec_params(insert_idempotency_sql, idem->customer_id, idem->key,
-                                   idem->request_hash, 201, encode_order(stored))
+                                   idem->request_hash, placed_status, encode_order(stored),
+                                   replayable_statuses())
                       .affected_rows();
     if (inserted != 1)
       // Another node recorded this key first: our transaction must not commit.
@@ -412,17 +448,38 @@ std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
   out.request_hash = rows[0][0].as<std::string>();
   auto status = rows[0][1].as<int>();
   auto text = rows[0][2].as<std::string>();
-  if (status == 201)
+  if (status == placed_status) {
     out.placed = decode_order(text);
-  else
-    out.failed = failure_from(json::parse(text, nullptr, false));
+    out.unreadable = !out.placed;
+    return out;
+  }
+  if (status != failure_status(errc::invalid_input)
+      && status != failure_status(errc::unprocessable))
+    return std::nullopt;
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("code") || !j["code"].is_number_integer()
+      || j["code"].get<int>() != status - 1000) {
+    out.unreadable = true;
+    return out;
+  }
+  try {
+    out.failed = failure_from(j);
+  } catch (const json::exception&) {
+    out.unreadable = true;
+  }
   return out;
+}
+
+bool replayable_failure(errc code) {
+  return code == errc::invalid_input || code == errc::unprocessable;
 }
 
 bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref& idem,
                               const failure& f) {
+  if (!replayable_failure(f.code))
+    return false;
   return tx.exec_params(insert_idempotency_sql, idem.customer_id, idem.key, idem.request_hash,
-                        static_cast<int>(f.code) + 1000, failure_json(f).dump())
+                        failure_status(f.code), failure_json(f).dump(), replayable_statuses())
            .affected_rows()
          == 1;
 }

@@ -68,16 +68,21 @@ struct idempotency_ref {
 
 /// Takes the stock of every line (conditionally: `stock >= quantity`), inserts the order and
 /// its lines, the idempotency record and the events, and marks the cart checked out, all in
-/// `tx`. Returns the stock changes, or the ids of the products that were short (then the
-/// caller must roll back: nothing is to be committed).
+/// `tx`. Returns the stock changes, or the ids of the products that were short, or that the
+/// customer already has `max_open_unpaid` unpaid orders (in both cases the caller must roll
+/// back: nothing is to be committed). The cap is counted under a lock of the customer's row,
+/// so concurrent placements through any number of nodes cannot exceed it.
 struct placement {
   model::order stored;                     ///< with its committed version and timestamps
   std::vector<stock_change> changes;
   std::vector<std::string> short_products;
+  std::int64_t open_unpaid = 0;            ///< counted before this order
+  bool over_unpaid_cap = false;
 };
 placement place_order(pqxx::transaction_base& tx, const model::order& o,
                       const std::optional<idempotency_ref>& idem,
-                      const std::optional<std::string>& cart_id);
+                      const std::optional<std::string>& cart_id,
+                      std::optional<int> max_open_unpaid = std::nullopt);
 
 std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id);
 
@@ -85,18 +90,27 @@ std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::st
 model::order_page list_orders(pqxx::transaction_base& tx, const std::string& customer_id,
                               const std::optional<std::string>& before_id, int limit);
 
-/// A stored idempotency outcome: the order it created, or the failure it answered.
+/// Whether a failure may be recorded under its Idempotency-Key and replayed: only a verdict on
+/// the request itself (invalid input, unprocessable), which no later change of stock, carts or
+/// orders can alter. Anything else is answered once and the key stays free for a retry.
+bool replayable_failure(errc code);
+
+/// A stored idempotency outcome: the order it created, or the failure it answered; or, when the
+/// stored answer cannot be decoded, `unreadable` (neither is set).
 struct idempotent_outcome {
   std::string request_hash;
   std::optional<model::order> placed;
   std::optional<failure> failed;
+  bool unreadable = false;
 };
+/// The replayable outcome stored for the key. A stored failure that is not replayable (servers
+/// of earlier versions recorded out-of-stock and not-found answers too) counts as none.
 std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
                                                   const std::string& customer_id,
                                                   const std::string& key);
 
-/// Records a failed outcome (so a replay answers the same); false when the key was taken
-/// meanwhile.
+/// Records a replayable failure (so a replay answers the same); false when the key was taken
+/// meanwhile, or when `f` is not replayable (nothing is recorded then).
 bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref& idem,
                               const failure& f);
 

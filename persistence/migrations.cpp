@@ -211,6 +211,16 @@ $fn$;
 
 ANALYZE products;
 )sql"},
+    {5, "limits_and_retention", R"sql(
+-- Building these indexes on large tables outlasts the sessions' statement timeout.
+SET LOCAL statement_timeout = 0;
+-- The open-unpaid-orders cap counts a customer's pending orders inside the placing transaction.
+CREATE INDEX orders_customer_unpaid_idx ON orders (customer_id) WHERE status = 'pending_payment';
+-- Retention deletes expired carts that were never checked out, and outbox events by age
+-- (sessions and idempotency keys already have their indexes).
+CREATE INDEX carts_unused_expires_idx ON carts (expires_at) WHERE order_id IS NULL;
+CREATE INDEX events_created_idx ON events (created_at);
+)sql"},
   };
   return all;
 }

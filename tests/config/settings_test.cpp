@@ -127,7 +127,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 58);
+  CHECK(keys.size() == 65);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -655,6 +655,15 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
        [](settings& s) { s.rate_limit.refill_per_s = std::numeric_limits<double>::infinity(); }},
       {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 0; }},
       {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 65; }},
+      {"orders.max_open_unpaid_per_customer",
+       [](settings& s) { s.orders.max_open_unpaid_per_customer = 0; }},
+      {"orders.max_units_per_line", [](settings& s) { s.orders.max_units_per_line = 0; }},
+      {"retention.interval_s", [](settings& s) { s.retention.interval_s = 0; }},
+      {"retention.batch_size", [](settings& s) { s.retention.batch_size = 0; }},
+      {"retention.expired_grace_h", [](settings& s) { s.retention.expired_grace_h = -1; }},
+      // A retry within a day must still find its key.
+      {"retention.idempotency_keys_h", [](settings& s) { s.retention.idempotency_keys_h = 23; }},
+      {"retention.events_h", [](settings& s) { s.retention.events_h = 0; }},
       {"actors.idle_timeout_s", [](settings& s) { s.actors.idle_timeout_s = 0; }},
       {"log.level", [](settings& s) { s.log.level = "verbose"; }},
       {"log.level", [](settings& s) { s.log.level = "INFO"; }},

@@ -52,7 +52,7 @@ bool has(const std::vector<std::string>& v, const std::string& x) {
 /// Decodes an order and expects 400 naming `field`.
 void order_rejected(const json& body, const std::string& field, int max_lines = 50) {
   INFO(body.dump());
-  auto r = codec::decode_order_request(body.dump(), max_lines);
+  auto r = codec::decode_order_request(body.dump(), max_lines, 1000);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == errc::invalid_input);
   INFO("fields: " << json(fields(r)).dump());
@@ -60,7 +60,7 @@ void order_rejected(const json& body, const std::string& field, int max_lines = 
 }
 
 std::string hash_of(const std::string& body) {
-  auto r = codec::decode_order_request(body, 50);
+  auto r = codec::decode_order_request(body, 50, 1000);
   REQUIRE(r.ok());
   return r->request_hash;
 }
@@ -161,7 +161,7 @@ TEST_CASE("order request: a valid one decodes", "[commerce][codec]") {
                                  {{"product_id", prod_b}, {"quantity", 1000}}}));
   body["shipping_address"]["line2"] = "Apt 4";
   body["shipping_address"]["region"] = "IL";
-  auto r = codec::decode_order_request(body.dump(), 50);
+  auto r = codec::decode_order_request(body.dump(), 50, 1000);
   REQUIRE(r.ok());
   REQUIRE(r->items.size() == 2);
   CHECK(r->items[0].product_id == prod_a);
@@ -185,7 +185,7 @@ TEST_CASE("order request: items are 1..max lines of product ids and quantities 1
   json three = json::array();
   for (int i = 0; i < 3; ++i)
     three.push_back({{"product_id", persistence::new_id("prod")}, {"quantity", 1}});
-  CHECK(codec::decode_order_request(order(three).dump(), 3).ok());
+  CHECK(codec::decode_order_request(order(three).dump(), 3, 1000).ok());
   order_rejected(order(three), "items", 2);
   // Product ids.
   order_rejected(order(json::array({{{"quantity", 1}}})), "items[0].product_id");
@@ -220,7 +220,7 @@ TEST_CASE("order request: items are 1..max lines of product ids and quantities 1
   CHECK(codec::decode_order_request(order(json::array({{{"product_id", prod_a}, {"quantity", 500}},
                                                        {{"product_id", prod_a}, {"quantity", 500}}}))
                                       .dump(),
-                                    50)
+                                    50, 1000)
           .ok());
   order_rejected(order(json::array({{{"product_id", prod_a}, {"quantity", 500}},
                                     {{"product_id", prod_a}, {"quantity", 501}}})),
@@ -264,14 +264,14 @@ TEST_CASE("order request: the shipping address is checked field by field", "[com
   // An address in no shipping zone is well-formed: that is decided later (422), not here.
   auto body = order();
   body["shipping_address"]["country"] = "AQ";
-  CHECK(codec::decode_order_request(body.dump(), 50).ok());
+  CHECK(codec::decode_order_request(body.dump(), 50, 1000).ok());
 }
 
 TEST_CASE("order request: every problem is reported at once", "[commerce][codec]") {
   json body{{"items", json::array({{{"product_id", "x"}, {"quantity", 0}}})},
             {"shipping_address", {{"country", "usa"}}},
             {"extra", 1}};
-  auto r = codec::decode_order_request(body.dump(), 50);
+  auto r = codec::decode_order_request(body.dump(), 50, 1000);
   REQUIRE_FALSE(r.ok());
   auto f = fields(r);
   for (const char* field : {"items[0].product_id", "items[0].quantity",
@@ -307,19 +307,41 @@ TEST_CASE("checkout: only a valid shipping address", "[commerce][codec]") {
 }
 
 TEST_CASE("cart quantity: 0..1000, an integer", "[commerce][codec]") {
-  CHECK(*codec::decode_quantity(R"({"quantity":0})") == 0);
-  CHECK(*codec::decode_quantity(R"({"quantity":1})") == 1);
-  CHECK(*codec::decode_quantity(R"({"quantity":1000})") == 1000);
+  CHECK(*codec::decode_quantity(R"({"quantity":0})", 1000) == 0);
+  CHECK(*codec::decode_quantity(R"({"quantity":1})", 1000) == 1);
+  CHECK(*codec::decode_quantity(R"({"quantity":1000})", 1000) == 1000);
   for (const char* bad : {R"({"quantity":1001})", R"({"quantity":-1})", R"({"quantity":2.5})",
                           R"({"quantity":"3"})", R"({"quantity":null})", R"({})",
                           R"({"quantity":1,"note":"x"})", R"({"quantity":18446744073709551615})",
                           "[]", "3", ""}) {
     INFO(bad);
-    auto r = codec::decode_quantity(bad);
+    auto r = codec::decode_quantity(bad, 1000);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == errc::invalid_input); // 400
   }
-  CHECK(has(fields(codec::decode_quantity(R"({"quantity":1001})")), "quantity"));
+  CHECK(has(fields(codec::decode_quantity(R"({"quantity":1001})", 1000)), "quantity"));
+}
+
+TEST_CASE("orders.max_units_per_line bounds a line, a repeated product and a cart item",
+          "[commerce][codec]") {
+  const std::string prod = prod_a;
+  auto order = [&](json items) {
+    return json{{"items", std::move(items)},
+                {"shipping_address", {{"name", "A"}, {"line1", "L"}, {"city", "C"},
+                                      {"postal_code", "1"}, {"country", "US"}}}}
+      .dump();
+  };
+  CHECK(codec::decode_order_request(order({{{"product_id", prod}, {"quantity", 5}}}), 50, 5).ok());
+  auto over = codec::decode_order_request(order({{{"product_id", prod}, {"quantity", 6}}}), 50, 5);
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.error().code == errc::invalid_input);
+  CHECK(has(fields(over), "items[0].quantity"));
+  auto twice = codec::decode_order_request(
+    order({{{"product_id", prod}, {"quantity", 3}}, {{"product_id", prod}, {"quantity", 3}}}), 50, 5);
+  REQUIRE_FALSE(twice.ok());
+  CHECK(has(fields(twice), "items"));
+  CHECK(*codec::decode_quantity(R"({"quantity":5})", 5) == 5);
+  CHECK(has(fields(codec::decode_quantity(R"({"quantity":6})", 5)), "quantity"));
 }
 
 TEST_CASE("payment: a token such as tok_visa", "[commerce][codec]") {

@@ -1,0 +1,126 @@
+// The cap on open unpaid orders (persistence/commerce_store.cpp place_order) against the real
+// PostgreSQL of the test environment: it must hold when two transactions (two nodes) place
+// orders of one customer at once. The database is shared: every row here is new.
+
+#include "persistence/commerce_store.hpp"
+#include "persistence/ids.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg.hpp"
+#include "persistence/product_store.hpp"
+#include "support/test_env.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+using namespace emporium;
+namespace cs = emporium::persistence::commerce_store;
+namespace ps = emporium::persistence::product_store;
+using persistence::pg_session;
+
+namespace {
+
+persistence::pg_options pg_opts() {
+  return persistence::pg_options{test::pg_url(), 2'000, 5'000};
+}
+
+std::string new_product(pg_session& s) {
+  model::product_draft d;
+  d.sku = test::unique("CAP");
+  d.name = "Cap widget";
+  d.price_cents = 500;
+  d.currency = "USD";
+  d.stock = 10;
+  pqxx::work tx{s.connection()};
+  auto p = ps::insert(tx, persistence::new_id("prod"), d);
+  tx.commit();
+  return p.id;
+}
+
+model::order unpaid_order(const std::string& customer, const std::string& product) {
+  model::order o;
+  o.id = persistence::new_id("ord");
+  o.customer_id = customer;
+  o.status = model::order_status::pending_payment;
+  o.lines = {model::order_line{product, "Cap widget", 500, 1, 0}};
+  o.currency = "USD";
+  o.subtotal_cents = 500;
+  o.total_cents = 500;
+  o.shipping_address.name = "A";
+  o.shipping_address.line1 = "L";
+  o.shipping_address.city = "C";
+  o.shipping_address.postal_code = "1";
+  o.shipping_address.country = "US";
+  o.payment_due_at_ms =
+    std::chrono::duration_cast<std::chrono::milliseconds>(
+      (std::chrono::system_clock::now() + std::chrono::minutes(15)).time_since_epoch())
+      .count();
+  return o;
+}
+
+} // namespace
+
+TEST_CASE("the unpaid-order cap holds for two transactions placing one customer's orders at "
+          "once",
+          "[pg][limits]") {
+  pg_session one{pg_opts()}, two{pg_opts()}, watcher{pg_opts()};
+  persistence::migrate(one);
+  auto customer = persistence::new_id("cust");
+  {
+    pqxx::work tx{one.connection()};
+    cs::insert_customer(tx, customer, test::unique("cap") + "@example.com", "Cap", "x");
+    tx.commit();
+  }
+  // Different products: no stock row serialises the two placements, only the cap's lock can.
+  auto a = new_product(one);
+  auto b = new_product(one);
+  const int cap = 1;
+
+  pqxx::work first{one.connection()};
+  auto placed = cs::place_order(first, unpaid_order(customer, a), std::nullopt, std::nullopt, cap);
+  REQUIRE_FALSE(placed.over_unpaid_cap);
+
+  const int second_pid = two.connection().backendpid();
+  cs::placement second_result;
+  std::string second_error;
+  std::thread second([&] {
+    try {
+      pqxx::work tx{two.connection()};
+      second_result = cs::place_order(tx, unpaid_order(customer, b), std::nullopt, std::nullopt,
+                                      cap);
+      if (second_result.over_unpaid_cap)
+        tx.abort();
+      else
+        tx.commit();
+    } catch (const std::exception& e) {
+      second_error = e.what();
+    }
+  });
+  // Let the second placement reach the point where it must wait for the first (if it does not
+  // wait, it is done by then and has already placed a second order).
+  bool waited = false;
+  for (int i = 0; i < 100 && !waited; ++i) {
+    pqxx::read_transaction tx{watcher.connection()};
+    waited = !tx.exec_params("SELECT 1 FROM pg_stat_activity WHERE pid = $1 "
+                             "AND wait_event_type = 'Lock'",
+                             second_pid)
+                .empty();
+    tx.commit();
+    if (!waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  first.commit();
+  second.join();
+  INFO("second placement: " << second_error);
+  REQUIRE(second_error.empty());
+  CHECK(waited);
+  CHECK(second_result.over_unpaid_cap);
+  CHECK(second_result.open_unpaid == 1);
+  pqxx::read_transaction tx{watcher.connection()};
+  CHECK(tx.exec_params("SELECT count(*) FROM orders WHERE customer_id = $1", customer)
+          .at(0)[0]
+          .as<int>()
+        == 1);
+}
