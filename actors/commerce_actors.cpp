@@ -51,10 +51,14 @@ void db_await(Self* self, const commerce_env& env, const std::string& key, Fn fn
 }
 
 void forget_cached_products(persistence::backend& b, const std::vector<cs::stock_change>& changes) {
-  // Products mirror their rows; a cached copy from before this transaction must not be loaded.
+  // Products mirror their rows; a cached copy from before this transaction must not be loaded,
+  // nor written back later by a load that read the row before this commit: a tombstone of the
+  // committed version refuses such older copies.
   bool reached = true;
   for (const auto& c : changes)
-    reached = b.cache.del(persistence::product_store::cache_key(c.product_id)) && reached;
+    reached = persistence::product_store::forget_cached(b.cache, c.product_id, c.version,
+                                                        b.cache_ttl_s)
+              && reached;
   // Search shows whether a product is in stock. (A failed delete has marked the cache for a
   // flush, search results included.)
   if (!changes.empty() && reached)
