@@ -555,6 +555,32 @@ void fail(order_ptr self, const commerce_env& env, const std::shared_ptr<saga>& 
   self->quit(); // the order never existed: nothing to keep active
 }
 
+/// Tells the products `ids` their stock as PostgreSQL has it now, then calls `done`. Runs on the
+/// order's worker, so it reads after any job of this order that was still queued or running
+/// there (one whose answer timed out). A second attempt covers a read that expired while queued
+/// behind that job: once the worker took it, that job was over.
+template <class Done>
+void refresh_stock(order_ptr self, const commerce_env& env, std::vector<std::string> ids,
+                   Done done, int attempts = 2) {
+  db_await<model::order_change>(
+    self, env, self->state.id,
+    [ids](persistence::backend& b) -> result<model::order_change> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      model::order_change ch;
+      ch.stock = levels(cs::stock_levels(tx, ids));
+      return ch;
+    },
+    [self, env, done](model::order_change& ch) mutable {
+      publish_stock(self, env, self->state.id, ch.stock);
+      done();
+    },
+    [self, env, ids, done, attempts](caf::error&) mutable {
+      if (attempts > 1)
+        return refresh_stock(self, env, std::move(ids), std::move(done), attempts - 1);
+      done();
+    });
+}
+
 /// All lines are held: price the order and commit it in one transaction.
 void commit_placement(order_ptr self, const commerce_env& env, std::shared_ptr<saga> s) {
   model::order o;
@@ -596,7 +622,18 @@ void commit_placement(order_ptr self, const commerce_env& env, std::shared_ptr<s
       publish_stock(self, env, self->state.id, ch.stock);
       s->rp.deliver(std::move(ch.placed));
     },
-    [self, env, s](caf::error& e) { fail(self, env, s, e); });
+    [self, env, s](caf::error& e) {
+      if (to_failure(e).code == errc::out_of_stock)
+        return fail(self, env, s, e); // answered by the job itself: rolled back
+      // The outcome is unknown (a timeout, a lost connection): the transaction may have taken
+      // the stock. The products re-read it before this actor goes.
+      release_all(self, env, *s);
+      s->rp.deliver(e);
+      std::vector<std::string> ids;
+      for (const auto& l : s->held)
+        ids.push_back(l.product_id);
+      refresh_stock(self, env, std::move(ids), [self] { self->quit(); });
+    });
 }
 
 /// Holds the lines one after another, in product id order.
@@ -656,6 +693,40 @@ void apply_change(order_ptr self, const commerce_env& env, const model::order_ch
   publish_points(self, env, ch);
 }
 
+/// The job that reads the order and the stock of its products as PostgreSQL has them.
+auto reread_job(std::string id) {
+  return [id = std::move(id)](persistence::backend& b) -> result<model::order_change> {
+    pqxx::read_transaction tx{b.pg.connection()};
+    model::order_change ch;
+    if (auto o = cs::find_order(tx, id)) {
+      std::vector<std::string> ids;
+      for (const auto& l : o->lines)
+        ids.push_back(l.product_id);
+      ch.stock = levels(cs::stock_levels(tx, ids));
+      ch.placed = std::move(*o);
+    }
+    return ch;
+  };
+}
+
+/// After a change whose outcome is unknown (a lost answer) or that lost to another writer: the
+/// order and the stock of its products as they are now, before anything else (a second attempt
+/// as in refresh_stock; then the actor stops and the next message re-activates it).
+void reread(order_ptr self, const commerce_env& env, int attempts = 2) {
+  db_await<model::order_change>(
+    self, env, self->state.id, reread_job(self->state.id),
+    [self, env](model::order_change& ch) {
+      if (!ch.placed.id.empty())
+        self->state.order = ch.placed;
+      publish_stock(self, env, self->state.id, ch.stock);
+    },
+    [self, env, attempts](caf::error& err) {
+      if (attempts > 1)
+        return reread(self, env, attempts - 1);
+      self->quit(std::move(err));
+    });
+}
+
 /// Runs `job` (a committed status change) and answers the new order.
 template <class Job>
 caf::typed_response_promise<model::order> change(order_ptr self, const commerce_env& env, Job job) {
@@ -668,17 +739,9 @@ caf::typed_response_promise<model::order> change(order_ptr self, const commerce_
     },
     [self, env, rp](caf::error& e) mutable {
       rp.deliver(e);
-      // The row may have moved on without this actor (another node, a lost answer): reload.
-      load_then<model::order>(
-        self, env, self->state.id,
-        [id = self->state.id](persistence::backend& b) -> result<model::order> {
-          pqxx::read_transaction tx{b.pg.connection()};
-          return cs::find_order(tx, id).value_or(model::order{});
-        },
-        [self](model::order o) {
-          if (!o.id.empty())
-            self->state.order = std::move(o);
-        });
+      // The row may have moved on without this actor (another node, a lost answer that
+      // committed): reload it, and the stock it may have given back.
+      reread(self, env);
     });
   return rp;
 }
