@@ -302,3 +302,34 @@ TEST_CASE("payment: a provider backing off holds no database worker (postgres.po
                  && flaky == 502 && status == "pending_payment",
                inv.str());
 }
+
+TEST_CASE("payment: cancelling a paid order refunds its own charge and no other",
+          "[faults][payment]") {
+  services svc;
+  server_process srv{fault_env()};
+  http_client c{srv.host(), srv.port(), 30s};
+  pqxx::connection conn{emporium::test::pg_url()};
+  auto a = place(c);
+  auto b = place(c);
+  REQUIRE(pay(c, a, "tok_visa").status == 200);
+  REQUIRE(pay(c, b, "tok_visa").status == 200);
+  auto cancelled = c.request("POST", "/orders/" + a.id + "/cancel", "", admin());
+  REQUIRE(cancelled.status == 200);
+
+  auto charge_status = [&conn](const std::string& order_id) {
+    pqxx::read_transaction tx{conn};
+    auto r = tx.exec_params("SELECT status FROM simulated_charges WHERE reference = 'ch_' || $1",
+                            order_id);
+    return r.empty() ? std::string{"none"} : r[0][0].as<std::string>();
+  };
+  // The refund runs after the cancellation answered, on a payment worker.
+  auto until = steady::now() + 10s;
+  while (charge_status(a.id) != "refunded" && steady::now() < until)
+    std::this_thread::sleep_for(50ms);
+  CHECK(charge_status(a.id) == "refunded");
+  CHECK(charge_status(b.id) == "captured");
+  CHECK(count(conn, "SELECT count(*) FROM payments WHERE order_id = $1 AND status = 'refunded'",
+              a.id)
+        == 1);
+  CHECK(order_status(conn, b.id) == "paid");
+}
