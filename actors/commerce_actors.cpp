@@ -52,10 +52,14 @@ void db_await(Self* self, const commerce_env& env, const std::string& key, Fn fn
 }
 
 void forget_cached_products(persistence::backend& b, const std::vector<cs::stock_change>& changes) {
-  // Products mirror their rows; a cached copy from before this transaction must not be loaded.
+  // Products mirror their rows; a cached copy from before this transaction must not be loaded,
+  // nor written back later by a load that read the row before this commit: a tombstone of the
+  // committed version refuses such older copies.
   bool reached = true;
   for (const auto& c : changes)
-    reached = b.cache.del(persistence::product_store::cache_key(c.product_id)) && reached;
+    reached = persistence::product_store::forget_cached(b.cache, c.product_id, c.version,
+                                                        b.cache_ttl_s)
+              && reached;
   // Search shows whether a product is in stock. (A failed delete has marked the cache for a
   // flush, search results included.)
   if (!changes.empty() && reached)
@@ -605,6 +609,32 @@ void fail(order_ptr self, const commerce_env& env, const std::shared_ptr<saga>& 
   self->quit(); // the order never existed: nothing to keep active
 }
 
+/// Tells the products `ids` their stock as PostgreSQL has it now, then calls `done`. Runs on the
+/// order's worker, so it reads after any job of this order that was still queued or running
+/// there (one whose answer timed out). A second attempt covers a read that expired while queued
+/// behind that job: once the worker took it, that job was over.
+template <class Done>
+void refresh_stock(order_ptr self, const commerce_env& env, std::vector<std::string> ids,
+                   Done done, int attempts = 2) {
+  db_await<model::order_change>(
+    self, env, self->state.id,
+    [ids](persistence::backend& b) -> result<model::order_change> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      model::order_change ch;
+      ch.stock = levels(cs::stock_levels(tx, ids));
+      return ch;
+    },
+    [self, env, done](model::order_change& ch) mutable {
+      publish_stock(self, env, self->state.id, ch.stock);
+      done();
+    },
+    [self, env, ids, done, attempts](caf::error&) mutable {
+      if (attempts > 1)
+        return refresh_stock(self, env, std::move(ids), std::move(done), attempts - 1);
+      done();
+    });
+}
+
 /// All lines are held: price the order and commit it in one transaction.
 void commit_placement(order_ptr self, const commerce_env& env, std::shared_ptr<saga> s) {
   model::order o;
@@ -656,7 +686,18 @@ void commit_placement(order_ptr self, const commerce_env& env, std::shared_ptr<s
       publish_stock(self, env, self->state.id, ch.stock);
       s->rp.deliver(std::move(ch.placed));
     },
-    [self, env, s](caf::error& e) { fail(self, env, s, e); });
+    [self, env, s](caf::error& e) {
+      if (to_failure(e).code == errc::out_of_stock)
+        return fail(self, env, s, e); // answered by the job itself: rolled back
+      // The outcome is unknown (a timeout, a lost connection): the transaction may have taken
+      // the stock. The products re-read it before this actor goes.
+      release_all(self, env, *s);
+      s->rp.deliver(e);
+      std::vector<std::string> ids;
+      for (const auto& l : s->held)
+        ids.push_back(l.product_id);
+      refresh_stock(self, env, std::move(ids), [self] { self->quit(); });
+    });
 }
 
 /// Holds the lines one after another, in product id order.
@@ -716,45 +757,81 @@ void apply_change(order_ptr self, const commerce_env& env, const model::order_ch
   publish_points(self, env, ch);
 }
 
-/// Runs `job` (a committed status change) and answers the new order.
+/// The job that reads the order and the stock of its products as PostgreSQL has them.
+auto reread_job(std::string id) {
+  return [id = std::move(id)](persistence::backend& b) -> result<model::order_change> {
+    pqxx::read_transaction tx{b.pg.connection()};
+    model::order_change ch;
+    if (auto o = cs::find_order(tx, id)) {
+      std::vector<std::string> ids;
+      for (const auto& l : o->lines)
+        ids.push_back(l.product_id);
+      ch.stock = levels(cs::stock_levels(tx, ids));
+      ch.placed = std::move(*o);
+    }
+    return ch;
+  };
+}
+
+/// After a change whose outcome is unknown (a lost answer) or that lost to another writer: the
+/// order and the stock of its products as they are now, before anything else (a second attempt
+/// as in refresh_stock; then the actor stops and the next message re-activates it).
+void reread(order_ptr self, const commerce_env& env, int attempts = 2) {
+  db_await<model::order_change>(
+    self, env, self->state.id, reread_job(self->state.id),
+    [self, env](model::order_change& ch) {
+      if (!ch.placed.id.empty())
+        self->state.order = ch.placed;
+      publish_stock(self, env, self->state.id, ch.stock);
+    },
+    [self, env, attempts](caf::error& err) {
+      if (attempts > 1)
+        return reread(self, env, attempts - 1);
+      self->quit(std::move(err));
+    });
+}
+
+using after_fn = std::function<void(const model::order_change&)>;
+
+/// Runs `job` (a committed status change) and answers the new order to `rp`; `after` runs once
+/// it committed.
 template <class Job>
-caf::typed_response_promise<model::order> change(order_ptr self, const commerce_env& env, Job job) {
-  auto rp = self->make_response_promise<model::order>();
+void change_into(order_ptr self, const commerce_env& env, Job job,
+                 caf::typed_response_promise<model::order> rp, after_fn after = {}) {
   db_await<model::order_change>(
     self, env, self->state.id, std::move(job),
-    [self, env, rp](model::order_change& ch) mutable {
+    [self, env, rp, after](model::order_change& ch) mutable {
       apply_change(self, env, ch);
+      if (after)
+        after(ch);
       rp.deliver(ch.placed);
     },
     [self, env, rp](caf::error& e) mutable {
       rp.deliver(e);
-      // The row may have moved on without this actor (another node, a lost answer): reload.
-      load_then<model::order>(
-        self, env, self->state.id,
-        [id = self->state.id](persistence::backend& b) -> result<model::order> {
-          pqxx::read_transaction tx{b.pg.connection()};
-          return cs::find_order(tx, id).value_or(model::order{});
-        },
-        [self](model::order o) {
-          if (!o.id.empty())
-            self->state.order = std::move(o);
-        });
+      // The row may have moved on without this actor (another node, a lost answer that
+      // committed): reload it, and the stock it may have given back.
+      reread(self, env);
     });
+}
+
+/// change_into a new response promise.
+template <class Job>
+caf::typed_response_promise<model::order> change(order_ptr self, const commerce_env& env, Job job) {
+  auto rp = self->make_response_promise<model::order>();
+  change_into(self, env, std::move(job), rp);
   return rp;
 }
 
-/// The job of a cancellation from status `from` (stock back, refund and points back if paid).
-auto cancel_job(const commerce_env& env, model::order o, std::string from) {
-  return [o = std::move(o), from = std::move(from),
-          payments = env.payments](persistence::backend& b) -> result<model::order_change> {
+/// The job of a cancellation from status `from` (stock back, payment marked refunded and
+/// points back if paid; the provider's refund follows on a payment worker).
+auto cancel_job(model::order o, std::string from) {
+  return [o = std::move(o), from = std::move(from)](persistence::backend& b) -> result<model::order_change> {
     pqxx::work tx{b.pg.connection()};
     auto done = cs::cancel_order(tx, o, from);
     if (!done)
       return failure{errc::conflict, "the order changed meanwhile; retry", {}};
     auto fresh = cs::find_order(tx, o.id);
     tx.commit();
-    if (from == st::paid && o.payment && !payments->refund(o.payment->reference))
-      spdlog::error("refund of order {} failed; its payment is marked refunded", o.id);
     forget_cached_products(b, done->changes);
     model::order_change ch;
     ch.placed = std::move(*fresh);
@@ -781,42 +858,256 @@ auto transition_job(model::order o, std::string to) {
   };
 }
 
-/// The job of a payment: charge (retrying transient failures with backoff), then record it.
-auto pay_job(const commerce_env& env, model::order o, std::string method) {
-  return [o = std::move(o), method = std::move(method),
-          payments = env.payments](persistence::backend& b) -> result<model::order_change> {
-    charge_result charged;
+// -- payment ----------------------------------------------------------------------------------
+
+/// Whether `f` says for sure that the provider charged nothing: it declined, or kept failing
+/// transiently. Anything else (a deadline, a provider that could not be asked) leaves the
+/// outcome unknown.
+bool nothing_charged(const failure& f) {
+  return f.code == errc::payment_declined || f.code == errc::upstream_failed;
+}
+
+/// Whether the order went through a payment attempt (only those change a pending order's
+/// version: placement writes version 1), so that the provider may hold a charge of it.
+bool attempted(const model::order& o) {
+  return o.status == st::paying || o.version > 1;
+}
+
+/// Runs the provider call `fn` on a payment worker and continues with `ok` or `err` on the
+/// order actor, which handles other messages meanwhile. Jobs of one order go to one payment
+/// worker, in the order they were sent: a reconciliation's look-up runs after a charge of the
+/// same order that was still queued or running there.
+template <class T, class Fn, class OnOk, class OnErr>
+void call_provider(order_ptr self, const commerce_env& env, caf::timespan deadline, Fn fn,
+                   OnOk ok, OnErr err) {
+  self
+    ->request(env.payment_workers->for_key(self->state.id), deadline,
+              make_job(std::move(fn), deadline))
+    .then([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
+}
+
+/// How long the order actor waits for one provider job; a reconciliation waits for twice that
+/// (the sweeper's threshold), so it never takes over a live payment that may still capture.
+caf::timespan provider_deadline(const commerce_env& env) {
+  return env.call_timeout / 2;
+}
+
+/// The charge: the provider, retried with backoff while it fails transiently and the deadline
+/// allows another attempt (on the payment worker: nobody else waits for these sleeps). Answers
+/// the charge reference.
+auto charge_job(const commerce_env& env, const model::order& o, std::string method) {
+  auto until = std::chrono::steady_clock::now() + provider_deadline(env);
+  return [payments = env.payments, id = o.id, amount = o.total_cents, currency = o.currency,
+          method = std::move(method), until](persistence::backend&) -> result<std::string> {
+    auto reference = charge_reference(id);
     constexpr int attempts = 3;
     for (int attempt = 1;; ++attempt) {
-      charged = payments->charge(method, o.total_cents, o.currency, o.id);
-      if (charged.outcome != charge_result::kind::transient_failure)
-        break;
-      if (attempt == attempts)
+      auto charged = payments->charge(method, amount, currency, reference);
+      if (charged.outcome == charge_result::kind::declined)
+        return failure{errc::payment_declined, charged.message, {}};
+      if (charged.outcome == charge_result::kind::captured) {
+        if (injected_faults().pause_after_charge)
+          std::this_thread::sleep_for(std::chrono::seconds(60));
+        return charged.reference;
+      }
+      // Full jitter, up to 80, 160 ms; no attempt is started that could end past the deadline.
+      if (attempt == attempts
+          || std::chrono::steady_clock::now() + std::chrono::milliseconds(160) >= until)
         return failure{errc::upstream_failed,
-                       "the payment provider failed " + std::to_string(attempts)
+                       "the payment provider failed " + std::to_string(attempt)
                          + " times; nothing was charged, retry later",
                        {}};
-      persistence::backoff_sleep(attempt + 2); // full jitter, up to 80, 160 ms
+      persistence::backoff_sleep(attempt + 2);
     }
-    if (charged.outcome == charge_result::kind::declined)
-      return failure{errc::payment_declined, charged.message, {}};
+  };
+}
+
+/// Whether the provider charged this order: "captured", "refunded" or "none".
+auto find_charge_job(const commerce_env& env, std::string id) {
+  return [payments = env.payments, id = std::move(id)](persistence::backend&) -> result<std::string> {
+    switch (payments->find(charge_reference(id))) {
+      case charge_state::captured:
+        return std::string{"captured"};
+      case charge_state::refunded:
+        return std::string{"refunded"};
+      case charge_state::none:
+        break;
+    }
+    return std::string{"none"};
+  };
+}
+
+/// Refunds the charge `reference` at the provider (idempotent there), on a payment worker.
+void refund_charge(order_ptr self, const commerce_env& env, std::string reference) {
+  auto order_id = self->state.id;
+  call_provider<bool>(
+    self, env, provider_deadline(env),
+    [payments = env.payments, reference](persistence::backend&) -> result<bool> {
+      return payments->refund(reference);
+    },
+    [order_id, reference](bool ok) {
+      if (!ok)
+        spdlog::error("the provider refused the refund of {} (order {})", reference, order_id);
+    },
+    [order_id, reference](caf::error& e) {
+      spdlog::error("refund of {} (order {}) failed: {}", reference, order_id,
+                    to_failure(e).detail);
+    });
+}
+
+/// The intent: pending_payment → paying, with the charge reference.
+auto begin_payment_job(std::string id) {
+  return [id = std::move(id)](persistence::backend& b) -> result<model::order> {
+    pqxx::work tx{b.pg.connection()};
+    if (!cs::begin_payment(tx, id, charge_reference(id)))
+      return failure{errc::conflict, "the order is no longer awaiting payment", {}};
+    auto fresh = cs::find_order(tx, id);
+    tx.commit();
+    return std::move(*fresh);
+  };
+}
+
+/// Nothing was charged: paying → pending_payment (a no-op when it is not paying any more).
+auto abandon_payment_job(std::string id) {
+  return [id = std::move(id)](persistence::backend& b) -> result<model::order> {
+    pqxx::work tx{b.pg.connection()};
+    cs::abandon_payment(tx, id);
+    auto fresh = cs::find_order(tx, id);
+    tx.commit();
+    return std::move(*fresh);
+  };
+}
+
+/// The outcome: the charge `reference` becomes the order's payment (paid, loyalty points), if
+/// the order still awaits payment; else the order as it is. `live`: the record step of a
+/// payment that was just charged (the test fault fail_record_after_charge applies to it only).
+auto record_charge_job(model::order o, std::string provider, std::string reference, bool live) {
+  return [o = std::move(o), provider = std::move(provider), reference = std::move(reference),
+          live](persistence::backend& b) -> result<model::order_change> {
+    if (live && injected_faults().fail_record_after_charge)
+      return failure{errc::unavailable, "the payment could not be recorded (injected fault)", {}};
     auto points = commerce::loyalty_points(o.subtotal_cents);
     pqxx::work tx{b.pg.connection()};
-    auto paid = cs::record_payment(
-      tx, o, model::payment_info{"captured", payments->name(), charged.reference}, points);
-    if (!paid) {
-      tx.abort();
-      payments->refund(charged.reference);
-      return failure{errc::conflict, "the order is no longer awaiting payment", {}};
-    }
-    auto fresh = cs::find_order(tx, o.id);
-    tx.commit();
+    auto paid =
+      cs::record_payment(tx, o, model::payment_info{"captured", provider, reference}, points);
     model::order_change ch;
-    ch.placed = std::move(*fresh);
-    ch.customer_points = paid->customer_points;
-    ch.customer_version = paid->customer_version;
+    ch.placed = std::move(*cs::find_order(tx, o.id));
+    tx.commit();
+    if (paid) {
+      ch.customer_points = paid->customer_points;
+      ch.customer_version = paid->customer_version;
+    }
     return ch;
   };
+}
+
+using settled_fn = std::function<void(caf::expected<model::order>)>;
+
+/// Records the captured charge `reference` and calls `done` with the paid order. Recording
+/// twice (a retried job, a reconciliation after a live payment) finds the order paid with this
+/// very reference and changes nothing. If the order cannot take the charge any more (it was
+/// cancelled meanwhile), that charge, and only that one, is refunded.
+void record_charge(order_ptr self, const commerce_env& env, std::string reference, bool live,
+                   settled_fn done) {
+  auto o = *self->state.order;
+  db_await<model::order_change>(
+    self, env, o.id, record_charge_job(o, env.payments->name(), reference, live),
+    [self, env, reference, done](model::order_change& ch) {
+      const auto& now = ch.placed;
+      bool ours = now.payment && now.payment->reference == reference;
+      if (ours && now.status != st::cancelled) {
+        apply_change(self, env, ch);
+        return done(now);
+      }
+      self->state.order = now;
+      if (!ours) // a cancelled order's own payment was refunded by its cancellation
+        refund_charge(self, env, reference);
+      done(make_domain_error(errc::conflict, "the order is no longer awaiting payment; the "
+                                             "charge is refunded"));
+    },
+    [self, env, done](caf::error& e) {
+      // Unknown: the record may have committed. The order stays paying until reconciled.
+      reread(self, env);
+      done(e);
+    });
+}
+
+/// Settles an order that went through a payment attempt whose outcome this actor does not know:
+/// asks the provider about its reference. Charged → recorded as paid (as a live payment would
+/// have been), then `on_paid`. Not charged → `otherwise` (back to pending_payment, or the
+/// cancellation that waited for the answer). The provider not answering → `on_error`.
+template <class OnPaid, class Otherwise, class OnError>
+void reconcile(order_ptr self, const commerce_env& env, OnPaid on_paid, Otherwise otherwise,
+               OnError on_error) {
+  self->state.settling = true;
+  call_provider<std::string>(
+    self, env, provider_deadline(env), find_charge_job(env, self->state.id),
+    [self, env, on_paid, otherwise](std::string& state) mutable {
+      if (state == "captured" && self->state.order) {
+        spdlog::info("order {}: its charge was found at the provider; recording it",
+                     self->state.id);
+        return record_charge(self, env, charge_reference(self->state.id), false,
+                             [self, on_paid](caf::expected<model::order> o) mutable {
+                               self->state.settling = false;
+                               on_paid(std::move(o));
+                             });
+      }
+      self->state.settling = false;
+      otherwise();
+    },
+    [self, on_error](caf::error& e) mutable {
+      self->state.settling = false;
+      spdlog::warn("order {}: the provider could not be asked about its payment: {}",
+                   self->state.id, to_failure(e).detail);
+      on_error(e);
+    });
+}
+
+/// A payment: the intent, the charge (awaited with a deadline, while the actor answers other
+/// messages), the outcome.
+caf::typed_response_promise<model::order> pay(order_ptr self, const commerce_env& env,
+                                              std::string method) {
+  auto rp = self->make_response_promise<model::order>();
+  auto finish = [self, rp](caf::expected<model::order> o) mutable {
+    self->state.settling = false;
+    if (o)
+      rp.deliver(std::move(*o));
+    else
+      rp.deliver(std::move(o.error()));
+  };
+  self->state.settling = true;
+  db_await<model::order>(
+    self, env, self->state.id, begin_payment_job(self->state.id),
+    [self, env, method, finish](model::order& o) mutable {
+      self->state.order = o;
+      call_provider<std::string>(
+        self, env, provider_deadline(env), charge_job(env, o, method),
+        [self, env, finish](std::string& reference) {
+          record_charge(self, env, reference, true, finish);
+        },
+        [self, env, finish](caf::error& e) mutable {
+          if (!nothing_charged(to_failure(e))) {
+            // The charge may have happened: reconciliation finds out.
+            return finish(make_domain_error(errc::timeout, "the payment's outcome is not known "
+                                                           "yet; the order shows it shortly"));
+          }
+          db_await<model::order>(
+            self, env, self->state.id, abandon_payment_job(self->state.id),
+            [self, e, finish](model::order& o) mutable {
+              self->state.order = o;
+              finish(e);
+            },
+            [self, env, e, finish](caf::error&) mutable {
+              reread(self, env); // left paying: reconciliation puts it back
+              finish(e);
+            });
+        });
+    },
+    [self, env, finish](caf::error& e) mutable {
+      reread(self, env);
+      finish(e);
+    });
+  return rp;
 }
 
 } // namespace
@@ -838,6 +1129,37 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
   auto current = [self](const model::principal& who) -> model::order* {
     auto& o = self->state.order;
     return o && may_see(who, o->customer_id) ? &*o : nullptr;
+  };
+  // A cancellation; a paid order's charge is refunded at the provider once it committed.
+  auto cancel = [self, env](const model::order& o, caf::typed_response_promise<model::order> rp) {
+    std::optional<std::string> refund;
+    if (o.status == st::paid && o.payment)
+      refund = o.payment->reference; // the payment being refunded, and no other
+    change_into(self, env, cancel_job(o, o.status), rp,
+                [self, env, refund](const model::order_change&) {
+                  if (refund)
+                    refund_charge(self, env, *refund);
+                });
+  };
+  // An unpaid order that went through a payment attempt is cancelled only once the provider
+  // said it holds no charge of it: one captured late pays it instead.
+  auto settle_then_cancel = [self, env, cancel](caf::typed_response_promise<model::order> rp) {
+    reconcile(
+      self, env,
+      [rp](caf::expected<model::order> o) mutable {
+        if (o)
+          rp.deliver(make_domain_error(errc::conflict, "the order was paid meanwhile"));
+        else
+          rp.deliver(std::move(o.error()));
+      },
+      [self, cancel, rp]() mutable {
+        auto& now = self->state.order;
+        if (now && now->status == st::pending_payment)
+          cancel(*now, rp);
+        else
+          rp.deliver(make_domain_error(errc::conflict, "the order changed meanwhile; retry"));
+      },
+      [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
   };
   return {
     [self, env](const std::string&, create_atom,
@@ -874,20 +1196,29 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
       auto* o = current(who);
       if (!o)
         return absent("order", self->state.id);
+      if (self->state.settling)
+        return make_domain_error(errc::conflict, "a payment of this order is in progress");
       if (auto next = commerce::next_status(o->status, commerce::order_action::pay); !next)
         return make_domain_error(errc::conflict, next.error().detail);
-      return change(self, env, pay_job(env, *o, std::move(method)));
+      return pay(self, env, std::move(method));
     },
-    [self, env, current](const std::string&, cancel_atom,
-                         const model::principal& who) -> caf::result<model::order> {
+    [self, current, cancel, settle_then_cancel](
+      const std::string&, cancel_atom, const model::principal& who) -> caf::result<model::order> {
       auto* o = current(who);
       if (!o)
         return absent("order", self->state.id);
+      if (self->state.settling)
+        return make_domain_error(errc::conflict, "a payment of this order is in progress");
       auto action = who.admin ? commerce::order_action::cancel_admin
                               : commerce::order_action::cancel_owner;
       if (auto next = commerce::next_status(o->status, action); !next)
         return make_domain_error(errc::conflict, next.error().detail);
-      return change(self, env, cancel_job(env, *o, o->status));
+      auto rp = self->make_response_promise<model::order>();
+      if (o->status == st::pending_payment && attempted(*o))
+        settle_then_cancel(rp);
+      else
+        cancel(*o, rp);
+      return rp;
     },
     [self, env, current](const std::string&, ship_atom,
                          const model::principal& who) -> caf::result<model::order> {
@@ -913,12 +1244,32 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
         return make_domain_error(errc::conflict, next.error().detail);
       return change(self, env, transition_job(*o, *next));
     },
-    [self, env](const std::string&, expire_atom) {
+    // The sweeper's nudge: an unpaid order past its time is cancelled, a payment left paying is
+    // reconciled. Either may come twice (two sweeps, two nodes): each step is conditional.
+    [self, env, cancel, settle_then_cancel](const std::string&, expire_atom) {
       auto& o = self->state.order;
-      if (!o || o->status != st::pending_payment || o->payment_due_at_ms > now_ms())
+      if (!o || self->state.settling)
+        return;
+      if (o->status == st::paying) {
+        reconcile(
+          self, env, [](caf::expected<model::order>) {},
+          [self, env] {
+            db_await<model::order>(
+              self, env, self->state.id, abandon_payment_job(self->state.id),
+              [self](model::order& fresh) { self->state.order = fresh; },
+              [self, env](caf::error&) { reread(self, env); });
+          },
+          [](caf::error&) {});
+        return;
+      }
+      if (o->status != st::pending_payment || o->payment_due_at_ms > now_ms())
         return;
       // Cancelled exactly once: the transaction is conditional on the status.
-      change(self, env, cancel_job(env, *o, o->status));
+      auto rp = self->make_response_promise<model::order>();
+      if (attempted(*o))
+        settle_then_cancel(rp);
+      else
+        cancel(*o, rp);
     },
     [self, env](absent_atom) {
       if (!self->state.order)
@@ -928,21 +1279,28 @@ order_actor::behavior_type order_entity(order_ptr self, commerce_env env, std::s
   };
 }
 
-// -- payment timeouts -------------------------------------------------------------------------
+// -- payment timeouts and reconciliation --------------------------------------------------------
 
 caf::behavior payment_sweeper(caf::event_based_actor* self, commerce_env env) {
+  // Paying for longer than a live payment can wait for the provider: its outcome was lost.
+  auto stale_after = 2 * provider_deadline(env);
+  caf::timespan shortest = std::chrono::milliseconds(200);
   auto period = std::clamp<caf::timespan>(
-    std::chrono::seconds(env.settings->orders.payment_timeout_s) / 4,
-    std::chrono::milliseconds(200), std::chrono::seconds(10));
+    std::chrono::seconds(env.settings->orders.payment_timeout_s) / 4, shortest,
+    std::max(shortest, std::min<caf::timespan>(std::chrono::seconds(10), stale_after)));
   self->send(self, sweep_atom_v);
   return {
-    [self, env, period](sweep_atom) {
+    [self, env, period, stale_after](sweep_atom) {
+      auto stale_ms = std::chrono::duration_cast<std::chrono::milliseconds>(stale_after).count();
       self
         ->request(env.pool->any(), env.db_timeout,
                   make_job(
-                    [](persistence::backend& b) -> result<std::vector<std::string>> {
+                    [stale_ms](persistence::backend& b) -> result<std::vector<std::string>> {
                       pqxx::read_transaction tx{b.pg.connection()};
-                      return cs::overdue_orders(tx, 500);
+                      auto ids = cs::stale_payments(tx, 500, stale_ms);
+                      auto overdue = cs::overdue_orders(tx, 500);
+                      ids.insert(ids.end(), overdue.begin(), overdue.end());
+                      return ids;
                     },
                     env.db_timeout))
         .then(

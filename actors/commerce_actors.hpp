@@ -11,7 +11,20 @@
 ///    and the idempotency record; only after COMMIT does the order answer 201, and the
 ///    products learn their new committed stock.
 /// The database condition is the last guard: even two actors for one product (a split cluster)
-/// cannot oversell, they only make one of the orders fail.
+/// cannot oversell, they only make one of the orders fail. A commit whose answer was lost may
+/// still have happened: the products then re-read their stock from PostgreSQL.
+///
+/// Paying an order (a saga step of its own; the provider is never called on a database worker):
+/// 1. the intent: the order becomes `paying` with its charge reference (charge_reference: one
+///    per order), in PostgreSQL;
+/// 2. the charge, on a payment worker, retried with backoff on transient failures; the order
+///    actor awaits it with a deadline but keeps answering (a payment or cancel meanwhile: 409);
+/// 3. the outcome: captured → paid, payment row, loyalty points (one transaction); declined or
+///    failed → back to pending_payment; unknown (deadline, crash) → left `paying`.
+/// Reconciliation settles what is left `paying`: the sweeper nudges orders paying for longer
+/// than a live payment can last (and at start), the order asks the provider about its
+/// reference: charged → paid as above, not charged → back to pending_payment. The API shows
+/// `paying` as pending_payment.
 
 #include "actors/db_pool.hpp"
 #include "actors/directory.hpp"
@@ -31,6 +44,7 @@ struct commerce_env {
   std::shared_ptr<payment_provider> payments;
   caf::timespan db_timeout;
   caf::timespan call_timeout; ///< one request to another entity
+  db_pool* payment_workers;   ///< where the provider is called (blocking, like the database)
   caf::actor_addr manager;    ///< the manager that spawned this entity (set by its factory)
 };
 
@@ -49,6 +63,9 @@ struct cart_state {
 struct order_state {
   std::string id;
   std::optional<model::order> order;
+  /// A payment, its reconciliation or an expiry check is talking to the provider: no second
+  /// one starts meanwhile.
+  bool settling = false;
   static inline const char* name = "order";
 };
 
@@ -61,8 +78,10 @@ cart_actor::behavior_type cart_entity(cart_actor::stateful_pointer<cart_state> s
 order_actor::behavior_type order_entity(order_actor::stateful_pointer<order_state> self,
                                         commerce_env env, std::string id);
 
-/// Cancels unpaid orders past their payment time: at start (orders that expired while no node
-/// ran) and then periodically. Survives restarts because it reads the database, not timers.
+/// Cancels unpaid orders past their payment time and has payments whose outcome was lost
+/// reconciled: at start (orders that expired or were left paying while no node ran) and then
+/// periodically. Survives restarts because it reads the database, not timers. Nothing is
+/// expired before the provider was asked whether a payment attempt of it was charged.
 caf::behavior payment_sweeper(caf::event_based_actor* self, commerce_env env);
 
 } // namespace emporium::actors

@@ -9,6 +9,9 @@ namespace st = model::order_status;
 
 result<std::string> next_status(const std::string& current, order_action action) {
   auto deny = [&current](const char* what) {
+    if (current == st::paying)
+      return result<std::string>{errc::conflict, std::string{"cannot "} + what
+                                                   + " an order while its payment is in progress"};
     return result<std::string>{errc::conflict,
                                std::string{"cannot "} + what + " an order that is " + current};
   };

@@ -14,21 +14,11 @@ namespace ps = persistence::product_store;
 
 namespace {
 
-/// Loads through the cache: Redis first, then PostgreSQL (and fills Redis from it). After a
-/// failed write the cache is skipped: it may not have seen what that write left behind.
+/// Loads through the cache. After a failed write the cache is skipped: it may not have seen
+/// what that write left behind.
 result<std::optional<model::product>> load(persistence::backend& b, const std::string& id,
                                            bool use_cache) {
-  auto key = ps::cache_key(id);
-  if (use_cache)
-    if (auto cached = b.cache.get(key))
-      if (auto p = ps::decode(*cached))
-        return std::optional<model::product>{std::move(*p)};
-  pqxx::read_transaction tx{b.pg.connection()};
-  auto p = ps::find(tx, id);
-  tx.commit();
-  if (p)
-    b.cache.set(key, ps::encode(*p), b.cache_ttl_s);
-  return std::optional<model::product>{std::move(p)};
+  return ps::load(b, id, use_cache);
 }
 
 /// After a commit, Redis gets the new value. Should that fail, the cache may still hold the
@@ -38,7 +28,7 @@ result<std::optional<model::product>> load(persistence::backend& b, const std::s
 /// no second timeout to pay).
 void refresh_cache(persistence::backend& b, const model::product& p) {
   auto key = ps::cache_key(p.id);
-  if (!b.cache.set(key, ps::encode(p), b.cache_ttl_s)) {
+  if (!ps::cache_put(b.cache, p, b.cache_ttl_s)) {
     b.cache.del(key);
     return;
   }

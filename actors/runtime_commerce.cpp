@@ -82,9 +82,10 @@ void runtime::impl::start_commerce() {
   commerce_env env{&pool,
                    &dir,
                    &settings,
-                   std::shared_ptr<payment_provider>{make_simulated_provider()},
+                   std::shared_ptr<payment_provider>{make_simulated_provider(settings)},
                    db_timeout,
-                   std::chrono::milliseconds(settings.http.request_timeout_ms * 4 / 5)};
+                   std::chrono::milliseconds(settings.http.request_timeout_ms * 4 / 5),
+                   &payments};
   auto idle = std::chrono::seconds(settings.actors.idle_timeout_s);
   dir.add_local(entity_kind::customer,
                 spawn_manager(sys, {"customer",

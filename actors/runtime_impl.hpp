@@ -78,7 +78,10 @@ struct runtime::impl {
       logins(sys, s, s.auth.login_workers),
       // Searches (tens of milliseconds each on a large catalog) get workers of their own, so
       // that a burst of them never queues in front of an entity's writes.
-      search(sys, s) {
+      search(sys, s),
+      // The payment provider is a remote call that may back off for a while: its own two
+      // workers keep it from holding a database worker.
+      payments(sys, s, 2) {
     for (int i = 0; i < std::max(1, s.actors.scheduler_threads); ++i)
       bridges.push_back(sys.spawn(detail::bridge, i));
     start_products();
@@ -155,6 +158,7 @@ struct runtime::impl {
     signups.stop();
     logins.stop();
     search.stop();
+    payments.stop();
     sys.await_all_actors_done();
   }
 
@@ -174,6 +178,7 @@ struct runtime::impl {
   std::shared_ptr<std::atomic<std::int64_t>> signup_hashes =
     std::make_shared<std::atomic<std::int64_t>>(0);
   db_pool search; ///< runtime_search.cpp
+  db_pool payments; ///< the payment provider's calls (runtime_commerce.cpp)
   std::vector<caf::actor> services; ///< stopped with the managers
   /// Recently verified customer tokens (hash → customer, expiry), so that authenticated
   /// requests do not pay a Redis or PostgreSQL round trip each.

@@ -100,7 +100,7 @@ json order_json(const model::order& o) {
                {"reference", o.payment->reference}};
   return json{{"id", o.id},
               {"customer_id", o.customer_id},
-              {"status", o.status},
+              {"status", model::order_status::shown(o.status)},
               {"items", lines_json(o.lines)},
               {"currency", o.currency},
               {"subtotal_cents", o.subtotal_cents},

@@ -186,6 +186,48 @@ bool redis_cache::set(std::string_view key, std::string_view value, int ttl_s) {
   return true;
 }
 
+namespace {
+
+/// Compare-and-set on the version inside the cached JSON, atomic in Redis. An unreadable cached
+/// value counts as older. Redis scripts must name every key they touch: KEYS[1] only.
+constexpr const char* set_unless_newer_lua = R"lua(
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, doc = pcall(cjson.decode, cur)
+  if ok and type(doc) == 'table' then
+    local v = tonumber(doc['version'])
+    if v and v > tonumber(ARGV[2]) then
+      return 0
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+)lua";
+
+} // namespace
+
+bool redis_cache::set_unless_newer(std::string_view key, std::string_view value,
+                                   std::int64_t version, int ttl_s) {
+  auto* c = context();
+  if (!c) {
+    needs_flush.store(true);
+    return false;
+  }
+  auto v = std::to_string(version);
+  auto ttl = std::to_string(ttl_s);
+  reply_ptr r{static_cast<redisReply*>(
+    redisCommand(c, "EVAL %s 1 %b %b %b %b", set_unless_newer_lua, key.data(), key.size(),
+                 value.data(), value.size(), v.data(), v.size(), ttl.data(), ttl.size()))};
+  if (!r || r->type == REDIS_REPLY_ERROR) {
+    if (r)
+      spdlog::warn("Redis refused a versioned write: {}", std::string(r->str, r->len));
+    fail(true);
+    return false;
+  }
+  return true;
+}
+
 bool redis_cache::del(std::string_view key) {
   auto* c = context();
   if (!c) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,13 @@ class redis_cache {
 
   /// Stores `value` with a time to live; false when Redis cannot be reached.
   bool set(std::string_view key, std::string_view value, int ttl_s);
+
+  /// Stores `value`, whose JSON has a numeric "version", unless the cached value's version is
+  /// newer: a writer that read before a newer change cannot put its older copy over the
+  /// newer copy or over the tombstone that change left (see product_store::forget_cached).
+  /// False when Redis cannot be reached (the cache is then marked for a flush).
+  bool set_unless_newer(std::string_view key, std::string_view value, std::int64_t version,
+                        int ttl_s);
 
   /// Removes `key`; false when Redis cannot be reached.
   bool del(std::string_view key);

@@ -60,10 +60,16 @@ struct payment_info {
 /// Order statuses, as stored and served.
 namespace order_status {
 constexpr const char* pending_payment = "pending_payment";
+/// Internal: the provider is being called (or the outcome awaits reconciliation).
+constexpr const char* paying = "paying";
 constexpr const char* paid = "paid";
 constexpr const char* shipped = "shipped";
 constexpr const char* delivered = "delivered";
 constexpr const char* cancelled = "cancelled";
+/// The status as the API shows it: a payment in progress is still pending payment.
+inline std::string shown(const std::string& status) {
+  return status == paying ? std::string{pending_payment} : status;
+}
 } // namespace order_status
 
 struct order {

@@ -120,9 +120,23 @@ constexpr const char* insert_payment_sql =
   "INSERT INTO payments (order_id, provider, reference, amount_cents, currency, status) "
   "VALUES ($1, $2, $3, $4, $5, 'captured')";
 
+// From `paying` (the live payment or its reconciliation), or from `pending_payment`: a charge
+// captured after a reconciliation had found none (and put the order back) still pays it.
 constexpr const char* mark_paid_sql =
   "UPDATE orders SET status = 'paid', points_awarded = $2, version = version + 1, "
-  "updated_at = now() WHERE id = $1 AND status = 'pending_payment' RETURNING version";
+  "updated_at = now() WHERE id = $1 AND status IN ('paying', 'pending_payment') RETURNING version";
+
+constexpr const char* begin_payment_sql =
+  "UPDATE orders SET status = 'paying', payment_reference = $2, paying_since = now(), "
+  "version = version + 1, updated_at = now() WHERE id = $1 AND status = 'pending_payment' "
+  "RETURNING version";
+
+constexpr const char* abandon_payment_sql =
+  "UPDATE orders SET status = 'pending_payment', version = version + 1, updated_at = now() "
+  "WHERE id = $1 AND status = 'paying' RETURNING version";
+
+constexpr const char* stock_levels_sql =
+  "SELECT id, stock, version FROM products WHERE id = ANY($1::text[]) ORDER BY id";
 
 constexpr const char* credit_points_sql =
   "UPDATE customers SET loyalty_points = loyalty_points + $2, version = version + 1 "
@@ -143,6 +157,11 @@ constexpr const char* refund_sql =
 constexpr const char* overdue_sql =
   "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= now() "
   "ORDER BY payment_due_at LIMIT $1";
+
+constexpr const char* stale_paying_sql =
+  "SELECT id FROM orders WHERE status = 'paying' "
+  "AND paying_since <= now() - make_interval(secs => $2::double precision / 1000) "
+  "ORDER BY paying_since LIMIT $1";
 
 constexpr const char* insert_event_sql =
   "INSERT INTO events (entity, seq, type, payload) VALUES ($1, $2, $3, $4::jsonb)";
@@ -514,6 +533,32 @@ std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const mode
   return out;
 }
 
+std::optional<std::int64_t> begin_payment(pqxx::transaction_base& tx, const std::string& order_id,
+                                          const std::string& reference) {
+  auto rows = tx.exec_params(begin_payment_sql, order_id, reference);
+  if (rows.empty())
+    return std::nullopt;
+  return rows[0][0].as<std::int64_t>();
+}
+
+std::optional<std::int64_t> abandon_payment(pqxx::transaction_base& tx,
+                                            const std::string& order_id) {
+  auto rows = tx.exec_params(abandon_payment_sql, order_id);
+  if (rows.empty())
+    return std::nullopt;
+  return rows[0][0].as<std::int64_t>();
+}
+
+std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,
+                                       const std::vector<std::string>& product_ids) {
+  std::vector<stock_change> out;
+  if (product_ids.empty())
+    return out;
+  for (const auto& r : tx.exec_params(stock_levels_sql, id_array(product_ids)))
+    out.push_back({r[0].as<std::string>(), r[1].as<std::int64_t>(), r[2].as<std::int64_t>()});
+  return out;
+}
+
 std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& from) {
   auto rows = tx.exec_params(cancel_sql, o.id, from);
@@ -549,6 +594,14 @@ std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const mode
 std::vector<std::string> overdue_orders(pqxx::transaction_base& tx, int limit) {
   std::vector<std::string> ids;
   for (const auto& r : tx.exec_params(overdue_sql, limit))
+    ids.push_back(r[0].as<std::string>());
+  return ids;
+}
+
+std::vector<std::string> stale_payments(pqxx::transaction_base& tx, int limit,
+                                        std::int64_t older_than_ms) {
+  std::vector<std::string> ids;
+  for (const auto& r : tx.exec_params(stale_paying_sql, limit, older_than_ms))
     ids.push_back(r[0].as<std::string>());
   return ids;
 }

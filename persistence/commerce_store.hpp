@@ -118,8 +118,22 @@ bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref&
 std::optional<std::int64_t> transition(pqxx::transaction_base& tx, const std::string& order_id,
                                        const std::string& from, const std::string& to);
 
+/// Marks the order `paying` under the charge `reference` (the intent, written before the
+/// provider is called); its new version, or nothing when it was not pending payment.
+std::optional<std::int64_t> begin_payment(pqxx::transaction_base& tx, const std::string& order_id,
+                                          const std::string& reference);
+
+/// Puts a `paying` order back to pending payment (nothing was charged); its new version, or
+/// nothing when it was not paying any more.
+std::optional<std::int64_t> abandon_payment(pqxx::transaction_base& tx,
+                                            const std::string& order_id);
+
+/// The current stock and version of the products, as PostgreSQL has them.
+std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,
+                                       const std::vector<std::string>& product_ids);
+
 /// Records a captured payment, marks the order paid and credits loyalty points, once.
-/// Nothing when the order was not pending payment any more.
+/// Nothing when the order was neither paying nor pending payment any more.
 struct paid_result {
   std::int64_t order_version = 0;
   std::int64_t customer_points = 0;
@@ -142,6 +156,10 @@ std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const mode
 
 /// Ids of unpaid orders whose payment time is over.
 std::vector<std::string> overdue_orders(pqxx::transaction_base& tx, int limit);
+
+/// Ids of orders `paying` for longer than `older_than_ms`: their payment's outcome was lost.
+std::vector<std::string> stale_payments(pqxx::transaction_base& tx, int limit,
+                                        std::int64_t older_than_ms);
 
 /// Appends an outbox event for `entity` at sequence `seq`.
 void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::int64_t seq,

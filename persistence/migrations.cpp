@@ -221,6 +221,30 @@ CREATE INDEX orders_customer_unpaid_idx ON orders (customer_id) WHERE status = '
 CREATE INDEX carts_unused_expires_idx ON carts (expires_at) WHERE order_id IS NULL;
 CREATE INDEX events_created_idx ON events (created_at);
 )sql"},
+    {6, "payment_intents", R"sql(
+-- A payment is a saga step outside the database workers: the order is marked `paying` with the
+-- charge reference (derived from the order, so every attempt and every reconciliation names the
+-- same charge) before the provider is called, and the outcome is recorded after. An order left
+-- `paying` (a crash, a lost answer) is reconciled by asking the provider about that reference.
+ALTER TABLE orders DROP CONSTRAINT orders_status_check;
+ALTER TABLE orders ADD CONSTRAINT orders_status_check CHECK (status IN
+  ('pending_payment', 'paying', 'paid', 'shipped', 'delivered', 'cancelled'));
+ALTER TABLE orders ADD COLUMN payment_reference text, ADD COLUMN paying_since timestamptz;
+CREATE INDEX orders_paying_idx ON orders (paying_since) WHERE status = 'paying';
+
+-- The ledger of the built-in simulated provider (actors/payment_provider.cpp). It stands for
+-- the provider's own records: it survives a crash of this server, so reconciliation can ask
+-- whether a reference was charged. A real provider keeps this on its side.
+CREATE TABLE simulated_charges (
+  reference    text        PRIMARY KEY,
+  amount_cents bigint      NOT NULL,
+  currency     char(3)     NOT NULL,
+  method       text        NOT NULL,
+  status       text        NOT NULL CHECK (status IN ('captured', 'refunded')),
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  refunded_at  timestamptz
+);
+)sql"},
   };
   return all;
 }

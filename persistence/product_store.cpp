@@ -157,4 +157,33 @@ std::optional<model::product> decode(const std::string& text) {
   }
 }
 
+bool cache_put(redis_cache& cache, const model::product& p, int ttl_s) {
+  return cache.set_unless_newer(cache_key(p.id), encode(p), p.version, ttl_s);
+}
+
+bool forget_cached(redis_cache& cache, const std::string& id, std::int64_t version, int ttl_s) {
+  nlohmann::json tombstone{{"tombstone", true}, {"version", version}};
+  return cache.set_unless_newer(cache_key(id), tombstone.dump(), version, ttl_s);
+}
+
+namespace testing {
+void (*after_read)(backend& b, const model::product& read) = nullptr;
+} // namespace testing
+
+std::optional<model::product> load(backend& b, const std::string& id, bool use_cache) {
+  if (use_cache)
+    if (auto cached = b.cache.get(cache_key(id)))
+      if (auto p = decode(*cached))
+        return p;
+  pqxx::read_transaction tx{b.pg.connection()};
+  auto p = find(tx, id);
+  tx.commit();
+  if (p) {
+    if (testing::after_read)
+      testing::after_read(b, *p);
+    cache_put(b.cache, *p, b.cache_ttl_s);
+  }
+  return p;
+}
+
 } // namespace emporium::persistence::product_store

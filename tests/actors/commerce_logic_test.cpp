@@ -91,6 +91,20 @@ TEST_CASE("order state machine: an unknown status allows nothing", "[commerce][l
   }
 }
 
+TEST_CASE("order state machine: nothing happens to an order while its payment is in progress",
+          "[commerce][logic]") {
+  for (auto action : {order_action::pay, order_action::cancel_owner, order_action::cancel_admin,
+                      order_action::ship, order_action::deliver, order_action::expire}) {
+    auto next = commerce::next_status(model::order_status::paying, action);
+    REQUIRE_FALSE(next.ok());
+    CHECK(next.error().code == errc::conflict);
+    // The internal status is not named: the API shows such an order as pending_payment.
+    CHECK(next.error().detail.find("paying") == std::string::npos);
+  }
+  CHECK(model::order_status::shown(model::order_status::paying) == "pending_payment");
+  CHECK(model::order_status::shown(model::order_status::paid) == "paid");
+}
+
 TEST_CASE("shipping quote: zones by country, weight brackets, per currency",
           "[commerce][logic][shipping]") {
   config::shipping_settings table; // the built-in rate table

@@ -1,0 +1,315 @@
+// Money and state against the real PostgreSQL and Redis: a product load cannot put a copy into
+// Redis after a newer change invalidated it, and a stock change whose answer was lost (it
+// committed after the order actor gave up) still reaches the product actors' memory.
+
+#include "actors/runtime.hpp"
+#include "persistence/backend.hpp"
+#include "persistence/commerce_store.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg.hpp"
+#include "persistence/product_store.hpp"
+#include "support/test_env.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+using namespace emporium;
+using namespace std::chrono_literals;
+namespace ps = emporium::persistence::product_store;
+using actors::runtime;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+persistence::pg_options pg_opts() {
+  return persistence::pg_options{test::pg_url(), 2'000, 20'000};
+}
+
+void ensure_schema() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    persistence::pg_session s{pg_opts()};
+    persistence::migrate(s);
+  });
+}
+
+model::product_draft make_draft(std::int64_t stock) {
+  model::product_draft d;
+  d.sku = test::unique("MONEY");
+  d.name = "Money Teapot " + d.sku;
+  d.description = "Holds tea in integration tests";
+  d.price_cents = 1500;
+  d.currency = "USD";
+  d.category = "moneytest";
+  d.stock = stock;
+  d.weight_grams = 100;
+  return d;
+}
+
+// -- the cache write of a load never overtakes a newer invalidation ------------------------------
+
+/// What the hook does between the load's read and its cache write: an order commits a new
+/// stock and invalidates the cached product, as commerce_actors.cpp does after a commit.
+std::string hooked_id;
+void order_commits_meanwhile(persistence::backend& b, const model::product& read) {
+  if (read.id != hooked_id)
+    return;
+  pqxx::work tx{b.pg.connection()};
+  auto row = tx.exec_params("UPDATE products SET stock = stock - 1, version = version + 1 "
+                            "WHERE id = $1 RETURNING version",
+                            read.id)
+               .at(0);
+  tx.commit();
+  ps::forget_cached(b.cache, read.id, row[0].as<std::int64_t>(), b.cache_ttl_s);
+}
+
+} // namespace
+
+TEST_CASE("cache: a load that read before an order's commit cannot cache its copy after the "
+          "order's invalidation",
+          "[pg][cache][money]") {
+  ensure_schema();
+  auto s = test::test_settings();
+  persistence::backend b{s};
+  model::product created;
+  {
+    pqxx::work tx{b.pg.connection()};
+    created = ps::insert(tx, test::unique("prod"), make_draft(10));
+    tx.commit();
+  }
+  REQUIRE(b.cache.del(ps::cache_key(created.id)));
+
+  hooked_id = created.id;
+  ps::testing::after_read = order_commits_meanwhile;
+  auto first = ps::load(b, created.id, true); // reads v1, then the order commits v2
+  ps::testing::after_read = nullptr;
+  hooked_id.clear();
+  REQUIRE(first);
+  CHECK(first->version == created.version); // what it read, before the order
+
+  // Redis must not hold the copy the load read: a reader would get the old stock for an hour.
+  auto cached = b.cache.get(ps::cache_key(created.id));
+  if (cached) {
+    auto p = ps::decode(*cached);
+    CHECK_FALSE((p && p->version == created.version));
+  }
+  auto again = ps::load(b, created.id, true);
+  REQUIRE(again);
+  CHECK(again->version == created.version + 1);
+  CHECK(again->stock == created.stock - 1);
+  // That load cached the current row: a newer version replaces the tombstone.
+  auto now_cached = b.cache.get(ps::cache_key(created.id));
+  REQUIRE(now_cached);
+  auto decoded = ps::decode(*now_cached);
+  REQUIRE(decoded);
+  CHECK(decoded->version == created.version + 1);
+  // And an older copy still cannot replace it.
+  CHECK(ps::cache_put(b.cache, created, 60));
+  auto still = ps::decode(b.cache.get(ps::cache_key(created.id)).value_or(""));
+  REQUIRE(still);
+  CHECK(still->version == created.version + 1);
+}
+
+// -- lost answers ----------------------------------------------------------------------------------
+
+namespace {
+
+std::int64_t stock_in_postgres(const std::string& id) {
+  persistence::pg_session s{pg_opts()};
+  pqxx::read_transaction tx{s.connection()};
+  return tx.exec_params("SELECT stock FROM products WHERE id = $1", id).at(0)[0].as<std::int64_t>();
+}
+
+template <class T>
+result<T> wait(std::future<result<T>>& f, std::chrono::milliseconds limit = 15s) {
+  if (f.wait_for(limit) != std::future_status::ready)
+    FAIL("the runtime did not answer within " << limit.count() << " ms");
+  return f.get();
+}
+
+/// Calls `start(callback)` on the runtime and waits for the answer.
+template <class T, class Start>
+result<T> call(Start start, std::chrono::milliseconds limit = 15s) {
+  auto promise = std::make_shared<std::promise<result<T>>>();
+  auto once = std::make_shared<std::once_flag>();
+  auto future = promise->get_future();
+  start([promise, once](result<T> r) {
+    std::call_once(*once, [&] { promise->set_value(std::move(r)); });
+  });
+  return wait(future, limit);
+}
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit) {
+  auto until = clock_type::now() + limit;
+  while (!pred()) {
+    if (clock_type::now() > until)
+      return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
+/// Makes every insert of an outbox event of the listed entities sleep `ms` in PostgreSQL, so
+/// that a transaction touching several of them outlasts the job's deadline while no statement
+/// reaches the statement timeout: the commit then happens after its answer was given up.
+class slow_events {
+ public:
+  explicit slow_events(int ms) : session_(pg_opts()) {
+    pqxx::work tx{session_.connection()};
+    tx.exec("CREATE TABLE IF NOT EXISTS test_slow_entities (entity text PRIMARY KEY, "
+            "sleep_ms int NOT NULL)");
+    tx.exec(R"sql(
+CREATE OR REPLACE FUNCTION test_slow_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  ms int;
+BEGIN
+  SELECT sleep_ms INTO ms FROM test_slow_entities WHERE entity = NEW.entity;
+  IF ms IS NOT NULL THEN
+    PERFORM pg_sleep(ms / 1000.0);
+  END IF;
+  RETURN NEW;
+END
+$fn$)sql");
+    tx.exec("DROP TRIGGER IF EXISTS test_slow_event ON events");
+    tx.exec("CREATE TRIGGER test_slow_event BEFORE INSERT ON events FOR EACH ROW "
+            "EXECUTE FUNCTION test_slow_event()");
+    tx.commit();
+    ms_ = ms;
+  }
+  ~slow_events() {
+    try {
+      pqxx::work tx{session_.connection()};
+      tx.exec("DROP TRIGGER IF EXISTS test_slow_event ON events");
+      tx.exec("DELETE FROM test_slow_entities");
+      tx.commit();
+    } catch (const std::exception& e) {
+      WARN("could not drop the slow-event trigger: " << e.what());
+    }
+  }
+  void slow_down(const std::string& product_id) {
+    pqxx::work tx{session_.connection()};
+    tx.exec_params("INSERT INTO test_slow_entities (entity, sleep_ms) VALUES ($1, $2) "
+                   "ON CONFLICT (entity) DO UPDATE SET sleep_ms = excluded.sleep_ms",
+                   "product:" + product_id, ms_);
+    tx.commit();
+  }
+
+ private:
+  persistence::pg_session session_;
+  int ms_ = 0;
+};
+
+model::address us_address() {
+  model::address a;
+  a.name = "Ann";
+  a.line1 = "1 Main St";
+  a.city = "Springfield";
+  a.postal_code = "12345";
+  a.country = "US";
+  return a;
+}
+
+
+struct shop {
+  runtime rt;
+  model::principal customer;
+  std::vector<model::product> products;
+
+  explicit shop(const config::settings& s) : rt(s) {
+    model::customer_draft d{test::unique("money") + "@example.com", "Money Tester",
+                            "correct horse battery staple"};
+    auto c = call<model::customer>([&](auto cb) { rt.create_customer(d, cb); });
+    if (!c)
+      FAIL("create customer: " << c.error().detail);
+    customer = model::principal{false, c->id};
+    for (int i = 0; i < 3; ++i) {
+      auto p = call<model::product>([&](auto cb) { rt.create_product(make_draft(20), cb); });
+      if (!p)
+        FAIL("create product: " << p.error().detail);
+      products.push_back(*p);
+    }
+  }
+
+  std::int64_t stock_in_memory(const std::string& id) {
+    auto p = call<model::product>([&](auto cb) { rt.get_product(id, cb); });
+    return p ? p->stock : -1;
+  }
+
+  /// Every product actor holds the stock PostgreSQL has.
+  bool memory_matches_postgres() {
+    for (const auto& p : products)
+      if (stock_in_memory(p.id) != stock_in_postgres(p.id))
+        return false;
+    return true;
+  }
+
+  model::order_request request() const {
+    model::order_request req;
+    for (const auto& p : products)
+      req.items.push_back({p.id, 2});
+    req.shipping_address = us_address();
+    return req;
+  }
+};
+
+config::settings short_db_deadline() {
+  ensure_schema();
+  auto s = test::test_settings();
+  // db_timeout is statement_timeout + 500 ms = 2.5 s; three slowed events take 3.6 s.
+  s.postgres.statement_timeout_ms = 2'000;
+  s.http.request_timeout_ms = 10'000;
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("lost answers: a placement that committed after the order gave up still reaches the "
+          "products' memory",
+          "[pg][runtime][money]") {
+  shop sh{short_db_deadline()};
+  slow_events slow{1'200};
+  for (const auto& p : sh.products) {
+    REQUIRE(sh.stock_in_memory(p.id) == 20);
+    slow.slow_down(p.id);
+  }
+
+  auto placed = call<model::order_outcome>(
+    [&](auto cb) { sh.rt.place_order(sh.customer, sh.request(), cb); }, 20s);
+  REQUIRE_FALSE(placed); // the answer was given up...
+  // ...but the transaction committed after all.
+  REQUIRE(eventually([&] { return stock_in_postgres(sh.products.front().id) == 18; }, 10s));
+  CHECK(eventually([&] { return sh.memory_matches_postgres(); }, 10s));
+  for (const auto& p : sh.products)
+    CHECK(sh.stock_in_memory(p.id) == 18);
+}
+
+TEST_CASE("lost answers: a cancellation that committed after the order gave up still reaches "
+          "the products' memory",
+          "[pg][runtime][money]") {
+  shop sh{short_db_deadline()};
+  auto placed = call<model::order_outcome>(
+    [&](auto cb) { sh.rt.place_order(sh.customer, sh.request(), cb); });
+  REQUIRE(placed);
+  auto order_id = placed->placed.id;
+  for (const auto& p : sh.products)
+    REQUIRE(sh.stock_in_memory(p.id) == 18);
+
+  slow_events slow{1'200};
+  for (const auto& p : sh.products)
+    slow.slow_down(p.id);
+  auto cancelled = call<model::order>(
+    [&](auto cb) { sh.rt.cancel_order(sh.customer, order_id, cb); }, 20s);
+  REQUIRE_FALSE(cancelled);
+  REQUIRE(eventually([&] { return stock_in_postgres(sh.products.front().id) == 20; }, 10s));
+  CHECK(eventually([&] { return sh.memory_matches_postgres(); }, 10s));
+  for (const auto& p : sh.products)
+    CHECK(sh.stock_in_memory(p.id) == 20);
+}
