@@ -4,6 +4,7 @@
 // assumes empty tables. Catch2 assertions are not thread-safe: worker threads only record what
 // they saw; the checks run on the test's thread afterwards.
 
+#include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
 #include "persistence/ids.hpp"
@@ -56,44 +57,6 @@ server_process& commerce_server() {
 }
 
 // -- HTTP helpers ---------------------------------------------------------------------------------
-
-header_map admin() {
-  return {{"Authorization", admin_bearer()}};
-}
-
-header_map with(header_map h, const std::string& name, const std::string& value) {
-  h[name] = value;
-  return h;
-}
-
-std::string show(const http_response& r) {
-  return std::to_string(r.status) + " " + r.body;
-}
-
-json address(const std::string& country = "US") {
-  return json{{"name", "Ada Lovelace"}, {"line1", "1 Analytical Way"}, {"city", "Springfield"},
-              {"postal_code", "12345"}, {"country", country}};
-}
-
-json order_body(const std::vector<std::pair<std::string, int>>& lines,
-                const std::string& country = "US") {
-  json items = json::array();
-  for (const auto& [id, qty] : lines)
-    items.push_back({{"product_id", id}, {"quantity", qty}});
-  return json{{"items", items}, {"shipping_address", address(country)}};
-}
-
-/// A problem+json answer with `status`.
-void check_problem(const http_response& r, int status) {
-  INFO("answer: " << show(r));
-  REQUIRE(r.status == status);
-  CHECK(r.header("content-type").rfind("application/problem+json", 0) == 0);
-  auto j = json::parse(r.body, nullptr, false);
-  REQUIRE(j.is_object());
-  CHECK(j.value("status", json()) == status);
-  CHECK(j.value("title", json()).is_string());
-  CHECK(j.value("detail", json()).is_string());
-}
 
 struct product_spec {
   std::int64_t stock = 10;
