@@ -139,7 +139,9 @@ bench_seed() {
 
 # The server's environment for benchmarks. Rate limits: every request of the generator comes
 # from one address, so the per-client buckets are made too large to matter (the limiter still
-# runs on every request). Logging at warn: no access log line per request.
+# runs on every request). The set-up signs up many customers at once and each benchmark
+# customer leaves many orders unpaid: the hashing queues and the unpaid-order cap are lifted too.
+# Logging at warn: no access log line per request.
 bench_server_env() {
   printf '%s\n' \
     "EMPORIUM_PG_URL=$BENCH_PG_URL" \
@@ -151,7 +153,10 @@ bench_server_env() {
     "EMPORIUM_RATE_LIMIT_LOGIN_CAPACITY=1000000000" \
     "EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S=1000000000" \
     "EMPORIUM_RATE_LIMIT_SIGNUP_CAPACITY=1000000000" \
-    "EMPORIUM_RATE_LIMIT_SIGNUP_REFILL_PER_S=1000000000"
+    "EMPORIUM_RATE_LIMIT_SIGNUP_REFILL_PER_S=1000000000" \
+    "EMPORIUM_AUTH_SIGNUP_QUEUE_LIMIT=100000" \
+    "EMPORIUM_AUTH_LOGIN_QUEUE_LIMIT=100000" \
+    "EMPORIUM_ORDERS_MAX_OPEN_UNPAID_PER_CUSTOMER=10000"
 }
 
 # bench_start_server [VAR=value...]: emporium serve on a free port with bench_server_env plus
