@@ -278,9 +278,16 @@ int announced_max_connections(const server_process& srv) {
   return -1;
 }
 
+/// Printed, given to Catch, and appended to $EMPORIUM_TEST_FAULTS_SUMMARY when set (.ci/run
+/// prints that file in its summary).
 void report(const std::string& line) {
   std::cout << "HOSTILE " << line << std::endl;
   WARN("HOSTILE " << line);
+  auto path = emporium::test::env_or("EMPORIUM_TEST_FAULTS_SUMMARY", "");
+  if (!path.empty()) {
+    std::ofstream out{path, std::ios::app};
+    out << "HOSTILE " << line << "\n";
+  }
 }
 
 const int idle_timeout_ms = 3000;
