@@ -138,6 +138,10 @@ bool server_process::spawn(std::string& why) {
     std::string kv{*e};
     if (starts_with(kv, "EMPORIUM_") && !starts_with(kv, "EMPORIUM_TEST_"))
       continue;
+    // A variable the test sets itself replaces this process's (getenv finds the first).
+    auto name = kv.substr(0, kv.find('='));
+    if (extra_env_.count(name))
+      continue;
     env.push_back(std::move(kv));
   }
   env_map vars{

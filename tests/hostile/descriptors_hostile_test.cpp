@@ -290,6 +290,15 @@ void report(const std::string& line) {
   }
 }
 
+/// UBSAN_OPTIONS for a server that runs out of descriptors on purpose: the test's own options
+/// plus the suppression of UBSan's vptr check, which needs a free descriptor to read a vtable
+/// (see scripts/sanitizer/ubsan-out-of-descriptors.supp). Harmless without sanitizers.
+std::string out_of_descriptors_ubsan_options() {
+  auto options = emporium::test::env_or("UBSAN_OPTIONS", "");
+  return options + (options.empty() ? "" : ":") + "suppressions=" EMPORIUM_SOURCE_DIR
+         "/scripts/sanitizer/ubsan-out-of-descriptors.supp";
+}
+
 const int idle_timeout_ms = 3000;
 const int flood_size = 1100;
 
@@ -422,7 +431,8 @@ TEST_CASE("descriptors: http.max_connections set above the limit: accept pauses 
           "one warning, the waiting client is served once idle connections close",
           "[hostile][descriptors]") {
   REQUIRE(raise_own_open_files(4096));
-  server_process srv{flood_env({{"EMPORIUM_HTTP_MAX_CONNECTIONS", "5000"}}),
+  server_process srv{flood_env({{"EMPORIUM_HTTP_MAX_CONNECTIONS", "5000"},
+                                {"UBSAN_OPTIONS", out_of_descriptors_ubsan_options()}}),
                      open_files_limit{1024, 1024}};
   auto cs = flood(flood_size, 100, 2, srv.port());
   settle(cs, milliseconds(1000));
