@@ -116,12 +116,17 @@ std::string stock_mismatches(pqxx::connection& conn, const std::vector<std::stri
                              const std::string& counted_statuses_sql) {
   std::ostringstream out;
   for (const auto& p : products) {
-    auto stock = scalar(conn, "SELECT stock FROM products WHERE id = $1", p);
-    auto held = scalar(conn,
-                       "SELECT coalesce(sum(l.quantity), 0) FROM order_lines l JOIN orders o ON "
-                       "o.id = l.order_id WHERE l.product_id = $1 AND o.status "
-                         + counted_statuses_sql,
-                       p);
+    // One statement, one snapshot: the payment sweeper may cancel an order (stock back, status
+    // cancelled, one transaction) between two separate reads, which then miss its quantity.
+    pqxx::read_transaction tx{conn};
+    auto row = tx.exec_params("SELECT p.stock, (SELECT coalesce(sum(l.quantity), 0) FROM "
+                              "order_lines l JOIN orders o ON o.id = l.order_id WHERE "
+                              "l.product_id = p.id AND o.status "
+                                + counted_statuses_sql + ") FROM products p WHERE p.id = $1",
+                              p)
+                 .at(0);
+    auto stock = row[0].as<std::int64_t>();
+    auto held = row[1].as<std::int64_t>();
     if (stock + held != initial_stock)
       out << " " << p << ": " << stock << " + " << held << " != " << initial_stock << ";";
   }
