@@ -10,6 +10,7 @@
 
 #include "e2e/server_process.hpp"
 #include "gateway/gateway_support.hpp"
+#include "hostile/hostile_support.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -278,16 +279,8 @@ int announced_max_connections(const server_process& srv) {
   return -1;
 }
 
-/// Printed, given to Catch, and appended to $EMPORIUM_TEST_FAULTS_SUMMARY when set (.ci/run
-/// prints that file in its summary).
 void report(const std::string& line) {
-  std::cout << "HOSTILE " << line << std::endl;
-  WARN("HOSTILE " << line);
-  auto path = emporium::test::env_or("EMPORIUM_TEST_FAULTS_SUMMARY", "");
-  if (!path.empty()) {
-    std::ofstream out{path, std::ios::app};
-    out << "HOSTILE " << line << "\n";
-  }
+  emporium::hostile::report_line(line);
 }
 
 /// UBSAN_OPTIONS for a server that runs out of descriptors on purpose: the test's own options

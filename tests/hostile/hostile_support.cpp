@@ -31,14 +31,18 @@ std::size_t log_lines(const test::server_process& srv) {
 void report_hostile(const std::string& name, const std::string& sent,
                     const std::map<int, std::size_t>& by_status, const std::string& figures) {
   std::ostringstream line;
-  line << "HOSTILE " << name << ": sent " << sent << "; answers {"
-       << faults::format_statuses(by_status) << "}; " << figures;
-  std::cout << line.str() << std::endl;
-  WARN(line.str());
+  line << name << ": sent " << sent << "; answers {" << faults::format_statuses(by_status)
+       << "}; " << figures;
+  report_line(line.str());
+}
+
+void report_line(const std::string& line) {
+  std::cout << "HOSTILE " << line << std::endl;
+  WARN("HOSTILE " << line);
   auto path = test::env_or("EMPORIUM_TEST_FAULTS_SUMMARY", "");
   if (!path.empty()) {
     std::ofstream out{path, std::ios::app};
-    out << line.str() << "\n";
+    out << "HOSTILE " << line << "\n";
   }
 }
 

@@ -17,8 +17,11 @@ long rss_kib(const test::server_process& srv);
 /// Lines in the server's log so far.
 std::size_t log_lines(const test::server_process& srv);
 
-/// One line: "HOSTILE <name>: sent <what>; answers {...}; <figures>", printed on stdout, given
-/// to Catch as a WARN, and appended to $EMPORIUM_TEST_FAULTS_SUMMARY when set.
+/// "HOSTILE <line>", printed on stdout, given to Catch as a WARN, and appended to
+/// $EMPORIUM_TEST_FAULTS_SUMMARY when set (.ci/run prints that file in its summary).
+void report_line(const std::string& line);
+
+/// report_line of "<name>: sent <what>; answers {...}; <figures>".
 void report_hostile(const std::string& name, const std::string& sent,
                     const std::map<int, std::size_t>& by_status, const std::string& figures);
 
