@@ -690,12 +690,10 @@ TEST_CASE("runtime: shutdown with active entities returns promptly",
   auto t0 = clock_type::now();
   rt.shutdown();
   auto took = seconds_since(t0);
-  // KNOWN BUG: shutdown() exits the managers, bridges and db workers but not the entity actors
-  // (spawned by the manager, neither linked nor told to stop). They end only when their last
-  // strong reference goes, and CAF's pending request-timeout timers hold one until they fire:
-  // the db_timeout (postgres.statement_timeout_ms + 500 ms = 5.5 s) of the entity's last
-  // database request. So shutdown blocks for up to 5.5 s after any product was touched
-  // (measured: 5.5 s here; 1.0 s with statement_timeout_ms = 1000 after a 0.5 s pause).
+  // shutdown() must stop the entity actors too, not only the managers, bridges and db workers:
+  // an entity left to end by itself ends when its last strong reference goes, and CAF's
+  // pending request-timeout timers hold one until they fire, the db_timeout
+  // (postgres.statement_timeout_ms + 500 ms = 5.5 s) of the entity's last database request.
   CHECK(took < 2.0);
 }
 
@@ -771,11 +769,10 @@ TEST_CASE("runtime: a change made while Redis was unreachable is not hidden by t
   {
     runtime rt{s}; // Redis reachable again; a fresh activation
     auto now = get_ok(rt, created.id);
-    // KNOWN BUG: the write committed while Redis was unreachable could neither SET nor DEL the
-    // key, so the pre-outage value (version 1, old price) stays in Redis for up to redis.ttl_s
-    // (1 h) and every fresh activation serves it: the acknowledged update "disappears", and a
-    // PATCH with If-Match of the real version then fails 412. DESIGN.md §4 says a Redis outage
-    // makes reads "slower, never wrong". product_actor.cpp load() trusts any cached value.
+    // The write committed while Redis was unreachable could neither SET nor DEL the key, so
+    // Redis still holds the pre-outage value (version 1, old price). A fresh activation must
+    // not serve it: a Redis outage makes reads slower, never wrong (an acknowledged update
+    // that "disappears" would also make a PATCH with If-Match of the real version fail 412).
     CHECK(now.version == updated.version);
     CHECK(now.price_cents == 6543);
   }

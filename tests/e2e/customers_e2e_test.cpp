@@ -218,7 +218,7 @@ TEST_CASE("commerce: the authorization matrix: another customer's resources are 
   CHECK(as_admin("GET", "/orders/" + order_id).status == 200);
   check_problem(as_admin("POST", "/orders/" + order_id + "/ship"), 409);    // not paid yet
   check_problem(as_admin("POST", "/orders/" + order_id + "/deliver"), 409); // not shipped
-  // What only the owner does (DESIGN.md): changing a cart, checking it out, paying. The admin
+  // What only the owner does: changing a cart, checking it out, paying. The admin
   // gets 403 and nothing changes.
   for (const auto& k : calls) {
     if (k.target.find("/items/") == std::string::npos && k.target.find("/checkout") == std::string::npos

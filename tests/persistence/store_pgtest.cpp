@@ -852,7 +852,7 @@ TEST_CASE("guarded maps a lost connection to unavailable, and the next call reco
   CHECK(again.value() != pid);
 }
 
-// A regression test: a limit of 0 used to read past an empty page and crash the process.
+// A limit of 0 must answer an empty page, not read past it.
 TEST_CASE("product_store list with limit 0 answers an empty page", "[pg][products]") {
   ensure_schema();
   pg_session s{pg_opts()};
@@ -860,9 +860,9 @@ TEST_CASE("product_store list with limit 0 answers an empty page", "[pg][product
   pqxx::read_transaction tx{s.connection()};
   model::product_query q;
   q.limit = 0;
-  // KNOWN BUG: list() fetches limit + 1 = 1 row, sees items.size() == limit (0) on the first
-  // row and reads page.items.back() of an empty vector: SIGSEGV. runtime::list_products passes
-  // the query through unchecked; only the HTTP layer keeps limit within 1..100.
+  // list() fetches limit + 1 = 1 row, and must not take page.items.back() of the empty page as
+  // the cursor. runtime::list_products passes the query through unchecked; only the HTTP layer
+  // keeps limit within 1..100.
   auto page = ps::list(tx, q);
   CHECK(page.items.empty());
 }
