@@ -190,7 +190,7 @@ std::string probe(const target& where, const std::string& scenario) {
       return "GET /search: " + r.error;
     if (missing(r.status))
       return "GET /search answered " + std::to_string(r.status) +
-             " (the search endpoint of DESIGN.md section 3 is not there yet)";
+             " (this server does not serve the search endpoint)";
   }
   if (scenario == "checkout" || scenario == "mix") {
     // An empty body: 400 where the endpoint exists, and nothing is created.
@@ -200,7 +200,7 @@ std::string probe(const target& where, const std::string& scenario) {
         return std::string{"POST "} + path + ": " + r.error;
       if (missing(r.status))
         return std::string{"POST "} + path + " answered " + std::to_string(r.status) +
-               " (the commerce endpoints of DESIGN.md section 3 are not there yet)";
+               " (this server does not serve the commerce endpoints)";
     }
   }
   return {};

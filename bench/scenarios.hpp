@@ -1,5 +1,5 @@
 #pragma once
-/// The scenarios of emporium-bench, written against DESIGN.md §3:
+/// The scenarios of emporium-bench, written against the HTTP API (docs/api.md):
 ///   get          one fixed path (--path): the wrk cross-check and static ceilings
 ///   product-get  GET /products/{id}, ids uniform or Zipf-skewed over the catalog
 ///   browse       list pages (sometimes by category, following cursors) and product pages

@@ -36,6 +36,7 @@ EMPORIUM_DEPS=(
   postgresql-15 postgresql-contrib-15 redis-server
   curl procps iproute2
   prometheus nodejs npm
+  clang-format
 )
 
 # ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ TEST_CASE("order state machine: every (status, action) pair, allowed or conflict
   const std::vector<order_action> actions{order_action::pay,          order_action::cancel_owner,
                                           order_action::cancel_admin, order_action::ship,
                                           order_action::deliver,      order_action::expire};
-  // The only allowed transitions (DESIGN.md §3); every other pair is a 409.
+  // The only allowed transitions; every other pair is a 409.
   const std::map<std::pair<std::string, order_action>, std::string> allowed{
     {{st::pending_payment, order_action::pay}, st::paid},
     {{st::pending_payment, order_action::cancel_owner}, st::cancelled},

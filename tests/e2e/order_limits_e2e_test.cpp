@@ -335,7 +335,7 @@ TEST_CASE("limits: only verdicts on the request itself are replayed under an Ide
     CHECK(d.stock(product) == 2);
   }
 
-  SECTION("a stored out-of-stock answer, as earlier versions recorded, is not replayed") {
+  SECTION("an out-of-stock answer found stored under the key is not replayed") {
     auto key = unique("idem-legacy");
     auto body = order_body({{product, 1}}).dump();
     auto hash = emporium::persistence::sha256_hex(json::parse(body).dump());

@@ -1,4 +1,4 @@
-// End-to-end: the products slice of the HTTP contract (DESIGN.md §3), through the real
+// End-to-end: the products slice of the HTTP contract, through the real
 // `emporium serve` binary against the test PostgreSQL and Redis. The database is shared with
 // other tests: nothing here assumes empty tables, every SKU and category is unique.
 

@@ -1,4 +1,4 @@
-// End-to-end: the HTTP behaviour of the server itself (DESIGN.md §3 "Limits", §4 "SIGTERM"):
+// End-to-end: the HTTP behaviour of the server itself:
 // body and header limits, pipelining, keep-alive, slow clients, graceful shutdown, garbage.
 // One shared server for the default settings; extra ones only for special settings.
 
@@ -337,7 +337,7 @@ TEST_CASE("protocol: SIGTERM finishes in-flight requests, closes idle connection
   // No longer accepting, even if the process is still finishing.
   CHECK_FALSE(can_connect(srv.host(), srv.port()));
   // Whether `busy` is closed right after its last answer is the next test case's subject: here
-  // it depends on the order in which the batch completed (see the KNOWN BUG there).
+  // it depends on the order in which the batch completed.
 
   int status = srv.wait_exit(milliseconds(20'000));
   auto exit_ms = ms_since(t0);
@@ -392,11 +392,10 @@ TEST_CASE("protocol: SIGTERM while answers are still being written closes the co
   INFO("after the last answer: " << got.size() << " more bytes, closed: " << busy.peer_closed()
                                  << ", " << closed_ms << " ms after SIGTERM");
   CHECK(got.empty());
-  // KNOWN BUG: http/server.cpp session::on_write closes a draining connection only when
-  // `!reading_`, but after the last pipelined request the session is already waiting for the
-  // next one (reading_ == true), and answers that were ready before the drain carry no
-  // `Connection: close`. The connection stays open until the 10 s drain deadline stops the
-  // I/O loop, so the client sees no end of the exchange and SIGTERM takes > 10 s.
+  // After the last pipelined request the session is already waiting for the next one, and
+  // answers that were ready before the drain carry no `Connection: close`: the session must
+  // still close the draining connection once they are written, or the client sees no end of
+  // the exchange and SIGTERM waits for the 10 s drain deadline.
   CHECK(busy.peer_closed());
   int status = srv.wait_exit(milliseconds(25'000));
   INFO("exited " << ms_since(t0) << " ms after SIGTERM");

@@ -1,4 +1,4 @@
-// End-to-end: GET /search (DESIGN.md §3, issue 5) through the real `emporium serve` binary
+// End-to-end: GET /search through the real `emporium serve` binary
 // against the test PostgreSQL and Redis: writes seen by search as soon as they are answered,
 // bad input, signed cursors and paging. The database is shared and may hold a large catalog:
 // every product here carries a word and a category no other product has.

@@ -1,5 +1,5 @@
-// Fault: `kill -9` of the server in the middle of a checkout load, then a restart (DESIGN.md §4,
-// issue 7). Afterwards: every order answered 201 exists exactly once, and nothing else does
+// Fault: `kill -9` of the server in the middle of a checkout load, then a restart.
+// Afterwards: every order answered 201 exists exactly once, and nothing else does
 // (requests that got no answer are retried with their Idempotency-Key and find their order, or
 // place it once); for each product the starting stock equals the current stock plus the
 // quantities of orders that are not cancelled; the payment timeout of orders left unpaid across
@@ -340,8 +340,8 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
       stock_api_ok = false;
   }
 
-  // Expiring orders must not upset the actors doing it (the sweeper used to get each order's
-  // answer back, as an unexpected message, and the order actor stopped with that error).
+  // Expiring orders must not upset the actors doing it (an order's answer to the sweeper
+  // arriving as an unexpected message would stop the order actor with that error).
   std::size_t actor_errors = 0;
   {
     auto log = srv.log_tail(std::size_t{256} << 20);

@@ -1,8 +1,8 @@
-// Fault: PostgreSQL killed (`pg_ctl stop -m immediate`) under load, then started again
-// (DESIGN.md §4, issue 7). Writes and uncached reads must answer 503 problem+json with
-// Retry-After within the bound (postgres.connect_timeout_ms, 2 s by default, plus a margin),
-// /readyz 503, never a 500, never a hang; once PostgreSQL is back the pool reconnects and
-// service resumes by itself, without a restart of Emporium, with nothing half-written.
+// Fault: PostgreSQL killed (`pg_ctl stop -m immediate`) under load, then started again. Writes and
+// uncached reads must answer 503 problem+json with Retry-After within the bound
+// (postgres.connect_timeout_ms, 2 s by default, plus a margin), /readyz 503, never a 500, never a
+// hang; once PostgreSQL is back the pool reconnects and service resumes by itself, without a
+// restart of Emporium, with nothing half-written.
 
 #include "faults/fault_support.hpp"
 #include "persistence/ids.hpp"

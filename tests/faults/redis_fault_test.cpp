@@ -1,4 +1,4 @@
-// Fault: Redis goes away while clients keep working (DESIGN.md §4, issue 7). Redis is only a
+// Fault: Redis goes away while clients keep working. Redis is only a
 // cache: every endpoint must keep answering correctly from PostgreSQL (no 5xx, no hang), the
 // circuit breaker must stop paying a Redis failure per request, close by itself when Redis is
 // back, and no value older than a write made during the outage may be served afterwards.

@@ -1,4 +1,4 @@
-// End-to-end: the server's limits and graceful shutdown (issue 4): the connection limit, idle
+// End-to-end: the server's limits and graceful shutdown: the connection limit, idle
 // keep-alive connections, a client trickling its header one byte a second, and SIGTERM during
 // a burst of slow requests. Timing bounds here are liveness bounds with wide margins, never
 // speed requirements.

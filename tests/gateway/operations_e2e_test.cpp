@@ -1,4 +1,4 @@
-// End-to-end: what operators see of the real server (issue 4): /metrics checked by Prometheus's
+// End-to-end: what operators see of the real server: /metrics checked by Prometheus's
 // own parser (promtool) and moving with traffic, request ids in answers, problems and logs,
 // structured access logs without secrets, /openapi.json, CORS.
 

@@ -1,7 +1,7 @@
-// End-to-end: the token-bucket rate limiter of the real server (DESIGN.md §3 "Rate limiting",
-// issue 4). Each test has a server of its own with small buckets; tests that share a Redis use
-// a customer or a forwarded address of their own, so their buckets never meet. Reads are
-// counted on GET /products, not the health probes, which are never limited.
+// End-to-end: the token-bucket rate limiter of the real server. Each test has a server of its own
+// with small buckets; tests that share a Redis use a customer or a forwarded address of their own,
+// so their buckets never meet. Reads are counted on GET /products, not the health probes, which are
+// never limited.
 
 #include "gateway/gateway_support.hpp"
 #include "persistence/ids.hpp"

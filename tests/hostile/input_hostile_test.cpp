@@ -1,6 +1,6 @@
-// Hostile input: control characters in text fields. A NUL used to cut a name where PostgreSQL
-// stored it, and a NUL in a shipping address answered 500 after stock had been held. Every text
-// field now refuses C0 control characters and DEL with 400 naming the field, before anything
+// Hostile input: control characters in text fields. A NUL would cut a name where PostgreSQL
+// stores it, and a NUL in a shipping address would fail after stock had been held. Every text
+// field refuses C0 control characters and DEL with 400 naming the field, before anything
 // is held or written; only a product's description keeps tabs and line breaks.
 
 #include "faults/fault_support.hpp"

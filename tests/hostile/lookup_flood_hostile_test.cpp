@@ -1,6 +1,6 @@
-// Hostile: lookups of ids that do not exist. Each such id used to activate an entity actor that
-// paid a Redis GET and a PostgreSQL query and then lived for the whole idle timeout (60 s by
-// default), so a client could fill the node with empty actors. An entity that finds no row now
+// Hostile: lookups of ids that do not exist. Each such id activates an entity actor that pays
+// a Redis GET and a PostgreSQL query; were it to live for the whole idle timeout (60 s by
+// default), a client could fill the node with empty actors. An entity that finds no row
 // asks its manager to passivate it at once: after the flood, the active actors are back to
 // where they were, long before the idle timeout.
 

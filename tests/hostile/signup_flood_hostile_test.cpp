@@ -1,6 +1,6 @@
 // Hostile: a sign-up flood from one machine. Sign-up hashes the password (Argon2id, 64 MiB):
-// 32 concurrent sign-ups used to queue without bound on the same two workers as logins, so a
-// login from anyone waited seconds behind them. Now sign-ups and logins hash on workers of
+// 32 concurrent sign-ups queued without bound on the workers that hash logins would make a
+// login from anyone wait seconds behind them. Sign-ups and logins hash on workers of
 // their own, the sign-up queue is bounded (503 with Retry-After beyond it, never a wait past
 // the deadline), and a known email is refused before any hashing.
 

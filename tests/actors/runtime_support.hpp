@@ -1,0 +1,242 @@
+#pragma once
+/// What the runtime integration tests share: settings with the schema migrated, a pending answer
+/// with a deadline (callbacks run on actor threads; no Catch2 assertion is made inside one), the
+/// facade calls as plain functions, products read directly from PostgreSQL and Redis, and a port
+/// that never answers.
+
+#include "actors/runtime.hpp"
+#include "persistence/cache.hpp"
+#include "persistence/ids.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg.hpp"
+#include "persistence/product_store.hpp"
+#include "support/test_env.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace emporium::test::runtime_pg {
+
+using namespace std::chrono_literals;
+namespace ps = emporium::persistence::product_store;
+using actors::runtime;
+
+using clock_type = std::chrono::steady_clock;
+
+inline double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+/// Brings the schema up to date once per process (the CI database starts empty).
+inline void ensure_schema() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    persistence::pg_session s{persistence::pg_options{test::pg_url(), 2'000, 5'000}};
+    persistence::migrate(s);
+  });
+}
+
+inline config::settings settings() {
+  ensure_schema();
+  return test::test_settings();
+}
+
+/// A pending answer: the callback to hand to the runtime, and a wait with a deadline.
+template <class T>
+class pending {
+ public:
+  pending() : state_(std::make_shared<shared>()), future_(state_->promise.get_future()) {}
+
+  /// Safe to call late (after the test gave up) and more than once (the first answer wins).
+  actors::callback<T> callback() const {
+    return [st = state_](result<T> r) {
+      if (st->calls.fetch_add(1) == 0)
+        st->promise.set_value(std::move(r));
+    };
+  }
+
+  /// The answer, or a failed test when none came within `limit`.
+  result<T> wait(std::chrono::milliseconds limit = 10s) {
+    if (future_.wait_for(limit) != std::future_status::ready)
+      FAIL("the runtime did not answer within " << limit.count() << " ms");
+    return future_.get();
+  }
+
+  int calls() const { return state_->calls.load(); }
+
+ private:
+  struct shared {
+    std::promise<result<T>> promise;
+    std::atomic<int> calls{0};
+  };
+  std::shared_ptr<shared> state_;
+  std::future<result<T>> future_;
+};
+
+inline result<model::product> get(runtime& rt, const std::string& id,
+                                  std::chrono::milliseconds limit = 10s) {
+  pending<model::product> p;
+  rt.get_product(id, p.callback());
+  return p.wait(limit);
+}
+
+inline result<model::product> create(runtime& rt, const model::product_draft& d,
+                                     std::chrono::milliseconds limit = 10s) {
+  pending<model::product> p;
+  rt.create_product(d, p.callback());
+  return p.wait(limit);
+}
+
+inline result<model::product> update(runtime& rt, const std::string& id,
+                                     const model::product_patch& patch,
+                                     std::int64_t expected_version = 0,
+                                     std::chrono::milliseconds limit = 10s) {
+  pending<model::product> p;
+  rt.update_product(id, patch, expected_version, p.callback());
+  return p.wait(limit);
+}
+
+inline result<model::product_page> list(runtime& rt, const model::product_query& q) {
+  pending<model::product_page> p;
+  rt.list_products(q, p.callback());
+  return p.wait();
+}
+
+inline result<bool> ready(runtime& rt, std::chrono::milliseconds limit = 10s) {
+  pending<bool> p;
+  rt.check_ready(p.callback());
+  return p.wait(limit);
+}
+
+inline result<bool> crash(runtime& rt, const std::string& id) {
+  pending<bool> p;
+  rt.crash_product(id, p.callback());
+  return p.wait();
+}
+
+/// Polls `pred` until it holds or `limit` passed; answers whether it held.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
+  auto until = clock_type::now() + limit;
+  while (!pred()) {
+    if (clock_type::now() > until)
+      return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+inline std::string describe(const failure& f) {
+  return "errc(" + std::to_string(static_cast<int>(f.code)) + ") " + f.detail;
+}
+
+inline model::product_draft make_draft(const std::string& category = "pgtest") {
+  model::product_draft d;
+  d.sku = test::unique("RT");
+  d.name = "Runtime Kettle " + d.sku;
+  d.description = "Boils water in integration tests";
+  d.price_cents = 1999;
+  d.currency = "EUR";
+  d.category = category;
+  d.stock = 10;
+  d.weight_grams = 900;
+  d.images = {"https://images.example.com/kettle.jpg"};
+  return d;
+}
+
+inline void check_same(const model::product& a, const model::product& b) {
+  CHECK(a.id == b.id);
+  CHECK(a.sku == b.sku);
+  CHECK(a.name == b.name);
+  CHECK(a.description == b.description);
+  CHECK(a.price_cents == b.price_cents);
+  CHECK(a.currency == b.currency);
+  CHECK(a.category == b.category);
+  CHECK(a.stock == b.stock);
+  CHECK(a.weight_grams == b.weight_grams);
+  CHECK(a.images == b.images);
+  CHECK(a.version == b.version);
+  CHECK(a.created_at_ms == b.created_at_ms);
+  CHECK(a.updated_at_ms == b.updated_at_ms);
+}
+
+/// Creates a product and fails the test unless that worked.
+inline model::product create_ok(runtime& rt, const model::product_draft& d = make_draft()) {
+  auto r = create(rt, d);
+  if (!r)
+    FAIL("create failed: " << describe(r.error()));
+  return r.value();
+}
+
+inline model::product get_ok(runtime& rt, const std::string& id) {
+  auto r = get(rt, id);
+  if (!r)
+    FAIL("get " << id << " failed: " << describe(r.error()));
+  return r.value();
+}
+
+inline std::optional<model::product> from_postgres(const std::string& id) {
+  persistence::pg_session s{persistence::pg_options{test::pg_url(), 2'000, 5'000}};
+  pqxx::read_transaction tx{s.connection()};
+  auto p = ps::find(tx, id);
+  tx.commit();
+  return p;
+}
+
+inline std::optional<model::product> from_redis(const std::string& id) {
+  persistence::redis_cache c{persistence::redis_options{test::redis_url(), 1'000}};
+  auto text = c.get(ps::cache_key(id));
+  if (!text)
+    return std::nullopt;
+  return ps::decode(*text);
+}
+
+inline bool drop_from_redis(const std::string& id) {
+  persistence::redis_cache c{persistence::redis_options{test::redis_url(), 1'000}};
+  return c.del(ps::cache_key(id));
+}
+
+inline model::product_patch price_patch(std::int64_t cents) {
+  model::product_patch p;
+  p.price_cents = cents;
+  return p;
+}
+
+/// A TCP port that accepts connections (into the kernel's backlog) but never answers.
+struct silent_listener {
+  int fd = -1;
+  int port = 0;
+  silent_listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(fd, 64) == 0);
+    socklen_t len = sizeof(addr);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+  }
+  ~silent_listener() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
+} // namespace emporium::test::runtime_pg

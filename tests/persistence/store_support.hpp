@@ -1,0 +1,128 @@
+#pragma once
+/// What the persistence integration tests share: connection options for the test PostgreSQL, the
+/// schema migrated once, product drafts, committed inserts and reads, and a port that never
+/// answers.
+
+#include "persistence/cache.hpp"
+#include "persistence/credentials.hpp"
+#include "persistence/ids.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg.hpp"
+#include "persistence/product_store.hpp"
+#include "persistence/seed.hpp"
+#include "support/test_env.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace emporium::test::store_pg {
+
+namespace ps = emporium::persistence::product_store;
+using persistence::pg_session;
+
+inline persistence::pg_options pg_opts() {
+  return persistence::pg_options{test::pg_url(), 2'000, 5'000};
+}
+
+/// Brings the schema up to date once per process (the CI database starts empty).
+inline void ensure_schema() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pg_session s{pg_opts()};
+    persistence::migrate(s);
+  });
+}
+
+inline model::product_draft make_draft(const std::string& category = "pgtest") {
+  model::product_draft d;
+  d.sku = test::unique("SKU");
+  d.name = "Test Lamp " + d.sku;
+  d.description = "A lamp for integration tests — with ünïcode";
+  d.price_cents = 2599;
+  d.currency = "EUR";
+  d.category = category;
+  d.stock = 7;
+  d.weight_grams = 350;
+  d.images = {"https://images.example.com/a.jpg", "https://images.example.com/b.jpg"};
+  return d;
+}
+
+inline void check_same(const model::product& a, const model::product& b) {
+  CHECK(a.id == b.id);
+  CHECK(a.sku == b.sku);
+  CHECK(a.name == b.name);
+  CHECK(a.description == b.description);
+  CHECK(a.price_cents == b.price_cents);
+  CHECK(a.currency == b.currency);
+  CHECK(a.category == b.category);
+  CHECK(a.stock == b.stock);
+  CHECK(a.weight_grams == b.weight_grams);
+  CHECK(a.images == b.images);
+  CHECK(a.version == b.version);
+  CHECK(a.created_at_ms == b.created_at_ms);
+  CHECK(a.updated_at_ms == b.updated_at_ms);
+}
+
+inline model::product insert_committed(pg_session& s, const model::product_draft& d) {
+  pqxx::work tx{s.connection()};
+  auto p = ps::insert(tx, persistence::new_id("prod"), d);
+  tx.commit();
+  return p;
+}
+
+inline std::optional<model::product> find_committed(pg_session& s, const std::string& id) {
+  pqxx::read_transaction tx{s.connection()};
+  auto p = ps::find(tx, id);
+  tx.commit();
+  return p;
+}
+
+inline std::int64_t scalar(pg_session& s, const std::string& sql) {
+  pqxx::nontransaction tx{s.connection()};
+  return tx.exec(sql)[0][0].as<std::int64_t>();
+}
+
+/// A TCP port that accepts connections (the kernel completes the handshake into the backlog)
+/// but never reads or answers: a hung server.
+struct silent_listener {
+  int fd = -1;
+  int port = 0;
+  silent_listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(fd, 16) == 0);
+    socklen_t len = sizeof(addr);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+  }
+  ~silent_listener() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
+using clock_type = std::chrono::steady_clock;
+
+inline double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+} // namespace emporium::test::store_pg
