@@ -1,13 +1,15 @@
 #pragma once
-/// The commerce rules as plain functions (no actors), so that each is tested on its own:
-/// the order state machine, shipping quotes, loyalty points and tiers, order totals.
+/// The rules of orders as plain functions (no actors), so that each is tested on its own: the
+/// order state machine, the limits of one order, shipping quotes (of an order, or of a cart
+/// priced as one), loyalty points and tiers (earned by paid orders), order totals.
 
 #include "config/settings.hpp"
 #include "persistence/commerce_model.hpp"
 
 #include <string>
+#include <vector>
 
-namespace emporium::actors::commerce {
+namespace emporium::actors::order_logic {
 
 /// What may be done to an order, and by whom.
 enum class order_action {
@@ -41,8 +43,15 @@ std::string loyalty_tier(std::int64_t points, const config::loyalty_settings& ti
 /// currencies or the address cannot be served.
 result<bool> price_order(model::order& o, const config::shipping_settings& table);
 
+/// The limits of one order (orders.max_lines lines, orders.max_units_per_line units of one
+/// product), wherever an order is made of lines: a cart's checkout, the order's placement, and
+/// POST /orders. One error per breach: "items" when there are too many lines, and
+/// "items[i].quantity" for each line over the unit limit. Empty: within the limits.
+std::vector<field_error> order_limit_errors(const std::vector<model::line_request>& lines,
+                                            const config::orders_settings& limits);
+
 /// Merges lines for the same product (summing quantities) and sorts them by product id: the
 /// fixed order in which stock is reserved, so that concurrent orders never wait on each other.
 std::vector<model::line_request> normalise_lines(std::vector<model::line_request> lines);
 
-} // namespace emporium::actors::commerce
+} // namespace emporium::actors::order_logic
