@@ -453,7 +453,8 @@ order_entity_actor::behavior_type order_entity(order_ptr self, entity_env env, s
         return make_domain_error(errc::conflict, next.error().detail);
       return pay(self, env, std::move(msg.payment_method));
     },
-    [self, current, cancel, settle_then_cancel](const order_cancel& msg) -> caf::result<model::order> {
+    [self, current, cancel,
+     settle_then_cancel](const order_cancel& msg) -> caf::result<model::order> {
       const auto& who = msg.who;
       auto* o = current(who);
       if (!o)

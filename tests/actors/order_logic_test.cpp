@@ -51,7 +51,7 @@ TEST_CASE("order state machine: every (status, action) pair, allowed or conflict
   const std::vector<order_action> actions{order_action::pay,          order_action::cancel_owner,
                                           order_action::cancel_admin, order_action::ship,
                                           order_action::deliver,      order_action::expire};
-  // The only allowed transitions (DESIGN.md §3); every other pair is a 409.
+  // The only allowed transitions; every other pair is a 409.
   const std::map<std::pair<std::string, order_action>, std::string> allowed{
     {{st::pending_payment, order_action::pay}, st::paid},
     {{st::pending_payment, order_action::cancel_owner}, st::cancelled},
@@ -271,4 +271,23 @@ TEST_CASE("normalise_lines merges one product's lines and sorts by product id",
     CHECK(ab[i].product_id == ba[i].product_id);
     CHECK(ab[i].quantity == ba[i].quantity);
   }
+}
+
+TEST_CASE("order limits: too many lines and too many units of one product are named",
+          "[commerce][logic][limits]") {
+  config::orders_settings limits;
+  limits.max_lines = 2;
+  limits.max_units_per_line = 5;
+  std::vector<model::line_request> lines{{"prod_a", 5}, {"prod_b", 1}};
+  CHECK(order_logic::order_limit_errors(lines, limits).empty());
+  lines[1].quantity = 6;
+  auto over_units = order_logic::order_limit_errors(lines, limits);
+  REQUIRE(over_units.size() == 1);
+  CHECK(over_units[0].field == "items[1].quantity");
+  lines.push_back({"prod_c", 7});
+  auto both = order_logic::order_limit_errors(lines, limits);
+  REQUIRE(both.size() == 3);
+  CHECK(both[0].field == "items");
+  CHECK(both[1].field == "items[1].quantity");
+  CHECK(both[2].field == "items[2].quantity");
 }

@@ -34,7 +34,8 @@ struct fixture {
   fixture() {
     persistence::migrate(s);
     pqxx::work tx{s.connection()};
-    customers::insert_customer(tx, customer, test::unique("ret") + "@example.com", "Retention", "x");
+    customers::insert_customer(tx, customer, test::unique("ret") + "@example.com", "Retention",
+                               "x");
     tx.commit();
   }
 
