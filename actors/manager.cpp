@@ -14,25 +14,10 @@ namespace emporium::actors {
 
 namespace {
 
-struct entry {
-  caf::actor handle;
-  caf::actor_clock::time_point last_used;
-  bool stopping = false;
-  /// Messages that arrived while the entity was passivating, with their promises.
-  std::vector<std::pair<caf::response_promise, caf::message>> held;
-};
+using detail::manager_entry;
+using detail::manager_state;
 
-struct manager_state {
-  manager_config cfg;
-  std::unordered_map<std::string, entry> entities;
-  std::unordered_map<caf::actor_addr, std::string> keys;
-  static inline const char* name = "entity_manager";
-};
-
-using manager_ptr = caf::stateful_actor<manager_state>*;
-
-entry& activate(manager_ptr self, const std::string& key) {
-  auto& st = self->state;
+manager_entry& activate(caf::scheduled_actor* self, manager_state& st, const std::string& key) {
   auto handle = st.cfg.make(self, key);
   self->monitor(handle);
   st.keys[handle.address()] = key;
@@ -45,8 +30,7 @@ entry& activate(manager_ptr self, const std::string& key) {
   return e;
 }
 
-void on_down(manager_ptr self, const caf::down_msg& dm) {
-  auto& st = self->state;
+void on_down(caf::scheduled_actor* self, manager_state& st, const caf::down_msg& dm) {
   auto k = st.keys.find(dm.source);
   if (k == st.keys.end())
     return;
@@ -67,71 +51,70 @@ void on_down(manager_ptr self, const caf::down_msg& dm) {
   if (held.empty())
     return;
   // Messages that waited for the old activation go to a fresh one, in arrival order.
-  auto& fresh = activate(self, key);
+  auto& fresh = activate(self, st, key);
   for (auto& [rp, msg] : held)
     rp.delegate(fresh.handle, std::move(msg));
 }
 
 /// From now on messages for the entity are held; the passivate message reaches it after every
 /// message delegated to it before, so those are still answered.
-void passivate(manager_ptr self, entry& e) {
+void passivate(manager_entry& e) {
   e.stopping = true;
-  self->send(caf::actor_cast<caf::actor>(e.handle), passivate_atom_v);
+  caf::anon_send(e.handle, passivate_atom_v);
 }
 
-void sweep(manager_ptr self) {
-  auto& st = self->state;
-  auto now = self->clock().now();
-  for (auto& [key, e] : st.entities)
-    if (!e.stopping && now - e.last_used >= st.cfg.idle)
-      passivate(self, e);
-}
+} // namespace
 
-caf::behavior manager(manager_ptr self, manager_config cfg) {
-  self->state.cfg = std::move(cfg);
+namespace detail {
+
+void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config cfg) {
+  st.cfg = std::move(cfg);
   // Sweep often enough that an entity stays at most ~1.25 idle periods.
-  auto period = std::clamp<caf::timespan>(self->state.cfg.idle / 4, std::chrono::milliseconds(50),
-                                          std::chrono::seconds(15));
-  self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
+  st.period = std::clamp<caf::timespan>(st.cfg.idle / 4, std::chrono::milliseconds(50),
+                                        std::chrono::seconds(15));
+  self->set_down_handler([self, &st](caf::down_msg& dm) { on_down(self, st, dm); });
   // Entities are monitored, not linked (a crash of one must not take the manager down), so a
   // stopping manager stops them itself; otherwise they would keep the actor system alive.
-  self->set_exit_handler([self](caf::exit_msg& msg) {
-    for (auto& [key, e] : self->state.entities)
+  self->set_exit_handler([self, &st](caf::exit_msg& msg) {
+    for (auto& [key, e] : st.entities)
       caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
     self->quit(std::move(msg.reason));
   });
-  self->set_default_handler(
-    [self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
-      auto msg = view.move_content_to_message();
-      if (msg.empty() || !msg.match_element<std::string>(0))
-        return caf::make_error(caf::sec::unexpected_message);
-      const auto& key = msg.get_as<std::string>(0);
-      auto& st = self->state;
-      auto it = st.entities.find(key);
-      entry* e = it != st.entities.end() ? &it->second : &activate(self, key);
-      if (e->stopping) {
-        auto rp = self->make_response_promise();
-        e->held.emplace_back(rp, std::move(msg));
-        return rp;
-      }
-      e->last_used = self->clock().now();
-      return self->delegate(e->handle, std::move(msg));
-    });
-  self->send(self, sweep_atom_v);
-  return {
-    [self, period](sweep_atom) {
-      sweep(self);
-      self->delayed_send(self, period, sweep_atom_v);
-    },
-    [self](absent_atom, const std::string& key, const caf::actor_addr& entity) {
-      // Only the current activation counts: a report from one already replaced is stale.
-      auto it = self->state.entities.find(key);
-      if (it != self->state.entities.end() && !it->second.stopping
-          && it->second.handle.address() == entity)
-        passivate(self, it->second);
-    },
-  };
+  caf::anon_send(caf::actor_cast<caf::actor>(self), sweep_atom_v);
 }
+
+caf::response_promise route(caf::scheduled_actor* self, manager_state& st,
+                            const std::string& key, caf::message msg) {
+  auto rp = self->make_response_promise();
+  auto it = st.entities.find(key);
+  manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key);
+  if (e->stopping) {
+    e->held.emplace_back(rp, std::move(msg));
+    return rp;
+  }
+  e->last_used = self->clock().now();
+  rp.delegate(e->handle, std::move(msg));
+  return rp;
+}
+
+void on_sweep(caf::scheduled_actor* self, manager_state& st) {
+  auto now = self->clock().now();
+  for (auto& [key, e] : st.entities)
+    if (!e.stopping && now - e.last_used >= st.cfg.idle)
+      passivate(e);
+  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.period, sweep_atom_v);
+}
+
+void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity) {
+  // Only the current activation counts: a report from one already replaced is stale.
+  auto it = st.entities.find(key);
+  if (it != st.entities.end() && !it->second.stopping && it->second.handle.address() == entity)
+    passivate(it->second);
+}
+
+} // namespace detail
+
+namespace {
 
 struct trimmer_state {
   std::int64_t trimmed_at = 0; ///< passivations counted at the last trim
@@ -167,10 +150,6 @@ caf::behavior memory_trimmer(caf::stateful_actor<trimmer_state>* self,
 }
 
 } // namespace
-
-caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg) {
-  return sys.spawn(manager, std::move(cfg));
-}
 
 void report_absent(const caf::actor_addr& manager, const std::string& key,
                    const caf::actor_addr& entity) {

@@ -1,7 +1,7 @@
 #pragma once
 /// A manager per entity kind and node: the supervisor of that kind's virtual actors.
-/// - Routes: every message whose first element is the entity key goes to that entity's actor,
-///   which is spawned on first use (activation) and monitored.
+/// - Routes: every message of the entity's interface goes to the actor of the entity its `id`
+///   names, which is spawned on first use (activation) and monitored.
 /// - Supervises: a crashed entity's down message removes it; the next message re-activates it
 ///   from storage. A crash costs the requests in that actor's mailbox, never the node.
 /// - Passivates: entities idle for `idle` are told to stop. Until their down message arrives,
@@ -9,12 +9,14 @@
 ///   live actors never hold the same entity on one node. An entity whose key exists nowhere is
 ///   passivated at once (report_absent).
 
-#include "actors/types.hpp"
+#include "actors/interfaces.hpp"
 
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace emporium::actors {
@@ -37,7 +39,80 @@ struct manager_config {
   std::shared_ptr<kind_counters> counters;
 };
 
-caf::actor spawn_manager(caf::actor_system& sys, manager_config cfg);
+/// A manager serves its entities' interface (it forwards each message to the entity named by
+/// the message's `id`), plus its own: the sweep timer and absent reports.
+template <class Interface>
+using manager_actor = typename Interface::template extend<
+  caf::reacts_to<sweep_atom>, caf::reacts_to<absent_atom, std::string, caf::actor_addr>>;
+
+namespace detail {
+
+struct manager_entry {
+  caf::actor handle;
+  caf::actor_clock::time_point last_used;
+  bool stopping = false;
+  /// Messages that arrived while the entity was passivating, with their promises.
+  std::vector<std::pair<caf::response_promise, caf::message>> held;
+};
+
+struct manager_state {
+  manager_config cfg;
+  std::unordered_map<std::string, manager_entry> entities;
+  std::unordered_map<caf::actor_addr, std::string> keys;
+  caf::timespan period{}; ///< of the sweep
+  static inline const char* name = "entity_manager";
+};
+
+/// The parts of a manager that do not depend on its interface (manager.cpp).
+void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config cfg);
+/// Hands `msg` to the entity `key` (activating it) or holds it while that entity passivates.
+caf::response_promise route(caf::scheduled_actor* self, manager_state& st,
+                            const std::string& key, caf::message msg);
+void on_sweep(caf::scheduled_actor* self, manager_state& st);
+void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity);
+
+/// The manager's handler of one message of the interface: routes it on its `id`.
+template <class Signature>
+struct route_by_id;
+
+template <class Msg, class... Out>
+struct route_by_id<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<Out...>>> {
+  template <class Self>
+  static auto handler(Self* self) {
+    return [self](Msg& msg) -> caf::result<Out...> {
+      auto key = msg.id;
+      return route(self, self->state, key, caf::make_message(std::move(msg)));
+    };
+  }
+};
+
+template <class Interface, class Self, class... Signatures>
+typename manager_actor<Interface>::behavior_type
+manager_behavior(Self* self, caf::detail::type_list<Signatures...>) {
+  return {
+    route_by_id<Signatures>::handler(self)...,
+    [self](sweep_atom) { on_sweep(self, self->state); },
+    [self](absent_atom, const std::string& key, const caf::actor_addr& entity) {
+      on_absent(self->state, key, entity);
+    },
+  };
+}
+
+template <class Interface>
+typename manager_actor<Interface>::behavior_type
+manager_main(typename manager_actor<Interface>::template stateful_pointer<manager_state> self,
+             manager_config cfg) {
+  start_manager(self, self->state, std::move(cfg));
+  return manager_behavior<Interface>(self, typename Interface::signatures{});
+}
+
+} // namespace detail
+
+/// Spawns the manager of the entities `make` creates, which serve `Interface`.
+template <class Interface>
+manager_actor<Interface> spawn_manager(caf::actor_system& sys, manager_config cfg) {
+  return sys.spawn(detail::manager_main<Interface>, std::move(cfg));
+}
 
 /// Called by an entity whose activation found nothing in storage: asks `manager` (the address
 /// its factory was given) to passivate it now rather than after the idle timeout, so that
@@ -48,10 +123,10 @@ void report_absent(const caf::actor_addr& manager, const std::string& key,
                    const caf::actor_addr& entity);
 
 /// Gives memory back to the operating system after passivation. glibc keeps what freed actors
-/// leave behind in its arenas, so RSS stayed at its peak after the actors were gone (issue 6:
-/// 2,497 → 2,477 MiB after 1M actors passivated). Every `period`, when at least `threshold`
-/// entities of any kind passivated since the last time, it calls malloc_trim(0). Detached: the
-/// call walks every arena (milliseconds for GBs) and must not hold up a scheduler thread.
+/// leave behind in its arenas, so RSS would stay at its peak after the actors are gone. Every
+/// `period`, when at least `threshold` entities of any kind passivated since the last time, it
+/// calls malloc_trim(0). Detached: the call walks every arena (milliseconds for GBs) and must
+/// not hold up a scheduler thread.
 caf::actor spawn_memory_trimmer(caf::actor_system& sys,
                                 std::vector<std::shared_ptr<kind_counters>> kinds,
                                 caf::timespan period, std::int64_t threshold);

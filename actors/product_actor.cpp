@@ -2,7 +2,7 @@
 
 #include "actors/manager.hpp"
 #include "actors/product_logic.hpp"
-#include "persistence/commerce_store.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/product_store.hpp"
 #include "persistence/search_store.hpp"
 
@@ -41,8 +41,9 @@ caf::error not_found(const std::string& id) {
 
 } // namespace
 
-product_actor::behavior_type product_entity(product_actor::stateful_pointer<product_state> self,
-                                            entity_env env, std::string id) {
+product_entity_actor::behavior_type
+product_entity(product_entity_actor::stateful_pointer<product_state> self, entity_env env,
+               std::string id) {
   self->state.id = id;
   // Awaited: no message is handled before the state is known. A failed load stops the actor;
   // its mailbox is bounced with the reason, and the next message re-activates it.
@@ -82,13 +83,13 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
   };
 
   return {
-    [self](const std::string&, read_atom) -> caf::result<model::product> {
+    [self](const product_read&) -> caf::result<model::product> {
       if (!self->state.product)
         return not_found(self->state.id);
       return *self->state.product;
     },
-    [self, commit](const std::string&, create_atom,
-                   model::product_draft& draft) -> caf::result<model::product> {
+    [self, commit](product_create& msg) -> caf::result<model::product> {
+      auto& draft = msg.draft;
       if (self->state.product)
         return make_domain_error(errc::conflict, "product " + self->state.id + " exists");
       auto candidate = product_logic::from_draft(self->state.id, draft);
@@ -105,8 +106,9 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
         },
         rp);
     },
-    [self, commit](const std::string&, patch_atom, model::product_patch& patch,
-                   std::int64_t expected_version) -> caf::result<model::product> {
+    [self, commit](product_update& msg) -> caf::result<model::product> {
+      const auto& patch = msg.patch;
+      const auto expected_version = msg.expected_version;
       if (!self->state.product)
         return not_found(self->state.id);
       const auto& current = *self->state.product;
@@ -139,7 +141,7 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
             return result<model::product>{
               errc::conflict, "the product was changed concurrently; retry"};
           if (p->stock != stock_seen)
-            persistence::commerce_store::insert_event(
+            persistence::order_store::insert_event(
               tx, "product:" + p->id, p->version, "stock_changed",
               "{\"product_id\":\"" + p->id + "\",\"stock\":" + std::to_string(p->stock) + "}");
           tx.commit();
@@ -148,8 +150,9 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
         },
         rp);
     },
-    [self, env](const std::string& key, reserve_atom, std::string& order_id,
-                std::int64_t quantity) -> caf::result<model::reservation> {
+    [self, env](const product_reserve& msg) -> caf::result<model::reservation> {
+      const auto& order_id = msg.order_id;
+      const auto quantity = msg.quantity;
       auto& st = self->state;
       if (!st.product)
         return not_found(st.id);
@@ -166,38 +169,35 @@ product_actor::behavior_type product_entity(product_actor::stateful_pointer<prod
                                    + " available");
       st.held.emplace(order_id, quantity);
       st.held_total += quantity;
-      self->delayed_send(self, env.hold_ttl, key, release_atom_v, order_id);
+      self->delayed_send(self, env.hold_ttl, product_release{st.id, order_id});
       return terms;
     },
-    [self](const std::string&, release_atom, const std::string& order_id) {
+    [self](const product_release& msg) {
       auto& st = self->state;
-      if (auto it = st.held.find(order_id); it != st.held.end()) {
+      if (auto it = st.held.find(msg.order_id); it != st.held.end()) {
         st.held_total -= it->second;
         st.held.erase(it);
       }
     },
-    [self](const std::string&, stock_atom, const std::string& order_id, std::int64_t stock,
-           std::int64_t version) {
+    [self](const product_stock& msg) {
       auto& st = self->state;
-      if (auto it = st.held.find(order_id); it != st.held.end()) {
+      if (auto it = st.held.find(msg.order_id); it != st.held.end()) {
         st.held_total -= it->second;
         st.held.erase(it);
       }
       // Absolute values with the row's version: late or repeated messages cannot move the
       // state backwards.
-      if (st.product && version > st.product->version) {
-        st.product->stock = stock;
-        st.product->version = version;
+      if (st.product && msg.version > st.product->version) {
+        st.product->stock = msg.stock;
+        st.product->version = msg.version;
       }
     },
-    [self](const std::string&, crash_atom) -> bool {
+    [self](const product_crash&) -> bool {
       throw std::runtime_error("forced failure of product " + self->state.id);
     },
-    [self, env](absent_atom) {
-      if (!self->state.product && self->state.held.empty())
-        report_absent(env.manager, self->state.id, self->address());
-    },
-    [self](passivate_atom) { self->quit(); },
+    absent_handler(self, env,
+                   [self] { return !self->state.product && self->state.held.empty(); }),
+    passivate_handler(self),
   };
 }
 

@@ -8,8 +8,7 @@
 ///   a failed load stops the actor with that error, and its manager re-activates it on the next
 ///   message.
 
-#include "actors/db_pool.hpp"
-#include "actors/interfaces.hpp"
+#include "actors/entity_env.hpp"
 
 #include <map>
 
@@ -25,15 +24,8 @@ struct product_state {
   static inline const char* name = "product";
 };
 
-struct entity_env {
-  db_pool* pool;            ///< outlives every actor (owned by the runtime)
-  caf::timespan db_timeout; ///< deadline of one database job
-  /// A hold not confirmed or released within this time is given back (its order died).
-  caf::timespan hold_ttl = std::chrono::seconds(30);
-  caf::actor_addr manager;  ///< the manager that spawned this entity (set by its factory)
-};
-
-product_actor::behavior_type product_entity(product_actor::stateful_pointer<product_state> self,
-                                            entity_env env, std::string id);
+product_entity_actor::behavior_type
+product_entity(product_entity_actor::stateful_pointer<product_state> self, entity_env env,
+               std::string id);
 
 } // namespace emporium::actors

@@ -8,7 +8,7 @@ namespace emporium::actors {
 
 namespace rs = persistence::retention_store;
 
-caf::behavior retention_service(caf::event_based_actor* self, commerce_env env) {
+caf::behavior retention_service(caf::event_based_actor* self, entity_env env) {
   const auto& r = env.settings->retention;
   const rs::limits limits{r.expired_grace_h, r.idempotency_keys_h, r.events_h, r.batch_size};
   const auto period = std::chrono::seconds(r.interval_s);

@@ -1,7 +1,12 @@
-#include "actors/commerce_actors.hpp"
+#include "actors/cart_actor.hpp"
+#include "actors/customer_actor.hpp"
+#include "actors/order_actor.hpp"
+#include "actors/payment_sweeper.hpp"
 #include "actors/retention_service.hpp"
 #include "actors/runtime_impl.hpp"
-#include "persistence/commerce_store.hpp"
+#include "persistence/cart_store.hpp"
+#include "persistence/customer_store.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/ids.hpp"
 #include "persistence/secret.hpp"
 
@@ -12,15 +17,11 @@
 
 namespace emporium::actors {
 
-namespace cs = persistence::commerce_store;
+namespace customers = persistence::customer_store;
+namespace carts = persistence::cart_store;
+namespace orders = persistence::order_store;
 
 namespace {
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 std::string session_cache_key(const std::string& token_hash) {
   return "emporium:session:" + token_hash;
@@ -79,41 +80,21 @@ void runtime::impl::start_commerce() {
   if (sodium_init() < 0)
     throw std::runtime_error("libsodium failed to initialise");
   sessions = std::make_shared<session_cache>();
-  commerce_env env{&pool,
-                   &dir,
-                   &settings,
-                   std::shared_ptr<payment_provider>{make_simulated_provider(settings)},
-                   db_timeout,
-                   std::chrono::milliseconds(settings.http.request_timeout_ms * 4 / 5),
-                   &payments};
+  entity_env env;
+  env.pool = &pool;
+  env.dir = &dir;
+  env.settings = &settings;
+  env.payments = std::shared_ptr<payment_provider>{make_simulated_provider(settings)};
+  env.db_timeout = db_timeout;
+  env.call_timeout = std::chrono::milliseconds(settings.http.request_timeout_ms * 4 / 5);
+  env.payment_workers = &payments;
   auto idle = std::chrono::seconds(settings.actors.idle_timeout_s);
-  dir.add_local(entity_kind::customer,
-                spawn_manager(sys, {"customer",
-                                    [env](caf::local_actor* self, const std::string& key) {
-                                      auto own = env;
-                                      own.manager = self->address();
-                                      return caf::actor_cast<caf::actor>(
-                                        self->spawn(customer_entity, own, key));
-                                    },
-                                    idle, customer_counters}));
-  dir.add_local(entity_kind::cart,
-                spawn_manager(sys, {"cart",
-                                    [env](caf::local_actor* self, const std::string& key) {
-                                      auto own = env;
-                                      own.manager = self->address();
-                                      return caf::actor_cast<caf::actor>(
-                                        self->spawn(cart_entity, own, key));
-                                    },
-                                    idle, cart_counters}));
-  dir.add_local(entity_kind::order,
-                spawn_manager(sys, {"order",
-                                    [env](caf::local_actor* self, const std::string& key) {
-                                      auto own = env;
-                                      own.manager = self->address();
-                                      return caf::actor_cast<caf::actor>(
-                                        self->spawn(order_entity, own, key));
-                                    },
-                                    idle, order_counters}));
+  dir.add_local_customers(spawn_manager<customer_actor>(
+    sys, {"customer", entity_factory_of(customer_entity, env), idle, customer_counters}));
+  dir.add_local_carts(spawn_manager<cart_actor>(
+    sys, {"cart", entity_factory_of(cart_entity, env), idle, cart_counters}));
+  dir.add_local_orders(spawn_manager<order_actor>(
+    sys, {"order", entity_factory_of(order_entity, env), idle, order_counters}));
   services.push_back(sys.spawn(payment_sweeper, env));
   services.push_back(sys.spawn(retention_service, env));
 }
@@ -138,7 +119,7 @@ void runtime::create_customer(model::customer_draft draft, callback<model::custo
   // which C++ builds them is unspecified, so the second may already have moved the email.)
   auto check = [email = draft.email](persistence::backend& b) -> result<bool> {
     pqxx::read_transaction tx{b.pg.connection()};
-    return !cs::find_credentials(tx, email).has_value();
+    return !customers::find_credentials(tx, email).has_value();
   };
   impl_->run_db<bool>(
     std::move(check),
@@ -161,7 +142,7 @@ void runtime::create_customer(model::customer_draft draft, callback<model::custo
           hashes->fetch_add(1, std::memory_order_relaxed);
           try {
             pqxx::work tx{b.pg.connection()};
-            auto c = cs::insert_customer(tx, persistence::new_id("cust"), email, name, hash);
+            auto c = customers::insert_customer(tx, persistence::new_id("cust"), email, name, hash);
             tx.commit();
             return c;
           } catch (const pqxx::unique_violation&) {
@@ -176,9 +157,7 @@ void runtime::create_customer(model::customer_draft draft, callback<model::custo
 }
 
 void runtime::get_customer(model::principal who, std::string id, callback<model::customer> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::customer, id);
-  impl_->call<model::customer>(mgr, caf::make_message(std::move(id), read_atom_v, std::move(who)),
-                               std::move(cb));
+  impl_->ask(impl_->dir.customers(id), customer_read{id, std::move(who)}, std::move(cb));
 }
 
 void runtime::list_customer_orders(model::principal who, std::string customer_id,
@@ -192,9 +171,9 @@ void runtime::list_customer_orders(model::principal who, std::string customer_id
     [customer_id = std::move(customer_id), before_id = std::move(before_id),
      limit](persistence::backend& b) -> result<model::order_page> {
       pqxx::read_transaction tx{b.pg.connection()};
-      if (!cs::find_customer(tx, customer_id))
+      if (!customers::find_customer(tx, customer_id))
         return failure{errc::not_found, "customer " + customer_id + " does not exist", {}};
-      return cs::list_orders(tx, customer_id, before_id, limit);
+      return orders::list_orders(tx, customer_id, before_id, limit);
     },
     std::move(cb), impl_->db_timeout);
 }
@@ -204,10 +183,10 @@ void runtime::login(std::string email, std::string password, callback<model::ses
   auto job = make_job(
     [email = std::move(email), password = persistence::make_secret(password),
      ttl](persistence::backend& b) -> result<model::session_grant> {
-      std::optional<cs::credentials> creds;
+      std::optional<customers::credentials> creds;
       {
         pqxx::read_transaction tx{b.pg.connection()};
-        creds = cs::find_credentials(tx, email);
+        creds = customers::find_credentials(tx, email);
       }
       // Verified outside any transaction: no PostgreSQL session waits on the hash.
       const auto& hash = creds ? creds->password_hash : decoy_hash();
@@ -216,7 +195,7 @@ void runtime::login(std::string email, std::string password, callback<model::ses
         return failure{errc::unauthorized, "the email or the password is wrong", {}};
       pqxx::work tx{b.pg.connection()};
       auto token = persistence::random_hex(32);
-      auto expires = cs::insert_session(tx, persistence::sha256_hex(token), creds->customer_id, ttl);
+      auto expires = customers::insert_session(tx, persistence::sha256_hex(token), creds->customer_id, ttl);
       tx.commit();
       return model::session_grant{std::move(token), creds->customer_id, expires};
     },
@@ -245,7 +224,7 @@ void runtime::authenticate(std::string token, callback<model::principal> cb) {
         }
       }
       pqxx::read_transaction tx{b.pg.connection()};
-      auto row = cs::find_session(tx, hash);
+      auto row = customers::find_session(tx, hash);
       if (!row)
         return failure{errc::unauthorized, "the token is unknown or expired", {}};
       auto ttl_s = static_cast<int>(std::max<std::int64_t>(1, (row->expires_at_ms - now_ms()) / 1000));
@@ -274,7 +253,7 @@ void runtime::create_cart(model::principal who, callback<model::cart_view> cb) {
       persistence::backend& b) -> result<model::cart_view> {
       pqxx::work tx{b.pg.connection()};
       model::cart_view v;
-      v.basket = cs::insert_cart(tx, persistence::new_id("cart"), cid, ttl);
+      v.basket = carts::insert_cart(tx, persistence::new_id("cart"), cid, ttl);
       tx.commit();
       v.currency = "USD";
       return v;
@@ -284,29 +263,23 @@ void runtime::create_cart(model::principal who, callback<model::cart_view> cb) {
 
 void runtime::get_cart(model::principal who, std::string id, std::string country,
                        callback<model::cart_view> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::cart, id);
-  impl_->call<model::cart_view>(
-    mgr, caf::make_message(std::move(id), view_atom_v, std::move(who), std::move(country)),
-    std::move(cb));
+  impl_->ask(impl_->dir.carts(id), cart_read{id, std::move(who), std::move(country)},
+             std::move(cb));
 }
 
 void runtime::set_cart_item(model::principal who, std::string cart_id, std::string product_id,
                             std::int64_t quantity, std::string country,
                             callback<model::cart_view> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::cart, cart_id);
-  impl_->call<model::cart_view>(mgr,
-                                caf::make_message(std::move(cart_id), set_item_atom_v,
-                                                  std::move(who), std::move(product_id), quantity,
-                                                  std::move(country)),
-                                std::move(cb));
+  impl_->ask(impl_->dir.carts(cart_id),
+             cart_set_item{cart_id, std::move(who), std::move(product_id), quantity,
+                           std::move(country)},
+             std::move(cb));
 }
 
 void runtime::checkout(model::principal who, std::string cart_id, model::order_request req,
                        callback<model::order_outcome> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::cart, cart_id);
-  impl_->call<model::order_outcome>(
-    mgr, caf::make_message(std::move(cart_id), checkout_atom_v, std::move(who), std::move(req)),
-    std::move(cb));
+  impl_->ask(impl_->dir.carts(cart_id), cart_checkout{cart_id, std::move(who), std::move(req)},
+             std::move(cb));
 }
 
 void runtime::place_order(model::principal who, model::order_request req,
@@ -316,51 +289,29 @@ void runtime::place_order(model::principal who, model::order_request req,
     return;
   }
   auto id = who.customer_id;
-  auto& mgr = impl_->dir.manager_for(entity_kind::customer, id);
-  impl_->call<model::order_outcome>(mgr, caf::make_message(std::move(id), place_atom_v, std::move(req)),
-                                    std::move(cb));
+  impl_->ask(impl_->dir.customers(id), customer_place{id, std::move(req)}, std::move(cb));
 }
-
-namespace {
-
-/// The message for an order action: (id, atom, principal, extra...).
-template <class Atom, class... Ts>
-caf::message order_message(std::string id, Atom atom, model::principal who, Ts&&... xs) {
-  return caf::make_message(std::move(id), atom, std::move(who), std::forward<Ts>(xs)...);
-}
-
-} // namespace
 
 void runtime::get_order(model::principal who, std::string id, callback<model::order> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
-  impl_->call<model::order>(mgr, order_message(std::move(id), read_atom_v, std::move(who)),
-                            std::move(cb));
+  impl_->ask(impl_->dir.orders(id), order_read{id, std::move(who)}, std::move(cb));
 }
 
 void runtime::pay_order(model::principal who, std::string id, std::string payment_method,
                         callback<model::order> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
-  impl_->call<model::order>(
-    mgr, order_message(std::move(id), pay_atom_v, std::move(who), std::move(payment_method)),
-    std::move(cb));
+  impl_->ask(impl_->dir.orders(id), order_pay{id, std::move(who), std::move(payment_method)},
+             std::move(cb));
 }
 
 void runtime::cancel_order(model::principal who, std::string id, callback<model::order> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
-  impl_->call<model::order>(mgr, order_message(std::move(id), cancel_atom_v, std::move(who)),
-                            std::move(cb));
+  impl_->ask(impl_->dir.orders(id), order_cancel{id, std::move(who)}, std::move(cb));
 }
 
 void runtime::ship_order(model::principal who, std::string id, callback<model::order> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
-  impl_->call<model::order>(mgr, order_message(std::move(id), ship_atom_v, std::move(who)),
-                            std::move(cb));
+  impl_->ask(impl_->dir.orders(id), order_ship{id, std::move(who)}, std::move(cb));
 }
 
 void runtime::deliver_order(model::principal who, std::string id, callback<model::order> cb) {
-  auto& mgr = impl_->dir.manager_for(entity_kind::order, id);
-  impl_->call<model::order>(mgr, order_message(std::move(id), deliver_atom_v, std::move(who)),
-                            std::move(cb));
+  impl_->ask(impl_->dir.orders(id), order_deliver{id, std::move(who)}, std::move(cb));
 }
 
 } // namespace emporium::actors

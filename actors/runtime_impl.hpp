@@ -101,28 +101,36 @@ struct runtime::impl {
     return bridges[next.fetch_add(1, std::memory_order_relaxed) % bridges.size()];
   }
 
-  /// Sends `msg` to `target` and hands the typed answer, or the failure, to `cb`.
-  template <class T>
-  void call(caf::actor target, caf::message msg, callback<T> cb) {
-    caf::anon_send(next_bridge(), detail::bridge_call{[target = std::move(target), msg = std::move(msg),
-                                               cb = std::move(cb),
-                                               t = timeout](caf::event_based_actor* self) mutable {
-      self->request(target, t, std::move(msg))
-        .then([cb](T& x) { detail::invoke(cb, result<T>{std::move(x)}); },
-              [cb](caf::error& e) { detail::invoke(cb, result<T>{to_failure(e)}); });
-    }});
+  /// Sends `msg` to `target` and hands the answer, or the failure, to `cb`: the one way the
+  /// runtime asks an actor. For a typed handle (an entity's manager, from the directory) the
+  /// answer's type follows from its interface and the message, and `cb` must take it; a
+  /// database worker answers a db_job with whatever the job returns, so there `cb` says it.
+  template <class Handle, class Msg, class T>
+  void ask(const Handle& target, Msg msg, callback<T> cb) {
+    if constexpr (caf::is_typed_actor<Handle>::value) {
+      using answer = caf::response_type<typename Handle::signatures, Msg>;
+      static_assert(std::is_same<typename answer::type, caf::detail::type_list<T>>::value,
+                    "the callback must take what the handle's interface answers to the message");
+    }
+    caf::anon_send(next_bridge(),
+                   detail::bridge_call{[target, msg = std::move(msg), cb = std::move(cb),
+                                        t = timeout](caf::event_based_actor* self) mutable {
+                     self->request(target, t, std::move(msg))
+                       .then([cb](T& x) { detail::invoke(cb, result<T>{std::move(x)}); },
+                             [cb](caf::error& e) { detail::invoke(cb, result<T>{to_failure(e)}); });
+                   }});
   }
 
-  /// Sends `msg` to the least busy worker of `workers`, or answers 503 at once when `limit`
+  /// Sends `job` to the least busy worker of `workers`, or answers 503 at once when `limit`
   /// jobs already wait there: work that is refused rather than queued without bound.
-  /// The job waits at most half the request's time in the queue, then answers 503 too: never
-  /// a 504 for work that was not even started.
+  /// The job waits at most half the request's time in the queue (or less, when its own
+  /// deadline comes first), then answers 503 too: never a 504 for work that was not even
+  /// started.
   template <class T>
   void call_bounded(const db_pool& workers, int limit, db_job job, callback<T> cb,
                     const char* what) {
-    job.deadline = std::chrono::steady_clock::now() + timeout / 2;
+    job.deadline = std::min(job.deadline, std::chrono::steady_clock::now() + timeout / 2);
     job.shed_when_late = true;
-    auto msg = caf::make_message(std::move(job));
     auto* worker = workers.any_within(limit);
     if (!worker) {
       detail::invoke(cb, result<T>{failure{
@@ -130,18 +138,13 @@ struct runtime::impl {
                            std::string{"too many "} + what + " are waiting; retry shortly", {}}});
       return;
     }
-    call<T>(*worker, std::move(msg), std::move(cb));
+    ask(*worker, std::move(job), std::move(cb));
   }
 
   /// Runs a blocking job on the least busy database worker.
   template <class T, class Fn>
   void run_db(Fn fn, callback<T> cb, caf::timespan t) {
-    auto job = make_job(std::move(fn), t);
-    call<T>(pool.any(), caf::make_message(std::move(job)), std::move(cb));
-  }
-
-  const caf::actor& products(const std::string& id) const {
-    return dir.manager_for(entity_kind::product, id);
+    ask(pool.any(), make_job(std::move(fn), t), std::move(cb));
   }
 
   void shutdown() {

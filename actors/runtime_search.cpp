@@ -12,8 +12,7 @@ void runtime::search_products(model::search_query query, callback<model::search_
       return result<model::search_result>{persistence::search_store::search_cached(b, q)};
     },
     impl_->db_timeout);
-  impl_->call<model::search_result>(impl_->search.any(), caf::make_message(std::move(job)),
-                                    std::move(cb));
+  impl_->ask(impl_->search.any(), std::move(job), std::move(cb));
 }
 
 } // namespace emporium::actors

@@ -1,5 +1,6 @@
 #pragma once
-/// The actor system's vocabulary: the type-ID block, atoms and the error enum registration.
+/// The actor system's vocabulary: the type-ID block (the model types, the entity messages of
+/// messages.hpp and the atoms), and the error enum registration.
 /// Internal to actors/: this header pulls in CAF, so nothing outside actors/ includes it.
 
 #include "persistence/commerce_model.hpp"
@@ -91,26 +92,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(emporium, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(emporium, (emporium::model::principal))
   CAF_ADD_TYPE_ID(emporium, (std::vector<std::string>))
 
-  CAF_ADD_ATOM(emporium, emporium::actors, create_atom, "create")
-  CAF_ADD_ATOM(emporium, emporium::actors, read_atom, "read")
-  CAF_ADD_ATOM(emporium, emporium::actors, patch_atom, "patch")
   CAF_ADD_ATOM(emporium, emporium::actors, passivate_atom, "passivate")
-  CAF_ADD_ATOM(emporium, emporium::actors, crash_atom, "crash")
   CAF_ADD_ATOM(emporium, emporium::actors, sweep_atom, "sweep")
-  CAF_ADD_ATOM(emporium, emporium::actors, reserve_atom, "reserve")
-  CAF_ADD_ATOM(emporium, emporium::actors, release_atom, "release")
-  CAF_ADD_ATOM(emporium, emporium::actors, stock_atom, "stock")
-  CAF_ADD_ATOM(emporium, emporium::actors, place_atom, "place")
-  CAF_ADD_ATOM(emporium, emporium::actors, view_atom, "view")
-  CAF_ADD_ATOM(emporium, emporium::actors, set_item_atom, "setitem")
-  CAF_ADD_ATOM(emporium, emporium::actors, checkout_atom, "checkout")
-  CAF_ADD_ATOM(emporium, emporium::actors, pay_atom, "pay")
-  CAF_ADD_ATOM(emporium, emporium::actors, cancel_atom, "cancel")
-  CAF_ADD_ATOM(emporium, emporium::actors, ship_atom, "ship")
-  CAF_ADD_ATOM(emporium, emporium::actors, deliver_atom, "deliver")
-  CAF_ADD_ATOM(emporium, emporium::actors, expire_atom, "expire")
-  CAF_ADD_ATOM(emporium, emporium::actors, points_atom, "points")
   CAF_ADD_ATOM(emporium, emporium::actors, absent_atom, "absent")
+
+#define EMPORIUM_INSIDE_TYPE_ID_BLOCK
+#include "actors/messages.hpp"
+#undef EMPORIUM_INSIDE_TYPE_ID_BLOCK
 
 CAF_END_TYPE_ID_BLOCK(emporium)
 

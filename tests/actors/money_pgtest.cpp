@@ -4,7 +4,7 @@
 
 #include "actors/runtime.hpp"
 #include "persistence/backend.hpp"
-#include "persistence/commerce_store.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -56,7 +56,7 @@ model::product_draft make_draft(std::int64_t stock) {
 // -- the cache write of a load never overtakes a newer invalidation ------------------------------
 
 /// What the hook does between the load's read and its cache write: an order commits a new
-/// stock and invalidates the cached product, as commerce_actors.cpp does after a commit.
+/// stock and invalidates the cached product, as the order actor does after a commit.
 std::string hooked_id;
 void order_commits_meanwhile(persistence::backend& b, const model::product& read) {
   if (read.id != hooked_id)

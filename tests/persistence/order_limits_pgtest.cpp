@@ -1,8 +1,9 @@
-// The cap on open unpaid orders (persistence/commerce_store.cpp place_order) against the real
+// The cap on open unpaid orders (persistence/order_store.cpp place_order) against the real
 // PostgreSQL of the test environment: it must hold when two transactions (two nodes) place
 // orders of one customer at once. The database is shared: every row here is new.
 
-#include "persistence/commerce_store.hpp"
+#include "persistence/customer_store.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
@@ -16,7 +17,8 @@
 #include <thread>
 
 using namespace emporium;
-namespace cs = emporium::persistence::commerce_store;
+namespace cs = emporium::persistence::order_store;
+namespace customers = emporium::persistence::customer_store;
 namespace ps = emporium::persistence::product_store;
 using persistence::pg_session;
 
@@ -70,7 +72,7 @@ TEST_CASE("the unpaid-order cap holds for two transactions placing one customer'
   auto customer = persistence::new_id("cust");
   {
     pqxx::work tx{one.connection()};
-    cs::insert_customer(tx, customer, test::unique("cap") + "@example.com", "Cap", "x");
+    customers::insert_customer(tx, customer, test::unique("cap") + "@example.com", "Cap", "x");
     tx.commit();
   }
   // Different products: no stock row serialises the two placements, only the cap's lock can.

@@ -2,7 +2,8 @@
 // environment. The database is shared: every row here is new, and the checks look at these
 // rows only (older rows of other tests may be deleted too, which is the point of retention).
 
-#include "persistence/commerce_store.hpp"
+#include "persistence/customer_store.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
@@ -15,7 +16,8 @@
 
 using namespace emporium;
 namespace rs = emporium::persistence::retention_store;
-namespace cs = emporium::persistence::commerce_store;
+namespace cs = emporium::persistence::order_store;
+namespace customers = emporium::persistence::customer_store;
 using persistence::pg_session;
 
 namespace {
@@ -32,7 +34,8 @@ struct fixture {
   fixture() {
     persistence::migrate(s);
     pqxx::work tx{s.connection()};
-    cs::insert_customer(tx, customer, test::unique("ret") + "@example.com", "Retention", "x");
+    customers::insert_customer(tx, customer, test::unique("ret") + "@example.com", "Retention",
+                               "x");
     tx.commit();
   }
 

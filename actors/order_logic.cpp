@@ -1,9 +1,9 @@
-#include "actors/commerce_logic.hpp"
+#include "actors/order_logic.hpp"
 
 #include <algorithm>
 #include <map>
 
-namespace emporium::actors::commerce {
+namespace emporium::actors::order_logic {
 
 namespace st = model::order_status;
 
@@ -109,6 +109,20 @@ result<bool> price_order(model::order& o, const config::shipping_settings& table
   return true;
 }
 
+std::vector<field_error> order_limit_errors(const std::vector<model::line_request>& lines,
+                                            const config::orders_settings& limits) {
+  std::vector<field_error> errors;
+  if (lines.size() > static_cast<std::size_t>(limits.max_lines))
+    errors.push_back({"items", "an order has at most " + std::to_string(limits.max_lines)
+                                 + " lines, not " + std::to_string(lines.size())});
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    if (lines[i].quantity > limits.max_units_per_line)
+      errors.push_back({"items[" + std::to_string(i) + "].quantity",
+                        "at most " + std::to_string(limits.max_units_per_line)
+                          + " of one product per order"});
+  return errors;
+}
+
 std::vector<model::line_request> normalise_lines(std::vector<model::line_request> lines) {
   std::map<std::string, std::int64_t> merged;
   for (auto& l : lines)
@@ -119,4 +133,4 @@ std::vector<model::line_request> normalise_lines(std::vector<model::line_request
   return out;
 }
 
-} // namespace emporium::actors::commerce
+} // namespace emporium::actors::order_logic

@@ -1,51 +1,16 @@
-#include "persistence/commerce_store.hpp"
+#include "persistence/order_store.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 
-namespace emporium::persistence::commerce_store {
+namespace emporium::persistence::order_store {
 
 namespace {
 
 using json = nlohmann::json;
 
 #define EMPORIUM_MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
-
-constexpr const char* insert_customer_sql =
-  "INSERT INTO customers (id, email, name, password_hash) VALUES ($1, $2, $3, $4) "
-  "RETURNING id, email, name, loyalty_points, version, " EMPORIUM_MS("created_at");
-
-constexpr const char* select_customer_sql =
-  "SELECT id, email, name, loyalty_points, version, " EMPORIUM_MS("created_at")
-  " FROM customers WHERE id = $1";
-
-constexpr const char* select_credentials_sql =
-  "SELECT id, password_hash FROM customers WHERE lower(email) = lower($1)";
-
-constexpr const char* insert_session_sql =
-  "INSERT INTO sessions (token_hash, customer_id, expires_at) "
-  "VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING " EMPORIUM_MS("expires_at");
-
-constexpr const char* select_session_sql =
-  "SELECT customer_id, " EMPORIUM_MS("expires_at")
-  " FROM sessions WHERE token_hash = $1 AND expires_at > now()";
-
-#define EMPORIUM_CART_COLUMNS                                                                     \
-  "id, customer_id, items::text, order_id, version, " EMPORIUM_MS("updated_at") ", "            \
-  EMPORIUM_MS("expires_at")
-
-constexpr const char* insert_cart_sql =
-  "INSERT INTO carts (id, customer_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => "
-  "$3)) RETURNING " EMPORIUM_CART_COLUMNS;
-
-constexpr const char* select_cart_sql =
-  "SELECT " EMPORIUM_CART_COLUMNS " FROM carts WHERE id = $1 AND expires_at > now()";
-
-constexpr const char* update_cart_sql =
-  "UPDATE carts SET items = $2::jsonb, version = version + 1, updated_at = now(), "
-  "expires_at = now() + make_interval(secs => $4) WHERE id = $1 AND version = $3 "
-  "AND order_id IS NULL AND expires_at > now() RETURNING " EMPORIUM_CART_COLUMNS;
 
 constexpr const char* checkout_cart_sql =
   "UPDATE carts SET order_id = $2, version = version + 1, updated_at = now() "
@@ -192,33 +157,6 @@ model::address address_from(const json& j) {
   return a;
 }
 
-model::customer customer_from(const pqxx::row& r) {
-  model::customer c;
-  c.id = r[0].as<std::string>();
-  c.email = r[1].as<std::string>();
-  c.name = r[2].as<std::string>();
-  c.loyalty_points = r[3].as<std::int64_t>();
-  c.version = r[4].as<std::int64_t>();
-  c.created_at_ms = r[5].as<std::int64_t>();
-  return c;
-}
-
-model::cart cart_from(const pqxx::row& r) {
-  model::cart c;
-  c.id = r[0].as<std::string>();
-  c.customer_id = r[1].as<std::string>();
-  auto items = json::parse(r[2].as<std::string>(), nullptr, false);
-  if (items.is_array())
-    for (const auto& it : items)
-      c.items.push_back({it.value("product_id", ""), it.value("quantity", std::int64_t{0})});
-  if (!r[3].is_null())
-    c.order_id = r[3].as<std::string>();
-  c.version = r[4].as<std::int64_t>();
-  c.updated_at_ms = r[5].as<std::int64_t>();
-  c.expires_at_ms = r[6].as<std::int64_t>();
-  return c;
-}
-
 model::order order_from(const pqxx::row& r) {
   model::order o;
   o.id = r[0].as<std::string>();
@@ -314,61 +252,6 @@ failure failure_from(const json& j) {
 }
 
 } // namespace
-
-model::customer insert_customer(pqxx::transaction_base& tx, const std::string& id,
-                                const std::string& email, const std::string& name,
-                                const std::string& password_hash) {
-  return customer_from(tx.exec_params(insert_customer_sql, id, email, name, password_hash).at(0));
-}
-
-std::optional<model::customer> find_customer(pqxx::transaction_base& tx, const std::string& id) {
-  auto rows = tx.exec_params(select_customer_sql, id);
-  if (rows.empty())
-    return std::nullopt;
-  return customer_from(rows[0]);
-}
-
-std::optional<credentials> find_credentials(pqxx::transaction_base& tx, const std::string& email) {
-  auto rows = tx.exec_params(select_credentials_sql, email);
-  if (rows.empty())
-    return std::nullopt;
-  return credentials{rows[0][0].as<std::string>(), rows[0][1].as<std::string>()};
-}
-
-std::int64_t insert_session(pqxx::transaction_base& tx, const std::string& token_hash,
-                            const std::string& customer_id, int ttl_s) {
-  return tx.exec_params(insert_session_sql, token_hash, customer_id, ttl_s).at(0)[0].as<std::int64_t>();
-}
-
-std::optional<session_row> find_session(pqxx::transaction_base& tx, const std::string& token_hash) {
-  auto rows = tx.exec_params(select_session_sql, token_hash);
-  if (rows.empty())
-    return std::nullopt;
-  return session_row{rows[0][0].as<std::string>(), rows[0][1].as<std::int64_t>()};
-}
-
-model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
-                        const std::string& customer_id, int ttl_s) {
-  return cart_from(tx.exec_params(insert_cart_sql, id, customer_id, ttl_s).at(0));
-}
-
-std::optional<model::cart> find_cart(pqxx::transaction_base& tx, const std::string& id) {
-  auto rows = tx.exec_params(select_cart_sql, id);
-  if (rows.empty())
-    return std::nullopt;
-  return cart_from(rows[0]);
-}
-
-std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const model::cart& c,
-                                           std::int64_t expected_version, int ttl_s) {
-  json items = json::array();
-  for (const auto& it : c.items)
-    items.push_back({{"product_id", it.product_id}, {"quantity", it.quantity}});
-  auto rows = tx.exec_params(update_cart_sql, c.id, items.dump(), expected_version, ttl_s);
-  if (rows.empty())
-    return std::nullopt;
-  return cart_from(rows[0]);
-}
 
 placement place_order(pqxx::transaction_base& tx, const model::order& o,
                       const std::optional<idempotency_ref>& idem,
@@ -672,4 +555,4 @@ std::optional<model::order> decode_order(const std::string& text) {
   }
 }
 
-} // namespace emporium::persistence::commerce_store
+} // namespace emporium::persistence::order_store

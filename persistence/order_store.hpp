@@ -1,5 +1,6 @@
 #pragma once
-/// SQL of customers, sessions, carts and orders. Blocking; called on worker threads only.
+/// SQL of orders: placement, status changes, payments, idempotency records, the stock they
+/// change and the outbox. Blocking; called on worker threads only.
 /// Every statement is parameterised; every change to stock or order status writes its outbox
 /// event in the same transaction.
 
@@ -11,47 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace emporium::persistence::commerce_store {
-
-// -- customers and sessions -------------------------------------------------------------------
-
-/// Inserts a customer; throws pqxx::unique_violation when the email is taken (any case).
-model::customer insert_customer(pqxx::transaction_base& tx, const std::string& id,
-                                const std::string& email, const std::string& name,
-                                const std::string& password_hash);
-
-std::optional<model::customer> find_customer(pqxx::transaction_base& tx, const std::string& id);
-
-struct credentials {
-  std::string customer_id;
-  std::string password_hash;
-};
-std::optional<credentials> find_credentials(pqxx::transaction_base& tx, const std::string& email);
-
-/// Stores a session under the token's hash; returns its expiry (ms since the epoch).
-std::int64_t insert_session(pqxx::transaction_base& tx, const std::string& token_hash,
-                            const std::string& customer_id, int ttl_s);
-
-struct session_row {
-  std::string customer_id;
-  std::int64_t expires_at_ms = 0;
-};
-/// A session that has not expired.
-std::optional<session_row> find_session(pqxx::transaction_base& tx, const std::string& token_hash);
-
-// -- carts ------------------------------------------------------------------------------------
-
-model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
-                        const std::string& customer_id, int ttl_s);
-
-/// A cart that has not expired.
-std::optional<model::cart> find_cart(pqxx::transaction_base& tx, const std::string& id);
-
-/// Writes the items if the cart is still at `expected_version`; extends its expiry.
-std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const model::cart& c,
-                                           std::int64_t expected_version, int ttl_s);
-
-// -- orders -----------------------------------------------------------------------------------
+namespace emporium::persistence::order_store {
 
 /// The new stock and version of a product after a committed order or cancellation.
 struct stock_change {
@@ -169,4 +130,4 @@ void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::in
 std::string encode_order(const model::order& o);
 std::optional<model::order> decode_order(const std::string& text);
 
-} // namespace emporium::persistence::commerce_store
+} // namespace emporium::persistence::order_store

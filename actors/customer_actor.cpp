@@ -1,0 +1,152 @@
+#include "actors/customer_actor.hpp"
+
+#include "persistence/customer_store.hpp"
+#include "persistence/ids.hpp"
+#include "persistence/order_store.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace emporium::actors {
+
+namespace customers = persistence::customer_store;
+namespace os = persistence::order_store;
+
+namespace {
+
+using customer_ptr = customer_entity_actor::stateful_pointer<customer_state>;
+
+/// What a retry under the key answers, from the record `found` (none: a fresh outcome, not
+/// replayed). A record that cannot be decoded is a fault of ours: 500, logged, never a crash.
+result<model::order_outcome> replay_of(const std::optional<os::idempotent_outcome>& found,
+                                       const os::idempotency_ref& idem) {
+  if (!found)
+    return model::order_outcome{};
+  if (found->request_hash != idem.request_hash)
+    return failure{errc::unprocessable, "this Idempotency-Key was used with a different request",
+                   {}};
+  if (found->unreadable) {
+    spdlog::error("the stored answer of Idempotency-Key '{}' of customer {} cannot be decoded",
+                  idem.key, idem.customer_id);
+    return failure{errc::internal, "the stored answer for this Idempotency-Key cannot be read",
+                   {}};
+  }
+  if (found->placed)
+    return model::order_outcome{true, *found->placed};
+  return *found->failed;
+}
+
+/// Asks a fresh order actor to place the request; records replayable failures for retries.
+void place_new(customer_ptr self, const entity_env& env, model::order_request req,
+               caf::typed_response_promise<model::order_outcome> rp) {
+  auto order_id = persistence::new_id("ord");
+  self->request(env.dir->orders(order_id), env.call_timeout, order_create{order_id, req})
+    .await(
+      [rp](model::order& o) mutable { rp.deliver(model::order_outcome{false, std::move(o)}); },
+      [self, env, req, rp](caf::error& err) mutable {
+        auto f = to_failure(err);
+        if (!req.idempotency_key) {
+          rp.deliver(std::move(err));
+          return;
+        }
+        os::idempotency_ref idem{req.customer_id, *req.idempotency_key, req.request_hash};
+        if (f.code == errc::conflict) {
+          // Placed concurrently under the same key (another node): answer what it answered.
+          // When nothing is recorded under it, the conflict was this placement's own (the cart
+          // was checked out, too many unpaid orders): answered as it is, and not recorded.
+          db_await<model::order_outcome>(
+            self, env, self->state.id,
+            [idem, f](persistence::backend& b) -> result<model::order_outcome> {
+              pqxx::read_transaction tx{b.pg.connection()};
+              auto replay = replay_of(os::find_idempotent(tx, idem.customer_id, idem.key), idem);
+              if (replay && !replay->replayed)
+                return f;
+              return replay;
+            },
+            [rp](model::order_outcome& o) mutable { rp.deliver(std::move(o)); },
+            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          return;
+        }
+        // Only a verdict on the request itself is recorded. Out of stock, an unknown product or
+        // any failure of a checkout (which the cart's contents decide, and the key's request
+        // hash does not cover) may come out differently on a retry.
+        if (!os::replayable_failure(f.code) || req.cart_id) {
+          rp.deliver(std::move(err));
+          return;
+        }
+        db_await<bool>(
+          self, env, self->state.id,
+          [idem, f](persistence::backend& b) -> result<bool> {
+            pqxx::work tx{b.pg.connection()};
+            os::store_idempotent_failure(tx, idem, f);
+            tx.commit();
+            return true;
+          },
+          [rp, err](bool) mutable { rp.deliver(err); },
+          [rp, err](caf::error&) mutable { rp.deliver(err); });
+      });
+}
+
+} // namespace
+
+customer_entity_actor::behavior_type customer_entity(customer_ptr self, entity_env env,
+                                                     std::string id) {
+  self->state.id = id;
+  load_then<model::customer>(
+    self, env, id,
+    [id](persistence::backend& b) -> result<model::customer> {
+      pqxx::read_transaction tx{b.pg.connection()};
+      return customers::find_customer(tx, id).value_or(model::customer{});
+    },
+    [self, env](model::customer c) {
+      if (!c.id.empty())
+        self->state.customer = std::move(c);
+      else
+        self->send(self, absent_atom_v);
+    });
+  return {
+    [self](const customer_read& msg) -> caf::result<model::customer> {
+      if (!self->state.customer || !may_see(msg.who, self->state.id))
+        return absent("customer", self->state.id);
+      return *self->state.customer;
+    },
+    [self, env](customer_place& msg) -> caf::result<model::order_outcome> {
+      auto& req = msg.req;
+      if (!self->state.customer)
+        return absent("customer", self->state.id);
+      req.customer_id = self->state.id;
+      auto rp = self->make_response_promise<model::order_outcome>();
+      if (!req.idempotency_key) {
+        place_new(self, env, std::move(req), rp);
+        return rp;
+      }
+      // One order at a time per customer (awaited), so two requests with one key on this node
+      // never both pass the check; across nodes the key's primary key decides.
+      os::idempotency_ref idem{self->state.id, *req.idempotency_key, req.request_hash};
+      db_await<model::order_outcome>(
+        self, env, self->state.id,
+        [idem](persistence::backend& b) -> result<model::order_outcome> {
+          pqxx::read_transaction tx{b.pg.connection()};
+          return replay_of(os::find_idempotent(tx, idem.customer_id, idem.key), idem);
+        },
+        [self, env, req, rp](model::order_outcome& o) mutable {
+          if (o.replayed)
+            rp.deliver(std::move(o));
+          else
+            place_new(self, env, std::move(req), rp);
+        },
+        [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
+    [self](const customer_points& msg) {
+      auto& c = self->state.customer;
+      if (c && msg.version > c->version) {
+        c->loyalty_points = msg.points;
+        c->version = msg.version;
+      }
+    },
+    absent_handler(self, env, [self] { return !self->state.customer; }),
+    passivate_handler(self),
+  };
+}
+
+} // namespace emporium::actors

@@ -1,0 +1,91 @@
+#pragma once
+/// What the entity actors (product, customer, cart, order) and the commerce services (payment
+/// sweeper, retention) share, and the small helpers every entity uses: its activation, its
+/// awaited database jobs, its absent and passivate handlers.
+
+#include "actors/db_pool.hpp"
+#include "actors/directory.hpp"
+#include "actors/interfaces.hpp"
+#include "actors/manager.hpp"
+#include "actors/payment_provider.hpp"
+#include "config/settings.hpp"
+
+#include <chrono>
+#include <memory>
+
+namespace emporium::actors {
+
+/// Owned by the runtime; outlives every actor.
+struct entity_env {
+  db_pool* pool = nullptr;
+  const directory* dir = nullptr;
+  const config::settings* settings = nullptr;
+  std::shared_ptr<payment_provider> payments;
+  caf::timespan db_timeout{};   ///< deadline of one database job
+  caf::timespan call_timeout{}; ///< one request to another entity
+  /// Where the payment provider is called (blocking, like the database).
+  db_pool* payment_workers = nullptr;
+  /// A stock hold not confirmed or released within this time is given back (its order died).
+  caf::timespan hold_ttl = std::chrono::seconds(30);
+  caf::actor_addr manager; ///< the manager that spawned this entity (set by its factory)
+};
+
+inline std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Another customer's resource is answered as absent: its id leaks nothing.
+inline bool may_see(const model::principal& who, const std::string& owner) {
+  return who.admin || (!who.customer_id.empty() && who.customer_id == owner);
+}
+
+inline caf::error absent(const char* what, const std::string& id) {
+  return make_domain_error(errc::not_found, std::string{what} + " " + id + " does not exist");
+}
+
+/// Activation: loads the entity with `fn` (on its own worker) before any message is handled;
+/// `set` receives it. A failed load stops the actor, and the next message re-activates it.
+template <class T, class Self, class Fn, class Set>
+void load_then(Self* self, const entity_env& env, const std::string& key, Fn fn, Set set) {
+  self->request(env.pool->for_key(key), env.db_timeout, make_job(std::move(fn), env.db_timeout))
+    .await([set](T& x) mutable { set(std::move(x)); },
+           [self](caf::error& err) { self->quit(std::move(err)); });
+}
+
+/// Runs a blocking job for the entity `key` on its worker; other messages wait meanwhile.
+template <class T, class Self, class Fn, class OnOk, class OnErr>
+void db_await(Self* self, const entity_env& env, const std::string& key, Fn fn, OnOk ok,
+              OnErr err) {
+  self->request(env.pool->for_key(key), env.db_timeout, make_job(std::move(fn), env.db_timeout))
+    .await([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
+}
+
+/// The entity's handler of `absent_atom` (see interfaces.hpp): when `empty()` still holds, it
+/// asks its manager to passivate it.
+template <class Self, class Empty>
+auto absent_handler(Self* self, const entity_env& env, Empty empty) {
+  return [self, manager = env.manager, empty](absent_atom) {
+    if (empty())
+      report_absent(manager, self->state.id, self->address());
+  };
+}
+
+/// The entity's handler of `passivate_atom`, from its manager.
+template <class Self>
+auto passivate_handler(Self* self) {
+  return [self](passivate_atom) { self->quit(); };
+}
+
+/// The factory a manager spawns entities of kind `fn` with: each gets `env` with its manager.
+template <class Fn>
+entity_factory entity_factory_of(Fn fn, entity_env env) {
+  return [fn, env](caf::local_actor* self, const std::string& key) {
+    auto own = env;
+    own.manager = self->address();
+    return caf::actor_cast<caf::actor>(self->spawn(fn, own, key));
+  };
+}
+
+} // namespace emporium::actors

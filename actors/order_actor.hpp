@@ -1,0 +1,37 @@
+#pragma once
+/// The order entity actor: runs its own placement (order_saga.hpp), then its status machine.
+///
+/// Paying an order (a saga step of its own; the provider is never called on a database worker):
+/// 1. the intent: the order becomes `paying` with its charge reference (charge_reference: one
+///    per order), in PostgreSQL;
+/// 2. the charge, on a payment worker, retried with backoff on transient failures; the order
+///    actor awaits it with a deadline but keeps answering (a payment or cancel meanwhile: 409);
+/// 3. the outcome: captured → paid, payment row, loyalty points (one transaction); declined or
+///    failed → back to pending_payment; unknown (deadline, crash) → left `paying`.
+/// Reconciliation settles what is left `paying`: the sweeper nudges orders paying for longer
+/// than a live payment can last (and at start), the order asks the provider about its
+/// reference: charged → paid as above, not charged → back to pending_payment. The API shows
+/// `paying` as pending_payment.
+
+#include "actors/entity_env.hpp"
+
+namespace emporium::actors {
+
+struct order_state {
+  std::string id;
+  std::optional<model::order> order;
+  /// A payment, its reconciliation or an expiry check is talking to the provider: no second
+  /// one starts meanwhile.
+  bool settling = false;
+  static inline const char* name = "order";
+};
+
+order_entity_actor::behavior_type
+order_entity(order_entity_actor::stateful_pointer<order_state> self, entity_env env,
+             std::string id);
+
+/// How long the order actor waits for one provider job; a reconciliation waits for twice that
+/// (the sweeper's threshold), so it never takes over a live payment that may still capture.
+caf::timespan provider_deadline(const entity_env& env);
+
+} // namespace emporium::actors

@@ -1,0 +1,23 @@
+#pragma once
+/// SQL of carts. Blocking; called on worker threads only. Every statement is parameterised.
+
+#include "persistence/commerce_model.hpp"
+
+#include <pqxx/pqxx>
+
+#include <optional>
+#include <string>
+
+namespace emporium::persistence::cart_store {
+
+model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
+                        const std::string& customer_id, int ttl_s);
+
+/// A cart that has not expired.
+std::optional<model::cart> find_cart(pqxx::transaction_base& tx, const std::string& id);
+
+/// Writes the items if the cart is still at `expected_version`; extends its expiry.
+std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const model::cart& c,
+                                           std::int64_t expected_version, int ttl_s);
+
+} // namespace emporium::persistence::cart_store
