@@ -43,7 +43,4 @@ std::optional<model::search_position> decode_cursor(std::string_view cursor,
 /// A snippet as HTML: the text escaped, the matches (between \x01 and \x02) in <mark>.
 std::string snippet_html(std::string_view raw);
 
-/// HMAC-SHA256 of `message` with `key`, hex-encoded.
-std::string hmac_sha256_hex(std::string_view key, std::string_view message);
-
 } // namespace emporium::http::search_codec
