@@ -2,6 +2,8 @@
 /// Entity ids: `<prefix>_<26 Crockford base32 chars>`, a ULID. 48 bits of milliseconds since the
 /// epoch then 80 random bits, so ids are unique without coordination between nodes and sort by
 /// creation time; within one process and millisecond they are strictly increasing.
+/// Also the rest of what libsodium provides here: random bytes, hashes, the signature every signed
+/// value carries, and URL-safe base64.
 
 #include <optional>
 #include <string>
