@@ -788,7 +788,7 @@ TEST_CASE("format_rfc3339 formats UTC with milliseconds", "[pg][session]") {
   CHECK(persistence::format_rfc3339(-1) == "1969-12-31T23:59:59.999Z");
 }
 
-// A regression test: a limit of 0 used to read past an empty page and crash the process.
+// A limit of 0 answers an empty page rather than reading past it.
 TEST_CASE("product_store list with limit 0 answers an empty page", "[pg][products]") {
   ensure_schema();
   pg_session s{pg_opts()};
