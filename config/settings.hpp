@@ -91,7 +91,7 @@ struct rate_limit_settings {
 };
 
 struct actor_settings {
-  int scheduler_threads = 1;   ///< CAF workers; 1 measured best on 2 cores (STACK-NOTES.md)
+  int scheduler_threads = 1;   ///< CAF workers; 1 measured best on 2 cores
   int idle_timeout_s = 60;     ///< entity actors unused this long are passivated
 };
 

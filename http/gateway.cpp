@@ -102,27 +102,21 @@ bool is_health_probe(std::string_view method, std::string_view path) {
          && (path == "/healthz" || path == "/readyz" || path == "/metrics");
 }
 
-namespace {
-constexpr std::size_t token_mac_chars = 32;
-}
-
 std::string token_key(std::string_view admin_key_hash) {
   return persistence::sha256_hex(std::string{"emporium/session-token/v1:"}
                                  + std::string{admin_key_hash});
 }
 
 std::string sign_token(std::string_view token, std::string_view key) {
-  return std::string{token} + "."
-         + persistence::hmac_sha256_hex(key, token).substr(0, token_mac_chars);
+  return std::string{token} + "." + persistence::sign(key, token);
 }
 
 std::optional<std::string_view> signed_token(std::string_view presented, std::string_view key) {
   auto dot = presented.rfind('.');
-  if (dot == std::string_view::npos || dot == 0 || presented.size() - dot - 1 != token_mac_chars)
+  if (dot == std::string_view::npos || dot == 0)
     return std::nullopt;
   auto token = presented.substr(0, dot);
-  auto expected = persistence::hmac_sha256_hex(key, token).substr(0, token_mac_chars);
-  if (!persistence::constant_time_equal(expected, presented.substr(dot + 1)))
+  if (!persistence::verify(key, token, presented.substr(dot + 1)))
     return std::nullopt;
   return token;
 }

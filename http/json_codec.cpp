@@ -171,56 +171,18 @@ result<model::product_patch> decode_product_patch(const std::string& body) {
 
 namespace {
 
-constexpr char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 constexpr std::string_view cursor_tag = "c1:";
 
 } // namespace
 
-std::string base64url_encode(std::string_view in) {
-  std::string out;
-  std::uint32_t buf = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    buf = (buf << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(b64url[(buf >> bits) & 63]);
-    }
-  }
-  if (bits > 0)
-    out.push_back(b64url[(buf << (6 - bits)) & 63]);
-  return out;
-}
-
-std::optional<std::string> base64url_decode(std::string_view in) {
-  std::string out;
-  std::uint32_t buf = 0;
-  int bits = 0;
-  for (char c : in) {
-    auto pos = std::string_view{b64url}.find(c);
-    if (pos == std::string_view::npos)
-      return std::nullopt;
-    buf = (buf << 6) | static_cast<std::uint32_t>(pos);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buf >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
-
 std::string encode_cursor(const std::string& after_id) {
-  return base64url_encode(std::string{cursor_tag} + after_id);
+  return persistence::base64url_encode(std::string{cursor_tag} + after_id);
 }
 
 std::optional<std::string> decode_cursor(const std::string& cursor, std::string_view id_prefix) {
   if (cursor.empty() || cursor.size() > 256)
     return std::nullopt;
-  auto raw = base64url_decode(cursor);
+  auto raw = persistence::base64url_decode(cursor);
   if (!raw || raw->compare(0, cursor_tag.size(), cursor_tag) != 0)
     return std::nullopt;
   auto id = raw->substr(cursor_tag.size());

@@ -22,10 +22,6 @@ result<model::product_draft> decode_product_draft(const std::string& body);
 /// The body of PATCH /products/{id}: at least one field.
 result<model::product_patch> decode_product_patch(const std::string& body);
 
-/// URL-safe base64 without padding, and back (nothing when `in` has other characters).
-std::string base64url_encode(std::string_view in);
-std::optional<std::string> base64url_decode(std::string_view in);
-
 /// An opaque page cursor for "after this id", and back. Decoding fails on anything this server
 /// did not produce.
 std::string encode_cursor(const std::string& after_id);

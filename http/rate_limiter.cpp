@@ -1,6 +1,7 @@
 #include "http/rate_limiter.hpp"
 
 #include "http/metrics.hpp"
+#include "persistence/cache.hpp"
 
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
@@ -181,13 +182,8 @@ class rate_limiter::redis_worker {
  public:
   redis_worker(const config::redis_settings& redis, int timeout_ms, local_buckets& local,
                const bucket_params* params)
-    : local_(local), params_(params), timeout_(std::chrono::milliseconds(timeout_ms)) {
-    auto parts = config::parse_url("redis.url", redis.url, {"redis"});
-    host_ = parts.host;
-    port_ = parts.port;
-    password_ = parts.password;
-    if (!parts.path.empty())
-      db_ = std::atoi(parts.path.c_str());
+    : local_(local), params_(params), timeout_(std::chrono::milliseconds(timeout_ms)),
+      endpoint_(persistence::parse_redis_url(redis.url)) {
     metrics::http().rate_limit_redis_up.set(0);
     thread_ = std::thread([this] { loop(); });
   }
@@ -330,14 +326,6 @@ class rate_limiter::redis_worker {
       went_down("SCRIPT LOAD failed");
   }
 
-  bool command_ok(const char* what, reply_ptr r) {
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      last_error_ = std::string{what} + ": " + (r ? r->str : (ctx_->errstr[0] ? ctx_->errstr : "no answer"));
-      return false;
-    }
-    return true;
-  }
-
   bool load_script() {
     reply_ptr r{static_cast<redisReply*>(
       redisCommand(ctx_, "SCRIPT LOAD %s", redis_token_bucket_script))};
@@ -352,30 +340,19 @@ class rate_limiter::redis_worker {
   }
 
   void connect() {
-    timeval tv{static_cast<long>(timeout_.count() / 1000),
-               static_cast<long>((timeout_.count() % 1000) * 1000)};
-    ctx_ = redisConnectWithTimeout(host_.c_str(), port_, tv);
-    if (!ctx_ || ctx_->err) {
-      went_down(ctx_ ? ctx_->errstr : "cannot allocate a Redis context");
+    std::string error;
+    ctx_ = persistence::connect_redis(endpoint_, timeout_, error);
+    if (!ctx_) {
+      went_down(error);
       return;
     }
-    redisSetTimeout(ctx_, tv);
-    bool ok = true;
-    if (!password_.empty())
-      ok = command_ok("AUTH", reply_ptr{static_cast<redisReply*>(
-                                redisCommand(ctx_, "AUTH %b", password_.data(), password_.size()))});
-    if (ok && db_ != 0)
-      ok = command_ok("SELECT",
-                      reply_ptr{static_cast<redisReply*>(redisCommand(ctx_, "SELECT %d", db_))});
-    if (ok)
-      ok = load_script();
-    if (!ok) {
+    if (!load_script()) {
       went_down(last_error_);
       return;
     }
     if (up_ != true) {
-      spdlog::info("rate limiter: sharing buckets through Redis at {}:{}{}", host_, port_,
-                   up_ == false ? " again" : "");
+      spdlog::info("rate limiter: sharing buckets through Redis at {}:{}{}", endpoint_.host,
+                   endpoint_.port, up_ == false ? " again" : "");
     }
     up_ = true;
     metrics::http().rate_limit_redis_up.set(1);
@@ -391,7 +368,7 @@ class rate_limiter::redis_worker {
     if (up_ != false)
       spdlog::warn("rate limiter: Redis at {}:{} is unreachable ({}); limiting locally on this "
                    "node until it is back",
-                   host_, port_, why);
+                   endpoint_.host, endpoint_.port, why);
     up_ = false;
     metrics::http().rate_limit_redis_up.set(0);
   }
@@ -399,10 +376,7 @@ class rate_limiter::redis_worker {
   local_buckets& local_;
   const bucket_params* params_;
   std::chrono::milliseconds timeout_;
-  std::string host_;
-  int port_ = 6379;
-  std::string password_;
-  int db_ = 0;
+  persistence::redis_endpoint endpoint_;
 
   // Owned by the limiter thread.
   redisContext* ctx_ = nullptr;

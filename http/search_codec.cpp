@@ -166,7 +166,6 @@ std::string fingerprint(const model::search_query& q) {
 }
 
 constexpr int cursor_version = 1;
-constexpr std::size_t mac_chars = 32; ///< 128 bits of the HMAC, hex
 
 /// The sort key a position of this query carries: a score, a price, or nothing (newest).
 enum class key_kind { none, score, price };
@@ -193,10 +192,6 @@ bool valid_score(const std::string& s) {
 
 } // namespace
 
-std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
-  return persistence::hmac_sha256_hex(key, message);
-}
-
 std::string cursor_key(std::string_view secret) {
   return persistence::sha256_hex(std::string{"emporium/search-cursor/v1:"} + std::string{secret});
 }
@@ -204,8 +199,8 @@ std::string cursor_key(std::string_view secret) {
 std::string encode_cursor(const model::search_query& q, const model::search_position& pos,
                           std::string_view key) {
   auto body = json::array({cursor_version, static_cast<int>(pos.mode), pos.key, pos.id}).dump();
-  auto mac = hmac_sha256_hex(key, fingerprint(q) + "\n" + body).substr(0, mac_chars);
-  return codec::base64url_encode(body) + "." + mac;
+  return persistence::base64url_encode(body) + "."
+         + persistence::sign(key, fingerprint(q) + "\n" + body);
 }
 
 std::optional<model::search_position> decode_cursor(std::string_view cursor,
@@ -216,12 +211,8 @@ std::optional<model::search_position> decode_cursor(std::string_view cursor,
   auto dot = cursor.find('.');
   if (dot == std::string_view::npos)
     return std::nullopt;
-  auto body = codec::base64url_decode(cursor.substr(0, dot));
-  auto mac = cursor.substr(dot + 1);
-  if (!body || mac.size() != mac_chars)
-    return std::nullopt;
-  auto expected = hmac_sha256_hex(key, fingerprint(q) + "\n" + *body).substr(0, mac_chars);
-  if (!persistence::constant_time_equal(expected, mac))
+  auto body = persistence::base64url_decode(cursor.substr(0, dot));
+  if (!body || !persistence::verify(key, fingerprint(q) + "\n" + *body, cursor.substr(dot + 1)))
     return std::nullopt;
   // Signed by us; checked all the same, so that a leaked key cannot inject anything odd.
   auto j = json::parse(*body, nullptr, false);

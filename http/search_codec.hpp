@@ -14,7 +14,7 @@
 
 namespace emporium::http::search_codec {
 
-/// Limits of the query (DESIGN.md §3 leaves them to us).
+/// Limits of the query.
 inline constexpr std::size_t max_text_chars = 200;
 inline constexpr std::size_t max_words = 16;
 inline constexpr std::size_t max_categories = 20;
@@ -42,8 +42,5 @@ std::optional<model::search_position> decode_cursor(std::string_view cursor,
 
 /// A snippet as HTML: the text escaped, the matches (between \x01 and \x02) in <mark>.
 std::string snippet_html(std::string_view raw);
-
-/// HMAC-SHA256 of `message` with `key`, hex-encoded.
-std::string hmac_sha256_hex(std::string_view key, std::string_view message);
 
 } // namespace emporium::http::search_codec

@@ -39,8 +39,9 @@ struct reply_deleter {
 };
 using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
 
-timeval to_timeval(int ms) {
-  return timeval{ms / 1000, (ms % 1000) * 1000};
+timeval to_timeval(std::chrono::milliseconds timeout) {
+  const auto ms = timeout.count();
+  return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
 }
 
 /// One shared state per Redis server (a process normally talks to one; tests use several).
@@ -59,6 +60,49 @@ std::atomic<shared_state*> primary{nullptr};
 
 } // namespace
 
+redis_endpoint parse_redis_url(const std::string& url) {
+  auto parts = config::parse_url("redis.url", url, {"redis"});
+  redis_endpoint e;
+  e.host = parts.host;
+  e.port = parts.port;
+  e.password = parts.password;
+  if (!parts.path.empty())
+    e.db = std::atoi(parts.path.c_str());
+  return e;
+}
+
+redisContext* connect_redis(const redis_endpoint& endpoint, std::chrono::milliseconds timeout,
+                            std::string& error) {
+  auto tv = to_timeval(timeout);
+  redisContext* ctx = redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, tv);
+  if (!ctx) {
+    error = "cannot allocate a Redis context";
+    return nullptr;
+  }
+  auto failed = [&](std::string why) {
+    error = std::move(why);
+    redisFree(ctx);
+    return nullptr;
+  };
+  if (ctx->err)
+    return failed(ctx->errstr);
+  redisSetTimeout(ctx, tv);
+  auto command_ok = [&](const char* what, void* raw) {
+    reply_ptr r{static_cast<redisReply*>(raw)};
+    if (r && r->type != REDIS_REPLY_ERROR)
+      return true;
+    error = std::string{what} + ": " + (r ? r->str : (ctx->errstr[0] ? ctx->errstr : "no answer"));
+    return false;
+  };
+  if (!endpoint.password.empty()
+      && !command_ok("AUTH", redisCommand(ctx, "AUTH %b", endpoint.password.data(),
+                                          endpoint.password.size())))
+    return failed(error);
+  if (endpoint.db != 0 && !command_ok("SELECT", redisCommand(ctx, "SELECT %d", endpoint.db)))
+    return failed(error);
+  return ctx;
+}
+
 cache_counters& cache_stats() {
   static cache_counters counters;
   return counters;
@@ -68,12 +112,7 @@ redis_cache::redis_cache(redis_options opts)
   : opts_(std::move(opts)), shared_(&shared_for(opts_)) {
   shared_state* none = nullptr;
   primary.compare_exchange_strong(none, shared_);
-  auto parts = config::parse_url("redis.url", opts_.url, {"redis"});
-  host_ = parts.host;
-  port_ = parts.port;
-  password_ = parts.password;
-  if (!parts.path.empty())
-    db_ = std::atoi(parts.path.c_str());
+  endpoint_ = parse_redis_url(opts_.url);
 }
 
 redis_cache::~redis_cache() {
@@ -90,20 +129,9 @@ redisContext* redis_cache::context() {
   if (!ctx_) {
     if (!sh.breaker.allow())
       return nullptr;
-    auto tv = to_timeval(opts_.timeout_ms);
-    ctx_ = redisConnectWithTimeout(host_.c_str(), port_, tv);
-    if (!ctx_ || ctx_->err) {
-      fail(false);
-      return nullptr;
-    }
-    redisSetTimeout(ctx_, tv);
-    if (!password_.empty()
-        && !command_ok(static_cast<redisReply*>(
-          redisCommand(ctx_, "AUTH %b", password_.data(), password_.size())))) {
-      fail(false);
-      return nullptr;
-    }
-    if (db_ != 0 && !command_ok(static_cast<redisReply*>(redisCommand(ctx_, "SELECT %d", db_)))) {
+    std::string error;
+    ctx_ = connect_redis(endpoint_, std::chrono::milliseconds(opts_.timeout_ms), error);
+    if (!ctx_) {
       fail(false);
       return nullptr;
     }

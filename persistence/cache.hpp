@@ -16,6 +16,24 @@ namespace emporium::persistence {
 
 struct shared_state;
 
+/// Where a Redis server is and how to log in, from a `redis://[:password@]host:port/db` URL.
+struct redis_endpoint {
+  std::string host;
+  int port = 6379;
+  std::string password;
+  int db = 0;
+};
+
+/// The endpoint of `url`; throws config::config_error naming redis.url when it is malformed.
+redis_endpoint parse_redis_url(const std::string& url);
+
+/// Opens a connection: connects within `timeout`, which then bounds every command too, sends AUTH
+/// when there is a password and SELECT for a database other than 0. The one way this program
+/// (the cache, the rate limiter, the tests) connects to Redis. The context, to be released with
+/// redisFree, or nullptr with `error` saying what failed. Blocks: worker threads only.
+redisContext* connect_redis(const redis_endpoint& endpoint, std::chrono::milliseconds timeout,
+                            std::string& error);
+
 struct redis_options {
   std::string url;
   int timeout_ms = 200;
@@ -73,10 +91,7 @@ class redis_cache {
   void fail(bool write);
 
   redis_options opts_;
-  std::string host_;
-  int port_ = 6379;
-  std::string password_;
-  int db_ = 0;
+  redis_endpoint endpoint_;
   redisContext* ctx_ = nullptr;
   shared_state* shared_; ///< the breaker and flush flag of this Redis server
 };

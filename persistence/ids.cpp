@@ -135,4 +135,36 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+namespace {
+constexpr std::size_t signature_chars = 32;
+}
+
+std::string sign(std::string_view key, std::string_view message) {
+  return hmac_sha256_hex(key, message).substr(0, signature_chars);
+}
+
+bool verify(std::string_view key, std::string_view message, std::string_view signature) {
+  return signature.size() == signature_chars && constant_time_equal(sign(key, message), signature);
+}
+
+std::string base64url_encode(std::string_view in) {
+  constexpr int variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+  std::string out(sodium_base64_encoded_len(in.size(), variant), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(in.data()),
+                    in.size(), variant);
+  out.pop_back(); // the terminating NUL
+  return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+  std::string out(in.size() * 3 / 4 + 1, '\0');
+  std::size_t length = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(),
+                        in.size(), nullptr, &length, nullptr,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+    return std::nullopt;
+  out.resize(length);
+  return out;
+}
+
 } // namespace emporium::persistence

@@ -49,28 +49,11 @@ failure to_failure(const std::exception& e);
 bool breaks_connection(const std::exception& e);
 
 /// True for errors a retry of the whole transaction may cure (serialization failure, deadlock).
+/// The database workers' loop (actors/db_pool.cpp) is the one place that retries transactions.
 bool is_retryable(const std::exception& e);
 
 /// Sleeps a random time in [0, 10 ms * 2^attempt) ("full jitter"); blocking worker threads only.
 void backoff_sleep(int attempt);
-
-/// Runs `fn(session)` and turns exceptions into failures: a transaction that failed with a
-/// serialization failure or deadlock is re-run up to `attempts` times with jittered backoff.
-/// `fn` returns result<T>.
-template <class F>
-auto guarded(pg_session& session, F&& fn, int attempts = 3) -> decltype(fn(session)) {
-  for (int attempt = 1;; ++attempt) {
-    try {
-      return fn(session);
-    } catch (const std::exception& e) {
-      if (breaks_connection(e))
-        session.drop();
-      if (attempt >= attempts || !is_retryable(e))
-        return to_failure(e);
-    }
-    backoff_sleep(attempt);
-  }
-}
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC with millisecond precision.
 std::string format_rfc3339(std::int64_t epoch_ms);

@@ -1,7 +1,7 @@
 // The database workers' retry loop (actors/db_pool.cpp), the one production runs: a job whose
 // connection was lost mid-transaction runs again on a fresh one with exactly what it captured,
 // an in-doubt COMMIT never runs again, serialization failures are retried a bounded number of
-// times, and a job that expired in its queue never runs.
+// times, other errors are not retried, and a job that expired in its queue never runs.
 
 #include "actors/db_pool.hpp"
 #include "persistence/secret.hpp"
@@ -136,6 +136,23 @@ TEST_CASE("db_pool: serialization failures and deadlocks are retried at most thr
     CHECK(attempts->load() == 3);
     CHECK(f.pool->counters().retries.load() == before + 2);
   }
+}
+
+TEST_CASE("db_pool: an error no retry can cure runs once and answers its own failure",
+          "[db_pool]") {
+  pool_fixture f;
+  auto attempts = std::make_shared<std::atomic<int>>(0);
+  auto r = f.run<bool>(make_job(
+    [attempts](persistence::backend& b) -> result<bool> {
+      pqxx::work tx{b.pg.connection()};
+      attempts->fetch_add(1);
+      throw pqxx::unique_violation("simulated unique violation");
+    },
+    std::chrono::seconds(20)));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == errc::conflict);
+  CHECK(attempts->load() == 1);
+  CHECK(f.pool->counters().retries.load() == 0);
 }
 
 TEST_CASE("db_pool: a job that expired in its queue answers without running", "[db_pool]") {

@@ -1,5 +1,6 @@
 #include "gateway/gateway_support.hpp"
 
+#include "persistence/cache.hpp"
 #include "persistence/ids.hpp"
 #include "support/test_env.hpp"
 
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -25,16 +27,8 @@ namespace emporium::test {
 namespace {
 
 redisContext* connect_redis(std::uint16_t port) {
-  timeval tv{1, 0};
-  auto* ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
-  if (!ctx)
-    return nullptr;
-  if (ctx->err) {
-    redisFree(ctx);
-    return nullptr;
-  }
-  redisSetTimeout(ctx, tv);
-  return ctx;
+  std::string error;
+  return persistence::connect_redis({"127.0.0.1", port, "", 0}, std::chrono::seconds(1), error);
 }
 
 } // namespace

@@ -191,16 +191,6 @@ TEST_CASE("search codec: positions that do not fit the query are refused even wh
   CHECK_FALSE(ok(text, {m::full_text, "0.5", "prod_x' OR '1'='1"}));
 }
 
-TEST_CASE("search codec: HMAC-SHA256 matches RFC 4231", "[unit][search]") {
-  // Test case 2 of RFC 4231.
-  CHECK(sc::hmac_sha256_hex("Jefe", "what do ya want for nothing?")
-        == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-  // Test case 6: a key longer than the block size.
-  CHECK(sc::hmac_sha256_hex(std::string(131, '\xaa'),
-                            "Test Using Larger Than Block-Size Key - Hash Key First")
-        == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
-}
-
 TEST_CASE("search codec: snippets are escaped HTML with <mark>ed matches", "[unit][search]") {
   CHECK(sc::snippet_html("a \x01lamp\x02 <script>alert('x')</script> & \"more\"")
         == "a <mark>lamp</mark> &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; "

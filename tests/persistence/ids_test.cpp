@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -72,6 +73,47 @@ TEST_CASE("hmac_sha256_hex: RFC 4231 test cases 2 and 6 (a key longer than a blo
   CHECK(hmac_sha256_hex(std::string(131, '\xaa'),
                         "Test Using Larger Than Block-Size Key - Hash Key First")
         == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+TEST_CASE("sign and verify: 32 hex digits of HMAC-SHA-256, checked whole") {
+  // The first 32 hex digits of RFC 4231 test case 2.
+  CHECK(sign("Jefe", "what do ya want for nothing?") == "5bdcc146bf60754e6a042426089575c7");
+  auto signature = sign("key", "message");
+  CHECK(verify("key", "message", signature));
+  CHECK_FALSE(verify("key", "message!", signature));
+  CHECK_FALSE(verify("another key", "message", signature));
+  CHECK_FALSE(verify("key", "message", signature.substr(0, 31)));
+  CHECK_FALSE(verify("key", "message", signature + "0"));
+  CHECK_FALSE(verify("key", "message", hmac_sha256_hex("key", "message")));
+  CHECK_FALSE(verify("key", "message", ""));
+}
+
+TEST_CASE("base64url: RFC 4648 vectors in the URL-safe alphabet without padding") {
+  CHECK(base64url_encode("") == "");
+  CHECK(base64url_encode("f") == "Zg");
+  CHECK(base64url_encode("fo") == "Zm8");
+  CHECK(base64url_encode("foo") == "Zm9v");
+  CHECK(base64url_encode("foobar") == "Zm9vYmFy");
+  CHECK(base64url_encode("\xfb\xff\xbf") == "-_-_");
+  std::string all;
+  for (int i = 0; i < 256; ++i) {
+    auto back = base64url_decode(base64url_encode(all));
+    REQUIRE(back);
+    CHECK(*back == all);
+    all.push_back(static_cast<char>(i));
+  }
+  CHECK(base64url_decode("Zm9vYmFy") == std::optional<std::string>{"foobar"});
+  CHECK(base64url_decode("-_-_") == std::optional<std::string>{"\xfb\xff\xbf"});
+  CHECK(base64url_decode("") == std::optional<std::string>{""});
+}
+
+TEST_CASE("base64url: only what the encoder can produce decodes") {
+  CHECK_FALSE(base64url_decode("Zm8="));      // padding
+  CHECK_FALSE(base64url_decode("+/+/"));      // the standard alphabet
+  CHECK_FALSE(base64url_decode("Zm9vY"));     // a length no encoding has
+  CHECK_FALSE(base64url_decode("Zm9"));       // unused bits set ("Zm8" is "fo")
+  CHECK_FALSE(base64url_decode("Zm9v YmFy")); // a blank
+  CHECK_FALSE(base64url_decode("not base64!"));
 }
 
 TEST_CASE("format_rfc3339 renders UTC with milliseconds") {
