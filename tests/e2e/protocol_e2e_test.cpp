@@ -392,7 +392,7 @@ TEST_CASE("protocol: SIGTERM while answers are still being written closes the co
   INFO("after the last answer: " << got.size() << " more bytes, closed: " << busy.peer_closed()
                                  << ", " << closed_ms << " ms after SIGTERM");
   CHECK(got.empty());
-  // KNOWN BUG: http/server.cpp session::on_write closes a draining connection only when
+  // KNOWN BUG: http/session.cpp session::on_write closes a draining connection only when
   // `!reading_`, but after the last pipelined request the session is already waiting for the
   // next one (reading_ == true), and answers that were ready before the drain carry no
   // `Connection: close`. The connection stays open until the 10 s drain deadline stops the
