@@ -106,7 +106,7 @@ int seed_command(const config::settings& s, std::int64_t products, bool if_empty
   return 0;
 }
 
-int serve_command(const config::settings& s, bool no_migrate) {
+int serve_command(config::settings s, bool no_migrate) {
   // Signals are taken by one thread with sigwait; every thread started from here on inherits
   // the blocked mask, so no CAF or Asio thread is interrupted by them.
   sigset_t sigs;
@@ -146,9 +146,10 @@ int serve_command(const config::settings& s, bool no_migrate) {
                  s.cluster.peers.size() + 1);
 
   actors::runtime runtime{s};
-  http::app app{runtime, admin_hash, &s};
+  s.auth.admin_key_hash = admin_hash;
+  http::app app{runtime, s};
   auto routes = http::make_router(app);
-  http::server server{s, routes};
+  http::server server{s, routes, http::session_verifier(runtime)};
   server.start();
   spdlog::info("listening on http://{}:{} (rate limit: {} mode)", s.http.host, server.port(),
                s.rate_limit.mode);

@@ -56,6 +56,10 @@ struct redis_settings {
 
 struct auth_settings {
   std::optional<std::string> admin_key;  ///< none: generated at first start and printed once
+  /// SHA-256 hex of the admin key in use: not read from any source, set at start from the
+  /// database (persistence::ensure_admin_key). The HTTP gateway checks the admin key against it
+  /// and derives the session-token and search-cursor keys from it.
+  std::string admin_key_hash;
   int session_ttl_s = 30 * 24 * 3600;    ///< customer bearer tokens expire after this long
   /// Password hashing (Argon2id, 64 MiB each) runs on workers of its own, sign-ups apart from
   /// logins, so that a flood of sign-ups cannot delay a login behind it.

@@ -1,6 +1,6 @@
 // Fuzz target: raw bytes from a client, the whole way the server takes them up to the
-// handlers' validation: Beast's request parser with the server's limits (http/server.cpp
-// read_next: header_limit, body_limit), several requests pipelined on one connection, the
+// handlers' validation: Beast's request parser with the server's limits (http/session.cpp
+// do_read: header_limit, body_limit), several requests pipelined on one connection, the
 // conversion into the handlers' request (lower-case header names), parse_target, the router,
 // and the matched route's validation (fuzz/request_path.cpp).
 
@@ -20,7 +20,7 @@ namespace net = boost::asio;
 
 namespace {
 
-/// http/server.cpp's to_request, minus the peer address.
+/// http/session.cpp's to_request, minus the peer address.
 emporium::http::request to_request(bhttp::request<bhttp::string_body>&& in) {
   emporium::http::request out;
   out.method = std::string{in.method_string()};

@@ -1,8 +1,11 @@
-// Fuzz target: every JSON body decoder of the API (http/json_codec.cpp, http/commerce_codec.cpp).
+// Fuzz target: every JSON body decoder of the API (http/json_codec.cpp and the customer, cart
+// and order codecs).
 // The first byte picks the decoder, the rest is the body. Decoders must reject anything
 // malformed with field errors, never throw, crash or let an out-of-range value through.
 
-#include "http/commerce_codec.hpp"
+#include "http/cart_codec.hpp"
+#include "http/customer_codec.hpp"
+#include "http/order_codec.hpp"
 #include "http/json_codec.hpp"
 
 #include <cstdint>

@@ -1,11 +1,9 @@
 #pragma once
-/// What the fuzz targets share: the route table of the HTTP API and the validation each
-/// handler runs on its request before it calls the actor runtime. The handlers themselves need
-/// the runtime (CAF), which the fuzzers do not link; the validation they run is the codec
-/// functions called here, route by route, with the same arguments.
-///
-/// `api_routes` must stay the server's table: the test "fuzz: the fuzzers' route table is the
-/// server's" (route_table_check.cpp) compares it with http::make_router.
+/// What the fuzz targets share: the route table of the HTTP API (http/route_table.hpp, the one
+/// the server routes with) and the validation each route runs on its request before it calls
+/// the actor runtime. The handlers themselves need the runtime (CAF), which the fuzzers do not
+/// link; what runs before them is the table's own checks (path ids, query parameters) plus the
+/// codec calls the handlers make on headers and bodies, here by operation id.
 
 #include "http/message.hpp"
 #include "http/router.hpp"
@@ -16,10 +14,10 @@
 
 namespace emporium::fuzz {
 
-/// (method, pattern) of every route, as http/routes.cpp and the *_routes.cpp files add them.
-const std::vector<std::pair<std::string, std::string>>& api_routes();
+/// (method, pattern) of every routed entry of the table.
+std::vector<std::pair<std::string, std::string>> api_routes();
 
-/// A router with api_routes() and handlers that do nothing.
+/// A router over the table with handlers that do nothing.
 const http::router& api_router();
 
 /// Routes `req` (its path and query already parsed) and runs the matched route's validation:

@@ -1,6 +1,7 @@
 #include "http/gateway.hpp"
 
 #include "http/handler_support.hpp"
+#include "http/route_table.hpp"
 #include "persistence/ids.hpp"
 
 #include <nlohmann/json.hpp>
@@ -87,19 +88,30 @@ void add_problem_instance(response& res, std::string_view request_id) {
   res.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+namespace {
+
+/// The table's routes without handlers: what the gateway matches a request against.
+const router& table_only() {
+  static const router r = table_router([](const route_spec&) { return handler{}; });
+  return r;
+}
+
+} // namespace
+
+const route_spec* route_of(std::string_view method, std::string_view path) {
+  auto m = table_only().match(method, path);
+  return m.matched ? m.matched->spec : nullptr;
+}
+
 route_class classify(std::string_view method, std::string_view path) {
-  if (method == "GET" || method == "HEAD" || method == "OPTIONS")
-    return route_class::read;
-  if (method == "POST" && path == "/sessions")
-    return route_class::login;
-  if (method == "POST" && path == "/customers")
-    return route_class::signup;
-  return route_class::write;
+  return class_of(route_of(method, path), method);
 }
 
 bool is_health_probe(std::string_view method, std::string_view path) {
-  return (method == "GET" || method == "HEAD")
-         && (path == "/healthz" || path == "/readyz" || path == "/metrics");
+  if (method != "GET" && method != "HEAD")
+    return false;
+  const auto* spec = route_of(method, path);
+  return spec && spec->probe;
 }
 
 std::string token_key(std::string_view admin_key_hash) {
@@ -224,26 +236,52 @@ std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& bl
 
 client_identity identify(const request& req, route_class c, std::string_view token_key,
                          std::string_view admin_key_hash, std::string_view client_address) {
-  client_identity by_address{"a:" + address_key(client_address), std::string{client_address}, {}};
-  if (c == route_class::login || c == route_class::signup)
+  client_identity by_address{"a:" + address_key(client_address), std::string{client_address}, {},
+                             {}};
+  if (req.header("authorization").empty())
     return by_address;
   auto presented = bearer_token(req);
-  if (presented.empty())
+  if (presented.empty()) {
+    by_address.who.k = caller::kind::malformed;
     return by_address;
+  }
   // The token itself never leaves this function but in `session_token`; only a hash prefix of
   // it is logged.
   auto token = signed_token(presented, token_key);
   auto hash = persistence::sha256_hex(token ? *token : presented);
-  if (!token && persistence::constant_time_equal(hash, admin_key_hash))
-    return {"t:" + hash, "admin", {}};
+  bool admin = !token && persistence::constant_time_equal(hash, admin_key_hash);
+  by_address.who.k = admin ? caller::kind::admin : caller::kind::unknown;
+  if (c == route_class::login || c == route_class::signup)
+    return by_address;
+  if (admin)
+    return {"t:" + hash, "admin", {}, by_address.who};
   by_address.shown += " unverified-token:" + hash.substr(0, 12);
   if (token)
     by_address.session_token = std::string{*token};
   return by_address;
 }
 
+admission admit(request& req, std::string_view peer,
+                const std::vector<config::cidr_block>& trusted, std::string_view token_key,
+                std::string_view admin_key_hash) {
+  admission out;
+  out.target_ok = parse_target(req.target, req.path, req.query);
+  std::string_view path = out.target_ok ? std::string_view{req.path} : "";
+  auto address = client_address(peer, forwarded_for(req), trusted);
+  if (is_health_probe(req.method, path)) {
+    out.probe = true;
+    out.identity.shown = std::move(address);
+    return out;
+  }
+  out.cls = classify(req.method, path);
+  out.identity = identify(req, out.cls, token_key, admin_key_hash, address);
+  req.who = out.identity.who;
+  return out;
+}
+
 client_identity customer_identity(std::string_view customer_id) {
-  return {"c:" + std::string{customer_id}, "customer:" + std::string{customer_id}, {}};
+  return {"c:" + std::string{customer_id}, "customer:" + std::string{customer_id}, {},
+          {caller::kind::customer, std::string{customer_id}}};
 }
 
 // -- CORS -----------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@
 #include "config/net_address.hpp"
 #include "http/message.hpp"
 #include "http/rate_limiter.hpp"
+#include "http/route_table.hpp"
+
+#include <functional>
 
 #include <optional>
 #include <string>
@@ -32,13 +35,15 @@ void add_problem_instance(response& res, std::string_view request_id);
 
 // -- identity and classes ---------------------------------------------------------------------------
 
-/// The route class of a request: login (POST /sessions), signup (POST /customers), read (GET,
-/// HEAD, OPTIONS), write.
+/// The route table's entry of a request (method and decoded path), or nullptr.
+const route_spec* route_of(std::string_view method, std::string_view path);
+
+/// The route class of a request, from its route's entry (route_table.hpp: class_of).
 route_class classify(std::string_view method, std::string_view path);
 
-/// GET or HEAD of /healthz, /readyz or /metrics: a load balancer's or Prometheus's probe. Never
-/// rate limited: behind a balancer every client shares the balancer's address, and a busy one
-/// must not make the checks fail.
+/// GET or HEAD of a route the table marks as a probe (/healthz, /readyz, /metrics): a load
+/// balancer's or Prometheus's. Never rate limited: behind a balancer every client shares the
+/// balancer's address, and a busy one must not make the checks fail.
 bool is_health_probe(std::string_view method, std::string_view path);
 
 /// Session tokens as clients hold them: the token the database knows (by its hash), '.', and
@@ -81,15 +86,40 @@ struct client_identity {
   /// and, when it is live, uses customer_identity(); until then (and when it is not) `bucket` is
   /// the address's. Held in memory only: never logged.
   std::string session_token;
+  /// The caller for the handlers: anonymous, malformed, admin or unknown here; a customer once
+  /// the session is verified (customer_identity).
+  caller who;
 };
 
-/// Logins and sign-ups are by address. Otherwise the admin key has a bucket of its own; a token
+/// Verifies a session token (the part before its signature) for the gateway: `done` gets the
+/// customer id, or "" when it could not; then `dead` says whether the session is unknown or
+/// expired (false when the lookup failed: the database unreachable, a timeout). May call `done`
+/// at once (a cached session) or later from another thread; never blocks the caller.
+using session_verifier =
+  std::function<void(std::string token, std::function<void(std::string customer_id, bool dead)> done)>;
+
+/// Resolves the caller once per request, for the limiter and the handlers. Logins and
+/// sign-ups are by address. Otherwise the admin key has a bucket of its own; a token
 /// this server signed asks for verification (session_token) and meanwhile is the address; any
 /// other token and no token are the address: a made-up token, one per request, must not buy a
 /// fresh bucket each, nor a lookup each before its 401. Keying a verified session by its
 /// customer, not its token, gives one customer one bucket however many sessions they open.
 client_identity identify(const request& req, route_class c, std::string_view token_key,
                          std::string_view admin_key_hash, std::string_view client_address);
+
+/// What the gateway learns of a request before the limiter: its target parsed into `req`
+/// (path, query), whether it is a probe, its route class and its client identity; `req.who`
+/// is set to the caller as far as it is known without the runtime.
+struct admission {
+  bool target_ok = false; ///< the target parsed; otherwise the request is answered 400
+  bool probe = false;     ///< never limited
+  route_class cls = route_class::read;
+  client_identity identity;
+};
+
+admission admit(request& req, std::string_view peer,
+                const std::vector<config::cidr_block>& trusted, std::string_view token_key,
+                std::string_view admin_key_hash);
 
 /// The identity of a verified customer session.
 client_identity customer_identity(std::string_view customer_id);

@@ -17,6 +17,11 @@ namespace emporium::http {
 
 using json = nlohmann::json;
 
+/// `j` as compact text; invalid UTF-8 in strings is replaced, never thrown on.
+inline std::string dump_json(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 /// True when `s` holds a C0 control character or DEL; with `multiline`, tab, line feed and
 /// carriage return are allowed.
 inline bool has_control_chars(std::string_view s, bool multiline = false) {

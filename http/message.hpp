@@ -14,6 +14,20 @@ namespace emporium::http {
 /// Header names are stored lower-case.
 using header_map = std::multimap<std::string, std::string>;
 
+/// Who sent a request, as the gateway resolved it from its Authorization header (once per
+/// request, before the limiter); handlers read it and verify nothing themselves.
+struct caller {
+  enum class kind {
+    anonymous, ///< no Authorization header
+    malformed, ///< an Authorization header that is not `Bearer <token>`
+    unknown,   ///< a token that is neither the admin key nor a live session
+    admin,
+    customer,
+  };
+  kind k = kind::anonymous;
+  std::string customer_id; ///< for kind::customer
+};
+
 struct request {
   std::string method;   ///< upper-case, as sent
   std::string target;   ///< raw request target
@@ -22,6 +36,7 @@ struct request {
   header_map headers;
   std::string body;
   std::string remote;   ///< peer address
+  caller who;           ///< set by the gateway
 
   /// The first value of header `name` (lower-case), or empty.
   std::string_view header(std::string_view name) const;
@@ -43,8 +58,25 @@ struct response {
   }
 };
 
-/// Hands a response back to the connection. May be called from any thread, exactly once.
-using responder = std::function<void(response)>;
+/// Hands the answer back to the connection, exactly once, from any thread. `later` hands over a
+/// function that makes the answer instead, which the connection runs on its own strand: a
+/// runtime callback (on a CAF thread) passes its result into it as a value, and the encoding
+/// runs on the connection's thread, not the actor's.
+class responder {
+ public:
+  using make_fn = std::function<response()>;
+
+  responder() = default;
+  explicit responder(std::function<void(make_fn)> deliver) : deliver_(std::move(deliver)) {}
+
+  void operator()(response res) const {
+    deliver_([res = std::move(res)]() mutable { return std::move(res); });
+  }
+  void later(make_fn make) const { deliver_(std::move(make)); }
+
+ private:
+  std::function<void(make_fn)> deliver_;
+};
 
 /// Splits a request target into decoded path and query; false when the encoding is malformed.
 bool parse_target(std::string_view target, std::string& path,

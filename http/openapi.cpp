@@ -1,19 +1,18 @@
 #include "http/openapi.hpp"
 
+#include "http/order_codec.hpp"
+#include "http/route_table.hpp"
+#include "http/search_codec.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
 #include <map>
 #include <optional>
+#include <stdexcept>
 
 namespace emporium::http::openapi {
-
-// The single list of contract routes that the router does not serve yet.
-const std::vector<operation> not_yet_routed = {
-  {"GET", "/orders/{id}/events"},
-  {"GET", "/ws"},
-};
 
 namespace {
 
@@ -40,16 +39,13 @@ json common_headers() {
           {"RateLimit-Reset", header_ref("RateLimit-Reset")}};
 }
 
-json json_content(const json& schema) {
-  return {{"application/json", {{"schema", schema}}}};
+/// Headers on a probe's answer: probes are never rate limited, so no RateLimit headers.
+json probe_headers() {
+  return {{"X-Request-Id", header_ref("X-Request-Id")}};
 }
 
-/// A success answer with a JSON body of `schema` and the common headers plus `extra`.
-json ok(const std::string& description, const json& schema, json extra = json::object()) {
-  json headers = common_headers();
-  for (auto& [k, v] : extra.items())
-    headers[k] = v;
-  return {{"description", description}, {"headers", headers}, {"content", json_content(schema)}};
+json json_content(const json& schema) {
+  return {{"application/json", {{"schema", schema}}}};
 }
 
 json string_schema(const std::string& description) {
@@ -323,20 +319,15 @@ json schemas() {
 
 json parameters() {
   json p;
-  auto path_id = [](const std::string& name, const std::string& prefix, const std::string& what) {
-    json j{{"name", name}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}};
-    j["description"] = what + " (" + prefix + "_...); a malformed id answers 404";
-    return j;
-  };
-  p["ProductId"] = path_id("id", "prod", "The product's id");
-  p["CartProductId"] = path_id("product_id", "prod", "The product's id");
-  p["CustomerId"] = path_id("id", "cust", "The customer's id");
-  p["CartId"] = path_id("id", "cart", "The cart's id");
-  p["OrderId"] = path_id("id", "ord", "The order's id");
   p["Limit"] = {{"name", "limit"},
                 {"in", "query"},
-                {"description", "Page size; outside 1..100 answers 400"},
-                {"schema", {{"type", "integer"}, {"minimum", 1}, {"maximum", 100}, {"default", 20}}}};
+                {"description", "Page size; outside " + std::to_string(page_limit_min) + ".."
+                                  + std::to_string(page_limit_max) + " answers 400"},
+                {"schema",
+                 {{"type", "integer"},
+                  {"minimum", page_limit_min},
+                  {"maximum", page_limit_max},
+                  {"default", page_limit_default}}}};
   p["Cursor"] = {{"name", "cursor"},
                  {"in", "query"},
                  {"description", "next_cursor of the previous page; a cursor not issued by this "
@@ -344,7 +335,17 @@ json parameters() {
                  {"schema", {{"type", "string"}}}};
   p["Category"] = {{"name", "category"},
                    {"in", "query"},
-                   {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", 64}}}};
+                   {"schema",
+                    {{"type", "string"}, {"minLength", 1}, {"maxLength", category_max_chars}}}};
+  p["Country"] = {{"name", "country"},
+                  {"in", "query"},
+                  {"description", "The country shipping is quoted for (ISO 3166-1 alpha-2); "
+                                  "default: the server's shipping.default_country"},
+                  {"schema", {{"type", "string"}, {"pattern", "^[A-Z]{2}$"}}}};
+  p["Upgrade"] = {{"name", "Upgrade"},
+                  {"in", "header"},
+                  {"required", true},
+                  {"schema", {{"type", "string"}, {"const", "websocket"}}}};
   p["IfNoneMatch"] = {{"name", "If-None-Match"},
                       {"in", "header"},
                       {"description", "ETags of a cached copy; a match answers 304"},
@@ -360,7 +361,7 @@ json parameters() {
                     "the order or a verdict on the request (400, 422); a refusal that stock, "
                     "open orders or the cart decide (409) is not kept, so a retry runs again. "
                     "The same key with another body answers 422. Scoped to the customer."},
-    {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", 255}}}};
+    {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", codec::idempotency_key_max_chars}}}};
   p["XRequestId"] = {
     {"name", "X-Request-Id"},
     {"in", "header"},
@@ -436,22 +437,6 @@ json responses() {
 
 // -- operations -----------------------------------------------------------------------------------
 
-enum class who { anyone, admin, customer, customer_or_admin };
-
-struct op_spec {
-  std::string method;
-  std::string path;
-  std::string id;
-  std::string tag;
-  std::string summary;
-  who auth = who::anyone;
-  std::vector<json> params;
-  std::optional<std::string> body; ///< request schema name
-  json success;                    ///< status → response
-  std::vector<int> errors;         ///< beyond the ones every operation has
-  bool uses_database = true;
-};
-
 const std::map<int, std::string> error_names{
   {400, "BadRequest"},       {401, "Unauthorized"},         {402, "PaymentRequired"},
   {403, "Forbidden"},        {404, "NotFound"},             {409, "Conflict"},
@@ -460,193 +445,152 @@ const std::map<int, std::string> error_names{
   {500, "Internal"},         {502, "BadGateway"},           {503, "Unavailable"},
   {504, "Timeout"}};
 
-json build_operation(const op_spec& o) {
-  json j{{"operationId", o.id}, {"tags", {o.tag}}, {"summary", o.summary}};
-  std::vector<json> params = o.params;
+/// The parameters GET /search validates in its codec (search_codec::decode_query).
+std::vector<json> search_parameters() {
+  namespace sc = search_codec;
+  return {
+    {{"name", "q"}, {"in", "query"}, {"description", "Full-text query"},
+     {"schema", {{"type", "string"}, {"maxLength", sc::max_text_chars}}}},
+    {{"name", "category"}, {"in", "query"},
+     {"description", "Repeat to match any of several categories"},
+     {"style", "form"}, {"explode", true},
+     {"schema", {{"type", "array"},
+                 {"maxItems", sc::max_categories},
+                 {"items", {{"type", "string"}, {"minLength", 1},
+                            {"maxLength", category_max_chars}}}}}},
+    {{"name", "min_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
+     {"schema", {{"type", "integer"}, {"minimum", 0}, {"maximum", sc::max_price_cents}}}},
+    {{"name", "max_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
+     {"schema", {{"type", "integer"}, {"minimum", 0}, {"maximum", sc::max_price_cents}}}},
+    {{"name", "in_stock"}, {"in", "query"}, {"schema", {{"type", "boolean"}}}},
+    {{"name", "sort"}, {"in", "query"},
+     {"schema",
+      {{"type", "string"},
+       {"enum", {"relevance", "price_asc", "price_desc", "newest"}},
+       {"default", "relevance"}}}},
+    param_ref("Limit"), param_ref("Cursor")};
+}
+
+json query_parameter(query_kind k) {
+  switch (k) {
+    case query_kind::limit: return param_ref("Limit");
+    case query_kind::cursor: return param_ref("Cursor");
+    case query_kind::category: return param_ref("Category");
+    case query_kind::country: return param_ref("Country");
+  }
+  return {};
+}
+
+/// The answers the document builds itself (route_spec::success_doc::special).
+json special_response(const std::string& name, bool probe) {
+  json headers = probe ? probe_headers() : common_headers();
+  if (name == "not_modified") {
+    headers["ETag"] = header_ref("ETag");
+    return {{"description", "The cached copy named by If-None-Match is current"},
+            {"headers", headers}};
+  }
+  if (name == "event_stream")
+    return {{"description", "Server-Sent Events: one `status` event per change of the order's "
+                            "status, its data an OrderEvent; the stream stays open"},
+            {"headers", headers},
+            {"content",
+             {{"text/event-stream",
+               {{"schema", {{"type", "string"}}}, {"x-event-data", schema_ref("OrderEvent")}}}}}};
+  if (name == "websocket") {
+    headers["Upgrade"] = {{"schema", {{"type", "string"}, {"const", "websocket"}}}};
+    headers["Connection"] = {{"schema", {{"type", "string"}}}};
+    headers["Sec-WebSocket-Accept"] = {{"schema", {{"type", "string"}}}};
+    return {{"description",
+             "Switching to the WebSocket protocol. The client sends WsSubscribe messages; the "
+             "server pushes WsEvent messages (text frames, JSON)"},
+            {"headers", headers}};
+  }
+  if (name == "metrics_text")
+    return {{"description", "Prometheus text exposition format 0.0.4"},
+            {"headers", headers},
+            {"content", {{"text/plain; version=0.0.4", {{"schema", {{"type", "string"}}}}}}}};
+  if (name == "any_object")
+    return {{"description", "The OpenAPI 3.1 document"},
+            {"headers", headers},
+            {"content", json_content({{"type", "object"}})}};
+  throw std::logic_error("openapi: no special response " + name);
+}
+
+/// A shared error answer as a probe gives it: without the RateLimit headers.
+json probe_error(const std::string& name) {
+  json r = responses().at(name);
+  r["headers"] = probe_headers();
+  return r;
+}
+
+json build_operation(const route_spec& r) {
+  json j{{"operationId", r.operation_id}, {"tags", {r.tag}}, {"summary", r.summary}};
+  std::vector<json> params;
+  for (const auto& p : r.path_ids)
+    params.push_back({{"name", p.name},
+                      {"in", "path"},
+                      {"required", true},
+                      {"description", std::string{p.description} + " (" + p.prefix
+                                        + "_...); a malformed id answers 404"},
+                      {"schema", {{"type", "string"}}}});
+  for (auto k : r.query)
+    params.push_back(query_parameter(k));
+  if (r.codec_query && std::string{r.codec_query} == "search")
+    for (auto& p : search_parameters())
+      params.push_back(std::move(p));
+  for (const auto* h : r.header_params)
+    params.push_back(param_ref(h));
   params.push_back(param_ref("XRequestId"));
   j["parameters"] = params;
-  switch (o.auth) {
-    case who::anyone: j["security"] = json::array(); break;
-    case who::admin: j["security"] = {{{"adminKey", json::array()}}}; break;
-    case who::customer: j["security"] = {{{"customerToken", json::array()}}}; break;
-    case who::customer_or_admin:
+  switch (r.who) {
+    case access::anyone: j["security"] = json::array(); break;
+    case access::admin:
+    case access::admin_by_runtime: j["security"] = {{{"adminKey", json::array()}}}; break;
+    case access::customer: j["security"] = {{{"customerToken", json::array()}}}; break;
+    case access::signed_in:
       j["security"] = {{{"customerToken", json::array()}}, {{"adminKey", json::array()}}};
       break;
   }
-  if (o.body)
-    j["requestBody"] = {{"required", true}, {"content", json_content(schema_ref(*o.body))}};
-  json res = o.success;
-  std::vector<int> errors = o.errors;
-  errors.push_back(429);
-  errors.push_back(431);
+  if (r.body)
+    j["requestBody"] = {{"required", true}, {"content", json_content(schema_ref(r.body))}};
+  json res = json::object();
+  for (const auto& ok_doc : r.success) {
+    if (ok_doc.special) {
+      res[std::to_string(ok_doc.status)] = special_response(ok_doc.special, r.probe);
+      continue;
+    }
+    json headers = r.probe ? probe_headers() : common_headers();
+    for (const auto* h : ok_doc.headers)
+      headers[h] = header_ref(h);
+    json one{{"description", ok_doc.description}, {"headers", headers}};
+    if (ok_doc.schema)
+      one["content"] = json_content(schema_ref(ok_doc.schema));
+    res[std::to_string(ok_doc.status)] = one;
+  }
+  std::vector<int> errors = r.errors;
+  if (!r.probe) {
+    errors.push_back(429);
+    errors.push_back(431);
+  }
   errors.push_back(500);
-  if (o.uses_database) {
+  if (r.uses_database) {
     errors.push_back(503);
     errors.push_back(504);
   }
-  if (o.body) {
+  if (r.body) {
     errors.push_back(400);
     errors.push_back(413);
     errors.push_back(415);
   }
-  if (o.auth != who::anyone)
+  if (r.who != access::anyone)
     errors.push_back(401);
-  if (o.auth == who::admin)
+  if (r.who == access::admin || r.who == access::admin_by_runtime)
     errors.push_back(403);
   for (int e : errors)
-    res[std::to_string(e)] = response_ref(error_names.at(e));
+    res[std::to_string(e)] =
+      r.probe ? probe_error(error_names.at(e)) : response_ref(error_names.at(e));
   j["responses"] = res;
   return j;
-}
-
-json with_location(const std::string& description, const std::string& schema) {
-  return ok(description, schema_ref(schema), {{"Location", header_ref("Location")}});
-}
-
-std::vector<op_spec> operations() {
-  const json product_ok = ok("The product", schema_ref("Product"), {{"ETag", header_ref("ETag")}});
-  const json order_ok = ok("The whole order", schema_ref("Order"));
-  const json search_params = json::array(
-    {{{"name", "q"}, {"in", "query"}, {"description", "Full-text query"},
-      {"schema", {{"type", "string"}}}},
-     {{"name", "category"}, {"in", "query"},
-      {"description", "Repeat to match any of several categories"},
-      {"style", "form"}, {"explode", true},
-      {"schema", {{"type", "array"}, {"items", {{"type", "string"}, {"minLength", 1},
-                                               {"maxLength", 64}}}}}},
-     {{"name", "min_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
-      {"schema", {{"type", "integer"}, {"minimum", 0}}}},
-     {{"name", "max_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
-      {"schema", {{"type", "integer"}, {"minimum", 0}}}},
-     {{"name", "in_stock"}, {"in", "query"}, {"schema", {{"type", "boolean"}}}},
-     {{"name", "sort"}, {"in", "query"},
-      {"schema",
-       {{"type", "string"},
-        {"enum", {"relevance", "price_asc", "price_desc", "newest"}},
-        {"default", "relevance"}}}},
-     param_ref("Limit"), param_ref("Cursor")});
-
-  std::vector<op_spec> ops;
-  // Products
-  ops.push_back({"GET", "/products", "listProducts", "products",
-                 "List products in id (creation) order", who::anyone,
-                 {param_ref("Limit"), param_ref("Cursor"), param_ref("Category")}, std::nullopt,
-                 {{"200", ok("A page of products", schema_ref("ProductPage"))}}, {400}});
-  json not_modified{{"description", "The cached copy named by If-None-Match is current"},
-                    {"headers", common_headers()}};
-  not_modified["headers"]["ETag"] = header_ref("ETag");
-  ops.push_back({"GET", "/products/{id}", "getProduct", "products", "One product, with its ETag",
-                 who::anyone, {param_ref("ProductId"), param_ref("IfNoneMatch")}, std::nullopt,
-                 {{"200", product_ok}, {"304", not_modified}}, {404}});
-  json created_product =
-    ok("The created product", schema_ref("Product"),
-       {{"ETag", header_ref("ETag")}, {"Location", header_ref("Location")}});
-  ops.push_back({"POST", "/products", "createProduct", "products", "Create a product",
-                 who::admin, {}, "ProductCreate", {{"201", created_product}},
-                 {409}});
-  ops.push_back({"PATCH", "/products/{id}", "updateProduct", "products",
-                 "Change a product's fields (optimistic concurrency with If-Match)", who::admin,
-                 {param_ref("ProductId"), param_ref("IfMatch")}, "ProductPatch",
-                 {{"200", product_ok}}, {404, 409, 412}});
-  // Search
-  ops.push_back({"GET", "/search", "searchProducts", "search",
-                 "Full-text search with filters, sorting and facets", who::anyone,
-                 search_params.get<std::vector<json>>(), std::nullopt,
-                 {{"200", ok("Matching products and facets", schema_ref("SearchResult"))}},
-                 {400}});
-  // Customers and sessions
-  ops.push_back({"POST", "/customers", "createCustomer", "customers",
-                 "Sign up (rate limited much more strictly, per address)", who::anyone, {},
-                 "CustomerCreate", {{"201", with_location("The new customer", "Customer")}},
-                 {409}});
-  ops.push_back({"GET", "/customers/{id}", "getCustomer", "customers",
-                 "A customer's profile and loyalty (self or admin)", who::customer_or_admin,
-                 {param_ref("CustomerId")}, std::nullopt,
-                 {{"200", ok("The customer", schema_ref("Customer"))}}, {404}});
-  ops.push_back({"GET", "/customers/{id}/orders", "listCustomerOrders", "customers",
-                 "A customer's orders, newest first (self or admin)", who::customer_or_admin,
-                 {param_ref("CustomerId"), param_ref("Limit"), param_ref("Cursor")}, std::nullopt,
-                 {{"200", ok("A page of orders", schema_ref("OrderPage"))}}, {400, 404}});
-  ops.push_back({"POST", "/sessions", "login", "customers",
-                 "Log in (rate limited much more strictly, per address)", who::anyone, {}, "Login",
-                 {{"200", ok("A bearer token", schema_ref("Session"))}}, {401}});
-  // Carts
-  ops.push_back({"POST", "/carts", "createCart", "carts", "A new, empty cart", who::customer, {},
-                 std::nullopt, {{"201", with_location("The new cart", "Cart")}}, {403}});
-  ops.push_back({"GET", "/carts/{id}", "getCart", "carts",
-                 "Items at current prices, subtotal, shipping quote and total (owner or admin)",
-                 who::customer_or_admin, {param_ref("CartId")}, std::nullopt,
-                 {{"200", ok("The cart", schema_ref("Cart"))}}, {404, 422}});
-  ops.push_back({"PUT", "/carts/{id}/items/{product_id}", "setCartItem", "carts",
-                 "Set a line's quantity; 0 removes it (owner)", who::customer,
-                 {param_ref("CartId"), param_ref("CartProductId")}, "CartItem",
-                 {{"200", ok("The cart", schema_ref("Cart"))}}, {403, 404, 409, 422}});
-  ops.push_back({"POST", "/carts/{id}/checkout", "checkoutCart", "carts",
-                 "Turn the cart into an order, as POST /orders (owner)", who::customer,
-                 {param_ref("CartId"), param_ref("IdempotencyKey")}, "Checkout",
-                 {{"201", with_location("The new order", "Order")}}, {403, 404, 409, 422}});
-  // Orders
-  ops.push_back({"POST", "/orders", "createOrder", "orders",
-                 "Reserve stock for every line at once (or none) and create the order",
-                 who::customer, {param_ref("IdempotencyKey")}, "OrderCreate",
-                 {{"201", with_location("The new order", "Order")}}, {403, 409, 422}});
-  ops.push_back({"GET", "/orders/{id}", "getOrder", "orders", "The order (owner or admin)",
-                 who::customer_or_admin, {param_ref("OrderId")}, std::nullopt,
-                 {{"200", ok("The order", schema_ref("Order"))}}, {404}});
-  ops.push_back({"POST", "/orders/{id}/payments", "payOrder", "orders",
-                 "Pay through the payment provider (owner)", who::customer,
-                 {param_ref("OrderId")}, "PaymentRequest", {{"200", order_ok}},
-                 {402, 403, 404, 409, 502}});
-  ops.push_back({"POST", "/orders/{id}/cancel", "cancelOrder", "orders",
-                 "Cancel and release the stock (owner while unpaid; admin, refunding a paid order)",
-                 who::customer_or_admin, {param_ref("OrderId")}, std::nullopt,
-                 {{"200", order_ok}}, {403, 404, 409}});
-  ops.push_back({"POST", "/orders/{id}/ship", "shipOrder", "orders", "Mark a paid order shipped",
-                 who::admin, {param_ref("OrderId")}, std::nullopt, {{"200", order_ok}},
-                 {404, 409}});
-  ops.push_back({"POST", "/orders/{id}/deliver", "deliverOrder", "orders",
-                 "Mark a shipped order delivered", who::admin, {param_ref("OrderId")},
-                 std::nullopt, {{"200", order_ok}}, {404, 409}});
-  json sse{{"description", "Server-Sent Events: one `status` event per change of the order's "
-                           "status, its data an OrderEvent; the stream stays open"},
-           {"headers", common_headers()},
-           {"content",
-            {{"text/event-stream",
-              {{"schema", {{"type", "string"}}},
-               {"x-event-data", schema_ref("OrderEvent")}}}}}};
-  ops.push_back({"GET", "/orders/{id}/events", "orderEvents", "orders",
-                 "Stream the order's status changes (owner or admin)", who::customer_or_admin,
-                 {param_ref("OrderId")}, std::nullopt, {{"200", sse}}, {404}});
-  // Realtime
-  json ws{{"description",
-           "Switching to the WebSocket protocol. The client sends WsSubscribe messages; the "
-           "server pushes WsEvent messages (text frames, JSON)"},
-          {"headers", common_headers()}};
-  ws["headers"]["Upgrade"] = {{"schema", {{"type", "string"}, {"const", "websocket"}}}};
-  ws["headers"]["Connection"] = {{"schema", {{"type", "string"}}}};
-  ws["headers"]["Sec-WebSocket-Accept"] = {{"schema", {{"type", "string"}}}};
-  ops.push_back({"GET", "/ws", "websocket", "realtime",
-                 "WebSocket for stock changes (product:ID) and order status (order:ID)",
-                 who::anyone,
-                 {{{"name", "Upgrade"}, {"in", "header"}, {"required", true},
-                   {"schema", {{"type", "string"}, {"const", "websocket"}}}}},
-                 std::nullopt, {{"101", ws}}, {400}, false});
-  // Operations
-  ops.push_back({"GET", "/healthz", "healthz", "operations", "Liveness", who::anyone, {},
-                 std::nullopt, {{"200", ok("The process is up", schema_ref("Health"))}}, {},
-                 false});
-  ops.push_back({"GET", "/readyz", "readyz", "operations", "Readiness: PostgreSQL is reachable",
-                 who::anyone, {}, std::nullopt,
-                 {{"200", ok("Ready to serve", schema_ref("Health"))}}, {}, true});
-  json metrics_ok{{"description", "Prometheus text exposition format 0.0.4"},
-                  {"headers", common_headers()},
-                  {"content", {{"text/plain; version=0.0.4", {{"schema", {{"type", "string"}}}}}}}};
-  ops.push_back({"GET", "/metrics", "metrics", "operations", "Metrics for Prometheus",
-                 who::anyone, {}, std::nullopt, {{"200", metrics_ok}}, {}, false});
-  ops.push_back({"GET", "/openapi.json", "openapi", "operations", "This document", who::anyone,
-                 {}, std::nullopt,
-                 {{"200", ok("The OpenAPI 3.1 document", {{"type", "object"}})}}, {}, false});
-  return ops;
 }
 
 json build() {
@@ -671,11 +615,11 @@ json build() {
                  {{"name", "carts"}},    {{"name", "orders"}},  {{"name", "realtime"}},
                  {{"name", "operations"}}};
   json paths = json::object();
-  for (const auto& o : operations()) {
-    std::string method = o.method;
+  for (const auto& r : route_table()) {
+    std::string method = r.method;
     std::transform(method.begin(), method.end(), method.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    paths[o.path][method] = build_operation(o);
+    paths[r.pattern][method] = build_operation(r);
   }
   doc["paths"] = paths;
   doc["components"] = {

@@ -1,9 +1,8 @@
 #pragma once
-/// The OpenAPI 3.1 document of the whole HTTP API (DESIGN.md §3), served at GET /openapi.json.
-/// It describes every route of the contract, including those not served yet: they are listed
-/// in `not_yet_routed`, and a unit test keeps that list and the router's table honest (every
-/// routed operation is documented; every documented one is routed or in the list; nothing in
-/// the list is routed). The list shrinks as routes land.
+/// The OpenAPI 3.1 document of the whole HTTP API, served at GET /openapi.json. Its paths are
+/// generated from the route table (route_table.hpp), including the contract's routes not served
+/// yet (route_spec::routed false); its components (schemas, shared parameters, headers and
+/// answers) are written in openapi.cpp.
 
 #include <string>
 #include <vector>
@@ -18,9 +17,6 @@ struct operation {
     return path != o.path ? path < o.path : method < o.method;
   }
 };
-
-/// Documented in the contract, not in the router yet. Remove an entry when its route lands.
-extern const std::vector<operation> not_yet_routed;
 
 /// The document, as compact JSON text (built once).
 const std::string& document();

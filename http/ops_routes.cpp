@@ -1,7 +1,9 @@
-// The operator's routes: GET /metrics (Prometheus text) and GET /openapi.json.
+// The operator's handlers: the probes, GET /metrics (Prometheus text), GET /openapi.json.
 
+#include "http/handler_support.hpp"
 #include "http/metrics.hpp"
 #include "http/openapi.hpp"
+#include "http/problem.hpp"
 #include "http/routes.hpp"
 #include "persistence/cache.hpp"
 
@@ -72,22 +74,45 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
   w.sample("emporium_cache_errors_total", {}, static_cast<double>(c.errors.load()));
 }
 
+void get_metrics(app& a, const request&, const path_params&, const query_args&,
+                 responder respond) {
+  metrics::writer w;
+  write_runtime(w, a.runtime.stats());
+  response res;
+  res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  res.body = metrics::global().render() + w.take();
+  respond(std::move(res));
+}
+
+void get_openapi(app&, const request&, const path_params&, const query_args&,
+                 responder respond) {
+  response res;
+  res.body = openapi::document();
+  respond(std::move(res));
+}
+
+void get_healthz(app&, const request&, const path_params&, const query_args&,
+                 responder respond) {
+  respond(json_response(200, R"({"status":"ok"})"));
+}
+
+void get_readyz(app& a, const request&, const path_params&, const query_args&,
+                responder respond) {
+  a.runtime.check_ready(on_strand<bool>(respond, [](const result<bool>& ok) {
+    if (!ok)
+      return problem(503, "PostgreSQL is not reachable");
+    return json_response(200, R"({"status":"ready"})");
+  }));
+}
+
 } // namespace
 
-void add_ops_routes(router& r, app& a) {
-  r.add("GET", "/metrics", [&a](const request&, const path_params&, responder respond) {
-    metrics::writer w;
-    write_runtime(w, a.runtime.stats());
-    response res;
-    res.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    res.body = metrics::global().render() + w.take();
-    respond(std::move(res));
-  });
-  r.add("GET", "/openapi.json", [](const request&, const path_params&, responder respond) {
-    response res;
-    res.body = openapi::document();
-    respond(std::move(res));
-  });
+const std::vector<binding>& ops_handlers() {
+  static const std::vector<binding> list{{"healthz", get_healthz},
+                                         {"readyz", get_readyz},
+                                         {"metrics", get_metrics},
+                                         {"openapi", get_openapi}};
+  return list;
 }
 
 } // namespace emporium::http

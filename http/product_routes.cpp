@@ -3,9 +3,6 @@
 #include "http/json_reader.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
-#include "persistence/ids.hpp"
-
-#include <charconv>
 
 namespace emporium::http {
 
@@ -16,14 +13,6 @@ response product_response(int status, const model::product& p) {
   auto res = json_response(status, codec::encode(p));
   res.header("ETag", codec::etag(p.version));
   return res;
-}
-
-std::optional<std::int32_t> parse_limit(const std::string& s) {
-  std::int32_t v = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || ptr != s.data() + s.size() || v < 1 || v > 100)
-    return std::nullopt;
-  return v;
 }
 
 bool etag_list_contains(std::string_view list, std::int64_t version) {
@@ -46,85 +35,63 @@ bool etag_list_contains(std::string_view list, std::int64_t version) {
   return false;
 }
 
-void get_products(app& a, const request& req, const path_params&, responder respond) {
+void get_products(app& a, const request&, const path_params&, const query_args& args,
+                  responder respond) {
   model::product_query q;
-  std::vector<field_error> errs;
-  for (const auto& [k, v] : req.query)
-    if (k != "limit" && k != "cursor" && k != "category")
-      errs.push_back({k, "is not a known query parameter"});
-  if (auto* limit = req.query_one("limit")) {
-    if (auto v = parse_limit(*limit))
-      q.limit = *v;
-    else
-      errs.push_back({"limit", "must be an integer from 1 to 100"});
-  }
-  if (auto* cursor = req.query_one("cursor")) {
-    if (auto id = codec::decode_cursor(*cursor, "prod"))
-      q.after_id = *id;
-    else
-      errs.push_back({"cursor", "is not a cursor this server issued"});
-  }
-  if (auto* category = req.query_one("category")) {
-    if (category->empty() || category->size() > 64)
-      errs.push_back({"category", "must be 1 to 64 characters"});
-    else if (has_control_chars(*category))
-      errs.push_back({"category", "must not contain control characters"});
-    else
-      q.category = *category;
-  }
-  if (!errs.empty())
-    return respond(problem(400, "invalid query parameters", std::move(errs)));
-  a.runtime.list_products(std::move(q), [respond](result<model::product_page> r) {
+  q.limit = args.limit;
+  if (args.after_id)
+    q.after_id = *args.after_id;
+  if (args.category)
+    q.category = *args.category;
+  auto answer = [](result<model::product_page>& r) {
     if (!r)
-      return respond(problem(r.error()));
-    respond(json_response(200, codec::encode(*r)));
-  });
+      return problem(r.error());
+    return json_response(200, codec::encode(*r));
+  };
+  a.runtime.list_products(std::move(q), on_strand<model::product_page>(respond, answer));
 }
 
-void get_product(app& a, const request& req, const path_params& params, responder respond) {
+void get_product(app& a, const request& req, const path_params& params, const query_args&,
+                 responder respond) {
   const auto& id = params["id"];
-  if (!persistence::is_valid_id(id, "prod"))
-    return respond(problem(404, "no product has this id"));
   std::string if_none_match{req.header("if-none-match")};
-  a.runtime.get_product(id, [respond, if_none_match](result<model::product> r) {
+  auto answer = [if_none_match](result<model::product>& r) {
     if (!r)
-      return respond(problem(r.error()));
+      return problem(r.error());
     if (!if_none_match.empty() && etag_list_contains(if_none_match, r->version)) {
       response res;
       res.status = 304;
       res.content_type.clear();
       res.header("ETag", codec::etag(r->version));
-      return respond(std::move(res));
+      return res;
     }
-    respond(product_response(200, *r));
-  });
+    return product_response(200, *r);
+  };
+  a.runtime.get_product(id, on_strand<model::product>(respond, answer));
 }
 
-void post_product(app& a, const request& req, const path_params&, responder respond) {
-  if (auto denied = require_admin(a, req))
-    return respond(std::move(*denied));
+void post_product(app& a, const request& req, const path_params&, const query_args&,
+                  responder respond) {
   if (auto bad = require_json(req))
     return respond(std::move(*bad));
   auto draft = codec::decode_product_draft(req.body);
   if (!draft)
     return respond(problem(draft.error()));
-  a.runtime.create_product(std::move(*draft), [respond](result<model::product> r) {
+  auto answer = [](result<model::product>& r) {
     if (!r)
-      return respond(problem(r.error().code == errc::conflict
-                               ? failure{errc::conflict, "a product with this sku exists", {}}
-                               : r.error()));
+      return problem(r.error().code == errc::conflict
+                       ? failure{errc::conflict, "a product with this sku exists", {}}
+                       : r.error());
     auto res = product_response(201, *r);
     res.header("Location", "/products/" + r->id);
-    respond(std::move(res));
-  });
+    return res;
+  };
+  a.runtime.create_product(std::move(*draft), on_strand<model::product>(respond, answer));
 }
 
-void patch_product(app& a, const request& req, const path_params& params, responder respond) {
-  if (auto denied = require_admin(a, req))
-    return respond(std::move(*denied));
+void patch_product(app& a, const request& req, const path_params& params, const query_args&,
+                   responder respond) {
   const auto& id = params["id"];
-  if (!persistence::is_valid_id(id, "prod"))
-    return respond(problem(404, "no product has this id"));
   if (auto bad = require_json(req))
     return respond(std::move(*bad));
   std::int64_t expected = 0;
@@ -138,20 +105,23 @@ void patch_product(app& a, const request& req, const path_params& params, respon
   auto patch = codec::decode_product_patch(req.body);
   if (!patch)
     return respond(problem(patch.error()));
-  a.runtime.update_product(id, std::move(*patch), expected, [respond](result<model::product> r) {
+  auto answer = [](result<model::product>& r) {
     if (!r)
-      return respond(problem(r.error()));
-    respond(product_response(200, *r));
-  });
+      return problem(r.error());
+    return product_response(200, *r);
+  };
+  a.runtime.update_product(id, std::move(*patch), expected,
+                           on_strand<model::product>(respond, answer));
 }
 
 } // namespace
 
-void add_product_routes(router& r, app& a) {
-  r.add("GET", "/products", bind_handler(a, get_products));
-  r.add("POST", "/products", bind_handler(a, post_product));
-  r.add("GET", "/products/{id}", bind_handler(a, get_product));
-  r.add("PATCH", "/products/{id}", bind_handler(a, patch_product));
+const std::vector<binding>& product_handlers() {
+  static const std::vector<binding> list{{"listProducts", get_products},
+                                         {"createProduct", post_product},
+                                         {"getProduct", get_product},
+                                         {"updateProduct", patch_product}};
+  return list;
 }
 
 } // namespace emporium::http

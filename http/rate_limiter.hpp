@@ -1,5 +1,5 @@
 #pragma once
-/// Token-bucket rate limiting per client identity and route class (DESIGN.md §3 "Rate limiting").
+/// Token-bucket rate limiting per client identity and route class.
 ///
 /// `local` mode keeps the buckets in this process: a sharded map with LRU eviction, so a flood
 /// of distinct clients cannot grow memory past rate_limit.max_buckets. `redis` mode keeps one

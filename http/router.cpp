@@ -33,8 +33,8 @@ const std::string& path_params::operator[](std::string_view name) const {
   throw std::out_of_range("no path parameter " + std::string{name});
 }
 
-void router::add(std::string method, std::string pattern, handler h) {
-  routes_.push_back(route{std::move(method), std::move(pattern), std::move(h)});
+void router::add(std::string method, std::string pattern, handler h, const route_spec* spec) {
+  routes_.push_back(route{std::move(method), std::move(pattern), std::move(h), spec});
 }
 
 match_result router::match(std::string_view method, std::string_view path) const {

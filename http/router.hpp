@@ -16,12 +16,15 @@ struct path_params {
   const std::string& operator[](std::string_view name) const;
 };
 
+struct route_spec;
+
 using handler = std::function<void(const request&, const path_params&, responder)>;
 
 struct route {
   std::string method;
   std::string pattern;
   handler handle;
+  const route_spec* spec = nullptr; ///< its entry in route_table(), when built from it
 };
 
 struct match_result {
@@ -32,21 +35,9 @@ struct match_result {
 
 class router {
  public:
-  void add(std::string method, std::string pattern, handler h);
+  void add(std::string method, std::string pattern, handler h, const route_spec* spec = nullptr);
   match_result match(std::string_view method, std::string_view path) const;
   const std::vector<route>& routes() const { return routes_; }
-
-  /// What the gateway needs to tell tokens apart before any handler runs (set by make_router):
-  /// the key session tokens are signed with (gateway::token_key) and the admin key's hash.
-  std::string token_key;
-  std::string admin_key_hash;
-  /// Resolves a session token (the part before its signature) to its customer: `done` gets the
-  /// customer id, or "" when it could not; then `dead` says whether the session is unknown or
-  /// expired (false when the lookup failed: the database unreachable, a timeout). May call
-  /// `done` at once (a cached session) or later from another thread; never blocks the caller.
-  std::function<void(std::string token,
-                     std::function<void(std::string customer_id, bool dead)> done)>
-    verify_session;
 
  private:
   std::vector<route> routes_;

@@ -1,46 +1,92 @@
 #include "http/routes.hpp"
 
-#include "http/handler_support.hpp"
 #include "http/gateway.hpp"
 #include "http/problem.hpp"
+#include "http/search_codec.hpp"
+
+#include <map>
+#include <stdexcept>
 
 namespace emporium::http {
 
-handler bind_handler(app& a, void (*fn)(app&, const request&, const path_params&, responder)) {
-  return [&a, fn](const request& req, const path_params& p, responder respond) {
-    fn(a, req, p, std::move(respond));
+namespace {
+
+/// The route's access rule against the caller the gateway resolved: the 401 or 403, or nothing.
+std::optional<response> check_access(const route_spec& spec, const caller& who) {
+  using k = caller::kind;
+  if (spec.who == access::anyone)
+    return std::nullopt;
+  if (who.k == k::malformed)
+    return problem(401, "the Authorization header must be 'Bearer <token>'");
+  if (spec.who == access::admin) {
+    if (who.k == k::anonymous)
+      return problem(401, "this endpoint needs the admin key as a Bearer token");
+    if (who.k != k::admin)
+      return problem(403, "the token does not grant admin access");
+    return std::nullopt;
+  }
+  if (who.k == k::anonymous)
+    return problem(401, "this endpoint needs a customer's or the admin's token");
+  if (who.k == k::unknown)
+    return problem(401, "the token is unknown or expired");
+  if (spec.who == access::customer && who.k == k::admin)
+    return problem(403, spec.forbidden_detail ? spec.forbidden_detail
+                                              : "only a customer may do this");
+  return std::nullopt;
+}
+
+} // namespace
+
+app::app(actors::runtime& rt, const config::settings& s)
+  : runtime(rt),
+    settings(s),
+    token_key(gateway::token_key(s.auth.admin_key_hash)),
+    search_key(search_codec::cursor_key(s.auth.admin_key_hash)) {}
+
+model::principal principal_of(const caller& who) {
+  model::principal p;
+  p.admin = who.k == caller::kind::admin;
+  if (who.k == caller::kind::customer)
+    p.customer_id = who.customer_id;
+  return p;
+}
+
+gateway::session_verifier session_verifier(actors::runtime& rt) {
+  return [&rt](std::string token, std::function<void(std::string, bool)> done) {
+    rt.authenticate(std::move(token), [done = std::move(done)](result<model::principal> who) {
+      if (who)
+        return done(who->customer_id, false);
+      done({}, who.error().code == errc::unauthorized);
+    });
   };
 }
 
 router make_router(app& a) {
-  router r;
-  r.add("GET", "/healthz", [](const request&, const path_params&, responder respond) {
-    respond(json_response(200, R"({"status":"ok"})"));
+  std::map<std::string, handler_fn> fns;
+  for (const auto* list : {&product_handlers(), &commerce_handlers(), &search_handlers(),
+                           &ops_handlers()})
+    for (const auto& b : *list)
+      if (!fns.emplace(b.operation, b.fn).second)
+        throw std::logic_error(std::string{"two handlers for "} + b.operation);
+  auto r = table_router([&a, &fns](const route_spec& spec) -> handler {
+    auto it = fns.find(spec.operation_id);
+    if (it == fns.end())
+      throw std::logic_error(std::string{"no handler for "} + spec.operation_id);
+    auto fn = it->second;
+    fns.erase(it);
+    return [&a, &spec, fn](const request& req, const path_params& p, responder respond) {
+      if (auto denied = check_access(spec, req.who))
+        return respond(std::move(*denied));
+      if (auto missing = check_path_ids(spec, p))
+        return respond(std::move(*missing));
+      query_args q;
+      if (auto bad = check_query(spec, req, q))
+        return respond(std::move(*bad));
+      fn(a, req, p, q, std::move(respond));
+    };
   });
-  r.add("GET", "/readyz", [&a](const request&, const path_params&, responder respond) {
-    a.runtime.check_ready([respond](result<bool> ok) {
-      if (!ok)
-        return respond(problem(503, "PostgreSQL is not reachable"));
-      respond(json_response(200, R"({"status":"ready"})"));
-    });
-  });
-  add_product_routes(r, a);
-  add_ops_routes(r, a);
-  add_commerce_routes(r, a);
-  add_search_routes(r, a);
-  a.token_key = gateway::token_key(a.admin_key_hash);
-  r.token_key = a.token_key;
-  r.admin_key_hash = a.admin_key_hash;
-  // The runtime's session cache answers at once for a live session; a miss is one lookup on a
-  // blocking worker (Redis, then PostgreSQL) that the handler's own check then finds cached.
-  r.verify_session = [&a](std::string token, std::function<void(std::string, bool)> done) {
-    a.runtime.authenticate(std::move(token),
-                           [done = std::move(done)](result<model::principal> who) {
-                             if (who)
-                               return done(who->customer_id, false);
-                             done({}, who.error().code == errc::unauthorized);
-                           });
-  };
+  if (!fns.empty())
+    throw std::logic_error("a handler for " + fns.begin()->first + ", which the table lacks");
   return r;
 }
 

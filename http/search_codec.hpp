@@ -14,7 +14,7 @@
 
 namespace emporium::http::search_codec {
 
-/// Limits of the query.
+/// Limits of the query (validation and the OpenAPI document both use them).
 inline constexpr std::size_t max_text_chars = 200;
 inline constexpr std::size_t max_words = 16;
 inline constexpr std::size_t max_categories = 20;

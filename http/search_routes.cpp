@@ -7,24 +7,26 @@ namespace emporium::http {
 
 namespace {
 
-void get_search(app& a, const request& req, const path_params&, responder respond) {
-  auto key = search_codec::cursor_key(a.admin_key_hash);
+void get_search(app& a, const request& req, const path_params&, const query_args&,
+                responder respond) {
+  const auto& key = a.search_key;
   auto q = search_codec::decode_query(req.query, key);
   if (!q)
     return respond(problem(q.error()));
   auto query = *q;
-  a.runtime.search_products(std::move(*q), [respond, query = std::move(query),
-                                             key = std::move(key)](result<model::search_result> r) {
+  auto answer = [query = std::move(query), &key](result<model::search_result>& r) {
     if (!r)
-      return respond(problem(r.error()));
-    respond(json_response(200, search_codec::encode(*r, query, key)));
-  });
+      return problem(r.error());
+    return json_response(200, search_codec::encode(*r, query, key));
+  };
+  a.runtime.search_products(std::move(*q), on_strand<model::search_result>(respond, answer));
 }
 
 } // namespace
 
-void add_search_routes(router& r, app& a) {
-  r.add("GET", "/search", bind_handler(a, get_search));
+const std::vector<binding>& search_handlers() {
+  static const std::vector<binding> list{{"searchProducts", get_search}};
+  return list;
 }
 
 } // namespace emporium::http

@@ -1,7 +1,8 @@
 #pragma once
-/// The HTTP/1.1 server on Boost.Beast: a listener and one session per connection, each on its own
-/// strand. Handlers answer through a callback that posts the response back onto the session's
-/// strand, so no Asio thread ever waits for an actor, a database or Redis.
+/// The HTTP/1.1 server on Boost.Beast: a listener and one session per connection, each on its
+/// own strand (listener.hpp, session.hpp; only their two .cpp files include Beast). Handlers
+/// answer through a callback that posts the response back onto the session's strand, so no
+/// Asio thread ever waits for an actor, a database or Redis.
 ///
 /// Every request passes the gateway first: a request id (X-Request-Id, echoed on the answer and
 /// in every log line), the client's identity and route class, the token-bucket rate limiter
@@ -11,8 +12,22 @@
 /// Connections: at most http.max_connections in all and http.max_connections_per_address from
 /// one client address (a short 503 beyond either); idle, header, body and write deadlines close
 /// connections that hold a descriptor without making progress.
+///
+/// Which thread runs what:
+/// - Asio threads (http.threads, running the io_context): accepting, and every session's
+///   reading, gateway pass (request id, client address, caller, rate-limit decision in local
+///   mode), routing, the handler up to its call into the runtime, encoding the answer and
+///   writing it. Each session's work is serialised on its strand.
+/// - CAF scheduler threads: the actors. A handler's runtime callback runs there and only hands
+///   its result, as a value, to the session's strand (responder::later); the answer is encoded
+///   on the strand.
+/// - The runtime's blocking workers: PostgreSQL, Redis and password hashing. Nothing on an
+///   Asio or CAF thread waits for them.
+/// - The limiter thread (rate_limit.mode = redis): decides from Redis and posts the decision
+///   back to the session's strand.
 
 #include "config/settings.hpp"
+#include "http/gateway.hpp"
 #include "http/router.hpp"
 
 #include <cstdint>
@@ -41,10 +56,14 @@ int derived_max_connections(std::uint64_t open_files, int pool_size);
 /// About 7 KiB of memory per idle connection was measured (tests/hostile): 50,000 is ~350 MiB.
 inline constexpr int max_derived_connections = 50'000;
 
+struct listener;
+
 class server {
  public:
-  /// Uses `s.http`, `s.rate_limit` and `s.redis` (the limiter's store in redis mode).
-  server(const config::settings& s, const router& routes);
+  /// Uses `s.http`, `s.rate_limit`, `s.redis` (the limiter's store in redis mode) and
+  /// `s.auth.admin_key_hash` (the admin key, and the key session tokens are signed with);
+  /// `verify` resolves the signed session tokens the gateway meets to their customers.
+  server(const config::settings& s, const router& routes, gateway::session_verifier verify);
   ~server();
 
   /// Binds and listens; throws std::system_error when the address is taken.
@@ -72,8 +91,7 @@ class server {
   bool drained_cleanly() const;
 
  private:
-  struct impl;
-  std::unique_ptr<impl> impl_;
+  std::unique_ptr<listener> impl_;
 };
 
 } // namespace emporium::http

@@ -1,8 +1,10 @@
-// Validation of the commerce request bodies (http/commerce_codec): customers, logins, orders,
-// checkouts, cart quantities, payments, Idempotency-Key values, and the canonical hash that
-// decides whether two requests under one key are "the same JSON value".
+// Validation of the commerce request bodies (http/customer_codec, cart_codec, order_codec):
+// customers, logins, orders, checkouts, cart quantities, payments, Idempotency-Key values, and
+// the canonical hash that decides whether two requests under one key are "the same JSON value".
 
-#include "http/commerce_codec.hpp"
+#include "http/cart_codec.hpp"
+#include "http/customer_codec.hpp"
+#include "http/order_codec.hpp"
 #include "persistence/ids.hpp"
 
 #include <catch2/catch.hpp>

@@ -31,7 +31,7 @@ TEST_CASE("router matches literal and parameterised paths") {
   CHECK(m.matched->pattern == "/products");
   m = r.match("POST", "/products");
   REQUIRE(m.matched);
-  m.matched->handle(request{}, m.params, nullptr);
+  m.matched->handle(request{}, m.params, responder{});
   CHECK(hit == "create");
 
   m = r.match("GET", "/products/prod_1");

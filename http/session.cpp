@@ -1,0 +1,445 @@
+#include "http/session.hpp"
+
+#include "http/logging.hpp"
+#include "http/problem.hpp"
+#include "persistence/ids.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace emporium::http {
+
+namespace {
+
+/// Turns a Beast request into the handlers' plain request.
+request to_request(bhttp::request<bhttp::string_body>&& in, const std::string& remote) {
+  request out;
+  out.method = std::string{in.method_string()};
+  out.target = std::string{in.target()};
+  for (const auto& field : in) {
+    std::string name{field.name_string()};
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    out.headers.emplace(std::move(name), std::string{field.value()});
+  }
+  out.body = std::move(in.body());
+  out.remote = remote;
+  return out;
+}
+
+/// The method as a metrics label: the known ones, else "other" (clients choose methods; the
+/// label set must stay bounded).
+std::string method_label(std::string_view m) {
+  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+    if (m == known)
+      return std::string{m};
+  return "other";
+}
+
+} // namespace
+
+void session::start() {
+  {
+    std::lock_guard<std::mutex> guard{shared_.mtx};
+    shared_.sessions.emplace(this, weak_from_this());
+  }
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+}
+
+void session::drain() {
+  net::post(stream_.get_executor(), [self = shared_from_this()] { self->on_drain(); });
+}
+
+// -- reading ------------------------------------------------------------------------------
+
+void session::do_read() {
+  if (close_after_ || closed_)
+    return;
+  if (queue_.size() >= static_cast<std::size_t>(cfg().max_pipeline))
+    return; // resumed by on_write once the client has read some answers
+  reading_ = true;
+  parser_.emplace();
+  parser_->header_limit(static_cast<std::uint32_t>(cfg().header_limit));
+  parser_->body_limit(cfg().body_limit);
+  if (buffer_.size() == 0) {
+    // Idle keep-alive: wait for the first byte of the next request.
+    stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec)
+                                return self->on_read_error(ec, false);
+                              self->read_header();
+                            });
+  } else {
+    read_header();
+  }
+}
+
+void session::read_header() {
+  // The whole header block must arrive within the header timeout: a client trickling it is
+  // cut off, however often it sends a byte.
+  stream_.expires_after(std::chrono::milliseconds(cfg().header_timeout_ms));
+  bhttp::async_read_header(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             if (ec)
+                               return self->on_read_error(ec, true);
+                             self->read_body();
+                           });
+}
+
+void session::read_body() {
+  auto& req = parser_->get();
+  if (beast::iequals(req[bhttp::field::expect], "100-continue") && queue_.empty() && !writing_) {
+    // Only when nothing else is being written: interim answers must not interleave.
+    auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                      req.version());
+    writing_ = true;
+    stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
+    bhttp::async_write(stream_, *cont,
+                       [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+                         self->writing_ = false;
+                         if (ec)
+                           return self->close();
+                         self->read_body_after_continue();
+                       });
+    return;
+  }
+  read_body_after_continue();
+}
+
+void session::read_body_after_continue() {
+  // The whole body must arrive within the body timeout (an absolute deadline, like the
+  // header's): a client trickling it holds the connection no longer, however often it sends.
+  stream_.expires_after(std::chrono::milliseconds(cfg().body_timeout_ms));
+  bhttp::async_read(stream_, buffer_, *parser_,
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      if (ec)
+                        return self->on_read_error(ec, true);
+                      self->on_read();
+                    });
+}
+
+void session::on_read_error(beast::error_code ec, bool started) {
+  reading_ = false;
+  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+    answer_and_close(problem(431, "the request header block exceeds "
+                                    + std::to_string(cfg().header_limit) + " bytes"));
+  } else if (ec == bhttp::error::body_limit) {
+    answer_and_close(problem(413, "the request body exceeds "
+                                    + std::to_string(cfg().body_limit) + " bytes"));
+  } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream
+             || ec == net::error::operation_aborted || ec == net::error::connection_reset
+             || ec == net::error::eof || !started) {
+    // The client left, or idled or trickled past its timeout: nothing to answer.
+    close_after_ = true;
+    if (queue_.empty() && !writing_)
+      close();
+  } else {
+    answer_and_close(problem(400, "the request is not valid HTTP/1.1: " + ec.message()));
+  }
+}
+
+void session::answer_and_close(response res) {
+  close_after_ = true;
+  auto& slot = enqueue(11, false, false);
+  if (parser_ && parser_->is_header_done()) {
+    // The header was read (a body over the limit): keep what identifies the request.
+    const auto& h = parser_->get();
+    auto m = h.method_string();
+    slot.method = method_label(std::string_view{m.data(), m.size()});
+    auto id = h["X-Request-Id"];
+    if (gateway::valid_request_id(std::string_view{id.data(), id.size()}))
+      slot.request_id = std::string{id.data(), id.size()};
+  }
+  fulfil(slot.seq, std::move(res));
+}
+
+session::pending& session::enqueue(unsigned version, bool keep_alive, bool head) {
+  auto p = std::make_unique<pending>();
+  p->seq = next_seq_++;
+  p->version = version;
+  p->keep_alive = keep_alive;
+  p->head = head;
+  p->started = steady::now();
+  p->deadline = p->started + std::chrono::milliseconds(cfg().request_timeout_ms + 1000);
+  p->request_id = gateway::new_request_id();
+  queue_.push_back(std::move(p));
+  arm_watchdog();
+  return *queue_.back();
+}
+
+session::pending* session::find(std::uint64_t seq) {
+  for (auto& p : queue_)
+    if (p->seq == seq)
+      return p.get();
+  return nullptr;
+}
+
+void session::on_read() {
+  reading_ = false;
+  auto beast_req = parser_->release();
+  parser_.reset();
+  bool keep_alive = beast_req.keep_alive() && !shared_.draining.load();
+  bool head = beast_req.method() == bhttp::verb::head;
+  auto& slot = enqueue(beast_req.version(), keep_alive, head);
+  if (!keep_alive)
+    close_after_ = true;
+  admit(to_request(std::move(beast_req), remote_), slot);
+  do_read();
+}
+
+void session::admit(request req, pending& slot) {
+  slot.method = method_label(req.method);
+  auto id = req.header("x-request-id");
+  if (gateway::valid_request_id(id))
+    slot.request_id = std::string{id};
+  if (shared_.cors.enabled())
+    slot.origin = std::string{req.header("origin")};
+  auto in = gateway::admit(req, remote_, shared_.trusted, shared_.token_key,
+                           shared_.admin_key_hash);
+  slot.client = std::move(in.identity.shown);
+  auto seq = slot.seq;
+  if (in.probe) {
+    slot.route_class = "probe";
+    return dispatch(std::move(req), in.target_ok, seq, std::nullopt);
+  }
+  slot.route_class = to_string(in.cls);
+  auto& who = in.identity;
+  if (who.session_token.empty() || !shared_.verify_session)
+    return limit(std::move(req), in.target_ok, seq, in.cls, std::move(who.bucket));
+  auto token = std::move(who.session_token);
+  auto hash = persistence::sha256_hex(token);
+  if (shared_.known_dead(hash))
+    return limit(std::move(req), in.target_ok, seq, in.cls, std::move(who.bucket));
+  // The one verification of the request: its answer (at once from the runtime's session cache,
+  // else after a lookup on a blocking worker) comes back through this strand.
+  shared_.verify_session(
+    std::move(token),
+    [self = shared_from_this(), req = std::move(req), target_ok = in.target_ok, seq,
+     cls = in.cls, bucket = std::move(who.bucket),
+     hash = std::move(hash)](std::string customer, bool dead) mutable {
+      if (dead)
+        self->shared_.mark_dead(hash);
+      net::dispatch(self->stream_.get_executor(),
+                    [self, req = std::move(req), target_ok, seq, cls, bucket = std::move(bucket),
+                     customer = std::move(customer)]() mutable {
+                      if (!customer.empty()) {
+                        auto c = gateway::customer_identity(customer);
+                        bucket = std::move(c.bucket);
+                        req.who = std::move(c.who);
+                        if (auto* slot = self->find(seq))
+                          slot->client = std::move(c.shown);
+                      }
+                      self->limit(std::move(req), target_ok, seq, cls, std::move(bucket));
+                    });
+    });
+}
+
+void session::limit(request req, bool target_ok, std::uint64_t seq, route_class cls, std::string bucket) {
+  std::string key = std::string{to_string(cls)} + ":" + bucket;
+  if (auto d = shared_.limiter->try_now(cls, key))
+    return dispatch(std::move(req), target_ok, seq, *d);
+  shared_.limiter->submit(
+    cls, std::move(key),
+    [self = shared_from_this(), req = std::move(req), target_ok, seq](limit_decision d) mutable {
+      net::post(self->stream_.get_executor(),
+                [self, req = std::move(req), target_ok, seq, d]() mutable {
+                  self->dispatch(std::move(req), target_ok, seq, d);
+                });
+    });
+}
+
+void session::dispatch(request req, bool target_ok, std::uint64_t seq,
+              const std::optional<limit_decision>& d) {
+  auto* slot = find(seq);
+  if (!slot || slot->ready || closed_)
+    return; // answered meanwhile (the watchdog), or the client is gone
+  slot->limit = d;
+  if (d && !d->allowed) {
+    shared_.m.rate_limited.with({slot->route_class}).inc();
+    auto res = problem(429, "too many requests from this client; retry after "
+                              + std::to_string(d->retry_after_s) + " s");
+    res.header("Retry-After", std::to_string(d->retry_after_s));
+    return fulfil(seq, std::move(res));
+  }
+  if (!target_ok)
+    return fulfil(seq, problem(400, "the request target is malformed"));
+  auto m = shared_.routes.match(req.method, req.path);
+  if (!m.matched) {
+    if (m.allowed.empty())
+      return fulfil(seq, problem(404, "no route for " + req.path));
+    slot->route = shared_.routes.match(m.allowed.front(), req.path).matched->pattern;
+    if (req.method == "OPTIONS")
+      return fulfil(seq, shared_.cors.options_answer(req, m.allowed));
+    std::string allow;
+    for (const auto& method : m.allowed)
+      allow += (allow.empty() ? "" : ", ") + method;
+    auto res = problem(405, req.method + " is not allowed here");
+    res.header("Allow", allow);
+    return fulfil(seq, std::move(res));
+  }
+  slot->route = m.matched->pattern;
+  auto self = shared_from_this();
+  responder respond{[self, seq](responder::make_fn make) {
+    net::post(self->stream_.get_executor(), [self, seq, make = std::move(make)] {
+      self->answer(seq, make);
+    });
+  }};
+  logging::request_scope scope{slot->request_id};
+  try {
+    m.matched->handle(req, m.params, std::move(respond));
+  } catch (const std::exception& e) {
+    spdlog::error("handler for {} {} threw: {}", req.method, m.matched->pattern, e.what());
+    fulfil(seq, problem(500, "internal error"));
+  }
+}
+
+void session::answer(std::uint64_t seq, const responder::make_fn& make) {
+  auto* slot = find(seq);
+  if (!slot || slot->ready)
+    return; // the watchdog answered it, or the connection closed: nothing to encode
+  logging::request_scope scope{slot->request_id};
+  try {
+    fulfil(seq, make());
+  } catch (const std::exception& e) {
+    spdlog::error("encoding the answer to {} {} threw: {}", slot->method, slot->route, e.what());
+    fulfil(seq, problem(500, "internal error"));
+  }
+}
+
+void session::finish(pending& slot, response& res) {
+  res.header("X-Request-Id", slot.request_id);
+  if (slot.limit) {
+    res.header("RateLimit-Limit", std::to_string(slot.limit->limit));
+    res.header("RateLimit-Remaining", std::to_string(slot.limit->remaining));
+    res.header("RateLimit-Reset", std::to_string(slot.limit->reset_s));
+  }
+  shared_.cors.decorate(res, slot.origin);
+  gateway::add_problem_instance(res, slot.request_id);
+
+  auto elapsed = std::chrono::duration<double>(steady::now() - slot.started).count();
+  metrics::label_values labels{slot.method, slot.route, metrics::status_class(res.status)};
+  shared_.m.requests.with(labels).inc();
+  shared_.m.duration.with(labels).observe(elapsed);
+  bool no_body = slot.head || res.status == 204 || res.status == 304;
+  logging::access_entry e;
+  e.request_id = slot.request_id;
+  e.method = slot.method;
+  e.route = slot.route;
+  e.status = res.status;
+  e.duration_ms = elapsed * 1000.0;
+  e.bytes = no_body ? 0 : res.body.size();
+  e.client = slot.client.empty() ? std::string_view{remote_} : std::string_view{slot.client};
+  e.route_class = slot.route_class;
+  e.rate_limited_locally = slot.limit && slot.limit->local_fallback;
+  logging::access(e);
+}
+
+void session::fulfil(std::uint64_t seq, response res) {
+  // The request may be gone already: the watchdog answered it, or the connection closed.
+  auto* slot = find(seq);
+  if (!slot || slot->ready)
+    return;
+  finish(*slot, res);
+  auto& out = slot->res;
+  out.version(slot->version);
+  out.result(static_cast<unsigned>(res.status));
+  out.set(bhttp::field::server, "emporium");
+  if (!res.content_type.empty())
+    out.set(bhttp::field::content_type, res.content_type);
+  for (auto& [k, v] : res.headers)
+    out.insert(k, v);
+  out.keep_alive(slot->keep_alive && !close_after_last(*slot));
+  if (res.status == 304 || res.status == 204) {
+    out.body().clear();
+  } else {
+    out.body() = std::move(res.body);
+    out.prepare_payload();
+    if (slot->head)
+      out.body().clear(); // Content-Length stays that of the GET
+  }
+  slot->ready = true;
+  flush();
+}
+
+bool session::close_after_last(const pending& slot) const {
+  return close_after_ && queue_.back().get() == &slot;
+}
+
+void session::flush() {
+  if (writing_ || closed_ || queue_.empty() || !queue_.front()->ready)
+    return;
+  writing_ = true;
+  stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
+  auto& res = queue_.front()->res;
+  bhttp::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    self->on_write(ec);
+  });
+}
+
+void session::on_write(beast::error_code ec) {
+  writing_ = false;
+  if (ec)
+    return close();
+  bool last = !queue_.front()->res.keep_alive();
+  queue_.pop_front();
+  arm_watchdog();
+  if (last)
+    return close();
+  if (!queue_.empty())
+    return flush();
+  // Nothing left to send. When closing was decided (drain, Connection: close, a protocol
+  // error), close now, even if a read for a next request is pending: it will never be served.
+  if (close_after_)
+    return close();
+  if (!reading_)
+    do_read();
+}
+
+void session::on_drain() {
+  close_after_ = true;
+  if (closed_)
+    return;
+  // A request whose header has arrived is accepted: it is read to its end and answered.
+  bool receiving = reading_ && parser_ && parser_->is_header_done();
+  if (queue_.empty() && !writing_ && !receiving)
+    return close();
+  // The last answer already waiting says `Connection: close` (unless it is on the wire).
+  if (queue_.empty() || receiving)
+    return;
+  auto& back = *queue_.back();
+  bool on_the_wire = writing_ && queue_.size() == 1;
+  if (back.ready && !on_the_wire)
+    back.res.keep_alive(false);
+}
+
+void session::arm_watchdog() {
+  if (queue_.empty() || closed_) {
+    watchdog_.cancel();
+    return;
+  }
+  watchdog_.expires_at(queue_.front()->deadline);
+  watchdog_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->queue_.empty() || self->closed_)
+      return;
+    auto& head = *self->queue_.front();
+    if (!head.ready && steady::now() >= head.deadline)
+      self->fulfil(head.seq, problem(504, "the request did not complete in time"));
+    else
+      self->arm_watchdog();
+  });
+}
+
+void session::close() {
+  if (closed_)
+    return;
+  closed_ = true;
+  watchdog_.cancel();
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream_.close();
+}
+
+} // namespace emporium::http

@@ -1,0 +1,268 @@
+#pragma once
+/// One HTTP/1.1 connection on Boost.Beast (`session`) and what all connections share
+/// (`shared_state`). Included only by session.cpp and listener.cpp: Beast stays in these two
+/// translation units. See listener.hpp for which thread runs what.
+
+#include "config/settings.hpp"
+#include "http/gateway.hpp"
+#include "http/metrics.hpp"
+#include "http/rate_limiter.hpp"
+#include "http/router.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace emporium::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using steady = std::chrono::steady_clock;
+
+int reserved_descriptors(int pool_size);
+int derived_max_connections(std::uint64_t open_files, int pool_size);
+
+class session;
+
+/// What every session shares: settings, routes, the gateway, the registry used by graceful
+/// shutdown. Outlives the io_context (see server::impl), so sessions destroyed with it may
+/// still touch it.
+struct shared_state {
+  shared_state(const config::settings& s, const router& r, gateway::session_verifier v)
+    : cfg(s.http),
+      routes(r),
+      verify_session(std::move(v)),
+      admin_key_hash(s.auth.admin_key_hash),
+      token_key(gateway::token_key(s.auth.admin_key_hash)),
+      cors(s.http.cors_origins),
+      m(metrics::http()),
+      trusted(gateway::parse_trusted(s.http.trusted_proxies)),
+      reserved(reserved_descriptors(s.postgres.pool_size)),
+      max_connections(s.http.max_connections.value_or(
+        derived_max_connections(current_open_files_limit(), s.postgres.pool_size))) {}
+
+  static std::uint64_t current_open_files_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+      return 1u << 20;
+    return rl.rlim_cur;
+  }
+
+  /// Counts a connection from `key` (gateway::address_key); false when that address has
+  /// http.max_connections_per_address open already (then nothing is counted).
+  bool add_address(const std::string& key) {
+    std::lock_guard<std::mutex> guard{address_mtx};
+    auto& n = per_address[key];
+    if (n >= cfg.max_connections_per_address)
+      return false;
+    ++n;
+    return true;
+  }
+
+  void remove_address(const std::string& key) {
+    std::lock_guard<std::mutex> guard{address_mtx};
+    auto it = per_address.find(key);
+    if (it != per_address.end() && --it->second <= 0)
+      per_address.erase(it);
+  }
+
+  /// True when the runtime found the session of the token with this hash dead lately. A dead
+  /// session never comes back to life, and without this each request carrying its token would
+  /// cost a lookup before the limiter charges it to its address.
+  bool known_dead(const std::string& hash) {
+    std::lock_guard<std::mutex> guard{dead_mtx};
+    auto it = dead_sessions.find(hash);
+    if (it == dead_sessions.end())
+      return false;
+    if (it->second <= steady::now()) {
+      dead_sessions.erase(it);
+      return false;
+    }
+    return true;
+  }
+
+  void mark_dead(const std::string& hash) {
+    std::lock_guard<std::mutex> guard{dead_mtx};
+    if (dead_sessions.size() >= max_dead_sessions)
+      dead_sessions.clear(); // bounded memory; the next requests look their tokens up again
+    dead_sessions[hash] = steady::now() + dead_session_ttl;
+  }
+
+  static constexpr std::size_t max_dead_sessions = 10'000;
+  static constexpr auto dead_session_ttl = std::chrono::seconds(60);
+
+  config::http_settings cfg;
+  const router& routes;
+  gateway::session_verifier verify_session; ///< the runtime's, for signed tokens
+  std::string admin_key_hash;               ///< config: auth.admin_key_hash
+  std::string token_key;                    ///< gateway::token_key(admin_key_hash)
+  gateway::cors_policy cors;
+  metrics::http_families& m;
+  std::vector<config::cidr_block> trusted;
+  int reserved;        ///< descriptors kept for all but clients
+  int max_connections; ///< http.max_connections, or derived from the open-files limit
+  rate_limiter* limiter = nullptr; ///< owned by server::impl
+  std::atomic<std::size_t> connections{0};
+  std::atomic<bool> draining{false};
+  std::mutex mtx;
+  std::unordered_map<session*, std::weak_ptr<session>> sessions;
+  std::mutex address_mtx;
+  std::unordered_map<std::string, int> per_address; ///< open connections by address key
+  std::mutex dead_mtx;
+  std::unordered_map<std::string, steady::time_point> dead_sessions; ///< token hash → until
+};
+
+/// One connection: reads requests (do_read, on_read), passes each through the gateway
+/// (admit, limit) and the router (dispatch), and writes the answers in request order (fulfil,
+/// flush, on_write). Everything runs on the connection's strand.
+class session : public std::enable_shared_from_this<session> {
+ public:
+  /// `remote` is the peer's address; `address_key` is what it counts against
+  /// http.max_connections_per_address ("" when not counted: a trusted proxy).
+  session(tcp::socket&& socket, shared_state& shared, std::string remote, std::string address_key)
+    : stream_(std::move(socket)),
+      shared_(shared),
+      watchdog_(stream_.get_executor()),
+      remote_(std::move(remote)),
+      address_key_(std::move(address_key)) {
+    shared_.m.connections.inc();
+  }
+
+  ~session() {
+    queue_.clear(); // counts the unanswered requests out of the in-flight gauge
+    if (!address_key_.empty())
+      shared_.remove_address(address_key_);
+    shared_.m.connections.dec();
+    shared_.connections.fetch_sub(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> guard{shared_.mtx};
+    shared_.sessions.erase(this);
+  }
+
+  void start();
+
+  /// Graceful shutdown: finish what was read, read nothing new, then close.
+  void drain();
+
+ private:
+  struct pending {
+    pending() { metrics::http().in_flight.inc(); }
+    ~pending() { metrics::http().in_flight.dec(); }
+    pending(const pending&) = delete;
+    pending& operator=(const pending&) = delete;
+
+    std::uint64_t seq = 0;
+    bool ready = false;
+    bool head = false;
+    unsigned version = 11;
+    bool keep_alive = true;
+    steady::time_point deadline;
+    bhttp::response<bhttp::string_body> res;
+
+    // What the gateway learnt about the request, for the answer's headers, metrics and logs.
+    steady::time_point started;
+    std::string request_id;
+    std::string method = "-";
+    std::string route = "unmatched";
+    std::string client;
+    std::string origin;
+    const char* route_class = "";
+    std::optional<limit_decision> limit; ///< none for health probes: never limited
+  };
+
+  const config::http_settings& cfg() const { return shared_.cfg; }
+
+  // -- reading ------------------------------------------------------------------------------
+
+  void do_read();
+
+  void read_header();
+
+  void read_body();
+
+  void read_body_after_continue();
+
+  void on_read_error(beast::error_code ec, bool started);
+
+  /// A protocol error: the answer goes after those already queued, then the connection closes.
+  void answer_and_close(response res);
+
+  pending& enqueue(unsigned version, bool keep_alive, bool head);
+
+  pending* find(std::uint64_t seq);
+
+  void on_read();
+
+  // -- the gateway --------------------------------------------------------------------------
+
+  /// The gateway pass: request id, CORS origin, then gateway::admit (target, client address,
+  /// route class, caller), then the rate limiter; the request continues in `dispatch` once the
+  /// limiter has decided (at once in local mode, from the limiter thread through this strand in
+  /// redis mode). Health probes skip the limiter. A token this server signed is verified here,
+  /// once (at once from the runtime's session cache, else by a lookup whose answer comes back
+  /// through this strand): a live session is limited as its customer, and its customer is the
+  /// request's caller for the handler.
+  void admit(request req, pending& slot);
+
+  void limit(request req, bool target_ok, std::uint64_t seq, route_class cls, std::string bucket);
+
+  /// Routes the request and calls its handler, whose answer comes back through `respond`.
+  void dispatch(request req, bool target_ok, std::uint64_t seq,
+                const std::optional<limit_decision>& d);
+
+  /// Makes the answer of request `seq` on the strand (responder::later) and records it.
+  void answer(std::uint64_t seq, const responder::make_fn& make);
+
+  /// What every answer gets: the request id, the rate limit's state, CORS, the problem's
+  /// instance; then it is counted and logged.
+  void finish(pending& slot, response& res);
+
+  // -- writing ------------------------------------------------------------------------------
+
+  /// Records the answer of request `seq` (on the strand); answers leave in request order.
+  void fulfil(std::uint64_t seq, response res);
+
+  /// True when `slot` is the last answer this connection will send.
+  bool close_after_last(const pending& slot) const;
+
+  void flush();
+
+  void on_write(beast::error_code ec);
+
+  // -- shutdown and deadlines -----------------------------------------------------------------
+
+  void on_drain();
+
+  /// The backstop behind every request's deadline: if the oldest request has no answer past its
+  /// deadline (the runtime times requests out earlier, so this should never fire), it gets 504.
+  void arm_watchdog();
+
+  void close();
+
+  beast::tcp_stream stream_;
+  shared_state& shared_;
+  net::steady_timer watchdog_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::deque<std::unique_ptr<pending>> queue_;
+  std::uint64_t next_seq_ = 1;
+  std::string remote_;
+  std::string address_key_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool close_after_ = false;
+  bool closed_ = false;
+};
+
+} // namespace emporium::http
