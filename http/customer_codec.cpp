@@ -1,6 +1,6 @@
 #include "http/customer_codec.hpp"
 
-#include "actors/commerce_logic.hpp"
+#include "actors/order_logic.hpp"
 #include "http/json_reader.hpp"
 #include "persistence/pg.hpp"
 
@@ -84,7 +84,7 @@ std::string encode(const model::customer& c, const config::loyalty_settings& tie
                    {"name", c.name},
                    {"loyalty",
                     {{"points", c.loyalty_points},
-                     {"tier", actors::commerce::loyalty_tier(c.loyalty_points, tiers)}}},
+                     {"tier", actors::order_logic::loyalty_tier(c.loyalty_points, tiers)}}},
                    {"created_at", persistence::format_rfc3339(c.created_at_ms)}});
 }
 

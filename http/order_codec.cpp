@@ -1,6 +1,6 @@
 #include "http/order_codec.hpp"
 
-#include "actors/commerce_logic.hpp"
+#include "actors/order_logic.hpp"
 #include "http/json_codec.hpp"
 #include "http/json_reader.hpp"
 #include "persistence/ids.hpp"
@@ -102,7 +102,7 @@ json lines_json(const std::vector<model::order_line>& lines) {
 std::optional<failure> order_limits_problem(const std::vector<model::line_request>& items,
                                             std::int64_t max_units) {
   std::int64_t most = 0;
-  for (const auto& l : actors::commerce::normalise_lines(items))
+  for (const auto& l : actors::order_logic::normalise_lines(items))
     most = std::max(most, l.quantity);
   if (most > max_units)
     return failure{errc::invalid_input, "the order is invalid",
