@@ -1,7 +1,7 @@
 #include "actors/customer_actor.hpp"
 
 #include "persistence/customer_store.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/order_store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -38,7 +38,7 @@ result<model::order_outcome> replay_of(const std::optional<os::idempotent_outcom
 /// Asks a fresh order actor to place the request; records replayable failures for retries.
 void place_new(customer_ptr self, const entity_env& env, model::order_request req,
                caf::typed_response_promise<model::order_outcome> rp) {
-  auto order_id = persistence::new_id("ord");
+  auto order_id = core::new_id("ord");
   self->request(env.dir->orders(order_id), env.call_timeout, order_create{order_id, req})
     .await(
       [rp](model::order& o) mutable { rp.deliver(model::order_outcome{false, std::move(o)}); },

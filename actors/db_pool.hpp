@@ -72,7 +72,7 @@ class db_pool {
 /// one was lost mid-transaction, and after a serialization failure. So a job must not change
 /// what it captured (a password wiped after the first attempt would be hashed as NUL bytes by
 /// the second): `fn` is called as const, and a `mutable` lambda does not compile here. Secrets
-/// travel as persistence::secret, wiped when the job is destroyed after its last attempt.
+/// travel as core::secret, wiped when the job is destroyed after its last attempt.
 template <class Fn>
 db_job make_job(Fn fn, caf::timespan timeout) {
   static_assert(std::is_invocable_v<const Fn&, persistence::backend&>,

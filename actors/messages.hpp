@@ -15,8 +15,8 @@
 #error "include actors/types.hpp, which includes actors/messages.hpp inside the type-ID block"
 #endif
 
-#include "persistence/commerce_model.hpp"
-#include "persistence/model.hpp"
+#include "core/commerce_model.hpp"
+#include "core/model.hpp"
 
 #include <cstdint>
 #include <string>

@@ -4,7 +4,7 @@
 /// priced as one), loyalty points and tiers (earned by paid orders), order totals.
 
 #include "config/settings.hpp"
-#include "persistence/commerce_model.hpp"
+#include "core/commerce_model.hpp"
 
 #include <string>
 #include <vector>

@@ -1,7 +1,7 @@
 #pragma once
 /// The product actor's rules as plain functions, so they are tested without an actor system.
 
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 #include <vector>
 

@@ -7,9 +7,9 @@
 /// errc::timeout; an entity that died fails with errc::unavailable.
 
 #include "config/settings.hpp"
-#include "persistence/commerce_model.hpp"
-#include "persistence/model.hpp"
-#include "persistence/search_model.hpp"
+#include "core/commerce_model.hpp"
+#include "core/model.hpp"
+#include "core/search_model.hpp"
 
 #include <cstdint>
 #include <functional>

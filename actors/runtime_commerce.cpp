@@ -7,8 +7,8 @@
 #include "persistence/cart_store.hpp"
 #include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
-#include "persistence/ids.hpp"
-#include "persistence/secret.hpp"
+#include "core/ids.hpp"
+#include "core/secret.hpp"
 
 #include <sodium.h>
 
@@ -32,7 +32,7 @@ std::string session_cache_key(const std::string& token_hash) {
 const std::string& decoy_hash() {
   static const std::string hash = [] {
     char out[crypto_pwhash_STRBYTES];
-    auto pw = persistence::random_hex(16);
+    auto pw = core::random_hex(16);
     if (crypto_pwhash_str(out, pw.c_str(), pw.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
                           crypto_pwhash_MEMLIMIT_INTERACTIVE)
         != 0)
@@ -142,7 +142,7 @@ void runtime::create_customer(model::customer_draft draft, callback<model::custo
           hashes->fetch_add(1, std::memory_order_relaxed);
           try {
             pqxx::work tx{b.pg.connection()};
-            auto c = customers::insert_customer(tx, persistence::new_id("cust"), email, name, hash);
+            auto c = customers::insert_customer(tx, core::new_id("cust"), email, name, hash);
             tx.commit();
             return c;
           } catch (const pqxx::unique_violation&) {
@@ -194,8 +194,8 @@ void runtime::login(std::string email, std::string password, callback<model::ses
       if (!creds || !ok)
         return failure{errc::unauthorized, "the email or the password is wrong", {}};
       pqxx::work tx{b.pg.connection()};
-      auto token = persistence::random_hex(32);
-      auto expires = customers::insert_session(tx, persistence::sha256_hex(token), creds->customer_id, ttl);
+      auto token = core::random_hex(32);
+      auto expires = customers::insert_session(tx, core::sha256_hex(token), creds->customer_id, ttl);
       tx.commit();
       return model::session_grant{std::move(token), creds->customer_id, expires};
     },
@@ -206,7 +206,7 @@ void runtime::login(std::string email, std::string password, callback<model::ses
 }
 
 void runtime::authenticate(std::string token, callback<model::principal> cb) {
-  auto hash = persistence::sha256_hex(token);
+  auto hash = core::sha256_hex(token);
   if (auto cid = impl_->sessions->find(hash)) {
     cb(model::principal{false, std::move(*cid)});
     return;
@@ -253,7 +253,7 @@ void runtime::create_cart(model::principal who, callback<model::cart_view> cb) {
       persistence::backend& b) -> result<model::cart_view> {
       pqxx::work tx{b.pg.connection()};
       model::cart_view v;
-      v.basket = carts::insert_cart(tx, persistence::new_id("cart"), cid, ttl);
+      v.basket = carts::insert_cart(tx, core::new_id("cart"), cid, ttl);
       tx.commit();
       v.currency = "USD";
       return v;

@@ -1,6 +1,6 @@
 #include "actors/product_actor.hpp"
 #include "actors/runtime_impl.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/product_store.hpp"
 
 namespace emporium::actors {
@@ -19,7 +19,7 @@ void runtime::get_product(std::string id, callback<model::product> cb) {
 }
 
 void runtime::create_product(model::product_draft draft, callback<model::product> cb) {
-  auto id = persistence::new_id("prod");
+  auto id = core::new_id("prod");
   impl_->ask(impl_->dir.products(id), product_create{id, std::move(draft)}, std::move(cb));
 }
 

@@ -3,8 +3,8 @@
 /// messages.hpp and the atoms), and the error enum registration.
 /// Internal to actors/: this header pulls in CAF, so nothing outside actors/ includes it.
 
-#include "persistence/commerce_model.hpp"
-#include "persistence/model.hpp"
+#include "core/commerce_model.hpp"
+#include "core/model.hpp"
 
 #include <caf/all.hpp>
 

@@ -5,7 +5,7 @@
 
 #include "http/json_codec.hpp"
 #include "http/search_codec.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -24,12 +24,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 0:
       // A cursor as a client sends it.
       if (auto id = codec::decode_cursor(rest, prefix))
-        if (!emporium::persistence::is_valid_id(*id, prefix))
+        if (!emporium::core::is_valid_id(*id, prefix))
           std::abort();
       break;
     case 1:
       // The round trip of an id the server might page after.
-      if (emporium::persistence::is_valid_id(rest, prefix)) {
+      if (emporium::core::is_valid_id(rest, prefix)) {
         auto back = codec::decode_cursor(codec::encode_cursor(rest), prefix);
         if (!back || *back != rest)
           std::abort();

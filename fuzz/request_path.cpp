@@ -6,7 +6,7 @@
 #include "http/json_codec.hpp"
 #include "http/route_table.hpp"
 #include "http/search_codec.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <cstdlib>
 #include <map>
@@ -97,12 +97,12 @@ void route_and_validate(const http::request& req) {
   bool ids_ok = !http::check_path_ids(spec, m.params);
   for (const auto& p : spec.path_ids)
     if (ids_ok)
-      expect(persistence::is_valid_id(m.params[p.name], p.prefix));
+      expect(core::is_valid_id(m.params[p.name], p.prefix));
   http::query_args q;
   if (!http::check_query(spec, req, q)) {
     expect(q.limit >= http::page_limit_min && q.limit <= http::page_limit_max);
     if (q.after_id)
-      expect(persistence::is_valid_id(*q.after_id, spec.cursor_prefix)); // the right kind only
+      expect(core::is_valid_id(*q.after_id, spec.cursor_prefix)); // the right kind only
     if (q.category)
       expect(!q.category->empty() && q.category->size() <= http::category_max_chars);
     if (q.country)

@@ -2,7 +2,7 @@
 /// JSON of carts, and validation of a cart line's quantity.
 
 #include "config/settings.hpp"
-#include "persistence/commerce_model.hpp"
+#include "core/commerce_model.hpp"
 
 #include <string>
 

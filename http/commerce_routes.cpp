@@ -8,7 +8,7 @@
 #include "http/gateway.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 namespace emporium::http {
 
@@ -58,7 +58,7 @@ std::optional<response> check_order_body(const request& req, result<model::order
     return problem(order.error());
   if (auto bad = read_idempotency_key(req, *order))
     return bad;
-  order->request_hash = persistence::sha256_hex(scope + order->request_hash);
+  order->request_hash = core::sha256_hex(scope + order->request_hash);
   return std::nullopt;
 }
 

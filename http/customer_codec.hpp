@@ -3,7 +3,7 @@
 /// every problem named by field, nothing invalid passes.
 
 #include "config/settings.hpp"
-#include "persistence/commerce_model.hpp"
+#include "core/commerce_model.hpp"
 
 #include <string>
 

@@ -2,7 +2,7 @@
 
 #include "http/handler_support.hpp"
 #include "http/route_table.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -115,12 +115,12 @@ bool is_health_probe(std::string_view method, std::string_view path) {
 }
 
 std::string token_key(std::string_view admin_key_hash) {
-  return persistence::sha256_hex(std::string{"emporium/session-token/v1:"}
+  return core::sha256_hex(std::string{"emporium/session-token/v1:"}
                                  + std::string{admin_key_hash});
 }
 
 std::string sign_token(std::string_view token, std::string_view key) {
-  return std::string{token} + "." + persistence::sign(key, token);
+  return std::string{token} + "." + core::sign(key, token);
 }
 
 std::optional<std::string_view> signed_token(std::string_view presented, std::string_view key) {
@@ -128,7 +128,7 @@ std::optional<std::string_view> signed_token(std::string_view presented, std::st
   if (dot == std::string_view::npos || dot == 0)
     return std::nullopt;
   auto token = presented.substr(0, dot);
-  if (!persistence::verify(key, token, presented.substr(dot + 1)))
+  if (!core::verify(key, token, presented.substr(dot + 1)))
     return std::nullopt;
   return token;
 }
@@ -248,8 +248,8 @@ client_identity identify(const request& req, route_class c, std::string_view tok
   // The token itself never leaves this function but in `session_token`; only a hash prefix of
   // it is logged.
   auto token = signed_token(presented, token_key);
-  auto hash = persistence::sha256_hex(token ? *token : presented);
-  bool admin = !token && persistence::constant_time_equal(hash, admin_key_hash);
+  auto hash = core::sha256_hex(token ? *token : presented);
+  bool admin = !token && core::constant_time_equal(hash, admin_key_hash);
   by_address.who.k = admin ? caller::kind::admin : caller::kind::unknown;
   if (c == route_class::login || c == route_class::signup)
     return by_address;

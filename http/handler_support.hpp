@@ -2,7 +2,7 @@
 /// What every handler uses: JSON answers, the media-type check.
 
 #include "http/message.hpp"
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 #include <optional>
 #include <string>

@@ -2,7 +2,7 @@
 
 #include "http/json_reader.hpp"
 
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/pg.hpp"
 
 #include <nlohmann/json.hpp>
@@ -176,17 +176,17 @@ constexpr std::string_view cursor_tag = "c1:";
 } // namespace
 
 std::string encode_cursor(const std::string& after_id) {
-  return persistence::base64url_encode(std::string{cursor_tag} + after_id);
+  return core::base64url_encode(std::string{cursor_tag} + after_id);
 }
 
 std::optional<std::string> decode_cursor(const std::string& cursor, std::string_view id_prefix) {
   if (cursor.empty() || cursor.size() > 256)
     return std::nullopt;
-  auto raw = persistence::base64url_decode(cursor);
+  auto raw = core::base64url_decode(cursor);
   if (!raw || raw->compare(0, cursor_tag.size(), cursor_tag) != 0)
     return std::nullopt;
   auto id = raw->substr(cursor_tag.size());
-  if (!persistence::is_valid_id(id, id_prefix))
+  if (!core::is_valid_id(id, id_prefix))
     return std::nullopt;
   return id;
 }

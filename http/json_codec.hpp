@@ -3,7 +3,7 @@
 /// fields, UTF-8) and reports every problem with the field it concerns; nothing invalid gets
 /// past this point to an actor.
 
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 

@@ -2,7 +2,7 @@
 /// Reading validated fields out of a JSON object: every problem is collected with the field it
 /// concerns, so one answer names them all. Shared by the codecs of http/.
 
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -3,7 +3,7 @@
 #include "actors/order_logic.hpp"
 #include "http/json_codec.hpp"
 #include "http/json_reader.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/pg.hpp"
 
 #include <algorithm>
@@ -53,7 +53,7 @@ std::optional<model::address> read_address(reader& outer, const json& body) {
 std::string canonical_hash(const json& body) {
   // nlohmann's objects are ordered maps: dump() is canonical, so "the same JSON value" hashes
   // the same whatever the key order or spacing of the request.
-  return persistence::sha256_hex(body.dump());
+  return core::sha256_hex(body.dump());
 }
 
 json address_json(const model::address& a) {
@@ -137,7 +137,7 @@ result<model::order_request> decode_order_request(const std::string& body, int m
       line.reject_unknown({"product_id", "quantity"});
       model::line_request l;
       if (auto v = line.text("product_id", 1, 64, true)) {
-        if (!persistence::is_valid_id(*v, "prod"))
+        if (!core::is_valid_id(*v, "prod"))
           line.fail("product_id", "is not a product id");
         else
           l.product_id = *v;

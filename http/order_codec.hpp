@@ -3,7 +3,7 @@
 /// Idempotency-Key headers.
 
 #include "config/settings.hpp"
-#include "persistence/commerce_model.hpp"
+#include "core/commerce_model.hpp"
 
 #include <string>
 

@@ -2,7 +2,7 @@
 /// RFC 9457 problem details: the one place where a domain failure becomes an HTTP status.
 
 #include "http/message.hpp"
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 namespace emporium::http {
 

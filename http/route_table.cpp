@@ -2,7 +2,7 @@
 
 #include "http/json_codec.hpp"
 #include "http/json_reader.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -276,7 +276,7 @@ router table_router(const std::function<handler(const route_spec&)>& bind) {
 
 std::optional<response> check_path_ids(const route_spec& spec, const path_params& params) {
   for (const auto& p : spec.path_ids)
-    if (!persistence::is_valid_id(params[p.name], p.prefix))
+    if (!core::is_valid_id(params[p.name], p.prefix))
       return problem(404, p.not_found);
   return std::nullopt;
 }

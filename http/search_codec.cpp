@@ -2,7 +2,7 @@
 
 #include "http/json_codec.hpp"
 
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/pg.hpp"
 
 #include <nlohmann/json.hpp>
@@ -193,14 +193,14 @@ bool valid_score(const std::string& s) {
 } // namespace
 
 std::string cursor_key(std::string_view secret) {
-  return persistence::sha256_hex(std::string{"emporium/search-cursor/v1:"} + std::string{secret});
+  return core::sha256_hex(std::string{"emporium/search-cursor/v1:"} + std::string{secret});
 }
 
 std::string encode_cursor(const model::search_query& q, const model::search_position& pos,
                           std::string_view key) {
   auto body = json::array({cursor_version, static_cast<int>(pos.mode), pos.key, pos.id}).dump();
-  return persistence::base64url_encode(body) + "."
-         + persistence::sign(key, fingerprint(q) + "\n" + body);
+  return core::base64url_encode(body) + "."
+         + core::sign(key, fingerprint(q) + "\n" + body);
 }
 
 std::optional<model::search_position> decode_cursor(std::string_view cursor,
@@ -211,8 +211,8 @@ std::optional<model::search_position> decode_cursor(std::string_view cursor,
   auto dot = cursor.find('.');
   if (dot == std::string_view::npos)
     return std::nullopt;
-  auto body = persistence::base64url_decode(cursor.substr(0, dot));
-  if (!body || !persistence::verify(key, fingerprint(q) + "\n" + *body, cursor.substr(dot + 1)))
+  auto body = core::base64url_decode(cursor.substr(0, dot));
+  if (!body || !core::verify(key, fingerprint(q) + "\n" + *body, cursor.substr(dot + 1)))
     return std::nullopt;
   // Signed by us; checked all the same, so that a leaked key cannot inject anything odd.
   auto j = json::parse(*body, nullptr, false);
@@ -226,7 +226,7 @@ std::optional<model::search_position> decode_cursor(std::string_view cursor,
                              j[3].get<std::string>()};
   if ((pos.mode == search_mode::none) == q.has_text())
     return std::nullopt;
-  if (!persistence::is_valid_id(pos.id, "prod"))
+  if (!core::is_valid_id(pos.id, "prod"))
     return std::nullopt;
   switch (key_of(q, pos.mode)) {
     case key_kind::none:

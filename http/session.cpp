@@ -2,7 +2,7 @@
 
 #include "http/logging.hpp"
 #include "http/problem.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -210,7 +210,7 @@ void session::admit(request req, pending& slot) {
   if (who.session_token.empty() || !shared_.verify_session)
     return limit(std::move(req), in.target_ok, seq, in.cls, std::move(who.bucket));
   auto token = std::move(who.session_token);
-  auto hash = persistence::sha256_hex(token);
+  auto hash = core::sha256_hex(token);
   if (shared_.known_dead(hash))
     return limit(std::move(req), in.target_ok, seq, in.cls, std::move(who.bucket));
   // The one verification of the request: its answer (at once from the runtime's session cache,

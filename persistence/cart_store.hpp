@@ -1,7 +1,7 @@
 #pragma once
 /// SQL of carts. Blocking; called on worker threads only. Every statement is parameterised.
 
-#include "persistence/commerce_model.hpp"
+#include "core/commerce_model.hpp"
 
 #include <pqxx/pqxx>
 

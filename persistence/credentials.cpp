@@ -1,6 +1,6 @@
 #include "persistence/credentials.hpp"
 
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 namespace emporium::persistence {
 

@@ -2,7 +2,7 @@
 /// SQL of customers and their sessions. Blocking; called on worker threads only. Every
 /// statement is parameterised.
 
-#include "persistence/commerce_model.hpp"
+#include "core/commerce_model.hpp"
 
 #include <pqxx/pqxx>
 

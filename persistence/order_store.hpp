@@ -4,7 +4,7 @@
 /// Every statement is parameterised; every change to stock or order status writes its outbox
 /// event in the same transaction.
 
-#include "persistence/commerce_model.hpp"
+#include "core/commerce_model.hpp"
 
 #include <pqxx/pqxx>
 

@@ -3,7 +3,7 @@
 /// blocking worker thread (a detached actor, see actors/db_pool.hpp) and is never touched by a
 /// CAF scheduler thread or an Asio thread.
 
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 #include <pqxx/pqxx>
 

@@ -2,7 +2,7 @@
 /// SQL for products, and their cache encoding. Blocking; called on worker threads only.
 
 #include "persistence/backend.hpp"
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 #include <pqxx/pqxx>
 

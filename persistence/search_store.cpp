@@ -1,6 +1,6 @@
 #include "persistence/search_store.hpp"
 
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <nlohmann/json.hpp>
 

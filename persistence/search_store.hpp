@@ -10,7 +10,7 @@
 /// (redis_cache), after which nothing cached before it is served.
 
 #include "persistence/backend.hpp"
-#include "persistence/search_model.hpp"
+#include "core/search_model.hpp"
 
 #include <pqxx/pqxx>
 

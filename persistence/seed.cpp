@@ -1,6 +1,6 @@
 #include "persistence/seed.hpp"
 
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <array>
 #include <random>

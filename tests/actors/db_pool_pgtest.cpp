@@ -4,7 +4,7 @@
 // times, other errors are not retried, and a job that expired in its queue never runs.
 
 #include "actors/db_pool.hpp"
-#include "persistence/secret.hpp"
+#include "core/secret.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>

@@ -9,7 +9,7 @@
 
 #include "actors/runtime.hpp"
 #include "persistence/cache.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -47,7 +47,7 @@ TEST_CASE("runtime: a created product is read back, also after a restart", "[pg]
   {
     runtime rt{s};
     created = create_ok(rt, d);
-    CHECK(persistence::is_valid_id(created.id, "prod"));
+    CHECK(core::is_valid_id(created.id, "prod"));
     CHECK(created.sku == d.sku);
     CHECK(created.name == d.name);
     CHECK(created.description == d.description);
@@ -85,7 +85,7 @@ TEST_CASE("runtime: check_ready answers true with PostgreSQL up", "[pg][runtime]
 
 TEST_CASE("runtime: an unknown id is not found, and creating afterwards works", "[pg][runtime]") {
   runtime rt{settings()};
-  auto unknown = persistence::new_id("prod");
+  auto unknown = core::new_id("prod");
   auto r = get(rt, unknown);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == errc::not_found);

@@ -8,7 +8,7 @@
 
 #include "actors/runtime.hpp"
 #include "persistence/cache.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -239,13 +239,13 @@ TEST_CASE("runtime: with PostgreSQL unreachable, requests fail fast and readines
   runtime rt{s};
 
   auto t0 = clock_type::now();
-  auto r = get(rt, persistence::new_id("prod"), 15s);
+  auto r = get(rt, core::new_id("prod"), 15s);
   REQUIRE_FALSE(r);
   CHECK((r.error().code == errc::unavailable || r.error().code == errc::timeout));
   CHECK(seconds_since(t0) < 15.0);
 
   // Again, on the next activation: still a bounded failure, not a hang.
-  auto again = get(rt, persistence::new_id("prod"), 15s);
+  auto again = get(rt, core::new_id("prod"), 15s);
   REQUIRE_FALSE(again);
   CHECK((again.error().code == errc::unavailable || again.error().code == errc::timeout));
 
@@ -273,7 +273,7 @@ TEST_CASE("runtime: with PostgreSQL hanging, requests fail within the deadline",
   runtime rt{s};
 
   auto t0 = clock_type::now();
-  auto r = get(rt, persistence::new_id("prod"), 15s);
+  auto r = get(rt, core::new_id("prod"), 15s);
   REQUIRE_FALSE(r);
   CHECK((r.error().code == errc::unavailable || r.error().code == errc::timeout));
   CHECK(seconds_since(t0) < 8.0); // the request deadline is 5 s

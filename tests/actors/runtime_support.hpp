@@ -6,7 +6,7 @@
 
 #include "actors/runtime.hpp"
 #include "persistence/cache.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"

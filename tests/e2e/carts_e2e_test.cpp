@@ -8,7 +8,7 @@
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -64,7 +64,7 @@ TEST_CASE("commerce: carts: items at current prices with a quote, kept across a 
   auto view = [&] { return get_cart(c, id, buyer.auth()); };
 
   // An unknown product (a well-formed id of none) is 404; quantity 1001 is 400.
-  check_problem(put(emporium::persistence::new_id("prod"), 1), 404);
+  check_problem(put(emporium::core::new_id("prod"), 1), 404);
   auto too_many = put(p1, 1001);
   check_problem(too_many, 400);
   CHECK(too_many.body.find("quantity") != std::string::npos);

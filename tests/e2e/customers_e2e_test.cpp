@@ -8,7 +8,7 @@
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -188,11 +188,11 @@ TEST_CASE("commerce: the authorization matrix: another customer's resources are 
                           a.auth()),
                 403);
   // Ids of nothing are 404 for everyone.
-  auto ghost = emporium::persistence::new_id("ord");
+  auto ghost = emporium::core::new_id("ord");
   check_problem(c.request("GET", "/orders/" + ghost, "", admin()), 404);
   check_problem(c.request("GET", "/orders/" + ghost, "", a.auth()), 404);
   check_problem(c.request("GET", "/orders/not-an-id", "", a.auth()), 404);
-  check_problem(c.request("GET", "/customers/" + emporium::persistence::new_id("cust"), "", admin()),
+  check_problem(c.request("GET", "/customers/" + emporium::core::new_id("cust"), "", admin()),
                 404);
   // A token that is not one is 401, not anonymous.
   check_problem(c.request("GET", "/orders/" + order_id, "", {{"Authorization", "Bearer nope"}}),

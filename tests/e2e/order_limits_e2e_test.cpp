@@ -6,7 +6,7 @@
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -338,7 +338,7 @@ TEST_CASE("limits: only verdicts on the request itself are replayed under an Ide
   SECTION("an out-of-stock answer found stored under the key is not replayed") {
     auto key = unique("idem-legacy");
     auto body = order_body({{product, 1}}).dump();
-    auto hash = emporium::persistence::sha256_hex(json::parse(body).dump());
+    auto hash = emporium::core::sha256_hex(json::parse(body).dump());
     d.exec("INSERT INTO idempotency_keys (customer_id, key, request_hash, status, outcome) "
            "VALUES ('" + buyer.id + "', $1, $2, 1005, "
            "'{\"code\":5,\"detail\":\"insufficient stock\",\"errors\":[]}')",
@@ -404,8 +404,8 @@ TEST_CASE("retention: a running server deletes old outbox events and keeps recen
   server_process srv{limits_env({{"EMPORIUM_RETENTION_INTERVAL_S", "1"}})};
   srv.start(); // migrated: the tables exist
   db d;
-  auto old_entity = "order:" + emporium::persistence::new_id("ord");
-  auto recent_entity = "order:" + emporium::persistence::new_id("ord");
+  auto old_entity = "order:" + emporium::core::new_id("ord");
+  auto recent_entity = "order:" + emporium::core::new_id("ord");
   d.exec("INSERT INTO events (entity, seq, type, payload, created_at) VALUES "
          "($1, 1, 'order_status', '{}', now() - interval '200 hours'), "
          "($2, 1, 'order_status', '{}', now() - interval '100 hours')",

@@ -8,7 +8,7 @@
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -416,7 +416,7 @@ TEST_CASE("commerce: an order that cannot be filled moves no stock and leaves no
 
   SECTION("an unknown product: 400 naming it") {
     auto a = create_product(c, {4, 100, 10});
-    auto ghost = emporium::persistence::new_id("prod");
+    auto ghost = emporium::core::new_id("prod");
     auto r = place(order_body({{a, 2}, {ghost, 1}}));
     check_problem(r, 400);
     CHECK(r.body.find(ghost) != std::string::npos);

@@ -5,7 +5,7 @@
 
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -51,7 +51,7 @@ std::string url_encode(const std::string& s) {
 /// A word of letters no other product has (ending in 'x': no stemmer rule shortens it).
 std::string unique_word() {
   static std::atomic<int> counter{0};
-  auto h = emporium::persistence::sha256_hex(
+  auto h = emporium::core::sha256_hex(
     std::to_string(::getpid()) + "/"
     + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "/"
     + std::to_string(counter.fetch_add(1)));

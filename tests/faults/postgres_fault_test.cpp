@@ -5,7 +5,7 @@
 // restart of Emporium, with nothing half-written.
 
 #include "faults/fault_support.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -88,7 +88,7 @@ TEST_CASE("PostgreSQL stopped (immediate) and started under load: 503 with Retry
   // actor, no cache), a listing, the customer's orders.
   ops.push_back({"GET /products/{unknown}", 4,
                  [](http_client& cl, std::mt19937&) {
-                   return cl.get("/products/" + emporium::persistence::new_id("prod"));
+                   return cl.get("/products/" + emporium::core::new_id("prod"));
                  },
                  {404, 503}});
   ops.push_back({"GET /products", 4,

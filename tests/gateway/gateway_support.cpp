@@ -1,7 +1,7 @@
 #include "gateway/gateway_support.hpp"
 
 #include "persistence/cache.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -150,10 +150,10 @@ std::vector<nlohmann::json> json_log_lines(const server_process& srv) {
 std::string fresh_token() {
   // The server's token format (gateway::sign_token), written out again on the client's side:
   // the token, '.', 32 hex of HMAC-SHA-256 under a key derived from the admin key's hash.
-  auto key = emporium::persistence::sha256_hex(
-    "emporium/session-token/v1:" + emporium::persistence::sha256_hex(test_admin_key));
+  auto key = emporium::core::sha256_hex(
+    "emporium/session-token/v1:" + emporium::core::sha256_hex(test_admin_key));
   auto token = unique("gw-token");
-  return token + "." + emporium::persistence::hmac_sha256_hex(key, token).substr(0, 32);
+  return token + "." + emporium::core::hmac_sha256_hex(key, token).substr(0, 32);
 }
 
 std::string fresh_address() {

@@ -4,7 +4,7 @@
 // never limited.
 
 #include "gateway/gateway_support.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>

@@ -6,7 +6,7 @@
 
 #include "faults/fault_support.hpp"
 #include "hostile/hostile_support.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -60,11 +60,11 @@ TEST_CASE("1,500 lookups of ids that do not exist leave no live actors behind",
     ++by_status[r.status];
   };
   for (int i = 0; i < 1'200; ++i)
-    lookup("/products/" + emporium::persistence::new_id("prod"), {});
+    lookup("/products/" + emporium::core::new_id("prod"), {});
   for (int i = 0; i < 100; ++i) {
-    lookup("/customers/" + emporium::persistence::new_id("cust"), buyer.auth());
-    lookup("/carts/" + emporium::persistence::new_id("cart"), buyer.auth());
-    lookup("/orders/" + emporium::persistence::new_id("ord"), buyer.auth());
+    lookup("/customers/" + emporium::core::new_id("cust"), buyer.auth());
+    lookup("/carts/" + emporium::core::new_id("cart"), buyer.auth());
+    lookup("/orders/" + emporium::core::new_id("ord"), buyer.auth());
   }
   CHECK(by_status[404] == 1'500);
   auto rss_peak = rss_kib(srv);

@@ -5,7 +5,7 @@
 #include "http/cart_codec.hpp"
 #include "http/customer_codec.hpp"
 #include "http/order_codec.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -20,8 +20,8 @@ using nlohmann::json;
 
 namespace {
 
-const std::string prod_a = persistence::new_id("prod");
-const std::string prod_b = persistence::new_id("prod");
+const std::string prod_a = core::new_id("prod");
+const std::string prod_b = core::new_id("prod");
 
 json customer() {
   return json{{"email", "ada@example.com"}, {"name", "Ada"}, {"password", "correct horse"}};
@@ -186,14 +186,14 @@ TEST_CASE("order request: items are 1..max lines of product ids and quantities 1
   // max_lines
   json three = json::array();
   for (int i = 0; i < 3; ++i)
-    three.push_back({{"product_id", persistence::new_id("prod")}, {"quantity", 1}});
+    three.push_back({{"product_id", core::new_id("prod")}, {"quantity", 1}});
   CHECK(codec::decode_order_request(order(three).dump(), 3, 1000).ok());
   order_rejected(order(three), "items", 2);
   // Product ids.
   order_rejected(order(json::array({{{"quantity", 1}}})), "items[0].product_id");
   order_rejected(order(json::array({{{"product_id", "prod_nope"}, {"quantity", 1}}})),
                  "items[0].product_id");
-  order_rejected(order(json::array({{{"product_id", persistence::new_id("cust")}, {"quantity", 1}}})),
+  order_rejected(order(json::array({{{"product_id", core::new_id("cust")}, {"quantity", 1}}})),
                  "items[0].product_id");
   order_rejected(order(json::array({{{"product_id", 12}, {"quantity", 1}}})),
                  "items[0].product_id");

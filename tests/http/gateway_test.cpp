@@ -4,7 +4,7 @@
 #include "http/gateway.hpp"
 #include "http/logging.hpp"
 #include "http/problem.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -105,8 +105,8 @@ TEST_CASE("route classes: reads, writes, the strict login and sign-up", "[gatewa
 
 TEST_CASE("session tokens: signed, verified, and a changed byte anywhere is refused",
           "[gateway]") {
-  auto key = gateway::token_key(emporium::persistence::sha256_hex("admin"));
-  CHECK(key != gateway::token_key(emporium::persistence::sha256_hex("another admin")));
+  auto key = gateway::token_key(emporium::core::sha256_hex("admin"));
+  CHECK(key != gateway::token_key(emporium::core::sha256_hex("another admin")));
   const std::string token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
   auto presented = gateway::sign_token(token, key);
   CHECK(presented.size() == token.size() + 1 + 32);
@@ -130,7 +130,7 @@ TEST_CASE("session tokens: one signed by an earlier build still verifies (the se
           "holds them)",
           "[gateway]") {
   // HMAC-SHA-256 computed outside this code base, truncated to 32 hex digits.
-  auto key = gateway::token_key(emporium::persistence::sha256_hex("admin"));
+  auto key = gateway::token_key(emporium::core::sha256_hex("admin"));
   const std::string token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
   const std::string issued = token + ".8c6a2930904537a8bd319296f089b91c";
   CHECK(gateway::sign_token(token, key) == issued);
@@ -143,7 +143,7 @@ TEST_CASE("identity: a token this server signed asks for its session to be verif
           "key has its own bucket, any other token and no token are the address, logins and "
           "sign-ups by address",
           "[gateway]") {
-  const auto admin_hash = emporium::persistence::sha256_hex("the-admin-key");
+  const auto admin_hash = emporium::core::sha256_hex("the-admin-key");
   const auto key = gateway::token_key(admin_hash);
   const std::string addr = "192.0.2.7";
   auto anon = gateway::identify(make_request("GET", "/products"), route_class::read, key,
@@ -165,7 +165,7 @@ TEST_CASE("identity: a token this server signed asks for its session to be verif
   const auto presented = gateway::sign_token(token, key);
   auto req = make_request("GET", "/orders/x", {{"authorization", "Bearer " + presented}});
   auto who = gateway::identify(req, route_class::read, key, admin_hash, addr);
-  auto hash = emporium::persistence::sha256_hex(token);
+  auto hash = emporium::core::sha256_hex(token);
   // Until the session is verified, the address's bucket; the token is handed over for that.
   CHECK(who.bucket == "a:192.0.2.7");
   CHECK(who.session_token == token);

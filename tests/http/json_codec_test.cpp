@@ -1,6 +1,6 @@
 #include "http/json_codec.hpp"
 #include "http/problem.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -163,7 +163,7 @@ TEST_CASE("products encode every contract field as RFC 3339 and minor units") {
 }
 
 TEST_CASE("cursors round-trip and reject tampering") {
-  auto id = persistence::new_id("prod");
+  auto id = core::new_id("prod");
   auto c = codec::encode_cursor(id);
   REQUIRE(codec::decode_cursor(c, "prod") == id);
   CHECK_FALSE(codec::decode_cursor(c, "cart"));

@@ -4,7 +4,7 @@
 #include "http/gateway.hpp"
 #include "http/json_codec.hpp"
 #include "http/route_table.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -46,7 +46,7 @@ TEST_CASE("route table: the query of a page is validated by the table", "[route_
   CHECK_FALSE(check_query(products, with_query({}), q));
   CHECK(q.limit == page_limit_default);
 
-  auto cursor = codec::encode_cursor(emporium::persistence::new_id("prod"));
+  auto cursor = codec::encode_cursor(emporium::core::new_id("prod"));
   q = {};
   CHECK_FALSE(check_query(products, with_query({{"limit", "100"}, {"cursor", cursor},
                                                 {"category", "lamps"}}),
@@ -81,10 +81,10 @@ TEST_CASE("route table: the query of a page is validated by the table", "[route_
 TEST_CASE("route table: a malformed path id answers 404 before any handler", "[route_table]") {
   const auto& item = spec("PUT", "/carts/{id}/items/{product_id}");
   path_params p;
-  p.values = {{"id", emporium::persistence::new_id("cart")},
-              {"product_id", emporium::persistence::new_id("prod")}};
+  p.values = {{"id", emporium::core::new_id("cart")},
+              {"product_id", emporium::core::new_id("prod")}};
   CHECK_FALSE(check_path_ids(item, p));
-  p.values[1].second = emporium::persistence::new_id("cart");
+  p.values[1].second = emporium::core::new_id("cart");
   auto res = check_path_ids(item, p);
   REQUIRE(res);
   CHECK(res->status == 404);
@@ -104,7 +104,7 @@ TEST_CASE("route table: classes and probes come from the table", "[route_table]"
 }
 
 TEST_CASE("gateway: the caller is resolved once, before the handler", "[route_table][gateway]") {
-  const auto admin_hash = emporium::persistence::sha256_hex("the-admin-key");
+  const auto admin_hash = emporium::core::sha256_hex("the-admin-key");
   const auto key = gateway::token_key(admin_hash);
   auto admitted = [&](const char* method, const char* target, std::string auth) {
     request r;

@@ -1,4 +1,4 @@
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/pg.hpp"
 
 #include <catch2/catch.hpp>

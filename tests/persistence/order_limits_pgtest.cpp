@@ -4,7 +4,7 @@
 
 #include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -36,14 +36,14 @@ std::string new_product(pg_session& s) {
   d.currency = "USD";
   d.stock = 10;
   pqxx::work tx{s.connection()};
-  auto p = ps::insert(tx, persistence::new_id("prod"), d);
+  auto p = ps::insert(tx, core::new_id("prod"), d);
   tx.commit();
   return p.id;
 }
 
 model::order unpaid_order(const std::string& customer, const std::string& product) {
   model::order o;
-  o.id = persistence::new_id("ord");
+  o.id = core::new_id("ord");
   o.customer_id = customer;
   o.status = model::order_status::pending_payment;
   o.lines = {model::order_line{product, "Cap widget", 500, 1, 0}};
@@ -69,7 +69,7 @@ TEST_CASE("the unpaid-order cap holds for two transactions placing one customer'
           "[pg][limits]") {
   pg_session one{pg_opts()}, two{pg_opts()}, watcher{pg_opts()};
   persistence::migrate(one);
-  auto customer = persistence::new_id("cust");
+  auto customer = core::new_id("cust");
   {
     pqxx::work tx{one.connection()};
     customers::insert_customer(tx, customer, test::unique("cap") + "@example.com", "Cap", "x");

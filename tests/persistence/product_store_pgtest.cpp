@@ -7,7 +7,7 @@
 
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -41,7 +41,7 @@ TEST_CASE("product_store inserts and finds a product with every field", "[pg][pr
   ensure_schema();
   pg_session s{pg_opts()};
   auto d = make_draft();
-  auto id = persistence::new_id("prod");
+  auto id = core::new_id("prod");
   model::product inserted;
   {
     pqxx::work tx{s.connection()};
@@ -70,7 +70,7 @@ TEST_CASE("product_store inserts and finds a product with every field", "[pg][pr
   REQUIRE(found);
   check_same(*found, inserted);
 
-  CHECK_FALSE(find_committed(s, persistence::new_id("prod")));
+  CHECK_FALSE(find_committed(s, core::new_id("prod")));
 }
 
 TEST_CASE("product_store keeps defaults and empty images", "[pg][products]") {
@@ -146,7 +146,7 @@ TEST_CASE("product_store update checks the expected version", "[pg][products]") 
 
   SECTION("an unknown id writes nothing") {
     auto ghost = updated;
-    ghost.id = persistence::new_id("prod");
+    ghost.id = core::new_id("prod");
     pqxx::work tx{s.connection()};
     CHECK_FALSE(ps::update(tx, ghost, 2));
   }
@@ -164,7 +164,7 @@ TEST_CASE("product_store rejects a duplicate sku as a unique violation mapped to
   bool thrown = false;
   try {
     pqxx::work tx{s.connection()};
-    ps::insert(tx, persistence::new_id("prod"), again);
+    ps::insert(tx, core::new_id("prod"), again);
     tx.commit();
   } catch (const pqxx::unique_violation& e) {
     thrown = true;
@@ -195,7 +195,7 @@ TEST_CASE("the database rejects a negative stock with a check violation", "[pg][
     bool thrown = false;
     try {
       pqxx::work tx{s.connection()};
-      ps::insert(tx, persistence::new_id("prod"), d);
+      ps::insert(tx, core::new_id("prod"), d);
       tx.commit();
     } catch (const pqxx::check_violation& e) {
       thrown = true;

@@ -4,7 +4,7 @@
 
 #include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/retention_store.hpp"
@@ -29,7 +29,7 @@ persistence::pg_options pg_opts() {
 /// Rows aged relative to now(), by an interval such as '25 hours' (a constant of this file).
 struct fixture {
   pg_session s{pg_opts()};
-  std::string customer = persistence::new_id("cust");
+  std::string customer = core::new_id("cust");
 
   fixture() {
     persistence::migrate(s);
@@ -46,7 +46,7 @@ struct fixture {
   }
 
   std::string session(const std::string& expired_ago) {
-    auto token = persistence::new_id("tok");
+    auto token = core::new_id("tok");
     exec("INSERT INTO sessions (token_hash, customer_id, expires_at) "
          "VALUES ($1, '" + customer + "', now() - $2::interval)",
          token, expired_ago);
@@ -54,7 +54,7 @@ struct fixture {
   }
 
   std::string cart(const std::string& expired_ago, bool checked_out) {
-    auto id = persistence::new_id("cart");
+    auto id = core::new_id("cart");
     exec("INSERT INTO carts (id, customer_id, expires_at, order_id) VALUES ($1, '" + customer
            + "', now() - $2::interval, " + (checked_out ? "'ord_gone'" : "NULL") + ")",
          id, expired_ago);
@@ -70,7 +70,7 @@ struct fixture {
   }
 
   std::string event(const std::string& age) {
-    auto entity = "order:" + persistence::new_id("ord");
+    auto entity = "order:" + core::new_id("ord");
     exec("INSERT INTO events (entity, seq, type, payload, created_at) "
          "VALUES ($1, 1, 'order_status', '{}', now() - $2::interval)",
          entity, age);

@@ -3,7 +3,7 @@
 // may hold a large seeded catalog: every test makes its own products around a word and
 // categories no other product has, so that its counts are exact and its own.
 
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/product_store.hpp"
 #include "persistence/search_store.hpp"
@@ -48,7 +48,7 @@ std::string unique_word() {
   auto seed = std::to_string(::getpid()) + "/"
               + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "/"
               + std::to_string(counter.fetch_add(1));
-  auto h = persistence::sha256_hex(seed);
+  auto h = core::sha256_hex(seed);
   std::string w = "zq";
   for (int i = 0; i < 10; ++i)
     w += static_cast<char>('a' + std::stoi(h.substr(2 * i, 2), nullptr, 16) % 26);
@@ -100,7 +100,7 @@ struct catalog {
     d.category = category;
     d.stock = stock;
     pqxx::work tx{session.connection()};
-    products.push_back(persistence::product_store::insert(tx, persistence::new_id("prod"), d));
+    products.push_back(persistence::product_store::insert(tx, core::new_id("prod"), d));
     tx.commit();
   }
 
@@ -442,7 +442,7 @@ TEST_CASE("search: beyond 10,000 matches the total and facets are estimates, fla
     // Real ids: other tests page through every product, and their cursors hold ids.
     std::string ids = "{";
     for (int i = 0; i < 10055; ++i)
-      ids += (i ? "," : "") + persistence::new_id("prod");
+      ids += (i ? "," : "") + core::new_id("prod");
     ids += "}";
     pqxx::work tx{s.connection()};
     tx.exec_params(

@@ -8,7 +8,7 @@
 
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -120,7 +120,7 @@ TEST_CASE("redis_cache values expire after their time to live", "[pg][cache]") {
 
 TEST_CASE("the product cache encoding round-trips", "[pg][cache]") {
   model::product p;
-  p.id = persistence::new_id("prod");
+  p.id = core::new_id("prod");
   p.sku = "SKU-\"quoted\"-\\";
   p.name = "Ünïcode ☕ name";
   p.description = "line1\nline2\t\x01";
@@ -215,7 +215,7 @@ TEST_CASE("seed_catalog inserts the requested number of varied, valid products",
   constexpr std::int64_t n = 2000;
   auto before = scalar(s, "SELECT count(*) FROM products");
   // new_id is monotonic within the process: every id seed_catalog makes sorts between these.
-  auto lo = persistence::new_id("prod");
+  auto lo = core::new_id("prod");
   persistence::seed_options opts;
   opts.products = n;
   opts.if_empty = false;
@@ -223,7 +223,7 @@ TEST_CASE("seed_catalog inserts the requested number of varied, valid products",
   auto t0 = clock_type::now();
   auto inserted = persistence::seed_catalog(s, opts);
   auto took = seconds_since(t0);
-  auto hi = persistence::new_id("prod");
+  auto hi = core::new_id("prod");
   auto after = scalar(s, "SELECT count(*) FROM products");
   CHECK(inserted == n);
   // >= rather than ==: the database is shared with tests that may insert meanwhile.
@@ -242,7 +242,7 @@ TEST_CASE("seed_catalog inserts the requested number of varied, valid products",
     for (const auto& r : rows) {
       auto id = r[0].as<std::string>();
       ids.push_back(id);
-      CHECK(persistence::is_valid_id(id, "prod"));
+      CHECK(core::is_valid_id(id, "prod"));
       CHECK(r[1].as<std::string>() == "SEED-" + id.substr(5));
       names.insert(r[2].as<std::string>());
       categories.insert(r[3].as<std::string>());
@@ -308,14 +308,14 @@ TEST_CASE("ensure_admin_key with a configured key answers its sha256 and generat
 
   auto key = test::unique("admin-key");
   auto other = persistence::ensure_admin_key(s, key);
-  CHECK(other.key_hash == persistence::sha256_hex(key));
+  CHECK(other.key_hash == core::sha256_hex(key));
   CHECK_FALSE(other.generated);
 }
 
 TEST_CASE("ensure_admin_key with a configured key needs no database", "[pg][credentials]") {
   pg_session unreachable{persistence::pg_options{"postgresql://emporium@127.0.0.1:1/x", 2'000, 5'000}};
   auto state = persistence::ensure_admin_key(unreachable, std::string{"configured"});
-  CHECK(state.key_hash == persistence::sha256_hex("configured"));
+  CHECK(state.key_hash == core::sha256_hex("configured"));
   CHECK_FALSE(state.generated);
 }
 
@@ -326,7 +326,7 @@ TEST_CASE("ensure_admin_key without a configured key keeps one stored key", "[pg
   CHECK(first.key_hash.size() == 64);
   if (first.generated) {
     CHECK(first.generated->size() == 64);
-    CHECK(persistence::sha256_hex(*first.generated) == first.key_hash);
+    CHECK(core::sha256_hex(*first.generated) == first.key_hash);
   }
   auto second = persistence::ensure_admin_key(s, std::nullopt);
   CHECK(second.key_hash == first.key_hash);

@@ -5,7 +5,7 @@
 
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -78,7 +78,7 @@ inline void check_same(const model::product& a, const model::product& b) {
 
 inline model::product insert_committed(pg_session& s, const model::product_draft& d) {
   pqxx::work tx{s.connection()};
-  auto p = ps::insert(tx, persistence::new_id("prod"), d);
+  auto p = ps::insert(tx, core::new_id("prod"), d);
   tx.commit();
   return p;
 }

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace emporium::persistence {
+namespace emporium::core {
 
 /// A new id such as `prod_01JD3Z6W4N9M1S8P0Q2R5T7V9X`. Thread-safe.
 std::string new_id(std::string_view prefix);
@@ -43,4 +43,4 @@ std::string base64url_encode(std::string_view in);
 /// padding, a length no encoding has, or unused bits that are not zero).
 std::optional<std::string> base64url_decode(std::string_view in);
 
-} // namespace emporium::persistence
+} // namespace emporium::core

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace emporium::persistence {
+namespace emporium::core {
 
 class secret {
  public:
@@ -37,4 +37,4 @@ inline std::shared_ptr<const secret> make_secret(std::string& plain) {
   return std::make_shared<const secret>(plain);
 }
 
-} // namespace emporium::persistence
+} // namespace emporium::core

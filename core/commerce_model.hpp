@@ -2,7 +2,7 @@
 /// Domain records of customers, sessions, carts and orders (see model.hpp for the conventions:
 /// plain structs, money in minor units, timestamps in milliseconds since the epoch).
 
-#include "persistence/model.hpp"
+#include "core/model.hpp"
 
 namespace emporium::model {
 

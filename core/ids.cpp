@@ -1,4 +1,4 @@
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <sodium.h>
 
@@ -8,7 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 
-namespace emporium::persistence {
+namespace emporium::core {
 
 namespace {
 
@@ -167,4 +167,4 @@ std::optional<std::string> base64url_decode(std::string_view in) {
   return out;
 }
 
-} // namespace emporium::persistence
+} // namespace emporium::core
