@@ -61,7 +61,7 @@ TEST_CASE("bench accounting: passes on a consistent run, fails on an acknowledge
     auto o = r.json();
     accounting::acknowledged_order a{o.at("id").get<std::string>(),
                                      o.at("customer_id").get<std::string>(), {}};
-    for (const auto& l : o.at("lines"))
+    for (const auto& l : o.at("items"))
       a.lines.emplace_back(l.at("product_id").get<std::string>(),
                            l.at("quantity").get<std::int64_t>());
     acks.push_back(std::move(a));

@@ -49,7 +49,9 @@ struct product_fixture {
       stored = persistence::product_store::insert(tx, persistence::new_id("prod"), d);
       tx.commit();
     }
-    entity_env env{pool.get(), std::chrono::seconds(10)};
+    entity_env env;
+    env.pool = pool.get();
+    env.db_timeout = std::chrono::seconds(10);
     env.hold_ttl = 300ms;
     product = sys->spawn(product_entity, env, stored.id);
   }

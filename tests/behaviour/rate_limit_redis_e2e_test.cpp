@@ -67,6 +67,8 @@ TEST_CASE("rate limit: with Redis hanging, every request is answered and limited
                       {"EMPORIUM_RATE_LIMIT_REDIS_TIMEOUT_MS", "200"}}};
   // Every read below must come back well inside this bound (Redis waits are 200 ms at most).
   http_client c{srv.host(), srv.port(), 5'000ms};
+  // The limiter connects on its first request.
+  REQUIRE(c.get(read_target, from(fresh_address())).status == 200);
   REQUIRE(metric(srv, "emporium_rate_limit_redis_up") == 1.0);
   auto pid = redis_pid(redis.url());
   redis_client admin_link{redis.url()};
