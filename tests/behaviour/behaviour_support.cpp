@@ -79,6 +79,14 @@ void redis_client::set(const std::string& key, const std::string& value, int ttl
   REQUIRE(command({"SET", key, value, "EX", std::to_string(ttl_s)}) == "OK");
 }
 
+pid_t redis_pid(const std::string& url) {
+  redis_client r{url};
+  auto info = r.command({"INFO", "server"});
+  auto at = info.find("process_id:");
+  REQUIRE(at != std::string::npos);
+  return static_cast<pid_t>(std::stol(info.substr(at + 11)));
+}
+
 std::string stored_token(const std::string& presented) {
   return presented.substr(0, presented.rfind('.'));
 }

@@ -34,6 +34,9 @@ class redis_client {
   void* ctx_ = nullptr;
 };
 
+/// The pid of the redis-server behind `url`, as it reports it (INFO server).
+pid_t redis_pid(const std::string& url);
+
 /// The token as the database knows it: an issued token without its signature (".<hex>").
 std::string stored_token(const std::string& presented);
 

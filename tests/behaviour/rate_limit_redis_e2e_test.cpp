@@ -37,15 +37,6 @@ header_map from(const std::string& address) {
   return {{"X-Forwarded-For", address}};
 }
 
-/// The pid of the redis-server behind `url`, as it reports it.
-pid_t redis_pid(const std::string& url) {
-  redis_client r{url};
-  auto info = r.command({"INFO", "server"});
-  auto at = info.find("process_id:");
-  REQUIRE(at != std::string::npos);
-  return static_cast<pid_t>(std::stol(info.substr(at + 11)));
-}
-
 double metric(const server_process& srv, const std::string& sample) {
   auto v = metric_value(scrape(srv), sample);
   INFO(sample);

@@ -24,15 +24,6 @@ using namespace std::chrono_literals;
 
 const char* const read_target = "/products?limit=1";
 
-/// The pid of the redis-server behind `url`, as it reports it.
-pid_t redis_pid(const std::string& url) {
-  redis_client r{url};
-  auto info = r.command({"INFO", "server"});
-  auto at = info.find("process_id:");
-  REQUIRE(at != std::string::npos);
-  return static_cast<pid_t>(std::stol(info.substr(at + 11)));
-}
-
 } // namespace
 
 TEST_CASE("watchdog: a request that gets no answer within http.request_timeout_ms gets 504 "
