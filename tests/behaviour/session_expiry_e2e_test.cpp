@@ -94,8 +94,8 @@ TEST_CASE("session: a value in Redis under a session's key that does not parse i
   for (const auto& value : garbage) {
     DYNAMIC_SECTION("cached value '" << value << "'") {
       // A session of its own, never seen by the server, so that its first lookup reads Redis.
-      auto login = c.request("POST", "/sessions",
-                             nlohmann::json{{"email", who.email}, {"password", who.password}}.dump());
+      auto credentials = nlohmann::json{{"email", who.email}, {"password", who.password}};
+      auto login = c.request("POST", "/sessions", credentials.dump());
       INFO(show(login));
       REQUIRE(login.status == 200);
       auto token = login.json().at("token").get<std::string>();
