@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include <charconv>
 #include <mutex>
 #include <unordered_map>
 
@@ -215,11 +216,14 @@ void runtime::authenticate(std::string token, callback<model::principal> cb) {
   impl_->run_db<model::session_grant>(
     [hash](persistence::backend& b) -> result<model::session_grant> {
       auto key = session_cache_key(hash);
+      // "customer|expires_at_ms"; anything else in Redis is ignored and PostgreSQL decides.
       if (auto cached = b.cache.get(key)) {
         auto bar = cached->find('|');
-        if (bar != std::string::npos) {
-          auto expires = std::stoll(cached->substr(bar + 1));
-          if (expires > now_ms())
+        std::int64_t expires = 0;
+        if (bar != std::string::npos && bar > 0) {
+          const char* end = cached->data() + cached->size();
+          auto [last, ec] = std::from_chars(cached->data() + bar + 1, end, expires);
+          if (ec == std::errc{} && last == end && expires > now_ms())
             return model::session_grant{{}, cached->substr(0, bar), expires};
         }
       }
