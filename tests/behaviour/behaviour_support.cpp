@@ -1,6 +1,6 @@
 #include "behaviour/behaviour_support.hpp"
 
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 
 #include <catch2/catch.hpp>
 #include <hiredis/hiredis.h>
@@ -92,7 +92,7 @@ std::string stored_token(const std::string& presented) {
 }
 
 std::string session_cache_key(const std::string& presented) {
-  return "emporium:session:" + emporium::persistence::sha256_hex(stored_token(presented));
+  return "emporium:session:" + emporium::core::sha256_hex(stored_token(presented));
 }
 
 long long epoch_ms() {

@@ -5,7 +5,7 @@
 // hold_ttl (production keeps 30 s).
 
 #include "actors/product_actor.hpp"
-#include "persistence/ids.hpp"
+#include "core/ids.hpp"
 #include "persistence/product_store.hpp"
 #include "support/test_env.hpp"
 
@@ -29,7 +29,7 @@ struct product_fixture {
   std::unique_ptr<caf::actor_system> sys;
   std::unique_ptr<db_pool> pool;
   model::product stored;
-  product_actor product;
+  product_entity_actor product;
 
   explicit product_fixture(std::int64_t stock) {
     register_types(cfg);
@@ -46,7 +46,7 @@ struct product_fixture {
       d.currency = "USD";
       d.stock = stock;
       d.weight_grams = 10;
-      stored = persistence::product_store::insert(tx, persistence::new_id("prod"), d);
+      stored = persistence::product_store::insert(tx, core::new_id("prod"), d);
       tx.commit();
     }
     entity_env env;
@@ -67,7 +67,7 @@ struct product_fixture {
   std::string reserve(const std::string& order, std::int64_t quantity) {
     caf::scoped_actor self{*sys};
     std::string out = "no answer";
-    self->request(product, 10s, stored.id, reserve_atom_v, order, quantity)
+    self->request(product, 10s, product_reserve{stored.id, order, quantity})
       .receive([&](model::reservation&) { out.clear(); },
                [&](caf::error& e) { out = to_failure(e).detail; });
     return out;
@@ -104,8 +104,7 @@ TEST_CASE("product holds: a hold its order committed is not given back when hold
   product_fixture f{5};
   REQUIRE(f.reserve("ord_committed", 5).empty());
   // The order committed: the stock is 0 now, at the next version.
-  caf::anon_send(f.product, f.stored.id, stock_atom_v, std::string{"ord_committed"},
-                 std::int64_t{0}, f.stored.version + 1);
+  caf::anon_send(f.product, product_stock{f.stored.id, "ord_committed", 0, f.stored.version + 1});
   // Past hold_ttl several times over: nothing came back.
   std::this_thread::sleep_for(1s);
   CHECK_FALSE(f.reserve("ord_later", 1).empty());
