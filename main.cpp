@@ -10,8 +10,8 @@
 #include "persistence/migrations.hpp"
 #include "persistence/seed.hpp"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -96,8 +96,8 @@ int seed_command(const config::settings& s, std::int64_t products, bool if_empty
   persistence::migrate(pg);
   auto t0 = std::chrono::steady_clock::now();
   auto n = persistence::seed_catalog(pg, persistence::seed_options{products, if_empty, 42});
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::steady_clock::now() - t0)
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()
+                                                                  - t0)
               .count();
   if (n == 0)
     std::cout << "catalog not empty; nothing seeded\n";
@@ -141,9 +141,10 @@ int serve_command(config::settings s, bool no_migrate) {
   }
 
   if (s.rate_limit.mode == "local" && !s.cluster.peers.empty())
-    spdlog::warn("rate_limit.mode is local on a cluster of {} nodes: each node admits the whole "
-                 "quota; set rate_limit.mode = \"redis\" to share it",
-                 s.cluster.peers.size() + 1);
+    spdlog::warn(
+      "rate_limit.mode is local on a cluster of {} nodes: each node admits the whole "
+      "quota; set rate_limit.mode = \"redis\" to share it",
+      s.cluster.peers.size() + 1);
 
   actors::runtime runtime{s};
   s.auth.admin_key_hash = admin_hash;

@@ -56,7 +56,7 @@ void price_then(cart_ptr self, const entity_env& env, model::cart c, std::string
       return;
     }
     auto quote = order_logic::shipping_quote(env.settings->shipping, country, v.currency,
-                                          v.subtotal_cents, weight);
+                                             v.subtotal_cents, weight);
     if (quote) {
       v.shipping_cents = *quote;
       v.total_cents = v.subtotal_cents + v.shipping_cents;
@@ -198,43 +198,42 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
       // always accepted, so a cart that became unshippable (weights or rates changed) can be
       // brought back. Then writes the items and answers the priced cart.
       auto save = [self, env, ttl, country, grows, rp](model::cart next) mutable {
-        price_then(
-          self, env, next, country, true,
-          [self, env, ttl, grows, next, rp](caf::expected<model::cart_view> v) mutable {
-            if (!v) {
-              rp.deliver(std::move(v.error()));
-              return;
-            }
-            if (grows && !v->shipping_problem.empty()) {
-              rp.deliver(make_domain_error(errc::unprocessable, v->shipping_problem,
-                                           {{"quantity", v->shipping_problem}}));
-              return;
-            }
-            db_await<model::cart>(
-              self, env, self->state.id,
-              [next, ttl](persistence::backend& b) { return save_items(b, next, ttl); },
-              [self, view = std::move(*v), rp](model::cart& saved) mutable {
-                self->state.cart = saved;
-                view.basket = std::move(saved);
-                rp.deliver(std::move(view));
-              },
-              [self, env, rp](caf::error& e) mutable {
-                if (to_failure(e).code != errc::conflict) {
-                  rp.deliver(std::move(e));
-                  return;
-                }
-                // This actor's copy is stale (a checkout whose answer was lost, a change
-                // through another node): read the cart again before anything else, then
-                // answer the conflict; the client's retry sees the cart as it is.
-                db_await<model::cart>(
-                  self, env, self->state.id, read_cart(self->state.id),
-                  [self, e, rp](model::cart& fresh) mutable {
-                    keep_cart(self, std::move(fresh));
-                    rp.deliver(std::move(e));
-                  },
-                  [e, rp](caf::error&) mutable { rp.deliver(std::move(e)); });
-              });
-          });
+        price_then(self, env, next, country, true,
+                   [self, env, ttl, grows, next, rp](caf::expected<model::cart_view> v) mutable {
+                     if (!v) {
+                       rp.deliver(std::move(v.error()));
+                       return;
+                     }
+                     if (grows && !v->shipping_problem.empty()) {
+                       rp.deliver(make_domain_error(errc::unprocessable, v->shipping_problem,
+                                                    {{"quantity", v->shipping_problem}}));
+                       return;
+                     }
+                     db_await<model::cart>(
+                       self, env, self->state.id,
+                       [next, ttl](persistence::backend& b) { return save_items(b, next, ttl); },
+                       [self, view = std::move(*v), rp](model::cart& saved) mutable {
+                         self->state.cart = saved;
+                         view.basket = std::move(saved);
+                         rp.deliver(std::move(view));
+                       },
+                       [self, env, rp](caf::error& e) mutable {
+                         if (to_failure(e).code != errc::conflict) {
+                           rp.deliver(std::move(e));
+                           return;
+                         }
+                         // This actor's copy is stale (a checkout whose answer was lost, a change
+                         // through another node): read the cart again before anything else, then
+                         // answer the conflict; the client's retry sees the cart as it is.
+                         db_await<model::cart>(
+                           self, env, self->state.id, read_cart(self->state.id),
+                           [self, e, rp](model::cart& fresh) mutable {
+                             keep_cart(self, std::move(fresh));
+                             rp.deliver(std::move(e));
+                           },
+                           [e, rp](caf::error&) mutable { rp.deliver(std::move(e)); });
+                       });
+                   });
       };
       auto next = *c;
       auto it = std::find_if(next.items.begin(), next.items.end(),
@@ -253,21 +252,19 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
         .await(
           [self, env, save, next, product_id, quantity, rp](model::product& p) mutable {
             // A cart holds one currency: that of its other items (they all share it).
-            auto other = std::find_if(next.items.begin(), next.items.end(), [&](const auto& i) {
-              return i.product_id != product_id;
-            });
+            auto other = std::find_if(next.items.begin(), next.items.end(),
+                                      [&](const auto& i) { return i.product_id != product_id; });
             if (other != next.items.end()) {
               auto other_id = other->product_id;
-              self
-                ->request(env.dir->products(other_id), env.call_timeout, product_read{other_id})
+              self->request(env.dir->products(other_id), env.call_timeout, product_read{other_id})
                 .await(
                   [save, next, currency = p.currency, product_id, quantity,
                    rp](model::product& q) mutable {
                     if (q.currency != currency) {
-                      rp.deliver(make_domain_error(
-                        errc::invalid_input, "the cart is in " + q.currency,
-                        {{"product_id",
-                          product_id + " is priced in " + currency + "; a cart holds one currency"}}));
+                      rp.deliver(
+                        make_domain_error(errc::invalid_input, "the cart is in " + q.currency,
+                                          {{"product_id", product_id + " is priced in " + currency
+                                                            + "; a cart holds one currency"}}));
                       return;
                     }
                     save(with_item(std::move(next), product_id, quantity));

@@ -1,7 +1,7 @@
 #include "actors/customer_actor.hpp"
 
-#include "persistence/customer_store.hpp"
 #include "core/ids.hpp"
+#include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -22,13 +22,12 @@ result<model::order_outcome> replay_of(const std::optional<os::idempotent_outcom
   if (!found)
     return model::order_outcome{};
   if (found->request_hash != idem.request_hash)
-    return failure{errc::unprocessable, "this Idempotency-Key was used with a different request",
-                   {}};
+    return failure{
+      errc::unprocessable, "this Idempotency-Key was used with a different request", {}};
   if (found->unreadable) {
     spdlog::error("the stored answer of Idempotency-Key '{}' of customer {} cannot be decoded",
                   idem.key, idem.customer_id);
-    return failure{errc::internal, "the stored answer for this Idempotency-Key cannot be read",
-                   {}};
+    return failure{errc::internal, "the stored answer for this Idempotency-Key cannot be read", {}};
   }
   if (found->placed)
     return model::order_outcome{true, *found->placed};
@@ -41,7 +40,9 @@ void place_new(customer_ptr self, const entity_env& env, model::order_request re
   auto order_id = core::new_id("ord");
   self->request(env.dir->orders(order_id), env.call_timeout, order_create{order_id, req})
     .await(
-      [rp](model::order& o) mutable { rp.deliver(model::order_outcome{false, std::move(o)}); },
+      [rp](model::order& o) mutable {
+        rp.deliver(model::order_outcome{false, std::move(o)});
+      },
       [self, env, req, rp](caf::error& err) mutable {
         auto f = to_failure(err);
         if (!req.idempotency_key) {

@@ -13,8 +13,7 @@ struct customer_state {
   static inline const char* name = "customer";
 };
 
-customer_entity_actor::behavior_type
-customer_entity(customer_entity_actor::stateful_pointer<customer_state> self, entity_env env,
-                std::string id);
+customer_entity_actor::behavior_type customer_entity(
+  customer_entity_actor::stateful_pointer<customer_state> self, entity_env env, std::string id);
 
 } // namespace emporium::actors

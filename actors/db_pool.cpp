@@ -34,7 +34,8 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
       if (std::chrono::steady_clock::now() > job.deadline) {
         if (job.shed_when_late)
           return make_domain_error(errc::unavailable, "the server is busy; retry shortly");
-        return make_domain_error(errc::timeout, "the request expired while queued for the database");
+        return make_domain_error(errc::timeout,
+                                 "the request expired while queued for the database");
       }
       auto& breaker = st.counters->breaker;
       if (!breaker.allow())

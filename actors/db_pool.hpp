@@ -24,8 +24,8 @@ struct pool_counters {
   explicit pool_counters(const config::settings& s)
     : breaker("PostgreSQL", s.postgres.breaker_threshold,
               std::chrono::milliseconds(s.postgres.breaker_open_ms)) {}
-  std::atomic<int> in_use{0};   ///< jobs running now
-  std::atomic<int> waiting{0};  ///< jobs queued behind them
+  std::atomic<int> in_use{0};  ///< jobs running now
+  std::atomic<int> waiting{0}; ///< jobs queued behind them
   std::atomic<std::int64_t> retries{0};
   /// Shared by the pool's workers: once PostgreSQL is known down, jobs fail at once (503)
   /// instead of each waiting for a connect timeout; one probe per open period tries again.

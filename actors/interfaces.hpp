@@ -19,34 +19,28 @@ using product_actor = caf::typed_actor<
   caf::replies_to<product_read>::with<model::product>,
   caf::replies_to<product_create>::with<model::product>,
   /// answers the new state
-  caf::replies_to<product_update>::with<model::product>,
-  caf::replies_to<product_crash>::with<bool>,
-  caf::replies_to<product_reserve>::with<model::reservation>,
-  caf::reacts_to<product_release>,
+  caf::replies_to<product_update>::with<model::product>, caf::replies_to<product_crash>::with<bool>,
+  caf::replies_to<product_reserve>::with<model::reservation>, caf::reacts_to<product_release>,
   caf::reacts_to<product_stock>>;
 
 /// A customer: profile and loyalty; places the customer's orders one at a time, which makes
 /// Idempotency-Key checks race-free on a node (the database's key makes them so across nodes).
-using customer_actor = caf::typed_actor<
-  caf::replies_to<customer_read>::with<model::customer>,
-  caf::replies_to<customer_place>::with<model::order_outcome>,
-  caf::reacts_to<customer_points>>;
+using customer_actor = caf::typed_actor<caf::replies_to<customer_read>::with<model::customer>,
+                                        caf::replies_to<customer_place>::with<model::order_outcome>,
+                                        caf::reacts_to<customer_points>>;
 
 /// A cart: its items persist; prices are read from the products whenever it is shown.
-using cart_actor = caf::typed_actor<
-  caf::replies_to<cart_read>::with<model::cart_view>,
-  caf::replies_to<cart_set_item>::with<model::cart_view>,
-  caf::replies_to<cart_checkout>::with<model::order_outcome>>;
+using cart_actor = caf::typed_actor<caf::replies_to<cart_read>::with<model::cart_view>,
+                                    caf::replies_to<cart_set_item>::with<model::cart_view>,
+                                    caf::replies_to<cart_checkout>::with<model::order_outcome>>;
 
 /// An order: runs its own placement (the reservation saga), then its status machine.
 using order_actor = caf::typed_actor<
   caf::replies_to<order_create>::with<model::order>,
-  caf::replies_to<order_read>::with<model::order>,
-  caf::replies_to<order_pay>::with<model::order>,
+  caf::replies_to<order_read>::with<model::order>, caf::replies_to<order_pay>::with<model::order>,
   caf::replies_to<order_cancel>::with<model::order>,
   caf::replies_to<order_ship>::with<model::order>,
-  caf::replies_to<order_deliver>::with<model::order>,
-  caf::reacts_to<order_expire>>;
+  caf::replies_to<order_deliver>::with<model::order>, caf::reacts_to<order_expire>>;
 
 /// The messages an entity takes besides its interface's (see above).
 template <class Interface>

@@ -83,8 +83,8 @@ void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config
   caf::anon_send(caf::actor_cast<caf::actor>(self), sweep_atom_v);
 }
 
-caf::response_promise route(caf::scheduled_actor* self, manager_state& st,
-                            const std::string& key, caf::message msg) {
+caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+                            caf::message msg) {
   auto rp = self->make_response_promise();
   auto it = st.entities.find(key);
   manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key);
@@ -129,8 +129,8 @@ std::int64_t rss_kib() {
 }
 
 caf::behavior memory_trimmer(caf::stateful_actor<trimmer_state>* self,
-                             std::vector<std::shared_ptr<kind_counters>> kinds, caf::timespan period,
-                             std::int64_t threshold) {
+                             std::vector<std::shared_ptr<kind_counters>> kinds,
+                             caf::timespan period, std::int64_t threshold) {
   self->delayed_send(self, period, sweep_atom_v);
   return {
     [self, kinds, period, threshold](sweep_atom) {

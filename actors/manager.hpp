@@ -66,8 +66,8 @@ struct manager_state {
 /// The parts of a manager that do not depend on its interface (manager.cpp).
 void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config cfg);
 /// Hands `msg` to the entity `key` (activating it) or holds it while that entity passivates.
-caf::response_promise route(caf::scheduled_actor* self, manager_state& st,
-                            const std::string& key, caf::message msg);
+caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+                            caf::message msg);
 void on_sweep(caf::scheduled_actor* self, manager_state& st);
 void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity);
 
@@ -87,8 +87,8 @@ struct route_by_id<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple
 };
 
 template <class Interface, class Self, class... Signatures>
-typename manager_actor<Interface>::behavior_type
-manager_behavior(Self* self, caf::detail::type_list<Signatures...>) {
+typename manager_actor<Interface>::behavior_type manager_behavior(
+  Self* self, caf::detail::type_list<Signatures...>) {
   return {
     route_by_id<Signatures>::handler(self)...,
     [self](sweep_atom) { on_sweep(self, self->state); },
@@ -99,9 +99,9 @@ manager_behavior(Self* self, caf::detail::type_list<Signatures...>) {
 }
 
 template <class Interface>
-typename manager_actor<Interface>::behavior_type
-manager_main(typename manager_actor<Interface>::template stateful_pointer<manager_state> self,
-             manager_config cfg) {
+typename manager_actor<Interface>::behavior_type manager_main(
+  typename manager_actor<Interface>::template stateful_pointer<manager_state> self,
+  manager_config cfg) {
   start_manager(self, self->state, std::move(cfg));
   return manager_behavior<Interface>(self, typename Interface::signatures{});
 }

@@ -153,10 +153,10 @@ struct order_expire {
 
 // -- inspect overloads --------------------------------------------------------------------------
 
-#define EMPORIUM_MESSAGE_INSPECT(type, ...)                                                       \
-  template <class Inspector>                                                                    \
-  typename Inspector::result_type inspect(Inspector& f, type& x) {                              \
-    return f(caf::meta::type_name(#type), __VA_ARGS__);                                         \
+#define EMPORIUM_MESSAGE_INSPECT(type, ...)                        \
+  template <class Inspector>                                       \
+  typename Inspector::result_type inspect(Inspector& f, type& x) { \
+    return f(caf::meta::type_name(#type), __VA_ARGS__);            \
   }
 
 EMPORIUM_MESSAGE_INSPECT(product_read, x.id)

@@ -89,7 +89,8 @@ caf::typed_response_promise<model::order> change(order_ptr self, const entity_en
 /// The job of a cancellation from status `from` (stock back, payment marked refunded and
 /// points back if paid; the provider's refund follows on a payment worker).
 auto cancel_job(model::order o, std::string from) {
-  return [o = std::move(o), from = std::move(from)](persistence::backend& b) -> result<model::order_change> {
+  return [o = std::move(o),
+          from = std::move(from)](persistence::backend& b) -> result<model::order_change> {
     pqxx::work tx{b.pg.connection()};
     auto done = os::cancel_order(tx, o, from);
     if (!done)
@@ -110,16 +111,17 @@ auto cancel_job(model::order o, std::string from) {
 
 /// The job of a plain status transition (ship, deliver).
 auto transition_job(model::order o, std::string to) {
-  return [o = std::move(o), to = std::move(to)](persistence::backend& b) -> result<model::order_change> {
-    pqxx::work tx{b.pg.connection()};
-    if (!os::transition(tx, o.id, o.status, to))
-      return failure{errc::conflict, "the order changed meanwhile; retry", {}};
-    auto fresh = os::find_order(tx, o.id);
-    tx.commit();
-    model::order_change ch;
-    ch.placed = std::move(*fresh);
-    return ch;
-  };
+  return
+    [o = std::move(o), to = std::move(to)](persistence::backend& b) -> result<model::order_change> {
+      pqxx::work tx{b.pg.connection()};
+      if (!os::transition(tx, o.id, o.status, to))
+        return failure{errc::conflict, "the order changed meanwhile; retry", {}};
+      auto fresh = os::find_order(tx, o.id);
+      tx.commit();
+      model::order_change ch;
+      ch.placed = std::move(*fresh);
+      return ch;
+    };
 }
 
 // -- payment ----------------------------------------------------------------------------------
@@ -142,8 +144,8 @@ bool attempted(const model::order& o) {
 /// worker, in the order they were sent: a reconciliation's look-up runs after a charge of the
 /// same order that was still queued or running there.
 template <class T, class Fn, class OnOk, class OnErr>
-void call_provider(order_ptr self, const entity_env& env, caf::timespan deadline, Fn fn,
-                   OnOk ok, OnErr err) {
+void call_provider(order_ptr self, const entity_env& env, caf::timespan deadline, Fn fn, OnOk ok,
+                   OnErr err) {
   self
     ->request(env.payment_workers->for_key(self->state.id), deadline,
               make_job(std::move(fn), deadline))
@@ -182,17 +184,15 @@ auto charge_job(const entity_env& env, const model::order& o, std::string method
 
 /// Whether the provider charged this order: "captured", "refunded" or "none".
 auto find_charge_job(const entity_env& env, std::string id) {
-  return [payments = env.payments, id = std::move(id)](persistence::backend&) -> result<std::string> {
-    switch (payments->find(charge_reference(id))) {
-      case charge_state::captured:
-        return std::string{"captured"};
-      case charge_state::refunded:
-        return std::string{"refunded"};
-      case charge_state::none:
-        break;
-    }
-    return std::string{"none"};
-  };
+  return
+    [payments = env.payments, id = std::move(id)](persistence::backend&) -> result<std::string> {
+      switch (payments->find(charge_reference(id))) {
+        case charge_state::captured: return std::string{"captured"};
+        case charge_state::refunded: return std::string{"refunded"};
+        case charge_state::none: break;
+      }
+      return std::string{"none"};
+    };
 }
 
 /// Refunds the charge `reference` at the provider (idempotent there), on a payment worker.
@@ -246,8 +246,8 @@ auto record_charge_job(model::order o, std::string provider, std::string referen
       return failure{errc::unavailable, "the payment could not be recorded (injected fault)", {}};
     auto points = order_logic::loyalty_points(o.subtotal_cents);
     pqxx::work tx{b.pg.connection()};
-    auto paid =
-      os::record_payment(tx, o, model::payment_info{"captured", provider, reference}, points);
+    auto paid = os::record_payment(tx, o, model::payment_info{"captured", provider, reference},
+                                   points);
     model::order_change ch;
     ch.placed = std::move(*os::find_order(tx, o.id));
     tx.commit();
@@ -280,8 +280,9 @@ void record_charge(order_ptr self, const entity_env& env, std::string reference,
       self->state.order = now;
       if (!ours) // a cancelled order's own payment was refunded by its cancellation
         refund_charge(self, env, reference);
-      done(make_domain_error(errc::conflict, "the order is no longer awaiting payment; the "
-                                             "charge is refunded"));
+      done(make_domain_error(errc::conflict,
+                             "the order is no longer awaiting payment; the "
+                             "charge is refunded"));
     },
     [self, env, done](caf::error& e) {
       // Unknown: the record may have committed. The order stays paying until reconciled.
@@ -346,8 +347,9 @@ caf::typed_response_promise<model::order> pay(order_ptr self, const entity_env& 
         [self, env, finish](caf::error& e) mutable {
           if (!nothing_charged(to_failure(e))) {
             // The charge may have happened: reconciliation finds out.
-            return finish(make_domain_error(errc::timeout, "the payment's outcome is not known "
-                                                           "yet; the order shows it shortly"));
+            return finish(make_domain_error(errc::timeout,
+                                            "the payment's outcome is not known "
+                                            "yet; the order shows it shortly"));
           }
           db_await<model::order>(
             self, env, self->state.id, abandon_payment_job(self->state.id),

@@ -26,9 +26,8 @@ struct order_state {
   static inline const char* name = "order";
 };
 
-order_entity_actor::behavior_type
-order_entity(order_entity_actor::stateful_pointer<order_state> self, entity_env env,
-             std::string id);
+order_entity_actor::behavior_type order_entity(
+  order_entity_actor::stateful_pointer<order_state> self, entity_env env, std::string id);
 
 /// How long the order actor waits for one provider job; a reconciliation waits for twice that
 /// (the sweeper's threshold), so it never takes over a live payment that may still capture.

@@ -62,9 +62,9 @@ result<std::int64_t> shipping_quote(const config::shipping_settings& table,
       break;
     }
   if (!bracket)
-    return result<std::int64_t>{errc::unprocessable,
-                                "the parcel (" + std::to_string(weight_grams)
-                                  + " g) is heavier than zone " + zone->name + " ships"};
+    return result<std::int64_t>{errc::unprocessable, "the parcel (" + std::to_string(weight_grams)
+                                                       + " g) is heavier than zone " + zone->name
+                                                       + " ships"};
   auto price = bracket->cents.find(currency);
   if (price == bracket->cents.end())
     return result<std::int64_t>{errc::unprocessable,
@@ -117,9 +117,9 @@ std::vector<field_error> order_limit_errors(const std::vector<model::line_reques
                                  + " lines, not " + std::to_string(lines.size())});
   for (std::size_t i = 0; i < lines.size(); ++i)
     if (lines[i].quantity > limits.max_units_per_line)
-      errors.push_back({"items[" + std::to_string(i) + "].quantity",
-                        "at most " + std::to_string(limits.max_units_per_line)
-                          + " of one product per order"});
+      errors.push_back(
+        {"items[" + std::to_string(i) + "].quantity",
+         "at most " + std::to_string(limits.max_units_per_line) + " of one product per order"});
   return errors;
 }
 

@@ -13,12 +13,12 @@ namespace emporium::actors::order_logic {
 
 /// What may be done to an order, and by whom.
 enum class order_action {
-  pay,           ///< owner pays
-  cancel_owner,  ///< owner cancels (only while unpaid)
-  cancel_admin,  ///< admin cancels (unpaid, or paid: refunded)
-  ship,          ///< admin
-  deliver,       ///< admin
-  expire,        ///< the payment timeout
+  pay,          ///< owner pays
+  cancel_owner, ///< owner cancels (only while unpaid)
+  cancel_admin, ///< admin cancels (unpaid, or paid: refunded)
+  ship,         ///< admin
+  deliver,      ///< admin
+  expire,       ///< the payment timeout
 };
 
 /// The status after `action`, or errc::conflict when the transition is not allowed.

@@ -10,8 +10,7 @@ namespace emporium::actors {
 namespace os = persistence::order_store;
 namespace st = model::order_status;
 
-void forget_cached_products(persistence::backend& b,
-                            const std::vector<os::stock_change>& changes) {
+void forget_cached_products(persistence::backend& b, const std::vector<os::stock_change>& changes) {
   // Products mirror their rows; a cached copy from before this transaction must not be loaded,
   // nor written back later by a load that read the row before this commit: a tombstone of the
   // committed version refuses such older copies.
@@ -43,8 +42,7 @@ void publish_stock(const entity_env& env, const std::string& order_id,
 void publish_points(const entity_env& env, const model::order_change& ch) {
   if (ch.customer_points >= 0)
     caf::anon_send(env.dir->customers(ch.placed.customer_id),
-                   customer_points{ch.placed.customer_id, ch.customer_points,
-                                   ch.customer_version});
+                   customer_points{ch.placed.customer_id, ch.customer_points, ch.customer_version});
 }
 
 namespace {
@@ -78,8 +76,8 @@ void fail(order_ptr self, const entity_env& env, const std::shared_ptr<saga>& s,
 /// there (one whose answer timed out). A second attempt covers a read that expired while queued
 /// behind that job: once the worker took it, that job was over.
 template <class Done>
-void refresh_stock(order_ptr self, const entity_env& env, std::vector<std::string> ids,
-                   Done done, int attempts = 2) {
+void refresh_stock(order_ptr self, const entity_env& env, std::vector<std::string> ids, Done done,
+                   int attempts = 2) {
   db_await<model::order_change>(
     self, env, self->state.id,
     [ids](persistence::backend& b) -> result<model::order_change> {
@@ -180,9 +178,9 @@ void hold_next(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) {
       std::string ids;
       for (const auto& e : s->short_lines)
         ids += (ids.empty() ? "" : ", ") + e.message.substr(0, e.message.find(' '));
-      return fail(self, env, s,
-                  make_domain_error(errc::out_of_stock, "insufficient stock for " + ids,
-                                    s->short_lines));
+      return fail(
+        self, env, s,
+        make_domain_error(errc::out_of_stock, "insufficient stock for " + ids, s->short_lines));
     }
     return commit_placement(self, env, s);
   }
@@ -197,9 +195,8 @@ void hold_next(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) {
           s->currency = r.currency;
         else if (s->currency != r.currency)
           s->mixed_currencies = true;
-        s->held.push_back(
-          model::order_line{line.product_id, r.name, r.unit_price_cents, line.quantity,
-                            r.weight_grams});
+        s->held.push_back(model::order_line{line.product_id, r.name, r.unit_price_cents,
+                                            line.quantity, r.weight_grams});
         hold_next(self, env, s);
       },
       [self, env, s, line](caf::error& e) {

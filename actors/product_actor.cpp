@@ -41,18 +41,18 @@ caf::error not_found(const std::string& id) {
 
 } // namespace
 
-product_entity_actor::behavior_type
-product_entity(product_entity_actor::stateful_pointer<product_state> self, entity_env env,
-               std::string id) {
+product_entity_actor::behavior_type product_entity(
+  product_entity_actor::stateful_pointer<product_state> self, entity_env env, std::string id) {
   self->state.id = id;
   // Awaited: no message is handled before the state is known. A failed load stops the actor;
   // its mailbox is bounced with the reason, and the next message re-activates it.
   auto reload = [self, env](bool use_cache) {
     auto id = self->state.id;
     self
-      ->request(env.pool->for_key(id), env.db_timeout,
-                make_job([id, use_cache](persistence::backend& b) { return load(b, id, use_cache); },
-                         env.db_timeout))
+      ->request(
+        env.pool->for_key(id), env.db_timeout,
+        make_job([id, use_cache](persistence::backend& b) { return load(b, id, use_cache); },
+                 env.db_timeout))
       .await(
         [self, env](std::optional<model::product>& p) {
           self->state.product = std::move(p);
@@ -120,8 +120,8 @@ product_entity(product_entity_actor::stateful_pointer<product_state> self, entit
         return make_domain_error(errc::invalid_input, "invalid product", std::move(errs));
       auto rp = self->make_response_promise<model::product>();
       return commit(
-        [next = std::move(next), version = current.version, stock_before = current.stock,
-         patch, any_version = expected_version == 0](persistence::backend& b) {
+        [next = std::move(next), version = current.version, stock_before = current.stock, patch,
+         any_version = expected_version == 0](persistence::backend& b) {
           pqxx::work tx{b.pg.connection()};
           auto stock_seen = stock_before; // per attempt: the job may run again
           auto p = ps::update(tx, next, version);
@@ -138,8 +138,8 @@ product_entity(product_entity_actor::stateful_pointer<product_state> self, entit
             p = ps::update(tx, redone, fresh->version);
           }
           if (!p)
-            return result<model::product>{
-              errc::conflict, "the product was changed concurrently; retry"};
+            return result<model::product>{errc::conflict,
+                                          "the product was changed concurrently; retry"};
           if (p->stock != stock_seen)
             persistence::order_store::insert_event(
               tx, "product:" + p->id, p->version, "stock_changed",
@@ -164,9 +164,9 @@ product_entity(product_entity_actor::stateful_pointer<product_state> self, entit
         return make_domain_error(errc::invalid_input, "quantity must be positive");
       auto available = p.stock - st.held_total;
       if (available < quantity)
-        return make_domain_error(errc::out_of_stock,
-                                 st.id + " has " + std::to_string(std::max<std::int64_t>(0, available))
-                                   + " available");
+        return make_domain_error(
+          errc::out_of_stock,
+          st.id + " has " + std::to_string(std::max<std::int64_t>(0, available)) + " available");
       st.held.emplace(order_id, quantity);
       st.held_total += quantity;
       self->delayed_send(self, env.hold_ttl, product_release{st.id, order_id});
@@ -195,8 +195,7 @@ product_entity(product_entity_actor::stateful_pointer<product_state> self, entit
     [self](const product_crash&) -> bool {
       throw std::runtime_error("forced failure of product " + self->state.id);
     },
-    absent_handler(self, env,
-                   [self] { return !self->state.product && self->state.held.empty(); }),
+    absent_handler(self, env, [self] { return !self->state.product && self->state.held.empty(); }),
     passivate_handler(self),
   };
 }

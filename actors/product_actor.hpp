@@ -24,8 +24,7 @@ struct product_state {
   static inline const char* name = "product";
 };
 
-product_entity_actor::behavior_type
-product_entity(product_entity_actor::stateful_pointer<product_state> self, entity_env env,
-               std::string id);
+product_entity_actor::behavior_type product_entity(
+  product_entity_actor::stateful_pointer<product_state> self, entity_env env, std::string id);
 
 } // namespace emporium::actors

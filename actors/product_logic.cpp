@@ -16,9 +16,9 @@ std::vector<field_error> check(const model::product& p) {
     bad("description", "must be at most 10000 characters");
   if (p.price_cents < 0 || p.price_cents > 100'000'000'00LL)
     bad("price_cents", "must be between 0 and 10000000000");
-  if (p.currency.size() != 3
-      || !std::all_of(p.currency.begin(), p.currency.end(),
-                      [](char c) { return c >= 'A' && c <= 'Z'; }))
+  if (p.currency.size() != 3 || !std::all_of(p.currency.begin(), p.currency.end(), [](char c) {
+        return c >= 'A' && c <= 'Z';
+      }))
     bad("currency", "must be three upper-case letters (ISO 4217)");
   if (p.category.empty() || p.category.size() > 64)
     bad("category", "must be 1 to 64 characters");

@@ -29,10 +29,10 @@ caf::behavior retention_service(caf::event_based_actor* self, entity_env env) {
                         return false;
                       }
                       if (done.sessions + done.carts + done.idempotency_keys + done.events > 0)
-                        spdlog::info("retention: deleted {} sessions, {} carts, {} idempotency "
-                                     "keys, {} events",
-                                     done.sessions, done.carts, done.idempotency_keys,
-                                     done.events);
+                        spdlog::info(
+                          "retention: deleted {} sessions, {} carts, {} idempotency "
+                          "keys, {} events",
+                          done.sessions, done.carts, done.idempotency_keys, done.events);
                       return done.more(limits.batch_size);
                     },
                     env.db_timeout))

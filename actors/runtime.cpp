@@ -32,9 +32,11 @@ runtime_stats runtime::stats() const {
   s.db_waiting = impl_->pool.counters().waiting.load();
   s.db_size = static_cast<int>(impl_->pool.size());
   s.db_retries = impl_->pool.counters().retries.load();
-  s.auth_db_retries = impl_->signups.counters().retries.load() + impl_->logins.counters().retries.load();
+  s.auth_db_retries = impl_->signups.counters().retries.load()
+                      + impl_->logins.counters().retries.load();
   s.signup_hashes = impl_->signup_hashes->load();
-  s.auth_waiting = impl_->signups.counters().waiting.load() + impl_->logins.counters().waiting.load();
+  s.auth_waiting = impl_->signups.counters().waiting.load()
+                   + impl_->logins.counters().waiting.load();
   s.db_breaker = static_cast<int>(impl_->pool.counters().breaker.current());
   s.db_breaker_opened = impl_->pool.counters().breaker.times_opened();
   s.cache_breaker = persistence::redis_cache::breaker_state();

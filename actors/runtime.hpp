@@ -36,14 +36,14 @@ struct runtime_stats {
   int db_in_use = 0;
   int db_waiting = 0;
   int db_size = 0;
-  std::int64_t db_retries = 0;       ///< transactions re-run after a transient failure
-  std::int64_t auth_db_retries = 0;  ///< likewise, on the sign-up and login workers
-  int auth_waiting = 0;              ///< sign-ups and logins queued for a hashing worker
-  std::int64_t signup_hashes = 0;    ///< passwords hashed for sign-ups
-  int db_breaker = 0;                ///< PostgreSQL circuit: 0 closed, 1 open, 2 half-open
+  std::int64_t db_retries = 0;      ///< transactions re-run after a transient failure
+  std::int64_t auth_db_retries = 0; ///< likewise, on the sign-up and login workers
+  int auth_waiting = 0;             ///< sign-ups and logins queued for a hashing worker
+  std::int64_t signup_hashes = 0;   ///< passwords hashed for sign-ups
+  int db_breaker = 0;               ///< PostgreSQL circuit: 0 closed, 1 open, 2 half-open
   std::int64_t db_breaker_opened = 0;
-  int cache_breaker = 0;             ///< Redis circuit, likewise
-  bool cache_flush_pending = false;  ///< Redis bypassed until flushed after lost writes
+  int cache_breaker = 0;            ///< Redis circuit, likewise
+  bool cache_flush_pending = false; ///< Redis bypassed until flushed after lost writes
 };
 
 class runtime {

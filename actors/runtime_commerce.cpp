@@ -4,11 +4,11 @@
 #include "actors/payment_sweeper.hpp"
 #include "actors/retention_service.hpp"
 #include "actors/runtime_impl.hpp"
+#include "core/ids.hpp"
+#include "core/secret.hpp"
 #include "persistence/cart_store.hpp"
 #include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
-#include "core/ids.hpp"
-#include "core/secret.hpp"
 
 #include <sodium.h>
 
@@ -105,8 +105,8 @@ void runtime::impl::start_commerce() {
 namespace {
 
 failure email_taken() {
-  return failure{errc::conflict, "a customer with this email exists",
-                 {{"email", "is already registered"}}};
+  return failure{
+    errc::conflict, "a customer with this email exists", {{"email", "is already registered"}}};
 }
 
 } // namespace
@@ -138,8 +138,8 @@ void runtime::create_customer(model::customer_draft draft, callback<model::custo
                                 crypto_pwhash_OPSLIMIT_INTERACTIVE,
                                 crypto_pwhash_MEMLIMIT_INTERACTIVE)
               != 0)
-            return failure{errc::unavailable, "the server is out of memory for password hashing",
-                           {}};
+            return failure{
+              errc::unavailable, "the server is out of memory for password hashing", {}};
           hashes->fetch_add(1, std::memory_order_relaxed);
           try {
             pqxx::work tx{b.pg.connection()};
@@ -196,13 +196,13 @@ void runtime::login(std::string email, std::string password, callback<model::ses
         return failure{errc::unauthorized, "the email or the password is wrong", {}};
       pqxx::work tx{b.pg.connection()};
       auto token = core::random_hex(32);
-      auto expires = customers::insert_session(tx, core::sha256_hex(token), creds->customer_id, ttl);
+      auto expires = customers::insert_session(tx, core::sha256_hex(token), creds->customer_id,
+                                               ttl);
       tx.commit();
       return model::session_grant{std::move(token), creds->customer_id, expires};
     },
     impl_->timeout);
-  impl_->call_bounded<model::session_grant>(impl_->logins,
-                                            impl_->settings.auth.login_queue_limit,
+  impl_->call_bounded<model::session_grant>(impl_->logins, impl_->settings.auth.login_queue_limit,
                                             std::move(job), std::move(cb), "logins");
 }
 
@@ -231,7 +231,8 @@ void runtime::authenticate(std::string token, callback<model::principal> cb) {
       auto row = customers::find_session(tx, hash);
       if (!row)
         return failure{errc::unauthorized, "the token is unknown or expired", {}};
-      auto ttl_s = static_cast<int>(std::max<std::int64_t>(1, (row->expires_at_ms - now_ms()) / 1000));
+      auto ttl_s = static_cast<int>(
+        std::max<std::int64_t>(1, (row->expires_at_ms - now_ms()) / 1000));
       b.cache.set(key, row->customer_id + "|" + std::to_string(row->expires_at_ms),
                   std::min(ttl_s, b.cache_ttl_s));
       return model::session_grant{{}, row->customer_id, row->expires_at_ms};
@@ -253,8 +254,8 @@ void runtime::create_cart(model::principal who, callback<model::cart_view> cb) {
     return;
   }
   impl_->run_db<model::cart_view>(
-    [cid = who.customer_id, ttl = impl_->settings.carts.ttl_s](
-      persistence::backend& b) -> result<model::cart_view> {
+    [cid = who.customer_id,
+     ttl = impl_->settings.carts.ttl_s](persistence::backend& b) -> result<model::cart_view> {
       pqxx::work tx{b.pg.connection()};
       model::cart_view v;
       v.basket = carts::insert_cart(tx, core::new_id("cart"), cid, ttl);
@@ -274,10 +275,10 @@ void runtime::get_cart(model::principal who, std::string id, std::string country
 void runtime::set_cart_item(model::principal who, std::string cart_id, std::string product_id,
                             std::int64_t quantity, std::string country,
                             callback<model::cart_view> cb) {
-  impl_->ask(impl_->dir.carts(cart_id),
-             cart_set_item{cart_id, std::move(who), std::move(product_id), quantity,
-                           std::move(country)},
-             std::move(cb));
+  impl_->ask(
+    impl_->dir.carts(cart_id),
+    cart_set_item{cart_id, std::move(who), std::move(product_id), quantity, std::move(country)},
+    std::move(cb));
 }
 
 void runtime::checkout(model::principal who, std::string cart_id, model::order_request req,

@@ -133,9 +133,10 @@ struct runtime::impl {
     job.shed_when_late = true;
     auto* worker = workers.any_within(limit);
     if (!worker) {
-      detail::invoke(cb, result<T>{failure{
-                           errc::unavailable,
-                           std::string{"too many "} + what + " are waiting; retry shortly", {}}});
+      detail::invoke(
+        cb,
+        result<T>{failure{
+          errc::unavailable, std::string{"too many "} + what + " are waiting; retry shortly", {}}});
       return;
     }
     ask(*worker, std::move(job), std::move(cb));
@@ -150,9 +151,8 @@ struct runtime::impl {
   void shutdown() {
     if (stopped.exchange(true))
       return;
-    dir.for_each_manager([](const caf::actor& m) {
-      caf::anon_send_exit(m, caf::exit_reason::user_shutdown);
-    });
+    dir.for_each_manager(
+      [](const caf::actor& m) { caf::anon_send_exit(m, caf::exit_reason::user_shutdown); });
     for (auto& svc : services)
       caf::anon_send_exit(svc, caf::exit_reason::user_shutdown);
     for (auto& b : bridges)
@@ -180,8 +180,8 @@ struct runtime::impl {
   /// Passwords hashed for sign-ups (a duplicate email is refused before hashing).
   std::shared_ptr<std::atomic<std::int64_t>> signup_hashes =
     std::make_shared<std::atomic<std::int64_t>>(0);
-  db_pool search; ///< runtime_search.cpp
-  db_pool payments; ///< the payment provider's calls (runtime_commerce.cpp)
+  db_pool search;                   ///< runtime_search.cpp
+  db_pool payments;                 ///< the payment provider's calls (runtime_commerce.cpp)
   std::vector<caf::actor> services; ///< stopped with the managers
   /// Recently verified customer tokens (hash → customer, expiry), so that authenticated
   /// requests do not pay a Redis or PostgreSQL round trip each.
@@ -192,6 +192,5 @@ struct runtime::impl {
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stopped{false};
 };
-
 
 } // namespace emporium::actors

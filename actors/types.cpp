@@ -28,8 +28,7 @@ failure to_failure(const caf::error& e) {
         return failure{errc::timeout, "the request did not complete in time", {}};
       case caf::sec::request_receiver_down:
         return failure{errc::unavailable, "the entity could not be reached; retry", {}};
-      default:
-        break;
+      default: break;
     }
   }
   if (e.category() == caf::atom("exit"))
@@ -39,9 +38,11 @@ failure to_failure(const caf::error& e) {
 
 void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::emporium>();
-  cfg.add_error_category(caf::detail::error_factory<errc>::category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-    return "emporium::errc(" + std::to_string(code) + ") " + caf::to_string(ctx);
-  });
+  cfg.add_error_category(caf::detail::error_factory<errc>::category,
+                         [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+                           return "emporium::errc(" + std::to_string(code) + ") "
+                                  + caf::to_string(ctx);
+                         });
 }
 
 } // namespace emporium::actors

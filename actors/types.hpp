@@ -22,7 +22,8 @@ namespace emporium::actors {
 /// holding its result, or throws. Local only: it carries a closure.
 struct db_job {
   std::function<caf::message(persistence::backend&)> run;
-  std::chrono::steady_clock::time_point deadline; ///< skipped, with errc::timeout, when dequeued later
+  std::chrono::steady_clock::time_point
+    deadline; ///< skipped, with errc::timeout, when dequeued later
   /// Skipped with errc::unavailable (503, retry) instead: for work shed under load, whose
   /// deadline comes before the caller's own so that it is refused rather than timed out.
   bool shed_when_late = false;
@@ -37,14 +38,14 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::actors::db_job)
 namespace std {
 
 template <class Inspector, class T>
-typename std::enable_if<Inspector::reads_state, typename Inspector::result_type>::type
-inspect(Inspector& f, optional<T>& x) {
+typename std::enable_if<Inspector::reads_state, typename Inspector::result_type>::type inspect(
+  Inspector& f, optional<T>& x) {
   return x ? f(true, *x) : f(false);
 }
 
 template <class Inspector, class T>
-typename std::enable_if<Inspector::writes_state, typename Inspector::result_type>::type
-inspect(Inspector& f, optional<T>& x) {
+typename std::enable_if<Inspector::writes_state, typename Inspector::result_type>::type inspect(
+  Inspector& f, optional<T>& x) {
   bool flag = false;
   T tmp{};
   caf::optional_inspect_helper<T> helper{flag, tmp};
@@ -61,40 +62,40 @@ inspect(Inspector& f, optional<T>& x) {
 
 CAF_BEGIN_TYPE_ID_BLOCK(emporium, caf::first_custom_type_id)
 
-  CAF_ADD_TYPE_ID(emporium, (emporium::field_error))
-  CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::field_error>))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::product))
-  CAF_ADD_TYPE_ID(emporium, (std::optional<emporium::model::product>))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_draft))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_patch))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_query))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::product_page))
+CAF_ADD_TYPE_ID(emporium, (emporium::field_error))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::field_error>) )
+CAF_ADD_TYPE_ID(emporium, (emporium::model::product))
+CAF_ADD_TYPE_ID(emporium, (std::optional<emporium::model::product>) )
+CAF_ADD_TYPE_ID(emporium, (emporium::model::product_draft))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::product_patch))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::product_query))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::product_page))
 
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::address))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::customer))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::customer_draft))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::session_grant))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::line_request))
-  CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::model::line_request>))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_line))
-  CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::model::order_line>))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::payment_info))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::order))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_request))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_outcome))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_page))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::cart_item))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::cart))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::cart_view))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::reservation))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::stock_level))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::order_change))
-  CAF_ADD_TYPE_ID(emporium, (emporium::model::principal))
-  CAF_ADD_TYPE_ID(emporium, (std::vector<std::string>))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::address))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::customer))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::customer_draft))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::session_grant))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::line_request))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::model::line_request>) )
+CAF_ADD_TYPE_ID(emporium, (emporium::model::order_line))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::model::order_line>) )
+CAF_ADD_TYPE_ID(emporium, (emporium::model::payment_info))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::order))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::order_request))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::order_outcome))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::order_page))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::cart_item))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::cart))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::cart_view))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::reservation))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::stock_level))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::order_change))
+CAF_ADD_TYPE_ID(emporium, (emporium::model::principal))
+CAF_ADD_TYPE_ID(emporium, (std::vector<std::string>) )
 
-  CAF_ADD_ATOM(emporium, emporium::actors, passivate_atom, "passivate")
-  CAF_ADD_ATOM(emporium, emporium::actors, sweep_atom, "sweep")
-  CAF_ADD_ATOM(emporium, emporium::actors, absent_atom, "absent")
+CAF_ADD_ATOM(emporium, emporium::actors, passivate_atom, "passivate")
+CAF_ADD_ATOM(emporium, emporium::actors, sweep_atom, "sweep")
+CAF_ADD_ATOM(emporium, emporium::actors, absent_atom, "absent")
 
 #define EMPORIUM_INSIDE_TYPE_ID_BLOCK
 #include "actors/messages.hpp"
@@ -107,8 +108,7 @@ CAF_ERROR_CODE_ENUM(emporium::errc, "emporium")
 namespace emporium::actors {
 
 /// Builds a caf::error of the domain category, with a human-readable detail.
-caf::error make_domain_error(errc code, std::string detail,
-                             std::vector<field_error> errors = {});
+caf::error make_domain_error(errc code, std::string detail, std::vector<field_error> errors = {});
 
 /// The reverse: any caf::error (domain, or CAF's own such as a request timeout) as a failure.
 failure to_failure(const caf::error& e);

@@ -122,10 +122,10 @@ verdict verify(const std::string& pg_url, const snapshot& before,
       continue;
     }
     auto it = by_id.find(id);
-    if (it != by_id.end() && !it->second->customer_id.empty() &&
-        it->second->customer_id != r[1].as<std::string>())
-      add_failure(v, "order " + id + " belongs to " + r[1].as<std::string>() + ", placed by " +
-                       it->second->customer_id);
+    if (it != by_id.end() && !it->second->customer_id.empty()
+        && it->second->customer_id != r[1].as<std::string>())
+      add_failure(v, "order " + id + " belongs to " + r[1].as<std::string>() + ", placed by "
+                       + it->second->customer_id);
     ++v.found_once;
   }
   for (const auto& id : ack_ids)
@@ -157,10 +157,10 @@ verdict verify(const std::string& pg_url, const snapshot& before,
       examples += (examples.empty() ? "" : ", ") + id + " (" + r[1].as<std::string>() + ")";
   }
   if (v.unacknowledged_committed > ambiguous)
-    add_failure(v, std::to_string(v.unacknowledged_committed) +
-                     " orders were committed but never acknowledged, while only " +
-                     std::to_string(ambiguous) +
-                     " checkouts ended without a known outcome; e.g. " + examples);
+    add_failure(v, std::to_string(v.unacknowledged_committed)
+                     + " orders were committed but never acknowledged, while only "
+                     + std::to_string(ambiguous) + " checkouts ended without a known outcome; e.g. "
+                     + examples);
 
   // 3. Stock before == stock now + units held by this run's orders, for every product.
   std::map<std::string, std::int64_t> units;
@@ -189,8 +189,8 @@ verdict verify(const std::string& pg_url, const snapshot& before,
     auto held = units.count(pid) ? units[pid] : 0;
     if (n->second + held != start) {
       ++v.products_mismatched;
-      add_failure(v, "product " + pid + ": stock " + std::to_string(n->second) + " + ordered " +
-                       std::to_string(held) + " != starting stock " + std::to_string(start));
+      add_failure(v, "product " + pid + ": stock " + std::to_string(n->second) + " + ordered "
+                       + std::to_string(held) + " != starting stock " + std::to_string(start));
     }
   }
 
@@ -198,8 +198,8 @@ verdict verify(const std::string& pg_url, const snapshot& before,
   v.negative_stock = tx.exec(negative_stock_count_sql)[0][0].as<std::uint64_t>();
   if (v.negative_stock)
     for (const auto& r : tx.exec(negative_stock_sql))
-      add_failure(v, "product " + r[0].as<std::string>() + " has stock " +
-                       r[1].as<std::string>() + " < 0");
+      add_failure(
+        v, "product " + r[0].as<std::string>() + " has stock " + r[1].as<std::string>() + " < 0");
   return v;
 }
 

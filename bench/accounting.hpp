@@ -24,7 +24,7 @@ namespace emporium::bench::accounting {
 std::vector<std::string> load_product_ids(const std::string& pg_url, std::size_t limit);
 
 struct snapshot {
-  std::string started_at;                   ///< the database's now() when taken (timestamptz text)
+  std::string started_at;                    ///< the database's now() when taken (timestamptz text)
   std::map<std::string, std::int64_t> stock; ///< product id → stock
 };
 
@@ -39,14 +39,14 @@ struct acknowledged_order {
 
 struct verdict {
   bool passed = true;
-  std::vector<std::string> failures;  ///< one line each, at most a few dozen
+  std::vector<std::string> failures; ///< one line each, at most a few dozen
   std::uint64_t acknowledged = 0;
   std::uint64_t found_once = 0;
   std::uint64_t unacknowledged_committed = 0;
   std::uint64_t products_checked = 0;
   std::uint64_t products_mismatched = 0;
   std::uint64_t negative_stock = 0;
-  std::int64_t units_ordered = 0;     ///< by this run's non-cancelled orders
+  std::int64_t units_ordered = 0; ///< by this run's non-cancelled orders
 };
 
 /// Checks the invariants above. `customer_ids` are the customers this run used; `ambiguous` is

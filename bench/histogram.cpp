@@ -31,8 +31,8 @@ std::size_t histogram::bucket_of(std::uint64_t value) noexcept {
   unsigned e = msb(value);
   if (e > highest_exponent)
     return bucket_count() - 1;
-  unsigned shift = e - m_bits;              // ≥ 1
-  std::uint64_t sub = value >> shift;       // in [M, 2M)
+  unsigned shift = e - m_bits;        // ≥ 1
+  std::uint64_t sub = value >> shift; // in [M, 2M)
   return static_cast<std::size_t>(exact_limit + (e - m_bits - 1) * m + (sub - m));
 }
 
@@ -101,7 +101,8 @@ std::uint64_t histogram::value_at_percentile(double percentile) const noexcept {
   if (percentile >= 100.0)
     return max_;
   // The rank of the value asked for, 1-based: at least one value.
-  auto wanted = static_cast<std::uint64_t>(std::ceil(percentile / 100.0 * static_cast<double>(total_)));
+  auto wanted = static_cast<std::uint64_t>(
+    std::ceil(percentile / 100.0 * static_cast<double>(total_)));
   wanted = std::clamp<std::uint64_t>(wanted, 1, total_);
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < counts_.size(); ++i) {
@@ -112,7 +113,8 @@ std::uint64_t histogram::value_at_percentile(double percentile) const noexcept {
   return max_;
 }
 
-std::vector<std::pair<double, std::uint64_t>> histogram::percentile_curve(int ticks_per_half) const {
+std::vector<std::pair<double, std::uint64_t>> histogram::percentile_curve(
+  int ticks_per_half) const {
   std::vector<std::pair<double, std::uint64_t>> out;
   if (total_ == 0)
     return out;

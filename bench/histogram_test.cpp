@@ -105,8 +105,8 @@ TEST_CASE("histogram: percentiles within 1 % of the exact ones", "[bench][histog
 
 TEST_CASE("histogram: values over the whole range", "[bench][histogram]") {
   histogram h;
-  std::vector<std::uint64_t> probes{0, 1, 255, 256, 257, 1'000, 65'535, 1'000'000, 123'456'789,
-                                    (std::uint64_t{1} << 40) - 1};
+  std::vector<std::uint64_t> probes{
+    0, 1, 255, 256, 257, 1'000, 65'535, 1'000'000, 123'456'789, (std::uint64_t{1} << 40) - 1};
   for (auto v : probes) {
     histogram one;
     one.record(v);

@@ -101,9 +101,9 @@ error_kind classify(const beast::error_code& ec, bool connecting) {
     return error_kind::timeout;
   if (connecting)
     return error_kind::connect;
-  if (ec == net::error::connection_reset || ec == net::error::broken_pipe ||
-      ec == net::error::eof || ec == bhttp::error::end_of_stream ||
-      ec == bhttp::error::partial_message || ec == net::error::connection_aborted)
+  if (ec == net::error::connection_reset || ec == net::error::broken_pipe || ec == net::error::eof
+      || ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message
+      || ec == net::error::connection_aborted)
     return error_kind::reset;
   return error_kind::other;
 }
@@ -147,9 +147,12 @@ class connection {
 /// One thread's share of the connections, its statistics and (open loop) its schedule.
 class worker {
  public:
-  worker(const engine_options& o, scenario& sc, std::vector<std::size_t> user_indices,
-         double rate)
-    : opts(o), sc_(sc), indices_(std::move(user_indices)), rate_(rate), tick_(ioc),
+  worker(const engine_options& o, scenario& sc, std::vector<std::size_t> user_indices, double rate)
+    : opts(o),
+      sc_(sc),
+      indices_(std::move(user_indices)),
+      rate_(rate),
+      tick_(ioc),
       stop_timer_(ioc) {
     stats.op_names = sc.operations();
     stats.ops.resize(stats.op_names.size());
@@ -306,7 +309,6 @@ class worker {
   }
 
  private:
-
   scenario& sc_;
   std::vector<std::size_t> indices_;
   double rate_;
@@ -567,17 +569,17 @@ simple_response fetch(const target& where, const std::string& method, const std:
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(256 * 1024 * 1024);
     beast::error_code result;
-    stream.async_connect(resolver.resolve(where.host, where.port),
-                         [&](beast::error_code ec, const tcp::endpoint&) {
-      if (ec)
-        return void(result = ec);
-      bhttp::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+    stream.async_connect(
+      resolver.resolve(where.host, where.port), [&](beast::error_code ec, const tcp::endpoint&) {
         if (ec)
           return void(result = ec);
-        bhttp::async_read(stream, buffer, parser,
-                          [&](beast::error_code ec, std::size_t) { result = ec; });
+        bhttp::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+          if (ec)
+            return void(result = ec);
+          bhttp::async_read(stream, buffer, parser,
+                            [&](beast::error_code ec, std::size_t) { result = ec; });
+        });
       });
-    });
     ioc.run();
     if (result) {
       out.error = result.message();

@@ -26,7 +26,7 @@ namespace emporium::bench {
 struct target {
   std::string host = "127.0.0.1";
   std::string port = "80";
-  std::string host_header;  ///< "host:port", as sent in Host
+  std::string host_header; ///< "host:port", as sent in Host
 };
 
 /// Parses http://host[:port][/...]; throws std::invalid_argument otherwise.
@@ -83,10 +83,10 @@ struct engine_options {
   target where;
   int connections = 64;
   int threads = 1;
-  double rate = 0;          ///< requests per second over all connections; 0: closed loop
+  double rate = 0; ///< requests per second over all connections; 0: closed loop
   double duration_s = 10;
-  double warmup_s = 0;      ///< run but not counted
-  double timeout_s = 10;    ///< per request (and per connect)
+  double warmup_s = 0;   ///< run but not counted
+  double timeout_s = 10; ///< per request (and per connect)
   std::uint64_t seed = 1;
 };
 
@@ -102,19 +102,19 @@ struct op_stats {
 struct run_stats {
   std::vector<std::string> op_names;
   std::vector<op_stats> ops;
-  histogram latency;               ///< every answered request
-  std::uint64_t requests = 0;      ///< answered
+  histogram latency;          ///< every answered request
+  std::uint64_t requests = 0; ///< answered
   std::uint64_t ok = 0;
   std::map<int, std::uint64_t> by_status;
   std::array<std::uint64_t, 4> by_kind{};
-  double elapsed_s = 0;            ///< the measured window
+  double elapsed_s = 0; ///< the measured window
   double setup_s = 0;
   std::uint64_t setup_requests = 0;
   std::uint64_t setup_failures = 0;
   /// Open loop: requests due in the window that had no answer when it closed (queued or in
   /// flight); a large number means the server could not keep up with the rate.
   std::uint64_t unfinished = 0;
-  std::uint64_t backlog_peak = 0;  ///< open loop: most requests waiting for a free connection
+  std::uint64_t backlog_peak = 0; ///< open loop: most requests waiting for a free connection
   std::uint64_t bytes_read = 0;
 
   std::uint64_t errors() const;
@@ -123,9 +123,9 @@ struct run_stats {
 
 /// Hooks run on the calling thread (each may be empty).
 struct run_hooks {
-  std::function<void()> after_setup;   ///< after set-up, before warm-up
-  std::function<void()> window_start;  ///< when the measured window opens
-  std::function<void()> window_end;    ///< when it closes
+  std::function<void()> after_setup;  ///< after set-up, before warm-up
+  std::function<void()> window_start; ///< when the measured window opens
+  std::function<void()> window_end;   ///< when it closes
 };
 
 /// Runs the set-up phase (if any), then warm-up and the measured window.

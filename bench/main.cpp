@@ -59,12 +59,17 @@ struct options {
   std::vector<int> db_pids;
 };
 
-double ms(std::uint64_t ns) { return static_cast<double>(ns) / 1e6; }
+double ms(std::uint64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
 json latency_json(const histogram& h) {
-  return {{"p50", ms(h.value_at_percentile(50))},   {"p90", ms(h.value_at_percentile(90))},
-          {"p99", ms(h.value_at_percentile(99))},   {"p999", ms(h.value_at_percentile(99.9))},
-          {"max", ms(h.max())},                     {"min", ms(h.min())},
+  return {{"p50", ms(h.value_at_percentile(50))},
+          {"p90", ms(h.value_at_percentile(90))},
+          {"p99", ms(h.value_at_percentile(99))},
+          {"p999", ms(h.value_at_percentile(99.9))},
+          {"max", ms(h.max())},
+          {"min", ms(h.min())},
           {"mean", h.mean() / 1e6}};
 }
 
@@ -129,8 +134,9 @@ void summarize(std::ostream& out, const json& r) {
         << r["errors"]["by_kind"].dump() << "\n";
   if (r["operations"].size() > 1)
     for (auto& [name, op] : r["operations"].items()) {
-      std::snprintf(line, sizeof line, "    %-12s %8llu answered  p50 %8.3f  p99 %8.3f ms  errors %s\n",
-                    name.c_str(), static_cast<unsigned long long>(op["requests"].get<std::uint64_t>()),
+      std::snprintf(line, sizeof line,
+                    "    %-12s %8llu answered  p50 %8.3f  p99 %8.3f ms  errors %s\n", name.c_str(),
+                    static_cast<unsigned long long>(op["requests"].get<std::uint64_t>()),
                     op["latency_ms"]["p50"].get<double>(), op["latency_ms"]["p99"].get<double>(),
                     op["errors"].dump().c_str());
       out << line;
@@ -170,8 +176,8 @@ void summarize(std::ostream& out, const json& r) {
       out << "  accounting: " << (a["passed"].get<bool>() ? "PASSED" : "FAILED") << " ("
           << a["found_once"] << "/" << a["acknowledged"] << " acknowledged orders found once, "
           << a["products_checked"] << " products balanced with " << a["products_mismatched"]
-          << " mismatches, " << a["unacknowledged_committed"]
-          << " committed but unacknowledged, " << a["negative_stock"] << " negative stock)\n";
+          << " mismatches, " << a["unacknowledged_committed"] << " committed but unacknowledged, "
+          << a["negative_stock"] << " negative stock)\n";
       for (auto& f : a["failures"])
         out << "    " << f.get<std::string>() << "\n";
     }
@@ -189,8 +195,8 @@ std::string probe(const target& where, const std::string& scenario) {
     if (r.status == 0)
       return "GET /search: " + r.error;
     if (missing(r.status))
-      return "GET /search answered " + std::to_string(r.status) +
-             " (this server does not serve the search endpoint)";
+      return "GET /search answered " + std::to_string(r.status)
+             + " (this server does not serve the search endpoint)";
   }
   if (scenario == "checkout" || scenario == "mix") {
     // An empty body: 400 where the endpoint exists, and nothing is created.
@@ -199,8 +205,8 @@ std::string probe(const target& where, const std::string& scenario) {
       if (r.status == 0)
         return std::string{"POST "} + path + ": " + r.error;
       if (missing(r.status))
-        return std::string{"POST "} + path + " answered " + std::to_string(r.status) +
-               " (this server does not serve the commerce endpoints)";
+        return std::string{"POST "} + path + " answered " + std::to_string(r.status)
+               + " (this server does not serve the commerce endpoints)";
     }
   }
   return {};
@@ -297,8 +303,8 @@ int run(const options& o) {
       shop->stocked = sample;
     }
     if (shop->stocked.empty())
-      throw std::runtime_error("no product with stock among the " + std::to_string(sample.size()) +
-                               " sampled");
+      throw std::runtime_error("no product with stock among the " + std::to_string(sample.size())
+                               + " sampled");
     std::cerr << "orders draw from " << shop->stocked.size() << " products in stock; "
               << shop->customers.size() << " customers\n";
   }
@@ -356,9 +362,9 @@ int run(const options& o) {
       for (auto& [what, body] : shop->setup_errors)
         why += "; " + what + ": " + body;
       if (ready < static_cast<std::size_t>(o.connections))
-        throw std::runtime_error("only " + std::to_string(ready) + " customers could be set up (" +
-                                 std::to_string(shop->setup_failed_customers) +
-                                 " failed); need one per connection" + why);
+        throw std::runtime_error("only " + std::to_string(ready) + " customers could be set up ("
+                                 + std::to_string(shop->setup_failed_customers)
+                                 + " failed); need one per connection" + why);
       if (!why.empty())
         std::cerr << "set-up failures" << why << "\n";
       if (!o.customers_file.empty())
@@ -499,22 +505,30 @@ int main(int argc, char** argv) {
   cli.add_option("--connections,-c", o.connections, "keep-alive connections")
     ->check(CLI::Range(1, 100'000));
   cli.add_option("--duration,-d", o.duration, "measured seconds")->check(CLI::Range(0.1, 86'400.0));
-  cli.add_option("--rate,-R", o.rate,
-                 "open loop: requests per second over all connections (latency from each "
-                 "request's intended send time); 0 = closed loop")
+  cli
+    .add_option("--rate,-R", o.rate,
+                "open loop: requests per second over all connections (latency from each "
+                "request's intended send time); 0 = closed loop")
     ->check(CLI::Range(0.0, 10'000'000.0));
   cli.add_option("--json", o.json_file, "write the result as JSON to FILE ('-' = stdout)");
   cli.add_option("--threads,-t", o.threads, "generator threads (1 or 2 on this machine)")
     ->check(CLI::Range(1, 64));
-  cli.add_option("--warmup", o.warmup, "seconds run before measuring")->check(CLI::Range(0.0, 3600.0));
-  cli.add_option("--timeout", o.timeout, "seconds before a request (or connect) counts as timed out")
+  cli.add_option("--warmup", o.warmup, "seconds run before measuring")
+    ->check(CLI::Range(0.0, 3600.0));
+  cli
+    .add_option("--timeout", o.timeout, "seconds before a request (or connect) counts as timed out")
     ->check(CLI::Range(0.01, 3600.0));
-  cli.add_option("--zipf", o.zipf, "product-get/mix: Zipf exponent of product popularity (0 = uniform)")
+  cli
+    .add_option("--zipf", o.zipf,
+                "product-get/mix: Zipf exponent of product popularity (0 = uniform)")
     ->check(CLI::Range(0.0, 5.0));
   cli.add_option("--path", o.path, "get: the path to request");
-  cli.add_option("--pg-url", o.pg_url, "PostgreSQL of the server (ids, stock snapshot, accounting)");
-  cli.add_flag("--ids-from-pg", o.ids_from_pg, "read product ids from --pg-url instead of paging GET /products");
-  cli.add_option("--ids-from", o.ids_from, "http://host:port to page GET /products from (default: --target)");
+  cli.add_option("--pg-url", o.pg_url,
+                 "PostgreSQL of the server (ids, stock snapshot, accounting)");
+  cli.add_flag("--ids-from-pg", o.ids_from_pg,
+               "read product ids from --pg-url instead of paging GET /products");
+  cli.add_option("--ids-from", o.ids_from,
+                 "http://host:port to page GET /products from (default: --target)");
   cli.add_option("--ids-limit", o.ids_limit, "use at most this many product ids (0 = all)");
   cli.add_option("--customers", o.customers,
                  "checkout/mix: simulated customers (default: connections; mix: 2000)");
@@ -527,12 +541,14 @@ int main(int argc, char** argv) {
   cli.add_flag("--once", o.once,
                "product-get: request every product id once, in id order, then stop (closed loop; "
                "--duration is then an upper bound)");
-  cli.add_option("--accounts", o.accounts,
-                 "checkout/mix: registered accounts the simulated customers shop on (each "
-                 "customer has its own cart; customer i uses account i % accounts)")
+  cli
+    .add_option("--accounts", o.accounts,
+                "checkout/mix: registered accounts the simulated customers shop on (each "
+                "customer has its own cart; customer i uses account i % accounts)")
     ->check(CLI::Range(1, 10'000'000));
-  cli.add_option("--setup-parallel", o.setup_parallel,
-                 "checkout/mix: sign-ups at once (they hash passwords: too many at once time out)")
+  cli
+    .add_option("--setup-parallel", o.setup_parallel,
+                "checkout/mix: sign-ups at once (they hash passwords: too many at once time out)")
     ->check(CLI::Range(1, 1'000));
   cli.add_flag("--no-verify", o.no_verify, "checkout/mix: skip the PostgreSQL accounting");
   cli.add_option("--seed", o.seed, "random seed");
@@ -540,7 +556,8 @@ int main(int argc, char** argv) {
   cli.add_option("--server-pid", o.server_pid,
                  "report this process's CPU (with its children) over the measured window and its "
                  "peak RSS");
-  cli.add_option("--db-pid", o.db_pids, "also report the CPU of these process trees (PostgreSQL "
+  cli.add_option("--db-pid", o.db_pids,
+                 "also report the CPU of these process trees (PostgreSQL "
                  "postmaster, redis-server) over the window");
   CLI11_PARSE(cli, argc, argv);
   try {

@@ -9,8 +9,8 @@
 #include <numeric>
 #include <optional>
 #include <set>
-#include <thread>
 #include <stdexcept>
+#include <thread>
 
 namespace emporium::bench {
 
@@ -20,7 +20,9 @@ using json = nlohmann::json;
 
 namespace {
 
-bool success(int status) { return status >= 200 && status < 400; }
+bool success(int status) {
+  return status >= 200 && status < 400;
+}
 
 std::string url_encode(const std::string& s) {
   static constexpr char hex[] = "0123456789ABCDEF";
@@ -72,8 +74,10 @@ json parse(const std::string& body) {
   return json::parse(body, nullptr, false);
 }
 
-const json shipping_address = {{"name", "Bench Customer"}, {"line1", "1 Load Test Way"},
-                               {"city", "Springfield"},   {"postal_code", "12345"},
+const json shipping_address = {{"name", "Bench Customer"},
+                               {"line1", "1 Load Test Way"},
+                               {"city", "Springfield"},
+                               {"postal_code", "12345"},
                                {"country", "US"}};
 
 // The seeded catalog's vocabulary (persistence/seed.cpp), for search queries.
@@ -81,14 +85,14 @@ constexpr std::array<const char*, 12> categories{"electronics", "kitchen", "outd
                                                  "fashion",     "sports",  "books",   "toys",
                                                  "beauty",      "garden",  "office",  "pets"};
 constexpr std::array<const char*, 24> nouns{
-  "headphones", "speaker",  "charger", "keyboard", "kettle",  "skillet", "knife",  "blender",
-  "tent",       "backpack", "lantern", "lamp",     "blanket", "jacket",  "scarf",  "sneakers",
-  "yoga mat",   "notebook", "puzzle",  "shampoo",  "planter", "pen",     "leash",  "cat bed"};
+  "headphones", "speaker",  "charger", "keyboard", "kettle",  "skillet", "knife", "blender",
+  "tent",       "backpack", "lantern", "lamp",     "blanket", "jacket",  "scarf", "sneakers",
+  "yoga mat",   "notebook", "puzzle",  "shampoo",  "planter", "pen",     "leash", "cat bed"};
 constexpr std::array<const char*, 16> modifiers{
   "classic", "premium", "compact", "vintage", "modern", "rustic", "ergonomic", "portable",
   "oak",     "bamboo",  "steel",   "copper",  "linen",  "walnut", "leather",   "cobalt"};
-constexpr std::array<const char*, 6> misspelt{"kettel", "headfones", "backpak", "blankett",
-                                              "xyzzy", "qwertyuiop"};
+constexpr std::array<const char*, 6> misspelt{"kettel",   "headfones", "backpak",
+                                              "blankett", "xyzzy",     "qwertyuiop"};
 
 template <class Array>
 const char* any_of(const Array& a, std::mt19937_64& rng) {
@@ -99,7 +103,9 @@ int uniform(std::mt19937_64& rng, int lo, int hi) {
   return std::uniform_int_distribution<int>{lo, hi}(rng);
 }
 
-double coin(std::mt19937_64& rng) { return std::uniform_real_distribution<double>{0, 1}(rng); }
+double coin(std::mt19937_64& rng) {
+  return std::uniform_real_distribution<double>{0, 1}(rng);
+}
 
 } // namespace
 
@@ -133,8 +139,8 @@ std::vector<std::string> load_ids_http(const target& where, std::size_t limit) {
       path += "&cursor=" + url_encode(cursor);
     auto r = fetch(where, "GET", path);
     if (r.status != 200)
-      throw std::runtime_error("GET " + path + " answered " +
-                               (r.status ? std::to_string(r.status) : r.error));
+      throw std::runtime_error("GET " + path + " answered "
+                               + (r.status ? std::to_string(r.status) : r.error));
     auto page = parse(r.body);
     if (!page.is_object() || !page.contains("items") || !page["items"].is_array())
       throw std::runtime_error("GET /products: not a page of items");
@@ -445,8 +451,8 @@ class search_user : public user {
     } else if (r < 0.85) {
       q = any_of(nouns, rng_);
       int lo = uniform(rng_, 0, 50) * 100;
-      extra = "&min_price=" + std::to_string(lo) +
-              "&max_price=" + std::to_string(lo + uniform(rng_, 10, 200) * 100);
+      extra = "&min_price=" + std::to_string(lo)
+              + "&max_price=" + std::to_string(lo + uniform(rng_, 10, 200) * 100);
     } else if (r < 0.90) {
       q = any_of(modifiers, rng_);
       extra = coin(rng_) < 0.5 ? "&in_stock=true&sort=price_asc" : "&in_stock=true&sort=price_desc";
@@ -513,8 +519,8 @@ class customer_setup {
       if (c.id.empty()) {
         out.method = "POST";
         out.target = "/customers";
-        out.body = json{{"email", c.email}, {"name", "Bench Customer"}, {"password", c.password}}
-                     .dump();
+        out.body =
+          json{{"email", c.email}, {"name", "Bench Customer"}, {"password", c.password}}.dump();
         out.op = op_register;
       } else if (c.token.empty()) {
         ++c.login_attempts;
@@ -584,8 +590,8 @@ class customer_setup {
         break;
     }
     c.failed = true;
-    auto what = req.method + " " + (req.op == op_cart ? std::string{"/carts"} : req.target) + " " +
-                std::to_string(status);
+    auto what = req.method + " " + (req.op == op_cart ? std::string{"/carts"} : req.target) + " "
+                + std::to_string(status);
     if (s_.setup_errors.size() < 10)
       s_.setup_errors.emplace(what, body.substr(0, 200));
     return false;
@@ -596,9 +602,9 @@ class customer_setup {
     if (cur_ != none)
       s_.customers[cur_].failed = true;
     if (s_.setup_errors.size() < 10)
-      s_.setup_errors.emplace(req.method + " " + req.target + " " +
-                                error_kind_names[static_cast<std::size_t>(kind)],
-                              "no answer");
+      s_.setup_errors.emplace(
+        req.method + " " + req.target + " " + error_kind_names[static_cast<std::size_t>(kind)],
+        "no answer");
   }
 
  private:
@@ -742,8 +748,7 @@ class checkout_user : public user {
     shop_flow::check_out(out, s_, c, shop_flow::checkout);
   }
 
-  bool on_answer(const request& req, int status, const std::string& body,
-                 bool measured) override {
+  bool on_answer(const request& req, int status, const std::string& body, bool measured) override {
     if (req.op >= customer_setup::op_register)
       return setup_.on_answer(req, status, body);
     auto& c = s_.customers[cur_];
@@ -826,8 +831,8 @@ class checkout_user : public user {
     plan_.clear();
     auto n = uniform(rng_, 1, std::max(1, max_lines_));
     for (int i = 0; i < n; ++i) {
-      const auto& pid = s_.stocked[std::uniform_int_distribution<std::size_t>{
-        0, s_.stocked.size() - 1}(rng_)];
+      const auto& pid =
+        s_.stocked[std::uniform_int_distribution<std::size_t>{0, s_.stocked.size() - 1}(rng_)];
       bool dup = std::any_of(plan_.begin(), plan_.end(), [&](auto& l) { return l.first == pid; });
       if (!dup)
         plan_.emplace_back(pid, uniform(rng_, 1, 2));
@@ -924,8 +929,7 @@ class mix_user : public user {
     }
   }
 
-  bool on_answer(const request& req, int status, const std::string& body,
-                 bool measured) override {
+  bool on_answer(const request& req, int status, const std::string& body, bool measured) override {
     if (req.op >= customer_setup::op_register)
       return setup_.on_answer(req, status, body);
     if (req.op == browse || req.op == index)

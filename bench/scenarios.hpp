@@ -57,21 +57,21 @@ struct commerce_state {
   std::mutex mu;
   std::vector<customer> customers;
   std::size_t next_setup = 0;
-  std::vector<std::size_t> free;           ///< customers ready and not in use
-  std::vector<std::string> stocked;        ///< products with stock > 0 before the run
+  std::vector<std::size_t> free;    ///< customers ready and not in use
+  std::vector<std::string> stocked; ///< products with stock > 0 before the run
   std::vector<accounting::acknowledged_order> acks;
-  std::uint64_t acks_measured = 0;         ///< acknowledged inside the measured window
-  std::uint64_t out_of_stock = 0;          ///< 409 answers (short of stock)
-  std::uint64_t unshippable = 0;           ///< 422 answers (no shipping zone takes the parcel)
-  std::uint64_t ambiguous = 0;             ///< checkouts without a known outcome
+  std::uint64_t acks_measured = 0; ///< acknowledged inside the measured window
+  std::uint64_t out_of_stock = 0;  ///< 409 answers (short of stock)
+  std::uint64_t unshippable = 0;   ///< 422 answers (no shipping zone takes the parcel)
+  std::uint64_t ambiguous = 0;     ///< checkouts without a known outcome
   std::uint64_t payments_ok = 0;
   std::uint64_t payments_failed = 0;
   std::uint64_t setup_failed_customers = 0;
   std::map<std::string, std::string> setup_errors; ///< "POST /sessions 429" → a body
-  std::string unavailable;                 ///< set when an endpoint answered 404/405
+  std::string unavailable;                         ///< set when an endpoint answered 404/405
   std::string run_id;
-  std::size_t accounts = 0;                ///< customers[0..accounts) are registered accounts
-  std::uint64_t keys = 0;                  ///< idempotency keys issued
+  std::size_t accounts = 0; ///< customers[0..accounts) are registered accounts
+  std::uint64_t keys = 0;   ///< idempotency keys issued
 
   /// Loads customers saved by save_customers (ignores a missing file).
   void load_customers(const std::string& file);
@@ -81,10 +81,10 @@ struct commerce_state {
 
 struct scenario_options {
   std::string name;
-  std::string path = "/";         ///< get
-  std::size_t customers = 0;      ///< checkout, mix: simulated customers (≥ connections)
-  int max_lines = 3;              ///< checkout: distinct products per order, 1..max_lines
-  bool once = false;              ///< product-get: every id once, then stop (closed loop)
+  std::string path = "/";    ///< get
+  std::size_t customers = 0; ///< checkout, mix: simulated customers (≥ connections)
+  int max_lines = 3;         ///< checkout: distinct products per order, 1..max_lines
+  bool once = false;         ///< product-get: every id once, then stop (closed loop)
 };
 
 /// Registers and logs in customers[0..accounts) (`parallel` blocking sign-ups at a time: they

@@ -2,7 +2,7 @@
 #include "config/text.hpp"
 
 #include <toml++/toml.h>
-#include <unistd.h>  // environ
+#include <unistd.h> // environ
 
 #include <algorithm>
 #include <cerrno>
@@ -43,7 +43,8 @@ bool in_config_namespace(std::string_view name) {
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
   for (std::size_t i = 1; i <= a.size(); ++i) {
     std::size_t diagonal = row[0];
     row[0] = i;
@@ -83,16 +84,19 @@ struct conv;
 template <class T>
 struct conv<T, std::enable_if_t<std::is_integral_v<T>>> {
   static value_error out_of_range(std::string_view text, bool negative) {
-    if (negative && std::is_unsigned_v<T>) return value_error(shown(text) + " must not be negative");
-    return value_error(shown(text) + " is out of range " +
-                       std::to_string(std::numeric_limits<T>::min()) + ".." +
-                       std::to_string(std::numeric_limits<T>::max()));
+    if (negative && std::is_unsigned_v<T>)
+      return value_error(shown(text) + " must not be negative");
+    return value_error(shown(text) + " is out of range "
+                       + std::to_string(std::numeric_limits<T>::min()) + ".."
+                       + std::to_string(std::numeric_limits<T>::max()));
   }
 
   static T checked(std::intmax_t v, std::string_view text) {
     if constexpr (std::is_unsigned_v<T>) {
-      if (v < 0) throw out_of_range(text, true);
-      if (static_cast<std::uintmax_t>(v) > std::numeric_limits<T>::max()) throw out_of_range(text, false);
+      if (v < 0)
+        throw out_of_range(text, true);
+      if (static_cast<std::uintmax_t>(v) > std::numeric_limits<T>::max())
+        throw out_of_range(text, false);
     } else {
       if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max())
         throw out_of_range(text, v < 0);
@@ -104,15 +108,18 @@ struct conv<T, std::enable_if_t<std::is_integral_v<T>>> {
     std::string_view text = trim(raw);
     std::string_view digits = text;
     const bool negative = !digits.empty() && digits.front() == '-';
-    if (!digits.empty() && (digits.front() == '+' || digits.front() == '-')) digits.remove_prefix(1);
-    if (digits.empty() || !std::all_of(digits.begin(), digits.end(),
-                                       [](char c) { return c >= '0' && c <= '9'; }))
+    if (!digits.empty() && (digits.front() == '+' || digits.front() == '-'))
+      digits.remove_prefix(1);
+    if (digits.empty()
+        || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
       throw value_error(shown(raw) + " is not an integer");
     std::uintmax_t magnitude = 0;
     const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), magnitude);
-    if (ec != std::errc() || end != digits.data() + digits.size()) throw out_of_range(text, negative);
+    if (ec != std::errc() || end != digits.data() + digits.size())
+      throw out_of_range(text, negative);
     if (negative) {
-      if (magnitude == 0) return T{0};
+      if (magnitude == 0)
+        return T{0};
       if (magnitude > static_cast<std::uintmax_t>(std::numeric_limits<std::intmax_t>::max()))
         throw out_of_range(text, true);
       return checked(-static_cast<std::intmax_t>(magnitude), text);
@@ -124,7 +131,8 @@ struct conv<T, std::enable_if_t<std::is_integral_v<T>>> {
 
   static T from_toml(const toml::node& n) {
     const auto* v = n.as_integer();
-    if (v == nullptr) throw wrong_type("an integer", n);
+    if (v == nullptr)
+      throw wrong_type("an integer", n);
     const std::int64_t i = v->get();
     return checked(i, std::to_string(i));
   }
@@ -133,7 +141,8 @@ struct conv<T, std::enable_if_t<std::is_integral_v<T>>> {
 template <>
 struct conv<double> {
   static double finite(double d, std::string_view text) {
-    if (!std::isfinite(d)) throw value_error(shown(text) + " is not a finite number");
+    if (!std::isfinite(d))
+      throw value_error(shown(text) + " is not a finite number");
     return d;
   }
 
@@ -147,8 +156,10 @@ struct conv<double> {
   }
 
   static double from_toml(const toml::node& n) {
-    if (const auto* f = n.as_floating_point()) return finite(f->get(), format_number(f->get()));
-    if (const auto* i = n.as_integer()) return static_cast<double>(i->get());
+    if (const auto* f = n.as_floating_point())
+      return finite(f->get(), format_number(f->get()));
+    if (const auto* i = n.as_integer())
+      return static_cast<double>(i->get());
     throw wrong_type("a number", n);
   }
 };
@@ -159,7 +170,8 @@ struct conv<std::string> {
 
   static std::string from_toml(const toml::node& n) {
     const auto* s = n.as_string();
-    if (s == nullptr) throw wrong_type("a string", n);
+    if (s == nullptr)
+      throw wrong_type("a string", n);
     return s->get();
   }
 };
@@ -169,14 +181,16 @@ struct conv<std::string> {
 template <class T>
 struct conv<std::optional<T>> {
   static std::optional<T> from_string(std::string_view text) {
-    if (trim(text).empty()) return std::nullopt;
+    if (trim(text).empty())
+      return std::nullopt;
     return conv<T>::from_string(text);
   }
 
   static std::optional<T> from_toml(const toml::node& n) { return conv<T>::from_toml(n); }
 };
 
-/// Lists: comma-separated in text (blanks around items ignored, empty items dropped), arrays in TOML.
+/// Lists: comma-separated in text (blanks around items ignored, empty items dropped), arrays in
+/// TOML.
 template <>
 struct conv<std::vector<std::string>> {
   static std::vector<std::string> from_string(std::string_view text) {
@@ -184,8 +198,10 @@ struct conv<std::vector<std::string>> {
     while (true) {
       const auto comma = text.find(',');
       const auto item = trim(text.substr(0, comma));
-      if (!item.empty()) out.emplace_back(item);
-      if (comma == std::string_view::npos) break;
+      if (!item.empty())
+        out.emplace_back(item);
+      if (comma == std::string_view::npos)
+        break;
       text.remove_prefix(comma + 1);
     }
     return out;
@@ -193,13 +209,14 @@ struct conv<std::vector<std::string>> {
 
   static std::vector<std::string> from_toml(const toml::node& n) {
     const auto* array = n.as_array();
-    if (array == nullptr) throw wrong_type("an array of strings", n);
+    if (array == nullptr)
+      throw wrong_type("an array of strings", n);
     std::vector<std::string> out;
     for (std::size_t i = 0; i < array->size(); ++i) {
       const auto* s = (*array)[i].as_string();
       if (s == nullptr)
-        throw value_error("element " + std::to_string(i) + ": expected a string, got " +
-                          toml_type_name((*array)[i]));
+        throw value_error("element " + std::to_string(i) + ": expected a string, got "
+                          + toml_type_name((*array)[i]));
       out.push_back(s->get());
     }
     return out;
@@ -216,14 +233,15 @@ struct conv<std::map<std::string, std::int64_t>> {
       if (eq == std::string::npos)
         throw value_error("expected CURRENCY=amount items, got " + shown(item));
       out[std::string(trim(std::string_view(item).substr(0, eq)))] =
-          conv<std::int64_t>::from_string(std::string_view(item).substr(eq + 1));
+        conv<std::int64_t>::from_string(std::string_view(item).substr(eq + 1));
     }
     return out;
   }
 
   static std::map<std::string, std::int64_t> from_toml(const toml::node& n) {
     const auto* table = n.as_table();
-    if (table == nullptr) throw wrong_type("a table of CURRENCY = amount", n);
+    if (table == nullptr)
+      throw wrong_type("a table of CURRENCY = amount", n);
     std::map<std::string, std::int64_t> out;
     for (const auto& [k, v] : *table) {
       try {
@@ -245,27 +263,35 @@ struct conv<std::vector<shipping_zone>> {
 
   static std::vector<shipping_zone> from_toml(const toml::node& n) {
     const auto* array = n.as_array();
-    if (array == nullptr) throw wrong_type("an array of tables ([[shipping.zones]])", n);
+    if (array == nullptr)
+      throw wrong_type("an array of tables ([[shipping.zones]])", n);
     std::vector<shipping_zone> zones;
     for (std::size_t i = 0; i < array->size(); ++i) {
       const auto* t = (*array)[i].as_table();
       const std::string at = "zone " + std::to_string(i);
-      if (t == nullptr) throw value_error(at + ": expected a table");
+      if (t == nullptr)
+        throw value_error(at + ": expected a table");
       shipping_zone z;
       for (const auto& [k, v] : *t) {
         const std::string key(k.str());
-        if (key == "name") z.name = conv<std::string>::from_toml(v);
-        else if (key == "countries") z.countries = conv<std::vector<std::string>>::from_toml(v);
+        if (key == "name")
+          z.name = conv<std::string>::from_toml(v);
+        else if (key == "countries")
+          z.countries = conv<std::vector<std::string>>::from_toml(v);
         else if (key == "rates") {
           const auto* rates = v.as_array();
-          if (rates == nullptr) throw value_error(at + ": rates must be an array of tables");
+          if (rates == nullptr)
+            throw value_error(at + ": rates must be an array of tables");
           for (std::size_t r = 0; r < rates->size(); ++r) {
             const auto* rt = (*rates)[r].as_table();
-            if (rt == nullptr) throw value_error(at + ": rates[" + std::to_string(r) + "] must be a table");
+            if (rt == nullptr)
+              throw value_error(at + ": rates[" + std::to_string(r) + "] must be a table");
             shipping_rate rate;
             for (const auto& [rk, rv] : *rt) {
-              if (rk.str() == "max_grams") rate.max_grams = conv<std::int64_t>::from_toml(rv);
-              else rate.cents[std::string(rk.str())] = conv<std::int64_t>::from_toml(rv);
+              if (rk.str() == "max_grams")
+                rate.max_grams = conv<std::int64_t>::from_toml(rv);
+              else
+                rate.cents[std::string(rk.str())] = conv<std::int64_t>::from_toml(rv);
             }
             z.rates.push_back(std::move(rate));
           }
@@ -282,9 +308,9 @@ struct conv<std::vector<shipping_zone>> {
 // -- the registry: every key once, with its environment name and both setters --------------------
 
 struct field {
-  std::string key;        ///< `section.member`
-  std::string env;        ///< the environment variable
-  std::string plain_env;  ///< EMPORIUM_<SECTION>_<MEMBER>, to hint when `env` differs from it
+  std::string key;       ///< `section.member`
+  std::string env;       ///< the environment variable
+  std::string plain_env; ///< EMPORIUM_<SECTION>_<MEMBER>, to hint when `env` differs from it
   std::function<void(settings&, std::string_view)> from_string;
   std::function<void(settings&, const toml::node&)> from_toml;
 };
@@ -306,7 +332,7 @@ field make_field(std::string key, const char* env, Section settings::*section, T
 /// `EMPORIUM_CONFIG_KEY(http, port, nullptr)`: TOML key "http.port", environment
 /// EMPORIUM_HTTP_PORT (a non-null third argument names the variable instead). The macro
 /// keeps the key text and the member it sets from drifting apart.
-#define EMPORIUM_CONFIG_KEY(section, member, env)                                              \
+#define EMPORIUM_CONFIG_KEY(section, member, env) \
   make_field(#section "." #member, env, &settings::section, &decltype(settings::section)::member)
 
 const std::vector<field>& registry() {
@@ -386,19 +412,22 @@ const std::vector<field>& registry() {
 
 const field* find_key(std::string_view key) {
   for (const auto& f : registry())
-    if (f.key == key) return &f;
+    if (f.key == key)
+      return &f;
   return nullptr;
 }
 
 const field* find_env(std::string_view name) {
   for (const auto& f : registry())
-    if (f.env == name) return &f;
+    if (f.env == name)
+      return &f;
   return nullptr;
 }
 
 bool is_section(std::string_view name) {
   for (const auto& f : registry())
-    if (std::string_view(f.key).substr(0, f.key.find('.')) == name) return true;
+    if (std::string_view(f.key).substr(0, f.key.find('.')) == name)
+      return true;
   return false;
 }
 
@@ -408,7 +437,8 @@ std::string key_hint(std::string_view unknown) {
   std::size_t best_distance = 3;
   for (const auto& f : registry()) {
     const auto d = edit_distance(unknown, f.key);
-    if (d < best_distance) best = &f, best_distance = d;
+    if (d < best_distance)
+      best = &f, best_distance = d;
   }
   return best != nullptr ? " (did you mean '" + best->key + "'?)" : std::string();
 }
@@ -416,19 +446,22 @@ std::string key_hint(std::string_view unknown) {
 std::string section_hint(std::string_view unknown) {
   for (const auto& f : registry()) {
     const std::string_view section = std::string_view(f.key).substr(0, f.key.find('.'));
-    if (edit_distance(unknown, section) <= 2) return " (did you mean [" + std::string(section) + "]?)";
+    if (edit_distance(unknown, section) <= 2)
+      return " (did you mean [" + std::string(section) + "]?)";
   }
   return {};
 }
 
 std::string env_hint(std::string_view unknown) {
   for (const auto& f : registry())
-    if (f.plain_env == unknown && f.env != unknown) return " (did you mean " + f.env + "?)";
+    if (f.plain_env == unknown && f.env != unknown)
+      return " (did you mean " + f.env + "?)";
   const field* best = nullptr;
   std::size_t best_distance = 3;
   for (const auto& f : registry()) {
     const auto d = edit_distance(unknown, f.env);
-    if (d < best_distance) best = &f, best_distance = d;
+    if (d < best_distance)
+      best = &f, best_distance = d;
   }
   return best != nullptr ? " (did you mean " + best->env + "?)" : std::string();
 }
@@ -438,8 +471,8 @@ std::string env_hint(std::string_view unknown) {
 std::string where(const std::string& origin, const toml::source_region& region) {
   std::string out = "in " + (origin.empty() ? std::string("<toml>") : origin);
   if (region.begin.line > 0)
-    out += " at line " + std::to_string(region.begin.line) + ", column " +
-           std::to_string(region.begin.column);
+    out += " at line " + std::to_string(region.begin.line) + ", column "
+           + std::to_string(region.begin.column);
   return out;
 }
 
@@ -451,30 +484,32 @@ void apply_toml_text(settings& s, const std::string& text, const std::string& or
   try {
     root = toml::parse(text, name);
   } catch (const toml::parse_error& e) {
-    throw config_error("config: TOML syntax error " + where(name, e.source()) + ": " +
-                       single_line(e.description()));
+    throw config_error("config: TOML syntax error " + where(name, e.source()) + ": "
+                       + single_line(e.description()));
   }
 
-  settings next = s;  // all or nothing: a bad key leaves `s` as it was
+  settings next = s; // all or nothing: a bad key leaves `s` as it was
   for (const auto& [section_key, section_node] : root) {
     const std::string section(section_key.str());
     if (!is_section(section)) {
       if (section_node.is_table())
-        throw config_error("config: unknown section '" + section + "' " +
-                           where(name, section_key.source()) + section_hint(section));
-      throw config_error("config: unknown key '" + section + "' " + where(name, section_key.source()) +
-                         " (every key belongs in a section such as [http])");
+        throw config_error("config: unknown section '" + section + "' "
+                           + where(name, section_key.source()) + section_hint(section));
+      throw config_error("config: unknown key '" + section + "' "
+                         + where(name, section_key.source())
+                         + " (every key belongs in a section such as [http])");
     }
     const auto* table = section_node.as_table();
     if (table == nullptr)
-      throw config_error("config: '" + section + "' " + where(name, section_key.source()) +
-                         " must be a table ([" + section + "]), got " + toml_type_name(section_node));
+      throw config_error("config: '" + section + "' " + where(name, section_key.source())
+                         + " must be a table ([" + section + "]), got "
+                         + toml_type_name(section_node));
     for (const auto& [member_key, node] : *table) {
       const std::string key = section + "." + std::string(member_key.str());
       const field* f = find_key(key);
       if (f == nullptr)
-        throw config_error("config: unknown key '" + key + "' " + where(name, member_key.source()) +
-                           key_hint(key));
+        throw config_error("config: unknown key '" + key + "' " + where(name, member_key.source())
+                           + key_hint(key));
       try {
         f->from_toml(next, node);
       } catch (const value_error& e) {
@@ -487,18 +522,22 @@ void apply_toml_text(settings& s, const std::string& text, const std::string& or
 
 void apply_toml_file(settings& s, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw config_error("config: cannot read " + path + ": " + std::strerror(errno));
+  if (!in)
+    throw config_error("config: cannot read " + path + ": " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw config_error("config: cannot read " + path);
+  if (in.bad())
+    throw config_error("config: cannot read " + path);
   apply_toml_text(s, text.str(), path);
 }
 
 void apply_environment(settings& s, const std::map<std::string, std::string>& env) {
   settings next = s;
   for (const auto& [name, value] : env) {
-    if (name.compare(0, env_prefix.size(), env_prefix) != 0) continue;
-    if (name.compare(0, test_env_prefix.size(), test_env_prefix) == 0) continue;
+    if (name.compare(0, env_prefix.size(), env_prefix) != 0)
+      continue;
+    if (name.compare(0, test_env_prefix.size(), test_env_prefix) == 0)
+      continue;
     const field* f = find_env(name);
     if (f == nullptr) {
       // Only names in a configuration section are ours to reject (a typo such as
@@ -521,9 +560,11 @@ std::map<std::string, std::string> process_environment() {
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     const std::string_view text(*entry);
     const auto eq = text.find('=');
-    if (eq == std::string_view::npos) continue;
+    if (eq == std::string_view::npos)
+      continue;
     const std::string_view name = text.substr(0, eq);
-    if (name.compare(0, env_prefix.size(), env_prefix) != 0) continue;
+    if (name.compare(0, env_prefix.size(), env_prefix) != 0)
+      continue;
     out.emplace(std::string(name), std::string(text.substr(eq + 1)));
   }
   return out;
@@ -532,10 +573,10 @@ std::map<std::string, std::string> process_environment() {
 void apply_override(settings& s, const std::string& dotted_key, const std::string& value) {
   const field* f = find_key(dotted_key);
   if (f == nullptr)
-    throw config_error("config: unknown key '" + dotted_key + "' on the command line" +
-                       key_hint(dotted_key));
+    throw config_error("config: unknown key '" + dotted_key + "' on the command line"
+                       + key_hint(dotted_key));
   try {
-    f->from_string(s, value);  // parses fully before assigning: `s` is unchanged on error
+    f->from_string(s, value); // parses fully before assigning: `s` is unchanged on error
   } catch (const value_error& e) {
     throw config_error("config: " + dotted_key + " (command line): " + e.what());
   }
@@ -544,15 +585,16 @@ void apply_override(settings& s, const std::string& dotted_key, const std::strin
 void apply_assignment(settings& s, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos)
-    throw config_error("config: --set expects section.key=value, got " +
-                       shown(redact_url(assignment)));
+    throw config_error("config: --set expects section.key=value, got "
+                       + shown(redact_url(assignment)));
   apply_override(s, std::string(trim(std::string_view(assignment).substr(0, eq))),
                  assignment.substr(eq + 1));
 }
 
 std::vector<key_info> known_keys() {
   std::vector<key_info> out;
-  for (const auto& f : registry()) out.push_back({f.key, f.env});
+  for (const auto& f : registry())
+    out.push_back({f.key, f.env});
   return out;
 }
 

@@ -9,9 +9,11 @@ settings load(const std::optional<std::string>& toml_path,
               const std::map<std::string, std::string>& env,
               const std::vector<std::string>& assignments) {
   settings s;
-  if (toml_path) apply_toml_file(s, *toml_path);
+  if (toml_path)
+    apply_toml_file(s, *toml_path);
   apply_environment(s, env);
-  for (const auto& a : assignments) apply_assignment(s, a);
+  for (const auto& a : assignments)
+    apply_assignment(s, a);
   validate(s);
   return s;
 }

@@ -20,47 +20,47 @@ class config_error : public std::runtime_error {
 struct http_settings {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
-  int threads = 1;                          ///< Asio threads; 1 measured best on 2 cores
-  std::size_t body_limit = 1024 * 1024;     ///< bytes; beyond it 413
-  std::size_t header_limit = 16 * 1024;     ///< bytes; beyond it 431
-  int header_timeout_ms = 10'000;           ///< a request's header block must arrive within it
-  int body_timeout_ms = 30'000;             ///< its body within this long after the header
-  int idle_timeout_ms = 30'000;             ///< keep-alive connections idle this long are closed
-  int request_timeout_ms = 5'000;           ///< deadline of one request inside the server
-  int max_pipeline = 16;                    ///< requests read ahead on one connection
+  int threads = 1;                      ///< Asio threads; 1 measured best on 2 cores
+  std::size_t body_limit = 1024 * 1024; ///< bytes; beyond it 413
+  std::size_t header_limit = 16 * 1024; ///< bytes; beyond it 431
+  int header_timeout_ms = 10'000;       ///< a request's header block must arrive within it
+  int body_timeout_ms = 30'000;         ///< its body within this long after the header
+  int idle_timeout_ms = 30'000;         ///< keep-alive connections idle this long are closed
+  int request_timeout_ms = 5'000;       ///< deadline of one request inside the server
+  int max_pipeline = 16;                ///< requests read ahead on one connection
   /// Unset: derived at start from the open-files limit (http/server.hpp, derived_max_connections).
   std::optional<int> max_connections;
-  int max_connections_per_address = 256;    ///< from one client address (IPv6: one /64)
+  int max_connections_per_address = 256; ///< from one client address (IPv6: one /64)
   /// Proxies (CIDR blocks or addresses) whose X-Forwarded-For is believed; none by default.
   std::vector<std::string> trusted_proxies;
-  int drain_timeout_ms = 10'000;            ///< on SIGTERM, in-flight requests get this long to finish
-  std::vector<std::string> cors_origins;    ///< origins allowed by CORS ("*": any); none by default
+  int drain_timeout_ms = 10'000;         ///< on SIGTERM, in-flight requests get this long to finish
+  std::vector<std::string> cors_origins; ///< origins allowed by CORS ("*": any); none by default
 };
 
 struct postgres_settings {
   std::string url = "postgresql://emporium@127.0.0.1:5432/emporium";
-  int pool_size = 4;                 ///< connections, each owned by one blocking worker thread
+  int pool_size = 4; ///< connections, each owned by one blocking worker thread
   int connect_timeout_ms = 2'000;
   int statement_timeout_ms = 5'000;
-  int breaker_threshold = 5;      ///< consecutive failures that open the circuit
-  int breaker_open_ms = 2'000;    ///< how long it stays open before one probe
+  int breaker_threshold = 5;   ///< consecutive failures that open the circuit
+  int breaker_open_ms = 2'000; ///< how long it stays open before one probe
 };
 
 struct redis_settings {
   std::string url = "redis://127.0.0.1:6379/0";
-  int timeout_ms = 200;              ///< connect and command timeout
-  int ttl_s = 3'600;                 ///< cached entities expire after this long
+  int timeout_ms = 200; ///< connect and command timeout
+  int ttl_s = 3'600;    ///< cached entities expire after this long
   int breaker_threshold = 3;
   int breaker_open_ms = 1'000;
 };
 
 struct auth_settings {
-  std::optional<std::string> admin_key;  ///< none: generated at first start and printed once
+  std::optional<std::string> admin_key; ///< none: generated at first start and printed once
   /// SHA-256 hex of the admin key in use: not read from any source, set at start from the
   /// database (persistence::ensure_admin_key). The HTTP gateway checks the admin key against it
   /// and derives the session-token and search-cursor keys from it.
   std::string admin_key_hash;
-  int session_ttl_s = 30 * 24 * 3600;    ///< customer bearer tokens expire after this long
+  int session_ttl_s = 30 * 24 * 3600; ///< customer bearer tokens expire after this long
   /// Password hashing (Argon2id, 64 MiB each) runs on workers of its own, sign-ups apart from
   /// logins, so that a flood of sign-ups cannot delay a login behind it.
   int signup_workers = 1;
@@ -72,8 +72,8 @@ struct auth_settings {
 };
 
 struct cluster_settings {
-  std::optional<std::uint16_t> node_port;  ///< none: single node
-  std::vector<std::string> peers;          ///< host:port of the other nodes
+  std::optional<std::uint16_t> node_port; ///< none: single node
+  std::vector<std::string> peers;         ///< host:port of the other nodes
 };
 
 struct rate_limit_settings {
@@ -95,8 +95,8 @@ struct rate_limit_settings {
 };
 
 struct actor_settings {
-  int scheduler_threads = 1;   ///< CAF workers; 1 measured best on 2 cores
-  int idle_timeout_s = 60;     ///< entity actors unused this long are passivated
+  int scheduler_threads = 1; ///< CAF workers; 1 measured best on 2 cores
+  int idle_timeout_s = 60;   ///< entity actors unused this long are passivated
 };
 
 struct orders_settings {
@@ -113,11 +113,11 @@ struct carts_settings {
 
 /// What is deleted once it can no longer be needed (run by one node at a time).
 struct retention_settings {
-  int interval_s = 300;          ///< between runs; a run that found a full batch goes on at once
-  int batch_size = 1'000;        ///< rows of each kind deleted per transaction
-  int expired_grace_h = 24;      ///< sessions and unused carts are kept this long past expiry
-  int idempotency_keys_h = 48;   ///< at least 24: clients retry within a day
-  int events_h = 168;            ///< the outbox: feeds resume from up to this far back
+  int interval_s = 300;        ///< between runs; a run that found a full batch goes on at once
+  int batch_size = 1'000;      ///< rows of each kind deleted per transaction
+  int expired_grace_h = 24;    ///< sessions and unused carts are kept this long past expiry
+  int idempotency_keys_h = 48; ///< at least 24: clients retry within a day
+  int events_h = 168;          ///< the outbox: feeds resume from up to this far back
 };
 
 struct loyalty_settings {
@@ -145,7 +145,8 @@ struct shipping_settings {
 
   static std::vector<shipping_zone> default_zones() {
     return {
-      {"domestic", {"US"},
+      {"domestic",
+       {"US"},
        {{1'000, {{"USD", 499}, {"EUR", 459}}},
         {5'000, {{"USD", 999}, {"EUR", 899}}},
         {30'000, {{"USD", 1'999}, {"EUR", 1'799}}}}},
@@ -155,7 +156,8 @@ struct shipping_settings {
        {{1'000, {{"USD", 899}, {"EUR", 799}}},
         {5'000, {{"USD", 1'499}, {"EUR", 1'299}}},
         {30'000, {{"USD", 2'999}, {"EUR", 2'599}}}}},
-      {"international", {"AU", "BR", "CA", "IN", "JP", "KR", "MX", "NZ", "SG", "ZA"},
+      {"international",
+       {"AU", "BR", "CA", "IN", "JP", "KR", "MX", "NZ", "SG", "ZA"},
        {{1'000, {{"USD", 1'499}, {"EUR", 1'399}}},
         {5'000, {{"USD", 2'999}, {"EUR", 2'799}}},
         {30'000, {{"USD", 5'999}, {"EUR", 5'499}}}}},
@@ -164,7 +166,7 @@ struct shipping_settings {
 };
 
 struct log_settings {
-  std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
+  std::string level = "info"; ///< trace, debug, info, warn, error, critical, off
 };
 
 struct settings {
@@ -190,8 +192,8 @@ struct url_parts {
   std::string password;
   std::string host;
   std::uint16_t port = 0;
-  std::string path;   ///< without the leading '/'
-  std::string query;  ///< without the leading '?'
+  std::string path;  ///< without the leading '/'
+  std::string query; ///< without the leading '?'
 };
 
 /// Parses a URL of the given scheme(s); throws config_error naming `key` when malformed.

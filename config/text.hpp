@@ -24,20 +24,24 @@ inline bool is_space(char c) {
 }
 
 inline std::string_view trim(std::string_view v) {
-  while (!v.empty() && is_space(v.front())) v.remove_prefix(1);
-  while (!v.empty() && is_space(v.back())) v.remove_suffix(1);
+  while (!v.empty() && is_space(v.front()))
+    v.remove_prefix(1);
+  while (!v.empty() && is_space(v.back()))
+    v.remove_suffix(1);
   return v;
 }
 
 inline std::string lower(std::string_view v) {
   std::string out(v);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
 inline std::string upper(std::string_view v) {
   std::string out(v);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char& c : out)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -50,7 +54,8 @@ inline std::string shown(std::string_view v) {
     const auto c = static_cast<unsigned char>(v[i]);
     out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
   }
-  if (v.size() > max_shown) out += "...";
+  if (v.size() > max_shown)
+    out += "...";
   out += "'";
   return out;
 }
@@ -59,7 +64,8 @@ inline std::string shown(std::string_view v) {
 inline std::string single_line(std::string_view v) {
   std::string out(v);
   for (char& c : out)
-    if (c == '\n' || c == '\r') c = ' ';
+    if (c == '\n' || c == '\r')
+      c = ' ';
   return out;
 }
 

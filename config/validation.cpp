@@ -20,14 +20,14 @@ using detail::valid_scheme;
 template <class T>
 void require_between(const char* key, T value, T lo, T hi, const char* unit = "") {
   if (value < lo || value > hi)
-    throw config_error("config: " + std::string(key) + " must be between " + std::to_string(lo) +
-                       " and " + std::to_string(hi) + unit + ", got " + std::to_string(value));
+    throw config_error("config: " + std::string(key) + " must be between " + std::to_string(lo)
+                       + " and " + std::to_string(hi) + unit + ", got " + std::to_string(value));
 }
 
 void require_positive(const char* key, long long value) {
   if (value <= 0)
-    throw config_error("config: " + std::string(key) + " must be greater than 0, got " +
-                       std::to_string(value));
+    throw config_error("config: " + std::string(key) + " must be greater than 0, got "
+                       + std::to_string(value));
 }
 
 /// The HTTP gateway's keys: drain, CORS and the rate limiter's classes and modes.
@@ -37,35 +37,40 @@ void validate_gateway(const settings& s) {
     // An origin is scheme://host[:port], nothing after it: browsers send exactly that.
     const std::string& o = s.http.cors_origins[i];
     const auto sep = o.find("://");
-    const bool ok = o == "*" || (sep != std::string::npos && valid_scheme(o.substr(0, sep)) &&
-                                 o.find('/', sep + 3) == std::string::npos &&
-                                 sep + 3 < o.size() && o.back() != ':');
+    const bool ok = o == "*"
+                    || (sep != std::string::npos && valid_scheme(o.substr(0, sep))
+                        && o.find('/', sep + 3) == std::string::npos && sep + 3 < o.size()
+                        && o.back() != ':');
     if (!ok)
-      throw config_error("config: http.cors_origins[" + std::to_string(i) + "]: " + shown(o) +
-                         " is not an origin (scheme://host[:port]) or \"*\"");
+      throw config_error("config: http.cors_origins[" + std::to_string(i) + "]: " + shown(o)
+                         + " is not an origin (scheme://host[:port]) or \"*\"");
   }
   for (std::size_t i = 0; i < s.http.trusted_proxies.size(); ++i)
     if (!parse_cidr(trim(s.http.trusted_proxies[i])))
-      throw config_error("config: http.trusted_proxies[" + std::to_string(i) + "]: " +
-                         shown(s.http.trusted_proxies[i]) +
-                         " is not an address or a CIDR block (192.0.2.0/24, 2001:db8::/32)");
+      throw config_error("config: http.trusted_proxies[" + std::to_string(i)
+                         + "]: " + shown(s.http.trusted_proxies[i])
+                         + " is not an address or a CIDR block (192.0.2.0/24, 2001:db8::/32)");
   const auto& r = s.rate_limit;
   if (r.mode != "local" && r.mode != "redis")
     throw config_error("config: rate_limit.mode must be local or redis, got " + shown(r.mode));
   const auto capacity = [](const char* key, int v) {
     if (v < 1)
-      throw config_error("config: " + std::string(key) + " must be at least 1, got " +
-                         std::to_string(v));
+      throw config_error("config: " + std::string(key) + " must be at least 1, got "
+                         + std::to_string(v));
   };
   const auto refill = [](const char* key, double v) {
     if (!(v > 0) || !std::isfinite(v))
-      throw config_error("config: " + std::string(key) + " must be a number greater than 0, got " +
-                         format_number(v));
+      throw config_error("config: " + std::string(key) + " must be a number greater than 0, got "
+                         + format_number(v));
   };
-  if (r.read_capacity) capacity("rate_limit.read_capacity", *r.read_capacity);
-  if (r.read_refill_per_s) refill("rate_limit.read_refill_per_s", *r.read_refill_per_s);
-  if (r.write_capacity) capacity("rate_limit.write_capacity", *r.write_capacity);
-  if (r.write_refill_per_s) refill("rate_limit.write_refill_per_s", *r.write_refill_per_s);
+  if (r.read_capacity)
+    capacity("rate_limit.read_capacity", *r.read_capacity);
+  if (r.read_refill_per_s)
+    refill("rate_limit.read_refill_per_s", *r.read_refill_per_s);
+  if (r.write_capacity)
+    capacity("rate_limit.write_capacity", *r.write_capacity);
+  if (r.write_refill_per_s)
+    refill("rate_limit.write_refill_per_s", *r.write_refill_per_s);
   capacity("rate_limit.login_capacity", r.login_capacity);
   refill("rate_limit.login_refill_per_s", r.login_refill_per_s);
   capacity("rate_limit.signup_capacity", r.signup_capacity);
@@ -77,7 +82,8 @@ void validate_gateway(const settings& s) {
 } // namespace
 
 void validate(const settings& s) {
-  if (s.http.host.empty()) throw config_error("config: http.host must not be empty");
+  if (s.http.host.empty())
+    throw config_error("config: http.host must not be empty");
   require_between("http.port", s.http.port, std::uint16_t{1}, std::uint16_t{65535});
   require_between("http.threads", s.http.threads, 1, 64);
   require_between<std::size_t>("http.body_limit", s.http.body_limit, 1, std::size_t{1} << 30,
@@ -101,10 +107,11 @@ void validate(const settings& s) {
   require_positive("postgres.breaker_open_ms", s.postgres.breaker_open_ms);
 
   const auto redis = parse_url("redis.url", s.redis.url, {"redis"});
-  if (!redis.path.empty() &&
-      !std::all_of(redis.path.begin(), redis.path.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    throw config_error("config: redis.url: the path must be a database number, got " +
-                       shown(redis.path));
+  if (!redis.path.empty() && !std::all_of(redis.path.begin(), redis.path.end(), [](char c) {
+        return c >= '0' && c <= '9';
+      }))
+    throw config_error("config: redis.url: the path must be a database number, got "
+                       + shown(redis.path));
   require_positive("redis.timeout_ms", s.redis.timeout_ms);
   require_positive("redis.ttl_s", s.redis.ttl_s);
   require_between("redis.breaker_threshold", s.redis.breaker_threshold, 1, 1000);
@@ -112,25 +119,26 @@ void validate(const settings& s) {
 
   // The key itself is never echoed, only its length.
   if (s.auth.admin_key && s.auth.admin_key->size() < 16)
-    throw config_error("config: auth.admin_key must be at least 16 characters, got " +
-                       std::to_string(s.auth.admin_key->size()));
+    throw config_error("config: auth.admin_key must be at least 16 characters, got "
+                       + std::to_string(s.auth.admin_key->size()));
 
   if (s.cluster.node_port)
-    require_between("cluster.node_port", *s.cluster.node_port, std::uint16_t{1}, std::uint16_t{65535});
+    require_between("cluster.node_port", *s.cluster.node_port, std::uint16_t{1},
+                    std::uint16_t{65535});
   for (std::size_t i = 0; i < s.cluster.peers.size(); ++i)
     if (!parse_host_port(s.cluster.peers[i]))
-      throw config_error("config: cluster.peers[" + std::to_string(i) + "]: " +
-                         shown(s.cluster.peers[i]) + " is not host:port (port 1..65535)");
+      throw config_error("config: cluster.peers[" + std::to_string(i)
+                         + "]: " + shown(s.cluster.peers[i]) + " is not host:port (port 1..65535)");
   // Peers connect to this node on its node port; without one it could not be reached back.
   if (!s.cluster.peers.empty() && !s.cluster.node_port)
     throw config_error("config: cluster.peers is set but cluster.node_port is not");
 
   if (s.rate_limit.capacity < 1)
-    throw config_error("config: rate_limit.capacity must be at least 1, got " +
-                       std::to_string(s.rate_limit.capacity));
+    throw config_error("config: rate_limit.capacity must be at least 1, got "
+                       + std::to_string(s.rate_limit.capacity));
   if (!(s.rate_limit.refill_per_s > 0) || !std::isfinite(s.rate_limit.refill_per_s))
-    throw config_error("config: rate_limit.refill_per_s must be a number greater than 0, got " +
-                       format_number(s.rate_limit.refill_per_s));
+    throw config_error("config: rate_limit.refill_per_s must be a number greater than 0, got "
+                       + format_number(s.rate_limit.refill_per_s));
   validate_gateway(s);
 
   require_positive("auth.session_ttl_s", s.auth.session_ttl_s);
@@ -140,8 +148,8 @@ void validate(const settings& s) {
   require_between("auth.login_queue_limit", s.auth.login_queue_limit, 1, 100'000);
   require_positive("orders.payment_timeout_s", s.orders.payment_timeout_s);
   require_between("orders.max_lines", s.orders.max_lines, 1, 1000);
-  require_between("orders.max_open_unpaid_per_customer", s.orders.max_open_unpaid_per_customer,
-                  1, 10'000);
+  require_between("orders.max_open_unpaid_per_customer", s.orders.max_open_unpaid_per_customer, 1,
+                  10'000);
   require_between("orders.max_units_per_line", s.orders.max_units_per_line, 1, 1'000'000);
   require_positive("carts.ttl_s", s.carts.ttl_s);
   require_between("retention.interval_s", s.retention.interval_s, 1, 7 * 24 * 3600);
@@ -152,11 +160,12 @@ void validate(const settings& s) {
   require_between("retention.idempotency_keys_h", s.retention.idempotency_keys_h, 24, 24 * 365);
   require_between("retention.events_h", s.retention.events_h, 1, 24 * 365 * 10);
   if (s.loyalty.silver_points < 1 || s.loyalty.gold_points <= s.loyalty.silver_points)
-    throw config_error("config: loyalty.gold_points must exceed loyalty.silver_points, both positive");
+    throw config_error(
+      "config: loyalty.gold_points must exceed loyalty.silver_points, both positive");
   for (const auto& [currency, cents] : s.shipping.free_above_cents)
     if (currency.size() != 3 || cents < 0)
-      throw config_error("config: shipping.free_above_cents: " + shown(currency) +
-                         " must be a 3-letter currency with a non-negative amount");
+      throw config_error("config: shipping.free_above_cents: " + shown(currency)
+                         + " must be a 3-letter currency with a non-negative amount");
   if (s.shipping.default_country.size() != 2)
     throw config_error("config: shipping.default_country must be an ISO 3166-1 alpha-2 code");
   for (std::size_t i = 0; i < s.shipping.zones.size(); ++i) {
@@ -165,7 +174,8 @@ void validate(const settings& s) {
     if (z.name.empty() || z.countries.empty() || z.rates.empty())
       throw config_error(at + " needs a name, countries and rates");
     for (const auto& c : z.countries)
-      if (c.size() != 2) throw config_error(at + ": country " + shown(c) + " is not alpha-2");
+      if (c.size() != 2)
+        throw config_error(at + ": country " + shown(c) + " is not alpha-2");
     for (std::size_t r = 0; r < z.rates.size(); ++r)
       if (z.rates[r].max_grams <= 0 || (r > 0 && z.rates[r].max_grams <= z.rates[r - 1].max_grams))
         throw config_error(at + ": rates must have ascending positive max_grams");
@@ -174,11 +184,13 @@ void validate(const settings& s) {
   require_between("actors.scheduler_threads", s.actors.scheduler_threads, 1, 64);
   require_positive("actors.idle_timeout_s", s.actors.idle_timeout_s);
 
-  static constexpr std::string_view levels[] = {"trace", "debug", "info",    "warn",
+  static constexpr std::string_view levels[] = {"trace", "debug",    "info", "warn",
                                                 "error", "critical", "off"};
   if (std::find(std::begin(levels), std::end(levels), s.log.level) == std::end(levels))
-    throw config_error("config: log.level must be one of trace, debug, info, warn, error, "
-                       "critical, off, got " + shown(s.log.level));
+    throw config_error(
+      "config: log.level must be one of trace, debug, info, warn, error, "
+      "critical, off, got "
+      + shown(s.log.level));
 }
 
 } // namespace emporium::config

@@ -96,8 +96,8 @@ struct order_request {
   std::vector<line_request> items;
   address shipping_address;
   std::optional<std::string> idempotency_key;
-  std::string request_hash;             ///< of the canonical JSON body, for key reuse checks
-  std::optional<std::string> cart_id;   ///< set by checkout
+  std::string request_hash;           ///< of the canonical JSON body, for key reuse checks
+  std::optional<std::string> cart_id; ///< set by checkout
 };
 
 /// What an order request came to: the order (201), or a failure kept for idempotent replays.

@@ -161,7 +161,8 @@ std::optional<std::string> base64url_decode(std::string_view in) {
   std::size_t length = 0;
   if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(),
                         in.size(), nullptr, &length, nullptr,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+      != 0)
     return std::nullopt;
   out.resize(length);
   return out;

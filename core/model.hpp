@@ -18,18 +18,18 @@ enum class errc : std::uint8_t {
   none = 0,
   not_found,
   invalid_input,
-  conflict,          ///< unique key taken, state transition not allowed
+  conflict, ///< unique key taken, state transition not allowed
   precondition_failed,
   out_of_stock,
   unauthorized,
   forbidden,
   rate_limited,
-  unavailable,       ///< a dependency (PostgreSQL) is down or overloaded
-  timeout,           ///< an actor did not answer within the request deadline
+  unavailable, ///< a dependency (PostgreSQL) is down or overloaded
+  timeout,     ///< an actor did not answer within the request deadline
   internal,
-  unprocessable,     ///< well-formed but not doable: idempotency key reuse, unserved address
-  payment_declined,  ///< the payment provider declined (402)
-  upstream_failed,   ///< the payment provider kept failing (502)
+  unprocessable,    ///< well-formed but not doable: idempotency key reuse, unserved address
+  payment_declined, ///< the payment provider declined (402)
+  upstream_failed,  ///< the payment provider kept failing (502)
 };
 
 /// A field-level validation failure, reported as one entry of problem+json `errors[]`.
@@ -49,8 +49,8 @@ struct failure {
 template <class T>
 class result {
  public:
-  result(T value) : v_(std::move(value)) {}                // NOLINT: implicit by design
-  result(failure f) : v_(std::move(f)) {}                  // NOLINT
+  result(T value) : v_(std::move(value)) {} // NOLINT: implicit by design
+  result(failure f) : v_(std::move(f)) {}   // NOLINT
   result(errc code, std::string detail = {}) : v_(failure{code, std::move(detail), {}}) {}
 
   bool ok() const noexcept { return v_.index() == 0; }
@@ -80,7 +80,7 @@ struct product {
   std::int64_t stock = 0;
   std::int64_t weight_grams = 0;
   std::vector<std::string> images;
-  std::int64_t version = 0;  ///< bumped by every committed change; the ETag is derived from it
+  std::int64_t version = 0; ///< bumped by every committed change; the ETag is derived from it
   std::int64_t created_at_ms = 0;
   std::int64_t updated_at_ms = 0;
 };
@@ -125,7 +125,7 @@ struct product_query {
 
 struct product_page {
   std::vector<product> items;
-  std::optional<std::string> next_after_id;  ///< null on the last page
+  std::optional<std::string> next_after_id; ///< null on the last page
 };
 
 } // namespace model

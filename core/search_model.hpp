@@ -25,9 +25,9 @@ struct search_position {
 };
 
 struct search_query {
-  std::string text;                ///< q, trimmed, runs of white space collapsed; "" when absent
-  std::vector<std::string> words;  ///< the letters-and-digits words of `text`, lower-case (ASCII)
-  std::vector<std::string> categories; ///< any of these; none: every category (sorted, unique)
+  std::string text;               ///< q, trimmed, runs of white space collapsed; "" when absent
+  std::vector<std::string> words; ///< the letters-and-digits words of `text`, lower-case (ASCII)
+  std::vector<std::string> categories;   ///< any of these; none: every category (sorted, unique)
   std::optional<std::int64_t> min_price; ///< minor units, inclusive
   std::optional<std::int64_t> max_price;
   std::optional<bool> in_stock;
@@ -67,8 +67,8 @@ struct search_result {
   /// filter (a shop shows the other categories one could switch to).
   std::map<std::string, std::int64_t> category_counts;
   std::vector<price_band> price_bands;
-  std::int64_t total = 0;          ///< matching products, all filters applied
-  bool total_is_estimate = false;  ///< more than search_exact_limit matched: total is sampled
+  std::int64_t total = 0;         ///< matching products, all filters applied
+  bool total_is_estimate = false; ///< more than search_exact_limit matched: total is sampled
   /// More than search_exact_limit matched in all categories: the facets are sampled.
   bool facets_are_estimate = false;
   search_mode mode = search_mode::none;

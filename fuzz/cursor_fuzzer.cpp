@@ -3,9 +3,9 @@
 // back; search cursors (search_codec::decode_cursor) must reject anything not signed for the
 // query they page. The first byte picks what the rest is.
 
+#include "core/ids.hpp"
 #include "http/json_codec.hpp"
 #include "http/search_codec.hpp"
-#include "core/ids.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -38,11 +38,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 2: {
       // A search cursor for a fixed query, signed with another key or forged.
       static const std::string key = search_codec::cursor_key("fuzz-secret");
-      static const auto query =
-        search_codec::decode_query({{"q", "red shoes"}, {"sort", "price_asc"}}, key);
+      static const auto query = search_codec::decode_query(
+        {{"q", "red shoes"}, {"sort", "price_asc"}}, key);
       if (!query)
         std::abort();
-      (void)search_codec::decode_cursor(rest, query.value(), key);
+      (void) search_codec::decode_cursor(rest, query.value(), key);
       break;
     }
   }

@@ -5,8 +5,8 @@
 
 #include "http/cart_codec.hpp"
 #include "http/customer_codec.hpp"
-#include "http/order_codec.hpp"
 #include "http/json_codec.hpp"
+#include "http/order_codec.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -24,9 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (d->price_cents < 0 || d->stock < 0 || d->name.empty())
           std::abort();
       break;
-    case 1: (void)codec::decode_product_patch(body); break;
-    case 2: (void)codec::decode_customer_draft(body); break;
-    case 3: (void)codec::decode_login(body); break;
+    case 1: (void) codec::decode_product_patch(body); break;
+    case 2: (void) codec::decode_customer_draft(body); break;
+    case 3: (void) codec::decode_login(body); break;
     case 4:
       if (auto o = codec::decode_order_request(body, 50, 100)) {
         if (o->items.empty() || o->items.size() > 50)
@@ -36,13 +36,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             std::abort();
       }
       break;
-    case 5: (void)codec::decode_checkout(body); break;
+    case 5: (void) codec::decode_checkout(body); break;
     case 6:
       if (auto q = codec::decode_quantity(body, 100))
         if (*q < 0 || *q > 1000)
           std::abort();
       break;
-    case 7: (void)codec::decode_payment(body); break;
+    case 7: (void) codec::decode_payment(body); break;
   }
   return 0;
 }

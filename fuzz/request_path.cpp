@@ -1,12 +1,12 @@
 #include "fuzz/request_path.hpp"
 
+#include "core/ids.hpp"
 #include "http/cart_codec.hpp"
 #include "http/customer_codec.hpp"
-#include "http/order_codec.hpp"
 #include "http/json_codec.hpp"
+#include "http/order_codec.hpp"
 #include "http/route_table.hpp"
 #include "http/search_codec.hpp"
-#include "core/ids.hpp"
 
 #include <cstdlib>
 #include <map>
@@ -22,7 +22,7 @@ void expect(bool ok) {
 }
 
 void validate_etag(std::string_view value) {
-  (void)http::codec::version_of_etag(value);
+  (void) http::codec::version_of_etag(value);
 }
 
 using body_check = void (*)(const http::request&);
@@ -33,15 +33,15 @@ const std::map<std::string, body_check>& body_checks() {
   namespace codec = http::codec;
   static const config::orders_settings orders;
   static const std::map<std::string, body_check> checks{
-    {"createProduct", [](const http::request& r) { (void)codec::decode_product_draft(r.body); }},
+    {"createProduct", [](const http::request& r) { (void) codec::decode_product_draft(r.body); }},
     {"getProduct", [](const http::request& r) { validate_etag(r.header("if-none-match")); }},
     {"updateProduct",
      [](const http::request& r) {
        validate_etag(r.header("if-match"));
-       (void)codec::decode_product_patch(r.body);
+       (void) codec::decode_product_patch(r.body);
      }},
-    {"createCustomer", [](const http::request& r) { (void)codec::decode_customer_draft(r.body); }},
-    {"login", [](const http::request& r) { (void)codec::decode_login(r.body); }},
+    {"createCustomer", [](const http::request& r) { (void) codec::decode_customer_draft(r.body); }},
+    {"login", [](const http::request& r) { (void) codec::decode_login(r.body); }},
     {"setCartItem",
      [](const http::request& r) {
        if (auto q = codec::decode_quantity(r.body, orders.max_units_per_line))
@@ -49,21 +49,21 @@ const std::map<std::string, body_check>& body_checks() {
      }},
     {"checkoutCart",
      [](const http::request& r) {
-       (void)codec::valid_idempotency_key(r.header("idempotency-key"));
-       (void)codec::decode_checkout(r.body);
+       (void) codec::valid_idempotency_key(r.header("idempotency-key"));
+       (void) codec::decode_checkout(r.body);
      }},
     {"createOrder",
      [](const http::request& r) {
-       (void)codec::valid_idempotency_key(r.header("idempotency-key"));
+       (void) codec::valid_idempotency_key(r.header("idempotency-key"));
        if (auto o = codec::decode_order_request(r.body, orders.max_lines,
                                                 orders.max_units_per_line))
          expect(!o->items.empty() && static_cast<int>(o->items.size()) <= orders.max_lines);
      }},
-    {"payOrder", [](const http::request& r) { (void)codec::decode_payment(r.body); }},
+    {"payOrder", [](const http::request& r) { (void) codec::decode_payment(r.body); }},
     {"searchProducts",
      [](const http::request& r) {
        static const std::string key = http::search_codec::cursor_key("fuzz-secret");
-       (void)http::search_codec::decode_query(r.query, key);
+       (void) http::search_codec::decode_query(r.query, key);
      }},
   };
   return checks;

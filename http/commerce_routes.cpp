@@ -1,14 +1,14 @@
 // Handlers of customers, sessions, carts and orders.
 
+#include "core/ids.hpp"
 #include "http/cart_codec.hpp"
 #include "http/customer_codec.hpp"
+#include "http/gateway.hpp"
 #include "http/handler_support.hpp"
 #include "http/json_codec.hpp"
 #include "http/order_codec.hpp"
-#include "http/gateway.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
-#include "core/ids.hpp"
 
 namespace emporium::http {
 
@@ -41,7 +41,8 @@ std::optional<response> read_idempotency_key(const request& req, model::order_re
   if (!codec::valid_idempotency_key(key))
     return problem(400,
                    "Idempotency-Key must be 1 to "
-                     + std::to_string(codec::idempotency_key_max_chars) + " visible ASCII characters",
+                     + std::to_string(codec::idempotency_key_max_chars)
+                     + " visible ASCII characters",
                    {{"Idempotency-Key", "is malformed"}});
   out.idempotency_key = std::string{key};
   return std::nullopt;
@@ -75,11 +76,10 @@ void post_customer(app& a, const request& req, const path_params&, const query_a
   auto draft = codec::decode_customer_draft(req.body);
   if (!draft)
     return respond(problem(draft.error()));
-  a.runtime.create_customer(std::move(*draft),
-                            answer<model::customer>(respond, [&a](const model::customer& c) {
-                              return created(codec::encode(c, a.settings.loyalty),
-                                             "/customers/" + c.id);
-                            }));
+  a.runtime.create_customer(
+    std::move(*draft), answer<model::customer>(respond, [&a](const model::customer& c) {
+      return created(codec::encode(c, a.settings.loyalty), "/customers/" + c.id);
+    }));
 }
 
 void get_customer(app& a, const request& req, const path_params& p, const query_args&,
@@ -90,8 +90,8 @@ void get_customer(app& a, const request& req, const path_params& p, const query_
                          }));
 }
 
-void get_customer_orders(app& a, const request& req, const path_params& p,
-                         const query_args& q, responder respond) {
+void get_customer_orders(app& a, const request& req, const path_params& p, const query_args& q,
+                         responder respond) {
   a.runtime.list_customer_orders(principal_of(req.who), p["id"], q.after_id, q.limit,
                                  answer<model::order_page>(respond, [](const auto& page) {
                                    return json_response(200, codec::encode(page));
@@ -201,21 +201,27 @@ void post_ship(app& a, const request& req, const path_params& p, const query_arg
 
 void post_deliver(app& a, const request& req, const path_params& p, const query_args&,
                   responder respond) {
-  a.runtime.deliver_order(principal_of(req.who), p["id"],
-                          answer<model::order>(respond, order_ok));
+  a.runtime.deliver_order(principal_of(req.who), p["id"], answer<model::order>(respond, order_ok));
 }
 
 } // namespace
 
 const std::vector<binding>& commerce_handlers() {
   static const std::vector<binding> list{
-    {"createCustomer", post_customer},   {"getCustomer", get_customer},
-    {"listCustomerOrders", get_customer_orders}, {"login", post_session},
-    {"createCart", post_cart},           {"getCart", get_cart},
-    {"setCartItem", put_cart_item},      {"checkoutCart", post_checkout},
-    {"createOrder", post_order},         {"getOrder", get_order},
-    {"payOrder", post_payment},          {"cancelOrder", post_cancel},
-    {"shipOrder", post_ship},            {"deliverOrder", post_deliver},
+    {"createCustomer", post_customer},
+    {"getCustomer", get_customer},
+    {"listCustomerOrders", get_customer_orders},
+    {"login", post_session},
+    {"createCart", post_cart},
+    {"getCart", get_cart},
+    {"setCartItem", put_cart_item},
+    {"checkoutCart", post_checkout},
+    {"createOrder", post_order},
+    {"getOrder", get_order},
+    {"payOrder", post_payment},
+    {"cancelOrder", post_cancel},
+    {"shipOrder", post_ship},
+    {"deliverOrder", post_deliver},
   };
   return list;
 }

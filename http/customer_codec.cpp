@@ -69,7 +69,8 @@ result<login_request> decode_login(const std::string& body) {
   if (auto v = r.text("email", 1, 254, true))
     out.email = *v;
   auto* pw = r.find("password");
-  if (!pw || !pw->is_string() || pw->get<std::string>().empty() || pw->get<std::string>().size() > 1024)
+  if (!pw || !pw->is_string() || pw->get<std::string>().empty()
+      || pw->get<std::string>().size() > 1024)
     r.fail("password", "is required (a string)");
   else
     out.password = pw->get<std::string>();
@@ -80,18 +81,18 @@ result<login_request> decode_login(const std::string& body) {
 
 std::string encode(const model::customer& c, const config::loyalty_settings& tiers) {
   return dump_json(json{{"id", c.id},
-                   {"email", c.email},
-                   {"name", c.name},
-                   {"loyalty",
-                    {{"points", c.loyalty_points},
-                     {"tier", actors::order_logic::loyalty_tier(c.loyalty_points, tiers)}}},
-                   {"created_at", persistence::format_rfc3339(c.created_at_ms)}});
+                        {"email", c.email},
+                        {"name", c.name},
+                        {"loyalty",
+                         {{"points", c.loyalty_points},
+                          {"tier", actors::order_logic::loyalty_tier(c.loyalty_points, tiers)}}},
+                        {"created_at", persistence::format_rfc3339(c.created_at_ms)}});
 }
 
 std::string encode(const model::session_grant& g) {
   return dump_json(json{{"token", g.token},
-                   {"customer_id", g.customer_id},
-                   {"expires_at", persistence::format_rfc3339(g.expires_at_ms)}});
+                        {"customer_id", g.customer_id},
+                        {"expires_at", persistence::format_rfc3339(g.expires_at_ms)}});
 }
 
 } // namespace emporium::http::codec

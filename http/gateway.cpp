@@ -1,8 +1,8 @@
 #include "http/gateway.hpp"
 
+#include "core/ids.hpp"
 #include "http/handler_support.hpp"
 #include "http/route_table.hpp"
-#include "core/ids.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -18,8 +18,9 @@ namespace {
 constexpr const char* allowed_request_headers =
   "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Request-Id";
 /// Headers a browser script may read from an answer.
-constexpr const char* exposed_headers = "ETag, Location, Retry-After, RateLimit-Limit, "
-                                        "RateLimit-Remaining, RateLimit-Reset, X-Request-Id";
+constexpr const char* exposed_headers =
+  "ETag, Location, Retry-After, RateLimit-Limit, "
+  "RateLimit-Remaining, RateLimit-Reset, X-Request-Id";
 constexpr const char* preflight_max_age = "600";
 
 bool uri_char(char c) {
@@ -27,12 +28,26 @@ bool uri_char(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
     return true;
   switch (c) {
-    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'': case '(':
-    case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '@': case '/':
-    case '?':
-      return true;
-    default:
-      return false;
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
+    case '@':
+    case '/':
+    case '?': return true;
+    default: return false;
   }
 }
 
@@ -115,8 +130,7 @@ bool is_health_probe(std::string_view method, std::string_view path) {
 }
 
 std::string token_key(std::string_view admin_key_hash) {
-  return core::sha256_hex(std::string{"emporium/session-token/v1:"}
-                                 + std::string{admin_key_hash});
+  return core::sha256_hex(std::string{"emporium/session-token/v1:"} + std::string{admin_key_hash});
 }
 
 std::string sign_token(std::string_view token, std::string_view key) {
@@ -184,7 +198,8 @@ std::vector<std::string_view> forwarded_for(const request& req) {
   return out;
 }
 
-std::string client_address(std::string_view peer, const std::vector<std::string_view>& forwarded_for,
+std::string client_address(std::string_view peer,
+                           const std::vector<std::string_view>& forwarded_for,
                            const std::vector<config::cidr_block>& trusted) {
   auto peer_ip = config::parse_ip(peer);
   if (!peer_ip)
@@ -236,8 +251,8 @@ std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& bl
 
 client_identity identify(const request& req, route_class c, std::string_view token_key,
                          std::string_view admin_key_hash, std::string_view client_address) {
-  client_identity by_address{"a:" + address_key(client_address), std::string{client_address}, {},
-                             {}};
+  client_identity by_address{
+    "a:" + address_key(client_address), std::string{client_address}, {}, {}};
   if (req.header("authorization").empty())
     return by_address;
   auto presented = bearer_token(req);
@@ -261,9 +276,8 @@ client_identity identify(const request& req, route_class c, std::string_view tok
   return by_address;
 }
 
-admission admit(request& req, std::string_view peer,
-                const std::vector<config::cidr_block>& trusted, std::string_view token_key,
-                std::string_view admin_key_hash) {
+admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
+                std::string_view token_key, std::string_view admin_key_hash) {
   admission out;
   out.target_ok = parse_target(req.target, req.path, req.query);
   std::string_view path = out.target_ok ? std::string_view{req.path} : "";
@@ -280,7 +294,9 @@ admission admit(request& req, std::string_view peer,
 }
 
 client_identity customer_identity(std::string_view customer_id) {
-  return {"c:" + std::string{customer_id}, "customer:" + std::string{customer_id}, {},
+  return {"c:" + std::string{customer_id},
+          "customer:" + std::string{customer_id},
+          {},
           {caller::kind::customer, std::string{customer_id}}};
 }
 

@@ -33,7 +33,8 @@ std::string instance_of(std::string_view request_id);
 /// Adds `"instance"` to a problem+json body that has none. Other bodies are left alone.
 void add_problem_instance(response& res, std::string_view request_id);
 
-// -- identity and classes ---------------------------------------------------------------------------
+// -- identity and classes
+// ---------------------------------------------------------------------------
 
 /// The route table's entry of a request (method and decoded path), or nullptr.
 const route_spec* route_of(std::string_view method, std::string_view path);
@@ -66,7 +67,8 @@ std::string token_key(std::string_view admin_key_hash);
 /// client cannot buy a fresh identity with it. `forwarded_for` holds the header's values in
 /// the order received (several headers are one list). Entries may carry a port
 /// (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
-std::string client_address(std::string_view peer, const std::vector<std::string_view>& forwarded_for,
+std::string client_address(std::string_view peer,
+                           const std::vector<std::string_view>& forwarded_for,
                            const std::vector<config::cidr_block>& trusted);
 
 /// The X-Forwarded-For values of `req`, in order.
@@ -80,8 +82,9 @@ std::string address_key(std::string_view address);
 std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& blocks);
 
 struct client_identity {
-  std::string bucket; ///< rate-limit key: "c:<customer id>", "t:<admin key hash>" or "a:<address key>"
-  std::string shown;  ///< for logs: "customer:<id>", "admin" or the address
+  std::string
+    bucket; ///< rate-limit key: "c:<customer id>", "t:<admin key hash>" or "a:<address key>"
+  std::string shown; ///< for logs: "customer:<id>", "admin" or the address
   /// A token this server signed whose session is not verified yet: the caller asks the runtime
   /// and, when it is live, uses customer_identity(); until then (and when it is not) `bucket` is
   /// the address's. Held in memory only: never logged.
@@ -95,8 +98,8 @@ struct client_identity {
 /// customer id, or "" when it could not; then `dead` says whether the session is unknown or
 /// expired (false when the lookup failed: the database unreachable, a timeout). May call `done`
 /// at once (a cached session) or later from another thread; never blocks the caller.
-using session_verifier =
-  std::function<void(std::string token, std::function<void(std::string customer_id, bool dead)> done)>;
+using session_verifier = std::function<void(
+  std::string token, std::function<void(std::string customer_id, bool dead)> done)>;
 
 /// Resolves the caller once per request, for the limiter and the handlers. Logins and
 /// sign-ups are by address. Otherwise the admin key has a bucket of its own; a token
@@ -117,9 +120,8 @@ struct admission {
   client_identity identity;
 };
 
-admission admit(request& req, std::string_view peer,
-                const std::vector<config::cidr_block>& trusted, std::string_view token_key,
-                std::string_view admin_key_hash);
+admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
+                std::string_view token_key, std::string_view admin_key_hash);
 
 /// The identity of a verified customer session.
 client_identity customer_identity(std::string_view customer_id);

@@ -1,8 +1,8 @@
 #pragma once
 /// What every handler uses: JSON answers, the media-type check.
 
-#include "http/message.hpp"
 #include "core/model.hpp"
+#include "http/message.hpp"
 
 #include <optional>
 #include <string>

@@ -40,7 +40,8 @@ bool is_sku(const std::string& s) {
 }
 
 bool is_currency(const std::string& s) {
-  return s.size() == 3 && std::all_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+  return s.size() == 3
+         && std::all_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
 std::optional<std::vector<std::string>> images(reader& r) {

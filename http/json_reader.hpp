@@ -74,8 +74,8 @@ class reader {
     auto s = v->get<std::string>();
     auto chars = utf8_length(s);
     if (chars < min || chars > max) {
-      fail(field, "must be " + std::to_string(min) + " to " + std::to_string(max)
-                    + " characters long");
+      fail(field,
+           "must be " + std::to_string(min) + " to " + std::to_string(max) + " characters long");
       return std::nullopt;
     }
     if (has_control_chars(s, multiline)) {
@@ -136,7 +136,6 @@ class reader {
   std::string prefix_;
   std::vector<field_error> errors_;
 };
-
 
 /// Parses `body` as a JSON object, or says why not.
 inline std::optional<json> parse_object(const std::string& body, failure& f) {

@@ -53,9 +53,10 @@ void listener::accept() {
         // listen backlog until connections close (idle and header timeouts see to that).
         if (exhausted_since == steady::time_point{}) {
           exhausted_since = steady::now();
-          spdlog::warn("accept failed: {}; pausing new connections ({} open, "
-                       "http.max_connections {})",
-                       ec.message(), shared.connections.load(), shared.max_connections);
+          spdlog::warn(
+            "accept failed: {}; pausing new connections ({} open, "
+            "http.max_connections {})",
+            ec.message(), shared.connections.load(), shared.max_connections);
         }
         ++exhausted_failures;
         backoff_timer.expires_after(accept_backoff);
@@ -92,8 +93,9 @@ void listener::accept() {
     // A peer already gone (no address) is not counted: its session ends at its first read.
     std::string key;
     auto ip = config::parse_ip(remote);
-    bool from_proxy = ip && std::any_of(shared.trusted.begin(), shared.trusted.end(),
-                                        [&](const config::cidr_block& b) { return b.contains(*ip); });
+    bool from_proxy = ip
+                      && std::any_of(shared.trusted.begin(), shared.trusted.end(),
+                                     [&](const config::cidr_block& b) { return b.contains(*ip); });
     if (!from_proxy && !remote.empty()) {
       key = gateway::address_key(remote);
       if (!shared.add_address(key)) {
@@ -140,12 +142,13 @@ void server::start() {
   auto files = shared_state::current_open_files_limit();
   auto room = files > static_cast<std::uint64_t>(sh.reserved) ? files - sh.reserved : 0;
   if (sh.cfg.max_connections && static_cast<std::uint64_t>(*sh.cfg.max_connections) > room)
-    spdlog::warn("http.max_connections {} does not fit the open-files limit {} ({} kept for "
-                 "other descriptors): past {} connections, accepting pauses until some close",
-                 *sh.cfg.max_connections, files, sh.reserved, room);
-  spdlog::info("http.max_connections {}{}, {} per address; open-files limit {}",
-               sh.max_connections, sh.cfg.max_connections ? "" : " (derived)",
-               sh.cfg.max_connections_per_address, files);
+    spdlog::warn(
+      "http.max_connections {} does not fit the open-files limit {} ({} kept for "
+      "other descriptors): past {} connections, accepting pauses until some close",
+      *sh.cfg.max_connections, files, sh.reserved, room);
+  spdlog::info("http.max_connections {}{}, {} per address; open-files limit {}", sh.max_connections,
+               sh.cfg.max_connections ? "" : " (derived)", sh.cfg.max_connections_per_address,
+               files);
   impl_->accept();
 }
 
@@ -234,8 +237,8 @@ int derived_max_connections(std::uint64_t open_files, int pool_size) {
   auto reserve = static_cast<std::uint64_t>(reserved_descriptors(pool_size));
   if (open_files <= reserve + 1)
     return 1;
-  return static_cast<int>(
-    std::min<std::uint64_t>(open_files - reserve, static_cast<std::uint64_t>(max_derived_connections)));
+  return static_cast<int>(std::min<std::uint64_t>(
+    open_files - reserve, static_cast<std::uint64_t>(max_derived_connections)));
 }
 
 } // namespace emporium::http

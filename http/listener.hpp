@@ -43,8 +43,7 @@ struct listener {
     drain_timer.async_wait([this](beast::error_code ec) {
       if (ec || drained)
         return;
-      spdlog::warn("drain timeout: cutting {} connection(s) still open",
-                   shared.connections.load());
+      spdlog::warn("drain timeout: cutting {} connection(s) still open", shared.connections.load());
       ioc.stop();
     });
   }
@@ -71,7 +70,7 @@ struct listener {
   tcp::acceptor acceptor;
   net::steady_timer drain_timer;
   net::steady_timer poll_timer;
-  net::steady_timer backoff_timer; ///< accepting paused while out of descriptors
+  net::steady_timer backoff_timer;      ///< accepting paused while out of descriptors
   steady::time_point exhausted_since{}; ///< start of the episode; epoch when none (acceptor strand)
   std::uint64_t exhausted_failures = 0;
   std::vector<std::thread> threads;

@@ -1,9 +1,9 @@
 #include "http/logging.hpp"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <memory>
@@ -56,8 +56,8 @@ constexpr const char* time_and_level =
 } // namespace
 
 std::string json_quote(std::string_view s) {
-  return nlohmann::json(std::string{s}).dump(-1, ' ', false,
-                                              nlohmann::json::error_handler_t::replace);
+  return nlohmann::json(std::string{s})
+    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void setup(const std::string& level) {

@@ -36,7 +36,7 @@ std::string_view current_request_id();
 struct access_entry {
   std::string_view request_id;
   std::string_view method;
-  std::string_view route;  ///< the route pattern (`/products/{id}`), never the raw path
+  std::string_view route; ///< the route pattern (`/products/{id}`), never the raw path
   int status = 0;
   double duration_ms = 0;
   std::size_t bytes = 0;   ///< body bytes sent

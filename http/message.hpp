@@ -29,14 +29,14 @@ struct caller {
 };
 
 struct request {
-  std::string method;   ///< upper-case, as sent
-  std::string target;   ///< raw request target
-  std::string path;     ///< percent-decoded path, without the query
+  std::string method; ///< upper-case, as sent
+  std::string target; ///< raw request target
+  std::string path;   ///< percent-decoded path, without the query
   std::vector<std::pair<std::string, std::string>> query; ///< decoded, in order
   header_map headers;
   std::string body;
-  std::string remote;   ///< peer address
-  caller who;           ///< set by the gateway
+  std::string remote; ///< peer address
+  caller who;         ///< set by the gateway
 
   /// The first value of header `name` (lower-case), or empty.
   std::string_view header(std::string_view name) const;

@@ -69,7 +69,9 @@ class family {
  public:
   family(std::string name, std::string help, std::vector<std::string> labels,
          std::vector<double> bounds = {})
-    : name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)),
+    : name_(std::move(name)),
+      help_(std::move(help)),
+      labels_(std::move(labels)),
       bounds_(std::move(bounds)) {}
 
   /// The child for `values` (created on first use). Thread-safe.
@@ -144,12 +146,12 @@ std::string status_class(int status);
 
 /// The families the HTTP server and the gateway update, looked up once.
 struct http_families {
-  family<counter>& requests;             ///< method, route, status_class
-  family<histogram>& duration;           ///< method, route, status_class (seconds)
+  family<counter>& requests;   ///< method, route, status_class
+  family<histogram>& duration; ///< method, route, status_class (seconds)
   gauge& in_flight;
   gauge& connections;
   counter& connections_refused;
-  family<counter>& rate_limited;         ///< class
+  family<counter>& rate_limited; ///< class
   counter& rate_limit_fallbacks;
   gauge& rate_limit_redis_up;
   gauge& rate_limit_buckets;

@@ -62,8 +62,8 @@ json integer(std::int64_t minimum, std::optional<std::int64_t> maximum = std::nu
 json id_schema(const std::string& prefix) {
   return {{"type", "string"},
           {"pattern", "^" + prefix + "_[0-9A-HJKMNP-TV-Z]{26}$"},
-          {"description", "An opaque id (a ULID with the type prefix " + prefix
-                            + "_), ordered by creation time"}};
+          {"description",
+           "An opaque id (a ULID with the type prefix " + prefix + "_), ordered by creation time"}};
 }
 
 json timestamp() {
@@ -90,33 +90,34 @@ json schemas() {
   s["FieldError"] = object({{"field", string_schema("The offending field (JSON path or name)")},
                             {"message", string_schema("What is wrong with it")}},
                            {"field", "message"});
-  s["Problem"] = {
-    {"type", "object"},
-    {"description", "RFC 9457 problem details"},
-    {"properties",
-     {{"type", {{"type", "string"}, {"format", "uri-reference"}}},
-      {"title", {{"type", "string"}}},
-      {"status", {{"type", "integer"}, {"minimum", 400}, {"maximum", 599}}},
-      {"detail", {{"type", "string"}}},
-      {"instance",
-       {{"type", "string"},
-        {"format", "uri-reference"},
-        {"description", "The request id (X-Request-Id) of the failed request"}}},
-      {"errors",
-       {{"type", "array"},
-        {"items", schema_ref("FieldError")},
-        {"description", "One entry per invalid field (400 only)"}}}}},
-    {"required", {"type", "title", "status", "detail"}}};
+  s["Problem"] = {{"type", "object"},
+                  {"description", "RFC 9457 problem details"},
+                  {"properties",
+                   {{"type", {{"type", "string"}, {"format", "uri-reference"}}},
+                    {"title", {{"type", "string"}}},
+                    {"status", {{"type", "integer"}, {"minimum", 400}, {"maximum", 599}}},
+                    {"detail", {{"type", "string"}}},
+                    {"instance",
+                     {{"type", "string"},
+                      {"format", "uri-reference"},
+                      {"description", "The request id (X-Request-Id) of the failed request"}}},
+                    {"errors",
+                     {{"type", "array"},
+                      {"items", schema_ref("FieldError")},
+                      {"description", "One entry per invalid field (400 only)"}}}}},
+                  {"required", {"type", "title", "status", "detail"}}};
 
   json product_fields{
     {"sku",
-     {{"type", "string"}, {"minLength", 1}, {"maxLength", 64}, {"pattern", "^[A-Za-z0-9._-]+$"},
+     {{"type", "string"},
+      {"minLength", 1},
+      {"maxLength", 64},
+      {"pattern", "^[A-Za-z0-9._-]+$"},
       {"description", "Unique stock-keeping unit"}}},
     {"name", {{"type", "string"}, {"minLength", 1}, {"maxLength", 200}}},
     {"description", {{"type", "string"}, {"maxLength", 10000}}},
     {"price_cents", integer(0, 10'000'000'000LL)},
-    {"currency",
-     {{"type", "string"}, {"pattern", "^[A-Z]{3}$"}, {"description", "ISO 4217 code"}}},
+    {"currency", {{"type", "string"}, {"pattern", "^[A-Z]{3}$"}, {"description", "ISO 4217 code"}}},
     {"category",
      {{"type", "string"}, {"minLength", 1}, {"maxLength", 64}, {"pattern", "^[a-z0-9_-]+$"}}},
     {"stock", integer(0, 1'000'000'000)},
@@ -167,10 +168,9 @@ json schemas() {
                 {"description", "Matching products per category"}}},
               {"price",
                {{"type", "array"},
-                {"items", object({{"min", integer(0)},
-                                  {"max", nullable(integer(0))},
-                                  {"count", integer(0)}},
-                                 {"min", "max", "count"}, false)}}}},
+                {"items",
+                 object({{"min", integer(0)}, {"max", nullable(integer(0))}, {"count", integer(0)}},
+                        {"min", "max", "count"}, false)}}}},
              {"category", "price"}, false)},
      {"total", integer(0)},
      {"total_is_estimate", {{"type", "boolean"}}},
@@ -237,17 +237,18 @@ json schemas() {
                       {"total_cents", nullable(integer(0))},
                       {"shipping_problem",
                        {{"type", "string"},
-                        {"description", "Present when no shipping can be quoted for these items "
-                                        "(shipping_cents and total_cents are then null); "
-                                        "checkout would answer 422"}}},
+                        {"description",
+                         "Present when no shipping can be quoted for these items "
+                         "(shipping_cents and total_cents are then null); "
+                         "checkout would answer 422"}}},
                       {"updated_at", timestamp()},
                       {"expires_at", timestamp()}},
-                     {"id", "customer_id", "items", "currency", "subtotal_cents",
-                      "shipping_cents", "total_cents", "updated_at", "expires_at"},
+                     {"id", "customer_id", "items", "currency", "subtotal_cents", "shipping_cents",
+                      "total_cents", "updated_at", "expires_at"},
                      false);
-  s["CartItem"] = object({{"quantity", {{"type", "integer"}, {"minimum", 0},
-                                        {"description", "0 removes the line"}}}},
-                         {"quantity"});
+  s["CartItem"] = object(
+    {{"quantity", {{"type", "integer"}, {"minimum", 0}, {"description", "0 removes the line"}}}},
+    {"quantity"});
   s["Checkout"] = object({{"shipping_address", schema_ref("Address")}}, {"shipping_address"});
   s["OrderCreate"] = object(
     {{"items",
@@ -286,8 +287,9 @@ json schemas() {
     {{"payment_method",
       {{"type", "string"},
        {"pattern", "^tok_"},
-       {"description", "A provider token; the simulated provider accepts tok_visa and declines "
-                       "tok_declined"}}}},
+       {"description",
+        "A provider token; the simulated provider accepts tok_visa and declines "
+        "tok_declined"}}}},
     {"payment_method"});
   s["OrderEvent"] = object({{"order_id", id_schema("ord")},
                             {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}},
@@ -297,21 +299,21 @@ json schemas() {
     {{"subscribe",
       {{"type", "string"},
        {"pattern", "^(product|order):[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$"},
-       {"description", "product:ID for stock changes (anyone), order:ID for status changes "
-                       "(the owner or admin; authenticate with the Authorization header of "
-                       "the upgrade request)"}}}},
+       {"description",
+        "product:ID for stock changes (anyone), order:ID for status changes "
+        "(the owner or admin; authenticate with the Authorization header of "
+        "the upgrade request)"}}}},
     {"subscribe"});
-  s["WsEvent"] = {
-    {"description", "A message the server pushes on /ws"},
-    {"oneOf",
-     {object({{"topic", {{"type", "string"}, {"pattern", "^product:"}}},
-              {"product_id", id_schema("prod")},
-              {"stock", integer(0)}},
-             {"topic", "product_id", "stock"}, false),
-      object({{"topic", {{"type", "string"}, {"pattern", "^order:"}}},
-              {"order_id", id_schema("ord")},
-              {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}}},
-             {"topic", "order_id", "status"}, false)}}};
+  s["WsEvent"] = {{"description", "A message the server pushes on /ws"},
+                  {"oneOf",
+                   {object({{"topic", {{"type", "string"}, {"pattern", "^product:"}}},
+                            {"product_id", id_schema("prod")},
+                            {"stock", integer(0)}},
+                           {"topic", "product_id", "stock"}, false),
+                    object({{"topic", {{"type", "string"}, {"pattern", "^order:"}}},
+                            {"order_id", id_schema("ord")},
+                            {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}}},
+                           {"topic", "order_id", "status"}, false)}}};
   s["Health"] = object({{"status", {{"type", "string"}, {"enum", {"ok", "ready"}}}}}, {"status"},
                        false);
   return s;
@@ -330,17 +332,19 @@ json parameters() {
                   {"default", page_limit_default}}}};
   p["Cursor"] = {{"name", "cursor"},
                  {"in", "query"},
-                 {"description", "next_cursor of the previous page; a cursor not issued by this "
-                                 "server answers 400"},
+                 {"description",
+                  "next_cursor of the previous page; a cursor not issued by this "
+                  "server answers 400"},
                  {"schema", {{"type", "string"}}}};
-  p["Category"] = {{"name", "category"},
-                   {"in", "query"},
-                   {"schema",
-                    {{"type", "string"}, {"minLength", 1}, {"maxLength", category_max_chars}}}};
+  p["Category"] = {
+    {"name", "category"},
+    {"in", "query"},
+    {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", category_max_chars}}}};
   p["Country"] = {{"name", "country"},
                   {"in", "query"},
-                  {"description", "The country shipping is quoted for (ISO 3166-1 alpha-2); "
-                                  "default: the server's shipping.default_country"},
+                  {"description",
+                   "The country shipping is quoted for (ISO 3166-1 alpha-2); "
+                   "default: the server's shipping.default_country"},
                   {"schema", {{"type", "string"}, {"pattern", "^[A-Z]{2}$"}}}};
   p["Upgrade"] = {{"name", "Upgrade"},
                   {"in", "header"},
@@ -357,18 +361,20 @@ json parameters() {
   p["IdempotencyKey"] = {
     {"name", "Idempotency-Key"},
     {"in", "header"},
-    {"description", "Repeats with the same key and body return the original answer when it was "
-                    "the order or a verdict on the request (400, 422); a refusal that stock, "
-                    "open orders or the cart decide (409) is not kept, so a retry runs again. "
-                    "The same key with another body answers 422. Scoped to the customer."},
-    {"schema", {{"type", "string"}, {"minLength", 1}, {"maxLength", codec::idempotency_key_max_chars}}}};
-  p["XRequestId"] = {
-    {"name", "X-Request-Id"},
-    {"in", "header"},
-    {"description", "The caller's id for this request (1..128 visible ASCII characters); "
-                    "otherwise the server makes one. Echoed on the answer, in the logs and as "
-                    "the problem's instance."},
-    {"schema", {{"type", "string"}, {"pattern", "^[!-~]{1,128}$"}}}};
+    {"description",
+     "Repeats with the same key and body return the original answer when it was "
+     "the order or a verdict on the request (400, 422); a refusal that stock, "
+     "open orders or the cart decide (409) is not kept, so a retry runs again. "
+     "The same key with another body answers 422. Scoped to the customer."},
+    {"schema",
+     {{"type", "string"}, {"minLength", 1}, {"maxLength", codec::idempotency_key_max_chars}}}};
+  p["XRequestId"] = {{"name", "X-Request-Id"},
+                     {"in", "header"},
+                     {"description",
+                      "The caller's id for this request (1..128 visible ASCII characters); "
+                      "otherwise the server makes one. Echoed on the answer, in the logs and as "
+                      "the problem's instance."},
+                     {"schema", {{"type", "string"}, {"pattern", "^[!-~]{1,128}$"}}}};
   return p;
 }
 
@@ -388,8 +394,7 @@ json headers() {
     {"Location",
      {{"description", "The created resource"},
       {"schema", {{"type", "string"}, {"format", "uri-reference"}}}}},
-    {"Allow",
-     {{"description", "The methods the path supports"}, {"schema", {{"type", "string"}}}}},
+    {"Allow", {{"description", "The methods the path supports"}, {"schema", {{"type", "string"}}}}},
   };
 }
 
@@ -406,9 +411,9 @@ json responses() {
   return {
     {"BadRequest", problem_response("Invalid input: the problem lists each field in errors[]")},
     {"Unauthorized",
-     problem_response("No or unknown credentials",
-                      {{"WWW-Authenticate",
-                        {{"description", "Bearer"}, {"schema", {{"type", "string"}}}}}})},
+     problem_response(
+       "No or unknown credentials",
+       {{"WWW-Authenticate", {{"description", "Bearer"}, {"schema", {{"type", "string"}}}}}})},
     {"PaymentRequired", problem_response("The payment provider declined the payment")},
     {"BadGateway", problem_response("The payment provider failed, also after retries; nothing "
                                     "was charged and the order stays unpaid")},
@@ -423,52 +428,69 @@ json responses() {
     {"Unprocessable", problem_response("Well-formed but cannot be processed (an Idempotency-Key "
                                        "reused with another body, an address no shipping zone "
                                        "serves)")},
-    {"TooManyRequests",
-     problem_response("The client's token bucket for this route class is empty",
-                      {{"Retry-After", header_ref("Retry-After")}})},
+    {"TooManyRequests", problem_response("The client's token bucket for this route class is empty",
+                                         {{"Retry-After", header_ref("Retry-After")}})},
     {"HeadersTooLarge", problem_response("The request header block exceeds 16 KiB")},
     {"Internal", problem_response("An unexpected failure")},
-    {"Unavailable",
-     problem_response("A dependency (PostgreSQL) is down; try again later",
-                      {{"Retry-After", header_ref("Retry-After")}})},
+    {"Unavailable", problem_response("A dependency (PostgreSQL) is down; try again later",
+                                     {{"Retry-After", header_ref("Retry-After")}})},
     {"Timeout", problem_response("The request did not complete in time")},
   };
 }
 
 // -- operations -----------------------------------------------------------------------------------
 
-const std::map<int, std::string> error_names{
-  {400, "BadRequest"},       {401, "Unauthorized"},         {402, "PaymentRequired"},
-  {403, "Forbidden"},        {404, "NotFound"},             {409, "Conflict"},
-  {412, "PreconditionFailed"}, {413, "PayloadTooLarge"},    {415, "UnsupportedMediaType"},
-  {422, "Unprocessable"},    {429, "TooManyRequests"},      {431, "HeadersTooLarge"},
-  {500, "Internal"},         {502, "BadGateway"},           {503, "Unavailable"},
-  {504, "Timeout"}};
+const std::map<int, std::string> error_names{{400, "BadRequest"},
+                                             {401, "Unauthorized"},
+                                             {402, "PaymentRequired"},
+                                             {403, "Forbidden"},
+                                             {404, "NotFound"},
+                                             {409, "Conflict"},
+                                             {412, "PreconditionFailed"},
+                                             {413, "PayloadTooLarge"},
+                                             {415, "UnsupportedMediaType"},
+                                             {422, "Unprocessable"},
+                                             {429, "TooManyRequests"},
+                                             {431, "HeadersTooLarge"},
+                                             {500, "Internal"},
+                                             {502, "BadGateway"},
+                                             {503, "Unavailable"},
+                                             {504, "Timeout"}};
 
 /// The parameters GET /search validates in its codec (search_codec::decode_query).
 std::vector<json> search_parameters() {
   namespace sc = search_codec;
   return {
-    {{"name", "q"}, {"in", "query"}, {"description", "Full-text query"},
+    {{"name", "q"},
+     {"in", "query"},
+     {"description", "Full-text query"},
      {"schema", {{"type", "string"}, {"maxLength", sc::max_text_chars}}}},
-    {{"name", "category"}, {"in", "query"},
+    {{"name", "category"},
+     {"in", "query"},
      {"description", "Repeat to match any of several categories"},
-     {"style", "form"}, {"explode", true},
-     {"schema", {{"type", "array"},
-                 {"maxItems", sc::max_categories},
-                 {"items", {{"type", "string"}, {"minLength", 1},
-                            {"maxLength", category_max_chars}}}}}},
-    {{"name", "min_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
+     {"style", "form"},
+     {"explode", true},
+     {"schema",
+      {{"type", "array"},
+       {"maxItems", sc::max_categories},
+       {"items", {{"type", "string"}, {"minLength", 1}, {"maxLength", category_max_chars}}}}}},
+    {{"name", "min_price"},
+     {"in", "query"},
+     {"description", "Minor units, inclusive"},
      {"schema", {{"type", "integer"}, {"minimum", 0}, {"maximum", sc::max_price_cents}}}},
-    {{"name", "max_price"}, {"in", "query"}, {"description", "Minor units, inclusive"},
+    {{"name", "max_price"},
+     {"in", "query"},
+     {"description", "Minor units, inclusive"},
      {"schema", {{"type", "integer"}, {"minimum", 0}, {"maximum", sc::max_price_cents}}}},
     {{"name", "in_stock"}, {"in", "query"}, {"schema", {{"type", "boolean"}}}},
-    {{"name", "sort"}, {"in", "query"},
+    {{"name", "sort"},
+     {"in", "query"},
      {"schema",
       {{"type", "string"},
        {"enum", {"relevance", "price_asc", "price_desc", "newest"}},
        {"default", "relevance"}}}},
-    param_ref("Limit"), param_ref("Cursor")};
+    param_ref("Limit"),
+    param_ref("Cursor")};
 }
 
 json query_parameter(query_kind k) {
@@ -490,8 +512,9 @@ json special_response(const std::string& name, bool probe) {
             {"headers", headers}};
   }
   if (name == "event_stream")
-    return {{"description", "Server-Sent Events: one `status` event per change of the order's "
-                            "status, its data an OrderEvent; the stream stays open"},
+    return {{"description",
+             "Server-Sent Events: one `status` event per change of the order's "
+             "status, its data an OrderEvent; the stream stays open"},
             {"headers", headers},
             {"content",
              {{"text/event-stream",
@@ -587,8 +610,8 @@ json build_operation(const route_spec& r) {
   if (r.who == access::admin || r.who == access::admin_by_runtime)
     errors.push_back(403);
   for (int e : errors)
-    res[std::to_string(e)] =
-      r.probe ? probe_error(error_names.at(e)) : response_ref(error_names.at(e));
+    res[std::to_string(e)] = r.probe ? probe_error(error_names.at(e))
+                                     : response_ref(error_names.at(e));
   j["responses"] = res;
   return j;
 }
@@ -611,8 +634,8 @@ json build() {
      "Request header blocks are limited to 16 KiB (431), bodies to 1 MiB (413); pipelined "
      "requests are answered in order."}};
   doc["servers"] = {{{"url", "/"}}};
-  doc["tags"] = {{{"name", "products"}}, {{"name", "search"}},  {{"name", "customers"}},
-                 {{"name", "carts"}},    {{"name", "orders"}},  {{"name", "realtime"}},
+  doc["tags"] = {{{"name", "products"}},  {{"name", "search"}}, {{"name", "customers"}},
+                 {{"name", "carts"}},     {{"name", "orders"}}, {{"name", "realtime"}},
                  {{"name", "operations"}}};
   json paths = json::object();
   for (const auto& r : route_table()) {
@@ -622,20 +645,19 @@ json build() {
     paths[r.pattern][method] = build_operation(r);
   }
   doc["paths"] = paths;
-  doc["components"] = {
-    {"schemas", schemas()},
-    {"parameters", parameters()},
-    {"headers", headers()},
-    {"responses", responses()},
-    {"securitySchemes",
-     {{"adminKey",
-       {{"type", "http"},
-        {"scheme", "bearer"},
-        {"description", "The admin key (auth.admin_key) as a Bearer token"}}},
-      {"customerToken",
-       {{"type", "http"},
-        {"scheme", "bearer"},
-        {"description", "A customer's token from POST /sessions"}}}}}};
+  doc["components"] = {{"schemas", schemas()},
+                       {"parameters", parameters()},
+                       {"headers", headers()},
+                       {"responses", responses()},
+                       {"securitySchemes",
+                        {{"adminKey",
+                          {{"type", "http"},
+                           {"scheme", "bearer"},
+                           {"description", "The admin key (auth.admin_key) as a Bearer token"}}},
+                         {"customerToken",
+                          {{"type", "http"},
+                           {"scheme", "bearer"},
+                           {"description", "A customer's token from POST /sessions"}}}}}};
   return doc;
 }
 

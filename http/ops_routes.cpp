@@ -37,8 +37,8 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
   w.sample("emporium_db_pool_in_use", {}, s.db_in_use);
   w.header("emporium_db_pool_waiting", "Jobs queued for a PostgreSQL worker", kind::gauge);
   w.sample("emporium_db_pool_waiting", {}, s.db_waiting);
-  w.header("emporium_db_retries_total",
-           "PostgreSQL transactions re-run after a transient failure", kind::counter);
+  w.header("emporium_db_retries_total", "PostgreSQL transactions re-run after a transient failure",
+           kind::counter);
   w.sample("emporium_db_retries_total", {}, static_cast<double>(s.db_retries));
   w.header("emporium_auth_db_retries_total",
            "Sign-up and login jobs re-run after a transient database failure", kind::counter);
@@ -64,8 +64,7 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
   w.sample("emporium_cache_flush_pending", {}, s.cache_flush_pending ? 1 : 0);
 
   auto& c = persistence::cache_stats();
-  w.header("emporium_cache_hits_total", "Redis cache lookups that found the entity",
-           kind::counter);
+  w.header("emporium_cache_hits_total", "Redis cache lookups that found the entity", kind::counter);
   w.sample("emporium_cache_hits_total", {}, static_cast<double>(c.hits.load()));
   w.header("emporium_cache_misses_total", "Redis cache lookups that did not", kind::counter);
   w.sample("emporium_cache_misses_total", {}, static_cast<double>(c.misses.load()));
@@ -74,8 +73,7 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
   w.sample("emporium_cache_errors_total", {}, static_cast<double>(c.errors.load()));
 }
 
-void get_metrics(app& a, const request&, const path_params&, const query_args&,
-                 responder respond) {
+void get_metrics(app& a, const request&, const path_params&, const query_args&, responder respond) {
   metrics::writer w;
   write_runtime(w, a.runtime.stats());
   response res;
@@ -84,20 +82,17 @@ void get_metrics(app& a, const request&, const path_params&, const query_args&,
   respond(std::move(res));
 }
 
-void get_openapi(app&, const request&, const path_params&, const query_args&,
-                 responder respond) {
+void get_openapi(app&, const request&, const path_params&, const query_args&, responder respond) {
   response res;
   res.body = openapi::document();
   respond(std::move(res));
 }
 
-void get_healthz(app&, const request&, const path_params&, const query_args&,
-                 responder respond) {
+void get_healthz(app&, const request&, const path_params&, const query_args&, responder respond) {
   respond(json_response(200, R"({"status":"ok"})"));
 }
 
-void get_readyz(app& a, const request&, const path_params&, const query_args&,
-                responder respond) {
+void get_readyz(app& a, const request&, const path_params&, const query_args&, responder respond) {
   a.runtime.check_ready(on_strand<bool>(respond, [](const result<bool>& ok) {
     if (!ok)
       return problem(503, "PostgreSQL is not reachable");

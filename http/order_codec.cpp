@@ -1,9 +1,9 @@
 #include "http/order_codec.hpp"
 
 #include "actors/order_logic.hpp"
+#include "core/ids.hpp"
 #include "http/json_codec.hpp"
 #include "http/json_reader.hpp"
-#include "core/ids.hpp"
 #include "persistence/pg.hpp"
 
 #include <algorithm>
@@ -57,7 +57,10 @@ std::string canonical_hash(const json& body) {
 }
 
 json address_json(const model::address& a) {
-  json j{{"name", a.name}, {"line1", a.line1}, {"city", a.city}, {"postal_code", a.postal_code},
+  json j{{"name", a.name},
+         {"line1", a.line1},
+         {"city", a.city},
+         {"postal_code", a.postal_code},
          {"country", a.country}};
   if (!a.line2.empty())
     j["line2"] = a.line2;
@@ -105,8 +108,10 @@ std::optional<failure> order_limits_problem(const std::vector<model::line_reques
   for (const auto& l : actors::order_logic::normalise_lines(items))
     most = std::max(most, l.quantity);
   if (most > max_units)
-    return failure{errc::invalid_input, "the order is invalid",
-                   {{"items", "at most " + std::to_string(max_units) + " of one product per order"}}};
+    return failure{
+      errc::invalid_input,
+      "the order is invalid",
+      {{"items", "at most " + std::to_string(max_units) + " of one product per order"}}};
   return std::nullopt;
 }
 
@@ -183,11 +188,10 @@ result<std::string> decode_payment(const std::string& body) {
   reader r{*j};
   r.reject_unknown({"payment_method"});
   auto m = r.text("payment_method", 5, 128, true);
-  if (m && (m->rfind("tok_", 0) != 0
-            || !std::all_of(m->begin(), m->end(), [](char c) {
-                 return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-                        || c == '_';
-               })))
+  if (m && (m->rfind("tok_", 0) != 0 || !std::all_of(m->begin(), m->end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                     || c == '_';
+            })))
     r.fail("payment_method", "must be a payment token such as tok_visa");
   if (!r.errors().empty() || !m)
     return failure{errc::invalid_input, "the payment is invalid", std::move(r.errors())};
@@ -207,9 +211,9 @@ std::string encode(const model::order_page& page) {
   json items = json::array();
   for (const auto& o : page.items)
     items.push_back(order_json(o));
-  return dump_json(json{{"items", std::move(items)},
-                   {"next_cursor",
-                    page.next_after_id ? json(encode_cursor(*page.next_after_id)) : json()}});
+  return dump_json(
+    json{{"items", std::move(items)},
+         {"next_cursor", page.next_after_id ? json(encode_cursor(*page.next_after_id)) : json()}});
 }
 
 } // namespace emporium::http::codec

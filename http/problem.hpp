@@ -1,8 +1,8 @@
 #pragma once
 /// RFC 9457 problem details: the one place where a domain failure becomes an HTTP status.
 
-#include "http/message.hpp"
 #include "core/model.hpp"
+#include "http/message.hpp"
 
 namespace emporium::http {
 

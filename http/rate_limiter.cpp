@@ -182,7 +182,9 @@ class rate_limiter::redis_worker {
  public:
   redis_worker(const config::redis_settings& redis, int timeout_ms, local_buckets& local,
                const bucket_params* params)
-    : local_(local), params_(params), timeout_(std::chrono::milliseconds(timeout_ms)),
+    : local_(local),
+      params_(params),
+      timeout_(std::chrono::milliseconds(timeout_ms)),
       endpoint_(persistence::parse_redis_url(redis.url)) {
     metrics::http().rate_limit_redis_up.set(0);
     thread_ = std::thread([this] { loop(); });
@@ -327,12 +329,13 @@ class rate_limiter::redis_worker {
   }
 
   bool load_script() {
-    reply_ptr r{static_cast<redisReply*>(
-      redisCommand(ctx_, "SCRIPT LOAD %s", redis_token_bucket_script))};
+    reply_ptr r{
+      static_cast<redisReply*>(redisCommand(ctx_, "SCRIPT LOAD %s", redis_token_bucket_script))};
     if (!r || r->type != REDIS_REPLY_STRING) {
       last_error_ = std::string{"SCRIPT LOAD: "}
-                    + (r && r->type == REDIS_REPLY_ERROR ? r->str
-                                                         : (ctx_->errstr[0] ? ctx_->errstr : "no answer"));
+                    + (r && r->type == REDIS_REPLY_ERROR
+                         ? r->str
+                         : (ctx_->errstr[0] ? ctx_->errstr : "no answer"));
       return false;
     }
     sha_.assign(r->str, r->len);
@@ -366,9 +369,10 @@ class rate_limiter::redis_worker {
     }
     retry_at_ = steady::now() + reconnect_delay;
     if (up_ != false)
-      spdlog::warn("rate limiter: Redis at {}:{} is unreachable ({}); limiting locally on this "
-                   "node until it is back",
-                   endpoint_.host, endpoint_.port, why);
+      spdlog::warn(
+        "rate limiter: Redis at {}:{} is unreachable ({}); limiting locally on this "
+        "node until it is back",
+        endpoint_.host, endpoint_.port, why);
     up_ = false;
     metrics::http().rate_limit_redis_up.set(0);
   }

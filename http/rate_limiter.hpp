@@ -39,10 +39,10 @@ struct bucket_state {
 /// What the limiter decided, with the numbers for the RateLimit-* and Retry-After headers.
 struct limit_decision {
   bool allowed = true;
-  int limit = 0;           ///< RateLimit-Limit: the bucket's capacity
-  int remaining = 0;       ///< RateLimit-Remaining: whole tokens left
-  int reset_s = 0;         ///< RateLimit-Reset: seconds until the bucket is full again
-  int retry_after_s = 0;   ///< Retry-After when refused: seconds until one token is back
+  int limit = 0;               ///< RateLimit-Limit: the bucket's capacity
+  int remaining = 0;           ///< RateLimit-Remaining: whole tokens left
+  int reset_s = 0;             ///< RateLimit-Reset: seconds until the bucket is full again
+  int retry_after_s = 0;       ///< Retry-After when refused: seconds until one token is back
   bool local_fallback = false; ///< redis mode, decided locally (Redis unreachable or late)
 };
 

@@ -1,8 +1,8 @@
 #include "http/route_table.hpp"
 
+#include "core/ids.hpp"
 #include "http/json_codec.hpp"
 #include "http/json_reader.hpp"
-#include "core/ids.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -26,8 +26,8 @@ std::vector<route_spec> build() {
   const char* const products = "/products";
   const char* const product = "/products/{id}";
   {
-    auto& r = add({"GET", products, "listProducts", "products",
-                   "List products in id (creation) order"});
+    auto& r = add(
+      {"GET", products, "listProducts", "products", "List products in id (creation) order"});
     r.query = {q::limit, q::cursor, q::category};
     r.strict_query = true;
     r.cursor_prefix = "prod";
@@ -39,13 +39,16 @@ std::vector<route_spec> build() {
     r.path_ids = {product_id};
     r.header_params = {"IfNoneMatch"};
     r.success = {{200, "The product", "Product", {"ETag"}},
-                 {304, "The cached copy named by If-None-Match is current", nullptr, {"ETag"},
+                 {304,
+                  "The cached copy named by If-None-Match is current",
+                  nullptr,
+                  {"ETag"},
                   "not_modified"}};
     r.errors = {404};
   }
   {
-    auto& r = add({"POST", products, "createProduct", "products", "Create a product",
-                   access::admin});
+    auto& r = add(
+      {"POST", products, "createProduct", "products", "Create a product", access::admin});
     r.body = "ProductCreate";
     r.success = {{201, "The created product", "Product", {"ETag", "Location"}}};
     r.errors = {409};
@@ -214,8 +217,7 @@ std::vector<route_spec> build() {
     r.probe = true;
   }
   {
-    auto& r = add({"GET", "/readyz", "readyz", "operations",
-                   "Readiness: PostgreSQL is reachable"});
+    auto& r = add({"GET", "/readyz", "readyz", "operations", "Readiness: PostgreSQL is reachable"});
     r.success = {{200, "Ready to serve", "Health"}};
     r.probe = true;
   }
@@ -236,8 +238,7 @@ std::vector<route_spec> build() {
 std::optional<int> parse_limit(const std::string& s) {
   int v = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || ptr != s.data() + s.size() || v < page_limit_min
-      || v > page_limit_max)
+  if (ec != std::errc{} || ptr != s.data() + s.size() || v < page_limit_min || v > page_limit_max)
     return std::nullopt;
   return v;
 }
@@ -281,8 +282,7 @@ std::optional<response> check_path_ids(const route_spec& spec, const path_params
   return std::nullopt;
 }
 
-std::optional<response> check_query(const route_spec& spec, const request& req,
-                                    query_args& out) {
+std::optional<response> check_query(const route_spec& spec, const request& req, query_args& out) {
   std::vector<field_error> errs;
   if (spec.strict_query)
     for (const auto& [k, v] : req.query)
@@ -317,8 +317,9 @@ std::optional<response> check_query(const route_spec& spec, const request& req,
           out.category = *value;
         break;
       case query_kind::country:
-        if (value->size() != 2 || !std::all_of(value->begin(), value->end(),
-                                               [](char x) { return x >= 'A' && x <= 'Z'; }))
+        if (value->size() != 2 || !std::all_of(value->begin(), value->end(), [](char x) {
+              return x >= 'A' && x <= 'Z';
+            }))
           errs.push_back({"country", "must be an ISO 3166-1 alpha-2 code in upper case"});
         else
           out.country = *value;

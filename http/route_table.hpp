@@ -26,7 +26,8 @@ inline constexpr int page_limit_max = 100;
 inline constexpr int page_limit_default = 20;
 inline constexpr std::size_t category_max_chars = 64;
 
-// -- what a route is --------------------------------------------------------------------------------
+// -- what a route is
+// --------------------------------------------------------------------------------
 
 /// Who may call a route. The gateway resolves the caller; the router answers 401/403 before the
 /// handler runs when the caller does not fit. Owner checks (a customer's own cart, order) are
@@ -61,7 +62,7 @@ struct path_id {
 struct success_doc {
   int status;
   const char* description;
-  const char* schema;                   ///< a component schema name; nullptr: none
+  const char* schema; ///< a component schema name; nullptr: none
   /// Instead of the above: a response the document builds itself (openapi.cpp: not_modified,
   /// event_stream, websocket, metrics_text, any_object).
   std::vector<const char*> headers = {}; ///< component headers beyond the common ones
@@ -88,7 +89,7 @@ struct route_spec {
   /// under this name (openapi.cpp).
   const char* codec_query = nullptr;
   std::vector<const char*> header_params = {}; ///< component parameter names (If-Match, ...)
-  const char* body = nullptr;                   ///< request body schema name
+  const char* body = nullptr;                  ///< request body schema name
   std::vector<success_doc> success = {};
   std::vector<int> errors = {}; ///< beyond the ones every operation has
   bool uses_database = true;
@@ -108,7 +109,8 @@ const route_spec* find_route(std::string_view method, std::string_view pattern);
 /// per entry); the matched route's `spec` points into the table.
 router table_router(const std::function<handler(const route_spec&)>& bind);
 
-// -- validation ---------------------------------------------------------------------------------------
+// -- validation
+// ---------------------------------------------------------------------------------------
 
 /// The query parameters of a route, validated.
 struct query_args {
@@ -122,8 +124,7 @@ struct query_args {
 std::optional<response> check_path_ids(const route_spec& spec, const path_params& params);
 
 /// Validates the query of `req` against `spec` into `out`; the 400 when some are invalid.
-std::optional<response> check_query(const route_spec& spec, const request& req,
-                                    query_args& out);
+std::optional<response> check_query(const route_spec& spec, const request& req, query_args& out);
 
 /// The route class of a request for the rate limiter: the matched route's (login for POST
 /// /sessions, signup for POST /customers, read for GET, write otherwise); for a path no route

@@ -28,9 +28,9 @@ struct route {
 };
 
 struct match_result {
-  const route* matched = nullptr;     ///< the route, when found
+  const route* matched = nullptr; ///< the route, when found
   path_params params;
-  std::vector<std::string> allowed;   ///< methods of the path, when the method did not match
+  std::vector<std::string> allowed; ///< methods of the path, when the method did not match
 };
 
 class router {

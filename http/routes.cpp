@@ -30,8 +30,8 @@ std::optional<response> check_access(const route_spec& spec, const caller& who) 
   if (who.k == k::unknown)
     return problem(401, "the token is unknown or expired");
   if (spec.who == access::customer && who.k == k::admin)
-    return problem(403, spec.forbidden_detail ? spec.forbidden_detail
-                                              : "only a customer may do this");
+    return problem(403,
+                   spec.forbidden_detail ? spec.forbidden_detail : "only a customer may do this");
   return std::nullopt;
 }
 
@@ -63,8 +63,8 @@ gateway::session_verifier session_verifier(actors::runtime& rt) {
 
 router make_router(app& a) {
   std::map<std::string, handler_fn> fns;
-  for (const auto* list : {&product_handlers(), &commerce_handlers(), &search_handlers(),
-                           &ops_handlers()})
+  for (const auto* list :
+       {&product_handlers(), &commerce_handlers(), &search_handlers(), &ops_handlers()})
     for (const auto& b : *list)
       if (!fns.emplace(b.operation, b.fn).second)
         throw std::logic_error(std::string{"two handlers for "} + b.operation);

@@ -19,13 +19,12 @@ struct app {
 
   actors::runtime& runtime;
   const config::settings& settings; ///< limits, shipping defaults, loyalty tiers, keys
-  std::string token_key;  ///< gateway::token_key(settings.auth.admin_key_hash)
-  std::string search_key; ///< search_codec::cursor_key(settings.auth.admin_key_hash)
+  std::string token_key;            ///< gateway::token_key(settings.auth.admin_key_hash)
+  std::string search_key;           ///< search_codec::cursor_key(settings.auth.admin_key_hash)
 };
 
 /// What a handler gets: the request (with its caller), its path parameters, its validated query.
-using handler_fn = void (*)(app&, const request&, const path_params&, const query_args&,
-                            responder);
+using handler_fn = void (*)(app&, const request&, const path_params&, const query_args&, responder);
 
 /// A handler for the table entry whose operation_id is `operation`.
 struct binding {

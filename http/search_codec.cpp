@@ -199,8 +199,7 @@ std::string cursor_key(std::string_view secret) {
 std::string encode_cursor(const model::search_query& q, const model::search_position& pos,
                           std::string_view key) {
   auto body = json::array({cursor_version, static_cast<int>(pos.mode), pos.key, pos.id}).dump();
-  return core::base64url_encode(body) + "."
-         + core::sign(key, fingerprint(q) + "\n" + body);
+  return core::base64url_encode(body) + "." + core::sign(key, fingerprint(q) + "\n" + body);
 }
 
 std::optional<model::search_position> decode_cursor(std::string_view cursor,

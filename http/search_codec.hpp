@@ -3,8 +3,8 @@
 /// JSON, and its cursors: opaque, signed with HMAC-SHA256 and bound to the query they page, so
 /// that a cursor the server did not issue, or issued for another query, is rejected (400).
 
-#include "core/search_model.hpp"
 #include "core/model.hpp"
+#include "core/search_model.hpp"
 
 #include <optional>
 #include <string>

@@ -1,8 +1,8 @@
 #include "http/session.hpp"
 
+#include "core/ids.hpp"
 #include "http/logging.hpp"
 #include "http/problem.hpp"
-#include "core/ids.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -94,7 +94,7 @@ void session::read_body() {
   if (beast::iequals(req[bhttp::field::expect], "100-continue") && queue_.empty() && !writing_) {
     // Only when nothing else is being written: interim answers must not interleave.
     auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
-                                                                      req.version());
+                                                                     req.version());
     writing_ = true;
     stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
     bhttp::async_write(stream_, *cont,
@@ -124,11 +124,11 @@ void session::read_body_after_continue() {
 void session::on_read_error(beast::error_code ec, bool started) {
   reading_ = false;
   if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
-    answer_and_close(problem(431, "the request header block exceeds "
-                                    + std::to_string(cfg().header_limit) + " bytes"));
+    answer_and_close(problem(
+      431, "the request header block exceeds " + std::to_string(cfg().header_limit) + " bytes"));
   } else if (ec == bhttp::error::body_limit) {
-    answer_and_close(problem(413, "the request body exceeds "
-                                    + std::to_string(cfg().body_limit) + " bytes"));
+    answer_and_close(
+      problem(413, "the request body exceeds " + std::to_string(cfg().body_limit) + " bytes"));
   } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream
              || ec == net::error::operation_aborted || ec == net::error::connection_reset
              || ec == net::error::eof || !started) {
@@ -216,10 +216,9 @@ void session::admit(request req, pending& slot) {
   // The one verification of the request: its answer (at once from the runtime's session cache,
   // else after a lookup on a blocking worker) comes back through this strand.
   shared_.verify_session(
-    std::move(token),
-    [self = shared_from_this(), req = std::move(req), target_ok = in.target_ok, seq,
-     cls = in.cls, bucket = std::move(who.bucket),
-     hash = std::move(hash)](std::string customer, bool dead) mutable {
+    std::move(token), [self = shared_from_this(), req = std::move(req), target_ok = in.target_ok,
+                       seq, cls = in.cls, bucket = std::move(who.bucket),
+                       hash = std::move(hash)](std::string customer, bool dead) mutable {
       if (dead)
         self->shared_.mark_dead(hash);
       net::dispatch(self->stream_.get_executor(),
@@ -237,7 +236,8 @@ void session::admit(request req, pending& slot) {
     });
 }
 
-void session::limit(request req, bool target_ok, std::uint64_t seq, route_class cls, std::string bucket) {
+void session::limit(request req, bool target_ok, std::uint64_t seq, route_class cls,
+                    std::string bucket) {
   std::string key = std::string{to_string(cls)} + ":" + bucket;
   if (auto d = shared_.limiter->try_now(cls, key))
     return dispatch(std::move(req), target_ok, seq, *d);
@@ -252,7 +252,7 @@ void session::limit(request req, bool target_ok, std::uint64_t seq, route_class 
 }
 
 void session::dispatch(request req, bool target_ok, std::uint64_t seq,
-              const std::optional<limit_decision>& d) {
+                       const std::optional<limit_decision>& d) {
   auto* slot = find(seq);
   if (!slot || slot->ready || closed_)
     return; // answered meanwhile (the watchdog), or the client is gone
@@ -283,9 +283,8 @@ void session::dispatch(request req, bool target_ok, std::uint64_t seq,
   slot->route = m.matched->pattern;
   auto self = shared_from_this();
   responder respond{[self, seq](responder::make_fn make) {
-    net::post(self->stream_.get_executor(), [self, seq, make = std::move(make)] {
-      self->answer(seq, make);
-    });
+    net::post(self->stream_.get_executor(),
+              [self, seq, make = std::move(make)] { self->answer(seq, make); });
   }};
   logging::request_scope scope{slot->request_id};
   try {

@@ -111,8 +111,8 @@ struct shared_state {
   gateway::cors_policy cors;
   metrics::http_families& m;
   std::vector<config::cidr_block> trusted;
-  int reserved;        ///< descriptors kept for all but clients
-  int max_connections; ///< http.max_connections, or derived from the open-files limit
+  int reserved;                    ///< descriptors kept for all but clients
+  int max_connections;             ///< http.max_connections, or derived from the open-files limit
   rate_limiter* limiter = nullptr; ///< owned by server::impl
   std::atomic<std::size_t> connections{0};
   std::atomic<bool> draining{false};

@@ -10,7 +10,8 @@ namespace emporium::persistence {
 
 struct backend {
   explicit backend(const config::settings& s)
-    : pg(pg_options{s.postgres.url, s.postgres.connect_timeout_ms, s.postgres.statement_timeout_ms}),
+    : pg(
+      pg_options{s.postgres.url, s.postgres.connect_timeout_ms, s.postgres.statement_timeout_ms}),
       cache(redis_options{s.redis.url, s.redis.timeout_ms, s.redis.breaker_threshold,
                           s.redis.breaker_open_ms}),
       cache_ttl_s(s.redis.ttl_s) {}

@@ -4,14 +4,14 @@
 
 namespace emporium::persistence {
 
-circuit_breaker::circuit_breaker(std::string name, int threshold, std::chrono::milliseconds open_for)
+circuit_breaker::circuit_breaker(std::string name, int threshold,
+                                 std::chrono::milliseconds open_for)
   : name_(std::move(name)), threshold_(threshold < 1 ? 1 : threshold), open_for_(open_for) {}
 
 bool circuit_breaker::allow() {
   std::lock_guard<std::mutex> guard{mtx_};
   switch (state_) {
-    case state::closed:
-      return true;
+    case state::closed: return true;
     case state::open:
       if (clock::now() < retry_at_)
         return false;

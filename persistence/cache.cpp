@@ -95,8 +95,8 @@ redisContext* connect_redis(const redis_endpoint& endpoint, std::chrono::millise
     return false;
   };
   if (!endpoint.password.empty()
-      && !command_ok("AUTH", redisCommand(ctx, "AUTH %b", endpoint.password.data(),
-                                          endpoint.password.size())))
+      && !command_ok(
+        "AUTH", redisCommand(ctx, "AUTH %b", endpoint.password.data(), endpoint.password.size())))
     return failed(error);
   if (endpoint.db != 0 && !command_ok("SELECT", redisCommand(ctx, "SELECT %d", endpoint.db)))
     return failed(error);
@@ -108,8 +108,7 @@ cache_counters& cache_stats() {
   return counters;
 }
 
-redis_cache::redis_cache(redis_options opts)
-  : opts_(std::move(opts)), shared_(&shared_for(opts_)) {
+redis_cache::redis_cache(redis_options opts) : opts_(std::move(opts)), shared_(&shared_for(opts_)) {
   shared_state* none = nullptr;
   primary.compare_exchange_strong(none, shared_);
   endpoint_ = parse_redis_url(opts_.url);
@@ -205,8 +204,8 @@ bool redis_cache::set(std::string_view key, std::string_view value, int ttl_s) {
     needs_flush.store(true);
     return false;
   }
-  reply_ptr r{static_cast<redisReply*>(redisCommand(c, "SET %b %b EX %d", key.data(), key.size(),
-                                                    value.data(), value.size(), ttl_s))};
+  reply_ptr r{static_cast<redisReply*>(
+    redisCommand(c, "SET %b %b EX %d", key.data(), key.size(), value.data(), value.size(), ttl_s))};
   if (!r || r->type == REDIS_REPLY_ERROR) {
     fail(true);
     return false;

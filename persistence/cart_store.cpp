@@ -11,15 +11,15 @@ using json = nlohmann::json;
 #define EMPORIUM_MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 
 #define EMPORIUM_CART_COLUMNS                                                                     \
-  "id, customer_id, items::text, order_id, version, " EMPORIUM_MS("updated_at") ", "            \
-  EMPORIUM_MS("expires_at")
+  "id, customer_id, items::text, order_id, version, " EMPORIUM_MS("updated_at") ", " EMPORIUM_MS( \
+    "expires_at")
 
 constexpr const char* insert_cart_sql =
   "INSERT INTO carts (id, customer_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => "
   "$3)) RETURNING " EMPORIUM_CART_COLUMNS;
 
-constexpr const char* select_cart_sql =
-  "SELECT " EMPORIUM_CART_COLUMNS " FROM carts WHERE id = $1 AND expires_at > now()";
+constexpr const char* select_cart_sql = "SELECT " EMPORIUM_CART_COLUMNS
+                                        " FROM carts WHERE id = $1 AND expires_at > now()";
 
 constexpr const char* update_cart_sql =
   "UPDATE carts SET items = $2::jsonb, version = version + 1, updated_at = now(), "

@@ -11,8 +11,8 @@ constexpr const char* insert_customer_sql =
   "RETURNING id, email, name, loyalty_points, version, " EMPORIUM_MS("created_at");
 
 constexpr const char* select_customer_sql =
-  "SELECT id, email, name, loyalty_points, version, " EMPORIUM_MS("created_at")
-  " FROM customers WHERE id = $1";
+  "SELECT id, email, name, loyalty_points, version, " EMPORIUM_MS(
+    "created_at") " FROM customers WHERE id = $1";
 
 constexpr const char* select_credentials_sql =
   "SELECT id, password_hash FROM customers WHERE lower(email) = lower($1)";
@@ -21,9 +21,8 @@ constexpr const char* insert_session_sql =
   "INSERT INTO sessions (token_hash, customer_id, expires_at) "
   "VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING " EMPORIUM_MS("expires_at");
 
-constexpr const char* select_session_sql =
-  "SELECT customer_id, " EMPORIUM_MS("expires_at")
-  " FROM sessions WHERE token_hash = $1 AND expires_at > now()";
+constexpr const char* select_session_sql = "SELECT customer_id, " EMPORIUM_MS(
+  "expires_at") " FROM sessions WHERE token_hash = $1 AND expires_at > now()";
 
 model::customer customer_from(const pqxx::row& r) {
   model::customer c;
@@ -60,7 +59,9 @@ std::optional<credentials> find_credentials(pqxx::transaction_base& tx, const st
 
 std::int64_t insert_session(pqxx::transaction_base& tx, const std::string& token_hash,
                             const std::string& customer_id, int ttl_s) {
-  return tx.exec_params(insert_session_sql, token_hash, customer_id, ttl_s).at(0)[0].as<std::int64_t>();
+  return tx.exec_params(insert_session_sql, token_hash, customer_id, ttl_s)
+    .at(0)[0]
+    .as<std::int64_t>();
 }
 
 std::optional<session_row> find_session(pqxx::transaction_base& tx, const std::string& token_hash) {

@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 constexpr const char* lock_migrations = "SELECT pg_advisory_xact_lock($1)";
 constexpr const char* is_applied = "SELECT 1 FROM schema_migrations WHERE version = $1";
-constexpr const char* record_applied = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
+constexpr const char* record_applied =
+  "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
 constexpr const char* max_version = "SELECT coalesce(max(version), 0) FROM schema_migrations";
 
 } // namespace

@@ -29,14 +29,14 @@ constexpr const char* return_stock_sql =
 constexpr const char* insert_order_sql =
   "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents, "
   "total_cents, shipping_address, payment_due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, "
-  "to_timestamp($9::double precision / 1000)) RETURNING version, " EMPORIUM_MS("created_at") ", "
-  EMPORIUM_MS("updated_at");
+  "to_timestamp($9::double precision / 1000)) RETURNING version, " EMPORIUM_MS(
+    "created_at") ", " EMPORIUM_MS("updated_at");
 
 constexpr const char* insert_line_sql =
   "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, quantity, "
   "weight_grams) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-#define EMPORIUM_ORDER_COLUMNS                                                                    \
+#define EMPORIUM_ORDER_COLUMNS \
   "o.id, o.customer_id, o.status, o.currency, o.subtotal_cents, o.shipping_cents, "             \
   "o.total_cents, o.shipping_address::text, o.points_awarded, o.version, "                     \
   EMPORIUM_MS("o.created_at") ", " EMPORIUM_MS("o.updated_at") ", "                            \
@@ -51,11 +51,13 @@ constexpr const char* select_lines_sql =
   "FROM order_lines WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no";
 
 constexpr const char* list_orders_first_sql =
-  "SELECT " EMPORIUM_ORDER_COLUMNS " FROM orders o LEFT JOIN payments p ON p.order_id = o.id "
+  "SELECT " EMPORIUM_ORDER_COLUMNS
+  " FROM orders o LEFT JOIN payments p ON p.order_id = o.id "
   "WHERE o.customer_id = $1 ORDER BY o.id DESC LIMIT $2";
 
 constexpr const char* list_orders_after_sql =
-  "SELECT " EMPORIUM_ORDER_COLUMNS " FROM orders o LEFT JOIN payments p ON p.order_id = o.id "
+  "SELECT " EMPORIUM_ORDER_COLUMNS
+  " FROM orders o LEFT JOIN payments p ON p.order_id = o.id "
   "WHERE o.customer_id = $1 AND o.id < $3 ORDER BY o.id DESC LIMIT $2";
 
 constexpr const char* select_idempotency_sql =
@@ -136,7 +138,10 @@ constexpr const char* insert_event_sql =
 #undef EMPORIUM_MS
 
 json address_json(const model::address& a) {
-  json j{{"name", a.name}, {"line1", a.line1}, {"city", a.city}, {"postal_code", a.postal_code},
+  json j{{"name", a.name},
+         {"line1", a.line1},
+         {"city", a.city},
+         {"postal_code", a.postal_code},
          {"country", a.country}};
   if (!a.line2.empty())
     j["line2"] = a.line2;
@@ -270,8 +275,8 @@ placement place_order(pqxx::transaction_base& tx, const model::order& o,
     if (rows.empty())
       out.short_products.push_back(l->product_id);
     else
-      out.changes.push_back({l->product_id, rows[0][0].as<std::int64_t>(),
-                             rows[0][1].as<std::int64_t>()});
+      out.changes.push_back(
+        {l->product_id, rows[0][0].as<std::int64_t>(), rows[0][1].as<std::int64_t>()});
   }
   if (!out.short_products.empty())
     return out;
@@ -398,8 +403,7 @@ std::optional<std::int64_t> transition(pqxx::transaction_base& tx, const std::st
 }
 
 std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
-                                          const model::payment_info& payment,
-                                          std::int64_t points) {
+                                          const model::payment_info& payment, std::int64_t points) {
   auto rows = tx.exec_params(mark_paid_sql, o.id, points);
   if (rows.empty())
     return std::nullopt;

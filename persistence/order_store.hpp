@@ -34,10 +34,10 @@ struct idempotency_ref {
 /// back: nothing is to be committed). The cap is counted under a lock of the customer's row,
 /// so concurrent placements through any number of nodes cannot exceed it.
 struct placement {
-  model::order stored;                     ///< with its committed version and timestamps
+  model::order stored; ///< with its committed version and timestamps
   std::vector<stock_change> changes;
   std::vector<std::string> short_products;
-  std::int64_t open_unpaid = 0;            ///< counted before this order
+  std::int64_t open_unpaid = 0; ///< counted before this order
   bool over_unpaid_cap = false;
 };
 placement place_order(pqxx::transaction_base& tx, const model::order& o,
@@ -101,8 +101,7 @@ struct paid_result {
   std::int64_t customer_version = 0;
 };
 std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
-                                          const model::payment_info& payment,
-                                          std::int64_t points);
+                                          const model::payment_info& payment, std::int64_t points);
 
 /// Cancels the order if its status is still `from`: returns the stock of every line, refunds a
 /// captured payment and takes back awarded points. Nothing when the status moved on.

@@ -6,13 +6,13 @@ namespace emporium::persistence::product_store {
 
 namespace {
 
-#define EMPORIUM_PRODUCT_COLUMNS                                                                  \
-  "id, sku, name, description, price_cents, currency, category, stock, weight_grams, "         \
-  "images::text, version, (extract(epoch FROM created_at) * 1000)::bigint, "                    \
+#define EMPORIUM_PRODUCT_COLUMNS                                                       \
+  "id, sku, name, description, price_cents, currency, category, stock, weight_grams, " \
+  "images::text, version, (extract(epoch FROM created_at) * 1000)::bigint, "           \
   "(extract(epoch FROM updated_at) * 1000)::bigint"
 
-constexpr const char* select_by_id =
-  "SELECT " EMPORIUM_PRODUCT_COLUMNS " FROM products WHERE id = $1";
+constexpr const char* select_by_id = "SELECT " EMPORIUM_PRODUCT_COLUMNS
+                                     " FROM products WHERE id = $1";
 
 constexpr const char* insert_product =
   "INSERT INTO products (id, sku, name, description, price_cents, currency, category, stock, "
@@ -24,8 +24,8 @@ constexpr const char* update_product =
   "category = $7, stock = $8, weight_grams = $9, images = $10::jsonb, version = version + 1, "
   "updated_at = now() WHERE id = $1 AND version = $11 RETURNING " EMPORIUM_PRODUCT_COLUMNS;
 
-constexpr const char* list_all =
-  "SELECT " EMPORIUM_PRODUCT_COLUMNS " FROM products WHERE id > $1 ORDER BY id LIMIT $2";
+constexpr const char* list_all = "SELECT " EMPORIUM_PRODUCT_COLUMNS
+                                 " FROM products WHERE id > $1 ORDER BY id LIMIT $2";
 
 constexpr const char* list_in_category =
   "SELECT " EMPORIUM_PRODUCT_COLUMNS

@@ -1,8 +1,8 @@
 #pragma once
 /// SQL for products, and their cache encoding. Blocking; called on worker threads only.
 
-#include "persistence/backend.hpp"
 #include "core/model.hpp"
+#include "persistence/backend.hpp"
 
 #include <pqxx/pqxx>
 

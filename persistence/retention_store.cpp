@@ -42,7 +42,8 @@ purge_result purge(pqxx::transaction_base& tx, const limits& l) {
   if (!tx.exec_params(try_lock_sql, retention_lock_key).at(0)[0].as<bool>())
     return out;
   out.ran = true;
-  out.sessions = tx.exec_params(delete_sessions_sql, l.expired_grace_h, l.batch_size).affected_rows();
+  out.sessions =
+    tx.exec_params(delete_sessions_sql, l.expired_grace_h, l.batch_size).affected_rows();
   out.carts = tx.exec_params(delete_carts_sql, l.expired_grace_h, l.batch_size).affected_rows();
   out.idempotency_keys =
     tx.exec_params(delete_idempotency_sql, l.idempotency_keys_h, l.batch_size).affected_rows();

@@ -9,14 +9,14 @@
 namespace emporium::persistence::retention_store {
 
 struct limits {
-  int expired_grace_h = 24;     ///< sessions, and carts never checked out, this long past expiry
-  int idempotency_keys_h = 48;  ///< Idempotency-Key records older than this
-  int events_h = 168;           ///< outbox events older than this
-  int batch_size = 1'000;       ///< rows of each kind, at most, per call
+  int expired_grace_h = 24;    ///< sessions, and carts never checked out, this long past expiry
+  int idempotency_keys_h = 48; ///< Idempotency-Key records older than this
+  int events_h = 168;          ///< outbox events older than this
+  int batch_size = 1'000;      ///< rows of each kind, at most, per call
 };
 
 struct purge_result {
-  bool ran = false;  ///< false: another node held the retention lock, nothing was deleted
+  bool ran = false; ///< false: another node held the retention lock, nothing was deleted
   std::int64_t sessions = 0;
   std::int64_t carts = 0;
   std::int64_t idempotency_keys = 0;

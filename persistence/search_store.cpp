@@ -54,8 +54,7 @@ constexpr const char* filters =
   " AND ($4::bigint IS NULL OR p.price_cents >= $4::bigint)"
   " AND ($5::bigint IS NULL OR p.price_cents <= $5::bigint)"
   " AND ($6::boolean IS NULL OR (p.stock > 0) = $6::boolean)";
-constexpr const char* any_category =
-  " AND ($3::text[] IS NULL OR p.category = ANY ($3::text[]))";
+constexpr const char* any_category = " AND ($3::text[] IS NULL OR p.category = ANY ($3::text[]))";
 /// The same for one category, as an equality: only so can the planner walk the (category, id)
 /// index in id order (browsing a category, newest first) and count by it.
 constexpr const char* one_category = " AND ($3::text[] IS NULL OR p.category = ($3::text[])[1])";
@@ -66,11 +65,10 @@ struct sort_sql {
   const char* key;    ///< the sort key as text, for the cursor
 };
 
-constexpr sort_sql by_relevance{"m.score DESC, m.id DESC",
-                                "(m.score, m.id) < ($8::real, $9::text)", "m.score::text"};
-constexpr sort_sql by_price_asc{"m.price_cents, m.id",
-                                "(m.price_cents, m.id) > ($8::bigint, $9::text)",
-                                "m.price_cents::text"};
+constexpr sort_sql by_relevance{"m.score DESC, m.id DESC", "(m.score, m.id) < ($8::real, $9::text)",
+                                "m.score::text"};
+constexpr sort_sql by_price_asc{
+  "m.price_cents, m.id", "(m.price_cents, m.id) > ($8::bigint, $9::text)", "m.price_cents::text"};
 constexpr sort_sql by_price_desc{"m.price_cents DESC, m.id DESC",
                                  "(m.price_cents, m.id) < ($8::bigint, $9::text)",
                                  "m.price_cents::text"};
@@ -125,7 +123,7 @@ std::string statement(search_mode mode, search_sort sort, std::size_t categories
                                                      : match_all;
   const auto& s = sort_of(sort, mode);
   // Ranked only when sorted by rank.
-  const char* score = &s != &by_relevance                 ? score_none
+  const char* score = &s != &by_relevance              ? score_none
                       : mode == search_mode::full_text ? score_full_text
                                                        : score_fuzzy;
   const char* snippet = mode == search_mode::full_text ? snippet_full_text : snippet_plain;
@@ -140,8 +138,9 @@ std::string statement(search_mode mode, search_sort sort, std::size_t categories
   std::string sql;
   sql.reserve(6000);
   // Every parameter typed, also those this shape does not use (unreferenced, never evaluated).
-  sql += "WITH args AS (SELECT $1::text[], $2::text, $3::text[], $4::bigint, $5::bigint,"
-         " $6::boolean, $7::int, $8::text, $9::text),\n";
+  sql +=
+    "WITH args AS (SELECT $1::text[], $2::text, $3::text[], $4::bigint, $5::bigint,"
+    " $6::boolean, $7::int, $8::text, $9::text),\n";
   // Up to the cap: the products matching everything but the category filter.
   sql += "matches AS MATERIALIZED (";
   sql += text ? scan_columns
@@ -155,8 +154,11 @@ std::string statement(search_mode mode, search_sort sort, std::size_t categories
   sql += " AS yes FROM matches),\n";
   sql += "keys AS (";
   if (text) {
-    sql += "(" + page_keys("matches m", "NOT (SELECT yes FROM capped) AND ($3::text[] IS NULL OR"
-                                        " m.category = ANY ($3::text[]))") + ")\nUNION ALL (";
+    sql += "("
+           + page_keys("matches m",
+                       "NOT (SELECT yes FROM capped) AND ($3::text[] IS NULL OR"
+                       " m.category = ANY ($3::text[]))")
+           + ")\nUNION ALL (";
     sql += page_keys("(" + scan_columns + "(SELECT yes FROM capped) AND " + match + filters
                        + category_filter + ") m",
                      "true");
@@ -166,46 +168,53 @@ std::string statement(search_mode mode, search_sort sort, std::size_t categories
   }
   sql += "),\n";
   // The page's rows, numbered in page order (the numbers keep it through the UNION below).
-  sql += "page AS (SELECT m.id, m.price_cents, p.sku, p.name, p.currency, p.category, p.stock,"
-         " p.description, (extract(epoch FROM p.created_at) * 1000)::bigint AS created_ms, ";
+  sql +=
+    "page AS (SELECT m.id, m.price_cents, p.sku, p.name, p.currency, p.category, p.stock,"
+    " p.description, (extract(epoch FROM p.created_at) * 1000)::bigint AS created_ms, ";
   sql += s.key;
   sql += " AS sort_key, row_number() OVER (ORDER BY ";
   sql += s.order;
   sql += ") AS ord FROM keys m JOIN products p ON p.id = m.id),\n";
   sql += "rate AS (";
   sql += sample_rate;
-  sql += "),\nsampled AS MATERIALIZED (SELECT p.category, p.price_cents FROM products p"
-         " TABLESAMPLE SYSTEM ((SELECT pct FROM rate)) REPEATABLE (42)"
-         " WHERE (SELECT yes FROM capped) AND ";
+  sql +=
+    "),\nsampled AS MATERIALIZED (SELECT p.category, p.price_cents FROM products p"
+    " TABLESAMPLE SYSTEM ((SELECT pct FROM rate)) REPEATABLE (42)"
+    " WHERE (SELECT yes FROM capped) AND ";
   sql += match;
   sql += filters;
   // When more than the cap match in all categories, those of the asked categories may still be
   // fewer: counted on their own, up to the cap again.
-  sql += "),\ncounted_in_categories AS (SELECT count(*) AS n FROM (SELECT 1 FROM products p"
-         " WHERE (SELECT yes FROM capped) AND $3::text[] IS NOT NULL AND ";
+  sql +=
+    "),\ncounted_in_categories AS (SELECT count(*) AS n FROM (SELECT 1 FROM products p"
+    " WHERE (SELECT yes FROM capped) AND $3::text[] IS NOT NULL AND ";
   sql += match;
   sql += filters;
   sql += category_filter;
   sql += " LIMIT ";
   sql += count_cap;
-  sql += ") x),\nbasis AS (SELECT category, price_cents, 1::float8 AS weight FROM matches"
-         " WHERE NOT (SELECT yes FROM capped) UNION ALL"
-         " SELECT category, price_cents, 100 / (SELECT pct FROM rate) FROM sampled)\n";
+  sql +=
+    ") x),\nbasis AS (SELECT category, price_cents, 1::float8 AS weight FROM matches"
+    " WHERE NOT (SELECT yes FROM capped) UNION ALL"
+    " SELECT category, price_cents, 100 / (SELECT pct FROM rate) FROM sampled)\n";
   // One result: items ('i'), category counts ('c'), price band counts ('p'), total ('t').
-  sql += "SELECT 'i' AS kind, m.id, m.sku, m.name, m.price_cents, m.currency, m.category,"
-         " m.stock > 0 AS in_stock, m.created_ms, m.sort_key, ";
+  sql +=
+    "SELECT 'i' AS kind, m.id, m.sku, m.name, m.price_cents, m.currency, m.category,"
+    " m.stock > 0 AS in_stock, m.created_ms, m.sort_key, ";
   sql += snippet;
-  sql += " AS snippet, m.ord AS n FROM page m\n"
-         "UNION ALL SELECT 'c', NULL, NULL, NULL, NULL, NULL, category, NULL, NULL, NULL, NULL,"
-         " round(sum(weight))::bigint FROM basis GROUP BY category\n"
-         "UNION ALL SELECT 'p', NULL, NULL, NULL, width_bucket(price_cents, ";
+  sql +=
+    " AS snippet, m.ord AS n FROM page m\n"
+    "UNION ALL SELECT 'c', NULL, NULL, NULL, NULL, NULL, category, NULL, NULL, NULL, NULL,"
+    " round(sum(weight))::bigint FROM basis GROUP BY category\n"
+    "UNION ALL SELECT 'p', NULL, NULL, NULL, width_bucket(price_cents, ";
   sql += price_band_array;
-  sql += ")::bigint, NULL, NULL, NULL, NULL, NULL, NULL, round(sum(weight))::bigint FROM basis"
-         " GROUP BY 5\n"
-         "UNION ALL SELECT 't', NULL, NULL, NULL, (SELECT n FROM counted_in_categories), NULL,"
-         " NULL, (SELECT yes FROM capped), NULL, NULL, NULL,"
-         " round(coalesce(sum(weight) FILTER (WHERE $3::text[] IS NULL"
-         " OR category = ANY ($3::text[])), 0))::bigint FROM basis";
+  sql +=
+    ")::bigint, NULL, NULL, NULL, NULL, NULL, NULL, round(sum(weight))::bigint FROM basis"
+    " GROUP BY 5\n"
+    "UNION ALL SELECT 't', NULL, NULL, NULL, (SELECT n FROM counted_in_categories), NULL,"
+    " NULL, (SELECT yes FROM capped), NULL, NULL, NULL,"
+    " round(coalesce(sum(weight) FILTER (WHERE $3::text[] IS NULL"
+    " OR category = ANY ($3::text[])), 0))::bigint FROM basis";
   return sql;
 }
 
@@ -460,8 +469,7 @@ std::optional<model::search_result> decode(const std::string& text) {
     const auto& next = j.at("next");
     if (!next.is_null())
       r.next = model::search_position{static_cast<search_mode>(next.at(0).get<int>()),
-                                      next.at(1).get<std::string>(),
-                                      next.at(2).get<std::string>()};
+                                      next.at(1).get<std::string>(), next.at(2).get<std::string>()};
     j.at("categories").get_to(r.category_counts);
     for (const auto& b : j.at("bands")) {
       model::price_band band;

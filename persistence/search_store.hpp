@@ -9,8 +9,8 @@
 /// read nor made, search bypasses the cache. A failed delete marks the cache for a flush
 /// (redis_cache), after which nothing cached before it is served.
 
-#include "persistence/backend.hpp"
 #include "core/search_model.hpp"
+#include "persistence/backend.hpp"
 
 #include <pqxx/pqxx>
 

@@ -10,7 +10,7 @@ namespace emporium::persistence {
 
 struct seed_options {
   std::int64_t products = 1000;
-  bool if_empty = false;         ///< do nothing when the catalog already has products
+  bool if_empty = false; ///< do nothing when the catalog already has products
   std::uint32_t random_seed = 42;
 };
 

@@ -56,8 +56,7 @@ struct pool_fixture {
     caf::scoped_actor self{*sys};
     result<T> out{errc::internal, "no answer"};
     self->request(pool->any(), std::chrono::seconds(30), std::move(job))
-      .receive([&](T& x) { out = std::move(x); },
-               [&](caf::error& e) { out = to_failure(e); });
+      .receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = to_failure(e); });
     return out;
   }
 };
@@ -69,9 +68,10 @@ void lose_connection(pqxx::transaction_base& tx) {
 
 } // namespace
 
-TEST_CASE("db_pool: a job whose connection was lost mid-transaction runs again on a fresh one "
-          "with the secret it captured",
-          "[db_pool]") {
+TEST_CASE(
+  "db_pool: a job whose connection was lost mid-transaction runs again on a fresh one "
+  "with the secret it captured",
+  "[db_pool]") {
   pool_fixture f;
   f.warm();
   std::string plain = "correct horse battery";

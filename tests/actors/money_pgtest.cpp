@@ -4,8 +4,8 @@
 
 #include "actors/runtime.hpp"
 #include "persistence/backend.hpp"
-#include "persistence/order_store.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
 #include "support/test_env.hpp"
@@ -62,9 +62,10 @@ void order_commits_meanwhile(persistence::backend& b, const model::product& read
   if (read.id != hooked_id)
     return;
   pqxx::work tx{b.pg.connection()};
-  auto row = tx.exec_params("UPDATE products SET stock = stock - 1, version = version + 1 "
-                            "WHERE id = $1 RETURNING version",
-                            read.id)
+  auto row = tx.exec_params(
+                 "UPDATE products SET stock = stock - 1, version = version + 1 "
+                 "WHERE id = $1 RETURNING version",
+                 read.id)
                .at(0);
   tx.commit();
   ps::forget_cached(b.cache, read.id, row[0].as<std::int64_t>(), b.cache_ttl_s);
@@ -72,9 +73,10 @@ void order_commits_meanwhile(persistence::backend& b, const model::product& read
 
 } // namespace
 
-TEST_CASE("cache: a load that read before an order's commit cannot cache its copy after the "
-          "order's invalidation",
-          "[pg][cache][money]") {
+TEST_CASE(
+  "cache: a load that read before an order's commit cannot cache its copy after the "
+  "order's invalidation",
+  "[pg][cache][money]") {
   ensure_schema();
   auto s = test::test_settings();
   persistence::backend b{s};
@@ -117,7 +119,8 @@ TEST_CASE("cache: a load that read before an order's commit cannot cache its cop
   CHECK(still->version == created.version + 1);
 }
 
-// -- lost answers ----------------------------------------------------------------------------------
+// -- lost answers
+// ----------------------------------------------------------------------------------
 
 namespace {
 
@@ -164,8 +167,9 @@ class slow_events {
  public:
   explicit slow_events(int ms) : session_(pg_opts()) {
     pqxx::work tx{session_.connection()};
-    tx.exec("CREATE TABLE IF NOT EXISTS test_slow_entities (entity text PRIMARY KEY, "
-            "sleep_ms int NOT NULL)");
+    tx.exec(
+      "CREATE TABLE IF NOT EXISTS test_slow_entities (entity text PRIMARY KEY, "
+      "sleep_ms int NOT NULL)");
     tx.exec(R"sql(
 CREATE OR REPLACE FUNCTION test_slow_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -179,8 +183,9 @@ BEGIN
 END
 $fn$)sql");
     tx.exec("DROP TRIGGER IF EXISTS test_slow_event ON events");
-    tx.exec("CREATE TRIGGER test_slow_event BEFORE INSERT ON events FOR EACH ROW "
-            "EXECUTE FUNCTION test_slow_event()");
+    tx.exec(
+      "CREATE TRIGGER test_slow_event BEFORE INSERT ON events FOR EACH ROW "
+      "EXECUTE FUNCTION test_slow_event()");
     tx.commit();
     ms_ = ms;
   }
@@ -196,9 +201,10 @@ $fn$)sql");
   }
   void slow_down(const std::string& product_id) {
     pqxx::work tx{session_.connection()};
-    tx.exec_params("INSERT INTO test_slow_entities (entity, sleep_ms) VALUES ($1, $2) "
-                   "ON CONFLICT (entity) DO UPDATE SET sleep_ms = excluded.sleep_ms",
-                   "product:" + product_id, ms_);
+    tx.exec_params(
+      "INSERT INTO test_slow_entities (entity, sleep_ms) VALUES ($1, $2) "
+      "ON CONFLICT (entity) DO UPDATE SET sleep_ms = excluded.sleep_ms",
+      "product:" + product_id, ms_);
     tx.commit();
   }
 
@@ -216,7 +222,6 @@ model::address us_address() {
   a.country = "US";
   return a;
 }
-
 
 struct shop {
   runtime rt;
@@ -271,9 +276,10 @@ config::settings short_db_deadline() {
 
 } // namespace
 
-TEST_CASE("lost answers: a placement that committed after the order gave up still reaches the "
-          "products' memory",
-          "[pg][runtime][money]") {
+TEST_CASE(
+  "lost answers: a placement that committed after the order gave up still reaches the "
+  "products' memory",
+  "[pg][runtime][money]") {
   shop sh{short_db_deadline()};
   slow_events slow{1'200};
   for (const auto& p : sh.products) {
@@ -291,9 +297,10 @@ TEST_CASE("lost answers: a placement that committed after the order gave up stil
     CHECK(sh.stock_in_memory(p.id) == 18);
 }
 
-TEST_CASE("lost answers: a cancellation that committed after the order gave up still reaches "
-          "the products' memory",
-          "[pg][runtime][money]") {
+TEST_CASE(
+  "lost answers: a cancellation that committed after the order gave up still reaches "
+  "the products' memory",
+  "[pg][runtime][money]") {
   shop sh{short_db_deadline()};
   auto placed = call<model::order_outcome>(
     [&](auto cb) { sh.rt.place_order(sh.customer, sh.request(), cb); });

@@ -46,8 +46,8 @@ model::order order_to(const std::string& country, const std::string& currency) {
 TEST_CASE("order state machine: every (status, action) pair, allowed or conflict",
           "[commerce][logic]") {
   namespace st = model::order_status;
-  const std::vector<std::string> statuses{st::pending_payment, st::paid, st::shipped,
-                                          st::delivered, st::cancelled};
+  const std::vector<std::string> statuses{st::pending_payment, st::paid, st::shipped, st::delivered,
+                                          st::cancelled};
   const std::vector<order_action> actions{order_action::pay,          order_action::cancel_owner,
                                           order_action::cancel_admin, order_action::ship,
                                           order_action::deliver,      order_action::expire};
@@ -140,9 +140,10 @@ TEST_CASE("shipping quote: free from the currency's threshold", "[commerce][logi
   CHECK(*order_logic::shipping_quote(table, "US", "USD", 50'000, 30'000) == 0);
 }
 
-TEST_CASE("shipping quote: unknown country, unknown currency or a too heavy parcel is "
-          "unprocessable",
-          "[commerce][logic][shipping]") {
+TEST_CASE(
+  "shipping quote: unknown country, unknown currency or a too heavy parcel is "
+  "unprocessable",
+  "[commerce][logic][shipping]") {
   config::shipping_settings table;
   auto unknown_country = order_logic::shipping_quote(table, "AQ", "USD", 100, 100);
   REQUIRE_FALSE(unknown_country.ok());

@@ -8,8 +8,8 @@
 #include "actors/runtime_support.hpp"
 
 #include "actors/runtime.hpp"
-#include "persistence/cache.hpp"
 #include "core/ids.hpp"
+#include "persistence/cache.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -287,9 +287,10 @@ TEST_CASE("runtime: a patch taking another product's sku answers conflict and ch
   CHECK(ok->sku == b.sku);
 }
 
-TEST_CASE("runtime: a conditional write that lost to a change behind the actor's back answers "
-          "conflict, then the actor serves the database's state",
-          "[pg][runtime]") {
+TEST_CASE(
+  "runtime: a conditional write that lost to a change behind the actor's back answers "
+  "conflict, then the actor serves the database's state",
+  "[pg][runtime]") {
   runtime rt{settings()};
   auto created = create_ok(rt);
   get_ok(rt, created.id);
@@ -317,9 +318,10 @@ TEST_CASE("runtime: a conditional write that lost to a change behind the actor's
   CHECK(retried->price_cents == 5555);
 }
 
-TEST_CASE("runtime: an unconditional write is applied to the row as it is now, keeping a change "
-          "made behind the actor's back",
-          "[pg][runtime]") {
+TEST_CASE(
+  "runtime: an unconditional write is applied to the row as it is now, keeping a change "
+  "made behind the actor's back",
+  "[pg][runtime]") {
   runtime rt{settings()};
   auto created = create_ok(rt);
   get_ok(rt, created.id);

@@ -7,8 +7,8 @@
 #include "actors/runtime_support.hpp"
 
 #include "actors/runtime.hpp"
-#include "persistence/cache.hpp"
 #include "core/ids.hpp"
+#include "persistence/cache.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -133,8 +133,7 @@ TEST_CASE("runtime: requests arriving around passivation are all answered",
   CHECK(after.active <= 1);
 }
 
-TEST_CASE("runtime: shutdown with active entities returns promptly",
-          "[pg][runtime]") {
+TEST_CASE("runtime: shutdown with active entities returns promptly", "[pg][runtime]") {
   auto s = settings();
   runtime rt{s};
   auto created = create_ok(rt);
@@ -199,9 +198,10 @@ TEST_CASE("runtime: with Redis hanging, requests still work well inside the dead
   check_same(get_ok(rt, created.id), r.value());
 }
 
-TEST_CASE("runtime: a change made while Redis was unreachable is not hidden by the stale cached "
-          "value once Redis is back",
-          "[pg][runtime][faults]") {
+TEST_CASE(
+  "runtime: a change made while Redis was unreachable is not hidden by the stale cached "
+  "value once Redis is back",
+  "[pg][runtime][faults]") {
   auto s = settings();
   model::product created;
   {
@@ -326,8 +326,7 @@ TEST_CASE("runtime: concurrent updates with the same If-Match version: exactly o
   constexpr int n = 10;
   std::vector<pending<model::product>> answers(n);
   for (int i = 0; i < n; ++i)
-    rt.update_product(created.id, price_patch(10'000 + i), created.version,
-                      answers[i].callback());
+    rt.update_product(created.id, price_patch(10'000 + i), created.version, answers[i].callback());
   int won = 0, refused = 0;
   std::int64_t winning_price = -1;
   for (auto& a : answers) {

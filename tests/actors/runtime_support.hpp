@@ -5,8 +5,8 @@
 /// that never answers.
 
 #include "actors/runtime.hpp"
-#include "persistence/cache.hpp"
 #include "core/ids.hpp"
+#include "persistence/cache.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"

@@ -2,8 +2,8 @@
 
 #include "core/ids.hpp"
 
-#include <catch2/catch.hpp>
 #include <hiredis/hiredis.h>
+#include <catch2/catch.hpp>
 
 #include <signal.h>
 
@@ -26,8 +26,8 @@ redis_client::redis_client(const std::string& url) {
   auto slash = rest.find('/');
   REQUIRE(colon != std::string::npos);
   auto host = rest.substr(0, colon);
-  auto port = std::stoi(rest.substr(colon + 1, slash == std::string::npos ? std::string::npos
-                                                                           : slash - colon - 1));
+  auto port = std::stoi(
+    rest.substr(colon + 1, slash == std::string::npos ? std::string::npos : slash - colon - 1));
   timeval tv{2, 0};
   auto* c = redisConnectWithTimeout(host.c_str(), port, tv);
   INFO("connecting to " << url << ": " << (c ? c->errstr : "no context"));

@@ -37,13 +37,18 @@ bool mentions(const accounting::verdict& v, const std::string& needle) {
 
 } // namespace
 
-TEST_CASE("bench accounting: passes on a consistent run, fails on an acknowledged order that is "
-          "missing and on the other broken invariants",
-          "[e2e][bench][accounting]") {
+TEST_CASE(
+  "bench accounting: passes on a consistent run, fails on an acknowledged order that is "
+  "missing and on the other broken invariants",
+  "[e2e][bench][accounting]") {
   auto& srv = shared_server();
   http_client c{srv.host(), srv.port()};
-  json body{{"sku", unique("acct-sku")}, {"name", "Accounting widget"}, {"price_cents", 700},
-            {"currency", "USD"},        {"stock", 10},                  {"weight_grams", 100}};
+  json body{{"sku", unique("acct-sku")},
+            {"name", "Accounting widget"},
+            {"price_cents", 700},
+            {"currency", "USD"},
+            {"stock", 10},
+            {"weight_grams", 100}};
   auto p = c.request("POST", "/products", body.dump(), admin());
   INFO(show(p));
   REQUIRE(p.status == 201);
@@ -59,8 +64,8 @@ TEST_CASE("bench accounting: passes on a consistent run, fails on an acknowledge
     INFO(show(r));
     REQUIRE(r.status == 201);
     auto o = r.json();
-    accounting::acknowledged_order a{o.at("id").get<std::string>(),
-                                     o.at("customer_id").get<std::string>(), {}};
+    accounting::acknowledged_order a{
+      o.at("id").get<std::string>(), o.at("customer_id").get<std::string>(), {}};
     for (const auto& l : o.at("items"))
       a.lines.emplace_back(l.at("product_id").get<std::string>(),
                            l.at("quantity").get<std::int64_t>());

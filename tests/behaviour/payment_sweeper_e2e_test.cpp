@@ -36,9 +36,10 @@ std::int64_t stock_of(const std::string& product) {
 }
 
 std::int64_t unpaid_of(const std::string& customer) {
-  return scalar("SELECT count(*) FROM orders WHERE customer_id = $1 "
-                "AND status = 'pending_payment'",
-                customer);
+  return scalar(
+    "SELECT count(*) FROM orders WHERE customer_id = $1 "
+    "AND status = 'pending_payment'",
+    customer);
 }
 
 std::int64_t cancelled_of(const std::string& customer) {
@@ -48,7 +49,7 @@ std::int64_t cancelled_of(const std::string& customer) {
 
 std::string create_product(http_client& c, std::int64_t stock) {
   json body{{"sku", unique("sweep-sku")}, {"name", "Sweeper widget"}, {"price_cents", 500},
-            {"currency", "USD"},         {"stock", stock},             {"weight_grams", 100}};
+            {"currency", "USD"},          {"stock", stock},           {"weight_grams", 100}};
   auto r = c.request("POST", "/products", body.dump(), admin());
   INFO(show(r));
   REQUIRE(r.status == 201);
@@ -96,9 +97,10 @@ class column_renamed {
 
 } // namespace
 
-TEST_CASE("sweeper: more overdue orders than one sweep reads are all cancelled, and each "
-          "returns its stock exactly once",
-          "[e2e][sweeper]") {
+TEST_CASE(
+  "sweeper: more overdue orders than one sweep reads are all cancelled, and each "
+  "returns its stock exactly once",
+  "[e2e][sweeper]") {
   const int orders = 520; // one sweep reads 500
   const std::int64_t stock = orders + 30;
   std::string product, customer;
@@ -131,9 +133,10 @@ TEST_CASE("sweeper: more overdue orders than one sweep reads are all cancelled, 
   {
     pqxx::connection conn{pg_url()};
     pqxx::work tx{conn};
-    tx.exec_params("UPDATE orders SET payment_due_at = now() - interval '1 minute' "
-                   "WHERE customer_id = $1",
-                   customer);
+    tx.exec_params(
+      "UPDATE orders SET payment_due_at = now() - interval '1 minute' "
+      "WHERE customer_id = $1",
+      customer);
     tx.commit();
   }
   // A server that sweeps every 250 ms (orders.payment_timeout_s / 4).
@@ -147,8 +150,7 @@ TEST_CASE("sweeper: more overdue orders than one sweep reads are all cancelled, 
   CHECK(cancelled_of(customer) == orders);
 }
 
-TEST_CASE("sweeper: a sweep that fails does not stop the sweeps after it",
-          "[e2e][sweeper]") {
+TEST_CASE("sweeper: a sweep that fails does not stop the sweeps after it", "[e2e][sweeper]") {
   server_process srv{{{"EMPORIUM_ORDERS_PAYMENT_TIMEOUT_S", "1"}}};
   http_client c{srv.host(), srv.port()};
   auto product = create_product(c, 5);
@@ -165,8 +167,7 @@ TEST_CASE("sweeper: a sweep that fails does not stop the sweeps after it",
     // Every sweep fails meanwhile: its query names a column that is gone. The column comes back
     // when the block ends, also when the test fails.
     column_renamed gone{"orders", "paying_since", "paying_since_hidden"};
-    auto r = c.request("POST", "/orders", order_body({{product, 2}}).dump(),
-                       bearer(who.tokens[0]));
+    auto r = c.request("POST", "/orders", order_body({{product, 2}}).dump(), bearer(who.tokens[0]));
     INFO(show(r));
     REQUIRE(r.status == 201);
     REQUIRE(stock_of(product) == 3);

@@ -46,9 +46,10 @@ double metric(const server_process& srv, const std::string& sample) {
 
 } // namespace
 
-TEST_CASE("rate limit: with Redis hanging, every request is answered and limited locally, and "
-          "once Redis answers again the buckets are shared through it",
-          "[e2e][rate][redis][freezes]") {
+TEST_CASE(
+  "rate limit: with Redis hanging, every request is answered and limited locally, and "
+  "once Redis answers again the buckets are shared through it",
+  "[e2e][rate][redis][freezes]") {
   redis_process redis;
   server_process srv{{{"EMPORIUM_RATE_LIMIT_MODE", "redis"},
                       {"EMPORIUM_REDIS_URL", redis.url()},
@@ -96,9 +97,10 @@ TEST_CASE("rate limit: with Redis hanging, every request is answered and limited
   CHECK(admin_link.command({"EXISTS", "emporium:rl:read:a:" + after}) == "1");
 }
 
-TEST_CASE("rate limit: after SCRIPT FLUSH the limiter loads its script again and goes on "
-          "limiting through Redis",
-          "[e2e][rate][redis]") {
+TEST_CASE(
+  "rate limit: after SCRIPT FLUSH the limiter loads its script again and goes on "
+  "limiting through Redis",
+  "[e2e][rate][redis]") {
   redis_process redis;
   server_process srv{{{"EMPORIUM_RATE_LIMIT_MODE", "redis"},
                       {"EMPORIUM_REDIS_URL", redis.url()},

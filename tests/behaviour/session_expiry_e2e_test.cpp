@@ -32,9 +32,10 @@ void check_401(const http_response& r) {
 
 } // namespace
 
-TEST_CASE("session: a token works until auth.session_ttl_s and gets 401 after, from the server's "
-          "memory, from Redis and from PostgreSQL",
-          "[e2e][session]") {
+TEST_CASE(
+  "session: a token works until auth.session_ttl_s and gets 401 after, from the server's "
+  "memory, from Redis and from PostgreSQL",
+  "[e2e][session]") {
   const int ttl_s = 5;
   server_process srv{{{"EMPORIUM_AUTH_SESSION_TTL_S", std::to_string(ttl_s)}}};
   http_client c{srv.host(), srv.port()};
@@ -58,8 +59,8 @@ TEST_CASE("session: a token works until auth.session_ttl_s and gets 401 after, f
   CHECK(cached_expiry <= epoch_ms() + ttl_s * 1000);
 
   // Past the expiry (plus a margin for the clocks of server and database).
-  std::this_thread::sleep_until(std::chrono::system_clock::time_point{} +
-                                std::chrono::milliseconds(cached_expiry) + 1500ms);
+  std::this_thread::sleep_until(std::chrono::system_clock::time_point{}
+                                + std::chrono::milliseconds(cached_expiry) + 1500ms);
 
   // The token the server holds in memory: expired there too.
   check_401(whoami(c, who, used));
@@ -76,9 +77,10 @@ TEST_CASE("session: a token works until auth.session_ttl_s and gets 401 after, f
   CHECK(trusted.status == 200);
 }
 
-TEST_CASE("session: a value in Redis under a session's key that does not parse is not trusted: "
-          "a valid token authenticates from PostgreSQL, an unknown one does not",
-          "[e2e][session]") {
+TEST_CASE(
+  "session: a value in Redis under a session's key that does not parse is not trusted: "
+  "a valid token authenticates from PostgreSQL, an unknown one does not",
+  "[e2e][session]") {
   auto& srv = shared_server();
   http_client c{srv.host(), srv.port()};
   redis_client redis{redis_url()};

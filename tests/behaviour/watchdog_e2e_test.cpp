@@ -26,9 +26,10 @@ const char* const read_target = "/products?limit=1";
 
 } // namespace
 
-TEST_CASE("watchdog: a request that gets no answer within http.request_timeout_ms gets 504 "
-          "problem+json, and the connection stays usable",
-          "[e2e][watchdog][freezes]") {
+TEST_CASE(
+  "watchdog: a request that gets no answer within http.request_timeout_ms gets 504 "
+  "problem+json, and the connection stays usable",
+  "[e2e][watchdog][freezes]") {
   redis_process redis;
   server_process srv{{{"EMPORIUM_HTTP_REQUEST_TIMEOUT_MS", "500"},
                       {"EMPORIUM_RATE_LIMIT_MODE", "redis"},

@@ -41,8 +41,9 @@ class temp_file {
  public:
   explicit temp_file(const std::string& text, const std::string& name = "emporium.toml") {
     static int counter = 0;
-    dir_ = std::filesystem::temp_directory_path() /
-           ("emporium-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter));
+    dir_ = std::filesystem::temp_directory_path()
+           / ("emporium-config-test-" + std::to_string(::getpid()) + "-"
+              + std::to_string(++counter));
     std::filesystem::create_directories(dir_);
     path_ = (dir_ / name).string();
     std::ofstream(path_) << text;
@@ -68,7 +69,7 @@ std::string example_path() {
   const std::filesystem::path root = EMPORIUM_SOURCE_DIR;
 #else
   const std::filesystem::path root =
-      std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+    std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
 #endif
   return (root / "config" / "emporium.example.toml").string();
 }
@@ -117,7 +118,8 @@ const std::string password = "s3cr3t-Pa55word";
 
 } // namespace
 
-// -- defaults and the key table ----------------------------------------------------------------------
+// -- defaults and the key table
+// ----------------------------------------------------------------------
 
 TEST_CASE("defaults match the design and pass validation", "[config]") {
   const settings s;
@@ -137,25 +139,26 @@ TEST_CASE("known_keys lists every key once with the design's environment names",
   CHECK(envs.size() == keys.size());
 
   const std::map<std::string, std::string> expected = {
-      {"http.host", "EMPORIUM_HTTP_HOST"},
-      {"http.port", "EMPORIUM_HTTP_PORT"},
-      {"http.threads", "EMPORIUM_HTTP_THREADS"},
-      {"http.body_limit", "EMPORIUM_HTTP_BODY_LIMIT"},
-      {"postgres.url", "EMPORIUM_PG_URL"},
-      {"postgres.pool_size", "EMPORIUM_POSTGRES_POOL_SIZE"},
-      {"redis.url", "EMPORIUM_REDIS_URL"},
-      {"redis.timeout_ms", "EMPORIUM_REDIS_TIMEOUT_MS"},
-      {"auth.admin_key", "EMPORIUM_ADMIN_KEY"},
-      {"cluster.node_port", "EMPORIUM_NODE_PORT"},
-      {"cluster.peers", "EMPORIUM_PEERS"},
-      {"rate_limit.capacity", "EMPORIUM_RATE_CAPACITY"},
-      {"rate_limit.refill_per_s", "EMPORIUM_RATE_REFILL"},
-      {"actors.idle_timeout_s", "EMPORIUM_ACTORS_IDLE_TIMEOUT_S"},
-      {"log.level", "EMPORIUM_LOG_LEVEL"},
+    {"http.host", "EMPORIUM_HTTP_HOST"},
+    {"http.port", "EMPORIUM_HTTP_PORT"},
+    {"http.threads", "EMPORIUM_HTTP_THREADS"},
+    {"http.body_limit", "EMPORIUM_HTTP_BODY_LIMIT"},
+    {"postgres.url", "EMPORIUM_PG_URL"},
+    {"postgres.pool_size", "EMPORIUM_POSTGRES_POOL_SIZE"},
+    {"redis.url", "EMPORIUM_REDIS_URL"},
+    {"redis.timeout_ms", "EMPORIUM_REDIS_TIMEOUT_MS"},
+    {"auth.admin_key", "EMPORIUM_ADMIN_KEY"},
+    {"cluster.node_port", "EMPORIUM_NODE_PORT"},
+    {"cluster.peers", "EMPORIUM_PEERS"},
+    {"rate_limit.capacity", "EMPORIUM_RATE_CAPACITY"},
+    {"rate_limit.refill_per_s", "EMPORIUM_RATE_REFILL"},
+    {"actors.idle_timeout_s", "EMPORIUM_ACTORS_IDLE_TIMEOUT_S"},
+    {"log.level", "EMPORIUM_LOG_LEVEL"},
   };
   for (const auto& [key, env] : expected) {
     INFO(key);
-    const auto it = std::find_if(keys.begin(), keys.end(), [&](const key_info& k) { return k.key == key; });
+    const auto it = std::find_if(keys.begin(), keys.end(),
+                                 [&](const key_info& k) { return k.key == key; });
     REQUIRE(it != keys.end());
     CHECK(it->env == env);
   }
@@ -178,7 +181,8 @@ TEST_CASE("the example file documents every key and its variable, and loads to t
   require_defaults(s);
 }
 
-// -- TOML -------------------------------------------------------------------------------------------
+// -- TOML
+// -------------------------------------------------------------------------------------------
 
 TEST_CASE("the shipping rate table is read from TOML and checked", "[config][toml]") {
   settings s;
@@ -236,11 +240,12 @@ refill_per_s = 2.5
 idle_timeout_s = 5
 [log]
 level = "debug"
-)", "inline");
+)",
+                  "inline");
   CHECK(s.http.host == "0.0.0.0");
   CHECK(s.http.port == 9090);
   CHECK(s.http.body_limit == 2048);
-  CHECK(s.http.threads == 1);  // untouched keys keep their defaults
+  CHECK(s.http.threads == 1); // untouched keys keep their defaults
   CHECK(s.postgres.url == "postgres://app@db/shop");
   CHECK(s.auth.admin_key == std::optional<std::string>("0123456789abcdef0123"));
   CHECK(s.cluster.node_port == std::optional<std::uint16_t>(4242));
@@ -287,14 +292,14 @@ TEST_CASE("a wrong TOML type names the key, the file and both types", "[config][
     std::string text, key, expected;
   };
   const std::vector<case_t> cases = {
-      {"[http]\nport = \"8080\"\n", "http.port", "expected an integer, got a string"},
-      {"[http]\nhost = 5\n", "http.host", "expected a string, got an integer"},
-      {"[http]\nthreads = 1.5\n", "http.threads", "expected an integer, got a float"},
-      {"[rate_limit]\nrefill_per_s = \"fast\"\n", "rate_limit.refill_per_s", "expected a number"},
-      {"[cluster]\npeers = \"a:1\"\n", "cluster.peers", "expected an array of strings"},
-      {"[cluster]\npeers = [\"a:1\", 2]\n", "cluster.peers", "element 1"},
-      {"[auth]\nadmin_key = true\n", "auth.admin_key", "got a boolean"},
-      {"[log]\nlevel = 1979-05-27\n", "log.level", "got a date"},
+    {"[http]\nport = \"8080\"\n", "http.port", "expected an integer, got a string"},
+    {"[http]\nhost = 5\n", "http.host", "expected a string, got an integer"},
+    {"[http]\nthreads = 1.5\n", "http.threads", "expected an integer, got a float"},
+    {"[rate_limit]\nrefill_per_s = \"fast\"\n", "rate_limit.refill_per_s", "expected a number"},
+    {"[cluster]\npeers = \"a:1\"\n", "cluster.peers", "expected an array of strings"},
+    {"[cluster]\npeers = [\"a:1\", 2]\n", "cluster.peers", "element 1"},
+    {"[auth]\nadmin_key = true\n", "auth.admin_key", "got a boolean"},
+    {"[log]\nlevel = 1979-05-27\n", "log.level", "got a date"},
   };
   for (const auto& c : cases) {
     INFO(c.text);
@@ -302,7 +307,7 @@ TEST_CASE("a wrong TOML type names the key, the file and both types", "[config][
     settings s;
     const auto message = error_of([&] { apply_toml_file(s, file.path()); });
     CHECK_THAT(message, Contains(c.key) && Contains(file.path()) && Contains(c.expected));
-    require_defaults(s);  // nothing applied
+    require_defaults(s); // nothing applied
   }
 }
 
@@ -341,20 +346,21 @@ TEST_CASE("a failing TOML file changes nothing", "[config][toml]") {
   CHECK(s.http.port == 8080);
 }
 
-// -- environment --------------------------------------------------------------------------------------
+// -- environment
+// --------------------------------------------------------------------------------------
 
 TEST_CASE("the design's environment names set their keys", "[config][env]") {
   settings s;
   apply_environment(s, {
-                           {"EMPORIUM_HTTP_HOST", "0.0.0.0"},
-                           {"EMPORIUM_HTTP_PORT", "8081"},
-                           {"EMPORIUM_PG_URL", "postgresql://u@pg:5433/db"},
-                           {"EMPORIUM_REDIS_URL", "redis://cache:6380/2"},
-                           {"EMPORIUM_ADMIN_KEY", "abcdefghijklmnopq"},
-                           {"EMPORIUM_NODE_PORT", "4300"},
-                           {"EMPORIUM_PEERS", "a:1,b:2"},
-                           {"EMPORIUM_RATE_CAPACITY", "10"},
-                           {"EMPORIUM_RATE_REFILL", "0.5"},
+                         {"EMPORIUM_HTTP_HOST", "0.0.0.0"},
+                         {"EMPORIUM_HTTP_PORT", "8081"},
+                         {"EMPORIUM_PG_URL", "postgresql://u@pg:5433/db"},
+                         {"EMPORIUM_REDIS_URL", "redis://cache:6380/2"},
+                         {"EMPORIUM_ADMIN_KEY", "abcdefghijklmnopq"},
+                         {"EMPORIUM_NODE_PORT", "4300"},
+                         {"EMPORIUM_PEERS", "a:1,b:2"},
+                         {"EMPORIUM_RATE_CAPACITY", "10"},
+                         {"EMPORIUM_RATE_REFILL", "0.5"},
                        });
   CHECK(s.http.host == "0.0.0.0");
   CHECK(s.http.port == 8081);
@@ -371,13 +377,13 @@ TEST_CASE("the design's environment names set their keys", "[config][env]") {
 TEST_CASE("other keys use EMPORIUM_<SECTION>_<KEY>", "[config][env]") {
   settings s;
   apply_environment(s, {
-                           {"EMPORIUM_HTTP_THREADS", "2"},
-                           {"EMPORIUM_HTTP_BODY_LIMIT", "4096"},
-                           {"EMPORIUM_POSTGRES_POOL_SIZE", "8"},
-                           {"EMPORIUM_REDIS_TIMEOUT_MS", "150"},
-                           {"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "30"},
-                           {"EMPORIUM_ACTORS_SCHEDULER_THREADS", "2"},
-                           {"EMPORIUM_LOG_LEVEL", "warn"},
+                         {"EMPORIUM_HTTP_THREADS", "2"},
+                         {"EMPORIUM_HTTP_BODY_LIMIT", "4096"},
+                         {"EMPORIUM_POSTGRES_POOL_SIZE", "8"},
+                         {"EMPORIUM_REDIS_TIMEOUT_MS", "150"},
+                         {"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "30"},
+                         {"EMPORIUM_ACTORS_SCHEDULER_THREADS", "2"},
+                         {"EMPORIUM_LOG_LEVEL", "warn"},
                        });
   CHECK(s.http.threads == 2);
   CHECK(s.http.body_limit == 4096);
@@ -398,14 +404,14 @@ TEST_CASE("every known key can be set through its environment variable", "[confi
       continue;
     }
     settings s;
-    const std::string value = k.key == "log.level"           ? "error"
+    const std::string value = k.key == "log.level" ? "error"
                               : k.key.find("url") != std::string::npos
-                                  ? (k.key == "redis.url" ? "redis://h:1/3" : "postgres://h:1/d")
-                              : k.key == "http.host"         ? "::"
-                              : k.key == "auth.admin_key"    ? "key-key-key-key-key"
-                              : k.key == "cluster.peers"     ? "h:1"
+                                ? (k.key == "redis.url" ? "redis://h:1/3" : "postgres://h:1/d")
+                              : k.key == "http.host"                 ? "::"
+                              : k.key == "auth.admin_key"            ? "key-key-key-key-key"
+                              : k.key == "cluster.peers"             ? "h:1"
                               : k.key == "shipping.free_above_cents" ? "USD=3"
-                                                             : "3";
+                                                                     : "3";
     CHECK_NOTHROW(apply_environment(s, {{k.env, value}}));
   }
 }
@@ -421,12 +427,18 @@ TEST_CASE("EMPORIUM_TEST_* and non-EMPORIUM variables are ignored", "[config][en
 
 TEST_CASE("an unknown EMPORIUM_ variable is an error naming it", "[config][env]") {
   settings s;
-  CHECK_THAT(error_of([&] { apply_environment(s, {{"EMPORIUM_HTTP_PROT", "1"}}); }),
+  CHECK_THAT(error_of([&] {
+               apply_environment(s, {{"EMPORIUM_HTTP_PROT", "1"}});
+             }),
              Contains("EMPORIUM_HTTP_PROT") && Contains("EMPORIUM_HTTP_PORT"));
   // The design's names are exact: the plain form of a renamed key is not an alias.
-  CHECK_THAT(error_of([&] { apply_environment(s, {{"EMPORIUM_POSTGRES_URL", "postgres://h/d"}}); }),
+  CHECK_THAT(error_of([&] {
+               apply_environment(s, {{"EMPORIUM_POSTGRES_URL", "postgres://h/d"}});
+             }),
              Contains("EMPORIUM_POSTGRES_URL") && Contains("did you mean EMPORIUM_PG_URL"));
-  CHECK_THAT(error_of([&] { apply_environment(s, {{"EMPORIUM_CLUSTER_PEERS", "a:1"}}); }),
+  CHECK_THAT(error_of([&] {
+               apply_environment(s, {{"EMPORIUM_CLUSTER_PEERS", "a:1"}});
+             }),
              Contains("EMPORIUM_CLUSTER_PEERS") && Contains("EMPORIUM_PEERS"));
   require_defaults(s);
 }
@@ -442,25 +454,26 @@ TEST_CASE("EMPORIUM_ variables outside every configuration section belong to the
   require_defaults(s);
 }
 
-TEST_CASE("an environment value that does not parse names the variable and the key", "[config][env]") {
+TEST_CASE("an environment value that does not parse names the variable and the key",
+          "[config][env]") {
   struct case_t {
     std::string var, value, key, why;
   };
   const std::vector<case_t> cases = {
-      {"EMPORIUM_HTTP_PORT", "abc", "http.port", "not an integer"},
-      {"EMPORIUM_HTTP_PORT", "70000", "http.port", "out of range"},
-      {"EMPORIUM_HTTP_PORT", "-1", "http.port", "negative"},
-      {"EMPORIUM_HTTP_PORT", "", "http.port", "not an integer"},
-      {"EMPORIUM_HTTP_PORT", "80 80", "http.port", "not an integer"},
-      {"EMPORIUM_HTTP_PORT", "0x50", "http.port", "not an integer"},
-      {"EMPORIUM_HTTP_THREADS", "1.5", "http.threads", "not an integer"},
-      {"EMPORIUM_HTTP_THREADS", "99999999999", "http.threads", "out of range"},
-      {"EMPORIUM_HTTP_BODY_LIMIT", "99999999999999999999999", "http.body_limit", "out of range"},
-      {"EMPORIUM_NODE_PORT", "65536", "cluster.node_port", "out of range"},
-      {"EMPORIUM_RATE_CAPACITY", "lots", "rate_limit.capacity", "not an integer"},
-      {"EMPORIUM_RATE_REFILL", "fast", "rate_limit.refill_per_s", "not a number"},
-      {"EMPORIUM_RATE_REFILL", "nan", "rate_limit.refill_per_s", "finite"},
-      {"EMPORIUM_RATE_REFILL", "1e999", "rate_limit.refill_per_s", ""},
+    {"EMPORIUM_HTTP_PORT", "abc", "http.port", "not an integer"},
+    {"EMPORIUM_HTTP_PORT", "70000", "http.port", "out of range"},
+    {"EMPORIUM_HTTP_PORT", "-1", "http.port", "negative"},
+    {"EMPORIUM_HTTP_PORT", "", "http.port", "not an integer"},
+    {"EMPORIUM_HTTP_PORT", "80 80", "http.port", "not an integer"},
+    {"EMPORIUM_HTTP_PORT", "0x50", "http.port", "not an integer"},
+    {"EMPORIUM_HTTP_THREADS", "1.5", "http.threads", "not an integer"},
+    {"EMPORIUM_HTTP_THREADS", "99999999999", "http.threads", "out of range"},
+    {"EMPORIUM_HTTP_BODY_LIMIT", "99999999999999999999999", "http.body_limit", "out of range"},
+    {"EMPORIUM_NODE_PORT", "65536", "cluster.node_port", "out of range"},
+    {"EMPORIUM_RATE_CAPACITY", "lots", "rate_limit.capacity", "not an integer"},
+    {"EMPORIUM_RATE_REFILL", "fast", "rate_limit.refill_per_s", "not a number"},
+    {"EMPORIUM_RATE_REFILL", "nan", "rate_limit.refill_per_s", "finite"},
+    {"EMPORIUM_RATE_REFILL", "1e999", "rate_limit.refill_per_s", ""},
   };
   for (const auto& c : cases) {
     INFO(c.var << "=" << c.value);
@@ -473,7 +486,8 @@ TEST_CASE("an environment value that does not parse names the variable and the k
 
 TEST_CASE("numbers from text tolerate surrounding blanks and signs", "[config][env]") {
   settings s;
-  apply_environment(s, {{"EMPORIUM_HTTP_PORT", " 9000 "}, {"EMPORIUM_RATE_CAPACITY", "+5"},
+  apply_environment(s, {{"EMPORIUM_HTTP_PORT", " 9000 "},
+                        {"EMPORIUM_RATE_CAPACITY", "+5"},
                         {"EMPORIUM_HTTP_THREADS", "-0"}});
   CHECK(s.http.port == 9000);
   CHECK(s.rate_limit.capacity == 5);
@@ -492,7 +506,9 @@ TEST_CASE("an empty value unsets optional keys", "[config][env]") {
 TEST_CASE("a failing environment changes nothing", "[config][env]") {
   settings s;
   // Map order: EMPORIUM_HTTP_HOST is applied before EMPORIUM_HTTP_PORT fails.
-  error_of([&] { apply_environment(s, {{"EMPORIUM_HTTP_HOST", "0.0.0.0"}, {"EMPORIUM_HTTP_PORT", "x"}}); });
+  error_of([&] {
+    apply_environment(s, {{"EMPORIUM_HTTP_HOST", "0.0.0.0"}, {"EMPORIUM_HTTP_PORT", "x"}});
+  });
   CHECK(s.http.host == "127.0.0.1");
 }
 
@@ -506,10 +522,12 @@ TEST_CASE("process_environment reads EMPORIUM_ variables from environ", "[config
   CHECK(env.at("EMPORIUM_TEST_CONFIG_PROBE") == "a=b, c");
   CHECK(env.count("NOT_EMPORIUM_CONFIG_PROBE") == 0);
   CHECK(env.count("PATH") == 0);
-  for (const auto& [name, value] : env) CHECK(name.rfind("EMPORIUM_", 0) == 0);
+  for (const auto& [name, value] : env)
+    CHECK(name.rfind("EMPORIUM_", 0) == 0);
 }
 
-// -- command line ---------------------------------------------------------------------------------------
+// -- command line
+// ---------------------------------------------------------------------------------------
 
 TEST_CASE("apply_override converts like the environment", "[config][override]") {
   settings s;
@@ -540,11 +558,13 @@ TEST_CASE("apply_assignment splits section.key=value at the first '='", "[config
   CHECK(s.http.port == 9001);
   CHECK_THAT(error_of([&] { apply_assignment(s, "http.port"); }),
              Contains("section.key=value") && Contains("http.port"));
-  CHECK_THAT(error_of([&] { apply_assignment(s, "postgres.url:postgresql://u:" + password + "@h/d"); }),
-             !Contains(password));
+  CHECK_THAT(
+    error_of([&] { apply_assignment(s, "postgres.url:postgresql://u:" + password + "@h/d"); }),
+    !Contains(password));
 }
 
-// -- precedence -------------------------------------------------------------------------------------------
+// -- precedence
+// -------------------------------------------------------------------------------------------
 
 TEST_CASE("precedence: defaults < TOML < environment < command line", "[config][precedence]") {
   temp_file file(R"(
@@ -559,9 +579,9 @@ level = "debug"
 capacity = 300
 )");
   const std::map<std::string, std::string> env = {
-      {"EMPORIUM_HTTP_PORT", "8002"},
-      {"EMPORIUM_LOG_LEVEL", "warn"},
-      {"EMPORIUM_RATE_REFILL", "50"},
+    {"EMPORIUM_HTTP_PORT", "8002"},
+    {"EMPORIUM_LOG_LEVEL", "warn"},
+    {"EMPORIUM_RATE_REFILL", "50"},
   };
 
   settings s;
@@ -570,19 +590,19 @@ capacity = 300
   CHECK(s.http.threads == 2);
   CHECK(s.postgres.pool_size == 6);
   CHECK(s.log.level == "debug");
-  CHECK(s.rate_limit.refill_per_s == 100.0);  // default survives
+  CHECK(s.rate_limit.refill_per_s == 100.0); // default survives
 
   apply_environment(s, env);
-  CHECK(s.http.port == 8002);              // env over TOML
-  CHECK(s.log.level == "warn");            // env over TOML
-  CHECK(s.rate_limit.refill_per_s == 50);  // env over default
-  CHECK(s.http.threads == 2);              // TOML survives
+  CHECK(s.http.port == 8002);             // env over TOML
+  CHECK(s.log.level == "warn");           // env over TOML
+  CHECK(s.rate_limit.refill_per_s == 50); // env over default
+  CHECK(s.http.threads == 2);             // TOML survives
   CHECK(s.rate_limit.capacity == 300);
 
   apply_override(s, "http.port", "8003");
   apply_override(s, "postgres.pool_size", "7");
-  CHECK(s.http.port == 8003);         // command line over env
-  CHECK(s.postgres.pool_size == 7);   // command line over TOML
+  CHECK(s.http.port == 8003);       // command line over env
+  CHECK(s.postgres.pool_size == 7); // command line over TOML
   CHECK(s.log.level == "warn");
 
   const settings loaded = load(file.path(), env, {"http.port=8003", "postgres.pool_size=7"});
@@ -596,14 +616,17 @@ capacity = 300
 }
 
 TEST_CASE("load validates the result", "[config][precedence]") {
-  CHECK_THAT(error_of([] { load(std::nullopt, {{"EMPORIUM_HTTP_THREADS", "0"}}, {}); }),
+  CHECK_THAT(error_of([] {
+               load(std::nullopt, {{"EMPORIUM_HTTP_THREADS", "0"}}, {});
+             }),
              Contains("http.threads"));
   CHECK_THAT(error_of([] { load(std::nullopt, {}, {"log.level=loud"}); }), Contains("log.level"));
   const settings s = load(std::nullopt, {}, {});
   require_defaults(s);
 }
 
-// -- validation ---------------------------------------------------------------------------------------------
+// -- validation
+// ---------------------------------------------------------------------------------------------
 
 TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][validate]") {
   struct case_t {
@@ -611,62 +634,83 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
     std::function<void(settings&)> change;
   };
   const std::vector<case_t> cases = {
-      {"http.host", [](settings& s) { s.http.host.clear(); }},
-      {"http.port", [](settings& s) { s.http.port = 0; }},
-      {"http.threads", [](settings& s) { s.http.threads = 0; }},
-      {"http.threads", [](settings& s) { s.http.threads = 65; }},
-      {"http.body_limit", [](settings& s) { s.http.body_limit = 0; }},
-      {"http.body_limit", [](settings& s) { s.http.body_limit = (std::size_t{1} << 30) + 1; }},
-      {"http.header_limit", [](settings& s) { s.http.header_limit = 1023; }},
-      {"http.header_limit", [](settings& s) { s.http.header_limit = (1 << 20) + 1; }},
-      {"http.header_timeout_ms", [](settings& s) { s.http.header_timeout_ms = 0; }},
-      {"http.idle_timeout_ms", [](settings& s) { s.http.idle_timeout_ms = -5; }},
-      {"http.request_timeout_ms", [](settings& s) { s.http.request_timeout_ms = 0; }},
-      {"http.max_pipeline", [](settings& s) { s.http.max_pipeline = 0; }},
-      {"http.max_pipeline", [](settings& s) { s.http.max_pipeline = 1025; }},
-      {"http.max_connections", [](settings& s) { s.http.max_connections = 0; }},
-      {"http.max_connections_per_address", [](settings& s) { s.http.max_connections_per_address = 0; }},
-      {"http.body_timeout_ms", [](settings& s) { s.http.body_timeout_ms = 0; }},
-      {"postgres.pool_size", [](settings& s) { s.postgres.pool_size = 0; }},
-      {"postgres.pool_size", [](settings& s) { s.postgres.pool_size = 257; }},
-      {"postgres.connect_timeout_ms", [](settings& s) { s.postgres.connect_timeout_ms = 0; }},
-      {"postgres.statement_timeout_ms", [](settings& s) { s.postgres.statement_timeout_ms = -1; }},
-      {"postgres.url", [](settings& s) { s.postgres.url = "mysql://h/db"; }},
-      {"postgres.url", [](settings& s) { s.postgres.url = "host=h dbname=d"; }},
-      {"redis.url", [](settings& s) { s.redis.url = "postgresql://h/0"; }},
-      {"redis.url", [](settings& s) { s.redis.url = "redis://h:6379/zero"; }},
-      {"redis.timeout_ms", [](settings& s) { s.redis.timeout_ms = 0; }},
-      {"redis.ttl_s", [](settings& s) { s.redis.ttl_s = 0; }},
-      {"auth.admin_key", [](settings& s) { s.auth.admin_key = "short"; }},
-      {"auth.admin_key", [](settings& s) { s.auth.admin_key = std::string(15, 'k'); }},
-      {"cluster.node_port", [](settings& s) { s.cluster.node_port = 0; }},
-      {"cluster.peers", [](settings& s) { s.cluster.node_port = 4000; s.cluster.peers = {"nohost"}; }},
-      {"cluster.peers", [](settings& s) { s.cluster.node_port = 4000; s.cluster.peers = {"h:"}; }},
-      {"cluster.peers", [](settings& s) { s.cluster.node_port = 4000; s.cluster.peers = {":4000"}; }},
-      {"cluster.peers", [](settings& s) { s.cluster.node_port = 4000; s.cluster.peers = {"a:1", "h:70000"}; }},
-      {"cluster.peers", [](settings& s) { s.cluster.node_port = 4000; s.cluster.peers = {"::1:4000"}; }},
-      {"cluster.node_port", [](settings& s) { s.cluster.peers = {"a:1"}; }},
-      {"rate_limit.capacity", [](settings& s) { s.rate_limit.capacity = 0; }},
-      {"rate_limit.refill_per_s", [](settings& s) { s.rate_limit.refill_per_s = 0; }},
-      {"rate_limit.refill_per_s", [](settings& s) { s.rate_limit.refill_per_s = -1; }},
-      {"rate_limit.refill_per_s",
-       [](settings& s) { s.rate_limit.refill_per_s = std::numeric_limits<double>::quiet_NaN(); }},
-      {"rate_limit.refill_per_s",
-       [](settings& s) { s.rate_limit.refill_per_s = std::numeric_limits<double>::infinity(); }},
-      {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 0; }},
-      {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 65; }},
-      {"orders.max_open_unpaid_per_customer",
-       [](settings& s) { s.orders.max_open_unpaid_per_customer = 0; }},
-      {"orders.max_units_per_line", [](settings& s) { s.orders.max_units_per_line = 0; }},
-      {"retention.interval_s", [](settings& s) { s.retention.interval_s = 0; }},
-      {"retention.batch_size", [](settings& s) { s.retention.batch_size = 0; }},
-      {"retention.expired_grace_h", [](settings& s) { s.retention.expired_grace_h = -1; }},
-      // A retry within a day must still find its key.
-      {"retention.idempotency_keys_h", [](settings& s) { s.retention.idempotency_keys_h = 23; }},
-      {"retention.events_h", [](settings& s) { s.retention.events_h = 0; }},
-      {"actors.idle_timeout_s", [](settings& s) { s.actors.idle_timeout_s = 0; }},
-      {"log.level", [](settings& s) { s.log.level = "verbose"; }},
-      {"log.level", [](settings& s) { s.log.level = "INFO"; }},
+    {"http.host", [](settings& s) { s.http.host.clear(); }},
+    {"http.port", [](settings& s) { s.http.port = 0; }},
+    {"http.threads", [](settings& s) { s.http.threads = 0; }},
+    {"http.threads", [](settings& s) { s.http.threads = 65; }},
+    {"http.body_limit", [](settings& s) { s.http.body_limit = 0; }},
+    {"http.body_limit", [](settings& s) { s.http.body_limit = (std::size_t{1} << 30) + 1; }},
+    {"http.header_limit", [](settings& s) { s.http.header_limit = 1023; }},
+    {"http.header_limit", [](settings& s) { s.http.header_limit = (1 << 20) + 1; }},
+    {"http.header_timeout_ms", [](settings& s) { s.http.header_timeout_ms = 0; }},
+    {"http.idle_timeout_ms", [](settings& s) { s.http.idle_timeout_ms = -5; }},
+    {"http.request_timeout_ms", [](settings& s) { s.http.request_timeout_ms = 0; }},
+    {"http.max_pipeline", [](settings& s) { s.http.max_pipeline = 0; }},
+    {"http.max_pipeline", [](settings& s) { s.http.max_pipeline = 1025; }},
+    {"http.max_connections", [](settings& s) { s.http.max_connections = 0; }},
+    {"http.max_connections_per_address",
+     [](settings& s) { s.http.max_connections_per_address = 0; }},
+    {"http.body_timeout_ms", [](settings& s) { s.http.body_timeout_ms = 0; }},
+    {"postgres.pool_size", [](settings& s) { s.postgres.pool_size = 0; }},
+    {"postgres.pool_size", [](settings& s) { s.postgres.pool_size = 257; }},
+    {"postgres.connect_timeout_ms", [](settings& s) { s.postgres.connect_timeout_ms = 0; }},
+    {"postgres.statement_timeout_ms", [](settings& s) { s.postgres.statement_timeout_ms = -1; }},
+    {"postgres.url", [](settings& s) { s.postgres.url = "mysql://h/db"; }},
+    {"postgres.url", [](settings& s) { s.postgres.url = "host=h dbname=d"; }},
+    {"redis.url", [](settings& s) { s.redis.url = "postgresql://h/0"; }},
+    {"redis.url", [](settings& s) { s.redis.url = "redis://h:6379/zero"; }},
+    {"redis.timeout_ms", [](settings& s) { s.redis.timeout_ms = 0; }},
+    {"redis.ttl_s", [](settings& s) { s.redis.ttl_s = 0; }},
+    {"auth.admin_key", [](settings& s) { s.auth.admin_key = "short"; }},
+    {"auth.admin_key", [](settings& s) { s.auth.admin_key = std::string(15, 'k'); }},
+    {"cluster.node_port", [](settings& s) { s.cluster.node_port = 0; }},
+    {"cluster.peers",
+     [](settings& s) {
+       s.cluster.node_port = 4000;
+       s.cluster.peers = {"nohost"};
+     }},
+    {"cluster.peers",
+     [](settings& s) {
+       s.cluster.node_port = 4000;
+       s.cluster.peers = {"h:"};
+     }},
+    {"cluster.peers",
+     [](settings& s) {
+       s.cluster.node_port = 4000;
+       s.cluster.peers = {":4000"};
+     }},
+    {"cluster.peers",
+     [](settings& s) {
+       s.cluster.node_port = 4000;
+       s.cluster.peers = {"a:1", "h:70000"};
+     }},
+    {"cluster.peers",
+     [](settings& s) {
+       s.cluster.node_port = 4000;
+       s.cluster.peers = {"::1:4000"};
+     }},
+    {"cluster.node_port", [](settings& s) { s.cluster.peers = {"a:1"}; }},
+    {"rate_limit.capacity", [](settings& s) { s.rate_limit.capacity = 0; }},
+    {"rate_limit.refill_per_s", [](settings& s) { s.rate_limit.refill_per_s = 0; }},
+    {"rate_limit.refill_per_s", [](settings& s) { s.rate_limit.refill_per_s = -1; }},
+    {"rate_limit.refill_per_s",
+     [](settings& s) { s.rate_limit.refill_per_s = std::numeric_limits<double>::quiet_NaN(); }},
+    {"rate_limit.refill_per_s",
+     [](settings& s) { s.rate_limit.refill_per_s = std::numeric_limits<double>::infinity(); }},
+    {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 0; }},
+    {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 65; }},
+    {"orders.max_open_unpaid_per_customer",
+     [](settings& s) { s.orders.max_open_unpaid_per_customer = 0; }},
+    {"orders.max_units_per_line", [](settings& s) { s.orders.max_units_per_line = 0; }},
+    {"retention.interval_s", [](settings& s) { s.retention.interval_s = 0; }},
+    {"retention.batch_size", [](settings& s) { s.retention.batch_size = 0; }},
+    {"retention.expired_grace_h", [](settings& s) { s.retention.expired_grace_h = -1; }},
+    // A retry within a day must still find its key.
+    {"retention.idempotency_keys_h", [](settings& s) { s.retention.idempotency_keys_h = 23; }},
+    {"retention.events_h", [](settings& s) { s.retention.events_h = 0; }},
+    {"actors.idle_timeout_s", [](settings& s) { s.actors.idle_timeout_s = 0; }},
+    {"log.level", [](settings& s) { s.log.level = "verbose"; }},
+    {"log.level", [](settings& s) { s.log.level = "INFO"; }},
   };
   for (const auto& c : cases) {
     INFO(c.key);
@@ -703,12 +747,14 @@ TEST_CASE("validate accepts the boundaries", "[config][validate]") {
 
 TEST_CASE("a port of 70000 fails naming http.port on every path", "[config][validate]") {
   settings s;
-  CHECK_THAT(error_of([&] { apply_environment(s, {{"EMPORIUM_HTTP_PORT", "70000"}}); }),
+  CHECK_THAT(error_of([&] {
+               apply_environment(s, {{"EMPORIUM_HTTP_PORT", "70000"}});
+             }),
              Contains("http.port") && Contains("EMPORIUM_HTTP_PORT"));
   CHECK_THAT(error_of([&] { apply_override(s, "http.port", "70000"); }), Contains("http.port"));
   CHECK_THAT(error_of([&] { apply_toml_text(s, "[http]\nport = 70000\n", "p.toml"); }),
              Contains("http.port") && Contains("p.toml"));
-  CHECK(s.http.port == 8080);  // 70000 did not wrap to 4464
+  CHECK(s.http.port == 8080); // 70000 did not wrap to 4464
 }
 
 TEST_CASE("the admin key is never echoed", "[config][validate]") {
@@ -719,7 +765,8 @@ TEST_CASE("the admin key is never echoed", "[config][validate]") {
   CHECK_THAT(message, !Contains("tooshortsecret"));
 }
 
-// -- peers -----------------------------------------------------------------------------------------------------
+// -- peers
+// -----------------------------------------------------------------------------------------------------
 
 TEST_CASE("peers parse from a comma-separated variable and a TOML array", "[config][peers]") {
   settings s;
@@ -744,12 +791,14 @@ TEST_CASE("a bad peer is named by index and value", "[config][peers]") {
   CHECK_THAT(error_of([&] { validate(s); }), Contains("cluster.peers[1]") && Contains("'b'"));
 }
 
-// -- URLs -------------------------------------------------------------------------------------------------------
+// -- URLs
+// -------------------------------------------------------------------------------------------------------
 
 TEST_CASE("parse_url splits a full PostgreSQL URL", "[config][url]") {
-  const auto u = parse_url("postgres.url",
-                           "postgresql://app%40shop:p%40ss%3Aw%2Frd@db.internal:6543/shop?sslmode=require&x=1",
-                           {"postgresql", "postgres"});
+  const auto u = parse_url(
+    "postgres.url",
+    "postgresql://app%40shop:p%40ss%3Aw%2Frd@db.internal:6543/shop?sslmode=require&x=1",
+    {"postgresql", "postgres"});
   CHECK(u.scheme == "postgresql");
   CHECK(u.user == "app@shop");
   CHECK(u.password == "p@ss:w/rd");
@@ -790,38 +839,40 @@ TEST_CASE("parse_url fills default ports and handles minimal forms", "[config][u
   CHECK(q.path.empty());
   CHECK(q.query == "application_name=x");
 
-  const auto d = parse_url("postgres.url", "postgresql://emporium@127.0.0.1:5432/emporium", {"postgresql"});
+  const auto d = parse_url("postgres.url", "postgresql://emporium@127.0.0.1:5432/emporium",
+                           {"postgresql"});
   CHECK(d.user == "emporium");
   CHECK(d.host == "127.0.0.1");
   CHECK(d.port == 5432);
   CHECK(d.path == "emporium");
 }
 
-TEST_CASE("parse_url rejects malformed URLs naming the key and hiding the password", "[config][url]") {
+TEST_CASE("parse_url rejects malformed URLs naming the key and hiding the password",
+          "[config][url]") {
   const std::vector<std::string> pg = {"postgresql", "postgres"};
   struct case_t {
     std::string url, why;
   };
   const std::vector<case_t> cases = {
-      {"db.internal:5432/shop", "not a URL"},
-      {"user:" + password + "@db/shop", "not a URL"},
-      {"host=db password=" + password, "not a URL"},
-      {"://u:" + password + "@h/d", "not a URL"},
-      {"mysql://u:" + password + "@h/d", "scheme 'mysql'"},
-      {"postgresql://u:" + password + "@/d", "empty host"},
-      {"postgresql://u:" + password + "@:5432/d", "empty host"},
-      {"postgresql:///d", "empty host"},
-      {"postgresql://u:" + password + "@h:70000/d", "bad port"},
-      {"postgresql://u:" + password + "@h:0/d", "bad port"},
-      {"postgresql://u:" + password + "@h:/d", "bad port"},
-      {"postgresql://u:" + password + "@h:54x/d", "bad port"},
-      {"postgresql://u:" + password + "@h:-1/d", "bad port"},
-      {"postgresql://u:" + password + "@h:5432:1/d", "bad port"},
-      {"postgresql://u:" + password + "%zz@h/d", "percent-encoding in the password"},
-      {"postgresql://u%4:" + password + "@h/d", "percent-encoding in the user"},
-      {"postgresql://u:" + password + "@[::1/d", "unterminated"},
-      {"postgresql://u:" + password + "@ho st/d", "bad host"},
-      {"postgresql://u:pa/" + password + "@h/d", "percent-encoded"},
+    {"db.internal:5432/shop", "not a URL"},
+    {"user:" + password + "@db/shop", "not a URL"},
+    {"host=db password=" + password, "not a URL"},
+    {"://u:" + password + "@h/d", "not a URL"},
+    {"mysql://u:" + password + "@h/d", "scheme 'mysql'"},
+    {"postgresql://u:" + password + "@/d", "empty host"},
+    {"postgresql://u:" + password + "@:5432/d", "empty host"},
+    {"postgresql:///d", "empty host"},
+    {"postgresql://u:" + password + "@h:70000/d", "bad port"},
+    {"postgresql://u:" + password + "@h:0/d", "bad port"},
+    {"postgresql://u:" + password + "@h:/d", "bad port"},
+    {"postgresql://u:" + password + "@h:54x/d", "bad port"},
+    {"postgresql://u:" + password + "@h:-1/d", "bad port"},
+    {"postgresql://u:" + password + "@h:5432:1/d", "bad port"},
+    {"postgresql://u:" + password + "%zz@h/d", "percent-encoding in the password"},
+    {"postgresql://u%4:" + password + "@h/d", "percent-encoding in the user"},
+    {"postgresql://u:" + password + "@[::1/d", "unterminated"},
+    {"postgresql://u:" + password + "@ho st/d", "bad host"},
+    {"postgresql://u:pa/" + password + "@h/d", "percent-encoded"},
   };
   for (const auto& c : cases) {
     INFO(c.url);
@@ -854,15 +905,17 @@ TEST_CASE("redact_url hides passwords in user info and parameters", "[config][ur
   CHECK(redact_url("redis://:" + password + "@h/0") == "redis://:***@h/0");
   CHECK(redact_url("postgresql://u@h/d") == "postgresql://u@h/d");
   CHECK(redact_url("postgresql://h:5432/d") == "postgresql://h:5432/d");
-  CHECK(redact_url("postgresql://h/d?user=u&password=" + password + "&sslmode=require") ==
-        "postgresql://h/d?user=u&password=***&sslmode=require");
+  CHECK(redact_url("postgresql://h/d?user=u&password=" + password + "&sslmode=require")
+        == "postgresql://h/d?user=u&password=***&sslmode=require");
   CHECK(redact_url("host=h PASSWORD=" + password + " dbname=d") == "host=h PASSWORD=*** dbname=d");
   CHECK_THAT(redact_url("postgresql://u:a@b" + password + "@h/d"), !Contains(password));
 }
 
-// -- the HTTP gateway's keys ------------------------------------------------------------------------
+// -- the HTTP gateway's keys
+// ------------------------------------------------------------------------
 
-TEST_CASE("gateway keys: defaults, environment names, overrides and validation", "[config][gateway]") {
+TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
+          "[config][gateway]") {
   const settings d;
   CHECK(d.http.drain_timeout_ms == 10'000);
   CHECK(d.http.cors_origins.empty());
@@ -875,24 +928,26 @@ TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
   CHECK(d.rate_limit.max_buckets == 100'000);
 
   settings s;
-  apply_environment(s, {
-                           {"EMPORIUM_HTTP_DRAIN_TIMEOUT_MS", "2500"},
-                           {"EMPORIUM_HTTP_CORS_ORIGINS", "https://shop.example, http://localhost:3000"},
-                           {"EMPORIUM_RATE_LIMIT_MODE", "redis"},
-                           {"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "50"},
-                           {"EMPORIUM_RATE_LIMIT_WRITE_REFILL_PER_S", "0.5"},
-                           {"EMPORIUM_RATE_LIMIT_LOGIN_CAPACITY", "3"},
-                           {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "0.05"},
-                           {"EMPORIUM_RATE_LIMIT_REDIS_TIMEOUT_MS", "20"},
-                           {"EMPORIUM_RATE_LIMIT_MAX_BUCKETS", "1000"},
-                           {"EMPORIUM_RATE_LIMIT_SIGNUP_CAPACITY", "2"},
-                           {"EMPORIUM_RATE_LIMIT_SIGNUP_REFILL_PER_S", "0.01"},
-                           {"EMPORIUM_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,::1"},
-                           {"EMPORIUM_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "32"},
-                           {"EMPORIUM_HTTP_BODY_TIMEOUT_MS", "4000"},
-                       });
+  apply_environment(s,
+                    {
+                      {"EMPORIUM_HTTP_DRAIN_TIMEOUT_MS", "2500"},
+                      {"EMPORIUM_HTTP_CORS_ORIGINS", "https://shop.example, http://localhost:3000"},
+                      {"EMPORIUM_RATE_LIMIT_MODE", "redis"},
+                      {"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "50"},
+                      {"EMPORIUM_RATE_LIMIT_WRITE_REFILL_PER_S", "0.5"},
+                      {"EMPORIUM_RATE_LIMIT_LOGIN_CAPACITY", "3"},
+                      {"EMPORIUM_RATE_LIMIT_LOGIN_REFILL_PER_S", "0.05"},
+                      {"EMPORIUM_RATE_LIMIT_REDIS_TIMEOUT_MS", "20"},
+                      {"EMPORIUM_RATE_LIMIT_MAX_BUCKETS", "1000"},
+                      {"EMPORIUM_RATE_LIMIT_SIGNUP_CAPACITY", "2"},
+                      {"EMPORIUM_RATE_LIMIT_SIGNUP_REFILL_PER_S", "0.01"},
+                      {"EMPORIUM_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,::1"},
+                      {"EMPORIUM_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "32"},
+                      {"EMPORIUM_HTTP_BODY_TIMEOUT_MS", "4000"},
+                    });
   CHECK(s.http.drain_timeout_ms == 2500);
-  CHECK(s.http.cors_origins == std::vector<std::string>{"https://shop.example", "http://localhost:3000"});
+  CHECK(s.http.cors_origins
+        == std::vector<std::string>{"https://shop.example", "http://localhost:3000"});
   CHECK(s.rate_limit.mode == "redis");
   CHECK(s.rate_limit.read_capacity == 50);
   CHECK(s.rate_limit.write_refill_per_s == 0.5);
@@ -921,24 +976,32 @@ TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
     std::function<void(settings&)> change;
   };
   const std::vector<case_t> cases = {
-      {"http.drain_timeout_ms", [](settings& x) { x.http.drain_timeout_ms = 0; }},
-      {"http.cors_origins", [](settings& x) { x.http.cors_origins = {"shop.example"}; }},
-      {"http.cors_origins", [](settings& x) { x.http.cors_origins = {"https://shop.example/"}; }},
-      {"http.cors_origins", [](settings& x) { x.http.cors_origins = {"https://a.example", "https://"}; }},
-      {"rate_limit.mode", [](settings& x) { x.rate_limit.mode = "cluster"; }},
-      {"rate_limit.read_capacity", [](settings& x) { x.rate_limit.read_capacity = 0; }},
-      {"rate_limit.read_refill_per_s", [](settings& x) { x.rate_limit.read_refill_per_s = 0.0; }},
-      {"rate_limit.write_capacity", [](settings& x) { x.rate_limit.write_capacity = -1; }},
-      {"rate_limit.write_refill_per_s",
-       [](settings& x) { x.rate_limit.write_refill_per_s = std::numeric_limits<double>::infinity(); }},
-      {"rate_limit.login_capacity", [](settings& x) { x.rate_limit.login_capacity = 0; }},
-      {"rate_limit.login_refill_per_s", [](settings& x) { x.rate_limit.login_refill_per_s = -0.1; }},
-      {"rate_limit.redis_timeout_ms", [](settings& x) { x.rate_limit.redis_timeout_ms = 0; }},
-      {"rate_limit.redis_timeout_ms", [](settings& x) { x.rate_limit.redis_timeout_ms = 10'001; }},
-      {"rate_limit.max_buckets", [](settings& x) { x.rate_limit.max_buckets = 15; }},
-      {"rate_limit.signup_capacity", [](settings& x) { x.rate_limit.signup_capacity = 0; }},
-      {"rate_limit.signup_refill_per_s", [](settings& x) { x.rate_limit.signup_refill_per_s = 0; }},
-      {"http.trusted_proxies", [](settings& x) { x.http.trusted_proxies = {"10.0.0.0/8", "x"}; }},
+    {"http.drain_timeout_ms", [](settings& x) { x.http.drain_timeout_ms = 0; }},
+    {"http.cors_origins", [](settings& x) { x.http.cors_origins = {"shop.example"}; }},
+    {"http.cors_origins", [](settings& x) { x.http.cors_origins = {"https://shop.example/"}; }},
+    {"http.cors_origins",
+     [](settings& x) {
+       x.http.cors_origins = {"https://a.example", "https://"};
+     }},
+    {"rate_limit.mode", [](settings& x) { x.rate_limit.mode = "cluster"; }},
+    {"rate_limit.read_capacity", [](settings& x) { x.rate_limit.read_capacity = 0; }},
+    {"rate_limit.read_refill_per_s", [](settings& x) { x.rate_limit.read_refill_per_s = 0.0; }},
+    {"rate_limit.write_capacity", [](settings& x) { x.rate_limit.write_capacity = -1; }},
+    {"rate_limit.write_refill_per_s",
+     [](settings& x) {
+       x.rate_limit.write_refill_per_s = std::numeric_limits<double>::infinity();
+     }},
+    {"rate_limit.login_capacity", [](settings& x) { x.rate_limit.login_capacity = 0; }},
+    {"rate_limit.login_refill_per_s", [](settings& x) { x.rate_limit.login_refill_per_s = -0.1; }},
+    {"rate_limit.redis_timeout_ms", [](settings& x) { x.rate_limit.redis_timeout_ms = 0; }},
+    {"rate_limit.redis_timeout_ms", [](settings& x) { x.rate_limit.redis_timeout_ms = 10'001; }},
+    {"rate_limit.max_buckets", [](settings& x) { x.rate_limit.max_buckets = 15; }},
+    {"rate_limit.signup_capacity", [](settings& x) { x.rate_limit.signup_capacity = 0; }},
+    {"rate_limit.signup_refill_per_s", [](settings& x) { x.rate_limit.signup_refill_per_s = 0; }},
+    {"http.trusted_proxies",
+     [](settings& x) {
+       x.http.trusted_proxies = {"10.0.0.0/8", "x"};
+     }},
   };
   for (const auto& c : cases) {
     INFO(c.key);

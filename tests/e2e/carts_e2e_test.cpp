@@ -5,10 +5,10 @@
 // tables. Catch2 assertions are not thread-safe: worker threads only record what they saw; the
 // checks run on the test's thread afterwards.
 
+#include "core/ids.hpp"
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -37,9 +37,10 @@ using steady = std::chrono::steady_clock;
 
 } // namespace
 
-TEST_CASE("commerce: carts: items at current prices with a quote, kept across a restart, "
-          "checked out once",
-          "[e2e][commerce][carts]") {
+TEST_CASE(
+  "commerce: carts: items at current prices with a quote, kept across a restart, "
+  "checked out once",
+  "[e2e][commerce][carts]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto p1 = create_product(c, {20, 1'000, 300});
@@ -105,7 +106,8 @@ TEST_CASE("commerce: carts: items at current prices with a quote, kept across a 
   REQUIRE(put(p2, 0).status == 200);
 
   // Current prices: a price change shows in the cart.
-  auto patched = c.request("PATCH", "/products/" + p1, json{{"price_cents", 1'500}}.dump(), admin());
+  auto patched = c.request("PATCH", "/products/" + p1, json{{"price_cents", 1'500}}.dump(),
+                           admin());
   INFO(show(patched));
   REQUIRE(patched.status == 200);
   v = view();
@@ -271,9 +273,10 @@ TEST_CASE("commerce: a cart holds one currency, and checkout honours Idempotency
   CHECK(put(eur, 2).status == 200);
 }
 
-TEST_CASE("commerce: a cart change that makes the parcel unshippable is refused and saves "
-          "nothing, and a cart made unshippable behind its back still shows and shrinks",
-          "[e2e][commerce][carts]") {
+TEST_CASE(
+  "commerce: a cart change that makes the parcel unshippable is refused and saves "
+  "nothing, and a cart made unshippable behind its back still shows and shrinks",
+  "[e2e][commerce][carts]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto heavy = create_product(c, {5, 1'000, 20'000}); // 20 kg; domestic brackets end at 30 kg
@@ -311,8 +314,8 @@ TEST_CASE("commerce: a cart change that makes the parcel unshippable is refused 
 
   // The product gets heavier behind the cart's back: the cart still shows, without a quote and
   // saying why; checkout is 422; more of anything is refused; less is accepted.
-  auto patched =
-    c.request("PATCH", "/products/" + heavy, json{{"weight_grams", 40'000}}.dump(), admin());
+  auto patched = c.request("PATCH", "/products/" + heavy, json{{"weight_grams", 40'000}}.dump(),
+                           admin());
   INFO(show(patched));
   REQUIRE(patched.status == 200);
   v = view();
@@ -357,8 +360,8 @@ TEST_CASE("commerce: a cart untouched for carts.ttl_s expires", "[e2e][commerce]
   CHECK(c.get("/carts/" + id, buyer.auth()).status == 200);
   std::this_thread::sleep_for(3500ms);
   check_problem(c.get("/carts/" + id, buyer.auth()), 404);
-  check_problem(c.request("PUT", "/carts/" + id + "/items/" + product,
-                          json{{"quantity", 2}}.dump(), buyer.auth()),
+  check_problem(c.request("PUT", "/carts/" + id + "/items/" + product, json{{"quantity", 2}}.dump(),
+                          buyer.auth()),
                 404);
   check_problem(c.request("POST", "/carts/" + id + "/checkout",
                           json{{"shipping_address", address()}}.dump(), buyer.auth()),

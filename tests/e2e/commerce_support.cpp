@@ -26,8 +26,11 @@ std::string show(const http_response& r) {
 }
 
 json address(const std::string& country) {
-  return json{{"name", "Ada Lovelace"}, {"line1", "1 Analytical Way"}, {"city", "Springfield"},
-              {"postal_code", "12345"}, {"country", country}};
+  return json{{"name", "Ada Lovelace"},
+              {"line1", "1 Analytical Way"},
+              {"city", "Springfield"},
+              {"postal_code", "12345"},
+              {"country", country}};
 }
 
 json order_body(const std::vector<std::pair<std::string, int>>& lines, const std::string& country) {
@@ -77,9 +80,9 @@ server_process& commerce_server() {
 }
 
 std::string create_product(http_client& c, product_spec spec) {
-  json body{{"sku", unique("com-sku")},     {"name", "Commerce widget"},
-            {"price_cents", spec.price_cents}, {"currency", spec.currency},
-            {"stock", spec.stock},          {"weight_grams", spec.weight_grams}};
+  json body{
+    {"sku", unique("com-sku")},  {"name", "Commerce widget"}, {"price_cents", spec.price_cents},
+    {"currency", spec.currency}, {"stock", spec.stock},       {"weight_grams", spec.weight_grams}};
   auto r = c.request("POST", "/products", body.dump(), admin());
   INFO("POST /products -> " << show(r));
   REQUIRE(r.status == 201);
@@ -124,7 +127,8 @@ void start_gate::arrive_and_wait() {
   cv_.wait(lock, [this] { return waiting_ == 0; });
 }
 
-void in_parallel(int n, const std::function<void(int)>& setup, const std::function<void(int)>& body) {
+void in_parallel(int n, const std::function<void(int)>& setup,
+                 const std::function<void(int)>& body) {
   start_gate gate{n};
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i)

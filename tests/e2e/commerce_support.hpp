@@ -96,7 +96,8 @@ class start_gate {
 };
 
 /// Runs body(i) on `n` threads, each after its own setup(i) and a common start gate.
-void in_parallel(int n, const std::function<void(int)>& setup, const std::function<void(int)>& body);
+void in_parallel(int n, const std::function<void(int)>& setup,
+                 const std::function<void(int)>& body);
 
 /// `n` customers, made two at a time: the server hashes passwords (Argon2id, 64 MiB each) on
 /// two workers, and more at once would only queue them towards the request deadline.
@@ -145,9 +146,10 @@ struct db {
 
   /// Units of the product in orders that are not cancelled.
   std::int64_t ordered(const std::string& product_id) {
-    return scalar("SELECT coalesce(sum(l.quantity), 0) FROM order_lines l JOIN orders o "
-                  "ON o.id = l.order_id WHERE l.product_id = $1 AND o.status <> 'cancelled'",
-                  product_id);
+    return scalar(
+      "SELECT coalesce(sum(l.quantity), 0) FROM order_lines l JOIN orders o "
+      "ON o.id = l.order_id WHERE l.product_id = $1 AND o.status <> 'cancelled'",
+      product_id);
   }
 
   std::int64_t orders_with(const std::string& product_id) {
@@ -161,7 +163,9 @@ struct db {
 
   std::string status(const std::string& order_id) {
     pqxx::read_transaction tx{conn};
-    return tx.exec_params("SELECT status FROM orders WHERE id = $1", order_id).at(0)[0].as<std::string>();
+    return tx.exec_params("SELECT status FROM orders WHERE id = $1", order_id)
+      .at(0)[0]
+      .as<std::string>();
   }
 
   /// (product id, quantity) of an order's lines.
@@ -176,9 +180,10 @@ struct db {
   }
 
   std::int64_t cancel_events(const std::string& order_id) {
-    return scalar("SELECT count(*) FROM events WHERE entity = $1 "
-                  "AND payload->>'status' = 'cancelled'",
-                  "order:" + order_id);
+    return scalar(
+      "SELECT count(*) FROM events WHERE entity = $1 "
+      "AND payload->>'status' = 'cancelled'",
+      "order:" + order_id);
   }
 };
 

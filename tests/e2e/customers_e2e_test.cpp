@@ -5,10 +5,10 @@
 // Catch2 assertions are not thread-safe: worker threads only record what they saw; the checks run
 // on the test's thread afterwards.
 
+#include "core/ids.hpp"
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -37,9 +37,10 @@ using steady = std::chrono::steady_clock;
 
 } // namespace
 
-TEST_CASE("commerce: sessions and customers: one 401 for every failed login, emails unique in "
-          "any case, orders listed newest first by cursor",
-          "[e2e][commerce][sessions]") {
+TEST_CASE(
+  "commerce: sessions and customers: one 401 for every failed login, emails unique in "
+  "any case, orders listed newest first by cursor",
+  "[e2e][commerce][sessions]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto buyer = new_shopper(c);
@@ -47,12 +48,11 @@ TEST_CASE("commerce: sessions and customers: one 401 for every failed login, ema
   // Wrong password and unknown email: the same answer, byte for byte (same request id).
   auto rid = with({}, "X-Request-Id", "commerce-login-check");
   auto wrong = c.request("POST", "/sessions",
-                         json{{"email", buyer.email}, {"password", "not-the-password"}}.dump(), rid);
-  auto unknown = c.request("POST", "/sessions",
-                           json{{"email", unique("nobody") + "@example.com"},
-                                {"password", buyer.password}}
-                             .dump(),
-                           rid);
+                         json{{"email", buyer.email}, {"password", "not-the-password"}}.dump(),
+                         rid);
+  auto unknown = c.request(
+    "POST", "/sessions",
+    json{{"email", unique("nobody") + "@example.com"}, {"password", buyer.password}}.dump(), rid);
   check_problem(wrong, 401);
   check_problem(unknown, 401);
   CHECK(wrong.body == unknown.body);
@@ -66,8 +66,9 @@ TEST_CASE("commerce: sessions and customers: one 401 for every failed login, ema
   CHECK(login.json().at("customer_id") == buyer.id);
 
   // A duplicate email in another case is 409.
-  auto dup = c.request("POST", "/customers",
-                       json{{"email", upper}, {"name", "Twin"}, {"password", "password-123"}}.dump());
+  auto dup = c.request(
+    "POST", "/customers",
+    json{{"email", upper}, {"name", "Twin"}, {"password", "password-123"}}.dump());
   check_problem(dup, 409);
 
   // The customer reads itself, without its password.
@@ -87,9 +88,9 @@ TEST_CASE("commerce: sessions and customers: one 401 for every failed login, ema
   std::vector<std::string> listed;
   std::string cursor;
   for (int page = 0; page < 10; ++page) {
-    auto r = c.get("/customers/" + buyer.id + "/orders?limit=2"
-                     + (cursor.empty() ? "" : "&cursor=" + cursor),
-                   buyer.auth());
+    auto r = c.get(
+      "/customers/" + buyer.id + "/orders?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor),
+      buyer.auth());
     INFO(show(r));
     REQUIRE(r.status == 200);
     auto j = r.json();
@@ -108,9 +109,10 @@ TEST_CASE("commerce: sessions and customers: one 401 for every failed login, ema
   check_problem(c.get("/customers/" + buyer.id + "/orders?cursor=bogus", buyer.auth()), 400);
 }
 
-TEST_CASE("commerce: the authorization matrix: another customer's resources are 404, "
-          "anonymous is 401 whatever the body, the admin is allowed except where only the owner is",
-          "[e2e][commerce][authz]") {
+TEST_CASE(
+  "commerce: the authorization matrix: another customer's resources are 404, "
+  "anonymous is 401 whatever the body, the admin is allowed except where only the owner is",
+  "[e2e][commerce][authz]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto product = create_product(c, {50, 700, 100});
@@ -122,8 +124,8 @@ TEST_CASE("commerce: the authorization matrix: another customer's resources are 
   INFO(show(cart));
   REQUIRE(cart.status == 201);
   auto cart_id = cart.json().at("id").get<std::string>();
-  REQUIRE(c.request("PUT", "/carts/" + cart_id + "/items/" + product,
-                    json{{"quantity", 1}}.dump(), b.auth())
+  REQUIRE(c.request("PUT", "/carts/" + cart_id + "/items/" + product, json{{"quantity", 1}}.dump(),
+                    b.auth())
             .status
           == 200);
   auto placed = c.request("POST", "/orders", order_body({{product, 1}}).dump(), b.auth());
@@ -182,8 +184,11 @@ TEST_CASE("commerce: the authorization matrix: another customer's resources are 
   check_problem(c.request("POST", "/orders", "{"), 401);
   // A customer's token on an admin-only endpoint is 403.
   check_problem(c.request("POST", "/products",
-                          json{{"sku", unique("com-sku")}, {"name", "x"}, {"price_cents", 1},
-                               {"currency", "USD"}, {"stock", 1}}
+                          json{{"sku", unique("com-sku")},
+                               {"name", "x"},
+                               {"price_cents", 1},
+                               {"currency", "USD"},
+                               {"stock", 1}}
                             .dump(),
                           a.auth()),
                 403);
@@ -192,8 +197,7 @@ TEST_CASE("commerce: the authorization matrix: another customer's resources are 
   check_problem(c.request("GET", "/orders/" + ghost, "", admin()), 404);
   check_problem(c.request("GET", "/orders/" + ghost, "", a.auth()), 404);
   check_problem(c.request("GET", "/orders/not-an-id", "", a.auth()), 404);
-  check_problem(c.request("GET", "/customers/" + emporium::core::new_id("cust"), "", admin()),
-                404);
+  check_problem(c.request("GET", "/customers/" + emporium::core::new_id("cust"), "", admin()), 404);
   // A token that is not one is 401, not anonymous.
   check_problem(c.request("GET", "/orders/" + order_id, "", {{"Authorization", "Bearer nope"}}),
                 401);
@@ -221,7 +225,8 @@ TEST_CASE("commerce: the authorization matrix: another customer's resources are 
   // What only the owner does: changing a cart, checking it out, paying. The admin
   // gets 403 and nothing changes.
   for (const auto& k : calls) {
-    if (k.target.find("/items/") == std::string::npos && k.target.find("/checkout") == std::string::npos
+    if (k.target.find("/items/") == std::string::npos
+        && k.target.find("/checkout") == std::string::npos
         && k.target.find("/payments") == std::string::npos)
       continue;
     INFO("admin on an owner-only action: " << k.method << " " << k.target);

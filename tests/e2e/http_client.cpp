@@ -5,8 +5,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
 #include <algorithm>
@@ -123,7 +123,7 @@ struct http_client::impl {
       auto [cec, n] = run(timeout, [&](auto handler) {
         socket.async_connect(ep, [handler](const error_code& e) mutable { handler(e, 0); });
       });
-      (void)n;
+      (void) n;
       if (!cec) {
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
@@ -148,10 +148,9 @@ struct http_client::impl {
   }
 
   error_code write(const std::string& bytes) {
-    auto [ec, n] = run(timeout, [&](auto handler) {
-      net::async_write(socket, net::buffer(bytes), handler);
-    });
-    (void)n;
+    auto [ec, n] = run(
+      timeout, [&](auto handler) { net::async_write(socket, net::buffer(bytes), handler); });
+    (void) n;
     return ec;
   }
 
@@ -161,10 +160,9 @@ struct http_client::impl {
     parser.body_limit(std::uint64_t{256} * 1024 * 1024);
     parser.header_limit(1024 * 1024);
     parser.skip(head);
-    auto [ec, n] = run(timeout, [&](auto handler) {
-      bhttp::async_read(socket, buffer, parser, handler);
-    });
-    (void)n;
+    auto [ec, n] = run(timeout,
+                       [&](auto handler) { bhttp::async_read(socket, buffer, parser, handler); });
+    (void) n;
     got_some = parser.got_some();
     if (ec) {
       if (is_closed_error(ec))
@@ -189,7 +187,8 @@ struct http_client::impl {
 
   [[noreturn]] void fail(const std::string& what, const error_code& ec) {
     close();
-    throw std::runtime_error(what + " (" + host + ":" + std::to_string(port) + "): " + ec.message());
+    throw std::runtime_error(what + " (" + host + ":" + std::to_string(port)
+                             + "): " + ec.message());
   }
 };
 
@@ -310,9 +309,8 @@ std::string http_client::read_raw_until_close_or(ms timeout) {
     auto left = std::chrono::duration_cast<ms>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
       break;
-    auto [ec, n] = d.run(left, [&](auto handler) {
-      d.socket.async_read_some(net::buffer(chunk), handler);
-    });
+    auto [ec, n] = d.run(
+      left, [&](auto handler) { d.socket.async_read_some(net::buffer(chunk), handler); });
     out.append(chunk, n);
     if (ec == beast::error::timeout)
       break;

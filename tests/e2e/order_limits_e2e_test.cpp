@@ -3,10 +3,10 @@
 // `emporium serve` binary against the test PostgreSQL and Redis. The database is shared: every
 // product, customer and key here is new.
 
+#include "core/ids.hpp"
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -46,7 +46,7 @@ server_process& limits_server() {
 
 std::string create_product(http_client& c, std::int64_t stock = 100) {
   json body{{"sku", unique("lim-sku")}, {"name", "Limits widget"}, {"price_cents", 1'000},
-            {"currency", "USD"},       {"stock", stock},           {"weight_grams", 100}};
+            {"currency", "USD"},        {"stock", stock},          {"weight_grams", 100}};
   auto r = c.request("POST", "/products", body.dump(), admin());
   INFO("POST /products -> " << show(r));
   REQUIRE(r.status == 201);
@@ -111,9 +111,10 @@ struct db {
     return scalar("SELECT count(*) FROM orders WHERE customer_id = $1", customer);
   }
   std::int64_t unpaid_of(const std::string& customer) {
-    return scalar("SELECT count(*) FROM orders WHERE customer_id = $1 "
-                  "AND status = 'pending_payment'",
-                  customer);
+    return scalar(
+      "SELECT count(*) FROM orders WHERE customer_id = $1 "
+      "AND status = 'pending_payment'",
+      customer);
   }
   void exec(const std::string& sql, const std::string& a, const std::string& b) {
     pqxx::work tx{conn};
@@ -145,9 +146,10 @@ class start_gate {
 
 // -- open unpaid orders -------------------------------------------------------------------------
 
-TEST_CASE("limits: a customer's unpaid orders are capped (409), and paying or cancelling one frees "
-          "a slot",
-          "[e2e][limits]") {
+TEST_CASE(
+  "limits: a customer's unpaid orders are capped (409), and paying or cancelling one frees "
+  "a slot",
+  "[e2e][limits]") {
   auto& srv = limits_server();
   http_client c{srv.host(), srv.port(), 30s};
   db d;
@@ -266,9 +268,10 @@ TEST_CASE("limits: units of one product per order and per cart item (400 naming 
   CHECK(view.json().at("items").at(0).at("quantity") == 5);
 }
 
-TEST_CASE("limits: a cart holds at most orders.max_lines products, and checkout refuses a cart "
-          "over it (422) without placing anything",
-          "[e2e][limits]") {
+TEST_CASE(
+  "limits: a cart holds at most orders.max_lines products, and checkout refuses a cart "
+  "over it (422) without placing anything",
+  "[e2e][limits]") {
   db d;
   std::vector<std::string> products;
   shopper buyer;
@@ -313,7 +316,8 @@ TEST_CASE("limits: a cart holds at most orders.max_lines products, and checkout 
   CHECK(d.stock(products[3]) == 100);
 }
 
-// -- which Idempotency-Key outcomes are replayed ----------------------------------------------------
+// -- which Idempotency-Key outcomes are replayed
+// ----------------------------------------------------
 
 TEST_CASE("limits: only verdicts on the request itself are replayed under an Idempotency-Key",
           "[e2e][limits][idempotency]") {
@@ -363,9 +367,10 @@ TEST_CASE("limits: only verdicts on the request itself are replayed under an Ide
   }
 }
 
-TEST_CASE("limits: a stored answer that cannot be decoded is a 500 problem, logged, and the "
-          "server goes on serving",
-          "[e2e][limits][idempotency]") {
+TEST_CASE(
+  "limits: a stored answer that cannot be decoded is a 500 problem, logged, and the "
+  "server goes on serving",
+  "[e2e][limits][idempotency]") {
   auto& srv = limits_server();
   http_client c{srv.host(), srv.port(), 30s};
   db d;
@@ -377,14 +382,16 @@ TEST_CASE("limits: a stored answer that cannot be decoded is a 500 problem, logg
   placed(c.request("POST", "/orders", body, headers));
 
   SECTION("a stored order") {
-    d.exec("UPDATE idempotency_keys SET outcome = '{\"id\": 7}' "
-           "WHERE customer_id = $1 AND key = $2",
-           buyer.id, key);
+    d.exec(
+      "UPDATE idempotency_keys SET outcome = '{\"id\": 7}' "
+      "WHERE customer_id = $1 AND key = $2",
+      buyer.id, key);
   }
   SECTION("a stored failure") {
-    d.exec("UPDATE idempotency_keys SET status = 1002, outcome = '[1, 2]' "
-           "WHERE customer_id = $1 AND key = $2",
-           buyer.id, key);
+    d.exec(
+      "UPDATE idempotency_keys SET status = 1002, outcome = '[1, 2]' "
+      "WHERE customer_id = $1 AND key = $2",
+      buyer.id, key);
   }
   check_problem(c.request("POST", "/orders", body, headers), 500);
   check_problem(c.request("POST", "/orders", body, headers), 500); // the same again
@@ -406,10 +413,11 @@ TEST_CASE("retention: a running server deletes old outbox events and keeps recen
   db d;
   auto old_entity = "order:" + emporium::core::new_id("ord");
   auto recent_entity = "order:" + emporium::core::new_id("ord");
-  d.exec("INSERT INTO events (entity, seq, type, payload, created_at) VALUES "
-         "($1, 1, 'order_status', '{}', now() - interval '200 hours'), "
-         "($2, 1, 'order_status', '{}', now() - interval '100 hours')",
-         old_entity, recent_entity);
+  d.exec(
+    "INSERT INTO events (entity, seq, type, payload, created_at) VALUES "
+    "($1, 1, 'order_status', '{}', now() - interval '200 hours'), "
+    "($2, 1, 'order_status', '{}', now() - interval '100 hours')",
+    old_entity, recent_entity);
   auto count = [&](const std::string& entity) {
     return d.scalar("SELECT count(*) FROM events WHERE entity = $1", entity);
   };

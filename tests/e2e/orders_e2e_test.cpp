@@ -5,10 +5,10 @@
 // new and unique, nothing assumes empty tables. Catch2 assertions are not thread-safe: worker
 // threads only record what they saw; the checks run on the test's thread afterwards.
 
+#include "core/ids.hpp"
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -110,9 +110,10 @@ TEST_CASE("commerce: 200 concurrent orders for a product with stock 50 sell exac
   CHECK(took < 60s);
 }
 
-TEST_CASE("commerce: multi-line orders racing on overlapping products in opposite orders: no "
-          "deadlock, all or nothing, stock conserved",
-          "[e2e][commerce][race]") {
+TEST_CASE(
+  "commerce: multi-line orders racing on overlapping products in opposite orders: no "
+  "deadlock, all or nothing, stock conserved",
+  "[e2e][commerce][race]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   constexpr int products = 4;
@@ -158,8 +159,8 @@ TEST_CASE("commerce: multi-line orders racing on overlapping products in opposit
       }
     });
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
-  std::cerr << "[measure] 160 multi-line orders racing on 4 products (32 threads): "
-            << took.count() << " ms\n";
+  std::cerr << "[measure] 160 multi-line orders racing on 4 products (32 threads): " << took.count()
+            << " ms\n";
   auto count_of = [&](int status) {
     return std::count_if(answers.begin(), answers.end(),
                          [status](const answer& a) { return a.status == status; });
@@ -194,9 +195,10 @@ TEST_CASE("commerce: multi-line orders racing on overlapping products in opposit
   // A refused order left nothing behind: only the created ones are in the database.
   {
     pqxx::read_transaction tx{d.conn};
-    auto n = tx.exec_params("SELECT count(DISTINCT order_id) FROM order_lines WHERE product_id = "
-                            "ANY($1::text[])",
-                            "{" + pids[0] + "," + pids[1] + "," + pids[2] + "," + pids[3] + "}")
+    auto n = tx.exec_params(
+                 "SELECT count(DISTINCT order_id) FROM order_lines WHERE product_id = "
+                 "ANY($1::text[])",
+                 "{" + pids[0] + "," + pids[1] + "," + pids[2] + "," + pids[3] + "}")
                .at(0)[0]
                .as<int>();
     CHECK(n == created);
@@ -211,9 +213,10 @@ TEST_CASE("commerce: multi-line orders racing on overlapping products in opposit
   CHECK(took < 60s);
 }
 
-TEST_CASE("commerce: 20 concurrent requests with one Idempotency-Key make one order and 20 "
-          "identical answers, and another body under that key is 422",
-          "[e2e][commerce][idempotency]") {
+TEST_CASE(
+  "commerce: 20 concurrent requests with one Idempotency-Key make one order and 20 "
+  "identical answers, and another body under that key is 422",
+  "[e2e][commerce][idempotency]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto product = create_product(c, {100, 1'234, 100});
@@ -344,9 +347,10 @@ TEST_CASE("commerce: one Idempotency-Key raced with two different bodies makes o
   CHECK(d.stock(product) == 100 - (winner + 1));
 }
 
-TEST_CASE("commerce: an order refused for stock under an Idempotency-Key is not replayed: the "
-          "retry after a restock places it",
-          "[e2e][commerce][idempotency]") {
+TEST_CASE(
+  "commerce: an order refused for stock under an Idempotency-Key is not replayed: the "
+  "retry after a restock places it",
+  "[e2e][commerce][idempotency]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto product = create_product(c, {2, 1'000, 100});
@@ -468,9 +472,9 @@ TEST_CASE("commerce: an order that cannot be filled moves no stock and leaves no
     auto r = place(order_body({{a, 2}}));
     REQUIRE(r.status == 201);
     auto id = r.json().at("id").get<std::string>();
-    REQUIRE(c.request("PATCH", "/products/" + a, json{{"price_cents", 5'000}}.dump(), admin())
-              .status
-            == 200);
+    REQUIRE(
+      c.request("PATCH", "/products/" + a, json{{"price_cents", 5'000}}.dump(), admin()).status
+      == 200);
     auto o = get_order(c, id, buyer.auth());
     CHECK(o.at("items")[0].at("unit_price_cents") == 1'000);
     CHECK(o.at("subtotal_cents") == 2'000);
@@ -478,9 +482,10 @@ TEST_CASE("commerce: an order that cannot be filled moves no stock and leaves no
   }
 }
 
-TEST_CASE("commerce: an admin PATCH without If-Match succeeds while orders take the product's "
-          "stock",
-          "[e2e][commerce][race]") {
+TEST_CASE(
+  "commerce: an admin PATCH without If-Match succeeds while orders take the product's "
+  "stock",
+  "[e2e][commerce][race]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto product = create_product(c, {1'000, 1'000, 10});
@@ -523,8 +528,7 @@ TEST_CASE("commerce: an admin PATCH without If-Match succeeds while orders take 
     CHECK(other[t] == 0);
     orders += created[t];
   }
-  std::cerr << "[measure] " << orders << " orders placed while " << patches
-            << " PATCHes ran\n";
+  std::cerr << "[measure] " << orders << " orders placed while " << patches << " PATCHes ran\n";
   int refused = 0;
   for (int k = 0; k < patches; ++k) {
     INFO("PATCH " << k << ": " << patched[k].status << " " << patched[k].body);

@@ -5,10 +5,10 @@
 // new and unique, nothing assumes empty tables. Catch2 assertions are not thread-safe: worker
 // threads only record what they saw; the checks run on the test's thread afterwards.
 
+#include "core/ids.hpp"
 #include "e2e/commerce_support.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -176,9 +176,10 @@ TEST_CASE("commerce: the order state machine through HTTP", "[e2e][commerce][ord
   }
 }
 
-TEST_CASE("commerce: concurrent payments and cancellations of one order: one wins, the others "
-          "are 409",
-          "[e2e][commerce][orders]") {
+TEST_CASE(
+  "commerce: concurrent payments and cancellations of one order: one wins, the others "
+  "are 409",
+  "[e2e][commerce][orders]") {
   auto& srv = commerce_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto product = create_product(c, {20, 10'000, 100});
@@ -221,9 +222,9 @@ TEST_CASE("commerce: concurrent payments and cancellations of one order: one win
   };
 
   auto paid = place(2);
-  CHECK(race("/orders/" + paid + "/payments", json{{"payment_method", "tok_visa"}}.dump(),
-             buyer.auth())
-        == 1);
+  CHECK(
+    race("/orders/" + paid + "/payments", json{{"payment_method", "tok_visa"}}.dump(), buyer.auth())
+    == 1);
   CHECK(d.scalar("SELECT count(*) FROM payments WHERE order_id = $1", paid) == 1);
   CHECK(get_customer(c, buyer).at("loyalty").at("points") == 200); // credited once
 
@@ -241,9 +242,10 @@ TEST_CASE("commerce: concurrent payments and cancellations of one order: one win
   CHECK(d.stock(product) == before + 2);
 }
 
-TEST_CASE("commerce: an unpaid order is cancelled after orders.payment_timeout_s and its stock "
-          "returned, also across a restart",
-          "[e2e][commerce][timeout]") {
+TEST_CASE(
+  "commerce: an unpaid order is cancelled after orders.payment_timeout_s and its stock "
+  "returned, also across a restart",
+  "[e2e][commerce][timeout]") {
   server_process srv{commerce_env({{"EMPORIUM_ORDERS_PAYMENT_TIMEOUT_S", "1"}})};
   http_client c{srv.host(), srv.port(), 30s};
   db d;
@@ -258,10 +260,10 @@ TEST_CASE("commerce: an unpaid order is cancelled after orders.payment_timeout_s
     CHECK(d.stock(product) == 6);
     auto started = steady::now();
     auto status = wait_for_status(c, id, buyer.auth(), "cancelled", 10s);
-    std::cerr << "[measure] payment timeout 1 s: cancelled after "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started)
-                   .count()
-              << " ms\n";
+    std::cerr
+      << "[measure] payment timeout 1 s: cancelled after "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started).count()
+      << " ms\n";
     REQUIRE(status == "cancelled");
     CHECK(d.stock(product) == 10);
     CHECK(api_stock(c, product) == 10);

@@ -37,8 +37,8 @@ std::string unique_category() {
 
 /// The smallest valid create body.
 json minimal_product(const std::string& sku) {
-  return json{{"sku", sku}, {"name", "E2E widget"}, {"price_cents", 1999}, {"currency", "EUR"},
-              {"stock", 5}};
+  return json{
+    {"sku", sku}, {"name", "E2E widget"}, {"price_cents", 1999}, {"currency", "EUR"}, {"stock", 5}};
 }
 
 bool is_rfc3339_utc(const json& v) {
@@ -119,9 +119,10 @@ std::string etag_of(const http_response& r) {
 
 } // namespace
 
-TEST_CASE("products: POST creates with 201, Location, ETag and defaults, GET reads it back, "
-          "a duplicate sku is 409",
-          "[e2e][products]") {
+TEST_CASE(
+  "products: POST creates with 201, Location, ETag and defaults, GET reads it back, "
+  "a duplicate sku is 409",
+  "[e2e][products]") {
   auto& srv = shared_server();
   http_client c{srv.host(), srv.port()};
   auto sku = unique("e2e-sku");
@@ -156,9 +157,10 @@ TEST_CASE("products: POST creates with 201, Location, ETag and defaults, GET rea
   std::set<std::string> keys;
   for (auto it = p.begin(); it != p.end(); ++it)
     keys.insert(it.key());
-  CHECK(keys == std::set<std::string>{"id", "sku", "name", "description", "price_cents",
-                                      "currency", "category", "stock", "weight_grams", "images",
-                                      "created_at", "updated_at"});
+  CHECK(keys
+        == std::set<std::string>{"id", "sku", "name", "description", "price_cents", "currency",
+                                 "category", "stock", "weight_grams", "images", "created_at",
+                                 "updated_at"});
 
   auto g = get_product(c, id);
   REQUIRE(g.status == 200);
@@ -216,9 +218,10 @@ TEST_CASE("products: a created product reads back the same after a server restar
   CHECK(listed[0] == created);
 }
 
-TEST_CASE("products: PATCH honours If-Match, and no read after an answered PATCH returns the "
-          "old price",
-          "[e2e][products][cache]") {
+TEST_CASE(
+  "products: PATCH honours If-Match, and no read after an answered PATCH returns the "
+  "old price",
+  "[e2e][products][cache]") {
   auto& srv = shared_server();
   http_client a{srv.host(), srv.port()};
   auto created = create_in(a, unique_category(), 1000);
@@ -250,7 +253,8 @@ TEST_CASE("products: PATCH honours If-Match, and no read after an answered PATCH
   }
 
   SECTION("If-Match * and no If-Match both apply the change") {
-    auto star = a.request("PATCH", "/products/" + id, R"({"stock":7})", admin_with("If-Match", "*"));
+    auto star = a.request("PATCH", "/products/" + id, R"({"stock":7})",
+                          admin_with("If-Match", "*"));
     REQUIRE(star.status == 200);
     CHECK(star.json()["stock"] == 7);
     auto none = a.request("PATCH", "/products/" + id, R"({"stock":8})", admin());
@@ -263,8 +267,8 @@ TEST_CASE("products: PATCH honours If-Match, and no read after an answered PATCH
     auto etag = etag1;
     for (int i = 1; i <= 15; ++i) {
       const int price = 2000 + i;
-      auto p = a.request("PATCH", "/products/" + id,
-                         json{{"price_cents", price}}.dump(), admin_with("If-Match", etag));
+      auto p = a.request("PATCH", "/products/" + id, json{{"price_cents", price}}.dump(),
+                         admin_with("If-Match", etag));
       INFO("round " << i << ": " << p.body);
       REQUIRE(p.status == 200);
       etag = etag_of(p);
@@ -302,8 +306,8 @@ TEST_CASE("products: PATCH honours If-Match, and no read after an answered PATCH
   }
 
   SECTION("PATCH of an unknown product is 404") {
-    auto u = a.request("PATCH", "/products/prod_00000000000000000000000000",
-                       R"({"price_cents":1})", admin());
+    auto u = a.request("PATCH", "/products/prod_00000000000000000000000000", R"({"price_cents":1})",
+                       admin());
     check_problem(u, 404);
   }
 }
@@ -352,7 +356,8 @@ TEST_CASE("products: POST and PATCH need the admin key: 401 without, 403 with a 
 
   auto none = c.request("POST", "/products", body.dump());
   check_problem(none, 401);
-  auto basic = c.request("POST", "/products", body.dump(), {{"Authorization", "Basic YWRtaW46eA=="}});
+  auto basic = c.request("POST", "/products", body.dump(),
+                         {{"Authorization", "Basic YWRtaW46eA=="}});
   check_problem(basic, 401);
   auto wrong = c.request("POST", "/products", body.dump(),
                          {{"Authorization", std::string{"Bearer "} + test_admin_key + "x"}});
@@ -531,12 +536,9 @@ TEST_CASE("products: GET /products rejects a limit outside 1..100 and a tampered
   std::string flipped_last = cursor;
   flipped_last.back() = flipped_last.back() == '-' ? '_' : '-';
   const std::vector<std::string> tampered{
-    flipped_first,
-    cursor.substr(0, cursor.size() / 2),
-    cursor + "AAAA",
-    cursor + "%21",
-    "not-a-cursor",
-    "%00%01%02",
+    flipped_first,         cursor.substr(0, cursor.size() / 2),
+    cursor + "AAAA",       cursor + "%21",
+    "not-a-cursor",        "%00%01%02",
     std::string(300, 'A'),
   };
   for (const auto& t : tampered) {
@@ -574,8 +576,8 @@ walk_result walk(http_client& c, const std::string& base, std::size_t limit,
     for (const auto& item : items) {
       auto id = item.at("id").get<std::string>();
       if (!out.ids.empty() && !(out.ids.back() < id))
-        FAIL("out of order or repeated on page " << out.pages << ": " << out.ids.back()
-                                                 << " then " << id);
+        FAIL("out of order or repeated on page " << out.pages << ": " << out.ids.back() << " then "
+                                                 << id);
       out.ids.push_back(id);
     }
     ++out.pages;
@@ -589,9 +591,10 @@ walk_result walk(http_client& c, const std::string& base, std::size_t limit,
 
 } // namespace
 
-TEST_CASE("products: walking every page with limit=100 sees each product once, in ascending id "
-          "order, while products are being created",
-          "[e2e][products][paging]") {
+TEST_CASE(
+  "products: walking every page with limit=100 sees each product once, in ascending id "
+  "order, while products are being created",
+  "[e2e][products][paging]") {
   auto& srv = shared_server();
   http_client c{srv.host(), srv.port(), std::chrono::milliseconds(30'000)};
   http_client writer{srv.host(), srv.port()};

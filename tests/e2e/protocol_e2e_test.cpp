@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <chrono>
 #include <sstream>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -42,8 +42,8 @@ void check_problem(const http_response& r, int status) {
 
 /// A POST /products body of exactly `size` bytes (valid JSON; the description pads it).
 std::string body_of_size(std::size_t size) {
-  json j{{"sku", unique("e2e-sku")}, {"name", "padded"}, {"price_cents", 1}, {"currency", "EUR"},
-         {"stock", 1}, {"description", ""}};
+  json j{{"sku", unique("e2e-sku")}, {"name", "padded"}, {"price_cents", 1},
+         {"currency", "EUR"},        {"stock", 1},       {"description", ""}};
   auto base = j.dump().size();
   REQUIRE(size >= base);
   j["description"] = std::string(size - base, 'd');
@@ -54,7 +54,7 @@ std::string body_of_size(std::size_t size) {
 
 std::string create_product(http_client& c, const std::string& category) {
   json body{{"sku", unique("e2e-sku")}, {"name", "Pipelined"}, {"price_cents", 100},
-            {"currency", "EUR"}, {"stock", 1}, {"category", category}};
+            {"currency", "EUR"},        {"stock", 1},          {"category", category}};
   auto r = c.request("POST", "/products", body.dump(), {{"Authorization", admin_bearer()}});
   INFO(r.body);
   REQUIRE(r.status == 201);
@@ -242,9 +242,10 @@ TEST_CASE("protocol: keep-alive serves many requests on one connection",
   CHECK(c.connections_opened() == 1);
 }
 
-TEST_CASE("protocol: a client trickling its header is cut off after the header timeout, while "
-          "others are served",
-          "[e2e][protocol][timeouts]") {
+TEST_CASE(
+  "protocol: a client trickling its header is cut off after the header timeout, while "
+  "others are served",
+  "[e2e][protocol][timeouts]") {
   server_process srv{{{"EMPORIUM_HTTP_HEADER_TIMEOUT_MS", "1000"}}};
   http_client slow{srv.host(), srv.port()};
   http_client other{srv.host(), srv.port()};
@@ -291,9 +292,10 @@ TEST_CASE("protocol: a client trickling its header is cut off after the header t
   CHECK(other.get("/healthz").status == 200);
 }
 
-TEST_CASE("protocol: SIGTERM finishes in-flight requests, closes idle connections, exits 0 and "
-          "stops accepting",
-          "[e2e][protocol][shutdown]") {
+TEST_CASE(
+  "protocol: SIGTERM finishes in-flight requests, closes idle connections, exits 0 and "
+  "stops accepting",
+  "[e2e][protocol][shutdown]") {
   server_process srv;
   http_client setup{srv.host(), srv.port()};
   auto category = unique("e2e-cat");
@@ -348,9 +350,10 @@ TEST_CASE("protocol: SIGTERM finishes in-flight requests, closes idle connection
   CHECK_FALSE(srv.running());
 }
 
-TEST_CASE("protocol: SIGTERM while answers are still being written closes the connection after "
-          "the last one",
-          "[e2e][protocol][shutdown]") {
+TEST_CASE(
+  "protocol: SIGTERM while answers are still being written closes the connection after "
+  "the last one",
+  "[e2e][protocol][shutdown]") {
   server_process srv;
   // Products of ~50 KB (a long description, 20 long image URLs): a page of 20 is ~1 MB, and
   // eight pages (~8 MB) do not fit in the socket buffers while the client reads nothing, so the
@@ -362,12 +365,17 @@ TEST_CASE("protocol: SIGTERM while answers are still being written closes the co
   for (int i = 0; i < 20; ++i)
     images.push_back("https://example.com/" + std::to_string(i) + "/" + std::string(2000, 'i'));
   for (int i = 0; i < products; ++i) {
-    json body{{"sku", unique("e2e-sku")}, {"name", "Bulky"}, {"price_cents", 100},
-              {"currency", "EUR"}, {"stock", 1}, {"category", category},
-              {"description", std::string(10'000, 'b')}, {"images", images}};
-    REQUIRE(setup.request("POST", "/products", body.dump(), {{"Authorization", admin_bearer()}})
-              .status
-            == 201);
+    json body{{"sku", unique("e2e-sku")},
+              {"name", "Bulky"},
+              {"price_cents", 100},
+              {"currency", "EUR"},
+              {"stock", 1},
+              {"category", category},
+              {"description", std::string(10'000, 'b')},
+              {"images", images}};
+    REQUIRE(
+      setup.request("POST", "/products", body.dump(), {{"Authorization", admin_bearer()}}).status
+      == 201);
   }
   setup.close();
 
@@ -416,7 +424,8 @@ TEST_CASE("protocol: garbage instead of HTTP answers 400 or closes, and the serv
     {"a non-numeric Content-Length",
      "POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n"},
     {"two different Content-Lengths",
-     "POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"},
+     "POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: "
+     "3\r\n\r\n{}"},
     {"a bad chunk size",
      "POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n\r\n"},
     {"SSH banner", "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"},

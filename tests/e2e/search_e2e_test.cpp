@@ -3,9 +3,9 @@
 // bad input, signed cursors and paging. The database is shared and may hold a large catalog:
 // every product here carries a word and a category no other product has.
 
+#include "core/ids.hpp"
 #include "e2e/http_client.hpp"
 #include "e2e/server_process.hpp"
-#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -70,7 +70,7 @@ json create(http_client& c, const json& body) {
 
 json product(const std::string& name, const std::string& category, std::int64_t price,
              std::int64_t stock = 5) {
-  return json{{"sku", unique("srch-sku")}, {"name", name},        {"price_cents", price},
+  return json{{"sku", unique("srch-sku")}, {"name", name},         {"price_cents", price},
               {"currency", "USD"},         {"category", category}, {"stock", stock}};
 }
 
@@ -175,8 +175,12 @@ TEST_CASE("search: an order that sells a product out changes its stock state in 
   REQUIRE(l.status == 200);
   header_map buyer{{"Authorization", "Bearer " + l.json().at("token").get<std::string>()}};
   json order{{"items", json::array({{{"product_id", id}, {"quantity", 1}}})},
-             {"shipping_address", {{"name", "Ada"}, {"line1", "1 Way"}, {"city", "Springfield"},
-                                   {"postal_code", "12345"}, {"country", "US"}}}};
+             {"shipping_address",
+              {{"name", "Ada"},
+               {"line1", "1 Way"},
+               {"city", "Springfield"},
+               {"postal_code", "12345"},
+               {"country", "US"}}}};
   auto placed = c.request("POST", "/orders", order.dump(), buyer);
   INFO(show(placed));
   REQUIRE(placed.status == 201);
@@ -230,9 +234,10 @@ TEST_CASE("search: SQL metacharacters and full-text operators in q are plain tex
   CHECK(c.get("/products/" + id).status == 200);
 }
 
-TEST_CASE("search: every page once, in order, for every sort, with facets and total, and "
-          "cursors bound to their query",
-          "[e2e][search][paging]") {
+TEST_CASE(
+  "search: every page once, in order, for every sort, with facets and total, and "
+  "cursors bound to their query",
+  "[e2e][search][paging]") {
   auto& srv = shared_server();
   http_client c{srv.host(), srv.port()};
   auto word = unique_word();
@@ -241,10 +246,10 @@ TEST_CASE("search: every page once, in order, for every sort, with facets and to
   std::vector<std::string> ids;
   const std::int64_t prices[] = {500, 1500, 1500, 2600, 800, 1500, 70000};
   for (int i = 0; i < 7; ++i)
-    ids.push_back(create(c, product(word + " Widget " + std::to_string(i), i % 2 ? cat_a : cat_b,
-                                    prices[i]))
-                    .at("id")
-                    .get<std::string>());
+    ids.push_back(
+      create(c, product(word + " Widget " + std::to_string(i), i % 2 ? cat_a : cat_b, prices[i]))
+        .at("id")
+        .get<std::string>());
   for (const std::string& base :
        std::vector<std::string>{"q=" + word, "category=" + cat_a + "&category=" + cat_b}) {
     for (std::string sort : {"relevance", "price_asc", "price_desc", "newest"}) {

@@ -177,7 +177,7 @@ bool server_process::spawn(std::string& why) {
   {
     std::string marker = "\n===== e2e: starting " + binary + " serve on port "
                          + std::to_string(port_) + " =====\n";
-    (void)!::write(log_fd, marker.data(), marker.size());
+    (void) !::write(log_fd, marker.data(), marker.size());
   }
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   pid_t parent = ::getpid();
@@ -216,7 +216,7 @@ bool server_process::spawn(std::string& why) {
     ::dup2(log_fd, 2);
     if (set_files && ::setrlimit(RLIMIT_NOFILE, &files) != 0) {
       const char msg[] = "e2e: setrlimit(RLIMIT_NOFILE) failed\n";
-      (void)!::write(2, msg, sizeof msg - 1);
+      (void) !::write(2, msg, sizeof msg - 1);
       ::_exit(127);
     }
     // The test's own sockets must not live on in the server (Asio does not set O_CLOEXEC).
@@ -225,7 +225,7 @@ bool server_process::spawn(std::string& why) {
         ::close(fd);
     ::execve(argv[0], argv, envp.data());
     const char msg[] = "e2e: execve failed\n";
-    (void)!::write(2, msg, sizeof msg - 1);
+    (void) !::write(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
   ::close(log_fd);

@@ -31,7 +31,7 @@ constexpr std::int64_t initial_stock = 5'000;
 struct placement {
   bool checkout = false;
   int shopper = 0;
-  std::string key;     ///< Idempotency-Key
+  std::string key; ///< Idempotency-Key
   std::string body;
   std::string cart_id; ///< checkouts
   int status = 0;      ///< 0: no answer (the server died, or was down)
@@ -106,7 +106,8 @@ std::map<std::string, std::string> orders_of(pqxx::connection& conn,
   std::map<std::string, std::string> out;
   pqxx::read_transaction tx{conn};
   for (const auto& s : customers)
-    for (const auto& row : tx.exec_params("SELECT id, status FROM orders WHERE customer_id = $1", s.id))
+    for (const auto& row :
+         tx.exec_params("SELECT id, status FROM orders WHERE customer_id = $1", s.id))
       out[row[0].as<std::string>()] = row[1].as<std::string>();
   return out;
 }
@@ -119,11 +120,12 @@ std::string stock_mismatches(pqxx::connection& conn, const std::vector<std::stri
     // One statement, one snapshot: the payment sweeper may cancel an order (stock back, status
     // cancelled, one transaction) between two separate reads, which then miss its quantity.
     pqxx::read_transaction tx{conn};
-    auto row = tx.exec_params("SELECT p.stock, (SELECT coalesce(sum(l.quantity), 0) FROM "
-                              "order_lines l JOIN orders o ON o.id = l.order_id WHERE "
-                              "l.product_id = p.id AND o.status "
-                                + counted_statuses_sql + ") FROM products p WHERE p.id = $1",
-                              p)
+    auto row = tx.exec_params(
+                   "SELECT p.stock, (SELECT coalesce(sum(l.quantity), 0) FROM "
+                   "order_lines l JOIN orders o ON o.id = l.order_id WHERE "
+                   "l.product_id = p.id AND o.status "
+                     + counted_statuses_sql + ") FROM products p WHERE p.id = $1",
+                   p)
                  .at(0);
     auto stock = row[0].as<std::int64_t>();
     auto held = row[1].as<std::int64_t>();
@@ -135,9 +137,10 @@ std::string stock_mismatches(pqxx::connection& conn, const std::vector<std::stri
 
 } // namespace
 
-TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist exactly "
-          "once, stock is conserved, payment timeouts still fire",
-          "[faults][crash]") {
+TEST_CASE(
+  "kill -9 during a checkout load, then a restart: answered orders exist exactly "
+  "once, stock is conserved, payment timeouts still fire",
+  "[faults][crash]") {
   services svc; // only to fail early outside scripts/test.sh; nothing is broken but the server
   server_process srv{
     fault_env({{"EMPORIUM_ORDERS_PAYMENT_TIMEOUT_S", std::to_string(payment_timeout_s)}})};
@@ -165,7 +168,8 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
   };
 
   std::vector<operation> ops;
-  ops.push_back({"POST /orders", 6,
+  ops.push_back({"POST /orders",
+                 6,
                  [reg, shoppers, pick_lines, pick_shopper](http_client& cl, std::mt19937& rng) {
                    placement p;
                    auto who = pick_shopper(rng);
@@ -175,7 +179,8 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
                    return send_placement(cl, *reg, std::move(p), shoppers[who]);
                  },
                  {201, 409, 0}});
-  ops.push_back({"POST /orders/{id}/payments", 3,
+  ops.push_back({"POST /orders/{id}/payments",
+                 3,
                  [reg, shoppers](http_client& cl, std::mt19937& rng) {
                    auto o = reg->any_placed(rng);
                    if (!o)
@@ -186,7 +191,8 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
                  },
                  // 409: paid already, or cancelled; 200 from /healthz while nothing is placed
                  {200, 409, 0}});
-  ops.push_back({"cart checkout", 2,
+  ops.push_back({"cart checkout",
+                 2,
                  [reg, shoppers, pick_lines, pick_shopper](http_client& cl, std::mt19937& rng) {
                    auto who = pick_shopper(rng);
                    auto cart = cl.request("POST", "/carts", "", shoppers[who].auth());
@@ -240,9 +246,9 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
     placements = reg->placements;
   }
   std::size_t unanswered = 0, retried_201 = 0, retried_other = 0, replay_mismatch = 0;
-  std::size_t found_by_key = 0;    // committed before the kill, answer lost: the key found it
+  std::size_t found_by_key = 0;      // committed before the kill, answer lost: the key found it
   std::set<std::string> before_kill; // orders answered 201 to requests sent before the kill
-  std::set<std::string> answered; // every order id a client was given
+  std::set<std::string> answered;    // every order id a client was given
   std::vector<std::string> retry_problems;
   for (auto& p : placements) {
     if (p.status == 201) {
@@ -284,7 +290,8 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
       ++replay_mismatch;
   }
 
-  // -- PostgreSQL: exactly the answered orders, stock conserved --------------------------------------
+  // -- PostgreSQL: exactly the answered orders, stock conserved
+  // --------------------------------------
   pqxx::connection conn{emporium::test::pg_url()};
   auto stored = orders_of(conn, shoppers);
   std::size_t missing = 0, phantom = 0;
@@ -302,7 +309,8 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
       unpaid_across += before_kill.count(id);
     }
 
-  // -- the payment timeout fires after the restart -------------------------------------------------
+  // -- the payment timeout fires after the restart
+  // -------------------------------------------------
   auto wait_until = steady::now() + std::chrono::seconds(payment_timeout_s + 20);
   std::size_t still_pending = pending_at_restart;
   while (still_pending > 0 && steady::now() < wait_until) {
@@ -318,9 +326,10 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
   for (const auto& [id, status] : final_orders) {
     if (status == "cancelled") {
       ++cancelled;
-      if (scalar(conn,
-                 "SELECT count(*) FROM events WHERE entity = $1 AND payload->>'status' = 'cancelled'",
-                 "order:" + id)
+      if (scalar(
+            conn,
+            "SELECT count(*) FROM events WHERE entity = $1 AND payload->>'status' = 'cancelled'",
+            "order:" + id)
           != 1)
         ++cancel_twice;
     } else if (status == "paid") {
@@ -352,9 +361,11 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
   // -- what the clients saw ----------------------------------------------------------------------
   // During the fault: in flight at the kill, or sent before the server was healthy again.
   auto overlaps = [killed, healthy](const sample& s) {
-    return s.sent < healthy && s.sent + std::chrono::duration_cast<steady::duration>(
-                                          std::chrono::duration<double, std::milli>(s.ms))
-                                 >= killed;
+    return s.sent < healthy
+           && s.sent
+                  + std::chrono::duration_cast<steady::duration>(
+                    std::chrono::duration<double, std::milli>(s.ms))
+                >= killed;
   };
   auto during = summarize(all, steady::time_point::min(), steady::time_point::max(), overlaps);
   auto outside = summarize(all, steady::time_point::min(), steady::time_point::max(),
@@ -366,25 +377,25 @@ TEST_CASE("kill -9 during a checkout load, then a restart: answered orders exist
       ++server_errors;
 
   bool ok = answered.size() > 0 && missing == 0 && phantom == 0 && replay_mismatch == 0
-            && retried_other == 0 && stock_now.empty() && unpaid_across > 0
-            && still_pending == 0 && other == 0 && cancel_twice == 0 && stock_final.empty()
-            && stock_api_ok && no_answer_outside == 0 && server_errors == 0 && recovery_ms >= 0
+            && retried_other == 0 && stock_now.empty() && unpaid_across > 0 && still_pending == 0
+            && other == 0 && cancel_twice == 0 && stock_final.empty() && stock_api_ok
+            && no_answer_outside == 0 && server_errors == 0 && recovery_ms >= 0
             && actor_errors == 0;
   std::ostringstream inv;
   inv << "orders answered 201: " << answered.size() << " (" << unanswered
       << " requests without an answer retried with their key: " << retried_201 << " 201, "
       << retried_other << " other; " << found_by_key
-      << " of them had committed before the kill); in PostgreSQL " << stored.size() << ", missing " << missing
-      << ", never answered " << phantom << "; " << replayed << " answered keys replayed, "
-      << replay_mismatch << " gave another order; stock + live orders == start: "
+      << " of them had committed before the kill); in PostgreSQL " << stored.size() << ", missing "
+      << missing << ", never answered " << phantom << "; " << replayed
+      << " answered keys replayed, " << replay_mismatch
+      << " gave another order; stock + live orders == start: "
       << (stock_now.empty() ? "yes" : "NO" + stock_now) << "; unpaid across the crash "
       << unpaid_across << " (all unpaid after it " << pending_at_restart
-      << "), still unpaid after the payment timeout " << still_pending
-      << "; final: " << paid << " paid, " << cancelled << " cancelled (cancelled twice "
-      << cancel_twice << "), " << other << " other; stock + paid == start: "
-      << (stock_final.empty() ? "yes" : "NO" + stock_final) << "; API stock == database: "
-      << (stock_api_ok ? "yes" : "NO") << "; unexpected messages in the server log "
-      << actor_errors << "; 5xx " << server_errors
+      << "), still unpaid after the payment timeout " << still_pending << "; final: " << paid
+      << " paid, " << cancelled << " cancelled (cancelled twice " << cancel_twice << "), " << other
+      << " other; stock + paid == start: " << (stock_final.empty() ? "yes" : "NO" + stock_final)
+      << "; API stock == database: " << (stock_api_ok ? "yes" : "NO")
+      << "; unexpected messages in the server log " << actor_errors << "; 5xx " << server_errors
       << "; no answer outside the crash window " << no_answer_outside << "; down "
       << static_cast<long>(millis(killed, healthy)) << " ms (restart to healthy "
       << static_cast<long>(millis(restart_begin, healthy)) << " ms)";

@@ -75,7 +75,7 @@ command_result run_command(const std::vector<std::string>& argv, std::chrono::se
         ::close(fd);
     ::execvp(cargs[0], cargs.data());
     const char msg[] = "faults: execvp failed\n";
-    (void)!::write(2, msg, sizeof msg - 1);
+    (void) !::write(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -196,8 +196,9 @@ void services::stop_redis() {
 }
 
 void services::start_redis() {
-  auto r = run_command({"bash", "-c", "source \"$0/scripts/lib.sh\" && emporium_redis_start \"$1\" \"$2\"",
-                        root_, redis_dir_, redis_port_});
+  auto r = run_command({"bash", "-c",
+                        "source \"$0/scripts/lib.sh\" && emporium_redis_start \"$1\" \"$2\"", root_,
+                        redis_dir_, redis_port_});
   check(r, "emporium_redis_start " + redis_dir_ + " " + redis_port_);
 }
 
@@ -258,8 +259,13 @@ void services::restore() noexcept {
 load_generator::load_generator(const test::server_process& srv, std::vector<operation> ops,
                                int threads, ms client_timeout, std::chrono::seconds max_duration,
                                std::size_t max_requests)
-  : host_(srv.host()), port_(srv.port()), ops_(std::move(ops)), threads_(threads),
-    client_timeout_(client_timeout), max_duration_(max_duration), max_requests_(max_requests) {}
+  : host_(srv.host()),
+    port_(srv.port()),
+    ops_(std::move(ops)),
+    threads_(threads),
+    client_timeout_(client_timeout),
+    max_duration_(max_duration),
+    max_requests_(max_requests) {}
 
 load_generator::~load_generator() {
   stop();
@@ -330,8 +336,8 @@ void load_generator::run(int index) {
   samples_.insert(samples_.end(), mine.begin(), mine.end());
 }
 
-window summarize(const std::vector<sample>& samples, steady::time_point from,
-                 steady::time_point to, const std::function<bool(const sample&)>& keep) {
+window summarize(const std::vector<sample>& samples, steady::time_point from, steady::time_point to,
+                 const std::function<bool(const sample&)>& keep) {
   window w;
   auto first = steady::time_point::max();
   for (const auto& s : samples)
@@ -438,8 +444,12 @@ std::string scrape(const test::server_process& srv) {
 
 std::string create_product(http_client& c, std::int64_t stock, std::int64_t price_cents,
                            const std::string& name) {
-  json body{{"sku", test::unique("fault-sku")}, {"name", name}, {"price_cents", price_cents},
-            {"currency", "USD"}, {"stock", stock}, {"weight_grams", 100}};
+  json body{{"sku", test::unique("fault-sku")},
+            {"name", name},
+            {"price_cents", price_cents},
+            {"currency", "USD"},
+            {"stock", stock},
+            {"weight_grams", 100}};
   auto r = c.request("POST", "/products", body.dump(), admin());
   INFO("POST /products -> " << r.status << " " << r.body);
   REQUIRE(r.status == 201);
@@ -463,8 +473,11 @@ shopper new_shopper(http_client& c) {
 }
 
 json address() {
-  return json{{"name", "Ada Lovelace"}, {"line1", "1 Analytical Way"}, {"city", "Springfield"},
-              {"postal_code", "12345"}, {"country", "US"}};
+  return json{{"name", "Ada Lovelace"},
+              {"line1", "1 Analytical Way"},
+              {"city", "Springfield"},
+              {"postal_code", "12345"},
+              {"country", "US"}};
 }
 
 json order_body(const std::vector<std::pair<std::string, int>>& lines) {

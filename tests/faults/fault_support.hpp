@@ -36,8 +36,8 @@ double millis(steady::time_point from, steady::time_point to);
 // -- commands -----------------------------------------------------------------------------------
 
 struct command_result {
-  int status = -1;     ///< exit code, 128 + signal when killed, -1 when it could not run
-  std::string output;  ///< stdout and stderr together
+  int status = -1;    ///< exit code, 128 + signal when killed, -1 when it could not run
+  std::string output; ///< stdout and stderr together
 };
 
 /// Runs `argv` (no shell) with none of this process's descriptors but 0-2, its output captured;
@@ -119,12 +119,12 @@ class service_guard {
 struct sample {
   std::string op;
   steady::time_point sent;
-  double ms = 0;              ///< until the answer (or the transport failure)
-  int status = 0;             ///< 0: no answer (refused, reset, timed out)
-  bool expected = false;      ///< status among the op's accepted ones
-  bool problem_json = false;  ///< Content-Type application/problem+json
-  bool retry_after = false;   ///< has a Retry-After header
-  std::string detail;         ///< transport error, or the start of an unexpected body
+  double ms = 0;             ///< until the answer (or the transport failure)
+  int status = 0;            ///< 0: no answer (refused, reset, timed out)
+  bool expected = false;     ///< status among the op's accepted ones
+  bool problem_json = false; ///< Content-Type application/problem+json
+  bool retry_after = false;  ///< has a Retry-After header
+  std::string detail;        ///< transport error, or the start of an unexpected body
 };
 
 /// What one operation of the load does: send a request with the thread's client and randomness,
@@ -143,7 +143,8 @@ struct operation {
 class load_generator {
  public:
   load_generator(const test::server_process& srv, std::vector<operation> ops, int threads,
-                 ms client_timeout = ms{15'000}, std::chrono::seconds max_duration = std::chrono::seconds{120},
+                 ms client_timeout = ms{15'000},
+                 std::chrono::seconds max_duration = std::chrono::seconds{120},
                  std::size_t max_requests = 200'000);
   ~load_generator();
   load_generator(const load_generator&) = delete;
@@ -182,8 +183,8 @@ struct window {
   /// 503 answers without problem+json or without Retry-After.
   std::size_t bad_503 = 0;
 };
-window summarize(const std::vector<sample>& samples, steady::time_point from,
-                 steady::time_point to, const std::function<bool(const sample&)>& keep = {});
+window summarize(const std::vector<sample>& samples, steady::time_point from, steady::time_point to,
+                 const std::function<bool(const sample&)>& keep = {});
 
 std::string format_statuses(const std::map<int, std::size_t>& by_status);
 
@@ -201,7 +202,8 @@ double metric(const std::string& metrics_text, const std::string& name);
 std::string scrape(const test::server_process& srv);
 
 /// A product (admin), its id; fails the test on anything but 201.
-std::string create_product(test::http_client& c, std::int64_t stock, std::int64_t price_cents = 1'000,
+std::string create_product(test::http_client& c, std::int64_t stock,
+                           std::int64_t price_cents = 1'000,
                            const std::string& name = "Fault widget");
 
 struct shopper {

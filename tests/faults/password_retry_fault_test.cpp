@@ -71,9 +71,9 @@ void sign_up_all(const server_process& srv, std::vector<account>& accounts) {
   std::vector<http_response> answers(accounts.size());
   concurrently(srv, static_cast<int>(accounts.size()), [&](int i, http_client& c) {
     auto& a = accounts[static_cast<std::size_t>(i)];
-    answers[static_cast<std::size_t>(i)] =
-      c.request("POST", "/customers",
-                json{{"email", a.email}, {"name", "Retry"}, {"password", a.password}}.dump());
+    answers[static_cast<std::size_t>(i)] = c.request(
+      "POST", "/customers",
+      json{{"email", a.email}, {"name", "Retry"}, {"password", a.password}}.dump());
   });
   for (std::size_t i = 0; i < accounts.size(); ++i) {
     INFO("sign-up " << i << " -> " << answers[i].status << " " << answers[i].body);
@@ -87,7 +87,8 @@ void log_in_all(const server_process& srv, std::vector<account>& accounts) {
   std::vector<http_response> answers(accounts.size());
   concurrently(srv, static_cast<int>(accounts.size()), [&](int i, http_client& c) {
     const auto& a = accounts[static_cast<std::size_t>(i)];
-    answers[static_cast<std::size_t>(i)] = c.request("POST", "/sessions", login_body(a.email, a.password));
+    answers[static_cast<std::size_t>(i)] = c.request("POST", "/sessions",
+                                                     login_body(a.email, a.password));
   });
   for (std::size_t i = 0; i < accounts.size(); ++i) {
     INFO("login " << i << " with its password (" << accounts[i].password.size()
@@ -102,8 +103,8 @@ void nuls_refused(const server_process& srv, const std::vector<account>& account
   std::vector<http_response> answers(accounts.size());
   concurrently(srv, static_cast<int>(accounts.size()), [&](int i, http_client& c) {
     const auto& a = accounts[static_cast<std::size_t>(i)];
-    answers[static_cast<std::size_t>(i)] =
-      c.request("POST", "/sessions", login_body(a.email, std::string(a.password.size(), '\0')));
+    answers[static_cast<std::size_t>(i)] = c.request(
+      "POST", "/sessions", login_body(a.email, std::string(a.password.size(), '\0')));
   });
   for (std::size_t i = 0; i < accounts.size(); ++i) {
     INFO("login " << i << " with " << accounts[i].password.size() << " NULs -> "
@@ -119,8 +120,8 @@ void profiles_readable(const server_process& srv, const std::vector<account>& ac
     std::vector<http_response> answers(accounts.size());
     concurrently(srv, static_cast<int>(accounts.size()), [&](int i, http_client& c) {
       const auto& a = accounts[static_cast<std::size_t>(i)];
-      answers[static_cast<std::size_t>(i)] =
-        c.get("/customers/" + a.id + suffix, {{"Authorization", "Bearer " + a.token}});
+      answers[static_cast<std::size_t>(i)] = c.get("/customers/" + a.id + suffix,
+                                                   {{"Authorization", "Bearer " + a.token}});
     });
     for (std::size_t i = 0; i < accounts.size(); ++i) {
       INFO("GET /customers/" << accounts[i].id << suffix << " -> " << answers[i].status << " "
@@ -140,9 +141,10 @@ double db_retries(const server_process& srv) {
 
 } // namespace
 
-TEST_CASE("PostgreSQL restarted: sign-ups and logins retried on a fresh connection keep the "
-          "password they were given and NULs never log in",
-          "[faults][postgres][auth]") {
+TEST_CASE(
+  "PostgreSQL restarted: sign-ups and logins retried on a fresh connection keep the "
+  "password they were given and NULs never log in",
+  "[faults][postgres][auth]") {
   services svc;
   durable_commits durable; // accounts signed up just before a stop must survive it
   service_guard guard{svc};

@@ -81,8 +81,8 @@ unpaid_order place(http_client& c) {
 }
 
 http_response pay(http_client& c, const unpaid_order& o, const std::string& method) {
-  return c.request("POST", "/orders/" + o.id + "/payments",
-                   json{{"payment_method", method}}.dump(), o.who.auth());
+  return c.request("POST", "/orders/" + o.id + "/payments", json{{"payment_method", method}}.dump(),
+                   o.who.auth());
 }
 
 /// The invariants of a paid order: one charge, captured, under the order's reference; one
@@ -96,8 +96,9 @@ void check_paid_once(pqxx::connection& conn, http_client& c, const unpaid_order&
                           "SELECT count(*) FROM payments WHERE order_id = $1 AND reference = "
                           "'ch_' || order_id AND status = 'captured'",
                           o.id);
-  auto amount = count(conn, "SELECT coalesce(sum(amount_cents), 0) FROM simulated_charges "
-                            "WHERE reference = 'ch_' || $1",
+  auto amount = count(conn,
+                      "SELECT coalesce(sum(amount_cents), 0) FROM simulated_charges "
+                      "WHERE reference = 'ch_' || $1",
                       o.id);
   auto points = loyalty_points(conn, o.who.id);
   auto seen = c.get("/orders/" + o.id, o.who.auth());
@@ -118,9 +119,10 @@ void check_paid_once(pqxx::connection& conn, http_client& c, const unpaid_order&
 
 } // namespace
 
-TEST_CASE("payment: the record step fails after the charge, then reconciliation makes the order paid "
-          "exactly once",
-          "[faults][payment]") {
+TEST_CASE(
+  "payment: the record step fails after the charge, then reconciliation makes the order paid "
+  "exactly once",
+  "[faults][payment]") {
   services svc;
   server_process srv{fault_env({{"EMPORIUM_TEST_FAULT", "fail_record_after_charge"},
                                 {"EMPORIUM_HTTP_REQUEST_TIMEOUT_MS", "5000"}})};
@@ -158,12 +160,13 @@ TEST_CASE("payment: the record step fails after the charge, then reconciliation 
                ok, inv.str());
 }
 
-TEST_CASE("payment: kill -9 right after the charge, then a restart: reconciliation makes the order "
-          "paid, with one charge",
-          "[faults][payment][crash]") {
+TEST_CASE(
+  "payment: kill -9 right after the charge, then a restart: reconciliation makes the order "
+  "paid, with one charge",
+  "[faults][payment][crash]") {
   services svc;
-  server_process srv{fault_env({{"EMPORIUM_TEST_FAULT", "pause_after_charge"},
-                                {"EMPORIUM_HTTP_REQUEST_TIMEOUT_MS", "5000"}})};
+  server_process srv{fault_env(
+    {{"EMPORIUM_TEST_FAULT", "pause_after_charge"}, {"EMPORIUM_HTTP_REQUEST_TIMEOUT_MS", "5000"}})};
   http_client c{srv.host(), srv.port(), 30s};
   pqxx::connection conn{emporium::test::pg_url()};
   auto o = place(c);
@@ -204,13 +207,14 @@ TEST_CASE("payment: kill -9 right after the charge, then a restart: reconciliati
                ok && again.status == 409, inv.str());
 }
 
-TEST_CASE("payment: kill -9 after the intent, before the charge: reconciliation puts the order "
-          "back to pending without a charge, and it can be paid once",
-          "[faults][payment][crash]") {
+TEST_CASE(
+  "payment: kill -9 after the intent, before the charge: reconciliation puts the order "
+  "back to pending without a charge, and it can be paid once",
+  "[faults][payment][crash]") {
   services svc;
   // Every provider call takes a second: the intent is written, the charge not yet made.
-  server_process srv{fault_env({{"EMPORIUM_TEST_FAULT", "slow_provider"},
-                                {"EMPORIUM_HTTP_REQUEST_TIMEOUT_MS", "5000"}})};
+  server_process srv{fault_env(
+    {{"EMPORIUM_TEST_FAULT", "slow_provider"}, {"EMPORIUM_HTTP_REQUEST_TIMEOUT_MS", "5000"}})};
   http_client c{srv.host(), srv.port(), 30s};
   pqxx::connection conn{emporium::test::pg_url()};
   auto o = place(c);
@@ -298,8 +302,8 @@ TEST_CASE("payment: a provider backing off holds no database worker (postgres.po
       << " charges";
   window w;
   report_fault("payment-flaky-no-db-worker", w, -1,
-               orders.status == 200 && page.status == 200 && answered_while_paying
-                 && flaky == 502 && status == "pending_payment",
+               orders.status == 200 && page.status == 200 && answered_while_paying && flaky == 502
+                 && status == "pending_payment",
                inv.str());
 }
 
@@ -328,8 +332,8 @@ TEST_CASE("payment: cancelling a paid order refunds its own charge and no other"
     std::this_thread::sleep_for(50ms);
   CHECK(charge_status(a.id) == "refunded");
   CHECK(charge_status(b.id) == "captured");
-  CHECK(count(conn, "SELECT count(*) FROM payments WHERE order_id = $1 AND status = 'refunded'",
-              a.id)
-        == 1);
+  CHECK(
+    count(conn, "SELECT count(*) FROM payments WHERE order_id = $1 AND status = 'refunded'", a.id)
+    == 1);
   CHECK(order_status(conn, b.id) == "paid");
 }

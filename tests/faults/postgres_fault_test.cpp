@@ -4,8 +4,8 @@
 // hang; once PostgreSQL is back the pool reconnects and service resumes by itself, without a
 // restart of Emporium, with nothing half-written.
 
-#include "faults/fault_support.hpp"
 #include "core/ids.hpp"
+#include "faults/fault_support.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -38,9 +38,10 @@ std::int64_t scalar(pqxx::connection& conn, const std::string& sql, const std::s
 
 } // namespace
 
-TEST_CASE("PostgreSQL stopped (immediate) and started under load: 503 with Retry-After "
-          "in bounded time, /readyz 503, resumes by itself",
-          "[faults][postgres]") {
+TEST_CASE(
+  "PostgreSQL stopped (immediate) and started under load: 503 with Retry-After "
+  "in bounded time, /readyz 503, resumes by itself",
+  "[faults][postgres]") {
   services svc;
   durable_commits durable; // reset after the guard has brought PostgreSQL back
   service_guard guard{svc};
@@ -64,51 +65,65 @@ TEST_CASE("PostgreSQL stopped (immediate) and started under load: 503 with Retry
   };
   // Every operation: its success, or 503. Never 500, never 504, never no answer.
   std::vector<operation> ops;
-  ops.push_back({"POST /products", 6,
+  ops.push_back({"POST /products",
+                 6,
                  [sku_prefix](http_client& cl, std::mt19937&) {
-                   json body{{"sku", emporium::test::unique(sku_prefix)}, {"name", "Fault widget"},
-                             {"price_cents", 500}, {"currency", "USD"}, {"stock", 5}};
+                   json body{{"sku", emporium::test::unique(sku_prefix)},
+                             {"name", "Fault widget"},
+                             {"price_cents", 500},
+                             {"currency", "USD"},
+                             {"stock", 5}};
                    return cl.request("POST", "/products", body.dump(), admin());
                  },
                  {201, 503}});
-  ops.push_back({"PATCH /products/{id}", 6,
+  ops.push_back({"PATCH /products/{id}",
+                 6,
                  [any](http_client& cl, std::mt19937& rng) {
                    auto price = std::uniform_int_distribution<int>{100, 9'999}(rng);
                    return cl.request("PATCH", "/products/" + any(rng),
                                      json{{"price_cents", price}}.dump(), admin());
                  },
                  {200, 503}});
-  ops.push_back({"POST /orders", 6,
-                 [any, buyer](http_client& cl, std::mt19937& rng) {
-                   return cl.request("POST", "/orders", order_body({{any(rng), 1}}).dump(),
-                                     buyer.auth());
-                 },
-                 {201, 503}});
+  ops.push_back(
+    {"POST /orders",
+     6,
+     [any, buyer](http_client& cl, std::mt19937& rng) {
+       return cl.request("POST", "/orders", order_body({{any(rng), 1}}).dump(), buyer.auth());
+     },
+     {201, 503}});
   // Reads that always need PostgreSQL: a product that does not exist (a new id every time: no
   // actor, no cache), a listing, the customer's orders.
-  ops.push_back({"GET /products/{unknown}", 4,
+  ops.push_back({"GET /products/{unknown}",
+                 4,
                  [](http_client& cl, std::mt19937&) {
                    return cl.get("/products/" + emporium::core::new_id("prod"));
                  },
                  {404, 503}});
-  ops.push_back({"GET /products", 4,
+  ops.push_back({"GET /products",
+                 4,
                  [](http_client& cl, std::mt19937&) { return cl.get("/products?limit=5"); },
                  {200, 503}});
-  ops.push_back({"GET /customers/{id}/orders", 4,
+  ops.push_back({"GET /customers/{id}/orders",
+                 4,
                  [buyer](http_client& cl, std::mt19937&) {
                    return cl.get("/customers/" + buyer.id + "/orders?limit=5", buyer.auth());
                  },
                  {200, 503}});
   // Reads an active actor may answer from memory.
-  ops.push_back({"GET /products/{id}", 6,
-                 [any](http_client& cl, std::mt19937& rng) { return cl.get("/products/" + any(rng)); },
-                 {200, 503}});
-  ops.push_back({"GET /orders/{id}", 3,
+  ops.push_back(
+    {"GET /products/{id}",
+     6,
+     [any](http_client& cl, std::mt19937& rng) { return cl.get("/products/" + any(rng)); },
+     {200, 503}});
+  ops.push_back({"GET /orders/{id}",
+                 3,
                  [order_id, buyer](http_client& cl, std::mt19937&) {
                    return cl.get("/orders/" + order_id, buyer.auth());
                  },
                  {200, 503}});
-  ops.push_back({"GET /readyz", 2, [](http_client& cl, std::mt19937&) { return cl.get("/readyz"); },
+  ops.push_back({"GET /readyz",
+                 2,
+                 [](http_client& cl, std::mt19937&) { return cl.get("/readyz"); },
                  {200, 503}});
 
   load_generator load{srv, ops, 4};
@@ -125,8 +140,11 @@ TEST_CASE("PostgreSQL stopped (immediate) and started under load: 503 with Retry
   auto readyz_ms = millis(t, steady::now());
   t = steady::now();
   auto write = c.request("POST", "/products",
-                         json{{"sku", emporium::test::unique(sku_prefix)}, {"name", "Fault widget"},
-                              {"price_cents", 500}, {"currency", "USD"}, {"stock", 5}}
+                         json{{"sku", emporium::test::unique(sku_prefix)},
+                              {"name", "Fault widget"},
+                              {"price_cents", 500},
+                              {"currency", "USD"},
+                              {"stock", 5}}
                            .dump(),
                          admin());
   auto write_ms = millis(t, steady::now());
@@ -141,8 +159,11 @@ TEST_CASE("PostgreSQL stopped (immediate) and started under load: 503 with Retry
   std::size_t main_201 = 0; // products this thread created (with the same SKU prefix)
   while (steady::now() < returned + 20s) {
     auto w = c.request("POST", "/products",
-                       json{{"sku", emporium::test::unique(sku_prefix)}, {"name", "Fault widget"},
-                            {"price_cents", 500}, {"currency", "USD"}, {"stock", 5}}
+                       json{{"sku", emporium::test::unique(sku_prefix)},
+                            {"name", "Fault widget"},
+                            {"price_cents", 500},
+                            {"currency", "USD"},
+                            {"stock", 5}}
                          .dump(),
                        admin());
     main_201 += w.status == 201;
@@ -171,17 +192,20 @@ TEST_CASE("PostgreSQL stopped (immediate) and started under load: 503 with Retry
   auto during = summarize(all, stopped, returned);
   auto during_writes = summarize(all, stopped, returned, is_write);
   auto settled = summarize(all, recovered + 1s, steady::time_point::max());
-  std::size_t writes_not_503 =
-    during_writes.requests - (during_writes.by_status.count(503) ? during_writes.by_status.at(503) : 0);
+  std::size_t writes_not_503 = during_writes.requests
+                               - (during_writes.by_status.count(503)
+                                    ? during_writes.by_status.at(503)
+                                    : 0);
 
-  // -- what PostgreSQL holds ------------------------------------------------------------------------
+  // -- what PostgreSQL holds
+  // ------------------------------------------------------------------------
   pqxx::connection conn{emporium::test::pg_url()};
   std::size_t created_201 = 0, created_other = 0;
   for (const auto& s : all)
     if (s.op == "POST /products")
       (s.status == 201 ? created_201 : created_other)++;
-  auto stored = static_cast<std::size_t>(
-    scalar(conn, "SELECT count(*) FROM products WHERE sku LIKE $1 || '%' AND stock = 5", sku_prefix));
+  auto stored = static_cast<std::size_t>(scalar(
+    conn, "SELECT count(*) FROM products WHERE sku LIKE $1 || '%' AND stock = 5", sku_prefix));
   // Every 201 is stored; beyond them, at most the writes whose answer was not 201 (a COMMIT in
   // doubt when PostgreSQL died may have gone through).
   created_201 += main_201;

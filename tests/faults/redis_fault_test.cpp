@@ -25,8 +25,8 @@ using emporium::test::http_response;
 using emporium::test::server_process;
 using namespace std::chrono_literals;
 
-constexpr int pool_size = 4;           // postgres.pool_size default: one Redis client each
-constexpr int breaker_open_ms = 1'000; // redis.breaker_open_ms default
+constexpr int pool_size = 4;             // postgres.pool_size default: one Redis client each
+constexpr int breaker_open_ms = 1'000;   // redis.breaker_open_ms default
 constexpr double redis_timeout_ms = 200; // redis.timeout_ms default
 
 /// The load of both Redis tests: reads and writes of every kind that must not need Redis.
@@ -38,53 +38,66 @@ std::vector<operation> cache_load(const std::vector<std::string>& products, cons
     return products[std::uniform_int_distribution<std::size_t>{0, products.size() - 1}(rng)];
   };
   std::vector<operation> ops;
-  ops.push_back({"GET /products/{id}", 30,
-                 [any](http_client& c, std::mt19937& rng) { return c.get("/products/" + any(rng)); },
+  ops.push_back(
+    {"GET /products/{id}",
+     30,
+     [any](http_client& c, std::mt19937& rng) { return c.get("/products/" + any(rng)); },
+     {200}});
+  ops.push_back({"GET /products",
+                 5,
+                 [](http_client& c, std::mt19937&) { return c.get("/products?limit=5"); },
                  {200}});
-  ops.push_back({"GET /products", 5,
-                 [](http_client& c, std::mt19937&) { return c.get("/products?limit=5"); }, {200}});
-  ops.push_back({"GET /search", 5,
+  ops.push_back({"GET /search",
+                 5,
                  [](http_client& c, std::mt19937&) { return c.get("/search?q=widget&limit=5"); },
                  {200}});
-  ops.push_back({"PATCH /products/{id}", 10,
+  ops.push_back({"PATCH /products/{id}",
+                 10,
                  [any](http_client& c, std::mt19937& rng) {
                    auto price = std::uniform_int_distribution<int>{100, 9'999}(rng);
                    return c.request("PATCH", "/products/" + any(rng),
                                     json{{"price_cents", price}}.dump(), admin());
                  },
                  {200}});
-  ops.push_back({"POST /products", 4,
+  ops.push_back({"POST /products",
+                 4,
                  [](http_client& c, std::mt19937&) {
                    json body{{"sku", emporium::test::unique("redis-fault")},
-                             {"name", "Fault widget"}, {"price_cents", 500},
-                             {"currency", "USD"}, {"stock", 5}};
+                             {"name", "Fault widget"},
+                             {"price_cents", 500},
+                             {"currency", "USD"},
+                             {"stock", 5}};
                    return c.request("POST", "/products", body.dump(), admin());
                  },
                  {201}});
-  ops.push_back({"POST /orders", 8,
-                 [any, buyer](http_client& c, std::mt19937& rng) {
-                   return c.request("POST", "/orders", order_body({{any(rng), 1}}).dump(),
-                                    buyer.auth());
-                 },
-                 {201}});
-  ops.push_back({"GET /orders/{id}", 5,
+  ops.push_back(
+    {"POST /orders",
+     8,
+     [any, buyer](http_client& c, std::mt19937& rng) {
+       return c.request("POST", "/orders", order_body({{any(rng), 1}}).dump(), buyer.auth());
+     },
+     {201}});
+  ops.push_back({"GET /orders/{id}",
+                 5,
                  [order_id, buyer](http_client& c, std::mt19937&) {
                    return c.get("/orders/" + order_id, buyer.auth());
                  },
                  {200}});
-  ops.push_back({"GET /customers/{id}", 5,
+  ops.push_back({"GET /customers/{id}",
+                 5,
                  [buyer](http_client& c, std::mt19937&) {
                    return c.get("/customers/" + buyer.id, buyer.auth());
                  },
                  {200}});
-  ops.push_back({"POST /sessions", 1,
-                 [email, password](http_client& c, std::mt19937&) {
-                   return c.request("POST", "/sessions",
-                                    json{{"email", email}, {"password", password}}.dump());
-                 },
-                 {200}});
-  ops.push_back({"GET /readyz", 2, [](http_client& c, std::mt19937&) { return c.get("/readyz"); },
-                 {200}});
+  ops.push_back(
+    {"POST /sessions",
+     1,
+     [email, password](http_client& c, std::mt19937&) {
+       return c.request("POST", "/sessions", json{{"email", email}, {"password", password}}.dump());
+     },
+     {200}});
+  ops.push_back(
+    {"GET /readyz", 2, [](http_client& c, std::mt19937&) { return c.get("/readyz"); }, {200}});
   return ops;
 }
 
@@ -120,7 +133,9 @@ struct fixture {
     REQUIRE(c.get("/search?q=widget&limit=5").status == 200);
   }
 
-  std::vector<operation> load() const { return cache_load(products, buyer, order_id, email, password); }
+  std::vector<operation> load() const {
+    return cache_load(products, buyer, order_id, email, password);
+  }
 };
 
 /// Waits until /metrics shows the Redis breaker closed, no flush pending and the cache used
@@ -200,9 +215,9 @@ void conclude(const std::string& fault, const std::vector<sample>& all, steady::
       << during.requests << " requests (allowed " << allowed_errors << "); breaker state seen "
       << breaker_seen << "; answers slower than the Redis timeout " << slow.requests << " ("
       << static_cast<int>(slow_share * 100) << "%, bound 10%); longest non-login answer "
-      << static_cast<long>(fast.longest_ms) << " ms (bound 2000); after the return the API says '" << after.api_name
-      << "' and Redis holds " << (after.cached.empty() ? "nothing" : "the new value")
-      << (stale_free ? "" : " STALE");
+      << static_cast<long>(fast.longest_ms) << " ms (bound 2000); after the return the API says '"
+      << after.api_name << "' and Redis holds "
+      << (after.cached.empty() ? "nothing" : "the new value") << (stale_free ? "" : " STALE");
   bool ok = whole.unexpected == 0 && cache_errors <= allowed_errors && breaker_seen >= 1
             && slow_share <= 0.10 && fast.longest_ms < 2'000 && recovery_ms >= 0 && stale_free;
   report_fault(fault, during, recovery_ms, ok, inv.str());
@@ -224,9 +239,10 @@ void conclude(const std::string& fault, const std::vector<sample>& all, steady::
 
 } // namespace
 
-TEST_CASE("Redis stopped and restarted under load: answers from PostgreSQL, breaker "
-          "opens and closes by itself, no stale value",
-          "[faults][redis]") {
+TEST_CASE(
+  "Redis stopped and restarted under load: answers from PostgreSQL, breaker "
+  "opens and closes by itself, no stale value",
+  "[faults][redis]") {
   services svc;
   service_guard guard{svc};
   fixture f;
@@ -263,9 +279,10 @@ TEST_CASE("Redis stopped and restarted under load: answers from PostgreSQL, brea
            errors_after - errors_before, outage_ms, breaker_seen, renamed, after);
 }
 
-TEST_CASE("Redis frozen (SIGSTOP) under load: no timeout per request, and the values it "
-          "cached before the outage are not served after it thaws",
-          "[faults][redis]") {
+TEST_CASE(
+  "Redis frozen (SIGSTOP) under load: no timeout per request, and the values it "
+  "cached before the outage are not served after it thaws",
+  "[faults][redis]") {
   services svc;
   service_guard guard{svc};
   fixture f;

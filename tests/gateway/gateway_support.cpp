@@ -1,11 +1,11 @@
 #include "gateway/gateway_support.hpp"
 
-#include "persistence/cache.hpp"
 #include "core/ids.hpp"
+#include "persistence/cache.hpp"
 #include "support/test_env.hpp"
 
-#include <catch2/catch.hpp>
 #include <hiredis/hiredis.h>
+#include <catch2/catch.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -57,8 +57,9 @@ void redis_process::start() {
   if (pid_ > 0)
     return;
   std::string port = std::to_string(port_);
-  std::vector<std::string> args{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-                                "", "--appendonly", "no", "--loglevel", "warning"};
+  std::vector<std::string> args{"redis-server", "--port",     port,     "--bind",
+                                "127.0.0.1",    "--save",     "",       "--appendonly",
+                                "no",           "--loglevel", "warning"};
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
@@ -150,8 +151,8 @@ std::vector<nlohmann::json> json_log_lines(const server_process& srv) {
 std::string fresh_token() {
   // The server's token format (gateway::sign_token), written out again on the client's side:
   // the token, '.', 32 hex of HMAC-SHA-256 under a key derived from the admin key's hash.
-  auto key = emporium::core::sha256_hex(
-    "emporium/session-token/v1:" + emporium::core::sha256_hex(test_admin_key));
+  auto key = emporium::core::sha256_hex("emporium/session-token/v1:"
+                                        + emporium::core::sha256_hex(test_admin_key));
   auto token = unique("gw-token");
   return token + "." + emporium::core::hmac_sha256_hex(key, token).substr(0, 32);
 }
@@ -169,9 +170,9 @@ customer_sessions new_customer(http_client& c, int sessions) {
   customer_sessions out;
   out.email = unique("gw-customer") + "@example.com";
   out.password = "pw-" + unique("secret");
-  auto r = c.request("POST", "/customers",
-                     nlohmann::json{{"email", out.email}, {"name", "Gw"}, {"password", out.password}}
-                       .dump());
+  auto r = c.request(
+    "POST", "/customers",
+    nlohmann::json{{"email", out.email}, {"name", "Gw"}, {"password", out.password}}.dump());
   INFO("POST /customers: " << r.status << " " << r.body);
   REQUIRE(r.status == 201);
   out.id = r.json().at("id").get<std::string>();

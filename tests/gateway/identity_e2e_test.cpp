@@ -43,9 +43,10 @@ int drain(http_client& c, const std::string& target, const header_map& h, int li
 
 } // namespace
 
-TEST_CASE("gateway: health probes answer 200 while the address's bucket is empty, and never "
-          "draw from it",
-          "[e2e][gateway][rate][probes]") {
+TEST_CASE(
+  "gateway: health probes answer 200 while the address's bucket is empty, and never "
+  "draw from it",
+  "[e2e][gateway][rate][probes]") {
   server_process srv{{{"EMPORIUM_RATE_CAPACITY", "3"},
                       {"EMPORIUM_RATE_REFILL", "0.01"},
                       {"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "3"}}};
@@ -128,9 +129,10 @@ TEST_CASE("gateway: one customer with several sessions shares one bucket", "[e2e
   CHECK(as_customer >= 18);
 }
 
-TEST_CASE("gateway: a signed token whose session is dead is looked up once, not once per "
-          "request, and is charged to its address",
-          "[e2e][gateway][rate]") {
+TEST_CASE(
+  "gateway: a signed token whose session is dead is looked up once, not once per "
+  "request, and is charged to its address",
+  "[e2e][gateway][rate]") {
   server_process srv{{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "5"},
                       {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "0.01"}}};
   http_client c{srv.host(), srv.port()};
@@ -147,7 +149,7 @@ TEST_CASE("gateway: a signed token whose session is dead is looked up once, not 
     REQUIRE((r.status == 200 || r.status == 429));
     admitted += r.status == 200;
   }
-  CHECK(admitted == 5);                 // the address's bucket
+  CHECK(admitted == 5);                        // the address's bucket
   CHECK(c.get("/openapi.json").status == 429); // the same one
   auto lookups = misses() - before;
   INFO("session lookups for 20 requests: " << lookups);

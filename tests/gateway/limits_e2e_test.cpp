@@ -40,9 +40,10 @@ bool serves(const server_process& srv) {
 
 } // namespace
 
-TEST_CASE("gateway: beyond http.max_connections a new connection gets 503 and is closed, while "
-          "the open ones are served",
-          "[e2e][gateway][limits]") {
+TEST_CASE(
+  "gateway: beyond http.max_connections a new connection gets 503 and is closed, while "
+  "the open ones are served",
+  "[e2e][gateway][limits]") {
   server_process srv{{{"EMPORIUM_HTTP_MAX_CONNECTIONS", "3"}}};
   std::vector<std::unique_ptr<http_client>> open;
   for (int i = 0; i < 3; ++i) {
@@ -92,16 +93,18 @@ TEST_CASE("gateway: an idle keep-alive connection is closed after http.idle_time
   CHECK(serves(srv));
 }
 
-TEST_CASE("gateway: a client sending one header byte a second is cut off within the header "
-          "timeout while other clients are served",
-          "[e2e][gateway][limits]") {
+TEST_CASE(
+  "gateway: a client sending one header byte a second is cut off within the header "
+  "timeout while other clients are served",
+  "[e2e][gateway][limits]") {
   server_process srv{{{"EMPORIUM_HTTP_HEADER_TIMEOUT_MS", "3000"}}};
   http_client slow{srv.host(), srv.port(), milliseconds(5000)};
   http_client other{srv.host(), srv.port()};
   REQUIRE(other.get("/healthz").status == 200);
 
   auto t0 = steady::now();
-  const std::string header = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 0123456789\r\n\r\n";
+  const std::string header =
+    "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 0123456789\r\n\r\n";
   std::size_t sent = 0;
   bool closed = false;
   int others = 0;
@@ -133,17 +136,21 @@ TEST_CASE("gateway: a client sending one header byte a second is cut off within 
   CHECK(other.get("/healthz").status == 200);
 }
 
-TEST_CASE("gateway: SIGTERM during a burst of slow requests: each accepted request gets its real "
-          "answer, new connections are refused, exit status 0",
-          "[e2e][gateway][shutdown]") {
+TEST_CASE(
+  "gateway: SIGTERM during a burst of slow requests: each accepted request gets its real "
+  "answer, new connections are refused, exit status 0",
+  "[e2e][gateway][shutdown]") {
   server_process srv;
   {
     http_client setup{srv.host(), srv.port()};
-    nlohmann::json body{{"sku", unique("gw-sku")}, {"name", "Slow"}, {"price_cents", 100},
-                        {"currency", "EUR"}, {"stock", 1}};
-    REQUIRE(setup.request("POST", "/products", body.dump(), {{"Authorization", admin_bearer()}})
-              .status
-            == 201);
+    nlohmann::json body{{"sku", unique("gw-sku")},
+                        {"name", "Slow"},
+                        {"price_cents", 100},
+                        {"currency", "EUR"},
+                        {"stock", 1}};
+    REQUIRE(
+      setup.request("POST", "/products", body.dump(), {{"Authorization", admin_bearer()}}).status
+      == 201);
   }
 
   // Naturally slow requests: listing products waits while this test holds a lock on the table.
@@ -206,14 +213,16 @@ TEST_CASE("gateway: SIGTERM during a burst of slow requests: each accepted reque
       } catch (const std::exception& e) {
         FAIL("connection " << i << " request " << k << " got no answer: " << e.what());
       }
-      INFO("connection " << i << " request " << k << ": " << r.status << " " << r.body.substr(0, 200));
+      INFO("connection " << i << " request " << k << ": " << r.status << " "
+                         << r.body.substr(0, 200));
       CHECK(r.status == 200);
       CHECK(r.json()["items"].is_array());
       CHECK(r.json()["items"].size() == static_cast<std::size_t>(k + 1));
       ++answered;
     }
     // Then the server closes the connection: its last answer said so.
-    CHECK(clients[static_cast<std::size_t>(i)]->read_raw_until_close_or(milliseconds(5000)).empty());
+    CHECK(
+      clients[static_cast<std::size_t>(i)]->read_raw_until_close_or(milliseconds(5000)).empty());
     CHECK(clients[static_cast<std::size_t>(i)]->peer_closed());
   }
   CHECK(answered == total);

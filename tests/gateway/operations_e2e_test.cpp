@@ -36,8 +36,9 @@ TEST_CASE("gateway: /metrics parses with promtool and its counters move with tra
   auto before = scrape(srv);
   int status = -1;
   auto lint = promtool_check(before, status);
-  INFO("promtool (Debian package prometheus) said:\n" << lint << "\nexposition:\n"
-                                                     << before.substr(0, 3000));
+  INFO("promtool (Debian package prometheus) said:\n"
+       << lint << "\nexposition:\n"
+       << before.substr(0, 3000));
   REQUIRE(status != 127); // promtool missing: scripts/lib.sh installs the prometheus package
   CHECK(status == 0);
 
@@ -56,8 +57,11 @@ TEST_CASE("gateway: /metrics parses with promtool and its counters move with tra
     REQUIRE(c.get("/healthz").status == 200);
   REQUIRE(c.get("/products/prod_00000000000000000000000000").status == 404);
   REQUIRE(c.get("/no/such/route/" + unique("x")).status == 404);
-  json body{{"sku", unique("gw-sku")}, {"name", "Metered"}, {"price_cents", 100},
-            {"currency", "EUR"}, {"stock", 3}};
+  json body{{"sku", unique("gw-sku")},
+            {"name", "Metered"},
+            {"price_cents", 100},
+            {"currency", "EUR"},
+            {"stock", 3}};
   auto made = c.request("POST", "/products", body.dump(), {{"Authorization", admin_bearer()}});
   REQUIRE(made.status == 201);
   // A fresh product is loaded by its actor on first read.
@@ -88,9 +92,10 @@ TEST_CASE("gateway: /metrics parses with promtool and its counters move with tra
     CHECK(metric_value(after, std::string{"emporium_actors_active{kind=\""} + kind + "\"}"));
 }
 
-TEST_CASE("gateway: request ids are echoed, generated, put into problems and every log line, "
-          "and logs carry no token",
-          "[e2e][gateway][logs]") {
+TEST_CASE(
+  "gateway: request ids are echoed, generated, put into problems and every log line, "
+  "and logs carry no token",
+  "[e2e][gateway][logs]") {
   server_process srv{{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "3"},
                       {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "0.01"}}};
   http_client c{srv.host(), srv.port()};
@@ -196,7 +201,8 @@ TEST_CASE("gateway: /openapi.json is served as an OpenAPI 3.1 document of the AP
 
 TEST_CASE("gateway: CORS answers preflights for configured origins only", "[e2e][gateway][cors]") {
   SECTION("configured origins") {
-    server_process srv{{{"EMPORIUM_HTTP_CORS_ORIGINS", "https://shop.example,http://localhost:3000"}}};
+    server_process srv{
+      {{"EMPORIUM_HTTP_CORS_ORIGINS", "https://shop.example,http://localhost:3000"}}};
     http_client c{srv.host(), srv.port()};
     auto pre = c.request("OPTIONS", "/products", "",
                          {{"Origin", "https://shop.example"},
@@ -219,9 +225,9 @@ TEST_CASE("gateway: CORS answers preflights for configured origins only", "[e2e]
     CHECK_THAT(get.header("Access-Control-Expose-Headers"), Catch::Contains("RateLimit-Remaining"));
     CHECK_THAT(get.header("Vary"), Catch::Contains("Origin"));
 
-    auto evil_pre = c.request("OPTIONS", "/products", "",
-                              {{"Origin", "https://evil.example"},
-                               {"Access-Control-Request-Method", "POST"}});
+    auto evil_pre = c.request(
+      "OPTIONS", "/products", "",
+      {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}});
     CHECK(evil_pre.status == 204);
     CHECK_FALSE(evil_pre.has_header("Access-Control-Allow-Origin"));
     CHECK_FALSE(evil_pre.has_header("Access-Control-Allow-Methods"));
@@ -231,8 +237,8 @@ TEST_CASE("gateway: CORS answers preflights for configured origins only", "[e2e]
     CHECK_THAT(evil.header("Vary"), Catch::Contains("Origin"));
 
     // OPTIONS on a path that does not exist is still a 404.
-    CHECK(c.request("OPTIONS", "/nope", "", {{"Origin", "https://shop.example"},
-                                             {"Access-Control-Request-Method", "GET"}})
+    CHECK(c.request("OPTIONS", "/nope", "",
+                    {{"Origin", "https://shop.example"}, {"Access-Control-Request-Method", "GET"}})
             .status
           == 404);
   }
@@ -240,9 +246,9 @@ TEST_CASE("gateway: CORS answers preflights for configured origins only", "[e2e]
   SECTION("none by default") {
     auto& srv = shared_server();
     http_client c{srv.host(), srv.port()};
-    auto pre = c.request("OPTIONS", "/products", "",
-                         {{"Origin", "https://shop.example"},
-                          {"Access-Control-Request-Method", "POST"}});
+    auto pre = c.request(
+      "OPTIONS", "/products", "",
+      {{"Origin", "https://shop.example"}, {"Access-Control-Request-Method", "POST"}});
     CHECK(pre.status == 204);
     CHECK(pre.header("Allow") == "GET, POST, HEAD, OPTIONS");
     CHECK_FALSE(pre.has_header("Access-Control-Allow-Origin"));

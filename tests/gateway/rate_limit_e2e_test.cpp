@@ -3,8 +3,8 @@
 // so their buckets never meet. Reads are counted on GET /products, not the health probes, which are
 // never limited.
 
-#include "gateway/gateway_support.hpp"
 #include "core/ids.hpp"
+#include "gateway/gateway_support.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -50,9 +50,10 @@ void check_429(const http_response& r, int max_retry_after) {
 
 } // namespace
 
-TEST_CASE("gateway: a burst above capacity gets exactly capacity successes, then 429 with a sane "
-          "Retry-After, and each route class has its own bucket",
-          "[e2e][gateway][rate]") {
+TEST_CASE(
+  "gateway: a burst above capacity gets exactly capacity successes, then 429 with a sane "
+  "Retry-After, and each route class has its own bucket",
+  "[e2e][gateway][rate]") {
   // Reads: 5 at once, then one every 10 s. Writes: 4. Logins: 3, then one every 20 s.
   server_process srv{{{"EMPORIUM_RATE_CAPACITY", "4"},
                       {"EMPORIUM_RATE_REFILL", "0.1"},
@@ -184,10 +185,10 @@ TEST_CASE("gateway: tokens refill at the configured rate", "[e2e][gateway][rate]
     }
     ++admitted;
   }
-  auto at_least = std::min<double>(capacity, std::floor(rate * seconds_between(empty_answered,
-                                                                               first_sent)));
-  auto at_most = std::min<double>(capacity, std::floor(1 + rate * seconds_between(empty_sent,
-                                                                                  last_answered)));
+  auto at_least = std::min<double>(capacity,
+                                   std::floor(rate * seconds_between(empty_answered, first_sent)));
+  auto at_most = std::min<double>(
+    capacity, std::floor(1 + rate * seconds_between(empty_sent, last_answered)));
   INFO("admitted " << admitted << " after the pause; expected " << at_least << ".." << at_most);
   CHECK(admitted >= at_least);
   CHECK(admitted <= at_most);
@@ -239,9 +240,10 @@ TEST_CASE("gateway: two server processes sharing Redis together admit one quota,
   }
 }
 
-TEST_CASE("gateway: with Redis stopped, limiting goes on locally and requests still succeed, "
-          "and once it is back, buckets are shared again",
-          "[e2e][gateway][rate][redis]") {
+TEST_CASE(
+  "gateway: with Redis stopped, limiting goes on locally and requests still succeed, "
+  "and once it is back, buckets are shared again",
+  "[e2e][gateway][rate][redis]") {
   redis_process redis;
   // Each client is a forwarded address of its own (the test's connections come from a trusted
   // proxy, 127.0.0.1): a fresh bucket costs nothing, and works while Redis is down.

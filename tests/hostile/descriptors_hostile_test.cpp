@@ -60,8 +60,8 @@ bool raise_own_open_files(rlim_t wanted) {
 /// One raw TCP connection from a chosen loopback address.
 struct conn {
   int fd = -1;
-  std::string got;                 ///< every byte received
-  bool closed = false;             ///< the server closed it (EOF or reset)
+  std::string got;     ///< every byte received
+  bool closed = false; ///< the server closed it (EOF or reset)
   steady::time_point opened{};
   steady::time_point closed_at{};
 
@@ -190,10 +190,10 @@ int one_request(const std::string& source, std::uint16_t port, const std::string
 }
 
 struct tally {
-  int held = 0;       ///< open, nothing received: the server holds it
-  int refused = 0;    ///< answered 503 and closed
-  int other = 0;      ///< anything else received
-  int dropped = 0;    ///< closed without an answer
+  int held = 0;    ///< open, nothing received: the server holds it
+  int refused = 0; ///< answered 503 and closed
+  int other = 0;   ///< anything else received
+  int dropped = 0; ///< closed without an answer
   std::string text() const {
     std::ostringstream out;
     out << "held=" << held << " 503=" << refused << " other=" << other << " dropped=" << dropped;
@@ -288,8 +288,8 @@ void report(const std::string& line) {
 /// (see scripts/sanitizer/ubsan-out-of-descriptors.supp). Harmless without sanitizers.
 std::string out_of_descriptors_ubsan_options() {
   auto options = emporium::test::env_or("UBSAN_OPTIONS", "");
-  return options + (options.empty() ? "" : ":") + "suppressions=" EMPORIUM_SOURCE_DIR
-         "/scripts/sanitizer/ubsan-out-of-descriptors.supp";
+  return options + (options.empty() ? "" : ":")
+         + "suppressions=" EMPORIUM_SOURCE_DIR "/scripts/sanitizer/ubsan-out-of-descriptors.supp";
 }
 
 const int idle_timeout_ms = 3000;
@@ -305,9 +305,10 @@ env_map flood_env(env_map extra = {}) {
 
 } // namespace
 
-TEST_CASE("descriptors: under a soft limit of 1024 the server raises its limit, holds 1,100 idle "
-          "connections, answers new clients, and closes the idle ones at the idle timeout",
-          "[hostile][descriptors]") {
+TEST_CASE(
+  "descriptors: under a soft limit of 1024 the server raises its limit, holds 1,100 idle "
+  "connections, answers new clients, and closes the idle ones at the idle timeout",
+  "[hostile][descriptors]") {
   REQUIRE(raise_own_open_files(4096));
   rlimit own{};
   ::getrlimit(RLIMIT_NOFILE, &own);
@@ -359,16 +360,17 @@ TEST_CASE("descriptors: under a soft limit of 1024 the server raises its limit, 
   CHECK(lines_with(lines, "accept failed") == 0);
   std::ostringstream out;
   out << "soft-1024: server limit " << limits.first << "/" << limits.second << "; " << flood_size
-      << " idle connections: " << t.text() << "; new client /healthz " << health
-      << ", /products " << products << "; idle closed " << closed << " after " << first_ms
-      << ".." << last_ms << " ms; server RSS " << rss_before << " -> " << rss_during
-      << " KiB, descriptors " << fds_during << "; log " << lines.size() << " lines";
+      << " idle connections: " << t.text() << "; new client /healthz " << health << ", /products "
+      << products << "; idle closed " << closed << " after " << first_ms << ".." << last_ms
+      << " ms; server RSS " << rss_before << " -> " << rss_during << " KiB, descriptors "
+      << fds_during << "; log " << lines.size() << " lines";
   report(out.str());
 }
 
-TEST_CASE("descriptors: with a hard limit of 1024 too, connections past the derived "
-          "http.max_connections get a 503 at once and new clients are answered, not left hanging",
-          "[hostile][descriptors]") {
+TEST_CASE(
+  "descriptors: with a hard limit of 1024 too, connections past the derived "
+  "http.max_connections get a 503 at once and new clients are answered, not left hanging",
+  "[hostile][descriptors]") {
   REQUIRE(raise_own_open_files(4096));
   server_process srv{flood_env(), open_files_limit{1024, 1024}};
   auto max = announced_max_connections(srv);
@@ -415,14 +417,15 @@ TEST_CASE("descriptors: with a hard limit of 1024 too, connections past the deri
   out << "hard-1024: http.max_connections " << max << "; " << flood_size
       << " idle connections: " << t.text() << "; new client during " << during << ", after "
       << after << "; server RSS " << rss_before << " -> " << rss_during << " KiB (~"
-      << per_connection << " KiB per connection), descriptors " << fds_idle << " -> "
-      << fds_during << "; log " << lines.size() << " lines";
+      << per_connection << " KiB per connection), descriptors " << fds_idle << " -> " << fds_during
+      << "; log " << lines.size() << " lines";
   report(out.str());
 }
 
-TEST_CASE("descriptors: http.max_connections set above the limit: accept pauses on EMFILE with "
-          "one warning, the waiting client is served once idle connections close",
-          "[hostile][descriptors]") {
+TEST_CASE(
+  "descriptors: http.max_connections set above the limit: accept pauses on EMFILE with "
+  "one warning, the waiting client is served once idle connections close",
+  "[hostile][descriptors]") {
   REQUIRE(raise_own_open_files(4096));
   server_process srv{flood_env({{"EMPORIUM_HTTP_MAX_CONNECTIONS", "5000"},
                                 {"UBSAN_OPTIONS", out_of_descriptors_ubsan_options()}}),
@@ -469,9 +472,10 @@ TEST_CASE("descriptors: http.max_connections set above the limit: accept pauses 
   report(out.str());
 }
 
-TEST_CASE("descriptors: http.max_connections_per_address: one address gets 503 past it, others "
-          "and trusted proxies do not",
-          "[hostile][descriptors]") {
+TEST_CASE(
+  "descriptors: http.max_connections_per_address: one address gets 503 past it, others "
+  "and trusted proxies do not",
+  "[hostile][descriptors]") {
   REQUIRE(raise_own_open_files(4096));
   server_process srv{flood_env({{"EMPORIUM_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "50"},
                                 {"EMPORIUM_HTTP_TRUSTED_PROXIES", "127.0.0.30"}})};
@@ -515,9 +519,10 @@ TEST_CASE("descriptors: http.max_connections_per_address: one address gets 503 p
          + "; 80 from a trusted proxy all held");
 }
 
-TEST_CASE("descriptors: slowloris: headers and bodies trickled a byte at a time are cut at their "
-          "timeouts while other clients are served",
-          "[hostile][slowloris]") {
+TEST_CASE(
+  "descriptors: slowloris: headers and bodies trickled a byte at a time are cut at their "
+  "timeouts while other clients are served",
+  "[hostile][slowloris]") {
   REQUIRE(raise_own_open_files(4096));
   const int header_timeout = 2000, body_timeout = 2000;
   // A long idle timeout: only the header and body timeouts may cut these.
@@ -526,8 +531,9 @@ TEST_CASE("descriptors: slowloris: headers and bodies trickled a byte at a time 
                       {"EMPORIUM_HTTP_BODY_TIMEOUT_MS", std::to_string(body_timeout)}}};
   const std::string header = "POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
                              + std::string(200, 'x') + "\r\n";
-  const std::string body_header = "POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                  "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+  const std::string body_header =
+    "POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
   std::vector<conn> heads = flood(200, 50, 40, srv.port());
   std::vector<conn> bodies = flood(50, 50, 45, srv.port());
   for (auto& c : bodies)
@@ -583,8 +589,8 @@ TEST_CASE("descriptors: slowloris: headers and bodies trickled a byte at a time 
   long long head_lo = 0, head_hi = 0, body_lo = 0, body_hi = 0;
   auto heads_closed = spread(heads, head_lo, head_hi);
   auto bodies_closed = spread(bodies, body_lo, body_hi);
-  INFO("headers cut after " << head_lo << ".." << head_hi << " ms, bodies after " << body_lo
-                            << ".." << body_hi << " ms");
+  INFO("headers cut after " << head_lo << ".." << head_hi << " ms, bodies after " << body_lo << ".."
+                            << body_hi << " ms");
   CHECK(heads_closed == 200);
   CHECK(bodies_closed == 50);
   CHECK(count(heads).other == 0); // never answered: the request never completed

@@ -31,8 +31,8 @@ std::size_t log_lines(const test::server_process& srv) {
 void report_hostile(const std::string& name, const std::string& sent,
                     const std::map<int, std::size_t>& by_status, const std::string& figures) {
   std::ostringstream line;
-  line << name << ": sent " << sent << "; answers {" << faults::format_statuses(by_status)
-       << "}; " << figures;
+  line << name << ": sent " << sent << "; answers {" << faults::format_statuses(by_status) << "}; "
+       << figures;
   report_line(line.str());
 }
 

@@ -42,37 +42,45 @@ std::int64_t stock_of(http_client& c, const std::string& product) {
 
 } // namespace
 
-TEST_CASE("a NUL or another control character in a customer's name is refused and nothing is "
-          "stored",
-          "[hostile][input]") {
+TEST_CASE(
+  "a NUL or another control character in a customer's name is refused and nothing is "
+  "stored",
+  "[hostile][input]") {
   auto& srv = input_server();
   http_client c{srv.host(), srv.port(), 30s};
-  for (std::string name : {std::string("Ann\0Evil", 8), std::string("Ann\x01"), std::string("A\x7f"),
-                           std::string("Ann\nSmith")}) {
+  for (std::string name : {std::string("Ann\0Evil", 8), std::string("Ann\x01"),
+                           std::string("A\x7f"), std::string("Ann\nSmith")}) {
     auto email = emporium::test::unique("ctl") + "@example.com";
-    auto r = c.request("POST", "/customers",
-                       json{{"email", email}, {"name", name}, {"password", "a long password"}}.dump());
+    auto r = c.request(
+      "POST", "/customers",
+      json{{"email", email}, {"name", name}, {"password", "a long password"}}.dump());
     refused(r, "name");
     // Nothing was stored: the email is still free.
-    auto ok = c.request("POST", "/customers",
-                        json{{"email", email}, {"name", "Ann"}, {"password", "a long password"}}.dump());
+    auto ok = c.request(
+      "POST", "/customers",
+      json{{"email", email}, {"name", "Ann"}, {"password", "a long password"}}.dump());
     CHECK(ok.status == 201);
   }
   auto r = c.request("POST", "/customers",
-                     json{{"email", std::string("a\0b@example.com", 15)}, {"name", "Ann"},
+                     json{{"email", std::string("a\0b@example.com", 15)},
+                          {"name", "Ann"},
                           {"password", "a long password"}}
                        .dump());
   refused(r, "email");
 }
 
-TEST_CASE("a product's name refuses control characters and its description keeps tabs and "
-          "line breaks",
-          "[hostile][input]") {
+TEST_CASE(
+  "a product's name refuses control characters and its description keeps tabs and "
+  "line breaks",
+  "[hostile][input]") {
   auto& srv = input_server();
   http_client c{srv.host(), srv.port(), 30s};
   auto body = [](const std::string& name, const std::string& description) {
-    return json{{"sku", emporium::test::unique("CTL")}, {"name", name},
-                {"description", description}, {"price_cents", 100}, {"currency", "USD"},
+    return json{{"sku", emporium::test::unique("CTL")},
+                {"name", name},
+                {"description", description},
+                {"price_cents", 100},
+                {"currency", "USD"},
                 {"stock", 1}}
       .dump();
   };
@@ -80,7 +88,8 @@ TEST_CASE("a product's name refuses control characters and its description keeps
   refused(c.request("POST", "/products", body("Mug", std::string("cut\0here", 8)), admin()),
           "description");
   refused(c.request("POST", "/products", body("Mug", "bell\x07"), admin()), "description");
-  auto ok = c.request("POST", "/products", body("Mug", "line one\n\tindented\r\nline two"), admin());
+  auto ok = c.request("POST", "/products", body("Mug", "line one\n\tindented\r\nline two"),
+                      admin());
   INFO(ok.body);
   REQUIRE(ok.status == 201);
   CHECK(ok.json().at("description") == "line one\n\tindented\r\nline two");

@@ -4,9 +4,9 @@
 // asks its manager to passivate it at once: after the flood, the active actors are back to
 // where they were, long before the idle timeout.
 
+#include "core/ids.hpp"
 #include "faults/fault_support.hpp"
 #include "hostile/hostile_support.hpp"
-#include "core/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -86,9 +86,9 @@ TEST_CASE("1,500 lookups of ids that do not exist leave no live actors behind",
   CHECK(c.get("/products/" + product).status == 200);
 
   std::ostringstream figures;
-  figures << "active actors " << baseline << " before, " << after
-          << " after; server RSS " << rss_before / 1024 << " MiB before, " << rss_peak / 1024
-          << " MiB after the flood; " << (log_lines(srv) - log_before) << " log lines";
+  figures << "active actors " << baseline << " before, " << after << " after; server RSS "
+          << rss_before / 1024 << " MiB before, " << rss_peak / 1024 << " MiB after the flood; "
+          << (log_lines(srv) - log_before) << " log lines";
   report_hostile("lookups of absent ids", "1,500 GETs of valid random ids", by_status,
                  figures.str());
 }

@@ -40,19 +40,20 @@ json signup(const std::string& email, const std::string& password) {
 
 } // namespace
 
-TEST_CASE("32 concurrent sign-ups: logins keep answering, sign-ups answer 201 or 503 with "
-          "Retry-After and none waits past its deadline",
-          "[hostile][auth]") {
+TEST_CASE(
+  "32 concurrent sign-ups: logins keep answering, sign-ups answer 201 or 503 with "
+  "Retry-After and none waits past its deadline",
+  "[hostile][auth]") {
   services svc;
   service_guard guard{svc};
   server_process srv{flood_env()};
   http_client c{srv.host(), srv.port(), 30s};
   auto email = emporium::test::unique("flood-login") + "@example.com";
   REQUIRE(c.request("POST", "/customers", signup(email, "a good password").dump()).status == 201);
-  REQUIRE(c.request("POST", "/sessions",
-                    json{{"email", email}, {"password", "a good password"}}.dump())
-            .status
-          == 200);
+  REQUIRE(
+    c.request("POST", "/sessions", json{{"email", email}, {"password", "a good password"}}.dump())
+      .status
+    == 200);
   // Logins without the flood, for reference in the same run.
   std::vector<double> quiet_ms;
   for (int i = 0; i < 10; ++i) {
@@ -134,8 +135,8 @@ TEST_CASE("32 concurrent sign-ups: logins keep answering, sign-ups answer 201 or
   figures << "login p50 " << static_cast<long>(p50) << " ms, p99 " << static_cast<long>(p99)
           << " ms during the flood (without it: p50 " << static_cast<long>(percentile(quiet_ms, 50))
           << " ms, max " << static_cast<long>(percentile(quiet_ms, 100)) << ")"
-          << " (logins {" << format_statuses(logins) << "}); server RSS "
-          << rss_before / 1024 << " MiB before, " << rss_peak / 1024 << " MiB at most during; "
+          << " (logins {" << format_statuses(logins) << "}); server RSS " << rss_before / 1024
+          << " MiB before, " << rss_peak / 1024 << " MiB at most during; "
           << (log_lines(srv) - log_before) << " log lines";
   report_hostile("sign-up flood", "32 concurrent sign-up loops while 40 logins ran", signups,
                  figures.str());

@@ -54,9 +54,9 @@ TEST_CASE("addresses: IPv4, IPv6, IPv4-mapped IPv6 counts as IPv4, garbage is no
   REQUIRE(mapped);
   CHECK_FALSE(mapped->v6);
   CHECK(*mapped == *parse_ip("192.0.2.1"));
-  for (const char* bad : {"", "unknown", "192.0.2", "192.0.2.256", "192.0.2.1 ", " 192.0.2.1",
-                          "[::1]", "::1%eth0", "1.2.3.4:80", "2001:db8::g", "_hidden",
-                          "0x7f.0.0.1", "::ffff:999.0.0.1"}) {
+  for (const char* bad :
+       {"", "unknown", "192.0.2", "192.0.2.256", "192.0.2.1 ", " 192.0.2.1", "[::1]", "::1%eth0",
+        "1.2.3.4:80", "2001:db8::g", "_hidden", "0x7f.0.0.1", "::ffff:999.0.0.1"}) {
     INFO("'" << bad << "'");
     CHECK_FALSE(parse_ip(bad));
   }
@@ -110,7 +110,8 @@ TEST_CASE("http.trusted_proxies: comma-separated CIDRs, a bad one stops start-up
   config::settings s;
   config::apply_environment(
     s, {{"EMPORIUM_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7 ,2001:db8::/32"}});
-  CHECK(s.http.trusted_proxies == std::vector<std::string>{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"});
+  CHECK(s.http.trusted_proxies
+        == std::vector<std::string>{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"});
   CHECK_NOTHROW(config::validate(s));
   CHECK(config::settings{}.http.trusted_proxies.empty());
 
@@ -148,9 +149,10 @@ TEST_CASE("X-Forwarded-For: ignored unless the peer is a trusted proxy", "[gatew
   CHECK(resolve("::ffff:203.0.113.5", {}, trusted) == "203.0.113.5");
 }
 
-TEST_CASE("X-Forwarded-For: the right-most entry that is not trusted, over several entries and "
-          "headers",
-          "[gateway][xff]") {
+TEST_CASE(
+  "X-Forwarded-For: the right-most entry that is not trusted, over several entries and "
+  "headers",
+  "[gateway][xff]") {
   auto trusted = blocks({"10.0.0.0/8", "192.168.1.1"});
   // The client put a made-up address first; the proxy appended the real one: the real one.
   CHECK(resolve("10.0.0.2", {"1.1.1.1, 198.51.100.1"}, trusted) == "198.51.100.1");
@@ -203,8 +205,7 @@ TEST_CASE("address keys: IPv4 as it is, IPv6 per /64, IPv4-mapped as IPv4", "[ga
   CHECK(address_key("fe80::1%eth0") == "fe80::1%eth0");
 }
 
-TEST_CASE("health probes: GET and HEAD of /healthz, /readyz, /metrics, nothing else",
-          "[gateway]") {
+TEST_CASE("health probes: GET and HEAD of /healthz, /readyz, /metrics, nothing else", "[gateway]") {
   using http::gateway::is_health_probe;
   for (const char* path : {"/healthz", "/readyz", "/metrics"}) {
     INFO(path);
@@ -213,8 +214,8 @@ TEST_CASE("health probes: GET and HEAD of /healthz, /readyz, /metrics, nothing e
     CHECK_FALSE(is_health_probe("POST", path));
     CHECK_FALSE(is_health_probe("OPTIONS", path));
   }
-  for (const char* path : {"/healthz/", "/healthzz", "/metrics/x", "/Healthz", "/products", "",
-                           "/readyz?x"}) {
+  for (const char* path :
+       {"/healthz/", "/healthzz", "/metrics/x", "/Healthz", "/products", "", "/readyz?x"}) {
     INFO(path);
     CHECK_FALSE(is_health_probe("GET", path));
   }

@@ -2,10 +2,10 @@
 // customers, logins, orders, checkouts, cart quantities, payments, Idempotency-Key values, and
 // the canonical hash that decides whether two requests under one key are "the same JSON value".
 
+#include "core/ids.hpp"
 #include "http/cart_codec.hpp"
 #include "http/customer_codec.hpp"
 #include "http/order_codec.hpp"
-#include "core/ids.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -28,8 +28,11 @@ json customer() {
 }
 
 json address() {
-  return json{{"name", "Ada Lovelace"}, {"line1", "1 Main St"}, {"city", "Springfield"},
-              {"postal_code", "12345"}, {"country", "US"}};
+  return json{{"name", "Ada Lovelace"},
+              {"line1", "1 Main St"},
+              {"city", "Springfield"},
+              {"postal_code", "12345"},
+              {"country", "US"}};
 }
 
 json order(json items = json()) {
@@ -147,10 +150,10 @@ TEST_CASE("login: email and password are required strings", "[commerce][codec]")
 
   CHECK(has(fields(codec::decode_login(R"({"password":"whatever"})")), "email"));
   CHECK(has(fields(codec::decode_login(R"({"email":"ada@example.com"})")), "password"));
-  CHECK(has(fields(codec::decode_login(R"({"email":"ada@example.com","password":""})")),
-            "password"));
-  CHECK(has(fields(codec::decode_login(R"({"email":"ada@example.com","password":7})")),
-            "password"));
+  CHECK(
+    has(fields(codec::decode_login(R"({"email":"ada@example.com","password":""})")), "password"));
+  CHECK(
+    has(fields(codec::decode_login(R"({"email":"ada@example.com","password":7})")), "password"));
   CHECK(has(fields(codec::decode_login(R"({"email":1,"password":"whatever"})")), "email"));
   CHECK(has(fields(codec::decode_login(
               R"({"email":"ada@example.com","password":"whatever","remember":true})")),
@@ -159,8 +162,8 @@ TEST_CASE("login: email and password are required strings", "[commerce][codec]")
 }
 
 TEST_CASE("order request: a valid one decodes", "[commerce][codec]") {
-  auto body = order(json::array({{{"product_id", prod_a}, {"quantity", 2}},
-                                 {{"product_id", prod_b}, {"quantity", 1000}}}));
+  auto body = order(json::array(
+    {{{"product_id", prod_a}, {"quantity", 2}}, {{"product_id", prod_b}, {"quantity", 1000}}}));
   body["shipping_address"]["line2"] = "Apt 4";
   body["shipping_address"]["region"] = "IL";
   auto r = codec::decode_order_request(body.dump(), 50, 1000);
@@ -198,8 +201,8 @@ TEST_CASE("order request: items are 1..max lines of product ids and quantities 1
   order_rejected(order(json::array({{{"product_id", 12}, {"quantity", 1}}})),
                  "items[0].product_id");
   // Quantities.
-  for (const json& q : {json(0), json(-1), json(1001), json(1.5), json("2"), json(nullptr),
-                        json(1e30)}) {
+  for (const json& q :
+       {json(0), json(-1), json(1001), json(1.5), json("2"), json(nullptr), json(1e30)}) {
     INFO("quantity " << q.dump());
     order_rejected(order(json::array({{{"product_id", prod_a}, {"quantity", q}}})),
                    "items[0].quantity");
@@ -219,11 +222,12 @@ TEST_CASE("order request: items are 1..max lines of product ids and quantities 1
     order_rejected(body, "coupon");
   }
   // One product listed twice counts with its quantities added: at most 1000 in all.
-  CHECK(codec::decode_order_request(order(json::array({{{"product_id", prod_a}, {"quantity", 500}},
-                                                       {{"product_id", prod_a}, {"quantity", 500}}}))
-                                      .dump(),
-                                    50, 1000)
-          .ok());
+  CHECK(
+    codec::decode_order_request(order(json::array({{{"product_id", prod_a}, {"quantity", 500}},
+                                                   {{"product_id", prod_a}, {"quantity", 500}}}))
+                                  .dump(),
+                                50, 1000)
+      .ok());
   order_rejected(order(json::array({{{"product_id", prod_a}, {"quantity", 500}},
                                     {{"product_id", prod_a}, {"quantity", 501}}})),
                  "items");
@@ -276,8 +280,8 @@ TEST_CASE("order request: every problem is reported at once", "[commerce][codec]
   auto r = codec::decode_order_request(body.dump(), 50, 1000);
   REQUIRE_FALSE(r.ok());
   auto f = fields(r);
-  for (const char* field : {"items[0].product_id", "items[0].quantity",
-                            "shipping_address.country", "shipping_address.name", "extra"})
+  for (const char* field : {"items[0].product_id", "items[0].quantity", "shipping_address.country",
+                            "shipping_address.name", "extra"})
     CHECK(has(f, field));
 }
 
@@ -312,10 +316,10 @@ TEST_CASE("cart quantity: 0..1000, an integer", "[commerce][codec]") {
   CHECK(*codec::decode_quantity(R"({"quantity":0})", 1000) == 0);
   CHECK(*codec::decode_quantity(R"({"quantity":1})", 1000) == 1);
   CHECK(*codec::decode_quantity(R"({"quantity":1000})", 1000) == 1000);
-  for (const char* bad : {R"({"quantity":1001})", R"({"quantity":-1})", R"({"quantity":2.5})",
-                          R"({"quantity":"3"})", R"({"quantity":null})", R"({})",
-                          R"({"quantity":1,"note":"x"})", R"({"quantity":18446744073709551615})",
-                          "[]", "3", ""}) {
+  for (const char* bad :
+       {R"({"quantity":1001})", R"({"quantity":-1})", R"({"quantity":2.5})", R"({"quantity":"3"})",
+        R"({"quantity":null})", R"({})", R"({"quantity":1,"note":"x"})",
+        R"({"quantity":18446744073709551615})", "[]", "3", ""}) {
     INFO(bad);
     auto r = codec::decode_quantity(bad, 1000);
     REQUIRE_FALSE(r.ok());
@@ -328,9 +332,10 @@ TEST_CASE("orders.max_units_per_line bounds a line, a repeated product and a car
           "[commerce][codec]") {
   const std::string prod = prod_a;
   auto order = [&](json items) {
-    return json{{"items", std::move(items)},
-                {"shipping_address", {{"name", "A"}, {"line1", "L"}, {"city", "C"},
-                                      {"postal_code", "1"}, {"country", "US"}}}}
+    return json{
+      {"items", std::move(items)},
+      {"shipping_address",
+       {{"name", "A"}, {"line1", "L"}, {"city", "C"}, {"postal_code", "1"}, {"country", "US"}}}}
       .dump();
   };
   CHECK(codec::decode_order_request(order({{{"product_id", prod}, {"quantity", 5}}}), 50, 5).ok());
@@ -339,7 +344,8 @@ TEST_CASE("orders.max_units_per_line bounds a line, a repeated product and a car
   CHECK(over.error().code == errc::invalid_input);
   CHECK(has(fields(over), "items[0].quantity"));
   auto twice = codec::decode_order_request(
-    order({{{"product_id", prod}, {"quantity", 3}}, {{"product_id", prod}, {"quantity", 3}}}), 50, 5);
+    order({{{"product_id", prod}, {"quantity", 3}}, {{"product_id", prod}, {"quantity", 3}}}), 50,
+    5);
   REQUIRE_FALSE(twice.ok());
   CHECK(has(fields(twice), "items"));
   CHECK(*codec::decode_quantity(R"({"quantity":5})", 5) == 5);
@@ -353,9 +359,9 @@ TEST_CASE("payment: a token such as tok_visa", "[commerce][codec]") {
     REQUIRE(r.ok());
     CHECK(*r == ok);
   }
-  for (const json& bad : {json("visa"), json("tok_"), json("tok_vi sa"), json("tok_visa!"),
-                          json("TOK_visa"), json(""), json(7), json(nullptr),
-                          json("tok_" + std::string(125, 'x'))}) {
+  for (const json& bad :
+       {json("visa"), json("tok_"), json("tok_vi sa"), json("tok_visa!"), json("TOK_visa"),
+        json(""), json(7), json(nullptr), json("tok_" + std::string(125, 'x'))}) {
     INFO(bad.dump());
     auto r = codec::decode_payment(json{{"payment_method", bad}}.dump());
     REQUIRE_FALSE(r.ok());
@@ -363,8 +369,8 @@ TEST_CASE("payment: a token such as tok_visa", "[commerce][codec]") {
     CHECK(has(fields(r), "payment_method"));
   }
   CHECK(has(fields(codec::decode_payment("{}")), "payment_method"));
-  CHECK(has(fields(codec::decode_payment(R"({"payment_method":"tok_visa","amount":5})")),
-            "amount"));
+  CHECK(
+    has(fields(codec::decode_payment(R"({"payment_method":"tok_visa","amount":5})")), "amount"));
 }
 
 TEST_CASE("Idempotency-Key: 1..255 visible ASCII characters", "[commerce][codec]") {
@@ -387,10 +393,11 @@ TEST_CASE("canonical request hash: the same JSON value hashes the same", "[comme
   auto compact = "{\"items\":[{\"product_id\":\"" + a + "\",\"quantity\":2},{\"product_id\":\"" + b
                  + "\",\"quantity\":1}],\"shipping_address\":{\"name\":\"N\",\"line1\":\"L\","
                    "\"city\":\"C\",\"postal_code\":\"1\",\"country\":\"US\"}}";
-  auto reordered = "{ \"shipping_address\" : { \"country\":\"US\", \"postal_code\":\"1\", "
-                   "\"city\":\"C\", \"line1\":\"L\", \"name\":\"N\" },\n  \"items\": [ { "
-                   "\"quantity\": 2, \"product_id\": \""
-                   + a + "\" }, {\"quantity\":1,\"product_id\":\"" + b + "\"} ] }";
+  auto reordered =
+    "{ \"shipping_address\" : { \"country\":\"US\", \"postal_code\":\"1\", "
+    "\"city\":\"C\", \"line1\":\"L\", \"name\":\"N\" },\n  \"items\": [ { "
+    "\"quantity\": 2, \"product_id\": \""
+    + a + "\" }, {\"quantity\":1,\"product_id\":\"" + b + "\"} ] }";
   auto escaped = compact;
   escaped.replace(escaped.find("\"N\""), 3, "\"\\u004E\""); // "N" written as a \u escape
   CHECK(hash_of(compact) == hash_of(reordered));

@@ -2,9 +2,9 @@
 // access log's fields.
 
 #include "http/gateway.hpp"
+#include "core/ids.hpp"
 #include "http/logging.hpp"
 #include "http/problem.hpp"
-#include "core/ids.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -103,8 +103,7 @@ TEST_CASE("route classes: reads, writes, the strict login and sign-up", "[gatewa
   CHECK(std::string{to_string(route_class::signup)} == "signup");
 }
 
-TEST_CASE("session tokens: signed, verified, and a changed byte anywhere is refused",
-          "[gateway]") {
+TEST_CASE("session tokens: signed, verified, and a changed byte anywhere is refused", "[gateway]") {
   auto key = gateway::token_key(emporium::core::sha256_hex("admin"));
   CHECK(key != gateway::token_key(emporium::core::sha256_hex("another admin")));
   const std::string token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -126,9 +125,10 @@ TEST_CASE("session tokens: signed, verified, and a changed byte anywhere is refu
   }
 }
 
-TEST_CASE("session tokens: one signed by an earlier build still verifies (the sessions table "
-          "holds them)",
-          "[gateway]") {
+TEST_CASE(
+  "session tokens: one signed by an earlier build still verifies (the sessions table "
+  "holds them)",
+  "[gateway]") {
   // HMAC-SHA-256 computed outside this code base, truncated to 32 hex digits.
   auto key = gateway::token_key(emporium::core::sha256_hex("admin"));
   const std::string token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -139,10 +139,11 @@ TEST_CASE("session tokens: one signed by an earlier build still verifies (the se
   CHECK(*back == token);
 }
 
-TEST_CASE("identity: a token this server signed asks for its session to be verified, the admin "
-          "key has its own bucket, any other token and no token are the address, logins and "
-          "sign-ups by address",
-          "[gateway]") {
+TEST_CASE(
+  "identity: a token this server signed asks for its session to be verified, the admin "
+  "key has its own bucket, any other token and no token are the address, logins and "
+  "sign-ups by address",
+  "[gateway]") {
   const auto admin_hash = emporium::core::sha256_hex("the-admin-key");
   const auto key = gateway::token_key(admin_hash);
   const std::string addr = "192.0.2.7";
@@ -157,8 +158,8 @@ TEST_CASE("identity: a token this server signed asks for its session to be verif
                                    admin_hash, "198.51.100.9");
   CHECK(proxied.bucket == "a:198.51.100.9");
   // IPv6 clients by their /64.
-  auto v6 = gateway::identify(make_request("GET", "/products"), route_class::read, key,
-                              admin_hash, "2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+  auto v6 = gateway::identify(make_request("GET", "/products"), route_class::read, key, admin_hash,
+                              "2001:db8:1:2:aaaa:bbbb:cccc:dddd");
   CHECK(v6.bucket == "a:2001:db8:1:2::/64");
 
   const std::string token = "super-secret-token-value";
@@ -206,8 +207,7 @@ TEST_CASE("identity: a token this server signed asks for its session to be verif
   CHECK(su.session_token.empty());
   // Not a bearer token: the address.
   auto basic = make_request("GET", "/", {{"authorization", "Basic dXNlcjpwYXNz"}});
-  CHECK(gateway::identify(basic, route_class::read, key, admin_hash, addr).bucket
-        == "a:192.0.2.7");
+  CHECK(gateway::identify(basic, route_class::read, key, admin_hash, addr).bucket == "a:192.0.2.7");
 }
 
 TEST_CASE("CORS: none by default", "[gateway][cors]") {
@@ -216,9 +216,9 @@ TEST_CASE("CORS: none by default", "[gateway][cors]") {
   response res;
   none.decorate(res, "https://shop.example");
   CHECK(res.headers.empty());
-  auto pre = make_request("OPTIONS", "/products",
-                          {{"origin", "https://shop.example"},
-                           {"access-control-request-method", "POST"}});
+  auto pre = make_request(
+    "OPTIONS", "/products",
+    {{"origin", "https://shop.example"}, {"access-control-request-method", "POST"}});
   auto answer = none.options_answer(pre, {"GET", "POST"});
   CHECK(answer.status == 204);
   CHECK(header_of(answer, "Allow") == "GET, POST, HEAD, OPTIONS");
@@ -265,9 +265,9 @@ TEST_CASE("CORS: allowed origins get the headers, others none, all Vary: Origin"
   CHECK(header_of(answer, "Access-Control-Max-Age") == "600");
 
   // From another origin: a plain OPTIONS answer, nothing that lets a browser through.
-  auto evil = make_request("OPTIONS", "/products",
-                           {{"origin", "https://evil.example"},
-                            {"access-control-request-method", "POST"}});
+  auto evil = make_request(
+    "OPTIONS", "/products",
+    {{"origin", "https://evil.example"}, {"access-control-request-method", "POST"}});
   auto refused = cors.options_answer(evil, {"GET", "POST"});
   CHECK(refused.status == 204);
   CHECK(header_of(refused, "Access-Control-Allow-Methods").empty());

@@ -1,6 +1,6 @@
 #include "http/json_codec.hpp"
-#include "http/problem.hpp"
 #include "core/ids.hpp"
+#include "http/problem.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -14,8 +14,11 @@ using nlohmann::json;
 namespace {
 
 json valid_draft() {
-  return json{{"sku", "LAMP-1"}, {"name", "Desk Lamp"}, {"price_cents", 2599},
-              {"currency", "EUR"}, {"stock", 3}};
+  return json{{"sku", "LAMP-1"},
+              {"name", "Desk Lamp"},
+              {"price_cents", 2599},
+              {"currency", "EUR"},
+              {"stock", 3}};
 }
 
 /// The field errors of decoding `body` as a draft (empty when it decodes).
@@ -62,7 +65,8 @@ TEST_CASE("malformed bodies are rejected as a whole") {
     CHECK(r.error().code == errc::invalid_input);
   }
   // Invalid UTF-8 inside a string.
-  auto bad = std::string{"{\"sku\":\"a\",\"name\":\"\xff\xfe\",\"price_cents\":1,\"currency\":\"USD\",\"stock\":1}"};
+  auto bad = std::string{
+    "{\"sku\":\"a\",\"name\":\"\xff\xfe\",\"price_cents\":1,\"currency\":\"USD\",\"stock\":1}"};
   auto r = codec::decode_product_draft(bad);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == errc::invalid_input);

@@ -1,11 +1,11 @@
 // The OpenAPI document against the route table and the router built from it: the document names
-// every entry of the table, the router every routed one. Plus the structural checks a schema validator does not make:
-// every $ref resolves, every path template's parameters are declared, operation ids are unique.
-// The document is also validated by a real OpenAPI 3.1 validator (tests/http/validate_openapi.mjs,
-// run by ctest).
+// every entry of the table, the router every routed one. Plus the structural checks a schema
+// validator does not make: every $ref resolves, every path template's parameters are declared,
+// operation ids are unique. The document is also validated by a real OpenAPI 3.1 validator
+// (tests/http/validate_openapi.mjs, run by ctest).
 
-#include "actors/runtime.hpp"
 #include "http/openapi.hpp"
+#include "actors/runtime.hpp"
 #include "http/route_table.hpp"
 #include "http/routes.hpp"
 
@@ -88,20 +88,31 @@ TEST_CASE("openapi: the document names the route table, the router its routed en
 }
 
 TEST_CASE("openapi: the contract's routes are all documented", "[openapi]") {
-  const std::vector<operation> contract{
-    {"GET", "/products"},           {"GET", "/products/{id}"},
-    {"POST", "/products"},          {"PATCH", "/products/{id}"},
-    {"GET", "/search"},             {"POST", "/customers"},
-    {"GET", "/customers/{id}"},     {"GET", "/customers/{id}/orders"},
-    {"POST", "/sessions"},          {"POST", "/carts"},
-    {"GET", "/carts/{id}"},         {"PUT", "/carts/{id}/items/{product_id}"},
-    {"POST", "/carts/{id}/checkout"}, {"POST", "/orders"},
-    {"GET", "/orders/{id}"},        {"POST", "/orders/{id}/payments"},
-    {"POST", "/orders/{id}/cancel"}, {"POST", "/orders/{id}/ship"},
-    {"POST", "/orders/{id}/deliver"}, {"GET", "/orders/{id}/events"},
-    {"GET", "/ws"},                 {"GET", "/healthz"},
-    {"GET", "/readyz"},             {"GET", "/metrics"},
-    {"GET", "/openapi.json"}};
+  const std::vector<operation> contract{{"GET", "/products"},
+                                        {"GET", "/products/{id}"},
+                                        {"POST", "/products"},
+                                        {"PATCH", "/products/{id}"},
+                                        {"GET", "/search"},
+                                        {"POST", "/customers"},
+                                        {"GET", "/customers/{id}"},
+                                        {"GET", "/customers/{id}/orders"},
+                                        {"POST", "/sessions"},
+                                        {"POST", "/carts"},
+                                        {"GET", "/carts/{id}"},
+                                        {"PUT", "/carts/{id}/items/{product_id}"},
+                                        {"POST", "/carts/{id}/checkout"},
+                                        {"POST", "/orders"},
+                                        {"GET", "/orders/{id}"},
+                                        {"POST", "/orders/{id}/payments"},
+                                        {"POST", "/orders/{id}/cancel"},
+                                        {"POST", "/orders/{id}/ship"},
+                                        {"POST", "/orders/{id}/deliver"},
+                                        {"GET", "/orders/{id}/events"},
+                                        {"GET", "/ws"},
+                                        {"GET", "/healthz"},
+                                        {"GET", "/readyz"},
+                                        {"GET", "/metrics"},
+                                        {"GET", "/openapi.json"}};
   const auto documented = http::openapi::documented_operations();
   for (const auto& op : contract) {
     INFO(op.method << " " << op.path);
@@ -110,9 +121,10 @@ TEST_CASE("openapi: the contract's routes are all documented", "[openapi]") {
   CHECK(documented.size() == contract.size());
 }
 
-TEST_CASE("openapi: 3.1, every $ref resolves, path parameters are declared, ids are unique, "
-          "probes list no 429",
-          "[openapi]") {
+TEST_CASE(
+  "openapi: 3.1, every $ref resolves, path parameters are declared, ids are unique, "
+  "probes list no 429",
+  "[openapi]") {
   CHECK(doc()["openapi"] == "3.1.0");
   std::vector<std::string> refs;
   collect_refs(doc(), refs);

@@ -95,9 +95,10 @@ TEST_CASE("local buckets: one per key, independent", "[rate]") {
   CHECK(store.size() == 3);
 }
 
-TEST_CASE("local buckets stay within max_buckets under a flood of distinct clients, dropping the "
-          "least recently used",
-          "[rate]") {
+TEST_CASE(
+  "local buckets stay within max_buckets under a flood of distinct clients, dropping the "
+  "least recently used",
+  "[rate]") {
   local_buckets store{64}; // 16 shards of 4
   const bucket_params p{1, 0.001};
   // A client that keeps coming back is never the least recently used one.

@@ -1,10 +1,10 @@
 // The route table's own checks, as the router runs them before every handler: path ids, query
 // parameters, route classes; and the caller the gateway resolves once per request.
 
-#include "http/gateway.hpp"
-#include "http/json_codec.hpp"
 #include "http/route_table.hpp"
 #include "core/ids.hpp"
+#include "http/gateway.hpp"
+#include "http/json_codec.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -48,17 +48,21 @@ TEST_CASE("route table: the query of a page is validated by the table", "[route_
 
   auto cursor = codec::encode_cursor(emporium::core::new_id("prod"));
   q = {};
-  CHECK_FALSE(check_query(products, with_query({{"limit", "100"}, {"cursor", cursor},
-                                                {"category", "lamps"}}),
-                          q));
+  CHECK_FALSE(check_query(
+    products, with_query({{"limit", "100"}, {"cursor", cursor}, {"category", "lamps"}}), q));
   CHECK(q.limit == 100);
   REQUIRE(q.after_id);
   CHECK(q.category == std::optional<std::string>{"lamps"});
 
   for (const auto& bad : std::vector<std::pair<std::string, std::string>>{
-         {"limit", "0"}, {"limit", "101"}, {"limit", "1x"}, {"cursor", "garbage"},
-         {"category", ""}, {"category", std::string(category_max_chars + 1, 'a')},
-         {"category", "a\x01"}, {"bogus", "1"}}) {
+         {"limit", "0"},
+         {"limit", "101"},
+         {"limit", "1x"},
+         {"cursor", "garbage"},
+         {"category", ""},
+         {"category", std::string(category_max_chars + 1, 'a')},
+         {"category", "a\x01"},
+         {"bogus", "1"}}) {
     INFO(bad.first << "=" << bad.second);
     query_args out;
     auto res = check_query(products, with_query({bad}), out);
@@ -68,12 +72,12 @@ TEST_CASE("route table: the query of a page is validated by the table", "[route_
   }
   // A cursor of another kind of id does not page orders.
   query_args orders;
-  CHECK(check_query(spec("GET", "/customers/{id}/orders"), with_query({{"cursor", cursor}}),
-                    orders));
+  CHECK(
+    check_query(spec("GET", "/customers/{id}/orders"), with_query({{"cursor", cursor}}), orders));
   // Cart routes know only ?country and ignore the rest.
   query_args cart;
-  CHECK_FALSE(check_query(spec("GET", "/carts/{id}"), with_query({{"country", "DE"}, {"x", "1"}}),
-                          cart));
+  CHECK_FALSE(
+    check_query(spec("GET", "/carts/{id}"), with_query({{"country", "DE"}, {"x", "1"}}), cart));
   CHECK(cart.country == std::optional<std::string>{"DE"});
   CHECK(check_query(spec("GET", "/carts/{id}"), with_query({{"country", "de"}}), cart));
 }

@@ -1,5 +1,5 @@
-#include "http/message.hpp"
 #include "http/router.hpp"
+#include "http/message.hpp"
 
 #include <catch2/catch.hpp>
 

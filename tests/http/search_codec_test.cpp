@@ -139,8 +139,8 @@ TEST_CASE("search codec: a cursor pages only the query it was issued for", "[uni
     p.emplace_back("cursor", cursor);
     return p;
   };
-  auto again = query_of(with_cursor({{"q", "Oak  LAMP"}, {"sort", "price_asc"},
-                                     {"category", "home"}, {"limit", "5"}}));
+  auto again = query_of(
+    with_cursor({{"q", "Oak  LAMP"}, {"sort", "price_asc"}, {"category", "home"}, {"limit", "5"}}));
   REQUIRE(again.after);
   CHECK(again.after->mode == model::search_mode::full_text);
   CHECK(again.after->key == "2599");
@@ -153,9 +153,10 @@ TEST_CASE("search codec: a cursor pages only the query it was issued for", "[uni
   CHECK(rejects(with_cursor({{"q", "oak lamp"}, {"sort", "price_desc"}, {"category", "home"}}),
                 "cursor"));
   CHECK(rejects(with_cursor({{"q", "oak lamp"}, {"sort", "price_asc"}}), "cursor"));
-  CHECK(rejects(with_cursor({{"q", "oak lamp"}, {"sort", "price_asc"}, {"category", "home"},
-                             {"in_stock", "true"}}),
-                "cursor"));
+  CHECK(rejects(
+    with_cursor(
+      {{"q", "oak lamp"}, {"sort", "price_asc"}, {"category", "home"}, {"in_stock", "true"}}),
+    "cursor"));
   CHECK_FALSE(sc::decode_cursor(cursor, q, sc::cursor_key("another-cluster")));
 
   // Any change to any character is detected.
@@ -182,8 +183,8 @@ TEST_CASE("search codec: positions that do not fit the query are refused even wh
   CHECK(ok(text, {m::fuzzy, "0.5", valid_id}));
   CHECK(ok(browse, {m::none, "", valid_id}));
   CHECK(ok(by_price, {m::full_text, "1999", valid_id}));
-  CHECK_FALSE(ok(text, {m::none, "", valid_id}));              // no text mode for a text query
-  CHECK_FALSE(ok(browse, {m::full_text, "0.5", valid_id}));    // and the reverse
+  CHECK_FALSE(ok(text, {m::none, "", valid_id}));               // no text mode for a text query
+  CHECK_FALSE(ok(browse, {m::full_text, "0.5", valid_id}));     // and the reverse
   CHECK_FALSE(ok(text, {m::full_text, "0.5; DROP", valid_id})); // a score must be a number
   CHECK_FALSE(ok(by_price, {m::full_text, "-1", valid_id}));    // a price a price
   CHECK_FALSE(ok(browse, {m::none, "12", valid_id}));           // newest carries no key

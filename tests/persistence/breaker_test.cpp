@@ -35,9 +35,10 @@ void open(circuit_breaker& b, int threshold) {
 
 } // namespace
 
-TEST_CASE("breaker: closed until the threshold of consecutive failures, then open and failing "
-          "fast",
-          "[breaker]") {
+TEST_CASE(
+  "breaker: closed until the threshold of consecutive failures, then open and failing "
+  "fast",
+  "[breaker]") {
   circuit_breaker b{"db", 3, 10'000ms};
   CHECK(b.current() == state::closed);
   CHECK(b.times_opened() == 0);
@@ -64,9 +65,10 @@ TEST_CASE("breaker: closed until the threshold of consecutive failures, then ope
   CHECK(std::string{emporium::persistence::to_string(b.current())} == "open");
 }
 
-TEST_CASE("breaker: after the open period exactly one probe goes ahead, and its success closes "
-          "the circuit",
-          "[breaker]") {
+TEST_CASE(
+  "breaker: after the open period exactly one probe goes ahead, and its success closes "
+  "the circuit",
+  "[breaker]") {
   circuit_breaker b{"db", 2, open_for};
   open(b, 2);
   CHECK_FALSE(b.allow());

@@ -2,10 +2,10 @@
 // PostgreSQL of the test environment: it must hold when two transactions (two nodes) place
 // orders of one customer at once. The database is shared: every row here is new.
 
-#include "persistence/customer_store.hpp"
-#include "persistence/order_store.hpp"
 #include "core/ids.hpp"
+#include "persistence/customer_store.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
 #include "support/test_env.hpp"
@@ -64,9 +64,10 @@ model::order unpaid_order(const std::string& customer, const std::string& produc
 
 } // namespace
 
-TEST_CASE("the unpaid-order cap holds for two transactions placing one customer's orders at "
-          "once",
-          "[pg][limits]") {
+TEST_CASE(
+  "the unpaid-order cap holds for two transactions placing one customer's orders at "
+  "once",
+  "[pg][limits]") {
   pg_session one{pg_opts()}, two{pg_opts()}, watcher{pg_opts()};
   persistence::migrate(one);
   auto customer = core::new_id("cust");
@@ -105,9 +106,10 @@ TEST_CASE("the unpaid-order cap holds for two transactions placing one customer'
   bool waited = false;
   for (int i = 0; i < 100 && !waited; ++i) {
     pqxx::read_transaction tx{watcher.connection()};
-    waited = !tx.exec_params("SELECT 1 FROM pg_stat_activity WHERE pid = $1 "
-                             "AND wait_event_type = 'Lock'",
-                             second_pid)
+    waited = !tx.exec_params(
+                  "SELECT 1 FROM pg_stat_activity WHERE pid = $1 "
+                  "AND wait_event_type = 'Lock'",
+                  second_pid)
                 .empty();
     tx.commit();
     if (!waited)

@@ -5,9 +5,9 @@
 
 #include "persistence/store_support.hpp"
 
+#include "core/ids.hpp"
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
-#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"

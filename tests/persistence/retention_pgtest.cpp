@@ -2,10 +2,10 @@
 // environment. The database is shared: every row here is new, and the checks look at these
 // rows only (older rows of other tests may be deleted too, which is the point of retention).
 
-#include "persistence/customer_store.hpp"
-#include "persistence/order_store.hpp"
 #include "core/ids.hpp"
+#include "persistence/customer_store.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/order_store.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/retention_store.hpp"
 #include "support/test_env.hpp"
@@ -47,9 +47,11 @@ struct fixture {
 
   std::string session(const std::string& expired_ago) {
     auto token = core::new_id("tok");
-    exec("INSERT INTO sessions (token_hash, customer_id, expires_at) "
-         "VALUES ($1, '" + customer + "', now() - $2::interval)",
-         token, expired_ago);
+    exec(
+      "INSERT INTO sessions (token_hash, customer_id, expires_at) "
+      "VALUES ($1, '"
+        + customer + "', now() - $2::interval)",
+      token, expired_ago);
     return token;
   }
 
@@ -63,17 +65,20 @@ struct fixture {
 
   std::string idempotency_key(const std::string& age) {
     auto key = test::unique("key");
-    exec("INSERT INTO idempotency_keys (customer_id, key, request_hash, status, outcome, "
-         "created_at) VALUES ('" + customer + "', $1, 'h', 201, '{}', now() - $2::interval)",
-         key, age);
+    exec(
+      "INSERT INTO idempotency_keys (customer_id, key, request_hash, status, outcome, "
+      "created_at) VALUES ('"
+        + customer + "', $1, 'h', 201, '{}', now() - $2::interval)",
+      key, age);
     return key;
   }
 
   std::string event(const std::string& age) {
     auto entity = "order:" + core::new_id("ord");
-    exec("INSERT INTO events (entity, seq, type, payload, created_at) "
-         "VALUES ($1, 1, 'order_status', '{}', now() - $2::interval)",
-         entity, age);
+    exec(
+      "INSERT INTO events (entity, seq, type, payload, created_at) "
+      "VALUES ($1, 1, 'order_status', '{}', now() - $2::interval)",
+      entity, age);
     return entity;
   }
 
@@ -156,9 +161,10 @@ TEST_CASE("retention deletes in bounded batches, oldest first", "[pg][retention]
   CHECK_FALSE(f.exists(event_sql, newest));
 }
 
-TEST_CASE("retention runs on one node at a time: a second runner skips while the first holds "
-          "the lock",
-          "[pg][retention]") {
+TEST_CASE(
+  "retention runs on one node at a time: a second runner skips while the first holds "
+  "the lock",
+  "[pg][retention]") {
   fixture f;
   pg_session other{pg_opts()};
   auto old_event = f.event("169 hours");

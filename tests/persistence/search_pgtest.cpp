@@ -77,13 +77,13 @@ struct catalog {
   catalog() {
     ensure_schema();
     // name, description, price, stock, category
-    add(word + " Lamp", "A lamp.", 1000, 5, cat_a);                          // 0: exact name
-    add(word + " Lamp Deluxe", "A bigger lamp.", 2500, 0, cat_a);            // 1
-    add("Deluxe " + word + " Lamp Stand", "A stand.", 999, 3, cat_b);        // 2
+    add(word + " Lamp", "A lamp.", 1000, 5, cat_a);                                 // 0: exact name
+    add(word + " Lamp Deluxe", "A bigger lamp.", 2500, 0, cat_a);                   // 1
+    add("Deluxe " + word + " Lamp Stand", "A stand.", 999, 3, cat_b);               // 2
     add("Brass Reading Lamp", "Pairs well with any " + word + ".", 5000, 1, cat_b); // 3
     // Gadgets with repeated prices, so that sorts have ties to break.
-    const std::int64_t prices[] = {1500, 1500, 1500, 700, 2500, 26000, 60000, 1000, 999, 12000,
-                                   1500, 0};
+    const std::int64_t prices[] = {1500,  1500, 1500, 700,   2500, 26000,
+                                   60000, 1000, 999,  12000, 1500, 0};
     for (int i = 0; i < 12; ++i)
       add(word + " Gadget " + std::to_string(i), "Gadget number " + std::to_string(i) + ".",
           prices[i], i % 3 == 0 ? 0 : i, i % 2 ? cat_a : cat_b);
@@ -209,8 +209,9 @@ TEST_CASE("search: an exact name match ranks first, name matches before descript
   REQUIRE(r.items.size() == 4);
   CHECK(r.items[0].id == c.products[0].id); // named exactly "<word> Lamp"
   CHECK(r.items[3].id == c.products[3].id); // the word only in its description
-  CHECK(ids_of(r) == std::set<std::string>{c.products[0].id, c.products[1].id, c.products[2].id,
-                                           c.products[3].id});
+  CHECK(ids_of(r)
+        == std::set<std::string>{c.products[0].id, c.products[1].id, c.products[2].id,
+                                 c.products[3].id});
   check_order(r, search_sort::relevance);
   // Case and spacing do not matter for the exact match.
   auto upper = c.search(c.query(c.word + " LAMP"));
@@ -226,15 +227,15 @@ TEST_CASE("search: prefixes match as typed and as stemmed", "[pg][search]") {
   catalog c;
   auto every = c.ids_where([](const model::product&) { return true; });
   CHECK(ids_of(c.search(c.query(c.word.substr(0, 6)))) == every);
-  CHECK(ids_of(c.search(c.query(c.word.substr(0, 6) + " lam"))) ==
-        std::set<std::string>{c.products[0].id, c.products[1].id, c.products[2].id,
-                              c.products[3].id});
+  CHECK(ids_of(c.search(c.query(c.word.substr(0, 6) + " lam")))
+        == std::set<std::string>{c.products[0].id, c.products[1].id, c.products[2].id,
+                                 c.products[3].id});
   // "gadgets" (stemmed: gadget) and "gadg" find the gadgets; "deluxe" the two deluxe lamps.
   auto gadgets = c.ids_where([](const model::product& p) { return contains(p.name, "Gadget"); });
   CHECK(ids_of(c.search(c.query(c.word + " gadgets"))) == gadgets);
   CHECK(ids_of(c.search(c.query(c.word + " gadg"))) == gadgets);
-  CHECK(ids_of(c.search(c.query(c.word + " deluxe"))) ==
-        std::set<std::string>{c.products[1].id, c.products[2].id});
+  CHECK(ids_of(c.search(c.query(c.word + " deluxe")))
+        == std::set<std::string>{c.products[1].id, c.products[2].id});
 }
 
 TEST_CASE("search: a misspelt word finds by trigram similarity when full text finds nothing",
@@ -273,16 +274,16 @@ TEST_CASE("search: each filter, alone and together", "[pg][search]") {
     q.min_price = 999;
     q.max_price = 1500;
     CHECK(ids_of(c.search(q)) == c.ids_where([](const model::product& p) {
-            return p.price_cents >= 999 && p.price_cents <= 1500;
-          }));
+      return p.price_cents >= 999 && p.price_cents <= 1500;
+    }));
     q.min_price = 60000;
     q.max_price.reset();
-    CHECK(ids_of(c.search(q)) ==
-          c.ids_where([](const model::product& p) { return p.price_cents >= 60000; }));
+    CHECK(ids_of(c.search(q))
+          == c.ids_where([](const model::product& p) { return p.price_cents >= 60000; }));
     q.min_price.reset();
     q.max_price = 0;
-    CHECK(ids_of(c.search(q)) ==
-          c.ids_where([](const model::product& p) { return p.price_cents == 0; }));
+    CHECK(ids_of(c.search(q))
+          == c.ids_where([](const model::product& p) { return p.price_cents == 0; }));
   }
   SECTION("in stock, and not") {
     q.in_stock = true;
@@ -332,8 +333,7 @@ TEST_CASE("search: every sort orders as promised, ties broken by id", "[pg][sear
   }
 }
 
-TEST_CASE("search: facets add up, and are counted without the category filter",
-          "[pg][search]") {
+TEST_CASE("search: facets add up, and are counted without the category filter", "[pg][search]") {
   catalog c;
   auto q = c.query(c.word);
   auto r = c.search(q);
@@ -353,12 +353,13 @@ TEST_CASE("search: facets add up, and are counted without the category filter",
     auto lo = bounds[i];
     auto hi = i + 1 < bounds.size() ? bounds[i + 1] - 1 : INT64_MAX;
     CHECK(r.price_bands[i].min == lo);
-    CHECK(r.price_bands[i].max == (i + 1 < bounds.size() ? std::optional<std::int64_t>{hi}
-                                                         : std::nullopt));
+    CHECK(r.price_bands[i].max
+          == (i + 1 < bounds.size() ? std::optional<std::int64_t>{hi} : std::nullopt));
     CHECK(r.price_bands[i].count
           == static_cast<std::int64_t>(c.ids_where([&](const model::product& p) {
-               return p.price_cents >= lo && p.price_cents <= hi;
-             }).size()));
+                                          return p.price_cents >= lo && p.price_cents <= hi;
+                                        })
+                                         .size()));
   }
   // Narrowed to one category: the total follows, the facets still show both.
   q.categories = {c.cat_a};
@@ -374,9 +375,10 @@ TEST_CASE("search: facets add up, and are counted without the category filter",
   CHECK(sum_bands(stocked) == sum_categories(stocked));
 }
 
-TEST_CASE("search: walking every page returns each match exactly once, in order, for every "
-          "sort",
-          "[pg][search][paging]") {
+TEST_CASE(
+  "search: walking every page returns each match exactly once, in order, for every "
+  "sort",
+  "[pg][search][paging]") {
   catalog c;
   for (auto sort : all_sorts) {
     for (int variant = 0; variant < 4; ++variant) {
@@ -547,7 +549,9 @@ TEST_CASE("search: the cache encoding round-trips", "[pg][search][cache]") {
   h.category = "c";
   h.in_stock = true;
   h.created_at_ms = 42;
-  h.snippet = "a \x01" "b\x02";
+  h.snippet =
+    "a \x01"
+    "b\x02";
   h.sort_key = "0.5";
   r.items = {h};
   r.next = model::search_position{search_mode::fuzzy, "0.5", h.id};

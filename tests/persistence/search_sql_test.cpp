@@ -24,7 +24,7 @@ namespace {
 struct script {
   const char* file;
   std::vector<std::pair<search_mode, search_sort>> pages; ///< statements, in order
-  std::array<const char*, 9> params;                       ///< what $1..$9 are bound to
+  std::array<const char*, 9> params;                      ///< what $1..$9 are bound to
 };
 
 const std::array<const char*, 9> text_only{":words", ":text", "NULL", "NULL", "NULL",
@@ -56,15 +56,20 @@ TEST_CASE("bench/search's pgbench scripts hold the statements search sends", "[u
   const std::vector<script> scripts{
     {"noun.sql", {{search_mode::full_text, search_sort::relevance}}, text_only},
     {"modifier_noun.sql", {{search_mode::full_text, search_sort::relevance}}, text_only},
-    {"noun_category.sql", {{search_mode::full_text, search_sort::relevance}},
+    {"noun_category.sql",
+     {{search_mode::full_text, search_sort::relevance}},
      with(text_only, 2, ":cats")},
-    {"noun_price.sql", {{search_mode::full_text, search_sort::relevance}},
+    {"noun_price.sql",
+     {{search_mode::full_text, search_sort::relevance}},
      with(with(text_only, 3, ":lo"), 4, ":hi")},
-    {"modifier_in_stock_price_asc.sql", {{search_mode::full_text, search_sort::price_asc}},
+    {"modifier_in_stock_price_asc.sql",
+     {{search_mode::full_text, search_sort::price_asc}},
      with(text_only, 5, "true")},
-    {"modifier_in_stock_price_desc.sql", {{search_mode::full_text, search_sort::price_desc}},
+    {"modifier_in_stock_price_desc.sql",
+     {{search_mode::full_text, search_sort::price_desc}},
      with(text_only, 5, "true")},
-    {"category_newest.sql", {{search_mode::none, search_sort::newest}},
+    {"category_newest.sql",
+     {{search_mode::none, search_sort::newest}},
      {"'{}'", "''", ":cats", "NULL", "NULL", "NULL", ":lim", "NULL", "NULL"}},
     {"misspelt.sql",
      {{search_mode::full_text, search_sort::relevance},

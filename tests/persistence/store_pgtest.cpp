@@ -6,9 +6,9 @@
 
 #include "persistence/store_support.hpp"
 
+#include "core/ids.hpp"
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
-#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -48,7 +48,8 @@ TEST_CASE("migrate is idempotent and leaves the schema at the newest version", "
   // Every known migration is recorded exactly once.
   for (const auto& m : persistence::migrations()) {
     pqxx::nontransaction tx{s.connection()};
-    auto n = tx.exec_params("SELECT count(*) FROM schema_migrations WHERE version = $1", m.version)[0][0]
+    auto n = tx.exec_params("SELECT count(*) FROM schema_migrations WHERE version = $1",
+                            m.version)[0][0]
                .as<int>();
     CHECK(n == 1);
   }
@@ -171,11 +172,11 @@ TEST_CASE("decoding a malformed cache value is a miss", "[pg][cache]") {
   CHECK_FALSE(ps::decode("\"a string\""));
   CHECK_FALSE(ps::decode("[1,2,3]"));
   CHECK_FALSE(ps::decode("{}"));
-  CHECK_FALSE(ps::decode(good.substr(0, good.size() / 2)));        // truncated
-  CHECK_FALSE(ps::decode(replaced("\"version\":3,", "")));          // a field missing
-  CHECK_FALSE(ps::decode(replaced("\"version\":3", "\"version\":\"3\"")));  // wrong type
-  CHECK_FALSE(ps::decode(replaced("\"name\":\"N\"", "\"name\":7")));        // wrong type
-  CHECK_FALSE(ps::decode(replaced("\"images\":[]", "\"images\":[1]")));     // wrong element type
+  CHECK_FALSE(ps::decode(good.substr(0, good.size() / 2)));                // truncated
+  CHECK_FALSE(ps::decode(replaced("\"version\":3,", "")));                 // a field missing
+  CHECK_FALSE(ps::decode(replaced("\"version\":3", "\"version\":\"3\""))); // wrong type
+  CHECK_FALSE(ps::decode(replaced("\"name\":\"N\"", "\"name\":7")));       // wrong type
+  CHECK_FALSE(ps::decode(replaced("\"images\":[]", "\"images\":[1]")));    // wrong element type
 }
 
 TEST_CASE("redis_cache against a closed port degrades to misses at once", "[pg][cache]") {
@@ -257,12 +258,12 @@ TEST_CASE("seed_catalog inserts the requested number of varied, valid products",
     tx.commit();
   }
   CHECK(static_cast<std::int64_t>(ids.size()) == n);
-  CHECK(std::adjacent_find(ids.begin(), ids.end(), [](const auto& a, const auto& b) {
-          return !(a < b);
-        }) == ids.end()); // increasing, hence distinct
+  CHECK(std::adjacent_find(ids.begin(), ids.end(),
+                           [](const auto& a, const auto& b) { return !(a < b); })
+        == ids.end()); // increasing, hence distinct
   CHECK(static_cast<std::int64_t>(names.size()) > n / 4);
   CHECK(categories.size() >= 10);
-  CHECK(sold_out > n / 40);  // about a tenth is sold out
+  CHECK(sold_out > n / 40); // about a tenth is sold out
   CHECK(sold_out < n / 4);
 
   // The seeded rows are readable through product_store as well.
@@ -280,8 +281,8 @@ TEST_CASE("seed_catalog inserts the requested number of varied, valid products",
 
   // Leave the shared database as we found it.
   pqxx::work tx{s.connection()};
-  auto removed = tx.exec_params("DELETE FROM products WHERE id > $1 AND id < $2 AND sku LIKE 'SEED-%'",
-                                lo, hi)
+  auto removed = tx.exec_params(
+                     "DELETE FROM products WHERE id > $1 AND id < $2 AND sku LIKE 'SEED-%'", lo, hi)
                    .affected_rows();
   tx.commit();
   CHECK(static_cast<std::int64_t>(removed) == n);
@@ -313,7 +314,8 @@ TEST_CASE("ensure_admin_key with a configured key answers its sha256 and generat
 }
 
 TEST_CASE("ensure_admin_key with a configured key needs no database", "[pg][credentials]") {
-  pg_session unreachable{persistence::pg_options{"postgresql://emporium@127.0.0.1:1/x", 2'000, 5'000}};
+  pg_session unreachable{
+    persistence::pg_options{"postgresql://emporium@127.0.0.1:1/x", 2'000, 5'000}};
   auto state = persistence::ensure_admin_key(unreachable, std::string{"configured"});
   CHECK(state.key_hash == core::sha256_hex("configured"));
   CHECK_FALSE(state.generated);

@@ -3,9 +3,9 @@
 /// schema migrated once, product drafts, committed inserts and reads, and a port that never
 /// answers.
 
+#include "core/ids.hpp"
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
-#include "core/ids.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"

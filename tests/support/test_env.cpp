@@ -2,10 +2,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <unistd.h>
 
 namespace emporium::test {
 
