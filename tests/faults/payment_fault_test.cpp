@@ -1,4 +1,4 @@
-// Faults of the payment saga (issue "Money and state"): the charge succeeded but was not
+// Faults of the payment saga: the charge succeeded but was not
 // recorded (the record step failed, or the server was killed with -9 right after the charge),
 // and a provider that backs off must not hold a database worker. Afterwards an order is paid
 // exactly once, with exactly one charge at the provider (the simulated provider's ledger,
