@@ -1,5 +1,5 @@
-// Fault: `kill -9` of the server in the middle of a checkout load, then a restart.
-// Afterwards: every order answered 201 exists exactly once, and nothing else does
+// Fault: `kill -9` of the server in the middle of a checkout load, then a restart. Afterwards:
+// every order answered 201 exists exactly once, and nothing else does
 // (requests that got no answer are retried with their Idempotency-Key and find their order, or
 // place it once); for each product the starting stock equals the current stock plus the
 // quantities of orders that are not cancelled; the payment timeout of orders left unpaid across
@@ -249,10 +249,17 @@ TEST_CASE(
   std::size_t found_by_key = 0;      // committed before the kill, answer lost: the key found it
   std::set<std::string> before_kill; // orders answered 201 to requests sent before the kill
   std::set<std::string> answered;    // every order id a client was given
+  // Idempotency keys that were answered with each order id: two requests with different keys
+  // must never be given one order (a set of ids alone would hide that).
+  std::map<std::string, std::set<std::string>> keys_of;
+  std::size_t answers_201 = 0;
+  std::size_t retry_unstable = 0; // a second retry with the key gave another answer
   std::vector<std::string> retry_problems;
   for (auto& p : placements) {
     if (p.status == 201) {
+      ++answers_201;
       answered.insert(p.order_id);
+      keys_of[p.order_id].insert(p.key);
       if (p.sent < killed)
         before_kill.insert(p.order_id);
       continue;
@@ -266,16 +273,26 @@ TEST_CASE(
     auto r = c2.request("POST", target, p.body, headers);
     if (r.status == 201) {
       ++retried_201;
+      ++answers_201;
       auto id = r.json().at("id").get<std::string>();
       answered.insert(id);
+      keys_of[id].insert(p.key);
       if (id_millis(id) < killed_wall)
         ++found_by_key;
+      // The key found its order once: asking again gives the same order, not a second one.
+      auto again = c2.request("POST", target, p.body, headers);
+      if (again.status != 201 || again.json().value("id", "") != id)
+        ++retry_unstable;
     } else {
       ++retried_other;
       if (retry_problems.size() < 5)
         retry_problems.push_back(std::to_string(r.status) + " " + r.body.substr(0, 200));
     }
   }
+  std::size_t shared_ids = 0; // order ids given to more than one key
+  for (const auto& [id, keys] : keys_of)
+    if (keys.size() != 1)
+      ++shared_ids;
   // Keys answered before the crash still give the same order.
   std::size_t replayed = 0;
   for (const auto& p : placements) {
@@ -349,8 +366,8 @@ TEST_CASE(
       stock_api_ok = false;
   }
 
-  // Expiring orders must not upset the actors doing it (an order's answer to the sweeper
-  // arriving as an unexpected message would stop the order actor with that error).
+  // Expiring orders must not upset the actors doing it: an answer that reaches an actor not
+  // waiting for it is logged as an unexpected message.
   std::size_t actor_errors = 0;
   {
     auto log = srv.log_tail(std::size_t{256} << 20);
@@ -376,13 +393,15 @@ TEST_CASE(
     if (s.status >= 500)
       ++server_errors;
 
-  bool ok = answered.size() > 0 && missing == 0 && phantom == 0 && replay_mismatch == 0
-            && retried_other == 0 && stock_now.empty() && unpaid_across > 0 && still_pending == 0
-            && other == 0 && cancel_twice == 0 && stock_final.empty() && stock_api_ok
-            && no_answer_outside == 0 && server_errors == 0 && recovery_ms >= 0
+  bool ok = answered.size() > 0 && answers_201 == answered.size() && shared_ids == 0
+            && retried_201 == unanswered && retry_unstable == 0 && missing == 0 && phantom == 0
+            && replay_mismatch == 0 && retried_other == 0 && stock_now.empty() && unpaid_across > 0
+            && still_pending == 0 && other == 0 && cancel_twice == 0 && stock_final.empty()
+            && stock_api_ok && no_answer_outside == 0 && server_errors == 0 && recovery_ms >= 0
             && actor_errors == 0;
   std::ostringstream inv;
-  inv << "orders answered 201: " << answered.size() << " (" << unanswered
+  inv << "orders answered 201: " << answered.size() << " distinct ids for " << answers_201
+      << " answers (ids given to two keys: " << shared_ids << "; " << unanswered
       << " requests without an answer retried with their key: " << retried_201 << " 201, "
       << retried_other << " other; " << found_by_key
       << " of them had committed before the kill); in PostgreSQL " << stored.size() << ", missing "
@@ -404,6 +423,10 @@ TEST_CASE(
   for (const auto& e : retry_problems)
     UNSCOPED_INFO("retry: " << e);
   CHECK(answered.size() > 0);
+  CHECK(answers_201 == answered.size());
+  CHECK(shared_ids == 0);
+  CHECK(retried_201 == unanswered);
+  CHECK(retry_unstable == 0);
   CHECK(missing == 0);
   CHECK(phantom == 0);
   CHECK(replay_mismatch == 0);

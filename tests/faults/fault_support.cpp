@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <pqxx/pqxx>
 
+#include <cstdio>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -195,11 +197,19 @@ void services::stop_redis() {
   }
 }
 
+void services::stop_redis_keeping_data() {
+  auto saved = redis_cli({"SAVE"});
+  if (saved != "OK")
+    throw std::runtime_error("Redis SAVE answered '" + saved + "'");
+  stop_redis();
+}
+
 void services::start_redis() {
   auto r = run_command({"bash", "-c",
                         "source \"$0/scripts/lib.sh\" && emporium_redis_start \"$1\" \"$2\"", root_,
                         redis_dir_, redis_port_});
   check(r, "emporium_redis_start " + redis_dir_ + " " + redis_port_);
+  std::remove((redis_dir_ + "/dump.rdb").c_str()); // loaded by this start, not by later ones
 }
 
 void services::freeze_redis() {

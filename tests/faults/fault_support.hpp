@@ -56,7 +56,11 @@ class services {
   // Redis
   /// `redis-cli -p PORT shutdown nosave`, then waits until the process is gone.
   void stop_redis();
+  /// Writes Redis's data to its snapshot (SAVE) and stops it: the next start_redis() comes back
+  /// with everything it held, as a Redis with persistence would after a restart.
+  void stop_redis_keeping_data();
   /// Starts it again exactly as scripts/test.sh did: lib.sh's emporium_redis_start DIR PORT.
+  /// A snapshot left by stop_redis_keeping_data() is loaded by this start only, then removed.
   void start_redis();
   /// SIGSTOP / SIGCONT: a Redis that accepts connections but never answers (a partition),
   /// and keeps the data it had.

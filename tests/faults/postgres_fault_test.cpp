@@ -2,16 +2,19 @@
 // uncached reads must answer 503 problem+json with Retry-After within the bound
 // (postgres.connect_timeout_ms, 2 s by default, plus a margin), /readyz 503, never a 500, never a
 // hang; once PostgreSQL is back the pool reconnects and service resumes by itself, without a
-// restart of Emporium, with nothing half-written.
+// restart of Emporium, with nothing half-written, and every write that was acknowledged (before,
+// during or after the outage) is in PostgreSQL.
 
-#include "core/ids.hpp"
 #include "faults/fault_support.hpp"
+#include "persistence/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
 #include <pqxx/pqxx>
 
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <sstream>
 
 namespace {
@@ -36,6 +39,35 @@ std::int64_t scalar(pqxx::connection& conn, const std::string& sql, const std::s
   return r.at(0)[0].is_null() ? 0 : r.at(0)[0].as<std::int64_t>();
 }
 
+/// The writes the load was told succeeded, to be found in PostgreSQL afterwards.
+struct acknowledged {
+  struct patch {
+    std::int64_t version = 0;
+    std::int64_t price = 0;
+  };
+  std::mutex mtx;
+  std::vector<std::pair<std::string, std::string>> products; ///< (id, sku) answered 201
+  std::vector<std::string> orders;                           ///< ids answered 201
+  std::map<std::string, patch>
+    latest_patch; ///< product → the acknowledged PATCH of highest version
+  std::map<std::string, int>
+    unanswered_patches; ///< product → PATCHes answered otherwise (in doubt)
+
+  void patched(const std::string& id, const http_response& r, std::int64_t price) {
+    std::lock_guard<std::mutex> g{mtx};
+    if (r.status != 200) {
+      ++unanswered_patches[id];
+      return;
+    }
+    // The version travels in the ETag: "v<version>".
+    auto tag = r.header("etag");
+    auto version = std::stoll(tag.substr(tag.find('v') + 1));
+    auto& p = latest_patch[id];
+    if (version > p.version)
+      p = patch{version, price};
+  }
+};
+
 } // namespace
 
 TEST_CASE(
@@ -59,6 +91,12 @@ TEST_CASE(
   for (const auto& p : products)
     REQUIRE(c.get("/products/" + p).status == 200);
   auto sku_prefix = emporium::test::unique("pg-fault");
+  auto acks = std::make_shared<acknowledged>();
+  // Products only PATCHes change (no order touches them), so that each version they reach in
+  // PostgreSQL is one PATCH: what was acknowledged can be checked exactly.
+  std::vector<std::string> patched;
+  for (int i = 0; i < 3; ++i)
+    patched.push_back(create_product(c, 1));
 
   auto any = [products](std::mt19937& rng) {
     return products[std::uniform_int_distribution<std::size_t>{0, products.size() - 1}(rng)];
@@ -67,28 +105,47 @@ TEST_CASE(
   std::vector<operation> ops;
   ops.push_back({"POST /products",
                  6,
-                 [sku_prefix](http_client& cl, std::mt19937&) {
-                   json body{{"sku", emporium::test::unique(sku_prefix)},
+                 [sku_prefix, acks](http_client& cl, std::mt19937&) {
+                   auto sku = emporium::test::unique(sku_prefix);
+                   json body{{"sku", sku},
                              {"name", "Fault widget"},
                              {"price_cents", 500},
                              {"currency", "USD"},
                              {"stock", 5}};
-                   return cl.request("POST", "/products", body.dump(), admin());
+                   auto r = cl.request("POST", "/products", body.dump(), admin());
+                   if (r.status == 201) {
+                     std::lock_guard<std::mutex> g{acks->mtx};
+                     acks->products.emplace_back(r.json().at("id").get<std::string>(), sku);
+                   }
+                   return r;
                  },
                  {201, 503}});
   ops.push_back({"PATCH /products/{id}",
                  6,
-                 [any](http_client& cl, std::mt19937& rng) {
+                 [patched, acks](http_client& cl, std::mt19937& rng) {
                    auto price = std::uniform_int_distribution<int>{100, 9'999}(rng);
-                   return cl.request("PATCH", "/products/" + any(rng),
-                                     json{{"price_cents", price}}.dump(), admin());
+                   auto id = patched[std::uniform_int_distribution<std::size_t>{0, 2}(rng)];
+                   try {
+                     auto r = cl.request("PATCH", "/products/" + id,
+                                         json{{"price_cents", price}}.dump(), admin());
+                     acks->patched(id, r, price);
+                     return r;
+                   } catch (...) {
+                     acks->patched(id, http_response{}, price);
+                     throw;
+                   }
                  },
                  {200, 503}});
   ops.push_back(
     {"POST /orders",
      6,
-     [any, buyer](http_client& cl, std::mt19937& rng) {
-       return cl.request("POST", "/orders", order_body({{any(rng), 1}}).dump(), buyer.auth());
+     [any, buyer, acks](http_client& cl, std::mt19937& rng) {
+       auto r = cl.request("POST", "/orders", order_body({{any(rng), 1}}).dump(), buyer.auth());
+       if (r.status == 201) {
+         std::lock_guard<std::mutex> g{acks->mtx};
+         acks->orders.push_back(r.json().at("id").get<std::string>());
+       }
+       return r;
      },
      {201, 503}});
   // Reads that always need PostgreSQL: a product that does not exist (a new id every time: no
@@ -96,7 +153,7 @@ TEST_CASE(
   ops.push_back({"GET /products/{unknown}",
                  4,
                  [](http_client& cl, std::mt19937&) {
-                   return cl.get("/products/" + emporium::core::new_id("prod"));
+                   return cl.get("/products/" + emporium::persistence::new_id("prod"));
                  },
                  {404, 503}});
   ops.push_back({"GET /products",
@@ -185,6 +242,11 @@ TEST_CASE(
   std::this_thread::sleep_for(1s);
   load.stop();
   bool same_process = srv.running();
+  auto after_metrics = scrape(srv);
+  auto breaker_during = metric(during_metrics,
+                               "emporium_circuit_breaker_state{dependency=\"postgres\"}");
+  auto breaker_after = metric(after_metrics,
+                              "emporium_circuit_breaker_state{dependency=\"postgres\"}");
 
   // -- what the clients saw ---------------------------------------------------------------------
   auto all = load.samples();
@@ -224,11 +286,46 @@ TEST_CASE(
     }
   }
 
-  bool ok = whole.unexpected == 0 && whole.bad_503 == 0 && during.longest_ms < answer_bound_ms
-            && writes_not_503 == 0 && ready.status == 503 && write.status == 503
-            && readyz_ms < answer_bound_ms && write_ms < answer_bound_ms && recovery_ms >= 0
-            && later_writes_ok == 16 && settled.by_status.count(503) == 0 && same_process
-            && products_ok && stock_ok;
+  // Every acknowledged write, one by one.
+  std::size_t acked_products_missing = 0, acked_orders_missing = 0, acked_patches_lost = 0;
+  std::ostringstream lost;
+  {
+    std::lock_guard<std::mutex> g{acks->mtx};
+    pqxx::read_transaction tx{conn};
+    for (const auto& [id, sku] : acks->products)
+      if (tx.exec_params("SELECT 1 FROM products WHERE id = $1 AND sku = $2", id, sku).empty())
+        ++acked_products_missing;
+    for (const auto& id : acks->orders)
+      if (tx.exec_params("SELECT 1 FROM orders o JOIN order_lines l ON l.order_id = o.id "
+                         "WHERE o.id = $1 AND o.customer_id = $2",
+                         id, buyer.id)
+            .empty())
+        ++acked_orders_missing;
+    // Only PATCHes change these products, one version each: PostgreSQL holds the acknowledged
+    // PATCH of highest version with its price, or later versions that only PATCHes answered
+    // otherwise (in doubt: a 503 whose COMMIT may have gone through) can have written.
+    for (const auto& [id, p] : acks->latest_patch) {
+      auto row =
+        tx.exec_params("SELECT version, price_cents FROM products WHERE id = $1", id).at(0);
+      auto version = row[0].as<std::int64_t>();
+      auto price = row[1].as<std::int64_t>();
+      auto in_doubt = acks->unanswered_patches.count(id) ? acks->unanswered_patches.at(id) : 0;
+      if (version < p.version || (version == p.version && price != p.price)
+          || version - p.version > in_doubt) {
+        ++acked_patches_lost;
+        lost << " " << id << ": acknowledged v" << p.version << " price " << p.price << ", stored v"
+             << version << " price " << price << ";";
+      }
+    }
+  }
+  std::size_t acked_orders = acks->orders.size(), acked_patches = acks->latest_patch.size();
+
+  bool ok = acked_products_missing == 0 && acked_orders_missing == 0 && acked_patches_lost == 0
+            && breaker_during != 0 && breaker_after == 0 && whole.unexpected == 0
+            && whole.bad_503 == 0 && during.longest_ms < answer_bound_ms && writes_not_503 == 0
+            && ready.status == 503 && write.status == 503 && readyz_ms < answer_bound_ms
+            && write_ms < answer_bound_ms && recovery_ms >= 0 && later_writes_ok == 16
+            && settled.by_status.count(503) == 0 && same_process && products_ok && stock_ok;
   std::ostringstream inv;
   inv << "unexpected answers (500, 504, none) " << whole.unexpected << " of " << whole.requests
       << "; 503 without problem+json or Retry-After " << whole.bad_503
@@ -236,9 +333,11 @@ TEST_CASE(
       << during_writes.requests << "; /readyz " << ready.status << " in "
       << static_cast<long>(readyz_ms) << " ms; a write " << write.status << " in "
       << static_cast<long>(write_ms) << " ms (bound " << static_cast<long>(answer_bound_ms)
-      << "); breaker state during the outage "
-      << metric(during_metrics, "emporium_circuit_breaker_state{dependency=\"postgres\"}")
-      << "; 503 after recovery " << (settled.by_status.count(503) ? settled.by_status.at(503) : 0)
+      << "); breaker state during the outage " << breaker_during << ", after " << breaker_after
+      << "; acknowledged orders missing " << acked_orders_missing << " of " << acked_orders
+      << ", products missing " << acked_products_missing << ", products whose acknowledged PATCH "
+      << "was lost " << acked_patches_lost << " of " << acked_patches << "; 503 after recovery "
+      << (settled.by_status.count(503) ? settled.by_status.at(503) : 0)
       << "; writes after recovery " << later_writes_ok << "/16; same process "
       << (same_process ? "yes" : "NO") << "; products stored " << stored << " for " << created_201
       << " answered 201; stock conserved " << (stock_ok ? "yes" : "NO" + stock_text.str());
@@ -265,6 +364,14 @@ TEST_CASE(
   CHECK(settled.by_status.count(503) == 0);
   CHECK(same_process);
   CHECK(products_ok);
+  CHECK(breaker_during != 0); // open (1) or half-open (2): PostgreSQL was known down
+  CHECK(breaker_after == 0);
+  CHECK(acked_orders > 0);
+  CHECK(acked_patches > 0);
+  CHECK(acked_orders_missing == 0);
+  CHECK(acked_products_missing == 0);
+  INFO(lost.str());
+  CHECK(acked_patches_lost == 0);
   INFO(stock_text.str());
   CHECK(stock_ok);
 }

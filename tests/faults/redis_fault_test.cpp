@@ -3,10 +3,11 @@
 // circuit breaker must stop paying a Redis failure per request, close by itself when Redis is
 // back, and no value older than a write made during the outage may be served afterwards.
 //
-// Two ways to lose it: a clean stop and restart (Redis comes back empty, as scripts/lib.sh
-// starts it), and a freeze (SIGSTOP: connections are accepted but nothing answers, like a
-// partition; when it thaws it still holds the values it had cached before the outage, so the
-// "no stale value" promise is really put to the test).
+// Two ways to lose it: a stop and restart (Redis comes back with the data it had saved, as a
+// Redis with persistence does), and a freeze (SIGSTOP: connections are accepted but nothing
+// answers, like a partition). Either way it returns holding the values it had cached before the
+// outage, so the "no stale value" promise is really put to the test: the product renamed during
+// the outage is read again only after its actor passivated, through the cache.
 
 #include "faults/fault_support.hpp"
 #include "support/test_env.hpp"
@@ -25,75 +26,137 @@ using emporium::test::http_response;
 using emporium::test::server_process;
 using namespace std::chrono_literals;
 
-constexpr int pool_size = 4;             // postgres.pool_size default: one Redis client each
-constexpr int breaker_open_ms = 1'000;   // redis.breaker_open_ms default
-constexpr double redis_timeout_ms = 200; // redis.timeout_ms default
+constexpr int pool_size = 4;                 // postgres.pool_size default: one Redis client each
+constexpr int breaker_open_ms = 1'000;       // redis.breaker_open_ms default
+constexpr double redis_timeout_ms = 200;     // redis.timeout_ms default
+constexpr double request_timeout_ms = 5'000; // http.request_timeout_ms default
+
+/// `r` unchanged when it has `status` and its body satisfies `right`; an answer with the right
+/// status and a wrong body is turned into status 599 (with what was wrong), which the load
+/// counts as unexpected: a cache fault must never change what an answer says.
+http_response checked(http_response r, int status, const std::function<bool(const json&)>& right,
+                      const char* what) {
+  if (r.status != status)
+    return r;
+  try {
+    if (right(r.json()))
+      return r;
+  } catch (const std::exception&) {
+  }
+  r.body = std::string{"wrong body, expected "} + what + ": " + r.body;
+  r.status = 599;
+  return r;
+}
 
 /// The load of both Redis tests: reads and writes of every kind that must not need Redis.
-/// Every one of them has exactly one correct answer.
+/// Every one of them has exactly one correct answer, status and body.
 std::vector<operation> cache_load(const std::vector<std::string>& products, const shopper& buyer,
                                   const std::string& order_id, const std::string& email,
                                   const std::string& password) {
   auto any = [products](std::mt19937& rng) {
     return products[std::uniform_int_distribution<std::size_t>{0, products.size() - 1}(rng)];
   };
+  auto page_of_at_most = [](std::size_t n) {
+    return [n](const json& j) { return j.at("items").is_array() && j.at("items").size() <= n; };
+  };
   std::vector<operation> ops;
   ops.push_back(
     {"GET /products/{id}",
      30,
-     [any](http_client& c, std::mt19937& rng) { return c.get("/products/" + any(rng)); },
+     [any](http_client& c, std::mt19937& rng) {
+       auto id = any(rng);
+       return checked(
+         c.get("/products/" + id), 200,
+         [&](const json& j) { return j.at("id") == id && j.at("stock").get<std::int64_t>() >= 0; },
+         "the product asked for");
+     },
      {200}});
   ops.push_back({"GET /products",
                  5,
-                 [](http_client& c, std::mt19937&) { return c.get("/products?limit=5"); },
+                 [page_of_at_most](http_client& c, std::mt19937&) {
+                   return checked(c.get("/products?limit=5"), 200, page_of_at_most(5),
+                                  "a page of at most 5 products");
+                 },
                  {200}});
   ops.push_back({"GET /search",
                  5,
-                 [](http_client& c, std::mt19937&) { return c.get("/search?q=widget&limit=5"); },
-                 {200}});
-  ops.push_back({"PATCH /products/{id}",
-                 10,
-                 [any](http_client& c, std::mt19937& rng) {
-                   auto price = std::uniform_int_distribution<int>{100, 9'999}(rng);
-                   return c.request("PATCH", "/products/" + any(rng),
-                                    json{{"price_cents", price}}.dump(), admin());
+                 [page_of_at_most](http_client& c, std::mt19937&) {
+                   return checked(c.get("/search?q=widget&limit=5"), 200, page_of_at_most(5),
+                                  "a page of at most 5 results");
                  },
                  {200}});
+  ops.push_back(
+    {"PATCH /products/{id}",
+     10,
+     [any](http_client& c, std::mt19937& rng) {
+       auto price = std::uniform_int_distribution<int>{100, 9'999}(rng);
+       auto id = any(rng);
+       return checked(
+         c.request("PATCH", "/products/" + id, json{{"price_cents", price}}.dump(), admin()), 200,
+         [&](const json& j) { return j.at("id") == id && j.at("price_cents") == price; },
+         "the product with the new price");
+     },
+     {200}});
   ops.push_back({"POST /products",
                  4,
                  [](http_client& c, std::mt19937&) {
-                   json body{{"sku", emporium::test::unique("redis-fault")},
+                   auto sku = emporium::test::unique("redis-fault");
+                   json body{{"sku", sku},
                              {"name", "Fault widget"},
                              {"price_cents", 500},
                              {"currency", "USD"},
                              {"stock", 5}};
-                   return c.request("POST", "/products", body.dump(), admin());
+                   return checked(
+                     c.request("POST", "/products", body.dump(), admin()), 201,
+                     [&](const json& j) { return j.at("sku") == sku; }, "the new product");
+                 },
+                 {201}});
+  ops.push_back({"POST /orders",
+                 8,
+                 [any, buyer](http_client& c, std::mt19937& rng) {
+                   auto product = any(rng);
+                   return checked(
+                     c.request("POST", "/orders", order_body({{product, 1}}).dump(), buyer.auth()),
+                     201,
+                     [&](const json& j) {
+                       return j.at("customer_id") == buyer.id && j.at("status") == "pending_payment"
+                              && j.at("items").size() == 1
+                              && j.at("items").at(0).at("product_id") == product
+                              && j.at("items").at(0).at("quantity") == 1;
+                     },
+                     "the buyer's new order of one unit");
                  },
                  {201}});
   ops.push_back(
-    {"POST /orders",
-     8,
-     [any, buyer](http_client& c, std::mt19937& rng) {
-       return c.request("POST", "/orders", order_body({{any(rng), 1}}).dump(), buyer.auth());
+    {"GET /orders/{id}",
+     5,
+     [order_id, buyer](http_client& c, std::mt19937&) {
+       return checked(
+         c.get("/orders/" + order_id, buyer.auth()), 200,
+         [&](const json& j) { return j.at("id") == order_id && j.at("customer_id") == buyer.id; },
+         "the order asked for");
      },
-     {201}});
-  ops.push_back({"GET /orders/{id}",
-                 5,
-                 [order_id, buyer](http_client& c, std::mt19937&) {
-                   return c.get("/orders/" + order_id, buyer.auth());
-                 },
-                 {200}});
-  ops.push_back({"GET /customers/{id}",
-                 5,
-                 [buyer](http_client& c, std::mt19937&) {
-                   return c.get("/customers/" + buyer.id, buyer.auth());
-                 },
-                 {200}});
+     {200}});
+  ops.push_back(
+    {"GET /customers/{id}",
+     5,
+     [buyer, email](http_client& c, std::mt19937&) {
+       return checked(
+         c.get("/customers/" + buyer.id, buyer.auth()), 200,
+         [&](const json& j) { return j.at("id") == buyer.id && j.at("email") == email; },
+         "the buyer's profile");
+     },
+     {200}});
   ops.push_back(
     {"POST /sessions",
      1,
-     [email, password](http_client& c, std::mt19937&) {
-       return c.request("POST", "/sessions", json{{"email", email}, {"password", password}}.dump());
+     [email, password, buyer](http_client& c, std::mt19937&) {
+       return checked(
+         c.request("POST", "/sessions", json{{"email", email}, {"password", password}}.dump()), 200,
+         [&](const json& j) {
+           return j.at("customer_id") == buyer.id && !j.at("token").get<std::string>().empty();
+         },
+         "a token for the buyer");
      },
      {200}});
   ops.push_back(
@@ -172,16 +235,40 @@ bool is_login(const sample& s) {
   return s.op == "POST /sessions"; // Argon2id: slow by design, whatever Redis does
 }
 
+/// Waits, the load stopped, until no product actor is alive (actors.idle_timeout_s=1), so that
+/// the next read of a product activates it again and loads it through the cache. Whether that
+/// happened within `limit`.
+bool wait_products_passivated(const server_process& srv, std::chrono::seconds limit) {
+  auto deadline = steady::now() + limit;
+  while (steady::now() < deadline) {
+    if (metric(scrape(srv), "emporium_actors_active{kind=\"product\"}") == 0)
+      return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
 /// The name the API and Redis itself give the watched product.
 struct watched_view {
   int status = 0;
   std::string api_name;
-  std::string cached; ///< raw Redis value, empty when not cached
+  std::string cached;      ///< raw Redis value, empty when not cached
+  bool passivated = false; ///< no product actor was alive before the read
+  bool activated = false;  ///< the read activated the product again (metrics)
 };
 
-watched_view look_at(http_client& c, services& svc, const std::string& id) {
+/// Stops the load, waits until every product actor passivated, then reads the watched product:
+/// that read activates it again, through the cache.
+watched_view look_at(http_client& c, services& svc, const server_process& srv, load_generator& load,
+                     const std::string& id) {
+  load.stop();
   watched_view v;
+  v.passivated = wait_products_passivated(srv, 15s);
+  auto activations_before = metric(scrape(srv),
+                                   "emporium_actor_activations_total{kind=\"product\"}");
   auto r = c.get("/products/" + id);
+  v.activated = metric(scrape(srv), "emporium_actor_activations_total{kind=\"product\"}")
+                > activations_before;
   v.status = r.status;
   if (r.status == 200)
     v.api_name = r.json().value("name", "");
@@ -198,15 +285,15 @@ void conclude(const std::string& fault, const std::vector<sample>& all, steady::
   auto whole = summarize(all, steady::time_point::min(), steady::time_point::max());
   auto fast = summarize(all, from, returned, [](const sample& s) { return !is_login(s); });
   // Each worker's open connection fails once, then one probe per open period, plus slack for
-  // calls racing the breaker as it opens. (A breaker that a bare TCP connect closed again paid
-  // threshold + 1 failures per open period against a frozen Redis: 17 in 4 s here.)
+  // calls racing the breaker as it opens.
   double allowed_errors = pool_size + std::ceil(outage_ms / breaker_open_ms) + 6;
   // Answers that took longer than one Redis timeout (redis.timeout_ms, 200 ms): with the breaker
   // doing its job only the few calls that find Redis gone (and what queued behind them) pay it.
   auto slow = summarize(all, from, returned,
                         [](const sample& s) { return !is_login(s) && s.ms >= redis_timeout_ms; });
   double slow_share = during.requests ? double(slow.requests) / double(during.requests) : 0;
-  bool stale_free = after.status == 200 && after.api_name == renamed
+  bool stale_free = after.passivated && after.activated && after.status == 200
+                    && after.api_name == renamed
                     && (after.cached.empty() || after.cached.find(renamed) != std::string::npos);
 
   std::ostringstream inv;
@@ -214,12 +301,14 @@ void conclude(const std::string& fault, const std::vector<sample>& all, steady::
       << " (none may be 5xx or missing); Redis failures paid " << cache_errors << " for "
       << during.requests << " requests (allowed " << allowed_errors << "); breaker state seen "
       << breaker_seen << "; answers slower than the Redis timeout " << slow.requests << " ("
-      << static_cast<int>(slow_share * 100) << "%, bound 10%); longest non-login answer "
-      << static_cast<long>(fast.longest_ms) << " ms (bound 2000); after the return the API says '"
-      << after.api_name << "' and Redis holds "
+      << static_cast<int>(slow_share * 100) << "%); longest non-login answer "
+      << static_cast<long>(fast.longest_ms) << " ms (deadline "
+      << static_cast<long>(request_timeout_ms) << "); after the return the API says '"
+      << after.api_name << "' (read after every product actor passivated: "
+      << (after.passivated && after.activated ? "yes" : "NO") << ") and Redis holds "
       << (after.cached.empty() ? "nothing" : "the new value") << (stale_free ? "" : " STALE");
   bool ok = whole.unexpected == 0 && cache_errors <= allowed_errors && breaker_seen >= 1
-            && slow_share <= 0.10 && fast.longest_ms < 2'000 && recovery_ms >= 0 && stale_free;
+            && fast.longest_ms < request_timeout_ms && recovery_ms >= 0 && stale_free;
   report_fault(fault, during, recovery_ms, ok, inv.str());
 
   for (const auto& e : whole.unexpected_examples)
@@ -228,9 +317,11 @@ void conclude(const std::string& fault, const std::vector<sample>& all, steady::
   CHECK(during.requests > 0);
   CHECK(cache_errors <= allowed_errors);
   CHECK(breaker_seen >= 1); // it did open
-  CHECK(slow_share <= 0.10);
-  CHECK(fast.longest_ms < 2'000);
+  // How fast is for bench/: here only that every answer came within the request deadline.
+  CHECK(fast.longest_ms < request_timeout_ms);
   CHECK(recovery_ms >= 0);
+  CHECK(after.passivated);
+  CHECK(after.activated);
   CHECK(after.status == 200);
   CHECK(after.api_name == renamed);
   INFO("Redis holds: " << after.cached);
@@ -246,13 +337,15 @@ TEST_CASE(
   services svc;
   service_guard guard{svc};
   fixture f;
+  auto before = svc.redis_cli({"GET", "emporium:product:" + f.watched});
+  REQUIRE(before.find("Before the outage") != std::string::npos);
   load_generator load{f.srv, f.load(), 4};
   load.start();
   std::this_thread::sleep_for(1500ms);
 
   auto errors_before = metric(scrape(f.srv), "emporium_cache_errors_total");
   auto fault_start = steady::now();
-  svc.stop_redis();
+  svc.stop_redis_keeping_data();
   std::this_thread::sleep_for(300ms);
   auto renamed = "Renamed during the Redis stop " + emporium::test::unique("n");
   auto patched = f.c.request("PATCH", "/products/" + f.watched, json{{"name", renamed}}.dump(),
@@ -266,15 +359,20 @@ TEST_CASE(
   svc.start_redis();
   returned = steady::now(); // Redis answers PING from here on
   auto outage_ms = millis(fault_start, returned);
+  // It came back with what it held (the stale name among it, there to be served unless the
+  // server makes sure it is not): Redis says how many keys it loaded from its snapshot. (Its
+  // keys themselves may be gone by the time we look: the server may have cleared them.)
+  auto persistence = svc.redis_cli({"INFO", "persistence"});
+  long keys_loaded = -1;
+  if (auto at = persistence.find("rdb_last_load_keys_loaded:"); at != std::string::npos)
+    keys_loaded = std::stol(
+      persistence.substr(at + std::string{"rdb_last_load_keys_loaded:"}.size()));
   auto recovery_ms = wait_cache_recovered(f.srv, f.c, f.products[0], returned, 15s);
 
-  // Let the watched product's actor go idle (actors.idle_timeout_s=1), so that the next read
-  // loads it again through Redis.
-  std::this_thread::sleep_for(2500ms);
-  auto after = look_at(f.c, svc, f.watched);
-  std::this_thread::sleep_for(500ms);
-  load.stop();
+  auto after = look_at(f.c, svc, f.srv, load, f.watched);
 
+  INFO("Redis INFO persistence after its restart: " << persistence);
+  CHECK(keys_loaded > 0);
   conclude("redis-stop-start", load.samples(), fault_start, returned, recovery_ms,
            errors_after - errors_before, outage_ms, breaker_seen, renamed, after);
 }
@@ -311,10 +409,7 @@ TEST_CASE(
   auto outage_ms = millis(fault_start, returned);
   auto recovery_ms = wait_cache_recovered(f.srv, f.c, f.products[0], returned, 15s);
 
-  std::this_thread::sleep_for(2500ms); // the watched product's actor goes idle
-  auto after = look_at(f.c, svc, f.watched);
-  std::this_thread::sleep_for(500ms);
-  load.stop();
+  auto after = look_at(f.c, svc, f.srv, load, f.watched);
 
   conclude("redis-freeze-thaw", load.samples(), fault_start, returned, recovery_ms,
            errors_after - errors_before, outage_ms, breaker_seen, renamed, after);
