@@ -15,12 +15,12 @@ constexpr const char* insert_key =
 admin_key_state ensure_admin_key(pg_session& session,
                                  const std::optional<std::string>& configured) {
   if (configured)
-    return {sha256_hex(*configured), std::nullopt};
+    return {core::sha256_hex(*configured), std::nullopt};
   pqxx::work tx{session.connection()};
   if (auto rows = tx.exec(select_key); !rows.empty())
     return {rows[0][0].as<std::string>(), std::nullopt};
-  auto key = random_hex(32);
-  auto hash = sha256_hex(key);
+  auto key = core::random_hex(32);
+  auto hash = core::sha256_hex(key);
   auto inserted = tx.exec_params(insert_key, hash).affected_rows() == 1;
   if (!inserted) {
     auto rows = tx.exec(select_key);

@@ -343,7 +343,7 @@ std::optional<std::string> catalog_version(redis_cache& cache) {
   // Random, never a reused value: a version once deleted never comes back with entries
   // computed before the delete. Should two searches race here, the later SET wins and the
   // entries of the other become unreachable, never wrong.
-  auto fresh = random_hex(12);
+  auto fresh = core::random_hex(12);
   if (!cache.set(catalog_version_key, fresh, 24 * 3600))
     return std::nullopt;
   return fresh;
@@ -421,7 +421,7 @@ std::string cache_key(const std::string& version, const model::search_query& q) 
                         q.in_stock ? json(*q.in_stock) : json(), to_string(q.sort), q.limit,
                         after});
   return "emporium:search:" + version + ":"
-         + sha256_hex(j.dump(-1, ' ', false, json::error_handler_t::replace));
+         + core::sha256_hex(j.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 std::string encode(const model::search_result& r) {

@@ -134,7 +134,7 @@ std::int64_t seed_catalog(pg_session& session, const seed_options& opts) {
     auto adj = adjectives[static_cast<std::size_t>(pick(0, adjectives.size() - 1))];
     auto mat = materials[static_cast<std::size_t>(pick(0, materials.size() - 1))];
     auto benefit = benefits[static_cast<std::size_t>(pick(0, benefits.size() - 1))];
-    auto id = new_id("prod");
+    auto id = core::new_id("prod");
     std::string name;
     name.append(adj).append(" ").append(mat).append(" ").append(noun);
     std::string description = "A ";
