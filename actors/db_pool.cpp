@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <functional>
 #include <limits>
 
@@ -85,6 +86,44 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
   };
 }
 
+struct fake_worker_state {
+  std::deque<caf::response_promise> held; ///< jobs the answerer left unanswered, oldest first
+  static inline const char* name = "fake_db_worker";
+};
+
+void deliver(caf::response_promise& rp, caf::message answer) {
+  if (answer.match_elements<caf::error>())
+    rp.deliver(answer.get_as<caf::error>(0));
+  else
+    rp.deliver(std::move(answer));
+}
+
+/// A worker of the test constructor: no database, `answer` decides.
+caf::behavior fake_worker(caf::stateful_actor<fake_worker_state>* self, job_answerer answer,
+                          std::string key) {
+  self->set_default_handler(
+    [self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
+      auto& held = self->state.held;
+      auto msg = view.move_content_to_message();
+      if (held.empty() || !msg.match_elements<std::string, caf::message>()
+          || msg.get_as<std::string>(0) != "answer")
+        return caf::make_error(caf::sec::unexpected_message);
+      deliver(held.front(), msg.get_as<caf::message>(1));
+      held.pop_front();
+      return caf::message{};
+    });
+  return {
+    [self, answer, key](const db_job& job) -> caf::result<caf::message> {
+      auto rp = self->make_response_promise();
+      if (auto a = answer(key, job))
+        deliver(rp, std::move(*a));
+      else
+        self->state.held.push_back(rp);
+      return rp;
+    },
+  };
+}
+
 } // namespace
 
 db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
@@ -96,7 +135,19 @@ db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
   }
 }
 
+db_pool::db_pool(caf::actor_system& sys, const config::settings& s, job_answerer answer)
+  : counters_(std::make_shared<pool_counters>(s)), fake_(std::move(answer)), sys_(&sys) {}
+
+const caf::actor& db_pool::fake_for(const std::string& key) const {
+  auto& h = fake_workers_[key];
+  if (!h)
+    h = sys_->spawn(fake_worker, fake_, key);
+  return h;
+}
+
 const caf::actor& db_pool::for_key(const std::string& key) const {
+  if (fake_)
+    return fake_for(key);
   auto& w = workers_[std::hash<std::string>{}(key) % workers_.size()];
   w.queued->fetch_add(1, std::memory_order_relaxed);
   counters_->waiting.fetch_add(1, std::memory_order_relaxed);
@@ -108,6 +159,8 @@ const caf::actor& db_pool::any() const {
 }
 
 const caf::actor* db_pool::any_within(int limit) const {
+  if (fake_)
+    return &fake_for("");
   if (counters_->waiting.fetch_add(1, std::memory_order_relaxed) >= limit) {
     counters_->waiting.fetch_sub(1, std::memory_order_relaxed);
     return nullptr;
@@ -123,6 +176,8 @@ const caf::actor* db_pool::any_within(int limit) const {
 void db_pool::stop() {
   for (auto& w : workers_)
     caf::anon_send_exit(w.handle, caf::exit_reason::user_shutdown);
+  for (auto& [key, h] : fake_workers_)
+    caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
 }
 
 } // namespace emporium::actors

@@ -13,8 +13,11 @@
 #include "persistence/breaker.hpp"
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 namespace emporium::actors {
@@ -32,10 +35,23 @@ struct pool_counters {
   persistence::circuit_breaker breaker;
 };
 
+/// A test double of the database: the answer to the job for entity `key` ("" for any()), or
+/// nothing to hold the job until the worker is sent its answer (or forever: the caller's request
+/// then times out). `job.answers` tells which job it is; its closure is not called.
+using job_answerer =
+  std::function<std::optional<caf::message>(const std::string& key, const db_job& job)>;
+
 class db_pool {
  public:
   /// `size` workers (default: postgres.pool_size).
   db_pool(caf::actor_system& sys, const config::settings& s, int size = 0);
+
+  /// Workers without a database, for unit tests of actors: every key gets a worker of its own,
+  /// spawned on first use as a scheduled actor (so CAF's test coordinator runs it like any other
+  /// actor), which hands each job to `answer`. The message ("answer", m) sent to the worker
+  /// (for_key(key)) answers its oldest held job with m. An m holding one caf::error answers as
+  /// that error. Single-threaded use only.
+  db_pool(caf::actor_system& sys, const config::settings& s, job_answerer answer);
 
   /// The worker that owns the entity `key`'s jobs.
   const caf::actor& for_key(const std::string& key) const;
@@ -60,8 +76,14 @@ class db_pool {
     caf::actor handle;
     std::shared_ptr<std::atomic<int>> queued; ///< jobs sent to it and not yet ended
   };
+  const caf::actor& fake_for(const std::string& key) const;
+
   std::vector<worker> workers_;
   std::shared_ptr<pool_counters> counters_;
+  /// Set by the test constructor only: then workers_ is empty and these answer every job.
+  job_answerer fake_;
+  caf::actor_system* sys_ = nullptr;
+  mutable std::unordered_map<std::string, caf::actor> fake_workers_;
   friend struct db_call;
 };
 
@@ -77,8 +99,11 @@ template <class Fn>
 db_job make_job(Fn fn, caf::timespan timeout) {
   static_assert(std::is_invocable_v<const Fn&, persistence::backend&>,
                 "a database job must be callable as const: it may run more than once");
+  using answer = std::decay_t<
+    decltype(std::declval<std::invoke_result_t<const Fn&, persistence::backend&>&>().value())>;
   db_job job;
   job.deadline = std::chrono::steady_clock::now() + timeout;
+  job.answers = &typeid(answer);
   job.run = [fn = std::move(fn)](persistence::backend& b) -> caf::message {
     auto r = fn(b);
     if (!r)

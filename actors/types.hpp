@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <optional>
+#include <typeinfo>
 
 namespace emporium::persistence {
 struct backend;
@@ -27,6 +28,8 @@ struct db_job {
   /// Skipped with errc::unavailable (503, retry) instead: for work shed under load, whose
   /// deadline comes before the caller's own so that it is refused rather than timed out.
   bool shed_when_late = false;
+  /// The type of the answer (make_job's T): lets a test double of the pool tell jobs apart.
+  const std::type_info* answers = nullptr;
 };
 
 } // namespace emporium::actors
