@@ -112,7 +112,7 @@ failure email_taken() {
 } // namespace
 
 void runtime::create_customer(model::customer_draft draft, callback<model::customer> cb) {
-  auto password = persistence::make_secret(draft.password);
+  auto password = core::make_secret(draft.password);
   auto* rt = impl_.get();
   // The email first, on the general pool: a known email costs one indexed read, neither an
   // Argon2id hash nor a place in the sign-up queue.
@@ -182,7 +182,7 @@ void runtime::list_customer_orders(model::principal who, std::string customer_id
 void runtime::login(std::string email, std::string password, callback<model::session_grant> cb) {
   auto ttl = impl_->settings.auth.session_ttl_s;
   auto job = make_job(
-    [email = std::move(email), password = persistence::make_secret(password),
+    [email = std::move(email), password = core::make_secret(password),
      ttl](persistence::backend& b) -> result<model::session_grant> {
       std::optional<customers::credentials> creds;
       {

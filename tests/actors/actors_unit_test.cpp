@@ -3,8 +3,9 @@
 /// (fake_db). Nothing runs until the test says so (sched.run(), run_except(), advance_time()),
 /// so a race is a chosen interleaving, not a hope: no sleeps, no threads.
 
-#include "actors/commerce_actors.hpp"
+#include "actors/entity_env.hpp"
 #include "actors/manager.hpp"
+#include "actors/order_actor.hpp"
 #include "actors/product_actor.hpp"
 
 #include <caf/scheduler/test_coordinator.hpp>
@@ -27,19 +28,19 @@ namespace {
 // -- the messages, one helper each ------------------------------------------------------------
 
 caf::message read_product(const std::string& id) {
-  return caf::make_message(id, read_atom_v);
+  return caf::make_message(product_read{id});
 }
 
 caf::message reserve(const std::string& id, const std::string& order_id, std::int64_t quantity) {
-  return caf::make_message(id, reserve_atom_v, order_id, quantity);
+  return caf::make_message(product_reserve{id, order_id, quantity});
 }
 
 caf::message crash(const std::string& id) {
-  return caf::make_message(id, crash_atom_v);
+  return caf::make_message(product_crash{id});
 }
 
 caf::message place_order(const std::string& order_id, const model::order_request& req) {
-  return caf::make_message(order_id, create_atom_v, req);
+  return caf::make_message(order_create{order_id, req});
 }
 
 // -- the database -----------------------------------------------------------------------------
@@ -49,7 +50,7 @@ caf::message place_order(const std::string& order_id, const model::order_request
 /// order_change job) waits on its worker until the test answers it.
 struct fake_db {
   std::map<std::string, model::product> products;
-  std::set<std::string> silent; ///< keys whose jobs are never answered (a hung database)
+  std::set<std::string> silent;  ///< keys whose jobs are never answered (a hung database)
   std::vector<std::string> jobs; ///< "kind key" of every job, in the order asked
 
   int count(const std::string& job) const {
@@ -63,9 +64,8 @@ struct fake_db {
       if (silent.count(key))
         return std::nullopt;
       auto it = products.find(key);
-      return caf::make_message(it == products.end()
-                                 ? std::optional<model::product>{}
-                                 : std::optional<model::product>{it->second});
+      return caf::make_message(it == products.end() ? std::optional<model::product>{}
+                                                    : std::optional<model::product>{it->second});
     }
     if (type == typeid(model::order)) {
       jobs.push_back("load-order " + key);
@@ -147,12 +147,11 @@ struct fixture {
 
   coordinated_config cfg;
   caf::actor_system sys{cfg};
-  caf::scheduler::test_coordinator& sched =
-    dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scheduler::test_coordinator& sched = dynamic_cast<caf::scheduler::test_coordinator&>(
+    sys.scheduler());
   config::settings settings;
   std::shared_ptr<fake_db> db = std::make_shared<fake_db>();
-  db_pool pool{sys, settings,
-               [db = db](const std::string& key, const db_job& job) {
+  db_pool pool{sys, settings, [db = db](const std::string& key, const db_job& job) {
                  return db->answer(key, job);
                }};
   directory dir;
@@ -173,29 +172,35 @@ struct fixture {
     entity_env penv{};
     penv.pool = &pool;
     penv.db_timeout = db_timeout;
-    products = spawn_manager(sys, {"product",
-                                   [penv, track](caf::local_actor* self, const std::string& key) {
-                                     auto own = penv;
-                                     own.manager = self->address();
-                                     auto h = caf::actor_cast<caf::actor>(
-                                       self->spawn(product_entity, own, key));
-                                     track(h, key);
-                                     return h;
-                                   },
-                                   idle, product_counters});
-    commerce_env cenv{&pool, &dir, &settings, nullptr, db_timeout, call_timeout, &pool, {}};
-    orders = spawn_manager(sys, {"order",
-                                 [cenv, track](caf::local_actor* self, const std::string& key) {
-                                   auto own = cenv;
-                                   own.manager = self->address();
-                                   auto h = caf::actor_cast<caf::actor>(
-                                     self->spawn(order_entity, own, key));
-                                   track(h, key);
-                                   return h;
-                                 },
-                                 idle, order_counters});
-    dir.add_local(entity_kind::product, products);
-    dir.add_local(entity_kind::order, orders);
+    products = caf::actor_cast<caf::actor>(spawn_manager<product_actor>(
+      sys, {"product",
+            [penv, track](caf::local_actor* self, const std::string& key) {
+              auto own = penv;
+              own.manager = self->address();
+              auto h = caf::actor_cast<caf::actor>(self->spawn(product_entity, own, key));
+              track(h, key);
+              return h;
+            },
+            idle, product_counters}));
+    entity_env cenv;
+    cenv.pool = &pool;
+    cenv.dir = &dir;
+    cenv.settings = &settings;
+    cenv.db_timeout = db_timeout;
+    cenv.call_timeout = call_timeout;
+    cenv.payment_workers = &pool;
+    orders = caf::actor_cast<caf::actor>(spawn_manager<order_actor>(
+      sys, {"order",
+            [cenv, track](caf::local_actor* self, const std::string& key) {
+              auto own = cenv;
+              own.manager = self->address();
+              auto h = caf::actor_cast<caf::actor>(self->spawn(order_entity, own, key));
+              track(h, key);
+              return h;
+            },
+            idle, order_counters}));
+    dir.add_local_products(caf::actor_cast<product_actor>(products));
+    dir.add_local_orders(caf::actor_cast<order_actor>(orders));
     sched.run();
   }
 
@@ -225,9 +230,7 @@ struct fixture {
     return *out;
   }
 
-  void tell(const caf::actor& dest, caf::message msg) {
-    caf::anon_send(dest, std::move(msg));
-  }
+  void tell(const caf::actor& dest, caf::message msg) { caf::anon_send(dest, std::move(msg)); }
 
   /// Runs one message at a time until `done` holds.
   template <class Pred>
@@ -346,8 +349,9 @@ TEST_CASE("actors: held messages reach the fresh activation in arrival order") {
   CHECK(f.product_counters->passivations == 1);
 }
 
-TEST_CASE("actors: an absent entity passivates at once and a message held meanwhile gets a "
-          "fresh activation") {
+TEST_CASE(
+  "actors: an absent entity passivates at once and a message held meanwhile gets a "
+  "fresh activation") {
   fixture f;
   auto missing = f.ask<model::product>(f.products, read_product("p7"));
   f.run_until([&] { return missing->done(); });
@@ -374,8 +378,9 @@ TEST_CASE("actors: an absent entity passivates at once and a message held meanwh
 
 // -- the order saga ---------------------------------------------------------------------------
 
-TEST_CASE("actors: an order with a short product holds nothing and answers 409 naming it "
-          "and writes nothing") {
+TEST_CASE(
+  "actors: an order with a short product holds nothing and answers 409 naming it "
+  "and writes nothing") {
   fixture f;
   f.db->products["p1"] = product("p1", 10);
   f.db->products["p2"] = product("p2", 2);
@@ -397,8 +402,9 @@ TEST_CASE("actors: an order with a short product holds nothing and answers 409 n
   CHECK(f.order_counters->active == 0); // the order never existed
 }
 
-TEST_CASE("actors: an order whose products all have stock holds each line once until it "
-          "commits or fails") {
+TEST_CASE(
+  "actors: an order whose products all have stock holds each line once until it "
+  "commits or fails") {
   fixture f;
   f.db->products["p1"] = product("p1", 10);
   f.db->products["p3"] = product("p3", 10);
@@ -440,8 +446,9 @@ TEST_CASE("actors: an order whose products all have stock holds each line once u
   CHECK(f.db->count("write-order ord_2") == 1);
 }
 
-TEST_CASE("actors: an order fails when a product does not answer in time and releases the "
-          "others") {
+TEST_CASE(
+  "actors: an order fails when a product does not answer in time and releases the "
+  "others") {
   fixture f;
   f.db->products["p1"] = product("p1", 10);
   f.db->products["p2"] = product("p2", 10);

@@ -75,7 +75,7 @@ TEST_CASE(
   pool_fixture f;
   f.warm();
   std::string plain = "correct horse battery";
-  auto password = persistence::make_secret(plain);
+  auto password = core::make_secret(plain);
   CHECK(plain.empty()); // the caller's copy is wiped as the secret takes it
   auto attempts = std::make_shared<std::atomic<int>>(0);
   auto seen = std::make_shared<std::vector<std::string>>();

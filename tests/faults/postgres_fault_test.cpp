@@ -5,8 +5,8 @@
 // restart of Emporium, with nothing half-written, and every write that was acknowledged (before,
 // during or after the outage) is in PostgreSQL.
 
+#include "core/ids.hpp"
 #include "faults/fault_support.hpp"
-#include "persistence/ids.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -153,7 +153,7 @@ TEST_CASE(
   ops.push_back({"GET /products/{unknown}",
                  4,
                  [](http_client& cl, std::mt19937&) {
-                   return cl.get("/products/" + emporium::persistence::new_id("prod"));
+                   return cl.get("/products/" + emporium::core::new_id("prod"));
                  },
                  {404, 503}});
   ops.push_back({"GET /products",

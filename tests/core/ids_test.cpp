@@ -7,7 +7,7 @@
 #include <set>
 #include <thread>
 
-using namespace emporium::persistence;
+using namespace emporium::core;
 
 TEST_CASE("ids carry their prefix, are well formed and strictly increasing") {
   std::string last;
@@ -117,7 +117,7 @@ TEST_CASE("base64url: only what the encoder can produce decodes") {
 }
 
 TEST_CASE("format_rfc3339 renders UTC with milliseconds") {
-  CHECK(format_rfc3339(0) == "1970-01-01T00:00:00.000Z");
-  CHECK(format_rfc3339(1795550240829) == "2026-11-24T19:57:20.829Z");
-  CHECK(format_rfc3339(-1) == "1969-12-31T23:59:59.999Z");
+  CHECK(emporium::persistence::format_rfc3339(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(emporium::persistence::format_rfc3339(1795550240829) == "2026-11-24T19:57:20.829Z");
+  CHECK(emporium::persistence::format_rfc3339(-1) == "1969-12-31T23:59:59.999Z");
 }
