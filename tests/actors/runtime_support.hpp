@@ -10,14 +10,10 @@
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
+#include "support/silent_listener.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +26,8 @@
 #include <vector>
 
 namespace emporium::test::runtime_pg {
+
+using test::silent_listener;
 
 using namespace std::chrono_literals;
 namespace ps = emporium::persistence::product_store;
@@ -215,28 +213,5 @@ inline model::product_patch price_patch(std::int64_t cents) {
   p.price_cents = cents;
   return p;
 }
-
-/// A TCP port that accepts connections (into the kernel's backlog) but never answers.
-struct silent_listener {
-  int fd = -1;
-  int port = 0;
-  silent_listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    REQUIRE(::listen(fd, 64) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port = ntohs(addr.sin_port);
-  }
-  ~silent_listener() {
-    if (fd >= 0)
-      ::close(fd);
-  }
-};
 
 } // namespace emporium::test::runtime_pg

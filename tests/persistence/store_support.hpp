@@ -10,14 +10,10 @@
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
 #include "persistence/seed.hpp"
+#include "support/silent_listener.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -29,6 +25,8 @@
 #include <vector>
 
 namespace emporium::test::store_pg {
+
+using test::silent_listener;
 
 namespace ps = emporium::persistence::product_store;
 using persistence::pg_session;
@@ -94,30 +92,6 @@ inline std::int64_t scalar(pg_session& s, const std::string& sql) {
   pqxx::nontransaction tx{s.connection()};
   return tx.exec(sql)[0][0].as<std::int64_t>();
 }
-
-/// A TCP port that accepts connections (the kernel completes the handshake into the backlog)
-/// but never reads or answers: a hung server.
-struct silent_listener {
-  int fd = -1;
-  int port = 0;
-  silent_listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    REQUIRE(::listen(fd, 16) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port = ntohs(addr.sin_port);
-  }
-  ~silent_listener() {
-    if (fd >= 0)
-      ::close(fd);
-  }
-};
 
 using clock_type = std::chrono::steady_clock;
 
