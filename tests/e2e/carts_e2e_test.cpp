@@ -181,25 +181,10 @@ TEST_CASE("commerce: concurrent changes to one cart are all kept", "[e2e][commer
   auto cart = c.request("POST", "/carts", "", buyer.auth());
   REQUIRE(cart.status == 201);
   auto id = cart.json().at("id").get<std::string>();
-  std::vector<answer> answers(n);
-  std::vector<std::unique_ptr<http_client>> clients(n);
-  in_parallel(
-    n,
-    [&](int t) {
-      clients[t] = std::make_unique<http_client>(srv.host(), srv.port(), 30s);
-      try {
-        clients[t]->connect();
-      } catch (const std::exception&) {
-      }
-    },
-    [&](int t) {
-      try {
-        answers[t] = record(clients[t]->request("PUT", "/carts/" + id + "/items/" + products[t],
-                                                json{{"quantity", t + 1}}.dump(), buyer.auth()));
-      } catch (const std::exception& e) {
-        answers[t].error = e.what();
-      }
-    });
+  auto answers = race(srv, n, n, [&](http_client& cl, int t) {
+    return cl.request("PUT", "/carts/" + id + "/items/" + products[t],
+                      json{{"quantity", t + 1}}.dump(), buyer.auth());
+  });
   for (const auto& a : answers) {
     INFO(a.status << " " << a.body << a.error);
     CHECK(a.status == 200);

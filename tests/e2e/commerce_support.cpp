@@ -141,6 +141,32 @@ void in_parallel(int n, const std::function<void(int)>& setup,
     t.join();
 }
 
+std::vector<answer> race(const server_process& srv, int clients, int requests,
+                         const std::function<http_response(http_client&, int)>& send) {
+  std::vector<answer> answers(requests);
+  std::vector<std::unique_ptr<http_client>> connections(clients);
+  in_parallel(
+    clients,
+    [&](int t) {
+      connections[t] = std::make_unique<http_client>(srv.host(), srv.port(), 30s);
+      try {
+        connections[t]->connect();
+      } catch (const std::exception&) {
+        // recorded by the first request below
+      }
+    },
+    [&](int t) {
+      for (int k = t; k < requests; k += clients) {
+        try {
+          answers[k] = record(send(*connections[t], k));
+        } catch (const std::exception& e) {
+          answers[k].error = e.what();
+        }
+      }
+    });
+  return answers;
+}
+
 std::vector<shopper> new_shoppers(const server_process& srv, int n) {
   std::vector<shopper> out(n);
   std::vector<std::string> errors(n);

@@ -198,6 +198,13 @@ struct answer {
 
 answer record(const http_response& r);
 
+/// `requests` requests raced by `clients` threads at once, each thread with its own keep-alive
+/// connection opened before the start (a failed connect is recorded by its first request):
+/// request k is sent by thread k % clients, as `send(client, k)` makes it. Every answer, or its
+/// transport failure, in request order.
+std::vector<answer> race(const server_process& srv, int clients, int requests,
+                         const std::function<http_response(http_client&, int)>& send);
+
 } // namespace shop
 
 } // namespace emporium::test

@@ -46,30 +46,11 @@ TEST_CASE("commerce: 200 concurrent orders for a product with stock 50 sell exac
 
   constexpr int orders = 200;
   constexpr int threads = 40;
-  std::vector<answer> answers(orders);
-  std::vector<std::unique_ptr<http_client>> clients(threads);
   auto body = order_body({{product, 1}}).dump();
   auto started = steady::now();
-  in_parallel(
-    threads,
-    [&](int t) {
-      clients[t] = std::make_unique<http_client>(srv.host(), srv.port(), 30s);
-      try {
-        clients[t]->connect(); // its own keep-alive connection, opened before the race
-      } catch (const std::exception&) {
-        // recorded by the first request below
-      }
-    },
-    [&](int t) {
-      for (int k = t; k < orders; k += threads) {
-        try {
-          answers[k] = record(
-            clients[t]->request("POST", "/orders", body, buyers[k % buyers.size()].auth()));
-        } catch (const std::exception& e) {
-          answers[k].error = e.what();
-        }
-      }
-    });
+  auto answers = race(srv, threads, orders, [&](http_client& cl, int k) {
+    return cl.request("POST", "/orders", body, buyers[k % buyers.size()].auth());
+  });
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
   std::cerr << "[measure] 200 concurrent orders (40 threads, stock 50): " << took.count()
             << " ms\n";
@@ -136,28 +117,11 @@ TEST_CASE(
     if ((k % threads) % 2 == 1)
       std::reverse(wanted[k].begin(), wanted[k].end());
   }
-  std::vector<answer> answers(orders);
-  std::vector<std::unique_ptr<http_client>> clients(threads);
   auto started = steady::now();
-  in_parallel(
-    threads,
-    [&](int t) {
-      clients[t] = std::make_unique<http_client>(srv.host(), srv.port(), 30s);
-      try {
-        clients[t]->connect();
-      } catch (const std::exception&) {
-      }
-    },
-    [&](int t) {
-      for (int k = t; k < orders; k += threads) {
-        try {
-          answers[k] = record(clients[t]->request("POST", "/orders", order_body(wanted[k]).dump(),
-                                                  buyers[k % buyers.size()].auth()));
-        } catch (const std::exception& e) {
-          answers[k].error = e.what();
-        }
-      }
-    });
+  auto answers = race(srv, threads, orders, [&](http_client& cl, int k) {
+    return cl.request("POST", "/orders", order_body(wanted[k]).dump(),
+                      buyers[k % buyers.size()].auth());
+  });
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
   std::cerr << "[measure] 160 multi-line orders racing on 4 products (32 threads): " << took.count()
             << " ms\n";
@@ -226,24 +190,9 @@ TEST_CASE(
   auto body = order_body({{product, 3}});
 
   constexpr int n = 20;
-  std::vector<answer> answers(n);
-  std::vector<std::unique_ptr<http_client>> clients(n);
-  in_parallel(
-    n,
-    [&](int t) {
-      clients[t] = std::make_unique<http_client>(srv.host(), srv.port(), 30s);
-      try {
-        clients[t]->connect();
-      } catch (const std::exception&) {
-      }
-    },
-    [&](int t) {
-      try {
-        answers[t] = record(clients[t]->request("POST", "/orders", body.dump(), headers));
-      } catch (const std::exception& e) {
-        answers[t].error = e.what();
-      }
-    });
+  auto answers = race(srv, n, n, [&](http_client& cl, int) {
+    return cl.request("POST", "/orders", body.dump(), headers);
+  });
   for (int t = 0; t < n; ++t) {
     INFO("request " << t << ": " << answers[t].status << " " << answers[t].body
                     << answers[t].error);
@@ -306,24 +255,9 @@ TEST_CASE("commerce: one Idempotency-Key raced with two different bodies makes o
   const std::string bodies[2] = {order_body({{product, 1}}).dump(),
                                  order_body({{product, 2}}).dump()};
   constexpr int n = 20;
-  std::vector<answer> answers(n);
-  std::vector<std::unique_ptr<http_client>> clients(n);
-  in_parallel(
-    n,
-    [&](int t) {
-      clients[t] = std::make_unique<http_client>(srv.host(), srv.port(), 30s);
-      try {
-        clients[t]->connect();
-      } catch (const std::exception&) {
-      }
-    },
-    [&](int t) {
-      try {
-        answers[t] = record(clients[t]->request("POST", "/orders", bodies[t % 2], headers));
-      } catch (const std::exception& e) {
-        answers[t].error = e.what();
-      }
-    });
+  auto answers = race(srv, n, n, [&](http_client& cl, int t) {
+    return cl.request("POST", "/orders", bodies[t % 2], headers);
+  });
   // Exactly one of the bodies won; its requests got the order, the other body's got 422.
   std::set<std::string> created;
   std::set<int> winners;

@@ -193,24 +193,8 @@ TEST_CASE(
   };
   auto race = [&](const std::string& target, const std::string& body, const header_map& who) {
     constexpr int n = 10;
-    std::vector<answer> answers(n);
-    std::vector<std::unique_ptr<http_client>> clients(n);
-    in_parallel(
-      n,
-      [&](int t) {
-        clients[t] = std::make_unique<http_client>(srv.host(), srv.port(), 30s);
-        try {
-          clients[t]->connect();
-        } catch (const std::exception&) {
-        }
-      },
-      [&](int t) {
-        try {
-          answers[t] = record(clients[t]->request("POST", target, body, who));
-        } catch (const std::exception& e) {
-          answers[t].error = e.what();
-        }
-      });
+    auto answers = emporium::test::shop::race(
+      srv, n, n, [&](http_client& cl, int) { return cl.request("POST", target, body, who); });
     int ok = 0;
     for (const auto& a : answers) {
       INFO(a.status << " " << a.body << a.error);
