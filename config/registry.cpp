@@ -82,7 +82,7 @@ template <class T, class Enable = void>
 struct conv;
 
 template <class T>
-struct conv<T, std::enable_if_t<std::is_integral_v<T>>> {
+struct conv<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>> {
   static value_error out_of_range(std::string_view text, bool negative) {
     if (negative && std::is_unsigned_v<T>)
       return value_error(shown(text) + " must not be negative");
@@ -173,6 +173,27 @@ struct conv<std::string> {
     if (s == nullptr)
       throw wrong_type("a string", n);
     return s->get();
+  }
+};
+
+/// true/false (also 1/0, yes/no, on/off in the environment and on the command line).
+template <>
+struct conv<bool> {
+  static bool from_string(std::string_view text) {
+    for (auto yes : {"true", "1", "yes", "on"})
+      if (text == yes)
+        return true;
+    for (auto no : {"false", "0", "no", "off"})
+      if (text == no)
+        return false;
+    throw value_error(shown(text) + " is not a boolean (true or false)");
+  }
+
+  static bool from_toml(const toml::node& n) {
+    const auto* b = n.as_boolean();
+    if (b == nullptr)
+      throw wrong_type("a boolean", n);
+    return b->get();
   }
 };
 
@@ -365,8 +386,15 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(redis, breaker_threshold, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(redis, breaker_open_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, admin_key, "EMPORIUM_ADMIN_KEY"));
+    f.push_back(EMPORIUM_CONFIG_KEY(cluster, node_host, "EMPORIUM_NODE_HOST"));
     f.push_back(EMPORIUM_CONFIG_KEY(cluster, node_port, "EMPORIUM_NODE_PORT"));
     f.push_back(EMPORIUM_CONFIG_KEY(cluster, peers, "EMPORIUM_PEERS"));
+    f.push_back(EMPORIUM_CONFIG_KEY(cluster, tls_certificate, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(cluster, tls_key, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(cluster, tls_cafile, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(cluster, insecure_bind, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(cluster, heartbeat_ms, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(cluster, peer_timeout_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, capacity, "EMPORIUM_RATE_CAPACITY"));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, refill_per_s, "EMPORIUM_RATE_REFILL"));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, mode, nullptr));

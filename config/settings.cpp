@@ -14,6 +14,10 @@ settings load(const std::optional<std::string>& toml_path,
   apply_environment(s, env);
   for (const auto& a : assignments)
     apply_assignment(s, a);
+  // A cluster shares its buckets (N nodes must not admit N times the quota); one node keeps
+  // them in process.
+  if (s.rate_limit.mode == "auto")
+    s.rate_limit.mode = s.cluster.peers.empty() ? "local" : "redis";
   validate(s);
   return s;
 }

@@ -72,16 +72,33 @@ struct auth_settings {
 };
 
 struct cluster_settings {
-  std::optional<std::uint16_t> node_port; ///< none: single node
-  std::vector<std::string> peers;         ///< host:port of the other nodes
+  /// This node's name is node_host:node_port: peers dial it there, and it is what
+  /// X-Emporium-Node, /cluster and the ownership ring call this node.
+  std::string node_host = "127.0.0.1";
+  std::optional<std::uint16_t> node_port; ///< none: single node (the io middleman is not loaded)
+  std::vector<std::string> peers;         ///< host:port of the other nodes (own address ignored)
+  /// Node links over TLS (CAF's OpenSSL module): this node's certificate and key, and the CA
+  /// that signed every member's certificate. All three or none.
+  std::string tls_certificate;
+  std::string tls_key;
+  std::string tls_cafile;
+  /// Without TLS the node port binds to loopback only, unless this says otherwise (a private
+  /// network you trust: anyone reaching a plaintext node port can message any actor).
+  bool insecure_bind = false;
+  /// Every node sends a heartbeat this often, and a peer silent for peer_timeout_ms is down
+  /// (the middleman's heartbeat-interval and connection-timeout, and the quorum lease).
+  int heartbeat_ms = 500;
+  int peer_timeout_ms = 2000;
 };
 
 struct rate_limit_settings {
   int capacity = 200;
   double refill_per_s = 100;
   /// local: one bucket per client on each node; redis: one bucket per client shared by every
-  /// node (a Lua script in Redis), falling back to local limiting while Redis is unreachable.
-  std::string mode = "local";
+  /// node (a Lua script in Redis), falling back to local limiting while Redis is unreachable;
+  /// auto: redis when cluster.peers is set, else local (load() resolves it). local with peers
+  /// is refused.
+  std::string mode = "auto";
   std::optional<int> read_capacity;         ///< GET, HEAD, OPTIONS; unset: capacity
   std::optional<double> read_refill_per_s;  ///< unset: refill_per_s
   std::optional<int> write_capacity;        ///< every other method; unset: capacity

@@ -51,8 +51,9 @@ void validate_gateway(const settings& s) {
                          + "]: " + shown(s.http.trusted_proxies[i])
                          + " is not an address or a CIDR block (192.0.2.0/24, 2001:db8::/32)");
   const auto& r = s.rate_limit;
-  if (r.mode != "local" && r.mode != "redis")
-    throw config_error("config: rate_limit.mode must be local or redis, got " + shown(r.mode));
+  if (r.mode != "auto" && r.mode != "local" && r.mode != "redis")
+    throw config_error("config: rate_limit.mode must be auto, local or redis, got "
+                       + shown(r.mode));
   const auto capacity = [](const char* key, int v) {
     if (v < 1)
       throw config_error("config: " + std::string(key) + " must be at least 1, got "
@@ -132,6 +133,27 @@ void validate(const settings& s) {
   // Peers connect to this node on its node port; without one it could not be reached back.
   if (!s.cluster.peers.empty() && !s.cluster.node_port)
     throw config_error("config: cluster.peers is set but cluster.node_port is not");
+  if (s.cluster.node_host.empty())
+    throw config_error("config: cluster.node_host must not be empty");
+  {
+    const int tls_set = !s.cluster.tls_certificate.empty() + !s.cluster.tls_key.empty()
+                        + !s.cluster.tls_cafile.empty();
+    if (tls_set != 0 && tls_set != 3)
+      throw config_error(
+        "config: cluster.tls_certificate, cluster.tls_key and cluster.tls_cafile "
+        "go together: set all three or none");
+  }
+  require_between("cluster.heartbeat_ms", s.cluster.heartbeat_ms, 50, 60'000);
+  if (s.cluster.peer_timeout_ms < 2 * s.cluster.heartbeat_ms)
+    throw config_error(
+      "config: cluster.peer_timeout_ms must be at least twice cluster.heartbeat_ms, "
+      "got "
+      + std::to_string(s.cluster.peer_timeout_ms));
+  // Each node would give every client a full bucket of its own: N nodes, N times the quota.
+  if (!s.cluster.peers.empty() && s.rate_limit.mode == "local")
+    throw config_error(
+      "config: rate_limit.mode must be redis when cluster.peers is set (a local "
+      "bucket per node would give every client the quota once per node)");
 
   if (s.rate_limit.capacity < 1)
     throw config_error("config: rate_limit.capacity must be at least 1, got "

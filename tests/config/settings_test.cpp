@@ -129,7 +129,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 65);
+  CHECK(keys.size() == 72);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -410,6 +410,7 @@ TEST_CASE("every known key can be set through its environment variable", "[confi
                               : k.key == "http.host"                 ? "::"
                               : k.key == "auth.admin_key"            ? "key-key-key-key-key"
                               : k.key == "cluster.peers"             ? "h:1"
+                              : k.key == "cluster.insecure_bind"     ? "true"
                               : k.key == "shipping.free_above_cents" ? "USD=3"
                                                                      : "3";
     CHECK_NOTHROW(apply_environment(s, {{k.env, value}}));
@@ -919,7 +920,7 @@ TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
   const settings d;
   CHECK(d.http.drain_timeout_ms == 10'000);
   CHECK(d.http.cors_origins.empty());
-  CHECK(d.rate_limit.mode == "local");
+  CHECK(d.rate_limit.mode == "auto");
   CHECK_FALSE(d.rate_limit.read_capacity.has_value());
   CHECK_FALSE(d.rate_limit.write_refill_per_s.has_value());
   CHECK(d.rate_limit.login_capacity == 10);
@@ -1009,4 +1010,45 @@ TEST_CASE("gateway keys: defaults, environment names, overrides and validation",
     c.change(x);
     CHECK_THAT(error_of([&] { validate(x); }), Contains(c.key));
   }
+}
+
+TEST_CASE("cluster keys: names, TLS all or none, timeouts, and shared rate limits with peers",
+          "[config][cluster]") {
+  const settings d;
+  CHECK(d.cluster.node_host == "127.0.0.1");
+  CHECK_FALSE(d.cluster.insecure_bind);
+  CHECK(d.cluster.heartbeat_ms == 500);
+  CHECK(d.cluster.peer_timeout_ms == 2000);
+
+  auto s = load(std::nullopt,
+                {{"EMPORIUM_NODE_HOST", "10.0.0.5"},
+                 {"EMPORIUM_NODE_PORT", "7001"},
+                 {"EMPORIUM_PEERS", "10.0.0.6:7001,10.0.0.7:7001"},
+                 {"EMPORIUM_CLUSTER_INSECURE_BIND", "yes"}},
+                {});
+  CHECK(s.cluster.node_host == "10.0.0.5");
+  CHECK(s.cluster.insecure_bind);
+  // auto resolves to the shared buckets when there are peers, and to local without.
+  CHECK(s.rate_limit.mode == "redis");
+  CHECK(load(std::nullopt, {}, {}).rate_limit.mode == "local");
+  CHECK_THROWS_WITH(load(std::nullopt,
+                         {{"EMPORIUM_NODE_PORT", "7001"},
+                          {"EMPORIUM_PEERS", "10.0.0.6:7001"},
+                          {"EMPORIUM_RATE_LIMIT_MODE", "local"}},
+                         {}),
+                    Contains("rate_limit.mode must be redis"));
+  CHECK_THROWS_WITH(load(std::nullopt, {{"EMPORIUM_CLUSTER_INSECURE_BIND", "maybe"}}, {}),
+                    Contains("not a boolean"));
+  CHECK_THROWS_WITH(load(std::nullopt, {{"EMPORIUM_CLUSTER_TLS_CERTIFICATE", "/a.pem"}}, {}),
+                    Contains("all three or none"));
+  CHECK_THROWS_WITH(
+    load(std::nullopt,
+         {{"EMPORIUM_CLUSTER_HEARTBEAT_MS", "500"}, {"EMPORIUM_CLUSTER_PEER_TIMEOUT_MS", "900"}},
+         {}),
+    Contains("peer_timeout_ms"));
+  settings t;
+  apply_toml_text(t, "[cluster]\ninsecure_bind = true\n", "test");
+  CHECK(t.cluster.insecure_bind);
+  CHECK_THROWS_WITH(apply_toml_text(t, "[cluster]\ninsecure_bind = 1\n", "test"),
+                    Contains("a boolean"));
 }
