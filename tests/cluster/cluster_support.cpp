@@ -148,8 +148,10 @@ bool cluster::converged_view(int i, const json& v, std::string& why) {
   std::set<int> up(alive.begin(), alive.end());
   if (v.value("node", "") != name(i))
     out << "node is " << v.value("node", "?") << " (expected " << name(i) << "); ";
-  if (!v.value("serving", false))
-    out << "not serving; ";
+  // Serving exactly when a majority of the configured members is live.
+  bool majority = 2 * static_cast<int>(alive.size()) > size();
+  if (v.value("serving", !majority) != majority)
+    out << (majority ? "not serving; " : "serving without a majority; ");
   if (v.value("configured", -1) != size())
     out << "configured " << v.value("configured", -1) << " (expected " << size() << "); ";
   if (v.value("live", -1) != static_cast<int>(alive.size()))

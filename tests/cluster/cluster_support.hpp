@@ -67,7 +67,8 @@ class cluster {
   /// once it answers /healthz (not once it has joined: see wait_converged).
   void start(int i);
 
-  /// Waits until every live node's GET /cluster names itself, answers `serving: true`, counts
+  /// Waits until every live node's GET /cluster names itself, serves exactly when a majority of
+  /// the configured nodes is live (`serving`), counts
   /// size() configured and live() live members, and lists itself as "self", every other live
   /// node "up" and every other configured node "down". Returns how long it took; fails the test
   /// after `limit` with each node's last view and log tail.

@@ -3,10 +3,11 @@
 // any request the same (forwarding entity messages to the owner), X-Emporium-Node names the node
 // asked, every node names the same owner for a key, one live actor per entity over the whole
 // cluster; a node killed with -9, frozen with SIGSTOP, restarted or added loses no acknowledged
-// write, writes nothing stale, and its entities are served by the others within 5 s. Times are
-// measured and printed ("[measure] ..."); the assertions are the bounds the contract promises
-// (5 s to serve a dead node's entities, every answer before http.request_timeout_ms), never a
-// speed. Catch2 assertions are not thread-safe: load threads only record, checks run afterwards.
+// write, writes nothing stale, and its entities are served by the others within 5 s; a node
+// alone of three serves no entity until a peer is back. Times are measured and printed
+// ("[measure] ..."); the assertions are the bounds the contract promises (5 s to serve a dead
+// node's entities, every answer before http.request_timeout_ms), never a speed. Catch2
+// assertions are not thread-safe: load threads only record, checks run afterwards.
 
 #include "cluster/cluster_support.hpp"
 #include "faults/fault_support.hpp"
@@ -856,4 +857,43 @@ TEST_CASE(
       CHECK(r.status == 200);
     }
   check_actors(c, "product", k);
+}
+
+TEST_CASE(
+  "a node that sees no majority serves no entity (503 with Retry-After) and passivates its "
+  "actors, and serves again once a peer is back",
+  "[cluster][quorum]") {
+  cluster c{options()};
+  auto via = clients_of(c);
+  std::vector<std::string> products;
+  for (int i = 0; i < 3; ++i)
+    products.push_back(faults::create_product(*via[i], 100, 1'000 + 100 * i));
+  for (const auto& p : products)
+    expect(get_via(c, 0, "/products/" + p), 200, "GET /products/" + p + " via node 0");
+
+  c.kill9(1);
+  c.kill9(2);
+  // Alone of three, node 0 stops serving once it sees the others down.
+  auto lost = c.wait_converged(20s);
+  std::cout << "[measure] node 0 alone: its view converged (serving false) " << lost.count()
+            << " ms after the kills" << std::endl;
+  auto v = c.view(0);
+  CHECK(v.value("serving", true) == false);
+  CHECK(v.value("live", -1) == 1);
+  CHECK(c.metric(0, "emporium_cluster_serving") == 0);
+  for (const auto& p : products) {
+    auto r = get_via(c, 0, "/products/" + p);
+    INFO("GET /products/" << p << " via node 0 alone -> " << show(r));
+    CHECK(r.status == 503);
+    CHECK(r.has_header("retry-after"));
+    CHECK(r.header("content-type").rfind("application/problem+json", 0) == 0);
+    CHECK(node_of(r) == c.name(0));
+  }
+  check_actors(c, "product", 0);
+
+  c.start(1);
+  c.wait_converged(20s);
+  for (const auto& p : products)
+    expect(get_via(c, 0, "/products/" + p), 200, "GET /products/" + p + " via node 0 again");
+  CHECK(c.metric(0, "emporium_cluster_serving") == 1);
 }
