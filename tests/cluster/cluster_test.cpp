@@ -435,8 +435,10 @@ TEST_CASE(
       survivors.push_back(i);
 
   auto book = std::make_shared<order_book>();
+  // A write forwarded to the dying node gets 503 (its outcome is unknown: retried below with
+  // its key); a read is sent again to the new owner. No answer: the client asked the dead node.
   std::vector<operation> ops{order_op(book, shoppers, products, {201, 503, 0}),
-                             read_op(products, {200, 503, 0})};
+                             read_op(products, {200, 0})};
   faults::load_generator load{c.endpoints({0, 1, 2}), ops, 6};
   load.start();
   std::this_thread::sleep_for(2500ms);
