@@ -401,10 +401,20 @@ TEST_CASE(
   check_actors(c, "order", 1);
   // Reading each entity through all three nodes forwarded most of those reads.
   CHECK(c.sum_metric("emporium_cluster_forwarded_total") > 0);
+  CHECK(c.sum_metric("emporium_cluster_forward_seconds_count") > 0);
   for (int i = 0; i < c.size(); ++i) {
     INFO("node " << i);
     CHECK(c.metric(i, "emporium_cluster_serving") == 1);
-    CHECK(c.metric(i, "emporium_cluster_ring_version") >= 0);
+    CHECK(c.metric(i, "emporium_cluster_members{state=\"up\"}") == 3);
+    CHECK(c.metric(i, "emporium_cluster_members{state=\"down\"}") == 0);
+    // /cluster/owner answers with the ring version of the node's view.
+    auto version = c.view(i).value("ring_version", -1);
+    CHECK(version >= 0);
+    CHECK(c.metric(i, "emporium_cluster_ring_version") == version);
+    auto owner = expect(get_via(c, i, "/cluster/owner/" + order_id), 200,
+                        "GET /cluster/owner via node " + std::to_string(i));
+    CHECK(owner.json().value("id", "") == order_id);
+    CHECK(owner.json().value("ring_version", -2) == version);
   }
 }
 
@@ -879,6 +889,8 @@ TEST_CASE(
   CHECK(v.value("serving", true) == false);
   CHECK(v.value("live", -1) == 1);
   CHECK(c.metric(0, "emporium_cluster_serving") == 0);
+  CHECK(c.metric(0, "emporium_cluster_members{state=\"up\"}") == 1);
+  CHECK(c.metric(0, "emporium_cluster_members{state=\"down\"}") == 2);
   for (const auto& p : products) {
     auto r = get_via(c, 0, "/products/" + p);
     INFO("GET /products/" << p << " via node 0 alone -> " << show(r));
@@ -894,4 +906,15 @@ TEST_CASE(
   for (const auto& p : products)
     expect(get_via(c, 0, "/products/" + p), 200, "GET /products/" + p + " via node 0 again");
   CHECK(c.metric(0, "emporium_cluster_serving") == 1);
+}
+
+TEST_CASE("a single node (no node port) names itself http.host:http.port in X-Emporium-Node",
+          "[cluster]") {
+  test::server_process srv{faults::fault_env()};
+  auto expected = "127.0.0.1:" + std::to_string(srv.port());
+  http_client cl{srv.host(), srv.port(), 30s};
+  auto product = faults::create_product(cl, 10);
+  CHECK(node_of(cl.get("/healthz")) == expected);
+  CHECK(node_of(cl.get("/products/" + product)) == expected);
+  CHECK(node_of(cl.get("/products/prod_00000000000000000000000000")) == expected); // a 404
 }
