@@ -560,13 +560,16 @@ TEST_CASE(
 }
 
 TEST_CASE(
-  "a second server, idle while Redis was down and the first one failed to write it, serves "
+  "a second server, which found Redis down while the first one failed to write it, serves "
   "nothing stale once Redis is back, while the first still holds its invalidations",
   "[faults][redis]") {
   services svc;
   service_guard guard{svc};
   server_process first{fault_env()};
-  server_process second{fault_env({{"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "1"}})};
+  // One db worker and one search worker: the connection that failed during the outage is the
+  // one that reads once Redis is back.
+  server_process second{
+    fault_env({{"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "1"}, {"EMPORIUM_POSTGRES_POOL_SIZE", "1"}})};
   http_client c1{first.host(), first.port(), 30s};
   http_client c2{second.host(), second.port(), 30s};
   cached_state st{c1};
@@ -577,6 +580,10 @@ TEST_CASE(
 
   svc.stop_redis_keeping_data();
   auto renamed = change_during_outage(c1, st);
+  // The second server finds Redis down too (a search and a session lookup), and answers them
+  // from PostgreSQL.
+  CHECK(c2.get("/search?q=" + letters_of(emporium::test::unique("o"))).status == 200);
+  CHECK(whoami(c2, st.who, st.who.kept) == 200);
   svc.start_redis();
   check_redis_holds_stale(svc, st);
   // The first server has not touched Redis since: its invalidations still wait.
