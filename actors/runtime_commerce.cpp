@@ -88,13 +88,16 @@ caf::error forbidden_without_customer() {
 /// Sessions this node verified lately. An entry is believed until the session expires or for
 /// `auth.session_cache_ms` after its verification, whichever comes first: a session deleted in
 /// PostgreSQL (through any node) is refused here at most that long after, plus the life of its
-/// Redis copy. A lookup of an unknown or dropped hash asks Redis, then PostgreSQL.
+/// Redis copy. A lookup of an unknown or no longer believed hash asks Redis, then PostgreSQL;
+/// when that lookup fails for want of PostgreSQL (no session can be deleted then either), the
+/// last verification stands until the session expires (last_verified).
 struct runtime::impl::session_cache {
   explicit session_cache(std::int64_t believe_ms) : believe_ms(believe_ms) {}
 
   struct entry {
     std::string customer_id;
     std::int64_t believed_until_ms;
+    std::int64_t expires_at_ms;
   };
   const std::int64_t believe_ms;
   std::mutex mtx;
@@ -107,10 +110,24 @@ struct runtime::impl::session_cache {
     auto it = entries.find(hash);
     if (it == entries.end())
       return std::nullopt;
-    if (it->second.believed_until_ms <= now_ms()) {
+    if (it->second.expires_at_ms <= now_ms()) {
       entries.erase(it);
       return std::nullopt;
     }
+    if (it->second.believed_until_ms <= now_ms())
+      return std::nullopt;
+    return it->second.customer_id;
+  }
+
+  /// The customer of the last verification of `hash`, believed or not, while its session has
+  /// not expired.
+  std::optional<std::string> last_verified(const std::string& hash) {
+    if (believe_ms == 0)
+      return std::nullopt;
+    std::lock_guard<std::mutex> guard{mtx};
+    auto it = entries.find(hash);
+    if (it == entries.end() || it->second.expires_at_ms <= now_ms())
+      return std::nullopt;
     return it->second.customer_id;
   }
 
@@ -120,7 +137,8 @@ struct runtime::impl::session_cache {
     std::lock_guard<std::mutex> guard{mtx};
     if (entries.size() >= 100'000)
       entries.clear(); // bounded memory; the next lookups refill from Redis
-    entries[hash] = entry{std::move(customer_id), std::min(expires_at_ms, now_ms() + believe_ms)};
+    entries[hash] = entry{std::move(customer_id), std::min(expires_at_ms, now_ms() + believe_ms),
+                          expires_at_ms};
   }
 };
 
@@ -301,6 +319,9 @@ void runtime::authenticate(std::string token, callback<model::principal> cb) {
       return model::session_grant{{}, row->customer_id, row->expires_at_ms};
     },
     [cb = std::move(cb), sessions, hash](result<model::session_grant> r) {
+      if (!r && r.error().code != errc::unauthorized)
+        if (auto cid = sessions->last_verified(hash))
+          return cb(model::principal{false, std::move(*cid)});
       if (!r)
         return cb(r.error());
       sessions->put(hash, r->customer_id, r->expires_at_ms);
