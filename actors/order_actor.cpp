@@ -97,7 +97,7 @@ auto cancel_job(model::order o, std::string from) {
       return failure{errc::conflict, "the order changed meanwhile; retry", {}};
     auto fresh = os::find_order(tx, o.id);
     tx.commit();
-    forget_cached_products(b, done->changes);
+    catalog_changed_by(b, done->changes);
     model::order_change ch;
     ch.placed = std::move(*fresh);
     ch.stock = levels(done->changes);

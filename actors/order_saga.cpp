@@ -2,7 +2,6 @@
 
 #include "actors/order_logic.hpp"
 #include "persistence/order_store.hpp"
-#include "persistence/product_store.hpp"
 #include "persistence/search_store.hpp"
 
 namespace emporium::actors {
@@ -10,18 +9,10 @@ namespace emporium::actors {
 namespace os = persistence::order_store;
 namespace st = model::order_status;
 
-void forget_cached_products(persistence::backend& b, const std::vector<os::stock_change>& changes) {
-  // Products mirror their rows; a cached copy from before this transaction must not be loaded,
-  // nor written back later by a load that read the row before this commit: a tombstone of the
-  // committed version refuses such older copies.
-  bool reached = true;
-  for (const auto& c : changes)
-    reached = persistence::product_store::forget_cached(b.cache, c.product_id, c.version,
-                                                        b.cache_ttl_s)
-              && reached;
-  // Search shows whether a product is in stock. (A failed delete has marked the cache for a
-  // flush, search results included.)
-  if (!changes.empty() && reached)
+void catalog_changed_by(persistence::backend& b, const std::vector<os::stock_change>& changes) {
+  // Search shows whether a product is in stock. The products themselves have no copy outside
+  // their actors, which learn the committed stock from publish_stock.
+  if (!changes.empty())
     persistence::search_store::catalog_changed(b.cache);
 }
 
@@ -139,7 +130,7 @@ void commit_placement(order_ptr self, const entity_env& env, std::shared_ptr<sag
                        {}};
       }
       tx.commit();
-      forget_cached_products(b, placed.changes);
+      catalog_changed_by(b, placed.changes);
       model::order_change ch;
       ch.placed = std::move(placed.stored);
       ch.stock = levels(placed.changes);

@@ -27,9 +27,9 @@ void place_order(order_ptr self, const entity_env& env, model::order_request req
                  std::vector<model::line_request> lines,
                  caf::typed_response_promise<model::order> rp);
 
-/// Drops the cached copies of the products a committed transaction changed.
-void forget_cached_products(persistence::backend& b,
-                            const std::vector<persistence::order_store::stock_change>& changes);
+/// Retires the cached search results when a committed transaction changed some stock.
+void catalog_changed_by(persistence::backend& b,
+                        const std::vector<persistence::order_store::stock_change>& changes);
 
 std::vector<model::stock_level> levels(
   const std::vector<persistence::order_store::stock_change>& changes);

@@ -25,10 +25,10 @@ caf::behavior payment_sweeper(caf::event_based_actor* self, entity_env env) {
                   make_job(
                     [stale_ms](persistence::backend& b) -> result<std::vector<std::string>> {
                       pqxx::read_transaction tx{b.pg.connection()};
-                      auto ids = os::stale_payments(tx, 500, stale_ms);
-                      auto overdue = os::overdue_orders(tx, 500);
-                      ids.insert(ids.end(), overdue.begin(), overdue.end());
-                      return ids;
+                      // Another node sweeping right now: this one skips its turn.
+                      auto ids = os::sweep(tx, 500, stale_ms);
+                      tx.commit();
+                      return ids.value_or(std::vector<std::string>{});
                     },
                     env.db_timeout))
         .then(

@@ -10,6 +10,10 @@ namespace emporium::actors {
 /// reconciled: at start (orders that expired or were left paying while no node ran) and then
 /// periodically. Survives restarts because it reads the database, not timers. Nothing is
 /// expired before the provider was asked whether a payment attempt of it was charged.
+/// Every node runs one; a PostgreSQL advisory lock in the sweep's read lets one node read at a
+/// time (the others skip that turn). Nudging an order twice (two nodes' sweeps one after the
+/// other) is harmless: the order handles order_expire only while its state calls for it, and
+/// every transition it makes is conditional on the status in PostgreSQL.
 caf::behavior payment_sweeper(caf::event_based_actor* self, entity_env env);
 
 } // namespace emporium::actors

@@ -14,24 +14,9 @@ namespace ps = persistence::product_store;
 
 namespace {
 
-/// Loads through the cache. After a failed write the cache is skipped: it may not have seen
-/// what that write left behind.
-result<std::optional<model::product>> load(persistence::backend& b, const std::string& id,
-                                           bool use_cache) {
-  return ps::load(b, id, use_cache);
-}
-
-/// After a commit, Redis gets the new value. Should that fail, the cache may still hold the
-/// previous version; the key is deleted instead, and failing that too, it expires by TTL.
-/// Then cached search results from before the commit are retired, before the write answers
-/// (when Redis failed above, the cache is already marked for a flush: nothing to retire, and
-/// no second timeout to pay).
-void refresh_cache(persistence::backend& b, const model::product& p) {
-  auto key = ps::cache_key(p.id);
-  if (!ps::cache_put(b.cache, p, b.cache_ttl_s)) {
-    b.cache.del(key);
-    return;
-  }
+/// After a commit, cached search results from before it are retired before the write answers.
+/// The product itself has no copy outside its actor: the next activation reads PostgreSQL.
+void refresh_cache(persistence::backend& b) {
   persistence::search_store::catalog_changed(b.cache);
 }
 
@@ -46,13 +31,13 @@ product_entity_actor::behavior_type product_entity(
   self->state.id = id;
   // Awaited: no message is handled before the state is known. A failed load stops the actor;
   // its mailbox is bounced with the reason, and the next message re-activates it.
-  auto reload = [self, env](bool use_cache) {
+  auto reload = [self, env] {
     auto id = self->state.id;
     self
-      ->request(
-        env.pool->for_key(id), env.db_timeout,
-        make_job([id, use_cache](persistence::backend& b) { return load(b, id, use_cache); },
-                 env.db_timeout))
+      ->request(env.pool->for_key(id), env.db_timeout,
+                make_job([id](persistence::backend& b)
+                           -> result<std::optional<model::product>> { return ps::load(b, id); },
+                         env.db_timeout))
       .await(
         [self, env](std::optional<model::product>& p) {
           self->state.product = std::move(p);
@@ -61,7 +46,7 @@ product_entity_actor::behavior_type product_entity(
         },
         [self](caf::error& err) { self->quit(std::move(err)); });
   };
-  reload(true);
+  reload();
 
   // Runs `write` on this entity's worker and blocks other messages until it answered.
   auto commit = [self, env, reload](auto write, caf::typed_response_promise<model::product> rp) {
@@ -77,7 +62,7 @@ product_entity_actor::behavior_type product_entity(
           // us: reload before anything else. The reload is queued on the same worker, so it
           // reads what the failed write left behind, even if that write completes late.
           rp.deliver(std::move(err));
-          reload(false);
+          reload();
         });
     return rp;
   };
@@ -101,7 +86,7 @@ product_entity_actor::behavior_type product_entity(
           pqxx::work tx{b.pg.connection()};
           auto p = ps::insert(tx, id, draft);
           tx.commit();
-          refresh_cache(b, p);
+          refresh_cache(b);
           return result<model::product>{std::move(p)};
         },
         rp);
@@ -145,7 +130,7 @@ product_entity_actor::behavior_type product_entity(
               tx, "product:" + p->id, p->version, "stock_changed",
               "{\"product_id\":\"" + p->id + "\",\"stock\":" + std::to_string(p->stock) + "}");
           tx.commit();
-          refresh_cache(b, *p);
+          refresh_cache(b);
           return result<model::product>{std::move(*p)};
         },
         rp);

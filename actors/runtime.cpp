@@ -47,7 +47,7 @@ runtime_stats runtime::stats() const {
   s.db_breaker = static_cast<int>(impl_->pool.counters().breaker.current());
   s.db_breaker_opened = impl_->pool.counters().breaker.times_opened();
   s.cache_breaker = persistence::redis_cache::breaker_state();
-  s.cache_flush_pending = persistence::redis_cache::flush_pending();
+  s.cache_pending_invalidations = persistence::redis_cache::pending_invalidations();
   s.cluster = cluster();
   const auto& c = *impl_->cluster;
   auto& f = s.forwarding;

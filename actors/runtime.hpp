@@ -11,6 +11,7 @@
 #include "core/model.hpp"
 #include "core/search_model.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,8 +74,8 @@ struct runtime_stats {
   std::int64_t signup_hashes = 0;   ///< passwords hashed for sign-ups
   int db_breaker = 0;               ///< PostgreSQL circuit: 0 closed, 1 open, 2 half-open
   std::int64_t db_breaker_opened = 0;
-  int cache_breaker = 0;            ///< Redis circuit, likewise
-  bool cache_flush_pending = false; ///< Redis bypassed until flushed after lost writes
+  int cache_breaker = 0;                       ///< Redis circuit, likewise
+  std::size_t cache_pending_invalidations = 0; ///< keys whose Redis write failed, not yet deleted
   cluster_status cluster;
   forward_stats forwarding;
 };

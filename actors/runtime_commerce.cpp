@@ -9,9 +9,11 @@
 #include "persistence/cart_store.hpp"
 #include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
+#include "persistence/search_store.hpp"
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <charconv>
 #include <mutex>
 #include <unordered_map>
@@ -27,6 +29,40 @@ namespace {
 std::string session_cache_key(const std::string& token_hash) {
   return "emporium:session:" + token_hash;
 }
+
+/// The longest a session's Redis copy lives: the bound on how long a session deleted in
+/// PostgreSQL can still be accepted through a copy no node was able to delete (its expiry is
+/// checked on every hit, so an expired session is refused at once).
+constexpr int session_copy_ttl_s = 120;
+
+/// The generation every session copy in Redis names: a starting node deletes it (it cannot
+/// know whether a process before it lost an invalidation), which retires every copy at once.
+constexpr const char* session_generation_key = "emporium:session:generation";
+
+struct session_copy {
+  std::string customer_id;
+  std::int64_t expires_at_ms = 0;
+  std::string generation;
+};
+
+/// "customer|expires_at_ms|generation"; nothing when `text` is anything else.
+std::optional<session_copy> parse_session_copy(const std::string& text) {
+  auto bar = text.find('|');
+  if (bar == std::string::npos || bar == 0)
+    return std::nullopt;
+  auto second = text.find('|', bar + 1);
+  if (second == std::string::npos || second + 1 == text.size())
+    return std::nullopt;
+  session_copy out;
+  const char* end = text.data() + second;
+  auto [last, ec] = std::from_chars(text.data() + bar + 1, end, out.expires_at_ms);
+  if (ec != std::errc{} || last != end)
+    return std::nullopt;
+  out.customer_id = text.substr(0, bar);
+  out.generation = text.substr(second + 1);
+  return out;
+}
+static_assert(session_copy_ttl_s <= persistence::longest_stale_s);
 
 /// A hash of a random password, verified against when the email is unknown, so that both
 /// failures cost the same time and say the same thing.
@@ -49,15 +85,27 @@ caf::error forbidden_without_customer() {
 
 } // namespace
 
+/// Sessions this node verified lately. An entry is believed until the session expires or for
+/// `auth.session_cache_ms` after its verification, whichever comes first: a session deleted in
+/// PostgreSQL (through any node) is refused here at most that long after, plus the life of its
+/// Redis copy. A lookup of an unknown or no longer believed hash asks Redis, then PostgreSQL;
+/// when that lookup fails for want of PostgreSQL (no session can be deleted then either), the
+/// last verification stands until the session expires (last_verified).
 struct runtime::impl::session_cache {
+  explicit session_cache(std::int64_t believe_ms) : believe_ms(believe_ms) {}
+
   struct entry {
     std::string customer_id;
+    std::int64_t believed_until_ms;
     std::int64_t expires_at_ms;
   };
+  const std::int64_t believe_ms;
   std::mutex mtx;
   std::unordered_map<std::string, entry> entries;
 
   std::optional<std::string> find(const std::string& hash) {
+    if (believe_ms == 0)
+      return std::nullopt;
     std::lock_guard<std::mutex> guard{mtx};
     auto it = entries.find(hash);
     if (it == entries.end())
@@ -66,21 +114,38 @@ struct runtime::impl::session_cache {
       entries.erase(it);
       return std::nullopt;
     }
+    if (it->second.believed_until_ms <= now_ms())
+      return std::nullopt;
+    return it->second.customer_id;
+  }
+
+  /// The customer of the last verification of `hash`, believed or not, while its session has
+  /// not expired.
+  std::optional<std::string> last_verified(const std::string& hash) {
+    if (believe_ms == 0)
+      return std::nullopt;
+    std::lock_guard<std::mutex> guard{mtx};
+    auto it = entries.find(hash);
+    if (it == entries.end() || it->second.expires_at_ms <= now_ms())
+      return std::nullopt;
     return it->second.customer_id;
   }
 
   void put(const std::string& hash, std::string customer_id, std::int64_t expires_at_ms) {
+    if (believe_ms == 0)
+      return;
     std::lock_guard<std::mutex> guard{mtx};
     if (entries.size() >= 100'000)
       entries.clear(); // bounded memory; the next lookups refill from Redis
-    entries[hash] = entry{std::move(customer_id), expires_at_ms};
+    entries[hash] = entry{std::move(customer_id), std::min(expires_at_ms, now_ms() + believe_ms),
+                          expires_at_ms};
   }
 };
 
 void runtime::impl::start_commerce() {
   if (sodium_init() < 0)
     throw std::runtime_error("libsodium failed to initialise");
-  sessions = std::make_shared<session_cache>();
+  sessions = std::make_shared<session_cache>(settings.auth.session_cache_ms);
   entity_env env;
   env.pool = &pool;
   env.dir = &dir;
@@ -96,6 +161,20 @@ void runtime::impl::start_commerce() {
   dir.add_local_orders(spawn_manager<order_actor>(
     sys, managed("order", entity_factory_of(order_entity, env), order_counters)));
   services.push_back(sys.spawn(payment_sweeper, env));
+  // A process that stopped while Redis was out of reach may have lost invalidations, and so
+  // may another node while this one finds Redis failing: at start and after every Redis failure
+  // it sees, a node retires the session copies and the cached search results (by deleting their
+  // generation tokens; a pending invalidation while Redis is out of reach), so nothing cached
+  // before is believed. Costs one PostgreSQL read per active session and a search warm-up.
+  persistence::redis_cache::retire_after_failures(session_generation_key);
+  persistence::redis_cache::retire_after_failures(persistence::search_store::catalog_version_key);
+  // Here, on the thread that starts the runtime (never a CAF or Asio thread), before any
+  // request: at most a Redis timeout or two when Redis is out of reach.
+  persistence::redis_cache cache{
+    persistence::redis_options{settings.redis.url, settings.redis.timeout_ms,
+                               settings.redis.breaker_threshold, settings.redis.breaker_open_ms}};
+  cache.del(session_generation_key);
+  persistence::search_store::catalog_changed(cache);
   services.push_back(sys.spawn(retention_service, env));
 }
 
@@ -215,28 +294,33 @@ void runtime::authenticate(std::string token, callback<model::principal> cb) {
   impl_->run_db<model::session_grant>(
     [hash](persistence::backend& b) -> result<model::session_grant> {
       auto key = session_cache_key(hash);
-      // "customer|expires_at_ms"; anything else in Redis is ignored and PostgreSQL decides.
-      if (auto cached = b.cache.get(key)) {
-        auto bar = cached->find('|');
-        std::int64_t expires = 0;
-        if (bar != std::string::npos && bar > 0) {
-          const char* end = cached->data() + cached->size();
-          auto [last, ec] = std::from_chars(cached->data() + bar + 1, end, expires);
-          if (ec == std::errc{} && last == end && expires > now_ms())
-            return model::session_grant{{}, cached->substr(0, bar), expires};
-        }
-      }
+      // "customer|expires_at_ms|generation", believed only under the current generation and
+      // before its expiry; anything else in Redis is ignored and PostgreSQL decides.
+      auto cached = b.cache.get_many({session_generation_key, key});
+      const auto& generation = cached[0];
+      if (generation && cached[1])
+        if (auto copy = parse_session_copy(*cached[1]);
+            copy && copy->generation == *generation && copy->expires_at_ms > now_ms())
+          return model::session_grant{{}, copy->customer_id, copy->expires_at_ms};
       pqxx::read_transaction tx{b.pg.connection()};
       auto row = customers::find_session(tx, hash);
+      tx.commit();
       if (!row)
         return failure{errc::unauthorized, "the token is unknown or expired", {}};
       auto ttl_s = static_cast<int>(
         std::max<std::int64_t>(1, (row->expires_at_ms - now_ms()) / 1000));
-      b.cache.set(key, row->customer_id + "|" + std::to_string(row->expires_at_ms),
-                  std::min(ttl_s, b.cache_ttl_s));
+      auto current = generation ? generation
+                                : b.cache.generation(session_generation_key, 24 * 3600);
+      if (current)
+        b.cache.set(key,
+                    row->customer_id + "|" + std::to_string(row->expires_at_ms) + "|" + *current,
+                    std::min({ttl_s, b.cache_ttl_s, session_copy_ttl_s}));
       return model::session_grant{{}, row->customer_id, row->expires_at_ms};
     },
     [cb = std::move(cb), sessions, hash](result<model::session_grant> r) {
+      if (!r && r.error().code != errc::unauthorized)
+        if (auto cid = sessions->last_verified(hash))
+          return cb(model::principal{false, std::move(*cid)});
       if (!r)
         return cb(r.error());
       sessions->put(hash, r->customer_id, r->expires_at_ms);

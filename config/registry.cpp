@@ -411,6 +411,7 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(actors, scheduler_threads, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, idle_timeout_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, session_ttl_s, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(auth, session_cache_ms, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, signup_workers, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, login_workers, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, signup_queue_limit, nullptr));

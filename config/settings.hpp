@@ -49,7 +49,7 @@ struct postgres_settings {
 struct redis_settings {
   std::string url = "redis://127.0.0.1:6379/0";
   int timeout_ms = 200; ///< connect and command timeout
-  int ttl_s = 3'600;    ///< cached entities expire after this long
+  int ttl_s = 3'600;    ///< a cap on the life of cached search results and session copies
   int breaker_threshold = 3;
   int breaker_open_ms = 1'000;
 };
@@ -61,6 +61,10 @@ struct auth_settings {
   /// and derives the session-token and search-cursor keys from it.
   std::string admin_key_hash;
   int session_ttl_s = 30 * 24 * 3600; ///< customer bearer tokens expire after this long
+  /// How long a node believes a session it verified without asking again (its in-process
+  /// session cache): a session deleted in PostgreSQL through another node is refused here at
+  /// most this long after (plus the life of its Redis copy). 0: no in-process cache.
+  int session_cache_ms = 2'000;
   /// Password hashing (Argon2id, 64 MiB each) runs on workers of its own, sign-ups apart from
   /// logins, so that a flood of sign-ups cannot delay a login behind it.
   int signup_workers = 1;

@@ -174,6 +174,7 @@ void validate(const settings& s) {
   validate_gateway(s);
 
   require_positive("auth.session_ttl_s", s.auth.session_ttl_s);
+  require_between("auth.session_cache_ms", s.auth.session_cache_ms, 0, 60'000);
   require_between("auth.signup_workers", s.auth.signup_workers, 1, 64);
   require_between("auth.login_workers", s.auth.login_workers, 1, 64);
   require_between("auth.signup_queue_limit", s.auth.signup_queue_limit, 1, 100'000);

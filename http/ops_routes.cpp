@@ -64,9 +64,11 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
            kind::counter);
   w.sample("emporium_circuit_breaker_opened_total", {{"dependency", "postgres"}},
            static_cast<double>(s.db_breaker_opened));
-  w.header("emporium_cache_flush_pending",
-           "1 while the Redis cache is bypassed until flushed after a lost write", kind::gauge);
-  w.sample("emporium_cache_flush_pending", {}, s.cache_flush_pending ? 1 : 0);
+  w.header("emporium_cache_pending_invalidations",
+           "Keys whose Redis write failed, read from PostgreSQL until Redis deleted them",
+           kind::gauge);
+  w.sample("emporium_cache_pending_invalidations", {},
+           static_cast<double>(s.cache_pending_invalidations));
 
   const auto& cl = s.cluster;
   w.header("emporium_cluster_members", "Configured cluster members by state, this node included",

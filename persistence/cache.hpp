@@ -2,13 +2,22 @@
 /// The Redis cache client (hiredis). Blocking, like pg_session: one instance per worker thread.
 /// Redis is only ever a cache here: every failure degrades to "miss" and the caller reads
 /// PostgreSQL, so an outage makes reads slower, never wrong or failed.
+///
+/// Several nodes share one Redis, so nothing here may clear it as a whole. A write (SET, DEL)
+/// that fails leaves Redis possibly holding an older value of that key: the key is recorded as
+/// a pending invalidation (per Redis server, at most `max_pending_invalidations`), its reads
+/// bypass Redis, and the first connection that reaches Redis again DELs every recorded key
+/// before it serves anything. What a process cannot record (it restarted, or the set was full)
+/// ends by time: every value this program caches lives at most `longest_stale_s`.
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct redisContext;
 
@@ -33,6 +42,16 @@ redis_endpoint parse_redis_url(const std::string& url);
 /// redisFree, or nullptr with `error` saying what failed. Blocks: worker threads only.
 redisContext* connect_redis(const redis_endpoint& endpoint, std::chrono::milliseconds timeout,
                             std::string& error);
+
+/// How many failed writes' keys are remembered for invalidation. Beyond that, the next failed
+/// write makes every read bypass Redis for `longest_stale_s` after it (reads are then slower,
+/// never stale), while the recorded keys are still deleted when Redis is back.
+inline constexpr std::size_t max_pending_invalidations = 10'000;
+
+/// The longest a value written to Redis by this program can outlive the write that made it
+/// stale: the lifetime of a cached search result or session copy (the catalog version token
+/// lives longer, but a stale token only names results that expire within this time).
+inline constexpr int longest_stale_s = 300;
 
 struct redis_options {
   std::string url;
@@ -59,41 +78,58 @@ class redis_cache {
   /// The cached value, or nothing on a miss or when Redis cannot be reached.
   std::optional<std::string> get(std::string_view key);
 
-  /// Stores `value` with a time to live; false when Redis cannot be reached.
+  /// The values of `keys` in one round trip (MGET), each nothing on a miss; all nothing when
+  /// Redis cannot be reached.
+  std::vector<std::optional<std::string>> get_many(const std::vector<std::string>& keys);
+
+  /// Stores `value` with a time to live; false when Redis cannot be reached (the key is then a
+  /// pending invalidation: Redis may still hold an older value of it).
   bool set(std::string_view key, std::string_view value, int ttl_s);
 
-  /// Stores `value`, whose JSON has a numeric "version", unless the cached value's version is
-  /// newer: a writer that read before a newer change cannot put its older copy over the
-  /// newer copy or over the tombstone that change left (see product_store::forget_cached).
-  /// False when Redis cannot be reached (the cache is then marked for a flush).
-  bool set_unless_newer(std::string_view key, std::string_view value, std::int64_t version,
-                        int ttl_s);
-
-  /// Removes `key`; false when Redis cannot be reached.
+  /// Removes `key`; false when Redis cannot be reached (the key is then a pending
+  /// invalidation).
   bool del(std::string_view key);
 
   /// Answers PING.
   bool ping();
 
+  /// The current generation under `key`: a random token naming a family of cached values
+  /// (their keys or values carry it), so that deleting the token retires them all at once. Made
+  /// when there is none and Redis answers; nothing when Redis cannot be used (then the family
+  /// must be bypassed). Two makers racing: the later SET wins, the values cached under the
+  /// other token are never read (a miss, never wrong).
+  std::optional<std::string> generation(std::string_view key, int ttl_s);
+
+  /// Makes `key` (a generation token, see generation()) a pending invalidation whenever this
+  /// process finds Redis failing: another process may have failed to write Redis meanwhile,
+  /// and the token's deletion when Redis is back retires whatever such a write left stale.
+  /// Process-wide, for every Redis server; called at start.
+  static void retire_after_failures(std::string key);
+
   /// The process-wide state of Redis: 0 closed (in use), 1 open (bypassed), 2 half-open.
   static int breaker_state();
 
-  /// True while a write could not reach Redis and the cache has not been flushed since: reads
-  /// then bypass it, so that no value older than an acknowledged write is ever served.
-  static bool flush_pending();
+  /// How many keys whose write failed wait to be deleted from the first Redis this process
+  /// used (the one /metrics reports). Their reads bypass Redis meanwhile.
+  static std::size_t pending_invalidations();
 
  private:
   /// Connected context or nullptr. A circuit breaker shared by all workers decides when to try
   /// a dead Redis again, so an outage costs one attempt per open period, not one per request.
   redisContext* context();
-  /// Drops the connection after an error; `write` when a set/del failed (the cache may now hold
-  /// a value older than the database's).
-  void fail(bool write);
+  /// Drops the connection after an error.
+  void fail();
+  /// Records `key` for invalidation: a write of it failed.
+  void failed_write(std::string_view key);
+  /// Whether `key` must not be read from Redis now (its invalidation is pending).
+  bool suspect(std::string_view key) const;
+  /// DELs the pending invalidations on the current connection; false when that failed.
+  bool invalidate_pending();
 
   redis_options opts_;
   redis_endpoint endpoint_;
   redisContext* ctx_ = nullptr;
-  shared_state* shared_; ///< the breaker and flush flag of this Redis server
+  shared_state* shared_; ///< the breaker and pending invalidations of this Redis server
 };
 
 } // namespace emporium::persistence

@@ -494,6 +494,18 @@ std::vector<std::string> stale_payments(pqxx::transaction_base& tx, int limit,
   return ids;
 }
 
+std::optional<std::vector<std::string>> sweep(pqxx::transaction_base& tx, int limit,
+                                              std::int64_t stale_ms) {
+  if (!tx.exec_params("SELECT pg_try_advisory_xact_lock($1)", payment_sweep_lock_key)
+         .at(0)[0]
+         .as<bool>())
+    return std::nullopt;
+  auto ids = stale_payments(tx, limit, stale_ms);
+  auto overdue = overdue_orders(tx, limit);
+  ids.insert(ids.end(), overdue.begin(), overdue.end());
+  return ids;
+}
+
 void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::int64_t seq,
                   const std::string& type, const std::string& payload_json) {
   tx.exec_params(insert_event_sql, entity, seq, type, payload_json);

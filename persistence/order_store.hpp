@@ -122,6 +122,17 @@ std::vector<std::string> overdue_orders(pqxx::transaction_base& tx, int limit);
 std::vector<std::string> stale_payments(pqxx::transaction_base& tx, int limit,
                                         std::int64_t older_than_ms);
 
+/// The payment sweeper's advisory lock key (ASCII "emp-pay"): the same on every node, used by
+/// no other lock (retention's is "emp-ret", migrations' its own).
+inline constexpr long long payment_sweep_lock_key = 0x656d702d70617900LL;
+
+/// One sweep's orders to nudge: those left `paying` longer than `stale_ms`, then the overdue
+/// unpaid ones, at most `limit` of each. Takes the payment sweep's transaction-scoped advisory
+/// lock first: nothing (no value) when another node's sweep holds it, so one node reads at a
+/// time; the lock goes with the transaction (or the connection of a node that died).
+std::optional<std::vector<std::string>> sweep(pqxx::transaction_base& tx, int limit,
+                                              std::int64_t stale_ms);
+
 /// Appends an outbox event for `entity` at sequence `seq`.
 void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::int64_t seq,
                   const std::string& type, const std::string& payload_json);

@@ -111,78 +111,10 @@ model::product_page list(pqxx::transaction_base& tx, const model::product_query&
   return page;
 }
 
-std::string cache_key(const std::string& id) {
-  return "emporium:product:" + id;
-}
-
-std::string encode(const model::product& p) {
-  nlohmann::json j{{"id", p.id},
-                   {"sku", p.sku},
-                   {"name", p.name},
-                   {"description", p.description},
-                   {"price_cents", p.price_cents},
-                   {"currency", p.currency},
-                   {"category", p.category},
-                   {"stock", p.stock},
-                   {"weight_grams", p.weight_grams},
-                   {"images", p.images},
-                   {"version", p.version},
-                   {"created_at_ms", p.created_at_ms},
-                   {"updated_at_ms", p.updated_at_ms}};
-  return j.dump();
-}
-
-std::optional<model::product> decode(const std::string& text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object())
-    return std::nullopt;
-  try {
-    model::product p;
-    j.at("id").get_to(p.id);
-    j.at("sku").get_to(p.sku);
-    j.at("name").get_to(p.name);
-    j.at("description").get_to(p.description);
-    j.at("price_cents").get_to(p.price_cents);
-    j.at("currency").get_to(p.currency);
-    j.at("category").get_to(p.category);
-    j.at("stock").get_to(p.stock);
-    j.at("weight_grams").get_to(p.weight_grams);
-    j.at("images").get_to(p.images);
-    j.at("version").get_to(p.version);
-    j.at("created_at_ms").get_to(p.created_at_ms);
-    j.at("updated_at_ms").get_to(p.updated_at_ms);
-    return p;
-  } catch (const nlohmann::json::exception&) {
-    return std::nullopt;
-  }
-}
-
-bool cache_put(redis_cache& cache, const model::product& p, int ttl_s) {
-  return cache.set_unless_newer(cache_key(p.id), encode(p), p.version, ttl_s);
-}
-
-bool forget_cached(redis_cache& cache, const std::string& id, std::int64_t version, int ttl_s) {
-  nlohmann::json tombstone{{"tombstone", true}, {"version", version}};
-  return cache.set_unless_newer(cache_key(id), tombstone.dump(), version, ttl_s);
-}
-
-namespace testing {
-void (*after_read)(backend& b, const model::product& read) = nullptr;
-} // namespace testing
-
-std::optional<model::product> load(backend& b, const std::string& id, bool use_cache) {
-  if (use_cache)
-    if (auto cached = b.cache.get(cache_key(id)))
-      if (auto p = decode(*cached))
-        return p;
+std::optional<model::product> load(backend& b, const std::string& id) {
   pqxx::read_transaction tx{b.pg.connection()};
   auto p = find(tx, id);
   tx.commit();
-  if (p) {
-    if (testing::after_read)
-      testing::after_read(b, *p);
-    cache_put(b.cache, *p, b.cache_ttl_s);
-  }
   return p;
 }
 

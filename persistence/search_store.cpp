@@ -334,19 +334,7 @@ std::int64_t matched_in_any_category(const model::search_result& r) {
 /// The current catalog version: read, or made when there is none. Nothing when Redis cannot
 /// be used; then the cache must be bypassed.
 std::optional<std::string> catalog_version(redis_cache& cache) {
-  if (auto v = cache.get(catalog_version_key))
-    return v;
-  // Missing, or Redis is out of reach: only a live Redis gets a new version (a failed SET
-  // would needlessly mark the whole cache for a flush).
-  if (redis_cache::breaker_state() != 0 || !cache.ping())
-    return std::nullopt;
-  // Random, never a reused value: a version once deleted never comes back with entries
-  // computed before the delete. Should two searches race here, the later SET wins and the
-  // entries of the other become unreachable, never wrong.
-  auto fresh = core::random_hex(12);
-  if (!cache.set(catalog_version_key, fresh, 24 * 3600))
-    return std::nullopt;
-  return fresh;
+  return cache.generation(catalog_version_key, 24 * 3600);
 }
 
 const char* to_string(search_sort s) {
@@ -409,7 +397,9 @@ model::search_result search_cached(backend& b, const model::search_query& q) {
 }
 
 void catalog_changed(redis_cache& cache) {
-  // A failed delete makes the cache flush itself before it is read again (redis_cache).
+  // A failed delete leaves the key to invalidate: it is not read until Redis was told to drop
+  // it (redis_cache). Should that be lost (the process stopped first), the results cached
+  // under the old token still expire within result_ttl_s.
   cache.del(catalog_version_key);
 }
 

@@ -6,8 +6,9 @@
 /// (catalog_version_key). Every write that changes what search shows deletes the token after
 /// its commit and before its answer (catalog_changed); the next search makes a new one, so no
 /// result computed before that write can be served after it. When the token can be neither
-/// read nor made, search bypasses the cache. A failed delete marks the cache for a flush
-/// (redis_cache), after which nothing cached before it is served.
+/// read nor made, search bypasses the cache. A failed delete makes the token a pending
+/// invalidation (redis_cache): it is not read again before Redis deleted it. Every result
+/// lives at most result_ttl_s, which bounds what a lost invalidation can leave stale.
 
 #include "core/search_model.hpp"
 #include "persistence/backend.hpp"
@@ -54,5 +55,7 @@ std::string page_statement(model::search_mode mode, model::search_sort sort,
 
 /// How long a cached result lives at most, whatever the catalog does.
 inline constexpr int result_ttl_s = 300;
+static_assert(result_ttl_s <= longest_stale_s,
+              "a lost invalidation must end within longest_stale_s");
 
 } // namespace emporium::persistence::search_store

@@ -170,17 +170,15 @@ TEST_CASE("runtime: list_products pages by id with a next cursor", "[pg][runtime
 
 // -- writes and the cache ---------------------------------------------------------------------
 
-TEST_CASE("runtime: an update is visible at once, in Redis, and to fresh activations",
+TEST_CASE("runtime: an update is visible at once and to fresh activations, never in Redis",
           "[pg][runtime][cache]") {
   auto s = settings();
   model::product created, updated;
   {
     runtime rt{s};
     created = create_ok(rt);
-    get_ok(rt, created.id); // active, and in Redis
-    auto cached = from_redis(created.id);
-    REQUIRE(cached);
-    CHECK(cached->price_cents == created.price_cents);
+    get_ok(rt, created.id); // active: the actor is the product's only cache
+    CHECK_FALSE(redis_value(old_product_key(created.id)));
 
     auto r = update(rt, created.id, price_patch(2499));
     if (!r)
@@ -195,28 +193,16 @@ TEST_CASE("runtime: an update is visible at once, in Redis, and to fresh activat
 
     check_same(get_ok(rt, created.id), updated);
   }
-  // Redis holds the new value, not the old one.
-  auto cached = from_redis(created.id);
-  REQUIRE(cached);
-  check_same(*cached, updated);
-  // PostgreSQL too.
+  // PostgreSQL holds the new value; Redis no copy of the product at all.
   auto row = from_postgres(created.id);
   REQUIRE(row);
   check_same(*row, updated);
+  CHECK_FALSE(redis_value(old_product_key(created.id)));
 
-  SECTION("a fresh runtime loads the new value through Redis") {
+  SECTION("a fresh runtime loads the new value from PostgreSQL") {
     runtime rt{s};
     check_same(get_ok(rt, created.id), updated);
-  }
-
-  SECTION("without the Redis key, a fresh runtime loads it from PostgreSQL and refills Redis") {
-    REQUIRE(drop_from_redis(created.id));
-    REQUIRE_FALSE(from_redis(created.id));
-    runtime rt{s};
-    check_same(get_ok(rt, created.id), updated);
-    auto refilled = from_redis(created.id);
-    REQUIRE(refilled);
-    check_same(*refilled, updated);
+    CHECK_FALSE(redis_value(old_product_key(created.id)));
   }
 }
 
@@ -379,8 +365,4 @@ TEST_CASE("runtime: 50 concurrent updates of one product are all applied, one af
   REQUIRE(row);
   CHECK(row->version == created.version + n);
   CHECK(row->stock == last.stock);
-  auto cached = from_redis(created.id);
-  REQUIRE(cached);
-  CHECK(cached->version == created.version + n);
-  CHECK(cached->stock == last.stock);
 }

@@ -195,17 +195,21 @@ inline std::optional<model::product> from_postgres(const std::string& id) {
   return p;
 }
 
-inline std::optional<model::product> from_redis(const std::string& id) {
-  persistence::redis_cache c{persistence::redis_options{test::redis_url(), 1'000}};
-  auto text = c.get(ps::cache_key(id));
-  if (!text)
-    return std::nullopt;
-  return ps::decode(*text);
+/// The Redis key where earlier versions of this program cached a product. Nothing writes or
+/// reads it any more: entities activate from PostgreSQL.
+inline std::string old_product_key(const std::string& id) {
+  return "emporium:product:" + id;
 }
 
-inline bool drop_from_redis(const std::string& id) {
+/// Whatever Redis holds under the product's old cache key.
+inline std::optional<std::string> redis_value(const std::string& key) {
   persistence::redis_cache c{persistence::redis_options{test::redis_url(), 1'000}};
-  return c.del(ps::cache_key(id));
+  return c.get(key);
+}
+
+inline bool redis_put(const std::string& key, const std::string& value) {
+  persistence::redis_cache c{persistence::redis_options{test::redis_url(), 1'000}};
+  return c.set(key, value, 60);
 }
 
 inline model::product_patch price_patch(std::int64_t cents) {

@@ -1,6 +1,7 @@
 // End-to-end: a session ends at auth.session_ttl_s, whether the server finds it in its own
 // memory, in Redis or in PostgreSQL; the expiry cached in Redis beside the customer is honoured;
-// a value in Redis under a session's key that does not parse is never trusted.
+// a value in Redis under a session's key that does not parse, or names another generation of
+// session copies than the current one, is never trusted.
 
 #include "behaviour/behaviour_support.hpp"
 #include "e2e/commerce_support.hpp"
@@ -50,10 +51,15 @@ TEST_CASE(
   INFO(show(first));
   REQUIRE(first.status == 200);
   CHECK(first.json().at("id") == who.id);
-  // The lookup cached the session in Redis: the customer and its expiry, within the TTL.
+  // The lookup cached the session in Redis: the customer, its expiry within the TTL, and the
+  // generation of session copies it belongs to.
   auto cached = redis.get(session_cache_key(used));
-  INFO("cached: " << cached);
+  auto generation = redis.get("emporium:session:generation");
+  INFO("cached: " << cached << ", generation " << generation);
   REQUIRE(cached.rfind(who.id + "|", 0) == 0);
+  REQUIRE(generation != "(nil)");
+  CHECK(cached.substr(cached.rfind('|') + 1) == generation);
+  CHECK(std::stoll(redis.command({"TTL", session_cache_key(used)})) <= 120); // two minutes at most
   auto cached_expiry = std::stoll(cached.substr(cached.find('|') + 1));
   CHECK(cached_expiry > logged_in_at);
   CHECK(cached_expiry <= epoch_ms() + ttl_s * 1000);
@@ -69,9 +75,11 @@ TEST_CASE(
   check_401(whoami(c, who, who.tokens[1]));
 
   // Redis is believed up to the expiry cached there, and not one moment beyond it.
-  redis.set(session_cache_key(who.tokens[2]), who.id + "|" + std::to_string(epoch_ms() - 1000));
+  redis.set(session_cache_key(who.tokens[2]),
+            who.id + "|" + std::to_string(epoch_ms() - 1000) + "|" + generation);
   check_401(whoami(c, who, who.tokens[2]));
-  redis.set(session_cache_key(who.tokens[0]), who.id + "|" + std::to_string(epoch_ms() + 60'000));
+  redis.set(session_cache_key(who.tokens[0]),
+            who.id + "|" + std::to_string(epoch_ms() + 60'000) + "|" + generation);
   auto trusted = whoami(c, who, who.tokens[0]);
   INFO(show(trusted));
   CHECK(trusted.status == 200);
@@ -92,7 +100,10 @@ TEST_CASE(
                                          "cust_forged|99999999999999999999999999",
                                          "cust_forged|12x",
                                          "",
-                                         "|4102444800000"}; // no customer, expiring in 2100
+                                         "|4102444800000", // no customer, expiring in 2100
+                                         "cust_forged|4102444800000",
+                                         "cust_forged|4102444800000|",
+                                         "cust_forged|4102444800000|another-generation"};
   for (const auto& value : garbage) {
     DYNAMIC_SECTION("cached value '" << value << "'") {
       // A session of its own, never seen by the server, so that its first lookup reads Redis.

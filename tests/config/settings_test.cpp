@@ -105,6 +105,7 @@ void require_defaults(const settings& s) {
   CHECK(s.redis.timeout_ms == 200);
   CHECK(s.redis.ttl_s == 3'600);
   CHECK_FALSE(s.auth.admin_key.has_value());
+  CHECK(s.auth.session_cache_ms == 2'000);
   CHECK_FALSE(s.cluster.node_port.has_value());
   CHECK(s.cluster.peers.empty());
   CHECK(s.rate_limit.capacity == 200);
@@ -129,7 +130,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 72);
+  CHECK(keys.size() == 73);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -153,6 +154,7 @@ TEST_CASE("known_keys lists every key once with the design's environment names",
     {"rate_limit.capacity", "EMPORIUM_RATE_CAPACITY"},
     {"rate_limit.refill_per_s", "EMPORIUM_RATE_REFILL"},
     {"actors.idle_timeout_s", "EMPORIUM_ACTORS_IDLE_TIMEOUT_S"},
+    {"auth.session_cache_ms", "EMPORIUM_AUTH_SESSION_CACHE_MS"},
     {"log.level", "EMPORIUM_LOG_LEVEL"},
   };
   for (const auto& [key, env] : expected) {
@@ -638,6 +640,8 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
     {"http.host", [](settings& s) { s.http.host.clear(); }},
     {"http.port", [](settings& s) { s.http.port = 0; }},
     {"http.threads", [](settings& s) { s.http.threads = 0; }},
+    {"auth.session_cache_ms", [](settings& s) { s.auth.session_cache_ms = -1; }},
+    {"auth.session_cache_ms", [](settings& s) { s.auth.session_cache_ms = 60'001; }},
     {"http.threads", [](settings& s) { s.http.threads = 65; }},
     {"http.body_limit", [](settings& s) { s.http.body_limit = 0; }},
     {"http.body_limit", [](settings& s) { s.http.body_limit = (std::size_t{1} << 30) + 1; }},
@@ -728,6 +732,7 @@ TEST_CASE("validate accepts the boundaries", "[config][validate]") {
   s.http.body_limit = std::size_t{1} << 30;
   s.http.header_limit = 1024;
   s.http.max_pipeline = 1024;
+  s.auth.session_cache_ms = 0;
   s.postgres.pool_size = 256;
   s.actors.scheduler_threads = 64;
   s.rate_limit.capacity = 1;

@@ -15,6 +15,7 @@
 #include "persistence/seed.hpp"
 #include "support/test_env.hpp"
 
+#include <hiredis/hiredis.h>
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -32,6 +33,7 @@
 #include <vector>
 
 using namespace emporium;
+using namespace std::chrono_literals;
 namespace ps = emporium::persistence::product_store;
 using persistence::pg_session;
 using namespace emporium::test::store_pg;
@@ -119,64 +121,99 @@ TEST_CASE("redis_cache values expire after their time to live", "[pg][cache]") {
   CHECK_FALSE(c.get(key));
 }
 
-TEST_CASE("the product cache encoding round-trips", "[pg][cache]") {
-  model::product p;
-  p.id = core::new_id("prod");
-  p.sku = "SKU-\"quoted\"-\\";
-  p.name = "Ünïcode ☕ name";
-  p.description = "line1\nline2\t\x01";
-  p.price_cents = 9'007'199'254'740'993LL; // beyond double precision
-  p.currency = "JPY";
-  p.category = "kitchen";
-  p.stock = 1'000'000'000;
-  p.weight_grams = 0;
-  p.images = {"a", "", "c"};
-  p.version = 42;
-  p.created_at_ms = 1'700'000'000'123;
-  p.updated_at_ms = 1'700'000'999'456;
-  auto decoded = ps::decode(ps::encode(p));
-  REQUIRE(decoded);
-  check_same(*decoded, p);
+namespace {
 
-  model::product empty;
-  auto decoded_empty = ps::decode(ps::encode(empty));
-  REQUIRE(decoded_empty);
-  check_same(*decoded_empty, empty);
-
-  CHECK(ps::cache_key(p.id) == "emporium:product:" + p.id);
+/// The test Redis under another database number: a redis_cache state (breaker, pending
+/// invalidations) of its own, apart from every other test's.
+std::string redis_db_url(int db) {
+  auto url = test::redis_url();
+  return url.substr(0, url.rfind('/') + 1) + std::to_string(db);
 }
 
-TEST_CASE("decoding a malformed cache value is a miss", "[pg][cache]") {
-  model::product p;
-  p.id = "prod_x";
-  p.sku = "S";
-  p.name = "N";
-  p.currency = "EUR";
-  p.version = 3;
-  auto good = ps::encode(p);
-  REQUIRE(ps::decode(good));
+/// A plain connection to `url`, beside the cache under test: what Redis really holds.
+struct raw_redis {
+  explicit raw_redis(const std::string& url) {
+    std::string error;
+    ctx = persistence::connect_redis(persistence::parse_redis_url(url), 2000ms, error);
+    REQUIRE(ctx);
+  }
+  ~raw_redis() { redisFree(ctx); }
+  /// The answer as text: a string's value, "(nil)", "OK", an integer, or "error: ...".
+  std::string run(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(
+      redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    REQUIRE(r);
+    std::string out = r->type == REDIS_REPLY_NIL       ? "(nil)"
+                      : r->type == REDIS_REPLY_INTEGER ? std::to_string(r->integer)
+                      : r->type == REDIS_REPLY_ERROR   ? "error: " + std::string(r->str, r->len)
+                                                       : std::string(r->str, r->len);
+    freeReplyObject(r);
+    return out;
+  }
+  redisContext* ctx = nullptr;
+};
 
-  auto replaced = [&good](const std::string& from, const std::string& to) {
-    auto text = good;
-    auto at = text.find(from);
-    REQUIRE(at != std::string::npos);
-    text.replace(at, from.size(), to);
-    return text;
-  };
+} // namespace
 
-  CHECK_FALSE(ps::decode(""));
-  CHECK_FALSE(ps::decode("garbage"));
-  CHECK_FALSE(ps::decode("\xff\xfe\x00\x01"));
-  CHECK_FALSE(ps::decode("null"));
-  CHECK_FALSE(ps::decode("42"));
-  CHECK_FALSE(ps::decode("\"a string\""));
-  CHECK_FALSE(ps::decode("[1,2,3]"));
-  CHECK_FALSE(ps::decode("{}"));
-  CHECK_FALSE(ps::decode(good.substr(0, good.size() / 2)));                // truncated
-  CHECK_FALSE(ps::decode(replaced("\"version\":3,", "")));                 // a field missing
-  CHECK_FALSE(ps::decode(replaced("\"version\":3", "\"version\":\"3\""))); // wrong type
-  CHECK_FALSE(ps::decode(replaced("\"name\":\"N\"", "\"name\":7")));       // wrong type
-  CHECK_FALSE(ps::decode(replaced("\"images\":[]", "\"images\":[1]")));    // wrong element type
+TEST_CASE("redis_cache: a key whose write failed is not read until Redis deleted it",
+          "[pg][cache]") {
+  auto url = redis_db_url(3);
+  raw_redis raw{url};
+  // A breaker that never opens here: every call goes to Redis, as when it is back.
+  persistence::redis_cache c{persistence::redis_options{url, 200, 1000, 1000}};
+  auto key = "emporium:test:" + test::unique("inval");
+  auto other = "emporium:test:" + test::unique("other");
+  REQUIRE(raw.run({"SET", key, "old", "EX", "60"}) == "OK");
+  REQUIRE(raw.run({"SET", other, "kept", "EX", "60"}) == "OK");
+  REQUIRE(c.get(key) == "old");
+
+  // Writes wait (then time out) while reads are served: Redis keeps "old", the write of the
+  // new value fails, as when Redis is lost between a commit and its cache write.
+  REQUIRE(raw.run({"CLIENT", "PAUSE", "3000", "WRITE"}) == "OK");
+  CHECK_FALSE(c.set(key, "new", 60));
+  CHECK(raw.run({"GET", key}) == "old");
+  // Redis would answer "old", but the key waits for its invalidation: a miss, never "old".
+  CHECK_FALSE(c.get(key));
+  CHECK_FALSE(c.get(key));
+
+  REQUIRE(raw.run({"CLIENT", "UNPAUSE"}) == "OK");
+  // The first connection that works deletes the key before it reads anything.
+  CHECK(c.get(other) == "kept");
+  CHECK(raw.run({"GET", key}) == "(nil)");
+  CHECK(raw.run({"GET", other}) == "kept");
+  // Then the key is an ordinary one again.
+  CHECK(c.set(key, "fresh", 60));
+  CHECK(c.get(key) == "fresh");
+  raw.run({"DEL", key, other});
+}
+
+TEST_CASE("redis_cache: beyond its bound of pending invalidations, every read bypasses Redis",
+          "[pg][cache]") {
+  auto url = redis_db_url(4);
+  raw_redis raw{url};
+  // A breaker that opens at the first failure, for 3 s: the writes after it are not even tried
+  // (were Redis reachable, each new connection would delete the keys recorded so far).
+  persistence::redis_cache c{persistence::redis_options{url, 200, 1, 3000}};
+  auto other = "emporium:test:" + test::unique("other");
+  REQUIRE(raw.run({"SET", other, "kept", "EX", "60"}) == "OK");
+  REQUIRE(c.get(other) == "kept");
+  // A zero time to live is an error answer: the first write fails and opens the breaker, and
+  // every write of another key after it fails at once.
+  for (std::size_t i = 0; i <= persistence::max_pending_invalidations; ++i)
+    CHECK_FALSE(c.set("emporium:test:overflow:" + std::to_string(i), "v", 0));
+  std::this_thread::sleep_for(3100ms); // the breaker's open period
+  // The recorded keys are deleted, but one failed write could not be recorded: Redis is not
+  // read for longest_stale_s, whatever the key.
+  CHECK_FALSE(c.get(other));
+  CHECK(raw.run({"GET", other}) == "kept");
+  CHECK(c.ping());
+  raw.run({"DEL", other});
 }
 
 TEST_CASE("redis_cache against a closed port degrades to misses at once", "[pg][cache]") {
