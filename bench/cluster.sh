@@ -82,7 +82,7 @@ stop_cluster() {
     lb_pid=""
   fi
   if ((${#node_pids[@]})); then
-    emporium_cluster_stop_pids 30 "${node_pids[@]}"
+    emporium_cluster_stop_pids 10 "${node_pids[@]}"
   fi
   node_pids=()
   node_names=()
