@@ -390,8 +390,8 @@ print_tour() {
    load balancer (nginx)  $b
 EOF
   for ((k = 1; k <= n; k++)); do
-    printf '   node %-3s             http://127.0.0.1:%s   (node %s:%s, log .local/cluster/node-%s.log)\n' \
-      "$k" "$((first_http + k - 1))" "$node_host" "$((first_node + k - 1))" "$k"
+    printf '   %-21s  http://127.0.0.1:%s   (node %s:%s, log .local/cluster/node-%s.log)\n' \
+      "node $k" "$((first_http + k - 1))" "$node_host" "$((first_node + k - 1))" "$k"
   done
   local stop="Ctrl-C stops it all"
   ((detach)) && stop="scripts/cluster.sh down stops it all"
