@@ -363,6 +363,9 @@ cluster_up() {
   elif [[ "$seen" != *"\"live\":$n"* ]]; then
     emporium_log "node 1 does not see all $n members yet: ${seen% *}"
   fi
+  if ((tls)); then
+    check_tls "$n" "$first_node"
+  fi
   trap - EXIT
 
   print_tour "$n" "$lb_port" "$first_http" "$first_node" "$key_expr" "$tls" "$detach"
@@ -372,6 +375,23 @@ cluster_up() {
     return 0
   fi
   watch_foreground "$n"
+}
+
+# check_tls N FIRST_NODE_PORT: every node port completes a TLS handshake with a certificate the
+# cluster CA signed (a client presenting node 1's certificate); says so loudly otherwise.
+check_tls() {
+  local n="$1" first="$2" k out bad=0
+  for ((k = 0; k < n; k++)); do
+    if out="$(timeout 10 openssl s_client -connect "$node_host:$((first + k))" \
+      -CAfile "$tls_dir/ca.pem" -cert "$tls_dir/node-1.pem" -key "$tls_dir/node-1.key" \
+      -verify_return_error </dev/null 2>&1)" && [[ "$out" == *"Verify return code: 0 (ok)"* ]]; then
+      continue
+    fi
+    bad=1
+    emporium_err "node port $node_host:$((first + k)) does not complete a TLS handshake with the" \
+      "cluster CA's certificates although EMPORIUM_CLUSTER_TLS_* are set: $(grep -m1 -iE 'error|alert' <<<"$out")"
+  done
+  ((bad)) || emporium_log "every node port speaks TLS with a certificate of the cluster CA"
 }
 
 print_tour() {
