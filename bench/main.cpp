@@ -7,6 +7,7 @@
 // 2 bad command line; 3 the scenario's endpoints are not available on the target.
 
 #include "bench/accounting.hpp"
+#include "bench/idlist.hpp"
 #include "bench/load.hpp"
 #include "bench/procstat.hpp"
 #include "bench/scenarios.hpp"
@@ -44,6 +45,7 @@ struct options {
   std::string pg_url;
   bool ids_from_pg = false;
   std::string ids_from;
+  std::string ids_file;
   std::size_t ids_limit = 0;
   std::size_t customers = 0;
   std::string customers_file;
@@ -55,7 +57,7 @@ struct options {
   bool once = false;
   std::size_t setup_parallel = 8;
   std::size_t accounts = 64;
-  int server_pid = 0;
+  std::vector<int> server_pids;
   std::vector<int> db_pids;
 };
 
@@ -242,7 +244,13 @@ int run(const options& o) {
   std::unique_ptr<catalog> cat;
   if (o.scenario != "get") {
     std::vector<std::string> ids;
-    if (o.ids_from_pg) {
+    if (!o.ids_file.empty()) {
+      if (o.ids_from_pg || !o.ids_from.empty())
+        throw std::invalid_argument("--ids-file excludes --ids-from-pg and --ids-from");
+      ids = load_id_file(o.ids_file);
+      if (o.ids_limit && ids.size() > o.ids_limit)
+        ids.resize(o.ids_limit);
+    } else if (o.ids_from_pg) {
       if (o.pg_url.empty())
         throw std::invalid_argument("--ids-from-pg needs --pg-url");
       ids = accounting::load_product_ids(o.pg_url, o.ids_limit);
@@ -329,22 +337,26 @@ int run(const options& o) {
 
   run_hooks hooks;
   // CPU of the server (and of PostgreSQL/Redis) over exactly the measured window.
-  double server_cpu0 = 0, server_cpu1 = 0, db_cpu0 = 0, db_cpu1 = 0;
+  // Several --server-pid (the nodes of a cluster): each one's CPU, summed in the result.
+  std::vector<double> server_cpu0(o.server_pids.size()), server_cpu1(o.server_pids.size());
+  double db_cpu0 = 0, db_cpu1 = 0;
+  auto server_cpu = [&o](std::vector<double>& into) {
+    for (std::size_t i = 0; i < o.server_pids.size(); ++i)
+      into[i] = procstat::tree_cpu_seconds(o.server_pids[i]);
+  };
   auto db_cpu = [&o] {
     double sum = 0;
     for (int pid : o.db_pids)
       sum += std::max(0.0, procstat::tree_cpu_seconds(pid));
     return sum;
   };
-  if (o.server_pid || !o.db_pids.empty()) {
+  if (!o.server_pids.empty() || !o.db_pids.empty()) {
     hooks.window_start = [&] {
-      if (o.server_pid)
-        server_cpu0 = procstat::tree_cpu_seconds(o.server_pid);
+      server_cpu(server_cpu0);
       db_cpu0 = db_cpu();
     };
     hooks.window_end = [&] {
-      if (o.server_pid)
-        server_cpu1 = procstat::tree_cpu_seconds(o.server_pid);
+      server_cpu(server_cpu1);
       db_cpu1 = db_cpu();
     };
   }
@@ -430,14 +442,26 @@ int run(const options& o) {
   auto per_1k = [&st](double cpu) {
     return st.requests ? cpu / static_cast<double>(st.requests) * 1000.0 : 0.0;
   };
-  if (o.server_pid) {
-    double cpu = server_cpu1 - server_cpu0;
-    result["server"] = {{"pid", o.server_pid},
+  if (!o.server_pids.empty()) {
+    double cpu = 0;
+    std::int64_t hwm = 0, rss = 0;
+    json by_pid = json::object();
+    for (std::size_t i = 0; i < o.server_pids.size(); ++i) {
+      int pid = o.server_pids[i];
+      double one = server_cpu1[i] - server_cpu0[i];
+      cpu += one;
+      hwm += std::max<std::int64_t>(0, procstat::tree_status_kib(pid, "VmHWM"));
+      rss += std::max<std::int64_t>(0, procstat::tree_status_kib(pid, "VmRSS"));
+      by_pid[std::to_string(pid)] = {{"cpu_s", one}, {"cpu_s_per_1k", per_1k(one)}};
+    }
+    result["server"] = {{"pid", o.server_pids.front()},
+                        {"pids", o.server_pids},
                         {"cpu_s", cpu},
                         {"cpu_s_per_1k", per_1k(cpu)},
                         {"cpu_cores", cpu / secs},
-                        {"vm_hwm_kib", procstat::tree_status_kib(o.server_pid, "VmHWM")},
-                        {"vm_rss_kib", procstat::tree_status_kib(o.server_pid, "VmRSS")}};
+                        {"by_pid", by_pid},
+                        {"vm_hwm_kib", hwm},
+                        {"vm_rss_kib", rss}};
   }
   if (!o.db_pids.empty()) {
     double cpu = db_cpu1 - db_cpu0;
@@ -529,6 +553,9 @@ int main(int argc, char** argv) {
                "read product ids from --pg-url instead of paging GET /products");
   cli.add_option("--ids-from", o.ids_from,
                  "http://host:port to page GET /products from (default: --target)");
+  cli.add_option("--ids-file", o.ids_file,
+                 "read product ids from FILE, one per line ('#' comments), instead of paging "
+                 "GET /products");
   cli.add_option("--ids-limit", o.ids_limit, "use at most this many product ids (0 = all)");
   cli.add_option("--customers", o.customers,
                  "checkout/mix: simulated customers (default: connections; mix: 2000)");
@@ -553,9 +580,9 @@ int main(int argc, char** argv) {
   cli.add_flag("--no-verify", o.no_verify, "checkout/mix: skip the PostgreSQL accounting");
   cli.add_option("--seed", o.seed, "random seed");
   cli.add_option("--label", o.label, "name of this run in the JSON");
-  cli.add_option("--server-pid", o.server_pid,
+  cli.add_option("--server-pid", o.server_pids,
                  "report this process's CPU (with its children) over the measured window and its "
-                 "peak RSS");
+                 "peak RSS; repeat it for the nodes of a cluster (summed, and each in by_pid)");
   cli.add_option("--db-pid", o.db_pids,
                  "also report the CPU of these process trees (PostgreSQL "
                  "postmaster, redis-server) over the window");
