@@ -96,7 +96,7 @@ void configure(caf::actor_system_config& cfg, const config::cluster_settings& c)
 }
 
 std::string bind_address(const config::cluster_settings& c) {
-  return enabled(c) || c.insecure_bind ? std::string{} : std::string{"127.0.0.1"};
+  return enabled(c) || c.insecure_bind ? c.node_host : std::string{"127.0.0.1"};
 }
 
 caf::io::middleman_actor link_handle(caf::actor_system& sys) {
@@ -106,10 +106,10 @@ caf::io::middleman_actor link_handle(caf::actor_system& sys) {
 
 caf::expected<std::uint16_t> publish(caf::actor_system& sys, const caf::actor& node,
                                      std::uint16_t port, const config::cluster_settings& c) {
-  auto addr = bind_address(c);
+  const auto addr = bind_address(c);
   if (sys.has_openssl_manager())
-    return caf::openssl::publish(node, port, addr.empty() ? nullptr : addr.c_str(), true);
-  return sys.middleman().publish(node, port, addr.empty() ? nullptr : addr.c_str(), true);
+    return caf::openssl::publish(node, port, addr.c_str(), true);
+  return sys.middleman().publish(node, port, addr.c_str(), true);
 }
 
 } // namespace emporium::actors::cluster_tls

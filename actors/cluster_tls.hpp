@@ -37,7 +37,7 @@ void check_tls_files(const config::cluster_settings& c);
 /// files. Call after cfg.load<caf::io::middleman>() (the module requires the middleman).
 void configure(caf::actor_system_config& cfg, const config::cluster_settings& c);
 
-/// The address the node port binds to: every interface with TLS or cluster.insecure_bind,
+/// The address the node port binds to: cluster.node_host with TLS or cluster.insecure_bind,
 /// else 127.0.0.1 (a plaintext node port lets anyone who reaches it message any actor).
 std::string bind_address(const config::cluster_settings& c);
 

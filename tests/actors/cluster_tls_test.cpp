@@ -116,14 +116,16 @@ TEST_CASE("cluster tls: missing or unreadable files are refused at start-up, nam
 TEST_CASE("cluster tls: a plaintext node port binds to loopback unless insecure_bind says so",
           "[cluster][tls]") {
   cluster_settings c;
+  c.node_host = "10.1.2.3";
   c.node_port = 7001;
   CHECK(bind_address(c) == "127.0.0.1");
   c.insecure_bind = true;
-  CHECK(bind_address(c).empty());
+  CHECK(bind_address(c) == "10.1.2.3");
   cluster_settings tls;
+  tls.node_host = "10.1.2.3";
   tls.node_port = 7001;
   tls.tls_certificate = "a.pem";
   tls.tls_key = "a.key";
   tls.tls_cafile = "ca.pem";
-  CHECK(bind_address(tls).empty());
+  CHECK(bind_address(tls) == "10.1.2.3");
 }
