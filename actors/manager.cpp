@@ -48,12 +48,16 @@ void on_down(caf::scheduled_actor* self, manager_state& st, const caf::down_msg&
   }
   auto held = std::move(e->second.held);
   st.entities.erase(e);
-  if (held.empty())
-    return;
-  // Messages that waited for the old activation go to a fresh one, in arrival order.
-  auto& fresh = activate(self, st, key);
+  // Messages that waited for the old activation go to a fresh one, in arrival order (or to
+  // the key's new owner, when the entity passivated because it moved).
   for (auto& [rp, msg] : held)
-    rp.delegate(fresh.handle, std::move(msg));
+    detail::dispatch(self, st, key, rp, std::move(msg));
+}
+
+/// Whether the message being handled came from another node.
+bool from_other_node(caf::scheduled_actor* self) {
+  const auto& sender = self->current_sender();
+  return sender && sender->node() != self->node();
 }
 
 /// From now on messages for the entity are held; the passivate message reaches it after every
@@ -86,15 +90,39 @@ void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config
 caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const std::string& key,
                             caf::message msg) {
   auto rp = self->make_response_promise();
+  if (st.cfg.elsewhere) {
+    if (auto other = st.cfg.elsewhere(key)) {
+      if (from_other_node(self)) {
+        // The sender's ring differs from ours (a change still spreading): it resolves again.
+        if (st.cfg.moved)
+          st.cfg.moved->fetch_add(1, std::memory_order_relaxed);
+        rp.deliver(make_domain_error(errc::moved, "the entity " + key + " is not owned here"));
+      } else {
+        rp.delegate(other, std::move(msg));
+      }
+      return rp;
+    }
+  }
+  dispatch(self, st, key, rp, std::move(msg));
+  return rp;
+}
+
+void dispatch(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+              caf::response_promise& rp, caf::message msg) {
+  if (st.cfg.elsewhere) {
+    if (auto other = st.cfg.elsewhere(key)) {
+      rp.delegate(other, std::move(msg));
+      return;
+    }
+  }
   auto it = st.entities.find(key);
   manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key);
   if (e->stopping) {
     e->held.emplace_back(rp, std::move(msg));
-    return rp;
+    return;
   }
   e->last_used = self->clock().now();
   rp.delegate(e->handle, std::move(msg));
-  return rp;
 }
 
 void on_sweep(caf::scheduled_actor* self, manager_state& st) {
@@ -103,6 +131,14 @@ void on_sweep(caf::scheduled_actor* self, manager_state& st) {
     if (!e.stopping && now - e.last_used >= st.cfg.idle)
       passivate(e);
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.period, sweep_atom_v);
+}
+
+void on_rebalance(manager_state& st) {
+  if (!st.cfg.elsewhere)
+    return;
+  for (auto& [key, e] : st.entities)
+    if (!e.stopping && st.cfg.elsewhere(key))
+      passivate(e);
 }
 
 void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity) {

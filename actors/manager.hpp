@@ -4,6 +4,10 @@
 ///   names, which is spawned on first use (activation) and monitored.
 /// - Supervises: a crashed entity's down message removes it; the next message re-activates it
 ///   from storage. A crash costs the requests in that actor's mailbox, never the node.
+/// - Owns: in a cluster it activates only keys this node owns. A message for another node's key
+///   from this node is handed to that key's owner (through the directory); from another node it
+///   is answered "moved" (errc::moved), and the sender resolves the key again. On `rebalance`
+///   (the ring changed) it passivates every entity it no longer owns.
 /// - Passivates: entities idle for `idle` are told to stop. Until their down message arrives,
 ///   new messages for them are held back and handed to a fresh activation afterwards, so two
 ///   live actors never hold the same entity on one node. An entity whose key exists nowhere is
@@ -37,13 +41,19 @@ struct manager_config {
   entity_factory make;
   caf::timespan idle;
   std::shared_ptr<kind_counters> counters;
+  /// In a cluster: null when this node owns `key` now, else the actor answering for it (a link
+  /// to the owner, or the refuser). Unset on a single node: every key is local.
+  std::function<caf::actor(const std::string& key)> elsewhere;
+  /// Counts messages from another node for a key this node does not own (answered "moved").
+  std::shared_ptr<std::atomic<std::int64_t>> moved;
 };
 
 /// A manager serves its entities' interface (it forwards each message to the entity named by
 /// the message's `id`), plus its own: the sweep timer and absent reports.
 template <class Interface>
 using manager_actor = typename Interface::template extend<
-  caf::reacts_to<sweep_atom>, caf::reacts_to<absent_atom, std::string, caf::actor_addr>>;
+  caf::reacts_to<sweep_atom>, caf::reacts_to<absent_atom, std::string, caf::actor_addr>,
+  caf::reacts_to<rebalance_atom>>;
 
 namespace detail {
 
@@ -68,7 +78,11 @@ void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config
 /// Hands `msg` to the entity `key` (activating it) or holds it while that entity passivates.
 caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const std::string& key,
                             caf::message msg);
+/// Delivers `msg` (answered through `rp`) to the entity `key` here, or to its owner elsewhere.
+void dispatch(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+              caf::response_promise& rp, caf::message msg);
 void on_sweep(caf::scheduled_actor* self, manager_state& st);
+void on_rebalance(manager_state& st);
 void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity);
 
 /// The manager's handler of one message of the interface: routes it on its `id`.
@@ -92,6 +106,7 @@ typename manager_actor<Interface>::behavior_type manager_behavior(
   return {
     route_by_id<Signatures>::handler(self)...,
     [self](sweep_atom) { on_sweep(self, self->state); },
+    [self](rebalance_atom) { on_rebalance(self->state); },
     [self](absent_atom, const std::string& key, const caf::actor_addr& entity) {
       on_absent(self->state, key, entity);
     },

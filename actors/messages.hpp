@@ -20,6 +20,8 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace emporium::actors {
 
@@ -151,6 +153,40 @@ struct order_expire {
   std::string id;
 };
 
+/// Reads change nothing: when the node they were forwarded to dies before answering, they are
+/// sent again to the key's new owner. Every other message may have taken effect, so its caller
+/// gets 503 instead (and retries with its Idempotency-Key).
+template <class Msg>
+struct is_read_message : std::false_type {};
+template <>
+struct is_read_message<product_read> : std::true_type {};
+template <>
+struct is_read_message<customer_read> : std::true_type {};
+template <>
+struct is_read_message<cart_read> : std::true_type {};
+template <>
+struct is_read_message<order_read> : std::true_type {};
+
+// -- cluster (cluster.cpp) --------------------------------------------------------------------
+
+/// A node introduces itself to a peer (the dialer first; the answer is the peer's own).
+struct node_hello {
+  std::string node;                 ///< its name, host:node_port
+  caf::actor membership;            ///< its membership actor (heartbeats go there)
+  std::vector<caf::actor> managers; ///< its managers: product, customer, cart, order
+};
+
+/// Sent every cluster.heartbeat_ms to each live peer: the lease of the majority.
+struct node_heartbeat {
+  std::string node;
+};
+
+/// To a local link: its peer is up, with these managers (as in node_hello).
+struct link_up {
+  std::string node;
+  std::vector<caf::actor> managers;
+};
+
 // -- inspect overloads --------------------------------------------------------------------------
 
 #define EMPORIUM_MESSAGE_INSPECT(type, ...)                        \
@@ -179,6 +215,9 @@ EMPORIUM_MESSAGE_INSPECT(order_cancel, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(order_ship, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(order_deliver, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(order_expire, x.id)
+EMPORIUM_MESSAGE_INSPECT(node_hello, x.node, x.membership, x.managers)
+EMPORIUM_MESSAGE_INSPECT(node_heartbeat, x.node)
+EMPORIUM_MESSAGE_INSPECT(link_up, x.node, x.managers)
 
 #undef EMPORIUM_MESSAGE_INSPECT
 
@@ -206,3 +245,6 @@ CAF_ADD_TYPE_ID(emporium, (emporium::actors::order_cancel))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::order_ship))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::order_deliver))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::order_expire))
+CAF_ADD_TYPE_ID(emporium, (emporium::actors::node_hello))
+CAF_ADD_TYPE_ID(emporium, (emporium::actors::node_heartbeat))
+CAF_ADD_TYPE_ID(emporium, (emporium::actors::link_up))

@@ -1,5 +1,7 @@
 #include "actors/runtime_impl.hpp"
 
+#include <limits>
+
 namespace emporium::actors {
 
 runtime::runtime(const config::settings& s) : impl_(std::make_unique<impl>(s)) {}
@@ -41,7 +43,45 @@ runtime_stats runtime::stats() const {
   s.db_breaker_opened = impl_->pool.counters().breaker.times_opened();
   s.cache_breaker = persistence::redis_cache::breaker_state();
   s.cache_flush_pending = persistence::redis_cache::flush_pending();
+  s.cluster = cluster();
+  const auto& c = *impl_->cluster;
+  auto& f = s.forwarding;
+  f.forwarded = c.forwarded.load();
+  f.failed = c.failed.load();
+  f.retried = c.retried.load();
+  f.moved = c.moved->load();
+  std::int64_t cumulative = 0;
+  for (std::size_t i = 0; i < c.buckets.size(); ++i) {
+    cumulative += c.buckets[i].load();
+    const double le = i < cluster_counters::bucket_us.size()
+                        ? static_cast<double>(cluster_counters::bucket_us[i]) / 1e6
+                        : std::numeric_limits<double>::infinity();
+    f.latency_buckets.emplace_back(le, cumulative);
+  }
+  f.latency_sum_s = static_cast<double>(c.latency_sum_us.load()) / 1e6;
+  f.latency_count = c.latency_count.load();
   return s;
+}
+
+const std::string& runtime::node() const {
+  return impl_->dir.self();
+}
+
+cluster_status runtime::cluster() const {
+  if (!impl_->dir.clustered()) {
+    cluster_status s;
+    s.node = impl_->dir.self();
+    s.ring_version = 1;
+    s.members.push_back({s.node, "self"});
+    return s;
+  }
+  auto s = impl_->cluster->status();
+  s.serving = impl_->dir.serving(); // the lease may have run out since the last change
+  return s;
+}
+
+std::string runtime::owner_of(const std::string& id) const {
+  return impl_->dir.owner_of(id);
 }
 
 void runtime::shutdown() {

@@ -15,11 +15,42 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace emporium::actors {
 
 template <class T>
 using callback = std::function<void(result<T>)>;
+
+/// One member as this node sees it, for GET /cluster.
+struct member_status {
+  std::string node;
+  std::string state; ///< "self", "up" or "down"
+};
+
+/// The cluster as this node sees it (GET /cluster, /metrics). A single node is a cluster of one.
+struct cluster_status {
+  bool clustered = false; ///< cluster.node_port is set
+  std::string node;       ///< this node's name (X-Emporium-Node)
+  std::uint64_t ring_version = 0;
+  bool serving = true; ///< holds the majority's lease: serves entities
+  int configured = 1;  ///< members configured, this node included
+  int live = 1;        ///< members up, this node included
+  std::vector<member_status> members;
+};
+
+/// The forwarding between nodes.
+struct forward_stats {
+  std::int64_t forwarded = 0; ///< requests sent to the node owning their entity
+  std::int64_t failed = 0;    ///< answered 503 at once because that node died (writes)
+  std::int64_t retried = 0;   ///< reads sent again to the new owner after their node died
+  std::int64_t moved = 0;     ///< requests from another node for an entity not owned here
+  /// Forward latency: cumulative counts per upper bound in seconds (the last bound +Inf).
+  std::vector<std::pair<double, std::int64_t>> latency_buckets;
+  double latency_sum_s = 0;
+  std::int64_t latency_count = 0;
+};
 
 struct kind_stats {
   std::int64_t active = 0;
@@ -44,6 +75,8 @@ struct runtime_stats {
   std::int64_t db_breaker_opened = 0;
   int cache_breaker = 0;            ///< Redis circuit, likewise
   bool cache_flush_pending = false; ///< Redis bypassed until flushed after lost writes
+  cluster_status cluster;
+  forward_stats forwarding;
 };
 
 class runtime {
@@ -111,6 +144,11 @@ class runtime {
   /// Makes the product's actor fail, as a crash would (tests of supervision only).
   void crash_product(std::string id, callback<bool> cb);
   runtime_stats stats() const;
+  /// This node's name (host:node_port; the HTTP address on a single node).
+  const std::string& node() const;
+  cluster_status cluster() const;
+  /// The member owning the entity `id` on the current ring.
+  std::string owner_of(const std::string& id) const;
 
   /// Stops every actor and waits for them; idempotent, also done by the destructor.
   void shutdown();

@@ -89,13 +89,12 @@ void runtime::impl::start_commerce() {
   env.db_timeout = db_timeout;
   env.call_timeout = std::chrono::milliseconds(settings.http.request_timeout_ms * 4 / 5);
   env.payment_workers = &payments;
-  auto idle = std::chrono::seconds(settings.actors.idle_timeout_s);
   dir.add_local_customers(spawn_manager<customer_actor>(
-    sys, {"customer", entity_factory_of(customer_entity, env), idle, customer_counters}));
+    sys, managed("customer", entity_factory_of(customer_entity, env), customer_counters)));
   dir.add_local_carts(spawn_manager<cart_actor>(
-    sys, {"cart", entity_factory_of(cart_entity, env), idle, cart_counters}));
+    sys, managed("cart", entity_factory_of(cart_entity, env), cart_counters)));
   dir.add_local_orders(spawn_manager<order_actor>(
-    sys, {"order", entity_factory_of(order_entity, env), idle, order_counters}));
+    sys, managed("order", entity_factory_of(order_entity, env), order_counters)));
   services.push_back(sys.spawn(payment_sweeper, env));
   services.push_back(sys.spawn(retention_service, env));
 }

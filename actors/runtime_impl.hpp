@@ -2,6 +2,7 @@
 /// The runtime's insides, shared by the files that implement the facade area by area
 /// (runtime.cpp, runtime_products.cpp, ...). Internal to actors/.
 
+#include "actors/cluster.hpp"
 #include "actors/db_pool.hpp"
 #include "actors/directory.hpp"
 #include "actors/manager.hpp"
@@ -43,6 +44,7 @@ class system_config : public caf::actor_system_config {
  public:
   explicit system_config(const config::settings& s) {
     register_types(*this);
+    configure_cluster(*this, s);
     set("scheduler.max-threads", static_cast<size_t>(s.actors.scheduler_threads));
     set("logger.verbosity", caf::atom("quiet"));
   }
@@ -84,8 +86,11 @@ struct runtime::impl {
       payments(sys, s, 2) {
     for (int i = 0; i < std::max(1, s.actors.scheduler_threads); ++i)
       bridges.push_back(sys.spawn(detail::bridge, i));
+    dir.set_self(config::node_name(s));
     start_products();
     start_commerce();
+    if (s.cluster.node_port)
+      services.push_back(start_cluster(sys, settings, dir, cluster, timeout));
     // 1,000 passivations is at least a few MB freed; every 10 s is often enough to follow a
     // passivation sweep (the managers sweep every idle/4, at most 15 s).
     services.push_back(spawn_memory_trimmer(
@@ -96,6 +101,18 @@ struct runtime::impl {
   /// Each area spawns its managers and services (runtime_products.cpp, ...).
   void start_products();
   void start_commerce(); ///< runtime_commerce.cpp
+
+  /// A manager's configuration: its kind, its entities, and where keys it does not own go.
+  manager_config managed(std::string kind, entity_factory make,
+                         std::shared_ptr<kind_counters> counters) {
+    return {
+      std::move(kind),
+      std::move(make),
+      std::chrono::seconds(settings.actors.idle_timeout_s),
+      std::move(counters),
+      [d = &dir](const std::string& key) { return caf::actor_cast<caf::actor>(d->elsewhere(key)); },
+      cluster->moved};
+  }
 
   const caf::actor& next_bridge() {
     return bridges[next.fetch_add(1, std::memory_order_relaxed) % bridges.size()];
@@ -188,6 +205,7 @@ struct runtime::impl {
   struct session_cache;
   std::shared_ptr<session_cache> sessions;
   directory dir;
+  std::shared_ptr<cluster_counters> cluster = std::make_shared<cluster_counters>();
   std::vector<caf::actor> bridges;
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stopped{false};

@@ -10,8 +10,7 @@ void runtime::impl::start_products() {
   env.pool = &pool;
   env.db_timeout = db_timeout;
   dir.add_local_products(spawn_manager<product_actor>(
-    sys, {"product", entity_factory_of(product_entity, env),
-          std::chrono::seconds(settings.actors.idle_timeout_s), product_counters}));
+    sys, managed("product", entity_factory_of(product_entity, env), product_counters)));
 }
 
 void runtime::get_product(std::string id, callback<model::product> cb) {

@@ -99,6 +99,10 @@ CAF_ADD_TYPE_ID(emporium, (std::vector<std::string>) )
 CAF_ADD_ATOM(emporium, emporium::actors, passivate_atom, "passivate")
 CAF_ADD_ATOM(emporium, emporium::actors, sweep_atom, "sweep")
 CAF_ADD_ATOM(emporium, emporium::actors, absent_atom, "absent")
+CAF_ADD_ATOM(emporium, emporium::actors, rebalance_atom, "rebalance")
+CAF_ADD_ATOM(emporium, emporium::actors, tick_atom, "tick")
+CAF_ADD_ATOM(emporium, emporium::actors, dial_atom, "dial")
+CAF_ADD_ATOM(emporium, emporium::actors, link_down_atom, "linkdown")
 
 #define EMPORIUM_INSIDE_TYPE_ID_BLOCK
 #include "actors/messages.hpp"

@@ -22,4 +22,10 @@ settings load(const std::optional<std::string>& toml_path,
   return s;
 }
 
+std::string node_name(const settings& s) {
+  if (s.cluster.node_port)
+    return s.cluster.node_host + ":" + std::to_string(*s.cluster.node_port);
+  return s.http.host + ":" + std::to_string(s.http.port);
+}
+
 } // namespace emporium::config

@@ -232,6 +232,10 @@ std::map<std::string, std::string> process_environment();
 /// Applies one `section.key=value` override, as given by `--set` on the command line.
 void apply_override(settings& s, const std::string& dotted_key, const std::string& value);
 
+/// This node's name: cluster.node_host:cluster.node_port in a cluster, http.host:http.port on a
+/// single node (X-Emporium-Node, GET /cluster, the ownership ring).
+std::string node_name(const settings& s);
+
 /// Checks cross-field rules and ranges; throws config_error naming the key.
 void validate(const settings& s);
 

@@ -30,6 +30,9 @@ enum class errc : std::uint8_t {
   unprocessable,    ///< well-formed but not doable: idempotency key reuse, unserved address
   payment_declined, ///< the payment provider declined (402)
   upstream_failed,  ///< the payment provider kept failing (502)
+  /// Sent to another node for an entity this node does not own (their rings differ for a
+  /// moment): the sender resolves the key again. Answered 503 if it ever reaches HTTP.
+  moved,
 };
 
 /// A field-level validation failure, reported as one entry of problem+json `errors[]`.

@@ -25,8 +25,8 @@ class ring {
   bool contains(std::string_view member) const;
 
  private:
-  std::vector<std::string> members_;  ///< sorted, unique
-  std::vector<std::uint64_t> seeds_;  ///< xxHash64 of each member's name
+  std::vector<std::string> members_; ///< sorted, unique
+  std::vector<std::uint64_t> seeds_; ///< xxHash64 of each member's name
 };
 
 /// xxHash64 of `text` with `seed`.

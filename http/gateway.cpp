@@ -20,7 +20,7 @@ constexpr const char* allowed_request_headers =
 /// Headers a browser script may read from an answer.
 constexpr const char* exposed_headers =
   "ETag, Location, Retry-After, RateLimit-Limit, "
-  "RateLimit-Remaining, RateLimit-Reset, X-Request-Id";
+  "RateLimit-Remaining, RateLimit-Reset, X-Request-Id, X-Emporium-Node";
 constexpr const char* preflight_max_age = "600";
 
 bool uri_char(char c) {

@@ -34,6 +34,7 @@ json response_ref(const std::string& name) {
 /// Headers on every answer: the request id and the rate limit's state.
 json common_headers() {
   return {{"X-Request-Id", header_ref("X-Request-Id")},
+          {"X-Emporium-Node", header_ref("X-Emporium-Node")},
           {"RateLimit-Limit", header_ref("RateLimit-Limit")},
           {"RateLimit-Remaining", header_ref("RateLimit-Remaining")},
           {"RateLimit-Reset", header_ref("RateLimit-Reset")}};
@@ -41,7 +42,8 @@ json common_headers() {
 
 /// Headers on a probe's answer: probes are never rate limited, so no RateLimit headers.
 json probe_headers() {
-  return {{"X-Request-Id", header_ref("X-Request-Id")}};
+  return {{"X-Request-Id", header_ref("X-Request-Id")},
+          {"X-Emporium-Node", header_ref("X-Emporium-Node")}};
 }
 
 json json_content(const json& schema) {
@@ -314,6 +316,24 @@ json schemas() {
                             {"order_id", id_schema("ord")},
                             {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}}},
                            {"topic", "order_id", "status"}, false)}}};
+  s["ClusterMember"] = object({{"node", {{"type", "string"}}},
+                               {"state", {{"type", "string"}, {"enum", {"self", "up", "down"}}}}},
+                              {"node", "state"}, false);
+  s["Cluster"] = object(
+    {{"node", {{"type", "string"}, {"description", "This node (host:port)"}}},
+     {"ring_version",
+      {{"type", "integer"}, {"description", "Grows with every change of the live members"}}},
+     {"serving",
+      {{"type", "boolean"},
+       {"description", "Whether this node sees a majority of the members and serves entities"}}},
+     {"configured", {{"type", "integer"}}},
+     {"live", {{"type", "integer"}}},
+     {"members", {{"type", "array"}, {"items", schema_ref("ClusterMember")}}}},
+    {"node", "ring_version", "serving", "configured", "live", "members"}, false);
+  s["ClusterOwner"] = object({{"id", {{"type", "string"}}},
+                              {"owner", {{"type", "string"}}},
+                              {"ring_version", {{"type", "integer"}}}},
+                             {"id", "owner", "ring_version"}, false);
   s["Health"] = object({{"status", {{"type", "string"}, {"enum", {"ok", "ready"}}}}}, {"status"},
                        false);
   return s;
@@ -385,6 +405,11 @@ json headers() {
   return {
     {"X-Request-Id",
      {{"description", "The request's id: the caller's X-Request-Id, or one the server made"},
+      {"schema", {{"type", "string"}}}}},
+    {"X-Emporium-Node",
+     {{"description",
+       "The node that served the request (host:port; its node address in a "
+       "cluster)"},
       {"schema", {{"type", "string"}}}}},
     {"RateLimit-Limit", int_header("The client's bucket size for this route class")},
     {"RateLimit-Remaining", int_header("Requests left in the bucket now")},
@@ -550,12 +575,14 @@ json build_operation(const route_spec& r) {
   json j{{"operationId", r.operation_id}, {"tags", {r.tag}}, {"summary", r.summary}};
   std::vector<json> params;
   for (const auto& p : r.path_ids)
-    params.push_back({{"name", p.name},
-                      {"in", "path"},
-                      {"required", true},
-                      {"description", std::string{p.description} + " (" + p.prefix
-                                        + "_...); a malformed id answers 404"},
-                      {"schema", {{"type", "string"}}}});
+    params.push_back(
+      {{"name", p.name},
+       {"in", "path"},
+       {"required", true},
+       {"description", p.prefix == nullptr ? std::string{p.description}
+                                           : std::string{p.description} + " (" + p.prefix
+                                               + "_...); a malformed id answers 404"},
+       {"schema", {{"type", "string"}}}});
   for (auto k : r.query)
     params.push_back(query_parameter(k));
   if (r.codec_query && std::string{r.codec_query} == "search")

@@ -7,6 +7,11 @@
 #include "http/routes.hpp"
 #include "persistence/cache.hpp"
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
 namespace emporium::http {
 
 namespace {
@@ -63,6 +68,39 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
            "1 while the Redis cache is bypassed until flushed after a lost write", kind::gauge);
   w.sample("emporium_cache_flush_pending", {}, s.cache_flush_pending ? 1 : 0);
 
+  const auto& cl = s.cluster;
+  w.header("emporium_cluster_members", "Configured cluster members by state, this node included",
+           kind::gauge);
+  w.sample("emporium_cluster_members", {{"state", "up"}}, cl.live);
+  w.sample("emporium_cluster_members", {{"state", "down"}}, cl.configured - cl.live);
+  w.header("emporium_cluster_ring_version", "Changes of the live members seen by this node",
+           kind::gauge);
+  w.sample("emporium_cluster_ring_version", {}, static_cast<double>(cl.ring_version));
+  w.header("emporium_cluster_serving",
+           "1 while this node sees a majority of the cluster and serves entities", kind::gauge);
+  w.sample("emporium_cluster_serving", {}, cl.serving ? 1 : 0);
+  const auto& f = s.forwarding;
+  w.header("emporium_cluster_forwarded_total", "Entity requests forwarded to their owner node",
+           kind::counter);
+  w.sample("emporium_cluster_forwarded_total", {}, static_cast<double>(f.forwarded));
+  w.header("emporium_cluster_failed_promises_total",
+           "Forwarded writes answered 503 at once because their node died", kind::counter);
+  w.sample("emporium_cluster_failed_promises_total", {}, static_cast<double>(f.failed));
+  w.header("emporium_cluster_retried_reads_total",
+           "Forwarded reads sent again to a new owner because their node died", kind::counter);
+  w.sample("emporium_cluster_retried_reads_total", {}, static_cast<double>(f.retried));
+  w.header("emporium_cluster_moved_total",
+           "Requests from another node for an entity this node does not own", kind::counter);
+  w.sample("emporium_cluster_moved_total", {}, static_cast<double>(f.moved));
+  w.header("emporium_cluster_forward_seconds", "Time from forwarding a request to its answer",
+           kind::histogram);
+  for (const auto& [le, n] : f.latency_buckets)
+    w.sample("emporium_cluster_forward_seconds_bucket",
+             {{"le", std::isinf(le) ? std::string{"+Inf"} : fmt::format("{}", le)}},
+             static_cast<double>(n));
+  w.sample("emporium_cluster_forward_seconds_sum", {}, f.latency_sum_s);
+  w.sample("emporium_cluster_forward_seconds_count", {}, static_cast<double>(f.latency_count));
+
   auto& c = persistence::cache_stats();
   w.header("emporium_cache_hits_total", "Redis cache lookups that found the entity", kind::counter);
   w.sample("emporium_cache_hits_total", {}, static_cast<double>(c.hits.load()));
@@ -88,6 +126,25 @@ void get_openapi(app&, const request&, const path_params&, const query_args&, re
   respond(std::move(res));
 }
 
+void get_cluster(app& a, const request&, const path_params&, const query_args&, responder respond) {
+  auto c = a.runtime.cluster();
+  nlohmann::json members = nlohmann::json::array();
+  for (const auto& m : c.members)
+    members.push_back({{"node", m.node}, {"state", m.state}});
+  nlohmann::json j{{"node", c.node},       {"ring_version", c.ring_version},
+                   {"serving", c.serving}, {"configured", c.configured},
+                   {"live", c.live},       {"members", std::move(members)}};
+  respond(json_response(200, j.dump()));
+}
+
+void get_cluster_owner(app& a, const request&, const path_params& params, const query_args&,
+                       responder respond) {
+  const auto& id = params["id"];
+  auto c = a.runtime.cluster();
+  nlohmann::json j{{"id", id}, {"owner", a.runtime.owner_of(id)}, {"ring_version", c.ring_version}};
+  respond(json_response(200, j.dump()));
+}
+
 void get_healthz(app&, const request&, const path_params&, const query_args&, responder respond) {
   respond(json_response(200, R"({"status":"ok"})"));
 }
@@ -106,6 +163,8 @@ const std::vector<binding>& ops_handlers() {
   static const std::vector<binding> list{{"healthz", get_healthz},
                                          {"readyz", get_readyz},
                                          {"metrics", get_metrics},
+                                         {"getCluster", get_cluster},
+                                         {"getClusterOwner", get_cluster_owner},
                                          {"openapi", get_openapi}};
   return list;
 }

@@ -46,7 +46,8 @@ int status_of(errc code) {
     case errc::unauthorized: return 401;
     case errc::forbidden: return 403;
     case errc::rate_limited: return 429;
-    case errc::unavailable: return 503;
+    case errc::unavailable:
+    case errc::moved: return 503;
     case errc::timeout: return 504;
     case errc::unprocessable: return 422;
     case errc::payment_declined: return 402;

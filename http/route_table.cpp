@@ -16,6 +16,7 @@ const path_id cart_product_id{"product_id", "prod", "no product has this id", "T
 const path_id customer_id{"id", "cust", "no customer has this id", "The customer's id"};
 const path_id cart_id{"id", "cart", "no cart has this id", "The cart's id"};
 const path_id order_id{"id", "ord", "no order has this id", "The order's id"};
+const path_id any_key{"id", nullptr, "", "Any entity's id (the ring hashes any key)"};
 
 std::vector<route_spec> build() {
   using q = query_kind;
@@ -228,6 +229,19 @@ std::vector<route_spec> build() {
     r.probe = true;
   }
   {
+    auto& r = add({"GET", "/cluster", "getCluster", "operations",
+                   "The cluster's members as this node sees them", access::admin});
+    r.success = {{200, "The members, the ring's version and whether this node serves", "Cluster"}};
+    r.uses_database = false;
+  }
+  {
+    auto& r = add({"GET", "/cluster/owner/{id}", "getClusterOwner", "operations",
+                   "The node owning an entity (any entity id)", access::admin});
+    r.path_ids = {any_key};
+    r.success = {{200, "The owner on this node's current ring", "ClusterOwner"}};
+    r.uses_database = false;
+  }
+  {
     auto& r = add({"GET", "/openapi.json", "openapi", "operations", "This document"});
     r.success = {{200, "The OpenAPI 3.1 document", nullptr, {}, "any_object"}};
     r.uses_database = false;
@@ -277,7 +291,7 @@ router table_router(const std::function<handler(const route_spec&)>& bind) {
 
 std::optional<response> check_path_ids(const route_spec& spec, const path_params& params) {
   for (const auto& p : spec.path_ids)
-    if (!core::is_valid_id(params[p.name], p.prefix))
+    if (p.prefix != nullptr && !core::is_valid_id(params[p.name], p.prefix))
       return problem(404, p.not_found);
   return std::nullopt;
 }

@@ -53,7 +53,7 @@ enum class query_kind {
 /// A path parameter that is an entity id: a malformed one answers 404 with `not_found`.
 struct path_id {
   const char* name;      ///< as in the pattern, e.g. "product_id"
-  const char* prefix;    ///< the id's type prefix, e.g. "prod"
+  const char* prefix;    ///< the id's type prefix, e.g. "prod"; nullptr: any text
   const char* not_found; ///< the 404's detail
   const char* description;
 };

@@ -310,6 +310,7 @@ void session::answer(std::uint64_t seq, const responder::make_fn& make) {
 
 void session::finish(pending& slot, response& res) {
   res.header("X-Request-Id", slot.request_id);
+  res.header("X-Emporium-Node", shared_.node);
   if (slot.limit) {
     res.header("RateLimit-Limit", std::to_string(slot.limit->limit));
     res.header("RateLimit-Remaining", std::to_string(slot.limit->remaining));

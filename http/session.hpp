@@ -42,6 +42,7 @@ class session;
 struct shared_state {
   shared_state(const config::settings& s, const router& r, gateway::session_verifier v)
     : cfg(s.http),
+      node(config::node_name(s)),
       routes(r),
       verify_session(std::move(v)),
       admin_key_hash(s.auth.admin_key_hash),
@@ -104,6 +105,7 @@ struct shared_state {
   static constexpr auto dead_session_ttl = std::chrono::seconds(60);
 
   config::http_settings cfg;
+  std::string node; ///< X-Emporium-Node on every answer
   const router& routes;
   gateway::session_verifier verify_session; ///< the runtime's, for signed tokens
   std::string admin_key_hash;               ///< config: auth.admin_key_hash
