@@ -297,6 +297,9 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
       // each line is one step of the placement saga within the request's deadline.
       req.customer_id = c->customer_id;
       req.cart_id = c->id;
+      // In a cluster, an actor of a node that just lost this cart may hold older items: the
+      // database commits the order only while the cart is at this version.
+      req.cart_version = c->version;
       req.items.clear();
       for (const auto& i : c->items)
         req.items.push_back({i.product_id, i.quantity});

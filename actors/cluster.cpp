@@ -4,8 +4,8 @@
 #include "actors/types.hpp"
 #include "config/url.hpp"
 
-#include <caf/io/middleman.hpp>
 #include <spdlog/spdlog.h>
+#include <caf/io/middleman.hpp>
 
 #include <algorithm>
 #include <random>
@@ -136,10 +136,12 @@ any_entity_actor::behavior_type refuser(any_entity_actor::pointer) {
   return refuser_behavior(any_entity_actor::signatures{});
 }
 
-// -- the link to one peer ---------------------------------------------------------------------------
+// -- the link to one peer
+// ---------------------------------------------------------------------------
 
 using node_link_actor =
-  any_entity_actor::extend<caf::reacts_to<link_up>, caf::reacts_to<link_down_atom>>;
+  any_entity_actor::extend<caf::reacts_to<link_up>, caf::reacts_to<link_down_atom>,
+                           caf::reacts_to<tick_atom, std::uint64_t>>;
 
 struct link_state {
   struct call {
@@ -149,6 +151,9 @@ struct link_state {
     std::size_t kind = 0;
     bool read = false;
     clock::time_point start;
+    int moved = 0; ///< times the peer answered "moved" while our ring still named it
+    /// Sends the message to the peer's manager (typed by the message; local only).
+    std::function<void(std::uint64_t id)> send;
   };
 
   std::string peer;
@@ -162,22 +167,28 @@ struct link_state {
   static inline const char* name = "cluster_link";
 };
 
-using link_pointer = node_link_actor::stateful_pointer<link_state>;
+using node_link_pointer = node_link_actor::stateful_pointer<link_state>;
+
+/// A peer that answers "moved" while our ring still names it as the owner: the two rings
+/// differ while a change spreads (heartbeats carry it within cluster.heartbeat_ms). The call is
+/// sent again after this pause, up to max_moved times, before it is answered 503.
+constexpr auto moved_pause = std::chrono::milliseconds(100);
+constexpr int max_moved = 20;
 
 /// Sends a call again to wherever its key resolves now, or answers 503 when that is this very
 /// link (the rings of the two nodes disagree for the moment).
-void reroute(link_pointer self, link_state::call& c) {
+void reroute(node_link_pointer self, link_state::call& c) {
   auto target = resolve(*self->state.dir, c.kind, c.key);
   if (!target || target.address() == self->address()) {
-    c.rp.deliver(make_domain_error(errc::unavailable, "the owner of " + c.key
-                                                        + " is changing; retry shortly"));
+    c.rp.deliver(make_domain_error(errc::unavailable,
+                                   "the owner of " + c.key + " is changing; retry shortly"));
     return;
   }
   c.rp.delegate(target, std::move(c.msg));
 }
 
 /// The peer went down: every call it had not answered is answered now.
-void fail_pending(link_pointer self) {
+void fail_pending(node_link_pointer self) {
   auto& st = self->state;
   auto pending = std::move(st.pending);
   st.pending.clear();
@@ -187,14 +198,15 @@ void fail_pending(link_pointer self) {
       reroute(self, c);
     } else {
       st.counters->failed.fetch_add(1, std::memory_order_relaxed);
-      c.rp.deliver(make_domain_error(
-        errc::unavailable, "node " + st.peer + " left the cluster before answering; the outcome "
-                             "is unknown: retry with the same Idempotency-Key"));
+      c.rp.deliver(make_domain_error(errc::unavailable,
+                                     "node " + st.peer
+                                       + " left the cluster before answering; the outcome "
+                                         "is unknown: retry with the same Idempotency-Key"));
     }
   }
 }
 
-std::optional<link_state::call> take(link_pointer self, std::uint64_t id) {
+std::optional<link_state::call> take(node_link_pointer self, std::uint64_t id) {
   auto& pending = self->state.pending;
   auto it = pending.find(id);
   if (it == pending.end())
@@ -206,40 +218,67 @@ std::optional<link_state::call> take(link_pointer self, std::uint64_t id) {
   return c;
 }
 
+/// The peer does not own the call's key: send it where our ring says now; when that is still
+/// the peer, wait for the rings to agree and ask the peer again.
+void on_moved(node_link_pointer self, std::uint64_t id) {
+  auto& pending = self->state.pending;
+  auto it = pending.find(id);
+  if (it == pending.end())
+    return;
+  auto& c = it->second;
+  auto target = resolve(*self->state.dir, c.kind, c.key);
+  if (target && target.address() == self->address() && c.moved < max_moved) {
+    ++c.moved;
+    self->delayed_send(self, moved_pause, tick_atom_v, id);
+    return;
+  }
+  auto taken = std::move(c);
+  pending.erase(it);
+  reroute(self, taken);
+}
+
+bool is_moved(const caf::error& e) {
+  return e.category() == caf::detail::error_factory<errc>::category
+         && static_cast<errc>(e.code()) == errc::moved;
+}
+
 template <class Signature>
 struct forward;
 
 template <class Msg, class Out>
 struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<Out>>> {
-  static auto handler(link_pointer self) {
+  static auto handler(node_link_pointer self) {
     return [self](Msg& msg) -> caf::result<Out> {
       auto& st = self->state;
       auto rp = self->make_response_promise();
-      link_state::call c{rp,   caf::make_message(msg), msg.id, kind_of<Msg>(),
-                         is_read_message<Msg>::value, clock::now()};
+      link_state::call c{
+        rp,          caf::make_message(msg), msg.id, kind_of<Msg>(), is_read_message<Msg>::value,
+        clock::now()};
       if (!st.up) {
         reroute(self, c);
         return rp;
       }
+      c.send = [self, msg](std::uint64_t id) {
+        auto& st = self->state;
+        self->request(st.managers[kind_of<Msg>()], st.timeout, msg)
+          .then(
+            [self, id](Out& answer) {
+              if (auto c = take(self, id))
+                c->rp.deliver(std::move(answer));
+            },
+            [self, id](caf::error& e) {
+              if (is_moved(e)) {
+                on_moved(self, id);
+                return;
+              }
+              if (auto c = take(self, id))
+                c->rp.deliver(std::move(e));
+            });
+      };
       auto id = ++st.next_id;
-      st.pending.emplace(id, std::move(c));
+      auto& stored = st.pending.emplace(id, std::move(c)).first->second;
       st.counters->forwarded.fetch_add(1, std::memory_order_relaxed);
-      self->request(st.managers[kind_of<Msg>()], st.timeout, std::move(msg))
-        .then(
-          [self, id](Out& answer) {
-            if (auto c = take(self, id))
-              c->rp.deliver(std::move(answer));
-          },
-          [self, id](caf::error& e) {
-            auto c = take(self, id);
-            if (!c)
-              return;
-            if (e.category() == caf::detail::error_factory<errc>::category
-                && static_cast<errc>(e.code()) == errc::moved)
-              reroute(self, *c);
-            else
-              c->rp.deliver(std::move(e));
-          });
+      stored.send(id);
       return rp;
     };
   }
@@ -247,7 +286,7 @@ struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<Out
 
 template <class Msg>
 struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<void>>> {
-  static auto handler(link_pointer self) {
+  static auto handler(node_link_pointer self) {
     return [self](Msg& msg) {
       auto& st = self->state;
       if (st.up) {
@@ -262,9 +301,15 @@ struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<voi
 };
 
 template <class... Sigs>
-node_link_actor::behavior_type link_behavior(link_pointer self, caf::detail::type_list<Sigs...>) {
+node_link_actor::behavior_type link_behavior(node_link_pointer self,
+                                             caf::detail::type_list<Sigs...>) {
   return {
     forward<Sigs>::handler(self)...,
+    [self](tick_atom, std::uint64_t id) { // a call the peer answered "moved", asked again
+      auto it = self->state.pending.find(id);
+      if (it != self->state.pending.end() && self->state.up)
+        it->second.send(id);
+    },
     [self](link_up& up) {
       self->state.up = true;
       self->state.managers = std::move(up.managers);
@@ -277,7 +322,8 @@ node_link_actor::behavior_type link_behavior(link_pointer self, caf::detail::typ
   };
 }
 
-node_link_actor::behavior_type node_link(link_pointer self, std::string peer, const directory* dir,
+node_link_actor::behavior_type node_link(node_link_pointer self, std::string peer,
+                                         const directory* dir,
                                          std::shared_ptr<cluster_counters> counters,
                                          caf::timespan timeout) {
   self->state.peer = std::move(peer);
@@ -296,7 +342,8 @@ struct peer_state {
   bool dialer = false; ///< this node dials it (its name is the smaller)
   bool dialing = false;
   bool up = false;
-  caf::actor remote; ///< its membership actor
+  bool serving = false; ///< as it last said: only serving members own keys
+  caf::actor remote;    ///< its membership actor
   std::vector<caf::actor> managers;
   clock::time_point last_heard{};
   caf::timespan backoff{};
@@ -327,7 +374,7 @@ constexpr auto dial_timeout = std::chrono::seconds(2);
 
 node_hello own_hello(membership_pointer self) {
   return node_hello{self->state.self_name, caf::actor_cast<caf::actor>(self),
-                    self->state.dir->local_managers()};
+                    self->state.dir->local_managers(), self->state.serving};
 }
 
 void tell_managers(membership_pointer self) {
@@ -359,8 +406,10 @@ void membership_changed(membership_pointer self) {
   v->version = ++st.version;
   v->self = st.self_name;
   std::vector<std::string> live{st.self_name};
+  // A peer owns keys only once it serves: a node that has just come up (or lost the majority)
+  // would refuse what it is sent.
   for (const auto& p : st.peers)
-    if (p.up) {
+    if (p.up && p.serving) {
       live.push_back(p.name);
       v->links.emplace(p.name, any_entity_actor{p.link});
     }
@@ -370,6 +419,17 @@ void membership_changed(membership_pointer self) {
   st.dir->publish(std::move(v));
   publish_status(self);
   tell_managers(self);
+}
+
+void send_heartbeats(membership_pointer self) {
+  auto& st = self->state;
+  node_heartbeat hb{st.self_name, st.serving, {}};
+  for (const auto& p : st.peers)
+    if (p.up)
+      hb.up.push_back(p.name);
+  for (const auto& p : st.peers)
+    if (p.up)
+      self->send(p.remote, hb);
 }
 
 /// Extends (or ends) this node's lease: it serves while a majority of the configured members,
@@ -394,12 +454,14 @@ void renew_lease(membership_pointer self) {
   if (serving) {
     spdlog::info("cluster: a majority is live: serving entities");
   } else {
-    spdlog::warn("cluster: cannot see a majority of the {} members: serving no entity until it "
-                 "rejoins",
-                 st.peers.size() + 1);
+    spdlog::warn(
+      "cluster: cannot see a majority of the {} members: serving no entity until it "
+      "rejoins",
+      st.peers.size() + 1);
   }
   publish_status(self);
-  tell_managers(self); // without the lease, every entity passivates
+  tell_managers(self);   // without the lease, every entity passivates
+  send_heartbeats(self); // the peers add or drop this node from their rings now
 }
 
 void schedule_dial(membership_pointer self, std::size_t i) {
@@ -424,6 +486,7 @@ void peer_up(membership_pointer self, std::size_t i, node_hello& h) {
     return;
   }
   p.up = true;
+  p.serving = h.serving;
   p.remote = std::move(h.membership);
   p.managers = std::move(h.managers);
   p.last_heard = clock::now();
@@ -440,6 +503,7 @@ void peer_down(membership_pointer self, std::size_t i, const caf::error& why) {
   if (!p.up)
     return;
   p.up = false;
+  p.serving = false;
   p.remote = nullptr;
   p.managers.clear();
   spdlog::warn("cluster: {} is down ({})", p.name, self->system().render(why));
@@ -552,16 +616,31 @@ caf::behavior membership(membership_pointer self, const config::settings* s, dir
       return own_hello(self);
     },
     [self](node_heartbeat& hb) {
-      if (auto i = peer_index(self, hb.node); i && self->state.peers[*i].up)
-        self->state.peers[*i].last_heard = clock::now();
+      auto& st = self->state;
+      auto i = peer_index(self, hb.node);
+      if (!i || !st.peers[*i].up)
+        return;
+      auto& p = st.peers[*i];
+      p.last_heard = clock::now();
+      if (p.serving != hb.serving) {
+        p.serving = hb.serving;
+        membership_changed(self);
+      }
+      // A member the sender sees and this node does not: dial it now rather than at the end
+      // of a back-off, so that the rings of the two agree soon.
+      for (const auto& name : hb.up)
+        if (auto j = peer_index(self, name)) {
+          auto& q = st.peers[*j];
+          if (q.dialer && !q.up && !q.dialing) {
+            q.backoff = {};
+            dial(self, *j);
+          }
+        }
     },
     [self](tick_atom) {
-      auto& st = self->state;
-      for (const auto& p : st.peers)
-        if (p.up)
-          self->send(p.remote, node_heartbeat{st.self_name});
+      send_heartbeats(self);
       renew_lease(self);
-      self->delayed_send(self, st.heartbeat, tick_atom_v);
+      self->delayed_send(self, self->state.heartbeat, tick_atom_v);
     },
   };
 }
@@ -581,8 +660,8 @@ caf::actor start_cluster(caf::actor_system& sys, const config::settings& s, dire
                              + std::to_string(*s.cluster.node_port) + ": "
                              + sys.render(port.error()));
   }
-  spdlog::info("cluster: node {} listening on {}:{} ({}), {} peers", config::node_name(s), bind, *port,
-               tls ? "TLS" : "plaintext", s.cluster.peers.size());
+  spdlog::info("cluster: node {} listening on {}:{} ({}), {} peers", config::node_name(s), bind,
+               *port, tls ? "TLS" : "plaintext", s.cluster.peers.size());
   return m;
 }
 

@@ -39,13 +39,12 @@ namespace emporium::actors {
 /// actors, read by /metrics and /cluster from any thread).
 struct cluster_counters {
   /// Upper bounds of the forward-latency buckets, in microseconds (the last is +Inf).
-  static constexpr std::array<std::int64_t, 10> bucket_us{100,    250,    500,     1'000,   2'500,
-                                                          5'000, 10'000, 25'000, 100'000, 1'000'000};
+  static constexpr std::array<std::int64_t, 10> bucket_us{
+    100, 250, 500, 1'000, 2'500, 5'000, 10'000, 25'000, 100'000, 1'000'000};
   std::atomic<std::int64_t> forwarded{0}; ///< requests sent to another node
   std::atomic<std::int64_t> failed{0};    ///< answered 503 at once: their node died
   std::atomic<std::int64_t> retried{0};   ///< reads sent again to a new owner
-  std::shared_ptr<std::atomic<std::int64_t>> moved =
-    std::make_shared<std::atomic<std::int64_t>>(0);
+  std::shared_ptr<std::atomic<std::int64_t>> moved = std::make_shared<std::atomic<std::int64_t>>(0);
   std::array<std::atomic<std::int64_t>, bucket_us.size() + 1> buckets{}; ///< forward latency
   std::atomic<std::int64_t> latency_sum_us{0};
   std::atomic<std::int64_t> latency_count{0};

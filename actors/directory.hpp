@@ -57,6 +57,7 @@ class directory {
     clustered_ = true;
   }
   bool clustered() const { return clustered_; }
+  const any_entity_actor& refuser() const { return refuser_; }
   const std::string& self() const { return self_; }
 
   /// The membership actor publishes each new view, and extends the lease while a majority of

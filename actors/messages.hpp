@@ -174,11 +174,16 @@ struct node_hello {
   std::string node;                 ///< its name, host:node_port
   caf::actor membership;            ///< its membership actor (heartbeats go there)
   std::vector<caf::actor> managers; ///< its managers: product, customer, cart, order
+  bool serving = false;             ///< it holds the majority's lease
 };
 
-/// Sent every cluster.heartbeat_ms to each live peer: the lease of the majority.
+/// Sent every cluster.heartbeat_ms to each live peer: the lease of the majority, whether the
+/// sender serves (only serving members own keys), and the members it sees up (a node that does
+/// not see one of them yet dials it at once).
 struct node_heartbeat {
   std::string node;
+  bool serving = false;
+  std::vector<std::string> up;
 };
 
 /// To a local link: its peer is up, with these managers (as in node_hello).
@@ -215,8 +220,8 @@ EMPORIUM_MESSAGE_INSPECT(order_cancel, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(order_ship, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(order_deliver, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(order_expire, x.id)
-EMPORIUM_MESSAGE_INSPECT(node_hello, x.node, x.membership, x.managers)
-EMPORIUM_MESSAGE_INSPECT(node_heartbeat, x.node)
+EMPORIUM_MESSAGE_INSPECT(node_hello, x.node, x.membership, x.managers, x.serving)
+EMPORIUM_MESSAGE_INSPECT(node_heartbeat, x.node, x.serving, x.up)
 EMPORIUM_MESSAGE_INSPECT(link_up, x.node, x.managers)
 
 #undef EMPORIUM_MESSAGE_INSPECT

@@ -114,12 +114,14 @@ void commit_placement(order_ptr self, const entity_env& env, std::shared_ptr<sag
   if (s->req.idempotency_key)
     idem = os::idempotency_ref{o.customer_id, *s->req.idempotency_key, s->req.request_hash};
   auto cart_id = s->req.cart_id;
+  auto cart_version = s->req.cart_version;
   auto max_unpaid = env.settings->orders.max_open_unpaid_per_customer;
   db_await<model::order_change>(
     self, env, o.id,
-    [o, idem, cart_id, max_unpaid](persistence::backend& b) -> result<model::order_change> {
+    [o, idem, cart_id, max_unpaid,
+     cart_version](persistence::backend& b) -> result<model::order_change> {
       pqxx::work tx{b.pg.connection()};
-      auto placed = os::place_order(tx, o, idem, cart_id, max_unpaid);
+      auto placed = os::place_order(tx, o, idem, cart_id, max_unpaid, cart_version);
       if (!placed.short_products.empty()) {
         tx.abort();
         std::vector<field_error> errs;

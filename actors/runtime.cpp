@@ -11,6 +11,11 @@ runtime::~runtime() {
 }
 
 void runtime::check_ready(callback<bool> cb) {
+  // A node cut off from the cluster's majority serves no entity: a balancer should skip it.
+  if (!impl_->dir.serving()) {
+    detail::invoke(cb, result<bool>{failure{errc::unavailable, "not serving", {}}});
+    return;
+  }
   impl_->run_db<bool>(
     [](persistence::backend& b) {
       pqxx::nontransaction tx{b.pg.connection()};

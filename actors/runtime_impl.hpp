@@ -172,6 +172,8 @@ struct runtime::impl {
       [](const caf::actor& m) { caf::anon_send_exit(m, caf::exit_reason::user_shutdown); });
     for (auto& svc : services)
       caf::anon_send_exit(svc, caf::exit_reason::user_shutdown);
+    if (dir.refuser())
+      caf::anon_send_exit(dir.refuser(), caf::exit_reason::user_shutdown);
     for (auto& b : bridges)
       caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     pool.stop();

@@ -143,6 +143,16 @@ void validate(const settings& s) {
         "config: cluster.tls_certificate, cluster.tls_key and cluster.tls_cafile "
         "go together: set all three or none");
   }
+  // A plaintext node port binds loopback only: its protocol lets anyone who reaches it message
+  // any actor. A node named by another address would be unreachable by its peers.
+  if (s.cluster.node_port && s.cluster.tls_certificate.empty() && !s.cluster.insecure_bind) {
+    const auto& h = s.cluster.node_host;
+    if (h != "localhost" && h != "::1" && h.rfind("127.", 0) != 0)
+      throw config_error("config: cluster.node_host " + shown(h)
+                         + " is not a loopback address: peers elsewhere need TLS "
+                           "(cluster.tls_certificate, tls_key, tls_cafile) or, on a private "
+                           "network you trust, cluster.insecure_bind = true");
+  }
   require_between("cluster.heartbeat_ms", s.cluster.heartbeat_ms, 50, 60'000);
   if (s.cluster.peer_timeout_ms < 2 * s.cluster.heartbeat_ms)
     throw config_error(

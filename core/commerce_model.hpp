@@ -98,6 +98,9 @@ struct order_request {
   std::optional<std::string> idempotency_key;
   std::string request_hash;           ///< of the canonical JSON body, for key reuse checks
   std::optional<std::string> cart_id; ///< set by checkout
+  /// The cart's version the items were copied at (checkout); the order commits only while the
+  /// cart row is still at it. 0: not checked.
+  std::int64_t cart_version = 0;
 };
 
 /// What an order request came to: the order (201), or a failure kept for idempotent replays.
@@ -214,8 +217,8 @@ typename Inspector::result_type inspect(Inspector& f, order& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_request& x) {
-  return f(x.customer_id, x.items, x.shipping_address, x.idempotency_key, x.request_hash,
-           x.cart_id);
+  return f(x.customer_id, x.items, x.shipping_address, x.idempotency_key, x.request_hash, x.cart_id,
+           x.cart_version);
 }
 
 template <class Inspector>

@@ -152,7 +152,9 @@ void get_healthz(app&, const request&, const path_params&, const query_args&, re
 void get_readyz(app& a, const request&, const path_params&, const query_args&, responder respond) {
   a.runtime.check_ready(on_strand<bool>(respond, [](const result<bool>& ok) {
     if (!ok)
-      return problem(503, "PostgreSQL is not reachable");
+      return problem(503, ok.error().detail == "not serving"
+                            ? "this node cannot see a majority of the cluster"
+                            : "PostgreSQL is not reachable");
     return json_response(200, R"({"status":"ready"})");
   }));
 }

@@ -218,7 +218,9 @@ std::vector<route_spec> build() {
     r.probe = true;
   }
   {
-    auto& r = add({"GET", "/readyz", "readyz", "operations", "Readiness: PostgreSQL is reachable"});
+    auto& r = add({"GET", "/readyz", "readyz", "operations",
+                   "Readiness: PostgreSQL is reachable and, in a cluster, this node serves (it "
+                   "sees a majority)"});
     r.success = {{200, "Ready to serve", "Health"}};
     r.probe = true;
   }

@@ -14,7 +14,7 @@ using json = nlohmann::json;
 
 constexpr const char* checkout_cart_sql =
   "UPDATE carts SET order_id = $2, version = version + 1, updated_at = now() "
-  "WHERE id = $1 AND order_id IS NULL";
+  "WHERE id = $1 AND order_id IS NULL AND ($3::bigint = 0 OR version = $3)";
 
 // The database is the last guard against overselling: the decrement happens only while the
 // stock suffices, and CHECK (stock >= 0) backs it.
@@ -260,8 +260,8 @@ failure failure_from(const json& j) {
 
 placement place_order(pqxx::transaction_base& tx, const model::order& o,
                       const std::optional<idempotency_ref>& idem,
-                      const std::optional<std::string>& cart_id,
-                      std::optional<int> max_open_unpaid) {
+                      const std::optional<std::string>& cart_id, std::optional<int> max_open_unpaid,
+                      std::int64_t cart_version) {
   placement out;
   // Lines in product id order: concurrent orders lock product rows in one global order, so
   // two of them can never wait for each other.
@@ -313,8 +313,9 @@ placement place_order(pqxx::transaction_base& tx, const model::order& o,
       // Another node recorded this key first: our transaction must not commit.
       throw pqxx::unique_violation("idempotency key recorded concurrently");
   }
-  if (cart_id && tx.exec_params(checkout_cart_sql, *cart_id, o.id).affected_rows() != 1)
-    throw pqxx::unique_violation("the cart was checked out concurrently");
+  if (cart_id
+      && tx.exec_params(checkout_cart_sql, *cart_id, o.id, cart_version).affected_rows() != 1)
+    throw pqxx::unique_violation("the cart was checked out or changed concurrently");
   return out;
 }
 

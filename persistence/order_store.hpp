@@ -43,7 +43,8 @@ struct placement {
 placement place_order(pqxx::transaction_base& tx, const model::order& o,
                       const std::optional<idempotency_ref>& idem,
                       const std::optional<std::string>& cart_id,
-                      std::optional<int> max_open_unpaid = std::nullopt);
+                      std::optional<int> max_open_unpaid = std::nullopt,
+                      std::int64_t cart_version = 0);
 
 std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id);
 

@@ -160,6 +160,10 @@ struct fixture {
   std::shared_ptr<kind_counters> order_counters = std::make_shared<kind_counters>();
   caf::actor products;
   caf::actor orders;
+  /// The product manager's cluster seam: keys mapped here belong to another node, whose
+  /// stand-in actor answers for them.
+  std::shared_ptr<std::map<std::string, caf::actor>> owned_elsewhere =
+    std::make_shared<std::map<std::string, caf::actor>>();
 
   explicit fixture(caf::timespan idle = std::chrono::hours(1)) {
     sched.clock().current_time += std::chrono::hours(1);
@@ -181,7 +185,12 @@ struct fixture {
               track(h, key);
               return h;
             },
-            idle, product_counters}));
+            idle, product_counters,
+            [elsewhere = owned_elsewhere](const std::string& key) {
+              auto it = elsewhere->find(key);
+              return it != elsewhere->end() ? it->second : caf::actor{};
+            },
+            nullptr}));
     entity_env cenv;
     cenv.pool = &pool;
     cenv.dir = &dir;
@@ -490,4 +499,68 @@ TEST_CASE("actors: a crashed entity is re-activated from the database on the nex
   CHECK(f.product_counters->activations == 2);
   CHECK(f.product_counters->active == 1);
   CHECK(f.db->count("load-product p1") == 2);
+}
+
+// -- ownership (the cluster's seam)
+// ----------------------------------------------------------------
+
+namespace {
+
+/// Stands in for the node owning a key: answers reads with a product named "elsewhere".
+caf::behavior other_owner(caf::event_based_actor*) {
+  return {
+    [](product_read& r) {
+      auto p = product(r.id, 1);
+      p.name = "elsewhere";
+      return p;
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("actors: a key owned by another node is handed to its owner, never activated here") {
+  fixture f;
+  f.db->products["p1"] = product("p1", 5);
+  auto owner = f.sys.spawn(other_owner);
+  (*f.owned_elsewhere)["p1"] = owner;
+
+  auto r = f.ask_now<model::product>(f.products, read_product("p1"));
+  REQUIRE(r.value);
+  CHECK(r.value->name == "elsewhere");
+  CHECK(f.alive->most["p1"] == 0);
+  CHECK(f.db->count("load-product p1") == 0);
+  caf::anon_send_exit(owner, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("actors: on rebalance a manager passivates what it no longer owns, and forwards it") {
+  fixture f;
+  f.db->products["p1"] = product("p1", 5);
+  f.db->products["p2"] = product("p2", 5);
+  REQUIRE(f.ask_now<model::product>(f.products, read_product("p1")).value);
+  REQUIRE(f.ask_now<model::product>(f.products, read_product("p2")).value);
+  REQUIRE(f.alive->live["p1"] == 1);
+
+  // The ring changed: p1 now belongs to another node. A read sent before the manager hears of
+  // it is answered by that node too (the manager checks ownership on every message).
+  auto owner = f.sys.spawn(other_owner);
+  (*f.owned_elsewhere)["p1"] = owner;
+  f.tell(f.products, caf::make_message(rebalance_atom_v));
+  f.sched.run();
+  CHECK(f.alive->live["p1"] == 0);
+  CHECK(f.alive->live["p2"] == 1); // still owned here
+  CHECK(f.product_counters->passivations == 1);
+
+  auto r = f.ask_now<model::product>(f.products, read_product("p1"));
+  REQUIRE(r.value);
+  CHECK(r.value->name == "elsewhere");
+  CHECK(f.db->count("load-product p1") == 1);
+
+  // Owned here again (the node returned and left): activated afresh from the database.
+  f.owned_elsewhere->clear();
+  auto back = f.ask_now<model::product>(f.products, read_product("p1"));
+  REQUIRE(back.value);
+  CHECK(back.value->name == "Product p1");
+  CHECK(f.db->count("load-product p1") == 2);
+  caf::anon_send_exit(owner, caf::exit_reason::user_shutdown);
 }

@@ -1037,6 +1037,11 @@ TEST_CASE("cluster keys: names, TLS all or none, timeouts, and shared rate limit
                           {"EMPORIUM_RATE_LIMIT_MODE", "local"}},
                          {}),
                     Contains("rate_limit.mode must be redis"));
+  CHECK_THROWS_WITH(
+    load(std::nullopt, {{"EMPORIUM_NODE_HOST", "10.0.0.5"}, {"EMPORIUM_NODE_PORT", "7001"}}, {}),
+    Contains("not a loopback address"));
+  CHECK_NOTHROW(
+    load(std::nullopt, {{"EMPORIUM_NODE_HOST", "127.0.0.2"}, {"EMPORIUM_NODE_PORT", "7001"}}, {}));
   CHECK_THROWS_WITH(load(std::nullopt, {{"EMPORIUM_CLUSTER_INSECURE_BIND", "maybe"}}, {}),
                     Contains("not a boolean"));
   CHECK_THROWS_WITH(load(std::nullopt, {{"EMPORIUM_CLUSTER_TLS_CERTIFICATE", "/a.pem"}}, {}),

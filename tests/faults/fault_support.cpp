@@ -19,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 
@@ -269,8 +270,13 @@ void services::restore() noexcept {
 load_generator::load_generator(const test::server_process& srv, std::vector<operation> ops,
                                int threads, ms client_timeout, std::chrono::seconds max_duration,
                                std::size_t max_requests)
-  : host_(srv.host()),
-    port_(srv.port()),
+  : load_generator({endpoint{srv.host(), srv.port()}}, std::move(ops), threads, client_timeout,
+                   max_duration, max_requests) {}
+
+load_generator::load_generator(std::vector<endpoint> targets, std::vector<operation> ops,
+                               int threads, ms client_timeout, std::chrono::seconds max_duration,
+                               std::size_t max_requests)
+  : targets_(std::move(targets)),
     ops_(std::move(ops)),
     threads_(threads),
     client_timeout_(client_timeout),
@@ -305,7 +311,9 @@ void load_generator::run(int index) {
   int total_weight = 0;
   for (const auto& op : ops_)
     total_weight += op.weight;
-  http_client client{host_, port_, client_timeout_};
+  auto target = static_cast<std::size_t>(index) % targets_.size();
+  auto client = std::make_unique<http_client>(targets_[target].host, targets_[target].port,
+                                              client_timeout_);
   auto until = steady::now() + max_duration_;
   std::vector<sample> mine;
   while (!stop_ && steady::now() < until && sent_.fetch_add(1) < max_requests_) {
@@ -320,9 +328,10 @@ void load_generator::run(int index) {
     }
     sample s;
     s.op = op->name;
+    s.port = targets_[target].port;
     s.sent = steady::now();
     try {
-      auto res = op->send(client, rng);
+      auto res = op->send(*client, rng);
       s.ms = millis(s.sent, steady::now());
       s.status = res.status;
       s.expected = op->accepted.count(res.status) != 0;
@@ -335,7 +344,12 @@ void load_generator::run(int index) {
       s.status = 0;
       s.expected = op->accepted.count(0) != 0;
       s.detail = e.what();
-      client.close();
+      client->close();
+      if (targets_.size() > 1) {
+        target = (target + 1) % targets_.size();
+        client = std::make_unique<http_client>(targets_[target].host, targets_[target].port,
+                                               client_timeout_);
+      }
       mine.push_back(std::move(s));
       std::this_thread::sleep_for(ms{20}); // the server is gone: do not spin on refusals
       continue;

@@ -119,9 +119,16 @@ class service_guard {
 
 // -- load -----------------------------------------------------------------------------------------
 
+/// A server the load generator sends to.
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
 /// One answer seen by the load generator.
 struct sample {
   std::string op;
+  std::uint16_t port = 0; ///< the server asked
   steady::time_point sent;
   double ms = 0;             ///< until the answer (or the transport failure)
   int status = 0;            ///< 0: no answer (refused, reset, timed out)
@@ -150,6 +157,13 @@ class load_generator {
                  ms client_timeout = ms{15'000},
                  std::chrono::seconds max_duration = std::chrono::seconds{120},
                  std::size_t max_requests = 200'000);
+  /// Clients spread over several servers: client i starts on targets[i % size], and after a
+  /// transport failure reconnects to the next target (as behind a load balancer that drops a
+  /// dead server).
+  load_generator(std::vector<endpoint> targets, std::vector<operation> ops, int threads,
+                 ms client_timeout = ms{15'000},
+                 std::chrono::seconds max_duration = std::chrono::seconds{120},
+                 std::size_t max_requests = 200'000);
   ~load_generator();
   load_generator(const load_generator&) = delete;
   load_generator& operator=(const load_generator&) = delete;
@@ -162,8 +176,7 @@ class load_generator {
 
  private:
   void run(int index);
-  std::string host_;
-  std::uint16_t port_;
+  std::vector<endpoint> targets_;
   std::vector<operation> ops_;
   int threads_;
   ms client_timeout_;

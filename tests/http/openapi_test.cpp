@@ -112,6 +112,8 @@ TEST_CASE("openapi: the contract's routes are all documented", "[openapi]") {
                                         {"GET", "/healthz"},
                                         {"GET", "/readyz"},
                                         {"GET", "/metrics"},
+                                        {"GET", "/cluster"},
+                                        {"GET", "/cluster/owner/{id}"},
                                         {"GET", "/openapi.json"}};
   const auto documented = http::openapi::documented_operations();
   for (const auto& op : contract) {

@@ -3,6 +3,7 @@
 // orders of one customer at once. The database is shared: every row here is new.
 
 #include "core/ids.hpp"
+#include "persistence/cart_store.hpp"
 #include "persistence/customer_store.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/order_store.hpp"
@@ -127,4 +128,43 @@ TEST_CASE(
           .at(0)[0]
           .as<int>()
         == 1);
+}
+
+TEST_CASE("a checkout commits only while the cart is at the version its items were copied at",
+          "[pg][limits]") {
+  // An actor of a node that lost the cart a moment ago may check out items the cart no longer
+  // has: the order's transaction refuses a cart row at another version.
+  namespace carts = emporium::persistence::cart_store;
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto customer = core::new_id("cust");
+  auto product = new_product(s);
+  model::cart cart;
+  {
+    pqxx::work tx{s.connection()};
+    customers::insert_customer(tx, customer, test::unique("cartv") + "@example.com", "C", "x");
+    cart = carts::insert_cart(tx, core::new_id("cart"), customer, 3600);
+    cart.items = {{product, 1}};
+    cart = carts::save_cart_items(tx, cart, cart.version, 3600).value();
+    tx.commit();
+  }
+  const auto copied_at = cart.version;
+  {
+    pqxx::work tx{s.connection()}; // another actor changed the items since
+    cart.items = {{product, 2}};
+    REQUIRE(carts::save_cart_items(tx, cart, cart.version, 3600));
+    tx.commit();
+  }
+  {
+    pqxx::work tx{s.connection()};
+    CHECK_THROWS_AS(cs::place_order(tx, unpaid_order(customer, product), std::nullopt, cart.id,
+                                    std::nullopt, copied_at),
+                    pqxx::unique_violation);
+  }
+  pqxx::work tx{s.connection()};
+  auto current = carts::find_cart(tx, cart.id).value();
+  auto placed = cs::place_order(tx, unpaid_order(customer, product), std::nullopt, cart.id,
+                                std::nullopt, current.version);
+  CHECK(placed.changes.size() == 1);
+  tx.commit();
 }
