@@ -1,5 +1,6 @@
 #include "actors/cluster.hpp"
 
+#include "actors/cluster_tls.hpp"
 #include "actors/types.hpp"
 #include "config/url.hpp"
 
@@ -55,6 +56,9 @@ void configure_cluster(caf::actor_system_config& cfg, const config::settings& s)
   cfg.set("middleman.connection-timeout",
           caf::timespan{std::chrono::milliseconds(s.cluster.peer_timeout_ms)});
   cfg.set("middleman.app-identifiers", std::vector<std::string>{cluster_protocol()});
+  // Node links over TLS: peers must present a certificate the cluster CA signed.
+  if (cluster_tls::enabled(s.cluster))
+    cluster_tls::configure(cfg, s.cluster);
 }
 
 namespace {
@@ -565,7 +569,7 @@ caf::behavior membership(membership_pointer self, const config::settings* s, dir
   st.dir = dir;
   st.counters = std::move(counters);
   st.self_name = config::node_name(*s);
-  st.mm = self->system().middleman().actor_handle();
+  st.mm = cluster_tls::link_handle(self->system()); // dials over TLS when configured
   st.heartbeat = std::chrono::milliseconds(s->cluster.heartbeat_ms);
   st.lease = std::chrono::milliseconds(s->cluster.peer_timeout_ms - s->cluster.heartbeat_ms);
   for (const auto& text : s->cluster.peers) {
@@ -647,10 +651,9 @@ caf::actor start_cluster(caf::actor_system& sys, const config::settings& s, dire
                          std::shared_ptr<cluster_counters> counters, caf::timespan timeout) {
   dir.enable_cluster(sys.spawn(refuser));
   auto m = sys.spawn(membership, &s, &dir, std::move(counters), timeout);
-  const bool tls = !s.cluster.tls_certificate.empty();
-  const std::string bind = s.cluster.insecure_bind || tls ? s.cluster.node_host
-                                                          : std::string{"127.0.0.1"};
-  auto port = sys.middleman().publish(m, *s.cluster.node_port, bind.c_str(), true);
+  const bool tls = cluster_tls::enabled(s.cluster);
+  const std::string bind = cluster_tls::bind_address(s.cluster);
+  auto port = cluster_tls::publish(sys, m, *s.cluster.node_port, s.cluster);
   if (!port) {
     caf::anon_send_exit(m, caf::exit_reason::user_shutdown);
     throw std::runtime_error("cluster: cannot listen on " + bind + ":"
