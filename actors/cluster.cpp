@@ -392,9 +392,11 @@ void publish_status(membership_pointer self) {
   s.serving = st.serving;
   s.configured = static_cast<int>(st.peers.size()) + 1;
   s.members.push_back({st.self_name, "self"});
+  // "up" means on the ring: connected and serving (a peer still joining owns nothing yet).
   for (const auto& p : st.peers) {
-    s.members.push_back({p.name, p.up ? "up" : "down"});
-    s.live += p.up ? 1 : 0;
+    const bool on_ring = p.up && p.serving;
+    s.members.push_back({p.name, on_ring ? "up" : "down"});
+    s.live += on_ring ? 1 : 0;
   }
   st.counters->set_status(std::move(s));
 }
