@@ -30,6 +30,7 @@ namespace {
 using namespace emporium::cluster_test;
 using emporium::faults::admin;
 using emporium::faults::operation;
+using emporium::faults::orders_of;
 using emporium::faults::sample;
 using emporium::faults::shopper;
 using emporium::test::http_client;
@@ -246,18 +247,6 @@ operation read_op(std::vector<std::string> products, std::set<int> accepted) {
             return cl.get("/products/" + products[i]);
           },
           std::move(accepted)};
-}
-
-/// Every order of `customers` in PostgreSQL: id → status.
-std::map<std::string, std::string> orders_of(pqxx::connection& conn,
-                                             const std::vector<shopper>& customers) {
-  std::map<std::string, std::string> out;
-  pqxx::read_transaction tx{conn};
-  for (const auto& s : customers)
-    for (const auto& row :
-         tx.exec_params("SELECT id, status FROM orders WHERE customer_id = $1", s.id))
-      out[row[0].as<std::string>()] = row[1].as<std::string>();
-  return out;
 }
 
 /// Products whose stock is negative, or whose stock plus the units of their orders that are not

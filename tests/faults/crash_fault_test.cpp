@@ -100,18 +100,6 @@ std::int64_t scalar(pqxx::connection& conn, const std::string& sql, const std::s
   return r.at(0)[0].is_null() ? 0 : r.at(0)[0].as<std::int64_t>();
 }
 
-/// Every order of `customers` in PostgreSQL: id → status.
-std::map<std::string, std::string> orders_of(pqxx::connection& conn,
-                                             const std::vector<shopper>& customers) {
-  std::map<std::string, std::string> out;
-  pqxx::read_transaction tx{conn};
-  for (const auto& s : customers)
-    for (const auto& row :
-         tx.exec_params("SELECT id, status FROM orders WHERE customer_id = $1", s.id))
-      out[row[0].as<std::string>()] = row[1].as<std::string>();
-  return out;
-}
-
 /// Products whose stock plus the quantities of orders in `counted` statuses is not the start.
 std::string stock_mismatches(pqxx::connection& conn, const std::vector<std::string>& products,
                              const std::string& counted_statuses_sql) {

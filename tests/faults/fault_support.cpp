@@ -522,4 +522,16 @@ test::env_map fault_env(test::env_map extra) {
   return env;
 }
 
+/// Every order of `customers` in PostgreSQL: id → status.
+std::map<std::string, std::string> orders_of(pqxx::connection& conn,
+                                             const std::vector<shopper>& customers) {
+  std::map<std::string, std::string> out;
+  pqxx::read_transaction tx{conn};
+  for (const auto& s : customers)
+    for (const auto& row :
+         tx.exec_params("SELECT id, status FROM orders WHERE customer_id = $1", s.id))
+      out[row[0].as<std::string>()] = row[1].as<std::string>();
+  return out;
+}
+
 } // namespace emporium::faults

@@ -12,6 +12,7 @@
 #include "e2e/server_process.hpp"
 
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 
 #include <atomic>
 #include <chrono>
@@ -233,6 +234,10 @@ shopper new_shopper(test::http_client& c);
 
 json address();
 json order_body(const std::vector<std::pair<std::string, int>>& lines);
+
+/// Every order of `customers` in PostgreSQL: id → status.
+std::map<std::string, std::string> orders_of(pqxx::connection& conn,
+                                             const std::vector<shopper>& customers);
 
 /// Servers for fault tests: the login rate limit out of the way, like the commerce e2e tests.
 test::env_map fault_env(test::env_map extra = {});
