@@ -132,7 +132,9 @@ any_entity_actor::behavior_type refuser_behavior(caf::detail::type_list<Sigs...>
   return {refuse<Sigs>::handler()...};
 }
 
-any_entity_actor::behavior_type refuser(any_entity_actor::pointer) {
+/// `unused` must exist: CAF 0.17.6 spawns a function actor without arguments by binding a
+/// reference to a null std::tuple<> (undefined behaviour that UBSan reports).
+any_entity_actor::behavior_type refuser(any_entity_actor::pointer, int /*unused*/) {
   return refuser_behavior(any_entity_actor::signatures{});
 }
 
@@ -651,7 +653,7 @@ caf::behavior membership(membership_pointer self, const config::settings* s, dir
 
 caf::actor start_cluster(caf::actor_system& sys, const config::settings& s, directory& dir,
                          std::shared_ptr<cluster_counters> counters, caf::timespan timeout) {
-  dir.enable_cluster(sys.spawn(refuser));
+  dir.enable_cluster(sys.spawn(refuser, 0));
   auto m = sys.spawn(membership, &s, &dir, std::move(counters), timeout);
   const bool tls = cluster_tls::enabled(s.cluster);
   const std::string bind = cluster_tls::bind_address(s.cluster);
