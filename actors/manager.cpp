@@ -54,6 +54,20 @@ void on_down(caf::scheduled_actor* self, manager_state& st, const caf::down_msg&
     detail::dispatch(self, st, key, rp, std::move(msg));
 }
 
+/// Delivers `msg` to the entity `key` on this node (activating it), or holds it while that
+/// entity passivates. The caller has checked that this node owns the key.
+void hand_to_entity(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+                    caf::response_promise& rp, caf::message msg) {
+  auto it = st.entities.find(key);
+  manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key);
+  if (e->stopping) {
+    e->held.emplace_back(rp, std::move(msg));
+    return;
+  }
+  e->last_used = self->clock().now();
+  rp.delegate(e->handle, std::move(msg));
+}
+
 /// Whether the message being handled came from another node.
 bool from_other_node(caf::scheduled_actor* self) {
   const auto& sender = self->current_sender();
@@ -103,7 +117,7 @@ caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const
       return rp;
     }
   }
-  dispatch(self, st, key, rp, std::move(msg));
+  hand_to_entity(self, st, key, rp, std::move(msg));
   return rp;
 }
 
@@ -115,14 +129,7 @@ void dispatch(caf::scheduled_actor* self, manager_state& st, const std::string& 
       return;
     }
   }
-  auto it = st.entities.find(key);
-  manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key);
-  if (e->stopping) {
-    e->held.emplace_back(rp, std::move(msg));
-    return;
-  }
-  e->last_used = self->clock().now();
-  rp.delegate(e->handle, std::move(msg));
+  hand_to_entity(self, st, key, rp, std::move(msg));
 }
 
 void on_sweep(caf::scheduled_actor* self, manager_state& st) {
