@@ -8,6 +8,7 @@
 
 #include "config/settings.hpp"
 #include "core/commerce_model.hpp"
+#include "core/feed.hpp"
 #include "core/model.hpp"
 #include "core/search_model.hpp"
 
@@ -60,6 +61,17 @@ struct kind_stats {
   std::int64_t crashes = 0;
 };
 
+/// The real-time feeds of this node (runtime_feeds.cpp).
+struct feed_stats {
+  std::int64_t subscriptions = 0; ///< open now, all topics
+  std::int64_t topics = 0;        ///< topics with at least one subscription
+  std::int64_t delivered = 0;     ///< events handed to sinks
+  std::int64_t dropped = 0;       ///< subscriptions dropped because their sink was full
+  std::int64_t replayed = 0;      ///< events read back from the outbox (resumes, gaps)
+  bool listening = false;         ///< the PostgreSQL LISTEN connection is up
+  std::int64_t listener_reconnects = 0;
+};
+
 struct runtime_stats {
   kind_stats products;
   kind_stats customers;
@@ -78,6 +90,7 @@ struct runtime_stats {
   std::size_t cache_pending_invalidations = 0; ///< keys whose Redis write failed, not yet deleted
   cluster_status cluster;
   forward_stats forwarding;
+  feed_stats feeds;
 };
 
 class runtime {
@@ -137,6 +150,22 @@ class runtime {
   void cancel_order(model::principal who, std::string id, callback<model::order> cb);
   void ship_order(model::principal who, std::string id, callback<model::order> cb);
   void deliver_order(model::principal who, std::string id, callback<model::order> cb);
+
+  // -- real-time feeds (runtime_feeds.cpp) -----------------------------------------------------
+
+  /// Subscribes `sink` to `topic`. `cb` gets the topic's current seq, or a failure: not_found
+  /// (no such entity, or an order that is not `who`'s: like the REST API), invalid_input (`after`
+  /// beyond the current seq), gone (`after` older than the outbox keeps), unavailable.
+  /// After a successful `cb`, and never before it returns, the sink gets each event exactly
+  /// once and in seq order: first every event after `after` (when given) from the outbox, then
+  /// every new one as it commits, on whichever node the entity lives; without `after`, only
+  /// events after the current seq. It goes on until unsubscribe, until deliver returns false,
+  /// or until end() is called.
+  void subscribe(model::principal who, model::feed_topic topic, std::optional<std::int64_t> after,
+                 std::shared_ptr<model::feed_sink> sink, callback<std::int64_t> cb);
+  /// Ends the subscription of `sink` to `topic`; nothing is delivered to it afterwards (an
+  /// event already being delivered may still arrive). Idempotent.
+  void unsubscribe(const model::feed_topic& topic, const std::shared_ptr<model::feed_sink>& sink);
 
   // -- operations -----------------------------------------------------------------------------
 

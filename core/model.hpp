@@ -33,6 +33,9 @@ enum class errc : std::uint8_t {
   /// Sent to another node for an entity this node does not own (their rings differ for a
   /// moment): the sender resolves the key again. Answered 503 if it ever reaches HTTP.
   moved,
+  /// What was asked for existed once and is no longer kept: a feed resumed after a `seq` whose
+  /// events the outbox has deleted (410).
+  gone,
 };
 
 /// A field-level validation failure, reported as one entry of problem+json `errors[]`.

@@ -21,6 +21,7 @@ problem_kind kind_of_status(int status) {
     case 404: return {404, "not-found", "Not found"};
     case 405: return {405, "method-not-allowed", "Method not allowed"};
     case 409: return {409, "conflict", "Conflict"};
+    case 410: return {410, "gone", "No longer available"};
     case 412: return {412, "precondition-failed", "Precondition failed"};
     case 413: return {413, "payload-too-large", "The request body is too large"};
     case 415: return {415, "unsupported-media-type", "Unsupported media type"};
@@ -52,6 +53,7 @@ int status_of(errc code) {
     case errc::unprocessable: return 422;
     case errc::payment_declined: return 402;
     case errc::upstream_failed: return 502;
+    case errc::gone: return 410;
     case errc::none:
     case errc::internal: return 500;
   }
