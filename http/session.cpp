@@ -3,41 +3,13 @@
 #include "core/ids.hpp"
 #include "http/logging.hpp"
 #include "http/problem.hpp"
+#include "http/request_conversion.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
 namespace emporium::http {
-
-namespace {
-
-/// Turns a Beast request into the handlers' plain request.
-request to_request(bhttp::request<bhttp::string_body>&& in, const std::string& remote) {
-  request out;
-  out.method = std::string{in.method_string()};
-  out.target = std::string{in.target()};
-  for (const auto& field : in) {
-    std::string name{field.name_string()};
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    out.headers.emplace(std::move(name), std::string{field.value()});
-  }
-  out.body = std::move(in.body());
-  out.remote = remote;
-  return out;
-}
-
-/// The method as a metrics label: the known ones, else "other" (clients choose methods; the
-/// label set must stay bounded).
-std::string method_label(std::string_view m) {
-  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-    if (m == known)
-      return std::string{m};
-  return "other";
-}
-
-} // namespace
 
 void session::start() {
   {
@@ -60,8 +32,7 @@ void session::do_read() {
     return; // resumed by on_write once the client has read some answers
   reading_ = true;
   parser_.emplace();
-  parser_->header_limit(static_cast<std::uint32_t>(cfg().header_limit));
-  parser_->body_limit(cfg().body_limit);
+  apply_limits(*parser_, cfg());
   if (buffer_.size() == 0) {
     // Idle keep-alive: wait for the first byte of the next request.
     stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
@@ -123,22 +94,12 @@ void session::read_body_after_continue() {
 
 void session::on_read_error(beast::error_code ec, bool started) {
   reading_ = false;
-  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
-    answer_and_close(problem(
-      431, "the request header block exceeds " + std::to_string(cfg().header_limit) + " bytes"));
-  } else if (ec == bhttp::error::body_limit) {
-    answer_and_close(
-      problem(413, "the request body exceeds " + std::to_string(cfg().body_limit) + " bytes"));
-  } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream
-             || ec == net::error::operation_aborted || ec == net::error::connection_reset
-             || ec == net::error::eof || !started) {
-    // The client left, or idled or trickled past its timeout: nothing to answer.
-    close_after_ = true;
-    if (queue_.empty() && !writing_)
-      close();
-  } else {
-    answer_and_close(problem(400, "the request is not valid HTTP/1.1: " + ec.message()));
-  }
+  if (auto res = read_error_answer(ec, started, cfg()))
+    return answer_and_close(std::move(*res));
+  // The client left, or idled or trickled past its timeout: nothing to answer.
+  close_after_ = true;
+  if (queue_.empty() && !writing_)
+    close();
 }
 
 void session::answer_and_close(response res) {

@@ -1,7 +1,9 @@
 #pragma once
 /// One HTTP/1.1 connection on Boost.Beast (`session`) and what all connections share
 /// (`shared_state`). Included only by session.cpp and listener.cpp: Beast stays in these two
-/// translation units. See listener.hpp for which thread runs what.
+/// translation units and request_conversion.cpp (the parser's limits, the answer to a request
+/// that does not parse, the conversion into the handlers' request). See listener.hpp for which
+/// thread runs what.
 
 #include "config/settings.hpp"
 #include "http/gateway.hpp"

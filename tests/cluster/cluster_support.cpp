@@ -54,6 +54,10 @@ cluster::~cluster() {
   for (std::size_t i = 0; i < nodes_.size(); ++i)
     if (frozen_[i] && nodes_[i])
       nodes_[i]->send_signal(SIGCONT);
+  // Every node drains at the same time; the server_process destructors wait for the exits.
+  for (auto& n : nodes_)
+    if (n && n->running())
+      n->send_signal(SIGTERM);
 }
 
 std::string cluster::name(int i) const {

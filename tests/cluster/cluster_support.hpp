@@ -38,7 +38,8 @@ class cluster {
   /// Starts the nodes one after the other (each answers /healthz before the next starts) and
   /// waits until every one of them shows every started node up and serves (wait_converged).
   explicit cluster(cluster_options options = {});
-  /// Thaws frozen nodes; the server_process destructors kill the rest.
+  /// Thaws frozen nodes and sends every running node SIGTERM; the server_process destructors
+  /// wait for their exits.
   ~cluster();
   cluster(const cluster&) = delete;
   cluster& operator=(const cluster&) = delete;

@@ -87,8 +87,6 @@ TEST_CASE("commerce: 200 concurrent orders for a product with stock 50 sell exac
   CHECK(d.ordered(product) == 50);
   CHECK(d.orders_with(product) == 50);
   CHECK(api_stock(c, product) == 0);
-  // Liveness only: the whole race was answered well within the client deadlines.
-  CHECK(took < 60s);
 }
 
 TEST_CASE(
@@ -174,7 +172,6 @@ TEST_CASE(
     CHECK(initial - final_stock == d.ordered(p));
     CHECK(api_stock(c, p) == final_stock);
   }
-  CHECK(took < 60s);
 }
 
 TEST_CASE(

@@ -107,13 +107,12 @@ TEST_CASE("protocol: a body over the limit answers 413 problem+json", "[e2e][pro
     raw.try_send_raw(chunked.str());
     check_problem(raw.read_response(), 413);
 
-    // A Content-Length over the limit is refused without waiting for the body.
+    // A Content-Length over the limit is refused without waiting for the body: the body never
+    // comes, and the client waits 5 s, far less than the server's body timeout (30 s).
     http_client early{srv.host(), srv.port(), milliseconds(5000)};
-    auto t0 = steady::now();
     early.send_raw("POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + admin_bearer()
                    + "\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n{");
     check_problem(early.read_response(), 413);
-    CHECK(ms_since(t0) < 2000);
     CHECK(still_serves(srv));
   }
 

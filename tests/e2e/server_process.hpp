@@ -1,8 +1,10 @@
 #pragma once
 /// The real `emporium serve` as a child process of the test: started on a free port against the
 /// test PostgreSQL and Redis (EMPORIUM_TEST_PG_URL, EMPORIUM_TEST_REDIS_URL), stopped by SIGTERM
-/// or SIGKILL, and never left behind: the destructor kills it, and the child is also asked to
-/// die with the test process (PR_SET_PDEATHSIG).
+/// or SIGKILL, and never left behind: the destructor stops it with SIGTERM (so that it exits by
+/// itself, and under the sanitizers is leak-checked at its exit), with SIGKILL only when it has
+/// not exited 30 s later, and the child is also asked to die with the test process
+/// (PR_SET_PDEATHSIG). Only a test about a crash kills a server (kill9).
 
 #include <sys/types.h>
 
@@ -65,7 +67,8 @@ class server_process {
   /// stop_term() then start() on the same port; returns the stop's exit status.
   int restart();
 
-  /// Sends `sig` to the server, nothing else.
+  /// Sends `sig` to the server, nothing else (a SIGTERM sent here is not sent again by the
+  /// destructor: a second one would cut the drain short).
   void send_signal(int sig);
 
   /// Waits up to `limit` for the exit; its status as for stop_term(), or -1 while still running.
@@ -85,11 +88,16 @@ class server_process {
   std::uint16_t port_ = 0;
   pid_t pid_ = -1;
   int status_ = -1;
+  bool term_sent_ = false; ///< SIGTERM sent to the running child
+  /// How long the destructor waits for the exit after SIGTERM (the drain takes at most
+  /// http.drain_timeout_ms, 10 s by default; slower under the sanitizers).
+  static constexpr int destructor_grace_s = 30;
   std::string log_path_;
 };
 
 /// The server shared by every test case of this process that needs no special settings:
-/// started on first use, killed at exit. Tests may restart it (its port stays the same).
+/// started on first use, stopped (SIGTERM) at exit. Tests may restart it (its port stays the
+/// same).
 server_process& shared_server();
 
 /// A free TCP port on 127.0.0.1 (bound to port 0, read back, closed).
