@@ -24,7 +24,10 @@ using emporium::test::http_response;
 using emporium::test::server_process;
 using namespace std::chrono_literals;
 
-constexpr int payment_timeout_s = 5;
+// Long enough that orders answered before the kill are still unpaid when the test reads them
+// after the restart (3-4 s after the kill on a loaded 2-core machine), so that the timeout is
+// seen to fire after the restart.
+constexpr int payment_timeout_s = 12;
 constexpr std::int64_t initial_stock = 5'000;
 
 /// One order request of the load (POST /orders or a cart checkout) and what it got.
