@@ -1,5 +1,5 @@
 /// The runtime's real-time feeds: the node's event hub (one actor) and its PostgreSQL LISTEN
-/// connection (one thread).
+/// connection (one thread: persistence/event_listener.hpp).
 ///
 /// The path of an event: the transaction that changes a product's stock or an order's status
 /// writes the outbox row and, in the same statement, NOTIFYs channel `emporium_events`
@@ -23,16 +23,12 @@
 /// one product costs one or two reads).
 #include "actors/runtime_impl.hpp"
 #include "core/ids.hpp"
+#include "persistence/event_listener.hpp"
 #include "persistence/event_store.hpp"
-
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <limits>
 #include <map>
-#include <thread>
 #include <unordered_map>
 
 namespace emporium::actors::feeds {
@@ -52,8 +48,6 @@ struct counters {
   std::atomic<std::int64_t> delivered{0};
   std::atomic<std::int64_t> dropped{0};
   std::atomic<std::int64_t> replayed{0};
-  std::atomic<bool> listening{false};
-  std::atomic<std::int64_t> reconnects{0};
 };
 
 // -- messages (local only: they carry sinks and callbacks) ---------------------------------------
@@ -558,110 +552,6 @@ caf::behavior hub(hub_actor* self, db_pool* pool, caf::timespan db_timeout,
   };
 }
 
-/// The LISTEN connection: a thread of its own that waits on the connection's socket and hands
-/// the notifications to the hub; on a lost connection it reconnects with backoff.
-class listener {
- public:
-  listener(persistence::pg_options opts, caf::actor hub, std::shared_ptr<counters> stats)
-    : opts_(std::move(opts)),
-      hub_(std::move(hub)),
-      stats_(std::move(stats)),
-      wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-    thread_ = std::thread([this] { run(); });
-  }
-
-  ~listener() { stop(); }
-  listener(const listener&) = delete;
-  listener& operator=(const listener&) = delete;
-
-  void stop() {
-    if (stopping_.exchange(true))
-      return;
-    std::uint64_t one = 1;
-    if (wake_ >= 0) [[maybe_unused]]
-      auto n = ::write(wake_, &one, sizeof one);
-    if (thread_.joinable())
-      thread_.join();
-    if (wake_ >= 0)
-      ::close(wake_);
-    hub_ = caf::actor{};
-  }
-
- private:
-  class receiver : public pqxx::notification_receiver {
-   public:
-    receiver(pqxx::connection_base& c, std::vector<es::stored_event>& out)
-      : pqxx::notification_receiver(c, es::channel), out_(out) {}
-    void operator()(const std::string& payload, int) override {
-      if (auto e = es::parse_notification(payload))
-        out_.push_back(std::move(*e));
-      else
-        spdlog::warn("feeds: ignored a notification of unknown shape");
-    }
-
-   private:
-    std::vector<es::stored_event>& out_;
-  };
-
-  /// Waits up to `ms` for the socket (or -1: none) or the wake-up; false when stopping.
-  bool wait(int fd, int ms) {
-    pollfd fds[2] = {{wake_, POLLIN, 0}, {fd, POLLIN, 0}};
-    ::poll(fds, fd >= 0 ? 2 : 1, ms);
-    return !stopping_.load();
-  }
-
-  void run() {
-    int attempt = 0;
-    bool ever = false;
-    while (!stopping_.load()) {
-      persistence::pg_session session{opts_};
-      std::vector<es::stored_event> batch;
-      try {
-        auto& conn = session.connection();
-        receiver r{conn, batch}; // LISTEN emporium_events
-        stats_->listening.store(true);
-        if (ever) {
-          stats_->reconnects.fetch_add(1);
-          spdlog::info("feeds: listening to PostgreSQL again");
-        }
-        ever = true;
-        attempt = 0;
-        // Up: the hub reads back whatever was committed while nobody listened.
-        caf::anon_send(hub_, listening_msg{true});
-        while (wait(conn.sock(), 5'000)) {
-          conn.get_notifs(); // throws when the connection broke
-          if (!conn.is_open())
-            throw pqxx::broken_connection{"the LISTEN connection closed"};
-          if (!batch.empty()) {
-            caf::anon_send(hub_, notified_msg{std::move(batch)});
-            batch.clear();
-          }
-        }
-      } catch (const std::exception& e) {
-        if (stats_->listening.exchange(false) || attempt == 0)
-          spdlog::warn("feeds: the PostgreSQL LISTEN connection is down ({}); retrying", e.what());
-        if (!batch.empty())
-          caf::anon_send(hub_, notified_msg{std::move(batch)});
-        caf::anon_send(hub_, listening_msg{false});
-      }
-      stats_->listening.store(false);
-      session.drop();
-      // Full jitter would spread the nodes' reconnects, but one listener per node is few.
-      const int delay_ms = std::min(5'000, 100 << std::min(attempt, 6));
-      ++attempt;
-      if (!wait(-1, delay_ms))
-        break;
-    }
-  }
-
-  persistence::pg_options opts_;
-  caf::actor hub_;
-  std::shared_ptr<counters> stats_;
-  int wake_ = -1;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
-};
-
 } // namespace
 
 } // namespace emporium::actors::feeds
@@ -671,17 +561,21 @@ namespace emporium::actors {
 struct runtime::impl::feed_parts {
   caf::actor hub;
   std::shared_ptr<feeds::counters> stats = std::make_shared<feeds::counters>();
-  std::unique_ptr<feeds::listener> listener;
+  std::unique_ptr<persistence::event_listener> listener;
 };
 
 void runtime::impl::start_feeds() {
   feed = std::make_shared<feed_parts>();
   feed->hub = sys.spawn(feeds::hub, &pool, db_timeout, feed->stats);
   services.push_back(feed->hub);
-  feed->listener = std::make_unique<feeds::listener>(
+  feed->listener = std::make_unique<persistence::event_listener>(
     persistence::pg_options{settings.postgres.url, settings.postgres.connect_timeout_ms,
                             settings.postgres.statement_timeout_ms},
-    feed->hub, feed->stats);
+    persistence::event_listener::callbacks{
+      [hub = feed->hub](std::vector<persistence::event_store::stored_event> events) {
+        caf::anon_send(hub, feeds::notified_msg{std::move(events)});
+      },
+      [hub = feed->hub](bool up) { caf::anon_send(hub, feeds::listening_msg{up}); }});
 }
 
 void runtime::impl::stop_feeds() {
@@ -699,8 +593,8 @@ feed_stats runtime::impl::feed_snapshot() const {
   s.delivered = c.delivered.load();
   s.dropped = c.dropped.load();
   s.replayed = c.replayed.load();
-  s.listening = c.listening.load();
-  s.listener_reconnects = c.reconnects.load();
+  s.listening = feed->listener && feed->listener->listening();
+  s.listener_reconnects = feed->listener ? feed->listener->reconnects() : 0;
   return s;
 }
 
