@@ -534,11 +534,13 @@ void session::begin_stream() {
 }
 
 void session::stream_pump() {
-  if (closed_ || writing_ || !stream_feed_)
+  if (closed_ || !stream_feed_)
     return;
   auto& q = *stream_feed_->queue;
   if (q.overflowed())
-    return close(); // a reader too slow for its events: the stream ends
+    return close(); // a reader too slow for its events: the stream ends, a stalled write too
+  if (writing_)
+    return;
   q.take(stream_out_);
   if (stream_out_.empty())
     return;
