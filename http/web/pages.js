@@ -108,7 +108,7 @@ export function catalog(ctx, query) {
       tbody.appendChild(
         el(
           "tr",
-          { "data-product-id": p.id },
+          { "data-product-id": p.id, id: `row-${p.id}` },
           el("td", {}, el("a", { href: `#/products/${encodeURIComponent(p.id)}` }, p.name)),
           el("td", { class: "num" }, money(p.price_cents, p.currency)),
           el("td", { class: "num" }, cell),
@@ -128,12 +128,20 @@ export function catalog(ctx, query) {
           },
           subscribed: () => {
             if (--waiting !== 0) return;
+            const mark = () => {
+              // From here on only the feed changes these rows (the browser test waits for it).
+              for (const i of ids) {
+                const row = document.getElementById(`row-${i}`);
+                if (row) row.dataset.live = "true";
+              }
+            };
             api
               .listProducts({ category, cursor: from })
               .then((again) => {
                 if (!stopped) for (const p of again.items) show(p.id, p.stock);
               })
-              .catch(() => {});
+              .catch(() => {})
+              .finally(mark);
           },
           error: (code, detail) => {
             if (code !== 503) ctx.feedState("ws", "error", `${detail} (${code})`);
