@@ -102,8 +102,9 @@ export function placeOrder(items, shippingAddress) {
 export const pay = (orderId, method) =>
   call("POST", `/orders/${encodeURIComponent(orderId)}/payments`, { payment_method: method });
 
-export function listMyOrders() {
+/** Reads the signed-in customer's profile: a session the server no longer knows (401) ends. */
+export function checkSession() {
   const s = session();
-  if (!s) return Promise.resolve({ items: [], next_cursor: null });
-  return call("GET", `/customers/${encodeURIComponent(s.customer_id)}/orders?limit=10`);
+  if (!s) return Promise.resolve(null);
+  return call("GET", `/customers/${encodeURIComponent(s.customer_id)}`).catch(() => null);
 }

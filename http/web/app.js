@@ -39,6 +39,7 @@ const socket = new LiveSocket((state, detail) => {
   states.ws = [state, detail];
   if (shown === "ws") showFeed();
 });
+socket.onRefused = () => api.checkSession();
 
 const ctx = {
   main,

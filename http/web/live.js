@@ -27,6 +27,7 @@ export class LiveSocket {
     this.attempt = 0;
     this.timer = null;
     this.state = "idle";
+    this.onRefused = null; // called when a connection with a token is refused before it opens
   }
 
   setState(state, detail = "") {
@@ -89,7 +90,9 @@ export class LiveSocket {
     this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
     const ws = new WebSocket(url);
     this.ws = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       this.attempt = 0;
       this.setState("live");
       for (const [topic, sub] of this.subs) this.sendSubscribe(topic, sub);
@@ -103,6 +106,9 @@ export class LiveSocket {
         this.setState("idle");
         return;
       }
+      // Refused before it opened while carrying a token: the session may have ended (the
+      // upgrade answers 401 then, which a page cannot see); let the page check it.
+      if (!opened && this.token && this.onRefused) this.onRefused();
       const delay = backoff(this.attempt++);
       const why = e.code === 1001 ? "the server is restarting" : "connection lost";
       this.setState("offline", `${why}; retrying in ${Math.ceil(delay / 1000)} s`);
