@@ -78,6 +78,7 @@ TEST_CASE("the live page shows stock and order status changes without a reload",
   seed["address"] = address("US");
 
   const std::filesystem::path artifacts{EMPORIUM_BROWSER_ARTIFACTS};
+  std::filesystem::remove_all(artifacts); // this run's screenshots only
   std::filesystem::create_directories(artifacts);
   const auto seed_path = artifacts / "seed.json";
   std::ofstream{seed_path} << seed.dump(2);
@@ -93,6 +94,8 @@ TEST_CASE("the live page shows stock and order status changes without a reload",
                     + quoted(log_path.string()) + " 2>&1";
   int status = std::system(cmd.c_str());
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // The seed holds a session token: it does not stay behind with the screenshots.
+  std::filesystem::remove(seed_path);
   INFO("node live_page.mjs exited " << code << "; its log (" << log_path.string() << "):\n"
                                     << read_file(log_path) << "\nthe server's log:\n"
                                     << srv.log_tail());
