@@ -84,10 +84,12 @@ void event_stream(app& a, const request& req, model::feed_topic topic, responder
   ch->sink = std::make_shared<queue_sink>(ch->queue, ch->topic.name());
   // Taken before the callback moves the channel in (arguments are evaluated in any order).
   auto sink = ch->sink;
+  // Copied before the call: the callback below takes `ch` over, and the order in which a call's
+  // arguments are evaluated is unspecified (GCC moved `ch` out first, then read ch->who: null).
   auto who = ch->who;
-  auto subscribed = ch->topic;
+  auto topic_copy = ch->topic;
   a.runtime.subscribe(
-    std::move(who), std::move(subscribed), after, std::move(sink),
+    std::move(who), std::move(topic_copy), after, std::move(sink),
     [ch = std::move(ch), respond = std::move(respond)](result<std::int64_t> r) mutable {
       if (!r) {
         // Never subscribed: nothing to unsubscribe when the channel goes.

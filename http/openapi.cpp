@@ -607,6 +607,32 @@ json special_response(const std::string& name, bool probe) {
     return {{"description", "Prometheus text exposition format 0.0.4"},
             {"headers", headers},
             {"content", {{"text/plain; version=0.0.4", {{"schema", {{"type", "string"}}}}}}}};
+  if (name == "html_page" || name == "page_asset" || name == "asset_not_modified") {
+    // The live page's files (web_assets.hpp): a strong ETag of the bytes, revalidated on every
+    // use (their names are not fingerprinted).
+    json etag{{"description", "A strong ETag: a hash of the file's bytes"},
+              {"schema", {{"type", "string"}}}};
+    headers["ETag"] = etag;
+    headers["Cache-Control"] = {{"schema", {{"type", "string"}, {"const", "no-cache"}}}};
+    headers["X-Content-Type-Options"] = {{"schema", {{"type", "string"}, {"const", "nosniff"}}}};
+    headers["Referrer-Policy"] = {{"schema", {{"type", "string"}, {"const", "no-referrer"}}}};
+    if (name == "asset_not_modified")
+      return {{"description", "The cached copy named by If-None-Match is current"},
+              {"headers", headers}};
+    if (name == "html_page") {
+      headers["Content-Security-Policy"] = {
+        {"description", "Only this origin's scripts, styles, images and connections"},
+        {"schema", {{"type", "string"}}}};
+      return {{"description", "The page (HTML); its modules and stylesheet are under /assets/"},
+              {"headers", headers},
+              {"content", {{"text/html; charset=utf-8", {{"schema", {{"type", "string"}}}}}}}};
+    }
+    return {{"description", "The file, with the media type of its extension"},
+            {"headers", headers},
+            {"content",
+             {{"text/javascript; charset=utf-8", {{"schema", {{"type", "string"}}}}},
+              {"text/css; charset=utf-8", {{"schema", {{"type", "string"}}}}}}}};
+  }
   if (name == "any_object")
     return {{"description", "The OpenAPI 3.1 document"},
             {"headers", headers},
@@ -711,9 +737,9 @@ json build() {
      "Request header blocks are limited to 16 KiB (431), bodies to 1 MiB (413); pipelined "
      "requests are answered in order."}};
   doc["servers"] = {{{"url", "/"}}};
-  doc["tags"] = {{{"name", "products"}},  {{"name", "search"}}, {{"name", "customers"}},
-                 {{"name", "carts"}},     {{"name", "orders"}}, {{"name", "realtime"}},
-                 {{"name", "operations"}}};
+  doc["tags"] = {{{"name", "products"}},   {{"name", "search"}}, {{"name", "customers"}},
+                 {{"name", "carts"}},      {{"name", "orders"}}, {{"name", "realtime"}},
+                 {{"name", "operations"}}, {{"name", "page"}}};
   json paths = json::object();
   for (const auto& r : route_table()) {
     std::string method = r.method;

@@ -16,6 +16,7 @@ const path_id cart_product_id{"product_id", "prod", "no product has this id", "T
 const path_id customer_id{"id", "cust", "no customer has this id", "The customer's id"};
 const path_id cart_id{"id", "cart", "no cart has this id", "The cart's id"};
 const path_id order_id{"id", "ord", "no order has this id", "The order's id"};
+const path_id asset_name{"name", nullptr, "", "The file's name, e.g. app.js"};
 const path_id any_key{"id", nullptr, "", "Any entity's id (the ring hashes any key)"};
 
 std::vector<route_spec> build() {
@@ -254,6 +255,24 @@ std::vector<route_spec> build() {
   {
     auto& r = add({"GET", "/openapi.json", "openapi", "operations", "This document"});
     r.success = {{200, "The OpenAPI 3.1 document", nullptr, {}, "any_object"}};
+    r.uses_database = false;
+  }
+  // The live page, embedded in the binary (web_assets.hpp)
+  {
+    auto& r = add({"GET", "/", "livePage", "page",
+                   "The live page: catalog with live stock, product and order pages"});
+    r.header_params = {"IfNoneMatch"};
+    r.success = {{200, "", nullptr, {}, "html_page"}, {304, "", nullptr, {}, "asset_not_modified"}};
+    r.uses_database = false;
+  }
+  {
+    auto& r = add({"GET", "/assets/{name}", "pageAsset", "page",
+                   "A script module or stylesheet of the live page"});
+    r.path_ids = {asset_name};
+    r.header_params = {"IfNoneMatch"};
+    r.success = {{200, "", nullptr, {}, "page_asset"},
+                 {304, "", nullptr, {}, "asset_not_modified"}};
+    r.errors = {404};
     r.uses_database = false;
   }
   return t;

@@ -66,7 +66,7 @@ gateway::session_verifier session_verifier(actors::runtime& rt) {
 router make_router(app& a) {
   std::map<std::string, handler_fn> fns;
   for (const auto* list : {&product_handlers(), &commerce_handlers(), &search_handlers(),
-                           &ops_handlers(), &feed_handlers()})
+                           &ops_handlers(), &feed_handlers(), &web_handlers()})
     for (const auto& b : *list)
       if (!fns.emplace(b.operation, b.fn).second)
         throw std::logic_error(std::string{"two handlers for "} + b.operation);

@@ -49,6 +49,7 @@ const std::vector<binding>& commerce_handlers(); ///< commerce_routes.cpp
 const std::vector<binding>& search_handlers();   ///< search_routes.cpp
 const std::vector<binding>& ops_handlers();      ///< ops_routes.cpp: probes, metrics, openapi
 const std::vector<binding>& feed_handlers();     ///< feed_routes.cpp: /ws, event streams
+const std::vector<binding>& web_handlers();      ///< web_routes.cpp: the live page
 
 /// The gateway's session verifier over the runtime's (actors::runtime::authenticate): the one
 /// place a session token is checked.

@@ -27,6 +27,7 @@
 #   EMPORIUM_TEST_REDIS_DIR   Redis's directory (redis.pid, redis.log)
 #   EMPORIUM_TEST_TMP         a scratch directory removed at exit
 #   EMPORIUM_TEST_NODE_MODULES  npm packages the tests run with node (.local/npm/node_modules)
+#   EMPORIUM_TEST_CHROMIUM    the browser the browser test drives (default /usr/bin/chromium)
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -41,10 +42,15 @@ if [[ -n "${EMPORIUM_CMAKE_ARGS:-}" ]]; then
   read -r -a cmake_args <<<"$EMPORIUM_CMAKE_ARGS"
 fi
 
+# Headless Chromium for the live page's browser test (tests/browser/, label browser).
+EMPORIUM_DEPS+=(chromium)
 emporium_ensure_deps
 emporium_build "$build_dir" "$build_type" "${cmake_args[@]}"
-# A real OpenAPI 3.1 validator for the "openapi: ..." test (from the npm registry).
-emporium_npm_install "$EMPORIUM_ROOT/.local/npm" @seriousme/openapi-schema-validator@2.11.0
+# A real OpenAPI 3.1 validator for the "openapi: ..." test, and playwright-core for the browser
+# test (1.61.1: the last release whose engines accept Node 18, Debian 12's; it drives Debian's
+# Chromium 15x over CDP), from the npm registry.
+emporium_npm_install "$EMPORIUM_ROOT/.local/npm" @seriousme/openapi-schema-validator@2.11.0 \
+  playwright-core@1.61.1
 
 tmp=""
 pg_data=""

@@ -687,7 +687,7 @@ TEST_CASE("products: unknown and malformed ids, unknown routes and wrong methods
     INFO(id);
     check_problem(get_product(c, id), 404);
   }
-  for (std::string target : {"/nope", "/products/x/y", "/productz", "/", "/healthz/x"}) {
+  for (std::string target : {"/nope", "/products/x/y", "/productz", "/assets", "/healthz/x"}) {
     INFO(target);
     check_problem(c.get(target), 404);
   }

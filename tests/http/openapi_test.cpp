@@ -115,7 +115,9 @@ TEST_CASE("openapi: the contract's routes are all documented", "[openapi]") {
                                         {"GET", "/metrics"},
                                         {"GET", "/cluster"},
                                         {"GET", "/cluster/owner/{id}"},
-                                        {"GET", "/openapi.json"}};
+                                        {"GET", "/openapi.json"},
+                                        {"GET", "/"},
+                                        {"GET", "/assets/{name}"}};
   const auto documented = http::openapi::documented_operations();
   for (const auto& op : contract) {
     INFO(op.method << " " << op.path);
