@@ -90,9 +90,12 @@ struct shared_state {
   std::vector<std::atomic<std::int64_t>> sent_ns; ///< per change: when its PATCH left (0: not)
   std::atomic<std::int64_t> acknowledged{0};
   std::atomic<std::int64_t> failed{0};
-  std::atomic<std::int64_t> delivered{0}; ///< events matched to a change
+  std::atomic<std::int64_t> delivered{0};               ///< events matched to a change
+  std::vector<std::atomic<std::int64_t>> subscribed_to; ///< per product: acknowledged subscribers
   explicit shared_state(const subscribe_options& opts)
-    : o(opts), sent_ns(static_cast<std::size_t>(opts.changes)) {}
+    : o(opts),
+      sent_ns(static_cast<std::size_t>(opts.changes)),
+      subscribed_to(opts.product_ids.size()) {}
 };
 
 struct io_worker;
@@ -201,6 +204,7 @@ void subscriber::on_message(const std::string& text) {
       first_seq = last_seq = j.value("seq", std::int64_t{-1});
       st = state::subscribed;
       ++w_.s.acknowledged;
+      ++w_.s.subscribed_to[product_];
       w_.launch_next();
       return;
     }
@@ -394,15 +398,10 @@ json run_subscribe(const subscribe_options& o) {
 
   // Expected deliveries: every subscribed subscriber, every change of its product that was
   // applied. Wait for them (up to timeout_s after the last change).
-  std::vector<std::int64_t> subscribed_per_product(o.product_ids.size(), 0);
-  for (auto& w : workers)
-    for (auto& sub : w->subs)
-      if (sub->first_seq >= 0)
-        ++subscribed_per_product[sub->product_];
   std::int64_t expected = 0;
   for (int k = 0; k < o.changes; ++k)
     if (s.sent_ns[static_cast<std::size_t>(k)] > 0)
-      expected += subscribed_per_product[static_cast<std::size_t>(k) % o.product_ids.size()];
+      expected += s.subscribed_to[static_cast<std::size_t>(k) % o.product_ids.size()].load();
   auto deliver_limit = changes_done
                        + std::chrono::duration_cast<clock_type::duration>(
                          std::chrono::duration<double>(o.timeout_s));
