@@ -127,7 +127,7 @@ product_entity_actor::behavior_type product_entity(
                                           "the product was changed concurrently; retry"};
           if (p->stock != stock_seen)
             persistence::order_store::insert_event(
-              tx, "product:" + p->id, p->version, "stock_changed",
+              tx, persistence::order_store::event_entity::product, p->id, "stock_changed",
               "{\"product_id\":\"" + p->id + "\",\"stock\":" + std::to_string(p->stock) + "}");
           tx.commit();
           refresh_cache(b);

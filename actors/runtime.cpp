@@ -65,6 +65,7 @@ runtime_stats runtime::stats() const {
   }
   f.latency_sum_s = static_cast<double>(c.latency_sum_us.load()) / 1e6;
   f.latency_count = c.latency_count.load();
+  s.feeds = impl_->feed_snapshot();
   return s;
 }
 

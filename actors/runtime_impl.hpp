@@ -89,6 +89,7 @@ struct runtime::impl {
     dir.set_self(config::node_name(s));
     start_products();
     start_commerce();
+    start_feeds();
     if (s.cluster.node_port)
       services.push_back(start_cluster(sys, settings, dir, cluster, timeout));
     // 1,000 passivations is at least a few MB freed; every 10 s is often enough to follow a
@@ -101,6 +102,11 @@ struct runtime::impl {
   /// Each area spawns its managers and services (runtime_products.cpp, ...).
   void start_products();
   void start_commerce(); ///< runtime_commerce.cpp
+  /// The event hub (a service) and its LISTEN thread (runtime_feeds.cpp).
+  void start_feeds();
+  /// Stops the LISTEN thread and waits for it.
+  void stop_feeds();
+  feed_stats feed_snapshot() const;
 
   /// A manager's configuration: its kind, its entities, and where keys it does not own go.
   manager_config managed(std::string kind, entity_factory make,
@@ -172,6 +178,7 @@ struct runtime::impl {
       [](const caf::actor& m) { caf::anon_send_exit(m, caf::exit_reason::user_shutdown); });
     for (auto& svc : services)
       caf::anon_send_exit(svc, caf::exit_reason::user_shutdown);
+    stop_feeds();
     if (dir.refuser())
       caf::anon_send_exit(dir.refuser(), caf::exit_reason::user_shutdown);
     for (auto& b : bridges)
@@ -202,6 +209,8 @@ struct runtime::impl {
   db_pool search;                   ///< runtime_search.cpp
   db_pool payments;                 ///< the payment provider's calls (runtime_commerce.cpp)
   std::vector<caf::actor> services; ///< stopped with the managers
+  struct feed_parts;                ///< runtime_feeds.cpp
+  std::shared_ptr<feed_parts> feed;
   /// Recently verified customer tokens (hash → customer, expiry), so that authenticated
   /// requests do not pay a Redis or PostgreSQL round trip each.
   struct session_cache;

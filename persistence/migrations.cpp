@@ -246,6 +246,31 @@ CREATE TABLE simulated_charges (
   refunded_at  timestamptz
 );
 )sql"},
+    {7, "dense_event_seq", R"sql(
+-- Renumbering the outbox rewrites it: on a large one that outlasts the statement timeout.
+SET LOCAL statement_timeout = 0;
+-- Each entity counts its events: the statement that writes an outbox row bumps the counter and
+-- takes the new value as the event's seq (order_store::insert_event), so seqs grow by exactly
+-- one per event and a subscriber can tell a gap from a quiet topic.
+ALTER TABLE products ADD COLUMN event_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE orders ADD COLUMN event_seq bigint NOT NULL DEFAULT 0;
+-- Events written so far took the row's version as seq, which skips numbers (a version bump
+-- without an event). No feed has published them, so they are renumbered 1, 2, ... per entity
+-- in their order, through negative values so that the unique (entity, seq) never collides.
+UPDATE events e SET seq = -r.n
+FROM (SELECT id, row_number() OVER (PARTITION BY entity ORDER BY seq) AS n FROM events) r
+WHERE e.id = r.id AND e.seq <> r.n;
+UPDATE events SET seq = -seq WHERE seq < 0;
+-- Each counter starts at its entity's largest seq.
+UPDATE products p SET event_seq = m.seq
+FROM (SELECT substr(entity, 9) AS id, max(seq) AS seq FROM events
+      WHERE entity LIKE 'product:%' GROUP BY entity) m
+WHERE p.id = m.id;
+UPDATE orders o SET event_seq = m.seq
+FROM (SELECT substr(entity, 7) AS id, max(seq) AS seq FROM events
+      WHERE entity LIKE 'order:%' GROUP BY entity) m
+WHERE o.id = m.id;
+)sql"},
   };
   return all;
 }

@@ -130,8 +130,21 @@ constexpr const char* stale_paying_sql =
   "AND paying_since <= now() - make_interval(secs => $2::double precision / 1000) "
   "ORDER BY paying_since LIMIT $1";
 
-constexpr const char* insert_event_sql =
-  "INSERT INTO events (entity, seq, type, payload) VALUES ($1, $2, $3, $4::jsonb)";
+// One statement bumps the entity's event counter (locking its row until the commit, so events of
+// one entity commit in seq order), writes the outbox row at the new value and queues the
+// notification that PostgreSQL sends to every listener when, and only if, the transaction
+// commits. The notification's payload is event_store::parse_notification's format.
+#define EMPORIUM_INSERT_EVENT(TABLE, PREFIX)                           \
+  "WITH s AS (UPDATE " TABLE                                           \
+  " SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq) " \
+  "INSERT INTO events (entity, seq, type, payload) "                   \
+  "SELECT '" PREFIX                                                    \
+  "' || $1, s.event_seq, $2, $3::jsonb FROM s "                        \
+  "RETURNING seq, pg_notify('emporium_events', "                       \
+  "entity || E'\\t' || seq || E'\\t' || type || E'\\t' || payload::text)"
+constexpr const char* insert_product_event_sql = EMPORIUM_INSERT_EVENT("products", "product:");
+constexpr const char* insert_order_event_sql = EMPORIUM_INSERT_EVENT("orders", "order:");
+#undef EMPORIUM_INSERT_EVENT
 
 #undef EMPORIUM_ORDER_COLUMNS
 #undef EMPORIUM_CART_COLUMNS
@@ -302,8 +315,8 @@ placement place_order(pqxx::transaction_base& tx, const model::order& o,
     tx.exec_params(insert_line_sql, o.id, ++line_no, l.product_id, l.name, l.unit_price_cents,
                    l.quantity, l.weight_grams);
   for (const auto& c : out.changes)
-    insert_event(tx, "product:" + c.product_id, c.version, "stock_changed", stock_event(c));
-  insert_event(tx, "order:" + o.id, stored.version, "order_status", order_event(o, o.status));
+    insert_event(tx, event_entity::product, c.product_id, "stock_changed", stock_event(c));
+  insert_event(tx, event_entity::order, o.id, "order_status", order_event(o, o.status));
   if (idem) {
     auto inserted = tx.exec_params(insert_idempotency_sql, idem->customer_id, idem->key,
                                    idem->request_hash, placed_status, encode_order(stored),
@@ -398,7 +411,7 @@ std::optional<std::int64_t> transition(pqxx::transaction_base& tx, const std::st
   if (rows.empty())
     return std::nullopt;
   auto version = rows[0][0].as<std::int64_t>();
-  insert_event(tx, "order:" + order_id, version, "order_status",
+  insert_event(tx, event_entity::order, order_id, "order_status",
                json{{"order_id", order_id}, {"status", to}}.dump());
   return version;
 }
@@ -416,7 +429,7 @@ std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const mode
   auto c = tx.exec_params(credit_points_sql, o.customer_id, points).at(0);
   out.customer_points = c[0].as<std::int64_t>();
   out.customer_version = c[1].as<std::int64_t>();
-  insert_event(tx, "order:" + o.id, out.order_version, "order_status",
+  insert_event(tx, event_entity::order, o.id, "order_status",
                order_event(o, model::order_status::paid));
   return out;
 }
@@ -463,7 +476,7 @@ std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const mode
   for (const auto* l : sorted) {
     auto r = tx.exec_params(return_stock_sql, l->product_id, l->quantity).at(0);
     stock_change c{l->product_id, r[0].as<std::int64_t>(), r[1].as<std::int64_t>()};
-    insert_event(tx, "product:" + c.product_id, c.version, "stock_changed", stock_event(c));
+    insert_event(tx, event_entity::product, c.product_id, "stock_changed", stock_event(c));
     out.changes.push_back(std::move(c));
   }
   if (from == model::order_status::paid) {
@@ -474,7 +487,7 @@ std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const mode
       out.customer_version = c[1].as<std::int64_t>();
     }
   }
-  insert_event(tx, "order:" + o.id, out.order_version, "order_status",
+  insert_event(tx, event_entity::order, o.id, "order_status",
                order_event(o, model::order_status::cancelled));
   return out;
 }
@@ -506,9 +519,14 @@ std::optional<std::vector<std::string>> sweep(pqxx::transaction_base& tx, int li
   return ids;
 }
 
-void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::int64_t seq,
-                  const std::string& type, const std::string& payload_json) {
-  tx.exec_params(insert_event_sql, entity, seq, type, payload_json);
+std::int64_t insert_event(pqxx::transaction_base& tx, event_entity kind, const std::string& id,
+                          const std::string& type, const std::string& payload_json) {
+  auto rows = tx.exec_params(
+    kind == event_entity::product ? insert_product_event_sql : insert_order_event_sql, id, type,
+    payload_json);
+  if (rows.empty())
+    throw std::logic_error("an outbox event for a row that does not exist");
+  return rows[0][0].as<std::int64_t>();
 }
 
 std::string encode_order(const model::order& o) {

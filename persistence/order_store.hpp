@@ -133,9 +133,14 @@ inline constexpr long long payment_sweep_lock_key = 0x656d702d70617900LL;
 std::optional<std::vector<std::string>> sweep(pqxx::transaction_base& tx, int limit,
                                               std::int64_t stale_ms);
 
-/// Appends an outbox event for `entity` at sequence `seq`.
-void insert_event(pqxx::transaction_base& tx, const std::string& entity, std::int64_t seq,
-                  const std::string& type, const std::string& payload_json);
+/// The entities that have events: their topics are "product:<id>" and "order:<id>".
+enum class event_entity { product, order };
+
+/// Appends an outbox event for the product or order `id` (whose row must exist) and returns its
+/// seq: the row's event counter, bumped by the same statement, so one more than the entity's
+/// previous event. The same statement notifies channel `emporium_events` (sent at commit).
+std::int64_t insert_event(pqxx::transaction_base& tx, event_entity kind, const std::string& id,
+                          const std::string& type, const std::string& payload_json);
 
 /// JSON of an order, for idempotency records (the same shape decodes back).
 std::string encode_order(const model::order& o);
