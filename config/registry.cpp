@@ -426,6 +426,10 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(retention, expired_grace_h, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(retention, idempotency_keys_h, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(retention, events_h, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(feeds, max_subscriptions_per_connection, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(feeds, max_connections_per_address, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(feeds, send_queue_max, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(feeds, ping_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(loyalty, silver_points, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(loyalty, gold_points, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(shipping, free_above_cents, nullptr));

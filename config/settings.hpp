@@ -141,6 +141,18 @@ struct retention_settings {
   int events_h = 168;          ///< the outbox: feeds resume from up to this far back
 };
 
+/// The real-time feeds on the HTTP port: WebSocket /ws and Server-Sent Events.
+struct feeds_settings {
+  int max_subscriptions_per_connection = 100; ///< topics one WebSocket may follow (then 429)
+  /// WebSocket and event-stream connections open at once from one client address (IPv6: one
+  /// /64; trusted proxies: the client they report), beyond which the request answers 429.
+  int max_connections_per_address = 32;
+  /// Messages waiting to be written on one feed connection; a reader so slow that it fills
+  /// them is disconnected (WebSocket close 1013, an event stream ends).
+  int send_queue_max = 1024;
+  int ping_s = 15; ///< WebSocket pings and event-stream keep-alive comments, this often
+};
+
 struct loyalty_settings {
   std::int64_t silver_points = 1'000;
   std::int64_t gold_points = 5'000;
@@ -201,6 +213,7 @@ struct settings {
   orders_settings orders;
   carts_settings carts;
   retention_settings retention;
+  feeds_settings feeds;
   loyalty_settings loyalty;
   shipping_settings shipping;
   log_settings log;

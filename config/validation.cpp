@@ -192,6 +192,12 @@ void validate(const settings& s) {
   // deleted sooner would let a retry place a second order.
   require_between("retention.idempotency_keys_h", s.retention.idempotency_keys_h, 24, 24 * 365);
   require_between("retention.events_h", s.retention.events_h, 1, 24 * 365 * 10);
+  require_between("feeds.max_subscriptions_per_connection",
+                  s.feeds.max_subscriptions_per_connection, 1, 10'000);
+  require_between("feeds.max_connections_per_address", s.feeds.max_connections_per_address, 1,
+                  100'000);
+  require_between("feeds.send_queue_max", s.feeds.send_queue_max, 8, 1'000'000);
+  require_between("feeds.ping_s", s.feeds.ping_s, 1, 3'600);
   if (s.loyalty.silver_points < 1 || s.loyalty.gold_points <= s.loyalty.silver_points)
     throw config_error(
       "config: loyalty.gold_points must exceed loyalty.silver_points, both positive");

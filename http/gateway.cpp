@@ -276,12 +276,22 @@ client_identity identify(const request& req, route_class c, std::string_view tok
   return by_address;
 }
 
+bool is_feed_path(std::string_view path) {
+  constexpr std::string_view events = "/events";
+  return path == "/ws"
+         || (path.size() > events.size() && path.substr(path.size() - events.size()) == events);
+}
+
 admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
                 std::string_view token_key, std::string_view admin_key_hash) {
   admission out;
   out.target_ok = parse_target(req.target, req.path, req.query);
   std::string_view path = out.target_ok ? std::string_view{req.path} : "";
   auto address = client_address(peer, forwarded_for(req), trusted);
+  req.client = address;
+  if (out.target_ok && req.header("authorization").empty() && is_feed_path(req.path))
+    if (const auto* token = req.query_one("access_token"))
+      req.headers.emplace("authorization", "Bearer " + *token);
   if (is_health_probe(req.method, path)) {
     out.probe = true;
     out.identity.shown = std::move(address);

@@ -120,6 +120,11 @@ struct admission {
   client_identity identity;
 };
 
+/// The feeds' paths (/ws, /.../events): their token may come as `?access_token=` instead of
+/// an Authorization header, which browsers cannot set on a WebSocket or an EventSource. admit()
+/// reads it as the header then (the access log names routes, never targets: it is not logged).
+bool is_feed_path(std::string_view path);
+
 admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
                 std::string_view token_key, std::string_view admin_key_hash);
 

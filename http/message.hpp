@@ -4,12 +4,17 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 namespace emporium::http {
+
+namespace feeds {
+struct channel;
+}
 
 /// Header names are stored lower-case.
 using header_map = std::multimap<std::string, std::string>;
@@ -36,6 +41,7 @@ struct request {
   header_map headers;
   std::string body;
   std::string remote; ///< peer address
+  std::string client; ///< the client's address as the gateway resolved it (trusted proxies)
   caller who;         ///< set by the gateway
 
   /// The first value of header `name` (lower-case), or empty.
@@ -51,6 +57,10 @@ struct response {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  /// Set by the feed handlers: the answer to GET /ws is the WebSocket handshake on this
+  /// channel, and an event stream's header is followed by the channel's messages until the
+  /// connection ends (no further requests are read on it).
+  std::shared_ptr<feeds::channel> feed;
 
   response& header(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));

@@ -294,28 +294,52 @@ json schemas() {
         "tok_declined"}}}},
     {"payment_method"});
   s["OrderEvent"] = object({{"order_id", id_schema("ord")},
-                            {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}},
-                            {"at", timestamp()}},
-                           {"order_id", "status", "at"}, false);
-  s["WsSubscribe"] = object(
-    {{"subscribe",
-      {{"type", "string"},
-       {"pattern", "^(product|order):[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$"},
-       {"description",
-        "product:ID for stock changes (anyone), order:ID for status changes "
-        "(the owner or admin; authenticate with the Authorization header of "
-        "the upgrade request)"}}}},
-    {"subscribe"});
-  s["WsEvent"] = {{"description", "A message the server pushes on /ws"},
-                  {"oneOf",
-                   {object({{"topic", {{"type", "string"}, {"pattern", "^product:"}}},
-                            {"product_id", id_schema("prod")},
-                            {"stock", integer(0)}},
-                           {"topic", "product_id", "stock"}, false),
-                    object({{"topic", {{"type", "string"}, {"pattern", "^order:"}}},
-                            {"order_id", id_schema("ord")},
                             {"status", {{"$ref", "#/components/schemas/Order/properties/status"}}}},
-                           {"topic", "order_id", "status"}, false)}}};
+                           {"order_id", "status"}, false);
+  s["StockEvent"] = object({{"product_id", id_schema("prod")}, {"stock", integer(0)}},
+                           {"product_id", "stock"}, false);
+  const json topic = {{"type", "string"},
+                      {"pattern", "^(product|order):.+$"},
+                      {"description",
+                       "product:ID for stock changes (anyone), order:ID for status changes (its "
+                       "customer or the admin; authenticate the upgrade request with "
+                       "Authorization: Bearer or ?access_token=)"}};
+  s["WsSubscribe"] = {
+    {"description",
+     "A message the client sends on /ws (a text frame). A malformed one is answered with an "
+     "error of status 400 and the connection stays"},
+    {"oneOf",
+     {object({{"subscribe", topic},
+              {"after",
+               {{"type", "integer"},
+                {"minimum", 0},
+                {"description",
+                 "Resume: every event after this seq first (410 when the outbox no longer "
+                 "keeps them)"}}}},
+             {"subscribe"}),
+      object({{"unsubscribe", topic}}, {"unsubscribe"})}}};
+  s["WsEvent"] = {
+    {"description",
+     "A message the server pushes on /ws (text frames, JSON). `subscribed` comes before any "
+     "event of its subscription; each event's seq is one more than the one before"},
+    {"oneOf",
+     {object({{"topic", {{"type", "string"}}},
+              {"seq", integer(1)},
+              {"type", {{"type", "string"}, {"enum", {"stock_changed", "order_status"}}}},
+              {"data", {{"oneOf", {schema_ref("StockEvent"), schema_ref("OrderEvent")}}}}},
+             {"topic", "seq", "type", "data"}),
+      object({{"type", {{"type", "string"}, {"const", "subscribed"}}},
+              {"topic", {{"type", "string"}}},
+              {"seq", integer(0)}},
+             {"type", "topic", "seq"}),
+      object({{"type", {{"type", "string"}, {"const", "unsubscribed"}}},
+              {"topic", {{"type", "string"}}}},
+             {"type", "topic"}),
+      object({{"type", {{"type", "string"}, {"const", "error"}}},
+              {"topic", nullable({{"type", "string"}})},
+              {"status", {{"type", "integer"}, {"enum", {400, 404, 410, 429, 503}}}},
+              {"detail", {{"type", "string"}}}},
+             {"type", "topic", "status", "detail"})}}};
   s["ClusterMember"] = object({{"node", {{"type", "string"}}},
                                {"state", {{"type", "string"}, {"enum", {"self", "up", "down"}}}}},
                               {"node", "state"}, false);
@@ -370,6 +394,20 @@ json parameters() {
                   {"in", "header"},
                   {"required", true},
                   {"schema", {{"type", "string"}, {"const", "websocket"}}}};
+  p["LastEventId"] = {{"name", "Last-Event-ID"},
+                      {"in", "header"},
+                      {"description", "Resume after this seq (an integer >= 0; else 400)"},
+                      {"schema", {{"type", "string"}, {"pattern", "^[0-9]+$"}}}};
+  p["After"] = {{"name", "after"},
+                {"in", "query"},
+                {"description", "Resume after this seq, when Last-Event-ID is not sent"},
+                {"schema", {{"type", "integer"}, {"minimum", 0}}}};
+  p["AccessToken"] = {{"name", "access_token"},
+                      {"in", "query"},
+                      {"description",
+                       "The bearer token, for clients that cannot set the Authorization "
+                       "header (browsers' WebSocket and EventSource)"},
+                      {"schema", {{"type", "string"}}}};
   p["IfNoneMatch"] = {{"name", "If-None-Match"},
                       {"in", "header"},
                       {"description", "ETags of a cached copy; a match answers 304"},
@@ -536,14 +574,23 @@ json special_response(const std::string& name, bool probe) {
     return {{"description", "The cached copy named by If-None-Match is current"},
             {"headers", headers}};
   }
-  if (name == "event_stream")
+  if (name == "order_event_stream" || name == "product_event_stream") {
+    const bool order = name == "order_event_stream";
     return {{"description",
-             "Server-Sent Events: one `status` event per change of the order's "
-             "status, its data an OrderEvent; the stream stays open"},
+             std::string{"Server-Sent Events, until the client leaves. First `retry: 2000` and "
+                         "the comment `: subscribed <topic> seq <CURRENT>`, then one event per "
+                         "change: `id: <seq>`, `event: "}
+               + (order ? "order_status" : "stock_changed")
+               + "`, `data: " + (order ? "OrderEvent" : "StockEvent")
+               + "`; a `: keep-alive` comment every feeds.ping_s (15 s). Last-Event-ID (or "
+                 "?after=) resumes after that seq. A client too slow to read its events is "
+                 "disconnected"},
             {"headers", headers},
             {"content",
              {{"text/event-stream",
-               {{"schema", {{"type", "string"}}}, {"x-event-data", schema_ref("OrderEvent")}}}}}};
+               {{"schema", {{"type", "string"}}},
+                {"x-event-data", schema_ref(order ? "OrderEvent" : "StockEvent")}}}}}};
+  }
   if (name == "websocket") {
     headers["Upgrade"] = {{"schema", {{"type", "string"}, {"const", "websocket"}}}};
     headers["Connection"] = {{"schema", {{"type", "string"}}}};

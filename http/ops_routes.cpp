@@ -1,5 +1,6 @@
 // The operator's handlers: the probes, GET /metrics (Prometheus text), GET /openapi.json.
 
+#include "http/feed_protocol.hpp"
 #include "http/handler_support.hpp"
 #include "http/metrics.hpp"
 #include "http/openapi.hpp"
@@ -113,9 +114,36 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
   w.sample("emporium_cache_errors_total", {}, static_cast<double>(c.errors.load()));
 }
 
+void write_feeds(metrics::writer& w, const actors::feed_stats& f, const feeds::registry& open) {
+  using metrics::kind;
+  w.header("emporium_feed_subscriptions", "Feed subscriptions open now, all topics", kind::gauge);
+  w.sample("emporium_feed_subscriptions", {}, static_cast<double>(f.subscriptions));
+  w.header("emporium_feed_topics", "Topics with at least one subscription", kind::gauge);
+  w.sample("emporium_feed_topics", {}, static_cast<double>(f.topics));
+  w.header("emporium_feed_events_delivered_total", "Events handed to subscribers", kind::counter);
+  w.sample("emporium_feed_events_delivered_total", {}, static_cast<double>(f.delivered));
+  w.header("emporium_feed_dropped_total",
+           "Subscriptions dropped because their connection's send queue was full", kind::counter);
+  w.sample("emporium_feed_dropped_total", {}, static_cast<double>(f.dropped));
+  w.header("emporium_feed_replayed_total",
+           "Events read back from the outbox (resumes, gaps, a lost LISTEN connection)",
+           kind::counter);
+  w.sample("emporium_feed_replayed_total", {}, static_cast<double>(f.replayed));
+  w.header("emporium_feed_listening", "1 while the PostgreSQL LISTEN connection is up",
+           kind::gauge);
+  w.sample("emporium_feed_listening", {}, f.listening ? 1 : 0);
+  w.header("emporium_feed_connections", "Feed connections open now, by transport", kind::gauge);
+  w.sample("emporium_feed_connections", {{"transport", "ws"}},
+           static_cast<double>(open.open(feeds::transport::ws)));
+  w.sample("emporium_feed_connections", {{"transport", "sse"}},
+           static_cast<double>(open.open(feeds::transport::sse)));
+}
+
 void get_metrics(app& a, const request&, const path_params&, const query_args&, responder respond) {
   metrics::writer w;
-  write_runtime(w, a.runtime.stats());
+  auto stats = a.runtime.stats();
+  write_runtime(w, stats);
+  write_feeds(w, stats.feeds, *a.feed_connections);
   response res;
   res.content_type = "text/plain; version=0.0.4; charset=utf-8";
   res.body = metrics::global().render() + w.take();

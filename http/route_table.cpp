@@ -194,21 +194,29 @@ std::vector<route_spec> build() {
   }
   {
     auto& r = add({"GET", "/orders/{id}/events", "orderEvents", "orders",
-                   "Stream the order's status changes (owner or admin)", access::signed_in});
+                   "Stream the order's status changes as Server-Sent Events (owner or admin)",
+                   access::signed_in});
     r.path_ids = {order_id};
-    r.success = {{200, "", nullptr, {}, "event_stream"}};
-    r.errors = {404};
-    r.routed = false;
+    r.header_params = {"LastEventId", "After", "AccessToken"};
+    r.success = {{200, "", nullptr, {}, "order_event_stream"}};
+    r.errors = {400, 404, 410};
   }
   // Realtime
   {
+    auto& r = add({"GET", "/products/{id}/events", "productEvents", "realtime",
+                   "Stream the product's stock changes as Server-Sent Events"});
+    r.path_ids = {product_id};
+    r.header_params = {"LastEventId", "After"};
+    r.success = {{200, "", nullptr, {}, "product_event_stream"}};
+    r.errors = {400, 404, 410};
+  }
+  {
     auto& r = add({"GET", "/ws", "websocket", "realtime",
                    "WebSocket for stock changes (product:ID) and order status (order:ID)"});
-    r.header_params = {"Upgrade"};
+    r.header_params = {"Upgrade", "AccessToken"};
     r.success = {{101, "", nullptr, {}, "websocket"}};
-    r.errors = {400};
+    r.errors = {400, 401};
     r.uses_database = false;
-    r.routed = false;
   }
   // Operations
   {

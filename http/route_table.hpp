@@ -64,7 +64,7 @@ struct success_doc {
   const char* description;
   const char* schema; ///< a component schema name; nullptr: none
   /// Instead of the above: a response the document builds itself (openapi.cpp: not_modified,
-  /// event_stream, websocket, metrics_text, any_object).
+  /// order_event_stream, product_event_stream, websocket, metrics_text, any_object).
   std::vector<const char*> headers = {}; ///< component headers beyond the common ones
   const char* special = nullptr;
 };

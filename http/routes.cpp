@@ -1,5 +1,6 @@
 #include "http/routes.hpp"
 
+#include "http/feed_protocol.hpp"
 #include "http/gateway.hpp"
 #include "http/problem.hpp"
 #include "http/search_codec.hpp"
@@ -41,7 +42,8 @@ app::app(actors::runtime& rt, const config::settings& s)
   : runtime(rt),
     settings(s),
     token_key(gateway::token_key(s.auth.admin_key_hash)),
-    search_key(search_codec::cursor_key(s.auth.admin_key_hash)) {}
+    search_key(search_codec::cursor_key(s.auth.admin_key_hash)),
+    feed_connections(std::make_shared<feeds::registry>(s.feeds.max_connections_per_address)) {}
 
 model::principal principal_of(const caller& who) {
   model::principal p;
@@ -63,8 +65,8 @@ gateway::session_verifier session_verifier(actors::runtime& rt) {
 
 router make_router(app& a) {
   std::map<std::string, handler_fn> fns;
-  for (const auto* list :
-       {&product_handlers(), &commerce_handlers(), &search_handlers(), &ops_handlers()})
+  for (const auto* list : {&product_handlers(), &commerce_handlers(), &search_handlers(),
+                           &ops_handlers(), &feed_handlers()})
     for (const auto& b : *list)
       if (!fns.emplace(b.operation, b.fn).second)
         throw std::logic_error(std::string{"two handlers for "} + b.operation);

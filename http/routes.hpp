@@ -9,10 +9,15 @@
 #include "http/route_table.hpp"
 #include "http/router.hpp"
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace emporium::http {
+
+namespace feeds {
+class registry;
+}
 
 struct app {
   app(actors::runtime& rt, const config::settings& s);
@@ -21,6 +26,8 @@ struct app {
   const config::settings& settings; ///< limits, shipping defaults, loyalty tiers, keys
   std::string token_key;            ///< gateway::token_key(settings.auth.admin_key_hash)
   std::string search_key;           ///< search_codec::cursor_key(settings.auth.admin_key_hash)
+  /// Feed connections (WebSocket, event streams) open, per client address and per transport.
+  std::shared_ptr<feeds::registry> feed_connections;
 };
 
 /// What a handler gets: the request (with its caller), its path parameters, its validated query.
@@ -41,6 +48,7 @@ const std::vector<binding>& product_handlers();  ///< product_routes.cpp
 const std::vector<binding>& commerce_handlers(); ///< commerce_routes.cpp
 const std::vector<binding>& search_handlers();   ///< search_routes.cpp
 const std::vector<binding>& ops_handlers();      ///< ops_routes.cpp: probes, metrics, openapi
+const std::vector<binding>& feed_handlers();     ///< feed_routes.cpp: /ws, event streams
 
 /// The gateway's session verifier over the runtime's (actors::runtime::authenticate): the one
 /// place a session token is checked.

@@ -48,13 +48,14 @@ void session::start() {
 }
 
 void session::drain() {
-  net::post(stream_.get_executor(), [self = shared_from_this()] { self->on_drain(); });
+  // The timer's executor is the connection's strand, also once the socket left for a WebSocket.
+  net::post(watchdog_.get_executor(), [self = shared_from_this()] { self->on_drain(); });
 }
 
 // -- reading ------------------------------------------------------------------------------
 
 void session::do_read() {
-  if (close_after_ || closed_)
+  if (close_after_ || closed_ || upgrading_ || streaming_)
     return;
   if (queue_.size() >= static_cast<std::size_t>(cfg().max_pipeline))
     return; // resumed by on_write once the client has read some answers
@@ -123,6 +124,8 @@ void session::read_body_after_continue() {
 
 void session::on_read_error(beast::error_code ec, bool started) {
   reading_ = false;
+  if (streaming_)
+    return watch_peer(); // the read begun before the stream, cancelled when it started
   if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
     answer_and_close(problem(
       431, "the request header block exceeds " + std::to_string(cfg().header_limit) + " bytes"));
@@ -179,8 +182,14 @@ session::pending* session::find(std::uint64_t seq) {
 
 void session::on_read() {
   reading_ = false;
+  if (streaming_) {
+    parser_.reset(); // read before the stream began: an event stream answers nothing more
+    return watch_peer();
+  }
   auto beast_req = parser_->release();
   parser_.reset();
+  if (wants_upgrade(beast_req))
+    upgrading_ = true;
   bool keep_alive = beast_req.keep_alive() && !shared_.draining.load();
   bool head = beast_req.method() == bhttp::verb::head;
   auto& slot = enqueue(beast_req.version(), keep_alive, head);
@@ -343,6 +352,10 @@ void session::fulfil(std::uint64_t seq, response res) {
   if (!slot || slot->ready)
     return;
   finish(*slot, res);
+  if (res.feed)
+    return fulfil_feed(*slot, res);
+  if (upgrading_ && queue_.back().get() == slot)
+    upgrading_ = false; // the upgrade was refused: an ordinary answer, and reading goes on
   auto& out = slot->res;
   out.version(slot->version);
   out.result(static_cast<unsigned>(res.status));
@@ -371,6 +384,8 @@ bool session::close_after_last(const pending& slot) const {
 void session::flush() {
   if (writing_ || closed_ || queue_.empty() || !queue_.front()->ready)
     return;
+  if (queue_.front()->feed && queue_.front()->feed->kind == feeds::transport::ws)
+    return hand_over();
   writing_ = true;
   stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
   auto& res = queue_.front()->res;
@@ -383,6 +398,8 @@ void session::on_write(beast::error_code ec) {
   writing_ = false;
   if (ec)
     return close();
+  if (queue_.front()->feed)
+    return begin_stream();
   bool last = !queue_.front()->res.keep_alive();
   queue_.pop_front();
   arm_watchdog();
@@ -399,6 +416,10 @@ void session::on_write(beast::error_code ec) {
 }
 
 void session::on_drain() {
+  if (auto ws = upgraded_.lock())
+    return ws->drain();
+  if (streaming_)
+    return close();
   close_after_ = true;
   if (closed_)
     return;
@@ -437,9 +458,146 @@ void session::close() {
     return;
   closed_ = true;
   watchdog_.cancel();
+  keep_alive_.cancel();
+  stream_feed_.reset(); // unsubscribes an event stream
   beast::error_code ec;
   stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   stream_.close();
+}
+
+// -- feeds: the WebSocket upgrade and event streams -------------------------------------------
+
+bool session::wants_upgrade(const bhttp::request<bhttp::string_body>& req) {
+  return req.method() == bhttp::verb::get
+         && beast::iequals(req[bhttp::field::upgrade], "websocket");
+}
+
+void session::fulfil_feed(pending& slot, response& res) {
+  slot.feed = std::move(res.feed);
+  slot.ready = true;
+  upgrading_ = false;
+  if (slot.feed->kind == feeds::transport::sse) {
+    // The header now; the stream follows it until the connection ends, so nothing after this
+    // request is read or answered.
+    close_after_ = true;
+    streaming_ = true;
+    auto& out = slot.res;
+    out.version(slot.version);
+    out.result(static_cast<unsigned>(res.status));
+    out.set(bhttp::field::server, "emporium");
+    out.set(bhttp::field::content_type, res.content_type);
+    for (auto& [k, v] : res.headers)
+      out.insert(k, v);
+    out.keep_alive(false); // close-delimited: no Content-Length, no chunks
+  }
+  flush();
+}
+
+void session::hand_over() {
+  auto slot = std::move(queue_.front());
+  queue_.clear();
+  closed_ = true; // this session no longer touches the socket
+  watchdog_.cancel();
+  keep_alive_.cancel();
+  upgraded_ = start_websocket(std::move(stream_), std::move(buffer_), shared_from_this(),
+                              std::move(slot->feed));
+}
+
+void session::begin_stream() {
+  stream_feed_ = std::move(queue_.front()->feed);
+  queue_.clear();
+  watchdog_.cancel();
+  beast::error_code ec;
+  // A reader that stopped fills the stream's queue (then its stream ends), not kernel buffers
+  // of megabytes.
+  stream_.socket().set_option(net::socket_base::send_buffer_size(feed_send_buffer_bytes), ec);
+  std::weak_ptr<session> weak = shared_from_this();
+  auto ex = watchdog_.get_executor();
+  stream_feed_->queue->on_ready([weak, ex] {
+    if (auto self = weak.lock())
+      net::post(ex, [self] { self->stream_pump(); });
+  });
+  if (reading_)
+    stream_.socket().cancel(ec); // a read under the idle timeout, which would cut the stream;
+                                 // its handler watches the peer instead (nothing is written now)
+  else
+    watch_peer();
+  arm_keep_alive();
+  stream_pump();
+}
+
+void session::stream_pump() {
+  if (closed_ || writing_ || !stream_feed_)
+    return;
+  auto& q = *stream_feed_->queue;
+  if (q.overflowed())
+    return close(); // a reader too slow for its events: the stream ends
+  q.take(stream_out_);
+  if (stream_out_.empty())
+    return;
+  std::vector<net::const_buffer> bufs;
+  bool last = false;
+  std::size_t n = 0;
+  for (const auto& m : stream_out_) {
+    if (m.k == feed_message::kind::event) {
+      bufs.emplace_back(net::buffer(m.event->sse_text));
+    } else if (m.k == feed_message::kind::text) {
+      bufs.emplace_back(net::buffer(m.text));
+    } else {
+      last = true; // the subscription ended on the server's side: so does the stream
+      break;
+    }
+    ++n;
+  }
+  stream_out_.resize(n);
+  if (bufs.empty())
+    return close();
+  writing_ = true;
+  stream_.expires_after(std::chrono::seconds(2 * stream_feed_->cfg.ping_s));
+  net::async_write(stream_, bufs,
+                   [self = shared_from_this(), last](beast::error_code ec, std::size_t) {
+                     self->writing_ = false;
+                     self->stream_out_.clear();
+                     if (ec || last)
+                       return self->close();
+                     self->stream_pump();
+                   });
+}
+
+void session::arm_keep_alive() {
+  if (closed_ || !stream_feed_)
+    return;
+  keep_alive_.expires_after(std::chrono::seconds(stream_feed_->cfg.ping_s));
+  keep_alive_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->closed_)
+      return;
+    self->arm_keep_alive();
+    if (self->writing_)
+      return; // a write still pending: its own deadline ends a stalled connection
+    self->writing_ = true;
+    self->stream_.expires_after(std::chrono::seconds(2 * self->stream_feed_->cfg.ping_s));
+    net::async_write(self->stream_, net::buffer(feeds::sse_keep_alive()),
+                     [self](beast::error_code wec, std::size_t) {
+                       self->writing_ = false;
+                       if (wec)
+                         return self->close();
+                       self->stream_pump();
+                     });
+  });
+}
+
+void session::watch_peer() {
+  if (closed_ || watching_)
+    return;
+  watching_ = true;
+  // On the socket itself, not the timed stream: a quiet client is no reason to end a stream.
+  stream_.socket().async_read_some(net::buffer(discard_),
+                                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     self->watching_ = false;
+                                     if (ec)
+                                       return self->close();
+                                     self->watch_peer();
+                                   });
 }
 
 } // namespace emporium::http

@@ -4,6 +4,7 @@
 /// translation units. See listener.hpp for which thread runs what.
 
 #include "config/settings.hpp"
+#include "http/feed_protocol.hpp"
 #include "http/gateway.hpp"
 #include "http/metrics.hpp"
 #include "http/rate_limiter.hpp"
@@ -15,6 +16,7 @@
 
 #include <sys/resource.h>
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -35,6 +37,30 @@ int reserved_descriptors(int pool_size);
 int derived_max_connections(std::uint64_t open_files, int pool_size);
 
 class session;
+
+/// SO_SNDBUF of a feed connection (WebSocket, event stream), fixed (no autotuning): a reader
+/// that stopped fills the connection's bounded queue (and is disconnected) after a few hundred
+/// events instead of after a kernel buffer of megabytes. Linux doubles it for its bookkeeping:
+/// 32 KiB hold some 300 events of ~100 bytes, far more than a feed sends in a round trip, and
+/// 50,000 connections pin at most 1.6 GiB of kernel memory.
+inline constexpr int feed_send_buffer_bytes = 16 * 1024;
+
+/// A connection that left HTTP: the WebSocket of GET /ws (websocket_session.cpp, the one
+/// translation unit that includes Beast's websocket). Its session stays alive as long as it
+/// does, so the connection is still counted, drained and limited as one.
+class upgraded_connection {
+ public:
+  virtual ~upgraded_connection() = default;
+  /// Graceful shutdown (on the connection's strand): close 1001.
+  virtual void drain() = 0;
+};
+
+/// Takes over the connection of `owner` after its GET /ws was admitted: the WebSocket handshake
+/// on `feed`'s upgrade request, then the feed. `buffer` holds what was read past the request.
+std::shared_ptr<upgraded_connection> start_websocket(beast::tcp_stream stream,
+                                                     beast::flat_buffer buffer,
+                                                     std::shared_ptr<session> owner,
+                                                     std::shared_ptr<feeds::channel> feed);
 
 /// What every session shares: settings, routes, the gateway, the registry used by graceful
 /// shutdown. Outlives the io_context (see server::impl), so sessions destroyed with it may
@@ -137,6 +163,7 @@ class session : public std::enable_shared_from_this<session> {
     : stream_(std::move(socket)),
       shared_(shared),
       watchdog_(stream_.get_executor()),
+      keep_alive_(stream_.get_executor()),
       remote_(std::move(remote)),
       address_key_(std::move(address_key)) {
     shared_.m.connections.inc();
@@ -171,6 +198,7 @@ class session : public std::enable_shared_from_this<session> {
     bool keep_alive = true;
     steady::time_point deadline;
     bhttp::response<bhttp::string_body> res;
+    std::shared_ptr<feeds::channel> feed; ///< the answer is a WebSocket or an event stream
 
     // What the gateway learnt about the request, for the answer's headers, metrics and logs.
     steady::time_point started;
@@ -252,9 +280,36 @@ class session : public std::enable_shared_from_this<session> {
 
   void close();
 
+  // -- feeds: the WebSocket upgrade and event streams -----------------------------------------
+
+  /// True for a request that asks to become a WebSocket: nothing more is read until it is
+  /// answered (the socket may change hands).
+  static bool wants_upgrade(const bhttp::request<bhttp::string_body>& req);
+
+  /// Records an answer whose `feed` is set: a WebSocket handshake to come, or an event
+  /// stream's header (no Content-Length: the stream ends with the connection).
+  void fulfil_feed(pending& slot, response& res);
+
+  /// The WebSocket's turn has come (every earlier answer is written): hands the connection to
+  /// start_websocket.
+  void hand_over();
+
+  /// The event stream's header is written: from now on its messages, keep-alive comments, and
+  /// nothing read but the end of the connection.
+  void begin_stream();
+
+  /// Writes what the stream's queue holds (on the strand, one write at a time).
+  void stream_pump();
+
+  void arm_keep_alive();
+
+  /// Waits for the peer to close (bytes it sends are dropped) and then closes.
+  void watch_peer();
+
   beast::tcp_stream stream_;
   shared_state& shared_;
   net::steady_timer watchdog_;
+  net::steady_timer keep_alive_; ///< an event stream's keep-alive comments
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::deque<std::unique_ptr<pending>> queue_;
@@ -265,6 +320,13 @@ class session : public std::enable_shared_from_this<session> {
   bool writing_ = false;
   bool close_after_ = false;
   bool closed_ = false;
+  bool upgrading_ = false; ///< a WebSocket upgrade request is being answered
+  bool streaming_ = false; ///< the connection carries an event stream
+  bool watching_ = false;  ///< watch_peer's read is pending
+  std::shared_ptr<feeds::channel> stream_feed_;
+  std::deque<feed_message> stream_out_; ///< being written
+  std::array<char, 512> discard_{};
+  std::weak_ptr<upgraded_connection> upgraded_;
 };
 
 } // namespace emporium::http

@@ -113,6 +113,10 @@ void require_defaults(const settings& s) {
   CHECK(s.actors.scheduler_threads == 1);
   CHECK(s.actors.idle_timeout_s == 60);
   CHECK(s.log.level == "info");
+  CHECK(s.feeds.max_subscriptions_per_connection == 100);
+  CHECK(s.feeds.max_connections_per_address == 32);
+  CHECK(s.feeds.send_queue_max == 1024);
+  CHECK(s.feeds.ping_s == 15);
 }
 
 const std::string password = "s3cr3t-Pa55word";
@@ -130,7 +134,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 73);
+  CHECK(keys.size() == 77);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -156,6 +160,10 @@ TEST_CASE("known_keys lists every key once with the design's environment names",
     {"actors.idle_timeout_s", "EMPORIUM_ACTORS_IDLE_TIMEOUT_S"},
     {"auth.session_cache_ms", "EMPORIUM_AUTH_SESSION_CACHE_MS"},
     {"log.level", "EMPORIUM_LOG_LEVEL"},
+    {"feeds.max_subscriptions_per_connection", "EMPORIUM_FEEDS_MAX_SUBSCRIPTIONS_PER_CONNECTION"},
+    {"feeds.max_connections_per_address", "EMPORIUM_FEEDS_MAX_CONNECTIONS_PER_ADDRESS"},
+    {"feeds.send_queue_max", "EMPORIUM_FEEDS_SEND_QUEUE_MAX"},
+    {"feeds.ping_s", "EMPORIUM_FEEDS_PING_S"},
   };
   for (const auto& [key, env] : expected) {
     INFO(key);
@@ -713,6 +721,12 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
     // A retry within a day must still find its key.
     {"retention.idempotency_keys_h", [](settings& s) { s.retention.idempotency_keys_h = 23; }},
     {"retention.events_h", [](settings& s) { s.retention.events_h = 0; }},
+    {"feeds.max_subscriptions_per_connection",
+     [](settings& s) { s.feeds.max_subscriptions_per_connection = 0; }},
+    {"feeds.max_connections_per_address",
+     [](settings& s) { s.feeds.max_connections_per_address = 0; }},
+    {"feeds.send_queue_max", [](settings& s) { s.feeds.send_queue_max = 7; }},
+    {"feeds.ping_s", [](settings& s) { s.feeds.ping_s = 0; }},
     {"actors.idle_timeout_s", [](settings& s) { s.actors.idle_timeout_s = 0; }},
     {"log.level", [](settings& s) { s.log.level = "verbose"; }},
     {"log.level", [](settings& s) { s.log.level = "INFO"; }},
