@@ -2,7 +2,8 @@
 # bench/feeds.sh: the real-time feeds under load.
 #
 #   bench/feeds.sh [--subscribers 10000] [--products 1] [--changes 20] [--interval-ms 300]
-#                  [--rate 100] [--duration 15] [--connections 8] [--out DIR] [--keep]
+#                  [--rate 30] [--duration 20] [--connections 8] [--send-queue-max 32]
+#                  [--out DIR] [--keep]
 #
 # Starts its own PostgreSQL, Redis and a Release build of Emporium (like compare.sh), with the
 # per-address and total connection limits raised for one generator address, seeds 1,000
@@ -11,10 +12,11 @@
 #      first --products products (all acknowledged first), --changes admin stock changes
 #      --interval-ms apart; fan-out latency (PATCH sent -> event received) p50/p99/max over all
 #      deliveries, deliveries missing, seq gaps, server RSS per subscriber;
-#   2. a stalled subscriber costs writers nothing: stock PATCHes of one product at --rate per
-#      second (open loop) for --duration s without any subscriber, then the same with one
-#      WebSocket subscriber of that product that never reads (tiny SO_RCVBUF); both p99s side by
-#      side, whether the stalled one was closed with 1013, emporium_feed_dropped_total.
+#   2. a stalled subscriber costs writers nothing: the server restarted with feeds.send_queue_max
+#      = --send-queue-max (so that the run's events overflow it), stock PATCHes of one product at
+#      --rate per second (open loop) for --duration s without any subscriber, then the same with
+#      one WebSocket subscriber of that product that never reads (tiny SO_RCVBUF); both p99s side
+#      by side, whether the stalled one was closed with 1013, emporium_feed_dropped_total.
 # Results: DIR/subscribe.json, writes-alone.json, writes-stalled.json, summary.txt.
 set -euo pipefail
 
@@ -26,9 +28,10 @@ subscribers=10000
 products=1
 changes=20
 interval=300
-rate=100
-duration=15
+rate=30
+duration=20
 connections=8
+queue=32
 out=""
 while (($#)); do
   case "$1" in
@@ -39,6 +42,7 @@ while (($#)); do
     --rate) rate="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --connections) connections="$2"; shift 2 ;;
+    --send-queue-max) queue="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --keep) bench_keep=1; shift ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -65,10 +69,9 @@ bench_build
 bench_start_services
 bench_seed 1000
 limit=$((subscribers + 1000))
-bench_start_server \
-  EMPORIUM_HTTP_MAX_CONNECTIONS="$limit" \
-  EMPORIUM_HTTP_MAX_CONNECTIONS_PER_ADDRESS="$limit" \
-  EMPORIUM_FEEDS_MAX_CONNECTIONS_PER_ADDRESS="$limit"
+limits=(EMPORIUM_HTTP_MAX_CONNECTIONS="$limit" EMPORIUM_HTTP_MAX_CONNECTIONS_PER_ADDRESS="$limit"
+  EMPORIUM_FEEDS_MAX_CONNECTIONS_PER_ADDRESS="$limit")
+bench_start_server "${limits[@]}"
 pid="$bench_server_pid"
 admin_key="$(bench_server_env | sed -n 's/^EMPORIUM_ADMIN_KEY=//p')"
 export EMPORIUM_ADMIN_KEY="$admin_key"
@@ -80,9 +83,13 @@ bench_log "fan-out: $subscribers subscribers of $products product(s), $changes c
   --products "$products" --changes "$changes" --interval-ms "$interval" --timeout 10 \
   --pg-url "$BENCH_PG_URL" --ids-from-pg --server-pid "$pid" --label subscribe \
   --json "$out/subscribe.json" 2>&1 | tee "$out/subscribe.log" >&2 || rc=1
-sleep 2 # the subscribers' connections are gone before the writes start
 
-# 2. writes alone, then beside a stalled subscriber: the same product, rate and duration.
+# 2. a server whose per-connection send queue the stalled subscriber overflows within the run.
+bench_stop_server
+bench_start_server "${limits[@]}" EMPORIUM_FEEDS_SEND_QUEUE_MAX="$queue"
+pid="$bench_server_pid"
+
+# Writes alone, then beside a stalled subscriber: the same product, rate and duration.
 for run in alone stalled; do
   extra=()
   [[ "$run" == alone ]] || extra=(--stalled-subscriber)
@@ -101,7 +108,7 @@ done
          (if .server then "  server RSS \(.server.vm_rss_kib_before / 1024 | floor) MiB -> \(.server.vm_rss_kib_subscribed / 1024 | floor) MiB subscribed: \(.server.bytes_per_subscriber | round) bytes per subscriber" else empty end),
          "  passed: \(.passed)"' "$out/subscribe.json" 2>/dev/null || echo "  (no result: see subscribe.log)"
   echo
-  echo "Writes (stock PATCH of one product, open loop $rate/s, $duration s):"
+  echo "Writes (stock PATCH of one product, open loop $rate/s, $duration s, feeds.send_queue_max $queue):"
   printf '  %-28s %10s %10s %10s %10s %8s\n' run "ok req/s" "p50 ms" "p99 ms" "max ms" errors
   for run in alone stalled; do
     jq -r --arg run "$run" '"  \($run | if . == "alone" then "no subscriber" else "one stalled subscriber" end | .[0:28] | . + (" " * (28 - length)))  \(.ok_per_second | floor | tostring | (" " * (10 - length)) + .) \(.latency_ms.p50 | tostring | .[0:8] | (" " * (10 - length)) + .) \(.latency_ms.p99 | tostring | .[0:8] | (" " * (10 - length)) + .) \(.latency_ms.max | tostring | .[0:8] | (" " * (10 - length)) + .) \(.errors.total | tostring | (" " * (8 - length)) + .)"' \

@@ -219,8 +219,9 @@ TEST_CASE(
   "a stalled subscriber is dropped while another subscriber of the same topic gets "
   "every event and the writes keep succeeding",
   "[feeds][stall]") {
-  // A short send queue: the stalled subscriber overflows it after a few hundred events.
-  server_process srv{faults::fault_env({{"EMPORIUM_FEEDS_SEND_QUEUE_MAX", "32"}})};
+  // A shorter send queue than the default: the stalled subscriber overflows it (with what both
+  // sockets' buffers hold) after several hundred events, the one that reads never does.
+  server_process srv{faults::fault_env({{"EMPORIUM_FEEDS_SEND_QUEUE_MAX", "128"}})};
   http_client api{srv.host(), srv.port(), 30s};
   auto product = faults::create_product(api, initial_stock);
   auto topic = product_topic(product);
@@ -240,7 +241,7 @@ TEST_CASE(
   std::map<int, int> statuses;
   double dropped_now = dropped_before;
   int writes = 0;
-  for (; writes < 3'000; ++writes) {
+  for (; writes < 4'000; ++writes) {
     auto r = api.request("PATCH", "/products/" + product,
                          json{{"stock", initial_stock + writes + 1}}.dump(), faults::admin());
     ++statuses[r.status];
