@@ -164,6 +164,8 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
       return;
     if (feed_->queue->overflowed())
       return close_with(websocket::close_code::try_again_later); // 1013: a reader too slow
+    if (writing_)
+      return; // the backlog stays in the bounded queue; the write's end pumps again
     feed_->queue->take(out_);
     write_next();
   }
