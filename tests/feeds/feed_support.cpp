@@ -322,7 +322,7 @@ int sse_subscriber::start() {
       parser->get().body().data = chunk;
       parser->get().body().size = sizeof chunk;
       beast::error_code ec;
-      bhttp::read(i.sock, *buffer, *parser, ec);
+      bhttp::read_some(i.sock, *buffer, *parser, ec); // what has come, not a full buffer
       auto got = sizeof chunk - parser->get().body().size;
       {
         std::lock_guard lock{i.mtx};
