@@ -167,7 +167,7 @@ struct topic_state {
   std::uint64_t round = 0; ///< the round of the next head read
   bool head_reading = false;
   bool reading = false;         ///< a catch-up read is on its way
-  std::uint64_t read_token = 0; ///< tells the answer of the current catch-up read
+  std::uint64_t read_token = 0; ///< the current catch-up read's (hub_state::next_token)
   bool retry_due = false;       ///< a retry_msg is on its way
 };
 
@@ -177,6 +177,9 @@ struct hub_state {
   std::shared_ptr<counters> stats;
   std::unordered_map<std::string, topic_state> topics;
   std::int64_t subscriptions = 0;
+  /// Catch-up reads are told apart by a token unique in the hub (a topic forgotten and
+  /// subscribed again does not take an older read's answer for its own).
+  std::uint64_t next_token = 0;
   bool closed = false;
 
   void publish_gauges() {
@@ -318,7 +321,8 @@ void read_head(hub_actor* self, topic_state& t) {
 /// known when the read is sent (the read sees every event up to it).
 void read_events(hub_actor* self, topic_state& t, std::int64_t from, std::int64_t covers) {
   t.reading = true;
-  const auto token = ++t.read_token;
+  const auto token = ++self->state.next_token;
+  t.read_token = token;
   auto& st = self->state;
   auto name = t.name;
   self
