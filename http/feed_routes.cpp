@@ -82,13 +82,12 @@ void event_stream(app& a, const request& req, model::feed_topic topic, responder
                                              a.settings.feeds);
   ch->topic = std::move(topic);
   ch->sink = std::make_shared<queue_sink>(ch->queue, ch->topic.name());
+  // Taken before the callback moves the channel in (arguments are evaluated in any order).
   auto sink = ch->sink;
-  // Copied before the call: the callback below takes `ch`, and the arguments of a call are not
-  // evaluated in any set order.
   auto who = ch->who;
-  auto subscribed_topic = ch->topic;
+  auto subscribed = ch->topic;
   a.runtime.subscribe(
-    std::move(who), std::move(subscribed_topic), after, std::move(sink),
+    std::move(who), std::move(subscribed), after, std::move(sink),
     [ch = std::move(ch), respond = std::move(respond)](result<std::int64_t> r) mutable {
       if (!r) {
         // Never subscribed: nothing to unsubscribe when the channel goes.

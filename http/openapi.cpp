@@ -486,6 +486,8 @@ json responses() {
      problem_response("The path exists with other methods", {{"Allow", header_ref("Allow")}})},
     {"Conflict", problem_response("The request conflicts with the resource's state")},
     {"PreconditionFailed", problem_response("If-Match names another version")},
+    {"Gone", problem_response("The events after the resume point are no longer kept "
+                              "(retention.events_h): subscribe without one")},
     {"PayloadTooLarge", problem_response("The body exceeds the limit (1 MiB by default)")},
     {"UnsupportedMediaType", problem_response("The body is not application/json")},
     {"Unprocessable", problem_response("Well-formed but cannot be processed (an Idempotency-Key "
@@ -509,6 +511,7 @@ const std::map<int, std::string> error_names{{400, "BadRequest"},
                                              {403, "Forbidden"},
                                              {404, "NotFound"},
                                              {409, "Conflict"},
+                                             {410, "Gone"},
                                              {412, "PreconditionFailed"},
                                              {413, "PayloadTooLarge"},
                                              {415, "UnsupportedMediaType"},

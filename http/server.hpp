@@ -1,8 +1,9 @@
 #pragma once
 /// The HTTP/1.1 server on Boost.Beast: a listener and one session per connection, each on its
-/// own strand (listener.hpp, session.hpp; only their two .cpp files include Beast). Handlers
-/// answer through a callback that posts the response back onto the session's strand, so no
-/// Asio thread ever waits for an actor, a database or Redis.
+/// own strand (listener.hpp, session.hpp; only their .cpp files and websocket_session.cpp, the
+/// WebSocket of GET /ws, include Beast). Handlers answer through a callback that posts the
+/// response back onto the session's strand, so no Asio thread ever waits for an actor, a
+/// database or Redis.
 ///
 /// Every request passes the gateway first: a request id (X-Request-Id, echoed on the answer and
 /// in every log line), the client's identity and route class, the token-bucket rate limiter

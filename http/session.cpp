@@ -352,6 +352,8 @@ void session::fulfil(std::uint64_t seq, response res) {
   if (!slot || slot->ready)
     return;
   finish(*slot, res);
+  if (res.feed && slot->head)
+    res.feed.reset(); // HEAD of an event stream: its header only (and unsubscribed at once)
   if (res.feed)
     return fulfil_feed(*slot, res);
   if (upgrading_ && queue_.back().get() == slot)
@@ -499,14 +501,19 @@ void session::hand_over() {
   closed_ = true; // this session no longer touches the socket
   watchdog_.cancel();
   keep_alive_.cancel();
-  upgraded_ = start_websocket(std::move(stream_), std::move(buffer_), shared_from_this(),
-                              std::move(slot->feed));
+  auto ws = start_websocket(std::move(stream_), std::move(buffer_), shared_from_this(),
+                            std::move(slot->feed));
+  upgraded_ = ws;
+  if (shared_.draining.load())
+    ws->drain(); // the shutdown began while the upgrade was being admitted
 }
 
 void session::begin_stream() {
   stream_feed_ = std::move(queue_.front()->feed);
   queue_.clear();
   watchdog_.cancel();
+  if (shared_.draining.load())
+    return close(); // the shutdown began while the stream was being subscribed
   beast::error_code ec;
   // A reader that stopped fills the stream's queue (then its stream ends), not kernel buffers
   // of megabytes.
@@ -527,11 +534,13 @@ void session::begin_stream() {
 }
 
 void session::stream_pump() {
-  if (closed_ || writing_ || !stream_feed_)
+  if (closed_ || !stream_feed_)
     return;
   auto& q = *stream_feed_->queue;
   if (q.overflowed())
-    return close(); // a reader too slow for its events: the stream ends
+    return close(); // a reader too slow for its events: the stream ends, a stalled write too
+  if (writing_)
+    return;
   q.take(stream_out_);
   if (stream_out_.empty())
     return;

@@ -1,7 +1,7 @@
 #pragma once
 /// One HTTP/1.1 connection on Boost.Beast (`session`) and what all connections share
-/// (`shared_state`). Included only by session.cpp and listener.cpp: Beast stays in these two
-/// translation units. See listener.hpp for which thread runs what.
+/// (`shared_state`). Included only by session.cpp, listener.cpp and websocket_session.cpp:
+/// Beast stays in these translation units. See listener.hpp for which thread runs what.
 
 #include "config/settings.hpp"
 #include "http/feed_protocol.hpp"

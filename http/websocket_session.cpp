@@ -66,10 +66,21 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
     });
   }
 
-  void drain() override { close_with(websocket::close_code::going_away); }
+  void drain() override {
+    if (!open_) {
+      drain_pending_ = true; // closed once the handshake is done
+      return;
+    }
+    close_with(websocket::close_code::going_away);
+  }
 
  private:
   void on_open() {
+    open_ = true;
+    if (drain_pending_) {
+      read();
+      return close_with(websocket::close_code::going_away);
+    }
     std::weak_ptr<ws_session> weak = shared_from_this();
     auto ex = ws_.get_executor();
     feed_->queue->on_ready([weak, ex] {
@@ -270,6 +281,8 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
   std::map<std::string, std::shared_ptr<queue_sink>> subs_; ///< by topic name
   std::deque<feed_message> out_;                            ///< front: being written
   std::optional<websocket::close_code> close_code_;
+  bool open_ = false; ///< the handshake is done
+  bool drain_pending_ = false;
   bool writing_ = false;
   bool closing_ = false;
   bool released_ = false;

@@ -99,9 +99,16 @@ ws_client::ws_client(const std::string& host, std::uint16_t port, const std::str
   error_code ec;
   impl_->ws.handshake(res, host + ":" + std::to_string(port), target, ec);
   if (ec) {
-    if (res.result_int() != 0 && res.result_int() != 101)
-      throw upgrade_refused(static_cast<int>(res.result_int()), res.body());
-    throw std::runtime_error("websocket handshake failed: " + ec.message());
+    if (ec != websocket::error::upgrade_declined)
+      throw std::runtime_error("websocket handshake failed: " + ec.message());
+    // Beast keeps no refused answer: ask once more, as a plain request, to read it.
+    header_map upgrade = headers;
+    upgrade["Upgrade"] = "websocket";
+    upgrade["Connection"] = "Upgrade";
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==";
+    upgrade["Sec-WebSocket-Version"] = "13";
+    sse_client again{host, port, target, upgrade};
+    throw upgrade_refused(again.status(), again.body());
   }
 }
 

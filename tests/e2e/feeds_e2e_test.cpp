@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -404,20 +405,34 @@ TEST_CASE(
   bool dropped = false;
   for (int round = 0; round < 60 && !dropped; ++round) {
     std::vector<std::thread> writers;
+    std::vector<int> made(products.size(), 0);
+    std::vector<std::string> refusals(products.size());
     for (std::size_t i = 0; i < products.size(); ++i)
       writers.emplace_back([&, i] {
         http_client w{srv.host(), srv.port(), 30s};
-        for (int k = 0; k < 40; ++k)
-          w.request("PATCH", "/products/" + products[i],
-                    json{{"stock", 500'000 + round * 100 + k}}.dump(), admin());
+        for (int k = 0; k < 40; ++k) {
+          auto r = w.request("PATCH", "/products/" + products[i],
+                             json{{"stock", 500'000 + round * 100 + k}}.dump(), admin());
+          if (r.status == 200)
+            ++made[i];
+          else
+            refusals[i] = show(r);
+        }
       });
     for (auto& t : writers)
       t.join();
-    for (const auto& p : products)
-      changes["product:" + p] += 40;
+    for (std::size_t i = 0; i < products.size(); ++i) {
+      changes["product:" + products[i]] += made[i];
+      if (!refusals[i].empty())
+        std::cerr << "[measure] a change was refused: " << refusals[i] << "\n";
+    }
     read_fast(200ms);
-    dropped = metric(c, "emporium_feed_connections", R"({transport="sse"})") == 0
-              && metric(c, "emporium_feed_dropped_total") >= dropped_before + 2;
+    const auto sse_open = metric(c, "emporium_feed_connections", R"({transport="sse"})");
+    const auto dropped_now = metric(c, "emporium_feed_dropped_total");
+    dropped = sse_open == 0 && dropped_now >= dropped_before + 2;
+    if (round % 10 == 9 || dropped)
+      std::cerr << "[measure] slow readers: round " << round + 1 << ", event streams open "
+                << sse_open << ", subscriptions dropped " << dropped_now - dropped_before << "\n";
   }
   REQUIRE(dropped);
   // The fast subscriber got every change.
@@ -430,7 +445,8 @@ TEST_CASE(
     read_fast(100ms);
   }
   for (const auto& [topic, n] : changes) {
-    INFO(topic);
+    INFO(topic << " (the fast client " << (fast.closed() ? "was closed, code " : "is open, code ")
+                << fast.close_code() << ")");
     CHECK(last[topic] == start[topic] + n);
   }
   // The slow ones: what they had was in order, then the end.

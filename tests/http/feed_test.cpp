@@ -143,7 +143,7 @@ TEST_CASE(
   sink.deliver(event(1));
   sink.retire(feed_message::of_text("unsubscribed"));
   CHECK(sink.deliver(event(2))); // one in flight may still come: accepted, not queued
-  sink.end(failure{errc::unavailable, "shutting down"});
+  sink.end(failure{errc::unavailable, "shutting down", {}});
   auto out = drain(*q);
   REQUIRE(out.size() == 2);
   CHECK(out[0].event->seq == 1);
@@ -153,8 +153,8 @@ TEST_CASE(
 TEST_CASE("feeds: end and refuse queue their status once", "[feeds]") {
   auto q = std::make_shared<feed_queue>(16);
   queue_sink ended{q, "product:prod_1"};
-  ended.end(failure{errc::gone, "too old"});
-  ended.end(failure{errc::unavailable, "again"});
+  ended.end(failure{errc::gone, "too old", {}});
+  ended.end(failure{errc::unavailable, "again", {}});
   queue_sink refused{q, "order:ord_1"};
   refused.refuse(404, "no order has this id");
   auto out = drain(*q);
