@@ -36,7 +36,9 @@ env_map feed_env(env_map extra = {}) {
   env_map env{
     {"EMPORIUM_FEEDS_MAX_SUBSCRIPTIONS_PER_CONNECTION", std::to_string(max_subscriptions)},
     {"EMPORIUM_FEEDS_MAX_CONNECTIONS_PER_ADDRESS", std::to_string(max_per_address)},
-    {"EMPORIUM_FEEDS_SEND_QUEUE_MAX", "16"},
+    // Above one round of the stall test's changes (120 events): a client that reads between
+    // rounds is never over it, one that stopped reading is after a few rounds.
+    {"EMPORIUM_FEEDS_SEND_QUEUE_MAX", "256"},
     // A reader that stops reading answers no ping either: give it time.
     {"EMPORIUM_FEEDS_PING_S", "60"}};
   for (auto& [k, v] : extra)
@@ -446,7 +448,7 @@ TEST_CASE(
   }
   for (const auto& [topic, n] : changes) {
     INFO(topic << " (the fast client " << (fast.closed() ? "was closed, code " : "is open, code ")
-                << fast.close_code() << ")");
+               << fast.close_code() << ")");
     CHECK(last[topic] == start[topic] + n);
   }
   // The slow ones: what they had was in order, then the end.
