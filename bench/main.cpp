@@ -7,6 +7,7 @@
 // 2 bad command line; 3 the scenario's endpoints are not available on the target.
 
 #include "bench/accounting.hpp"
+#include "bench/feeds.hpp"
 #include "bench/idlist.hpp"
 #include "bench/load.hpp"
 #include "bench/procstat.hpp"
@@ -17,10 +18,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 namespace {
 
@@ -59,6 +62,12 @@ struct options {
   std::size_t accounts = 64;
   std::vector<int> server_pids;
   std::vector<int> db_pids;
+  std::string admin_key;
+  std::size_t products = 1;
+  int changes = 20;
+  double interval_ms = 300;
+  int connect_parallel = 256;
+  bool stalled_subscriber = false;
 };
 
 double ms(std::uint64_t ns) {
@@ -184,6 +193,17 @@ void summarize(std::ostream& out, const json& r) {
         out << "    " << f.get<std::string>() << "\n";
     }
   }
+  if (r.contains("stalled_subscriber")) {
+    const auto& st = r["stalled_subscriber"];
+    out << "  stalled subscriber (" << st["topic"].get<std::string>() << ", SO_RCVBUF "
+        << st["rcvbuf_bytes"] << " bytes): "
+        << (st["dropped"].get<bool>() ? "dropped by the server, close 1013"
+            : st["closed_by_server"].get<bool>()
+              ? "closed by the server, code " + st["close_code"].dump()
+              : std::string{"NOT closed by the server"})
+        << "; emporium_feed_dropped_total " << st["dropped_total_before"] << " -> "
+        << st["dropped_total_after"] << "\n";
+  }
   if (r.contains("unfinished") && r["unfinished"].get<std::uint64_t>() > 0)
     out << "  open loop: " << r["unfinished"] << " requests due in the window were unanswered at "
         << "its end (queued peak " << r["backlog_peak"] << ")\n";
@@ -214,6 +234,43 @@ std::string probe(const target& where, const std::string& scenario) {
   return {};
 }
 
+/// Human summary of a subscribe run.
+void summarize_subscribe(std::ostream& out, const json& r) {
+  char line[512];
+  const auto& d = r["deliveries"];
+  const auto& l = r["fanout_latency_ms"];
+  out << "scenario subscribe on " << r["target"].get<std::string>() << ": " << r["subscribers"]
+      << " WebSocket subscribers of " << r["products"] << " product(s), " << r["changes"]["asked"]
+      << " stock changes " << r["changes"]["interval_ms"] << " ms apart\n";
+  std::snprintf(line, sizeof line,
+                "  subscribed %lld (failed %lld) in %.1f s\n"
+                "  deliveries: %lld expected, %lld received, %lld missing, %lld seq gaps, "
+                "%lld subscribers dropped\n"
+                "  fan-out latency ms (PATCH sent -> event received): p50 %.3f  p99 %.3f  "
+                "max %.3f\n",
+                r["subscribed"].get<long long>(), r["subscribe_failed"].get<long long>(),
+                r["subscribe_seconds"].get<double>(), d["expected"].get<long long>(),
+                d["received"].get<long long>(), d["missing"].get<long long>(),
+                d["seq_gaps"].get<long long>(), d["subscribers_dropped"].get<long long>(),
+                l["p50"].get<double>(), l["p99"].get<double>(), l["max"].get<double>());
+  out << line;
+  if (!r["failures"].empty())
+    out << "  failures " << r["failures"].dump() << ": " << r.value("failure_sample", "") << "\n";
+  if (r["changes"].contains("error_sample"))
+    out << "  stock changes " << r["changes"]["by_status"].dump() << ": "
+        << r["changes"]["error_sample"].get<std::string>() << "\n";
+  if (r.contains("server")) {
+    const auto& sv = r["server"];
+    std::snprintf(line, sizeof line,
+                  "  server RSS: %.1f MiB before, %.1f MiB subscribed: %.0f bytes per subscriber\n",
+                  sv["vm_rss_kib_before"].get<double>() / 1024.0,
+                  sv["vm_rss_kib_subscribed"].get<double>() / 1024.0,
+                  sv["bytes_per_subscriber"].get<double>());
+    out << line;
+  }
+  out << (r["passed"].get<bool>() ? "  passed\n" : "  FAILED\n");
+}
+
 json base_result(const options& o) {
   return {{"label", o.label.empty() ? o.scenario : o.label},
           {"scenario", o.scenario},
@@ -225,6 +282,55 @@ json base_result(const options& o) {
           {"duration_s", o.duration},
           {"warmup_s", o.warmup},
           {"zipf", o.zipf}};
+}
+
+/// The product ids of --ids-file, --ids-from-pg or GET /products paging.
+std::vector<std::string> load_ids(const options& o, const target& where, std::size_t limit) {
+  if (!o.ids_file.empty()) {
+    if (o.ids_from_pg || !o.ids_from.empty())
+      throw std::invalid_argument("--ids-file excludes --ids-from-pg and --ids-from");
+    auto ids = load_id_file(o.ids_file);
+    if (limit && ids.size() > limit)
+      ids.resize(limit);
+    return ids;
+  }
+  if (o.ids_from_pg) {
+    if (o.pg_url.empty())
+      throw std::invalid_argument("--ids-from-pg needs --pg-url");
+    return accounting::load_product_ids(o.pg_url, limit);
+  }
+  return load_ids_http(o.ids_from.empty() ? where : parse_target(o.ids_from), limit);
+}
+
+/// --scenario subscribe: the feeds' fan-out (feeds.hpp), its own engine.
+int run_subscribe_scenario(const options& o, const target& where, json result) {
+  feeds::subscribe_options so;
+  so.where = where;
+  so.product_ids = load_ids(o, where, o.products);
+  if (so.product_ids.size() < o.products)
+    throw std::runtime_error("subscribe: only " + std::to_string(so.product_ids.size())
+                             + " products, --products " + std::to_string(o.products));
+  so.subscribers = o.connections;
+  so.changes = o.changes;
+  so.interval_ms = o.interval_ms;
+  so.threads = o.threads;
+  so.connect_parallel = o.connect_parallel;
+  so.timeout_s = o.timeout;
+  so.admin_key = o.admin_key;
+  so.server_pid = o.server_pids.empty() ? 0 : o.server_pids.front();
+  auto r = feeds::run_subscribe(so);
+  result.update(r);
+  if (r["subscribed"].get<std::int64_t>() == 0 && r["subscribe_failed"].get<std::int64_t>() > 0) {
+    result["available"] = false;
+    result["unavailable_reason"] = "no subscription was acknowledged: "
+                                   + r.value("failure_sample", std::string{});
+    summarize(std::cerr, result);
+    emit(o, result);
+    return exit_unavailable;
+  }
+  summarize_subscribe(std::cerr, result);
+  emit(o, result);
+  return result["passed"].get<bool>() ? 0 : exit_failed;
 }
 
 int run(const options& o) {
@@ -240,23 +346,13 @@ int run(const options& o) {
   }
   result["available"] = true;
 
+  if (o.scenario == "subscribe")
+    return run_subscribe_scenario(o, where, result);
+
   bool writes = o.scenario == "checkout" || o.scenario == "mix";
   std::unique_ptr<catalog> cat;
   if (o.scenario != "get") {
-    std::vector<std::string> ids;
-    if (!o.ids_file.empty()) {
-      if (o.ids_from_pg || !o.ids_from.empty())
-        throw std::invalid_argument("--ids-file excludes --ids-from-pg and --ids-from");
-      ids = load_id_file(o.ids_file);
-      if (o.ids_limit && ids.size() > o.ids_limit)
-        ids.resize(o.ids_limit);
-    } else if (o.ids_from_pg) {
-      if (o.pg_url.empty())
-        throw std::invalid_argument("--ids-from-pg needs --pg-url");
-      ids = accounting::load_product_ids(o.pg_url, o.ids_limit);
-    } else {
-      ids = load_ids_http(o.ids_from.empty() ? where : parse_target(o.ids_from), o.ids_limit);
-    }
+    auto ids = load_ids(o, where, o.ids_limit);
     std::cerr << "catalog: " << ids.size() << " product ids"
               << (o.zipf > 0 ? ", Zipf exponent " + std::to_string(o.zipf) : ", uniform") << "\n";
     cat = std::make_unique<catalog>(std::move(ids), o.zipf, o.seed + 17);
@@ -323,6 +419,8 @@ int run(const options& o) {
   so.customers = o.customers;
   so.max_lines = o.max_lines;
   so.once = o.once;
+  so.products = o.products;
+  so.admin_key = o.admin_key;
   auto sc = make_scenario(so, cat.get(), shop.get());
 
   engine_options eo;
@@ -383,6 +481,17 @@ int run(const options& o) {
         shop->save_customers(o.customers_file);
     };
 
+  // A subscriber of the first catalog product that never reads (feeds.hpp).
+  std::unique_ptr<feeds::stalled_subscriber> stalled;
+  double dropped_before = -1;
+  if (o.stalled_subscriber) {
+    dropped_before = feeds::metric_value(fetch(where, "GET", "/metrics").body,
+                                         "emporium_feed_dropped_total");
+    stalled = std::make_unique<feeds::stalled_subscriber>(where, "product:" + cat->ids().front());
+    stalled->start();
+    std::this_thread::sleep_for(std::chrono::milliseconds{500}); // its subscription is served
+  }
+
   run_stats st;
   try {
     st = run_load(eo, *sc, hooks);
@@ -396,6 +505,15 @@ int run(const options& o) {
       return exit_unavailable;
     }
     throw;
+  }
+
+  if (stalled) {
+    auto j = stalled->finish(5);
+    auto after = feeds::metric_value(fetch(where, "GET", "/metrics").body,
+                                     "emporium_feed_dropped_total");
+    j["dropped_total_before"] = dropped_before;
+    j["dropped_total_after"] = after;
+    result["stalled_subscriber"] = j;
   }
 
   double secs = st.elapsed_s > 0 ? st.elapsed_s : o.duration;
@@ -524,7 +642,9 @@ int main(int argc, char** argv) {
   CLI::App cli{"emporium-bench: load generator for Emporium (closed and open loop)"};
   options o;
   cli.add_option("--target", o.target_url, "http://host:port of the server")->required();
-  cli.add_option("--scenario", o.scenario, "get, product-get, browse, search, checkout, mix")
+  cli
+    .add_option("--scenario", o.scenario,
+                "get, product-get, browse, search, checkout, mix, stock-patch, subscribe")
     ->check(CLI::IsMember(scenario_names()));
   cli.add_option("--connections,-c", o.connections, "keep-alive connections")
     ->check(CLI::Range(1, 100'000));
@@ -586,6 +706,26 @@ int main(int argc, char** argv) {
   cli.add_option("--db-pid", o.db_pids,
                  "also report the CPU of these process trees (PostgreSQL "
                  "postmaster, redis-server) over the window");
+  if (const char* key = std::getenv("EMPORIUM_ADMIN_KEY"))
+    o.admin_key = key;
+  cli.add_option("--admin-key", o.admin_key,
+                 "stock-patch, subscribe: the admin key (default: $EMPORIUM_ADMIN_KEY)");
+  cli
+    .add_option("--products", o.products,
+                "subscribe: subscribers spread over the first N products; stock-patch: the "
+                "first N products are changed in turn")
+    ->check(CLI::Range(1, 1'000'000));
+  cli.add_option("--changes", o.changes, "subscribe: stock changes made once all subscribed")
+    ->check(CLI::Range(1, 100'000));
+  cli.add_option("--interval-ms", o.interval_ms, "subscribe: milliseconds between two changes")
+    ->check(CLI::Range(0.0, 60'000.0));
+  cli
+    .add_option("--connect-parallel", o.connect_parallel,
+                "subscribe: WebSocket handshakes in flight at once")
+    ->check(CLI::Range(1, 100'000));
+  cli.add_flag("--stalled-subscriber", o.stalled_subscriber,
+               "open one WebSocket subscriber of the first catalog product that never reads "
+               "(tiny receive buffer) before the run; report whether the server dropped it");
   CLI11_PARSE(cli, argc, argv);
   try {
     return run(o);

@@ -351,6 +351,55 @@ class simple_scenario : public scenario {
   std::tuple<Args...> args_;
 };
 
+// -- stock-patch --------------------------------------------------------------------------------
+
+/// Admin PATCHes of the stock of the first `products` catalog ids, in turn, each to a value no
+/// other request of the run sets (a shared counter): every one is a change, and so an event of
+/// the product's feed.
+class stock_patch_user : public user {
+ public:
+  stock_patch_user(const catalog& c, std::size_t products, std::string admin_key,
+                   std::atomic<std::int64_t>& counter)
+    : cat_(c),
+      products_(std::max<std::size_t>(1, std::min(products, c.size()))),
+      key_(std::move(admin_key)),
+      counter_(counter) {}
+  bool next(request& out) override {
+    auto n = counter_.fetch_add(1);
+    out.op = 0;
+    out.method = "PATCH";
+    out.target = "/products/" + cat_.ids()[static_cast<std::size_t>(n) % products_];
+    out.body = json{{"stock", 1'000'000 + n % 100'000'000}}.dump();
+    out.bearer = key_;
+    return true;
+  }
+  bool on_answer(const request&, int status, const std::string&, bool) override {
+    return status == 200;
+  }
+
+ private:
+  const catalog& cat_;
+  std::size_t products_;
+  std::string key_;
+  std::atomic<std::int64_t>& counter_;
+};
+
+class stock_patch_scenario : public scenario {
+ public:
+  stock_patch_scenario(const catalog& c, std::size_t products, std::string key)
+    : cat_(c), products_(products), key_(std::move(key)) {}
+  std::vector<std::string> operations() const override { return {"patch-stock"}; }
+  std::unique_ptr<user> make_user(std::size_t, std::uint64_t) override {
+    return std::make_unique<stock_patch_user>(cat_, products_, key_, counter_);
+  }
+
+ private:
+  const catalog& cat_;
+  std::size_t products_;
+  std::string key_;
+  std::atomic<std::int64_t> counter_{0};
+};
+
 // -- browse ---------------------------------------------------------------------------------
 
 /// A shopper leafing through the catalog: a list page (a category one time in two), one to
@@ -1079,8 +1128,8 @@ std::unique_ptr<user> commerce_scenario::make_user(std::size_t, std::uint64_t se
 } // namespace
 
 const std::vector<std::string>& scenario_names() {
-  static const std::vector<std::string> names{"get",    "product-get", "browse",
-                                              "search", "checkout",    "mix"};
+  static const std::vector<std::string> names{
+    "get", "product-get", "browse", "search", "checkout", "mix", "stock-patch", "subscribe"};
   return names;
 }
 
@@ -1099,6 +1148,12 @@ std::unique_ptr<scenario> make_scenario(const scenario_options& o, const catalog
   if (o.name == "search")
     return std::make_unique<simple_scenario<search_user, std::reference_wrapper<const catalog>>>(
       std::vector<std::string>{"search"}, std::cref(*cat));
+  if (o.name == "stock-patch") {
+    if (o.admin_key.empty())
+      throw std::invalid_argument(
+        "scenario stock-patch changes products: give --admin-key (or EMPORIUM_ADMIN_KEY)");
+    return std::make_unique<stock_patch_scenario>(*cat, o.products, o.admin_key);
+  }
   if (o.name == "checkout" || o.name == "mix") {
     if (!shop)
       throw std::invalid_argument("scenario " + o.name + " needs the shop state");

@@ -7,6 +7,9 @@
 ///   checkout     customers fill a cart, check out, pay (set-up: register, log in)
 ///   mix          Online Boutique ratios browse 10 : view cart 3 : add to cart 2 : index 1 :
 ///                checkout 1, by many simulated customers
+///   stock-patch  admin PATCHes of the stock of the first --products catalog ids (each a change,
+///                so an event of the product's feed)
+/// (subscribe, the feeds' fan-out, runs its own engine: feeds.hpp.)
 /// checkout and mix record every acknowledged order for the accounting (accounting.hpp).
 
 #include "bench/accounting.hpp"
@@ -85,6 +88,8 @@ struct scenario_options {
   std::size_t customers = 0; ///< checkout, mix: simulated customers (≥ connections)
   int max_lines = 3;         ///< checkout: distinct products per order, 1..max_lines
   bool once = false;         ///< product-get: every id once, then stop (closed loop)
+  std::size_t products = 1;  ///< stock-patch: the first N catalog ids are changed, in turn
+  std::string admin_key;     ///< stock-patch
 };
 
 /// Registers and logs in customers[0..accounts) (`parallel` blocking sign-ups at a time: they

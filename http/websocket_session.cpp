@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/beast/websocket.hpp>
 
+#include <iterator>
 #include <map>
 
 namespace emporium::http {
@@ -174,6 +175,8 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
       return;
     if (feed_->queue->overflowed())
       return close_with(websocket::close_code::try_again_later); // 1013: a reader too slow
+    if (writing_)
+      return; // the backlog stays in the bounded queue; the write's end pumps again
     feed_->queue->take(out_);
     write_next();
   }
@@ -220,7 +223,8 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
     close_code_ = code;
     unsubscribe_all();
     feed_->queue->close();
-    out_.clear();
+    // A write in flight still reads its message (the front): keep it until the write completes.
+    out_.erase(writing_ && !out_.empty() ? std::next(out_.begin()) : out_.begin(), out_.end());
     arm_close_timer();
     if (!writing_)
       close_now();
