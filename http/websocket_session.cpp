@@ -175,8 +175,8 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
       return;
     if (feed_->queue->overflowed())
       return close_with(websocket::close_code::try_again_later); // 1013: a reader too slow
-    if (writing_)
-      return; // the backlog stays in the bounded queue; the write's end pumps again
+    if (writing_ || !out_.empty())
+      return; // what arrives meanwhile waits in the bounded queue, which is what bounds it
     feed_->queue->take(out_);
     write_next();
   }
@@ -223,7 +223,7 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
     close_code_ = code;
     unsubscribe_all();
     feed_->queue->close();
-    // A write in flight still reads its message (the front): keep it until the write completes.
+    // Nothing more is sent but the close; a message on the wire stays until its write ends.
     out_.erase(writing_ && !out_.empty() ? std::next(out_.begin()) : out_.begin(), out_.end());
     arm_close_timer();
     if (!writing_)
