@@ -186,6 +186,8 @@ if ((ready)); then
 ==================================================================================================
  Emporium is listening on $base   (Ctrl-C stops it and the services this script started)
 
+ In a browser: $base/   (the live page: catalog with live stock, sign in, order, pay)
+
  Try:
    curl -s $base/healthz
    curl -s '$base/products?limit=3'
@@ -207,6 +209,9 @@ if ((ready)); then
              "shipping_address":{"name":"Ann","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}'
    curl -s -X POST $base/orders/ORDER_ID/payments -H "Authorization: Bearer \$TOKEN" \\
         -H 'Content-Type: application/json' -d '{"payment_method":"tok_visa"}'
+
+ Live stock of that product (Server-Sent Events; order it in another terminal and watch):
+   curl -sN $base/products/${product_id:-PRODUCT_ID}/events
 ==================================================================================================
 
 EOF
