@@ -141,7 +141,8 @@ emporium_ensure_deps() {
 # build
 
 # emporium_build DIR BUILD_TYPE [extra cmake args...]
-# DIR may be relative to the repository root. Jobs: EMPORIUM_JOBS (default 2).
+# DIR may be relative to the repository root. Jobs: EMPORIUM_JOBS (default 2). Targets:
+# EMPORIUM_BUILD_TARGETS (space-separated; default all), for running a few suites by hand.
 # ccache: CCACHE_DIR defaults to <repo>/.local/ccache.
 emporium_build() {
   if (($# < 2)); then
@@ -170,7 +171,10 @@ emporium_build() {
     }
   fi
   emporium_log "building $dir with ${EMPORIUM_JOBS:-2} jobs"
-  cmake --build "$dir" -j "${EMPORIUM_JOBS:-2}" || {
+  local -a targets=()
+  # shellcheck disable=SC2206 # word splitting of the target list is intended
+  [[ -z "${EMPORIUM_BUILD_TARGETS:-}" ]] || targets=(--target ${EMPORIUM_BUILD_TARGETS})
+  cmake --build "$dir" -j "${EMPORIUM_JOBS:-2}" "${targets[@]}" || {
     emporium_err "build failed in $dir"
     return 1
   }
