@@ -201,9 +201,12 @@ void prepare_accounts(commerce_state& s, const target& where, std::size_t accoun
     if (s.setup_errors.size() < 10)
       s.setup_errors.emplace(what, body.substr(0, 200));
   };
-  // Overloaded answers are retried; a sign-up that timed out may have happened (then 409).
+  // Overloaded answers are retried, for up to about a minute: on a loaded machine the password
+  // hashing queue answers 503/504 for a while. A sign-up that timed out may have happened (then
+  // 409).
+  constexpr int attempts = 36;
   auto call = [&](const std::string& path, const json& body, int want) -> std::optional<json> {
-    for (int attempt = 0; attempt < 6; ++attempt) {
+    for (int attempt = 0; attempt < attempts; ++attempt) {
       auto r = fetch(where, "POST", path, body.dump(), {}, 30);
       if (r.status == want || (path == "/customers" && r.status == 409))
         return r.status == 409 ? json::object() : parse(r.body);
@@ -218,9 +221,9 @@ void prepare_accounts(commerce_state& s, const target& where, std::size_t accoun
       }
       if (r.status == 0)
         note("POST " + path + " no answer", r.error);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200 * (attempt + 1)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(200 * (attempt + 1), 2000)));
     }
-    note("POST " + path + " gave up", "overloaded 6 times");
+    note("POST " + path + " gave up", "overloaded " + std::to_string(attempts) + " times");
     return std::nullopt;
   };
   auto work = [&] {
