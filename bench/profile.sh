@@ -197,6 +197,9 @@ function area(sym, dso) {
     printf '  server CPU per request: %.1f us (%s CPU-s over %s answers in the window)\n' \
       "$us_per_req" "$(jq -r '.server.cpu_s * 1000 | round / 1000' "$out/bench.json" 2>/dev/null || echo '?')" "$answered"
   fi
+  # Orders: one order is several requests (cart, line, checkout, pay).
+  jq -r 'select(.orders.acknowledged_in_window // 0 > 0) | "  server CPU per order acknowledged: \(.server.cpu_s / .orders.acknowledged_in_window * 1e6 | round) us (\(.orders.acknowledged_in_window) orders, \(.orders.per_second * 10 | round / 10)/s; the us per request below x \(.requests / .orders.acknowledged_in_window * 10 | round / 10) requests per order)"' \
+    "$out/bench.json" 2>/dev/null || true
   echo "  load average at the end of the run: $(cat "$out/loadavg" 2>/dev/null || echo '?') on $(nproc) cores"
   echo
 } | tee "$out/profile.txt"
