@@ -127,6 +127,8 @@ verdict verify(const std::string& pg_url, const snapshot& before,
       add_failure(v, "order " + id + " belongs to " + r[1].as<std::string>() + ", placed by "
                        + it->second->customer_id);
     ++v.found_once;
+    if (r[2].as<std::string>() == "cancelled")
+      v.cancelled.push_back(id);
   }
   for (const auto& id : ack_ids)
     if (!seen.count(id))
@@ -178,6 +180,7 @@ verdict verify(const std::string& pg_url, const snapshot& before,
   std::map<std::string, std::int64_t> now;
   for (const auto& r : tx.exec_params(stock_sql, text_array(pids)))
     now[r[0].as<std::string>()] = r[1].as<std::int64_t>();
+  v.stock_after = now;
   for (const auto& [pid, start] : before.stock) {
     ++v.products_checked;
     auto n = now.find(pid);

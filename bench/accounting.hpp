@@ -46,7 +46,9 @@ struct verdict {
   std::uint64_t products_checked = 0;
   std::uint64_t products_mismatched = 0;
   std::uint64_t negative_stock = 0;
-  std::int64_t units_ordered = 0; ///< by this run's non-cancelled orders
+  std::int64_t units_ordered = 0;                  ///< by this run's non-cancelled orders
+  std::map<std::string, std::int64_t> stock_after; ///< of the snapshotted products, at the check
+  std::vector<std::string> cancelled;              ///< acknowledged orders now cancelled
 };
 
 /// Checks the invariants above. `customer_ids` are the customers this run used; `ambiguous` is

@@ -11,12 +11,18 @@
 #   (1) the HTTP ceiling: nginx serving the exact bytes of one GET /products/{id} answer,
 #       and wrk against the same URLs as emporium-bench, alternately, three rounds (the
 #       generator cross-check, also on Emporium);
-#   (2) the database ceiling: pgbench running the SQL of one checkout transaction
-#       (bench/pgbench/checkout.sql) with the same concurrency, and with the server's pool size;
+#   (2) the database references, pgbench on a database of the same schema: the least durable
+#       work an order can cost (bench/pgbench/minimal.sql: one conditional stock UPDATE and one
+#       order INSERT, one commit; 16 clients over the catalog, and 16 clients on one product),
+#       and today's order SQL (bench/pgbench/checkout.sql, the first place_order()'s ten
+#       statements) with the same concurrency as the HTTP runs and with the server's pool size;
 #   (3) Emporium's scenarios: product-get (activation pass, warm uniform, Zipf, open loop at
-#       half the closed-loop rate), browse, search, checkout, mix.
-# Prints one table, writes DIR/results.json (every raw result) and DIR/latency.png (latency
-# percentile curves). See bench/README.md for how to read them.
+#       half the closed-loop rate), browse, search, checkout, mix, hot-sku (every connection
+#       ordering one product) and hot-sku-sellout (the same with stock for about half the
+#       window: never oversold, refused with 409 once sold out).
+# Prints one table and the ratios the performance aims are stated in, writes DIR/results.json
+# (every raw result) and DIR/latency.png (latency percentile curves). See bench/README.md for
+# how to read them.
 #
 # Exit status: 0, or 1 when a run failed (a correctness check included). Scenarios whose
 # endpoints the server does not have yet are reported as "not available" and do not fail it.
@@ -39,7 +45,7 @@ while (($#)); do
     --customers) customers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --keep) bench_keep=1; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
     *) emporium_err "unknown argument '$1' (see --help)"; exit 2 ;;
   esac
 done
@@ -137,9 +143,11 @@ generator_check() {
     "$out/wrk-$name-"[123].json "$out/bench-$name-"[123].json >"$out/generator-check-$name.json"
 }
 
-# pgbench_run LABEL CLIENTS: the checkout transaction, as a result file.
+# pgbench_run LABEL CLIENTS SCRIPT [PRODUCTS]: pgbench running bench/pgbench/SCRIPT.sql
+# (scenario "pgbench-SCRIPT") over PRODUCTS products (default: the whole catalog), as a result
+# file.
 pgbench_run() {
-  local label="$1" clients="$2" threads=1 logdir="$bench_tmp/pgbench-$1"
+  local label="$1" clients="$2" script="$3" spread="${4:-$products}" threads=1 logdir="$bench_tmp/pgbench-$1"
   ((clients > 1)) && threads=2
   rm -rf "$logdir"
   mkdir -p "$logdir"
@@ -149,8 +157,8 @@ pgbench_run() {
   cpu0="$(bench_tree_cpu "$BENCH_PG_PID")"
   (cd "$logdir" && PGCONNECT_TIMEOUT=10 "$EMPORIUM_PG_BIN/pgbench" -n -M extended \
     -c "$clients" -j "$threads" -T "$duration" --log --log-prefix=tx \
-    -D products="$products" -D customers="$pgb_customers" -D carts="$pgb_carts" \
-    -f "$BENCH_DIR/pgbench/checkout.sql" "$BENCH_PG_PGB_URL") >"$out/$label.log" 2>&1 &
+    -D products="$spread" -D customers="$pgb_customers" -D carts="$pgb_carts" \
+    -f "$BENCH_DIR/pgbench/$script.sql" "$BENCH_PG_PGB_URL") >"$out/$label.log" 2>&1 &
   local pgb=$!
   while kill -0 "$pgb" 2>/dev/null; do
     pss="$(bench_tree_pss_kib "$BENCH_PG_PID")"
@@ -163,8 +171,8 @@ pgbench_run() {
   cat "$out/$label.log" >&2
   if ((rc != 0)); then
     failed=1
-    jq -n --arg l "$label" --arg e "pgbench exited with $rc" \
-      '{label: $l, scenario: "pgbench-checkout", available: true, passed: false, error: $e}' \
+    jq -n --arg l "$label" --arg s "pgbench-$script" --arg e "pgbench exited with $rc" \
+      '{label: $l, scenario: $s, available: true, passed: false, error: $e}' \
       >"$out/$label.json"
     runs+=("$out/$label.json")
     return 0
@@ -173,8 +181,8 @@ pgbench_run() {
   tps="$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$out/$label.log")"
   if [[ -z "$tps" ]] || ! grep -q '^number of transactions actually processed: [1-9]' "$out/$label.log"; then
     failed=1
-    jq -n --arg l "$label" '{label: $l, scenario: "pgbench-checkout", available: true, passed: false,
-      error: "pgbench completed no transaction"}' >"$out/$label.json"
+    jq -n --arg l "$label" --arg s "pgbench-$script" '{label: $l, scenario: $s, available: true,
+      passed: false, error: "pgbench completed no transaction"}' >"$out/$label.json"
     runs+=("$out/$label.json")
     return 0
   fi
@@ -184,7 +192,8 @@ pgbench_run() {
   cat "$logdir"/tx.* | awk '{ print $3 }' | sort -n >"$logdir/sorted"
   local n
   n="$(wc -l <"$logdir/sorted")"
-  awk -v n="$n" -v label="$label" -v c="$clients" -v tps="${tps:-0}" -v f="${failed_tx:-0}" \
+  awk -v n="$n" -v label="$label" -v scenario="pgbench-$script" -v spread="$spread" \
+    -v c="$clients" -v tps="${tps:-0}" -v f="${failed_tx:-0}" \
     -v cpu="$(echo "$cpu1 - $cpu0" | bc)" -v pss="$pss_max" -v d="$duration" '
     BEGIN {
       nps = split("0 50 75 87.5 90 93.75 96.875 98.4375 99 99.21875 99.609375 99.8046875 99.9 99.90234375 99.951171875 99.9755859375 99.99 100", ps, " ")
@@ -192,7 +201,7 @@ pgbench_run() {
     { v[NR] = $1 }
     function at(p,   r) { r = int(p / 100 * n + 0.999999); if (r < 1) r = 1; if (r > n) r = n; return v[r] / 1000 }
     END {
-      printf "{\"label\":\"%s\",\"scenario\":\"pgbench-checkout\",\"connections\":%d,\"available\":true,", label, c
+      printf "{\"label\":\"%s\",\"scenario\":\"%s\",\"connections\":%d,\"products\":%d,\"available\":true,", label, scenario, c, spread
       printf "\"requests\":%d,\"requests_per_second\":%s,\"ok_per_second\":%s,", n, tps, tps
       printf "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},", at(50), at(90), at(99), at(99.9), at(100)
       printf "\"percentiles\":["
@@ -235,12 +244,26 @@ bench checkout --target "$BENCH_URL" --scenario checkout --duration "$duration" 
   --customers-file "$bench_tmp/customers.jsonl" "${common[@]}"
 bench mix --target "$BENCH_URL" --scenario mix --customers "$customers" --duration "$duration" --warmup 1 \
   --customers-file "$bench_tmp/customers.jsonl" "${common[@]}"
+# One product, every connection a customer of its own ordering one unit at a time: first with
+# stock that never runs out (orders/s on a hot row), then with stock for about half the window
+# (it must sell out, never oversell, and refuse with 409 after).
+admin_key="$(bench_server_env | sed -n 's/^EMPORIUM_ADMIN_KEY=//p')"
+hot=(--target "$BENCH_URL" --scenario hot-sku --customers "$connections" --duration "$duration" --warmup 1
+     --admin-key "$admin_key" --customers-file "$bench_tmp/customers.jsonl" "${common[@]}")
+bench hot-sku "${hot[@]}" --hot-stock 1000000000
+hot_rate="$(jq -r '.orders.per_second // 0' "$out/hot-sku.json")"
+sellout_stock="$(echo "s = $hot_rate * $duration / 2; if (s < 20) s = 20; scale = 0; s / 1" | bc)"
+bench hot-sku-sellout "${hot[@]}" --hot-stock "$sellout_stock" --expect-sellout
 
-# -- (2) the database ceiling (last: its WAL and dirty pages must not slow the runs above) ----
-pgbench_run "pgbench-c$connections" "$connections"
+# -- (2) the database references (last: their WAL and dirty pages must not slow the runs above)
+# The floor: the least an order can cost, 16 clients over the catalog, then all on one product.
+pgbench_run pgbench-minimal-c16 16 minimal
+# Today's order SQL, with the HTTP runs' concurrency and with the server's pool size.
+pgbench_run "pgbench-todays-sql-c$connections" "$connections" checkout
 if [[ "$pool_size" != "$connections" ]]; then
-  pgbench_run "pgbench-c$pool_size" "$pool_size"
+  pgbench_run "pgbench-todays-sql-c$pool_size" "$pool_size" checkout
 fi
+pgbench_run pgbench-minimal-1product-c16 16 minimal 1
 bench_stop_server
 
 # -- results -----------------------------------------------------------------------------------
@@ -258,20 +281,34 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg commit "$commit" --argjson dirty "$d
            load_average_start: $load_start, load_average_end: $load_end,
            command: "bench/compare.sh"}, generator_check: $checks, runs: .}' "${runs[@]}" >"$out/results.json"
 
-# The table. Ratios: read scenarios against nginx's product-get, write scenarios (orders per
-# second) against pgbench's checkout transactions per second at the same concurrency.
-jq -r --arg pgb "pgbench-c$connections" --arg emp "$BENCH_URL" '
+# The table. Ratios: read scenarios against nginx's product-get; orders per second against
+# pgbench's transactions per second: "vs minimal" the least an order can cost (minimal.sql, 16
+# clients over the catalog), "vs today's SQL" the first place_order()'s SQL (checkout.sql) at
+# the HTTP runs' concurrency.
+ratio_refs=(--arg nginx nginx-product-get --arg minimal pgbench-minimal-c16
+            --arg todays "pgbench-todays-sql-c$connections" --arg emp "$BENCH_URL")
+# shellcheck disable=SC2016 # jq's variables
+jq_common='
   def f(x; n): if x == null then "-" else (x * pow(10; n) | round / pow(10; n) | tostring) end;
   def find(l): (.runs[] | select(.label == l));
-  (find("nginx-product-get").ok_per_second // null | if . == 0 then null else . end) as $nginx
-  | (find($pgb).requests_per_second // null | if . == 0 then null else . end) as $pgbench
+  def rate(l): ([find(l) | .ok_per_second // null] | first // null | if . == 0 then null else . end);
+  def tps(l): ([find(l) | .requests_per_second // null] | first // null | if . == 0 then null else . end);
+  def div(a; b): if a == null or b == null then null else a / b end;
+  def hot_note: if .hot_sku == null then "" else .hot_sku as $h
+    | (if $h.passed then "" else "OVERSELL CHECK FAILED: \($h.failures[0] // ""); " end)
+      + (if $h.expect_sellout then
+           "sold \($h.units_acknowledged_not_cancelled) of \($h.stock_before) (left \($h.stock_after)), \($h.checkout_409) x 409; "
+         else "" end) end;
+'
+jq -r "${ratio_refs[@]}" "$jq_common"'
+  rate($nginx) as $n | tps($minimal) as $m | tps($todays) as $t
   | ["run", "conns", "ok req/s", "orders/s", "p50 ms", "p99 ms", "errors", "CPU s/1k srv",
-     "CPU s/1k db", "peak RSS MiB", "vs nginx", "vs pgbench", "note"],
+     "CPU s/1k db", "peak RSS MiB", "vs nginx", "vs minimal", "vs today'"'"'s SQL", "note"],
     (.runs[] |
       if .available == false then
-        [.label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "not available: " + .unavailable_reason]
+        [.label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "not available: " + .unavailable_reason]
       elif .error != null then
-        [.label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "FAILED: " + .error]
+        [.label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "FAILED: " + .error]
       else
         [.label, (.connections | tostring) + (if .mode == "open" then " @" + (.rate | tostring) + "/s" else "" end),
          f(.ok_per_second; 0), f(.orders.per_second; 1),
@@ -279,17 +316,50 @@ jq -r --arg pgb "pgbench-c$connections" --arg emp "$BENCH_URL" '
          ((.errors.total // 0) | tostring),
          f(.server.cpu_s_per_1k; 3), f(.db.cpu_s_per_1k; 3),
          f((.server.vm_hwm_kib // .server.pss_peak_kib // null) as $k | if $k == null then null else $k / 1024 end; 1),
-         (if (.scenario | IN("product-get", "browse", "search", "get")) and .target == $emp and $nginx != null
-          then f(.ok_per_second / $nginx; 2) else "" end),
-         (if (.scenario | IN("checkout", "mix")) and $pgbench != null and .orders.per_second != null
-          then f(.orders.per_second / $pgbench; 2) else "" end),
-         (if .accounting.checked == true then
+         (if (.scenario | IN("product-get", "browse", "search", "get")) and .target == $emp and $n != null
+          then f(.ok_per_second / $n; 2) else "" end),
+         (if (.scenario | IN("checkout", "mix", "hot-sku")) and .orders.per_second != null and $m != null
+             and (.hot_sku.expect_sellout | not)
+          then f(.orders.per_second / $m; 2) else "" end),
+         (if (.scenario | IN("checkout", "mix")) and .orders.per_second != null and $t != null
+          then f(.orders.per_second / $t; 2) else "" end),
+         hot_note + (if .accounting.checked == true then
             (if .accounting.passed then "accounting passed (\(.accounting.acknowledged) orders)"
              else "ACCOUNTING FAILED: \(.accounting.failures[0] // "")" end)
           elif .mode == "open" and (.unfinished // 0) > 0 then "\(.unfinished) unanswered at end"
+          elif (.scenario | startswith("pgbench-")) and .products == 1 then "one product"
           else "" end)]
       end)
   | @tsv' "$out/results.json" | column -t -s $'\t' | tee "$out/table.txt"
+
+# The performance aims as ratios of this run (each side measured in the same run), into the
+# table and results.json.
+jq "${ratio_refs[@]}" "$jq_common"'
+  rate($nginx) as $n | tps($minimal) as $m | tps($todays) as $t
+  | def p99(l): [find(l) | .latency_ms.p99 // null] | first // null;
+    def aim(what; value; cmp; goal; unit):
+      {what: what, value: value, aim: (cmp + " " + (goal | tostring) + unit),
+       reached: (if value == null then null elif cmp == ">=" then value >= goal else value < goal end)};
+    [aim("product-get ok/s / nginx"; div(rate("product-get"); $n); ">="; 0.8; ""),
+     aim("product-get p99 ms"; p99("product-get"); "<"; 5; " ms"),
+     aim("product-get-zipf ok/s / nginx"; div(rate("product-get-zipf"); $n); ">="; 0.8; ""),
+     aim("product-get-zipf p99 ms"; p99("product-get-zipf"); "<"; 5; " ms"),
+     aim("checkout orders/s / minimal (pgbench c16)"; div([find("checkout") | .orders.per_second] | first; $m); ">="; 0.5; ""),
+     aim("checkout orders/s / today'"'"'s SQL (pgbench c\($todays | ltrimstr("pgbench-todays-sql-c")))"; div([find("checkout") | .orders.per_second] | first; $t); ">="; 3; ""),
+     aim("hot-sku orders/s / minimal (pgbench c16)"; div([find("hot-sku") | .orders.per_second] | first; $m); ">="; 0.5; ""),
+     aim("browse p99 ms"; p99("browse"); "<"; 50; " ms")]
+    + [find("hot-sku-sellout") | {what: "hot-sku-sellout: never oversold, sold out, 409 after",
+        value: (if .hot_sku == null then null else "\(.hot_sku.units_acknowledged_not_cancelled) of \(.hot_sku.stock_before) sold, \(.hot_sku.checkout_409) x 409" end),
+        aim: "passed", reached: (.passed // false)}]' "$out/results.json" >"$out/aims.json"
+{
+  echo
+  echo "Against the aims (ratios inside this run):"
+  jq -r '.[] | [.what, (if .value == null then "-" elif (.value | type) == "number" then (.value * 100 | round / 100 | tostring) else .value end),
+                .aim, (if .reached == null then "n/a" elif .reached then "yes" else "NO" end)] | @tsv' "$out/aims.json" \
+    | column -t -s $'\t' | sed 's/^/  /'
+} | tee -a "$out/table.txt"
+jq --slurpfile aims "$out/aims.json" '. + {aims: $aims[0]}' "$out/results.json" >"$out/results.json.tmp" \
+  && mv "$out/results.json.tmp" "$out/results.json"
 
 # The generator cross-check: emporium-bench and wrk on the same URL and connections.
 jq -r '.generator_check[] | "generator check on \(.target): wrk \(.wrk_median | round) req/s, emporium-bench \(.bench_median | round) req/s (medians of 3 alternating rounds), difference \(.difference_pct * 10 | round / 10) %"' \

@@ -8,6 +8,7 @@
 
 #include "bench/accounting.hpp"
 #include "bench/feeds.hpp"
+#include "bench/hotsku.hpp"
 #include "bench/idlist.hpp"
 #include "bench/load.hpp"
 #include "bench/procstat.hpp"
@@ -60,6 +61,12 @@ struct options {
   bool once = false;
   std::size_t setup_parallel = 8;
   std::size_t accounts = 64;
+  bool accounts_given = false;
+  std::int64_t hot_stock = 100'000'000;
+  std::string hot_product;
+  bool expect_sellout = false;
+  std::int64_t quantity = 0;
+  std::uint64_t max_requests = 0;
   std::vector<int> server_pids;
   std::vector<int> db_pids;
   std::string admin_key;
@@ -193,6 +200,18 @@ void summarize(std::ostream& out, const json& r) {
         out << "    " << f.get<std::string>() << "\n";
     }
   }
+  if (r.contains("hot_sku")) {
+    const auto& h = r["hot_sku"];
+    out << "  hot product " << h["product_id"].get<std::string>() << ": stock " << h["stock_before"]
+        << " -> " << h["stock_after"] << ", " << h["units_acknowledged"] << " units acknowledged ("
+        << h["units_acknowledged_not_cancelled"] << " not cancelled), " << h["checkout_409"]
+        << " checkouts refused 409 (" << h["acks_after_first_409"]
+        << " 201s answered after the first), "
+        << (h["sold_out"].get<bool>() ? "sold out" : "not sold out") << ": "
+        << (h["passed"].get<bool>() ? "PASSED" : "FAILED") << "\n";
+    for (auto& f : h["failures"])
+      out << "    " << f.get<std::string>() << "\n";
+  }
   if (r.contains("stalled_subscriber")) {
     const auto& st = r["stalled_subscriber"];
     out << "  stalled subscriber (" << st["topic"].get<std::string>() << ", SO_RCVBUF "
@@ -220,7 +239,7 @@ std::string probe(const target& where, const std::string& scenario) {
       return "GET /search answered " + std::to_string(r.status)
              + " (this server does not serve the search endpoint)";
   }
-  if (scenario == "checkout" || scenario == "mix") {
+  if (scenario == "checkout" || scenario == "mix" || scenario == "hot-sku") {
     // An empty body: 400 where the endpoint exists, and nothing is created.
     for (const char* path : {"/customers", "/sessions"}) {
       auto r = fetch(where, "POST", path, "{}", {}, 10);
@@ -333,6 +352,64 @@ int run_subscribe_scenario(const options& o, const target& where, json result) {
   return result["passed"].get<bool>() ? 0 : exit_failed;
 }
 
+/// hot-sku: a product of its own for the run (admin POST /products) with `o.hot_stock` units,
+/// or the existing `o.hot_product`. Returns its id; empty with `why` set when the server has no
+/// such endpoint.
+std::string hot_product(const options& o, const target& where, const std::string& run_id,
+                        std::string& why) {
+  if (!o.hot_product.empty())
+    return o.hot_product;
+  if (o.admin_key.empty())
+    throw std::invalid_argument(
+      "scenario hot-sku creates its product: give --admin-key (or EMPORIUM_ADMIN_KEY), or "
+      "--hot-product ID");
+  json body = {{"sku", "HOT-" + run_id},
+               {"name", "Hot product " + run_id},
+               {"description", "One product every connection of a hot-sku run orders"},
+               {"price_cents", 1999},
+               {"currency", "USD"},
+               {"category", "bench"},
+               {"stock", o.hot_stock},
+               {"weight_grams", 500}};
+  auto r = fetch(where, "POST", "/products", body.dump(), o.admin_key, 30);
+  if (r.status == 404 || r.status == 405 || r.status == 501) {
+    why = "POST /products answered " + std::to_string(r.status);
+    return {};
+  }
+  auto j = json::parse(r.body, nullptr, false);
+  if (r.status != 201 || !j.is_object() || !j.contains("id") || !j["id"].is_string())
+    throw std::runtime_error(
+      "hot-sku: POST /products answered "
+      + (r.status ? std::to_string(r.status) + " " + r.body.substr(0, 200) : r.error));
+  return j["id"].get<std::string>();
+}
+
+/// The hot-sku checks beyond the accounting (hotsku.hpp), as JSON.
+json hot_sku_verdict(const options& o, const commerce_state& shop, const std::string& pid,
+                     std::int64_t stock_before, std::int64_t stock_after,
+                     const std::vector<std::string>& cancelled) {
+  sellout_input in;
+  in.product_id = pid;
+  in.quantity = o.quantity > 0 ? o.quantity : 1;
+  in.stock_before = stock_before;
+  in.stock_after = stock_after;
+  in.checkout_409 = shop.checkout_409;
+  in.expect_sellout = o.expect_sellout;
+  auto v = check_sellout(in, shop.acks, cancelled);
+  return {{"product_id", pid},
+          {"stock_before", stock_before},
+          {"stock_after", stock_after},
+          {"units_acknowledged", v.units_acknowledged},
+          {"units_acknowledged_not_cancelled", v.units_acknowledged_not_cancelled},
+          {"orders_acknowledged", shop.acks.size()},
+          {"checkout_409", shop.checkout_409},
+          {"acks_after_first_409", shop.acks_after_first_409},
+          {"sold_out", v.sold_out},
+          {"expect_sellout", o.expect_sellout},
+          {"failures", v.failures},
+          {"passed", v.passed}};
+}
+
 int run(const options& o) {
   auto where = parse_target(o.target_url);
   auto result = base_result(o);
@@ -349,9 +426,10 @@ int run(const options& o) {
   if (o.scenario == "subscribe")
     return run_subscribe_scenario(o, where, result);
 
-  bool writes = o.scenario == "checkout" || o.scenario == "mix";
+  bool hot = o.scenario == "hot-sku";
+  bool writes = o.scenario == "checkout" || o.scenario == "mix" || hot;
   std::unique_ptr<catalog> cat;
-  if (o.scenario != "get") {
+  if (o.scenario != "get" && !hot) {
     auto ids = load_ids(o, where, o.ids_limit);
     std::cerr << "catalog: " << ids.size() << " product ids"
               << (o.zipf > 0 ? ", Zipf exponent " + std::to_string(o.zipf) : ", uniform") << "\n";
@@ -361,6 +439,8 @@ int run(const options& o) {
   std::unique_ptr<commerce_state> shop;
   double accounts_s = 0;
   accounting::snapshot before;
+  std::string hot_id;
+  std::int64_t hot_stock_before = 0;
   bool verify = writes && !o.no_verify;
   if (writes) {
     if (verify && o.pg_url.empty())
@@ -381,7 +461,9 @@ int run(const options& o) {
       shop->customers.push_back(std::move(c));
     }
     auto t0 = std::chrono::steady_clock::now();
-    prepare_accounts(*shop, where, o.accounts, o.setup_parallel);
+    // hot-sku: one account per simulated customer (one per connection) unless told otherwise.
+    prepare_accounts(*shop, where, hot && !o.accounts_given ? shop->customers.size() : o.accounts,
+                     o.setup_parallel);
     accounts_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!shop->unavailable.empty()) {
       result["available"] = false;
@@ -392,17 +474,36 @@ int run(const options& o) {
     }
     std::cerr << shop->customers.size() << " simulated customers on " << shop->accounts
               << " accounts (signed up / logged in in " << accounts_s << " s)\n";
-    // The products orders may take: a random sample of the catalog, their stock snapshotted.
-    std::vector<std::string> sample = cat->ids();
-    std::mt19937_64 rng{o.seed + 23};
-    std::shuffle(sample.begin(), sample.end(), rng);
-    if (o.write_products && sample.size() > o.write_products)
-      sample.resize(o.write_products);
+    // The products orders may take: a random sample of the catalog, their stock snapshotted;
+    // hot-sku: its one product.
+    std::vector<std::string> sample;
+    if (hot) {
+      std::string why;
+      hot_id = hot_product(o, where, shop->run_id, why);
+      if (hot_id.empty()) {
+        result["available"] = false;
+        result["unavailable_reason"] = why;
+        summarize(std::cerr, result);
+        emit(o, result);
+        return exit_unavailable;
+      }
+      sample.push_back(hot_id);
+      hot_stock_before = o.hot_product.empty() ? o.hot_stock : 0;
+      std::cerr << "hot product " << hot_id << "\n";
+    } else {
+      sample = cat->ids();
+      std::mt19937_64 rng{o.seed + 23};
+      std::shuffle(sample.begin(), sample.end(), rng);
+      if (o.write_products && sample.size() > o.write_products)
+        sample.resize(o.write_products);
+    }
     if (!o.pg_url.empty()) {
       before = accounting::take_snapshot(o.pg_url, sample);
       for (auto& [pid, stock] : before.stock)
         if (stock > 0)
           shop->stocked.push_back(pid);
+      if (hot)
+        hot_stock_before = before.stock.count(hot_id) ? before.stock[hot_id] : 0;
     } else {
       shop->stocked = sample;
     }
@@ -421,7 +522,10 @@ int run(const options& o) {
   so.once = o.once;
   so.products = o.products;
   so.admin_key = o.admin_key;
+  so.quantity = o.quantity;
   auto sc = make_scenario(so, cat.get(), shop.get());
+  if (o.max_requests)
+    sc = cap_requests(std::move(sc), o.max_requests);
 
   engine_options eo;
   eo.where = where;
@@ -607,10 +711,16 @@ int run(const options& o) {
                         {"ambiguous", shop->ambiguous},
                         {"paid", shop->payments_ok},
                         {"payment_failed", shop->payments_failed}};
+    result["orders"]["checkout_409"] = shop->checkout_409;
     json acc;
+    std::int64_t hot_stock_after = -1;
+    std::vector<std::string> cancelled;
     if (verify) {
       auto v = accounting::verify(o.pg_url, before, shop->acks, shop->customer_ids(),
                                   shop->ambiguous);
+      if (hot && v.stock_after.count(hot_id))
+        hot_stock_after = v.stock_after[hot_id];
+      cancelled = v.cancelled;
       acc = {{"checked", true},
              {"passed", v.passed},
              {"acknowledged", v.acknowledged},
@@ -625,14 +735,27 @@ int run(const options& o) {
         rc = exit_failed;
     } else {
       acc = {{"checked", false}, {"reason", "--no-verify"}};
+      if (hot) { // without the database: the stock the server shows
+        auto j = json::parse(fetch(where, "GET", "/products/" + hot_id).body, nullptr, false);
+        if (j.is_object() && j.contains("stock") && j["stock"].is_number_integer())
+          hot_stock_after = j["stock"].get<std::int64_t>();
+      }
     }
     result["accounting"] = acc;
+    if (hot) {
+      auto h = hot_sku_verdict(o, *shop, hot_id, hot_stock_before, hot_stock_after, cancelled);
+      if (!h["passed"].get<bool>())
+        rc = exit_failed;
+      result["hot_sku"] = h;
+    }
   }
   result["passed"] = rc == 0;
   summarize(std::cerr, result);
   emit(o, result);
   if (rc != 0)
-    std::cerr << "emporium-bench: FAILED: the database does not match what was acknowledged\n";
+    std::cerr << "emporium-bench: FAILED: the database does not match what was acknowledged"
+              << (hot ? ", or the hot product was oversold or did not sell out as asked" : "")
+              << "\n";
   return rc;
 }
 
@@ -644,7 +767,8 @@ int main(int argc, char** argv) {
   cli.add_option("--target", o.target_url, "http://host:port of the server")->required();
   cli
     .add_option("--scenario", o.scenario,
-                "get, product-get, browse, search, checkout, mix, stock-patch, subscribe")
+                "get, product-get, browse, search, checkout, hot-sku, mix, stock-patch, "
+                "subscribe")
     ->check(CLI::IsMember(scenario_names()));
   cli.add_option("--connections,-c", o.connections, "keep-alive connections")
     ->check(CLI::Range(1, 100'000));
@@ -688,11 +812,30 @@ int main(int argc, char** argv) {
   cli.add_flag("--once", o.once,
                "product-get: request every product id once, in id order, then stop (closed loop; "
                "--duration is then an upper bound)");
+  auto* accounts_opt = cli.add_option(
+    "--accounts", o.accounts,
+    "checkout/mix/hot-sku: registered accounts the simulated customers shop on "
+    "(each customer has its own cart; customer i uses account i % accounts; "
+    "hot-sku default: one per customer)");
+  accounts_opt->check(CLI::Range(1, 10'000'000));
   cli
-    .add_option("--accounts", o.accounts,
-                "checkout/mix: registered accounts the simulated customers shop on (each "
-                "customer has its own cart; customer i uses account i % accounts)")
-    ->check(CLI::Range(1, 10'000'000));
+    .add_option("--hot-stock", o.hot_stock,
+                "hot-sku: stock of the product created for the run (limited: it sells out)")
+    ->check(CLI::Range(std::int64_t{0}, std::int64_t{1'000'000'000}));
+  cli.add_option("--hot-product", o.hot_product,
+                 "hot-sku: order this existing product instead of creating one");
+  cli.add_flag("--expect-sellout", o.expect_sellout,
+               "hot-sku: fail unless the stock ran out during the run and checkouts were "
+               "refused with 409 after it (the oversell check exercised)");
+  cli
+    .add_option("--quantity", o.quantity,
+                "checkout/hot-sku: units per order line (default: checkout 1 or 2, hot-sku 1)")
+    ->check(CLI::Range(std::int64_t{0}, std::int64_t{1'000'000}));
+  cli
+    .add_option("--requests", o.max_requests,
+                "closed loop: stop after this many requests (warm-up included, set-up not): a "
+                "fixed amount of work, for profilers")
+    ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1'000'000'000}));
   cli
     .add_option("--setup-parallel", o.setup_parallel,
                 "checkout/mix: sign-ups at once (they hash passwords: too many at once time out)")
@@ -727,6 +870,7 @@ int main(int argc, char** argv) {
                "open one WebSocket subscriber of the first catalog product that never reads "
                "(tiny receive buffer) before the run; report whether the server dropped it");
   CLI11_PARSE(cli, argc, argv);
+  o.accounts_given = accounts_opt->count() > 0;
   try {
     return run(o);
   } catch (const std::invalid_argument& e) {

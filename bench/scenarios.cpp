@@ -201,9 +201,12 @@ void prepare_accounts(commerce_state& s, const target& where, std::size_t accoun
     if (s.setup_errors.size() < 10)
       s.setup_errors.emplace(what, body.substr(0, 200));
   };
-  // Overloaded answers are retried; a sign-up that timed out may have happened (then 409).
+  // Overloaded answers are retried, for up to about a minute: on a loaded machine the password
+  // hashing queue answers 503/504 for a while. A sign-up that timed out may have happened (then
+  // 409).
+  constexpr int attempts = 36;
   auto call = [&](const std::string& path, const json& body, int want) -> std::optional<json> {
-    for (int attempt = 0; attempt < 6; ++attempt) {
+    for (int attempt = 0; attempt < attempts; ++attempt) {
       auto r = fetch(where, "POST", path, body.dump(), {}, 30);
       if (r.status == want || (path == "/customers" && r.status == 409))
         return r.status == 409 ? json::object() : parse(r.body);
@@ -218,9 +221,9 @@ void prepare_accounts(commerce_state& s, const target& where, std::size_t accoun
       }
       if (r.status == 0)
         note("POST " + path + " no answer", r.error);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200 * (attempt + 1)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(200 * (attempt + 1), 2000)));
     }
-    note("POST " + path + " gave up", "overloaded 6 times");
+    note("POST " + path + " gave up", "overloaded " + std::to_string(attempts) + " times");
     return std::nullopt;
   };
   auto work = [&] {
@@ -699,6 +702,8 @@ std::string acknowledge(commerce_state& s, const customer& c, const std::string&
     s.acks.push_back(a);
     if (measured)
       ++s.acks_measured;
+    if (s.checkout_409)
+      ++s.acks_after_first_409;
   }
   return a.order_id;
 }
@@ -769,8 +774,9 @@ struct shop_flow {
 /// pay with tok_visa, then the next customer.
 class checkout_user : public user {
  public:
-  checkout_user(commerce_state& s, bool sets_up, int max_lines, std::uint64_t seed)
-    : s_(s), setup_(s, sets_up), max_lines_(max_lines), rng_(seed) {}
+  checkout_user(commerce_state& s, bool sets_up, int max_lines, std::int64_t quantity,
+                std::uint64_t seed)
+    : s_(s), setup_(s, sets_up), max_lines_(max_lines), quantity_(quantity), rng_(seed) {}
 
   bool setup(request& out) override { return setup_.next(out); }
 
@@ -836,6 +842,10 @@ class checkout_user : public user {
         {
           // Refused (leave that cart) or failed; a 5xx may have committed all the same.
           bool refused = refusal(s_, status);
+          if (status == 409) {
+            std::lock_guard lock{s_.mu};
+            ++s_.checkout_409;
+          }
           if (status >= 500)
             count_ambiguous();
           c.cart_id.clear();
@@ -884,7 +894,7 @@ class checkout_user : public user {
         s_.stocked[std::uniform_int_distribution<std::size_t>{0, s_.stocked.size() - 1}(rng_)];
       bool dup = std::any_of(plan_.begin(), plan_.end(), [&](auto& l) { return l.first == pid; });
       if (!dup)
-        plan_.emplace_back(pid, uniform(rng_, 1, 2));
+        plan_.emplace_back(pid, quantity_ > 0 ? quantity_ : uniform(rng_, 1, 2));
     }
   }
   void done() {
@@ -901,6 +911,7 @@ class checkout_user : public user {
   commerce_state& s_;
   customer_setup setup_;
   int max_lines_;
+  std::int64_t quantity_;
   std::mt19937_64 rng_;
   std::size_t cur_ = none;
   std::vector<std::pair<std::string, std::int64_t>> plan_;
@@ -910,8 +921,9 @@ class checkout_user : public user {
 class commerce_scenario : public scenario {
  public:
   enum kind { checkout, mix };
-  commerce_scenario(kind k, commerce_state& s, const catalog* cat, int max_lines)
-    : k_(k), s_(s), cat_(cat), max_lines_(max_lines) {}
+  commerce_scenario(kind k, commerce_state& s, const catalog* cat, int max_lines,
+                    std::int64_t quantity)
+    : k_(k), s_(s), cat_(cat), max_lines_(max_lines), quantity_(quantity) {}
   std::vector<std::string> operations() const override;
   std::unique_ptr<user> make_user(std::size_t, std::uint64_t seed) override;
   bool has_setup() const override { return true; }
@@ -921,6 +933,7 @@ class commerce_scenario : public scenario {
   commerce_state& s_;
   const catalog* cat_;
   int max_lines_;
+  std::int64_t quantity_;
 };
 
 // -- mix ------------------------------------------------------------------------------------
@@ -1121,15 +1134,54 @@ std::vector<std::string> commerce_scenario::operations() const {
 std::unique_ptr<user> commerce_scenario::make_user(std::size_t, std::uint64_t seed) {
   bool sets_up = true; // carts only: accounts were prepared before (prepare_accounts)
   if (k_ == checkout)
-    return std::make_unique<checkout_user>(s_, sets_up, max_lines_, seed);
+    return std::make_unique<checkout_user>(s_, sets_up, max_lines_, quantity_, seed);
   return std::make_unique<mix_user>(s_, sets_up, *cat_, seed);
 }
 
+// -- a fixed number of requests --------------------------------------------------------------
+
+class capped_user : public user {
+ public:
+  capped_user(std::unique_ptr<user> inner, std::atomic<std::int64_t>& left)
+    : inner_(std::move(inner)), left_(left) {}
+  bool setup(request& out) override { return inner_->setup(out); }
+  bool next(request& out) override { return left_.fetch_sub(1) > 0 && inner_->next(out); }
+  bool on_answer(const request& req, int status, const std::string& body, bool measured) override {
+    return inner_->on_answer(req, status, body, measured);
+  }
+  void on_failure(const request& req, error_kind kind) override { inner_->on_failure(req, kind); }
+
+ private:
+  std::unique_ptr<user> inner_;
+  std::atomic<std::int64_t>& left_;
+};
+
+class capped_scenario : public scenario {
+ public:
+  capped_scenario(std::unique_ptr<scenario> inner, std::uint64_t n)
+    : inner_(std::move(inner)), left_(static_cast<std::int64_t>(n)) {}
+  std::vector<std::string> operations() const override { return inner_->operations(); }
+  std::unique_ptr<user> make_user(std::size_t index, std::uint64_t seed) override {
+    return std::make_unique<capped_user>(inner_->make_user(index, seed), left_);
+  }
+  bool has_setup() const override { return inner_->has_setup(); }
+
+ private:
+  std::unique_ptr<scenario> inner_;
+  std::atomic<std::int64_t> left_;
+};
+
 } // namespace
 
+std::unique_ptr<scenario> cap_requests(std::unique_ptr<scenario> inner,
+                                       std::uint64_t max_requests) {
+  return std::make_unique<capped_scenario>(std::move(inner), max_requests);
+}
+
 const std::vector<std::string>& scenario_names() {
-  static const std::vector<std::string> names{
-    "get", "product-get", "browse", "search", "checkout", "mix", "stock-patch", "subscribe"};
+  static const std::vector<std::string> names{"get",    "product-get", "browse",
+                                              "search", "checkout",    "hot-sku",
+                                              "mix",    "stock-patch", "subscribe"};
   return names;
 }
 
@@ -1138,7 +1190,7 @@ std::unique_ptr<scenario> make_scenario(const scenario_options& o, const catalog
   if (o.name == "get")
     return std::make_unique<simple_scenario<fixed_user, std::string>>(
       std::vector<std::string>{"get"}, o.path);
-  if (!cat)
+  if (!cat && o.name != "hot-sku")
     throw std::invalid_argument("scenario " + o.name + " needs the catalog's ids");
   if (o.name == "product-get")
     return std::make_unique<product_get_scenario>(*cat, o.once);
@@ -1154,12 +1206,14 @@ std::unique_ptr<scenario> make_scenario(const scenario_options& o, const catalog
         "scenario stock-patch changes products: give --admin-key (or EMPORIUM_ADMIN_KEY)");
     return std::make_unique<stock_patch_scenario>(*cat, o.products, o.admin_key);
   }
-  if (o.name == "checkout" || o.name == "mix") {
+  if (o.name == "checkout" || o.name == "mix" || o.name == "hot-sku") {
     if (!shop)
       throw std::invalid_argument("scenario " + o.name + " needs the shop state");
+    // hot-sku is checkout's flow on a one-product list (shop->stocked), one line per order.
+    bool hot = o.name == "hot-sku";
     return std::make_unique<commerce_scenario>(
-      o.name == "checkout" ? commerce_scenario::checkout : commerce_scenario::mix, *shop, cat,
-      o.max_lines);
+      o.name == "mix" ? commerce_scenario::mix : commerce_scenario::checkout, *shop, cat,
+      hot ? 1 : o.max_lines, hot && o.quantity <= 0 ? 1 : o.quantity);
   }
   throw std::invalid_argument("unknown scenario '" + o.name + "'");
 }

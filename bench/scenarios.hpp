@@ -9,8 +9,10 @@
 ///                checkout 1, by many simulated customers
 ///   stock-patch  admin PATCHes of the stock of the first --products catalog ids (each a change,
 ///                so an event of the product's feed)
+///   hot-sku      checkout's flow with every order for ONE product, one unit each (contention on
+///                one product; with limited stock, the sell-out and its refusals)
 /// (subscribe, the feeds' fan-out, runs its own engine: feeds.hpp.)
-/// checkout and mix record every acknowledged order for the accounting (accounting.hpp).
+/// checkout, mix and hot-sku record every acknowledged order for the accounting (accounting.hpp).
 
 #include "bench/accounting.hpp"
 #include "bench/load.hpp"
@@ -67,6 +69,10 @@ struct commerce_state {
   std::uint64_t out_of_stock = 0;  ///< 409 answers (short of stock)
   std::uint64_t unshippable = 0;   ///< 422 answers (no shipping zone takes the parcel)
   std::uint64_t ambiguous = 0;     ///< checkouts without a known outcome
+  std::uint64_t checkout_409 = 0;  ///< checkouts refused 409 (cart lines refused not included)
+  /// 201 answers that arrived after the first checkout refused 409. Not an error by itself: an
+  /// order granted the last unit may be answered after a later one was refused.
+  std::uint64_t acks_after_first_409 = 0;
   std::uint64_t payments_ok = 0;
   std::uint64_t payments_failed = 0;
   std::uint64_t setup_failed_customers = 0;
@@ -87,6 +93,7 @@ struct scenario_options {
   std::string path = "/";    ///< get
   std::size_t customers = 0; ///< checkout, mix: simulated customers (≥ connections)
   int max_lines = 3;         ///< checkout: distinct products per order, 1..max_lines
+  std::int64_t quantity = 0; ///< checkout, hot-sku: units per line (0: 1 or 2 at random)
   bool once = false;         ///< product-get: every id once, then stop (closed loop)
   std::size_t products = 1;  ///< stock-patch: the first N catalog ids are changed, in turn
   std::string admin_key;     ///< stock-patch
@@ -102,7 +109,11 @@ void prepare_accounts(commerce_state& s, const target& where, std::size_t accoun
 /// Names accepted by make_scenario.
 const std::vector<std::string>& scenario_names();
 
-/// `cat` may be null for get; `shop` must be set for checkout and mix.
+/// `inner`, stopped after `max_requests` requests in all connections (set-up not counted,
+/// warm-up counted): a fixed amount of work, for profiling under a slow instrumenting profiler.
+std::unique_ptr<scenario> cap_requests(std::unique_ptr<scenario> inner, std::uint64_t max_requests);
+
+/// `cat` may be null for get and hot-sku; `shop` must be set for checkout, mix and hot-sku.
 std::unique_ptr<scenario> make_scenario(const scenario_options& o, const catalog* cat,
                                         commerce_state* shop);
 

@@ -15,6 +15,7 @@ bench_server_pid=""
 bench_nginx_pid=""
 bench_keep="${BENCH_KEEP:-0}"
 bench_extra_pids=() # helper processes (samplers) stopped first by bench_cleanup
+bench_server_wrapper=() # a command the server runs under (bench/profile.sh: valgrind), or none
 
 bench_log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -160,17 +161,18 @@ bench_server_env() {
 }
 
 # bench_start_server [VAR=value...]: emporium serve on a free port with bench_server_env plus
-# the given variables. Sets BENCH_PORT, BENCH_URL, bench_server_pid.
+# the given variables, under bench_server_wrapper when set; BENCH_SERVER_START_S (default 60)
+# bounds the wait for /healthz. Sets BENCH_PORT, BENCH_URL, bench_server_pid.
 bench_start_server() {
   local attempt port env_lines=() unknown
   mapfile -t env_lines < <(bench_server_env)
   env_lines+=("$@")
   for attempt in 1 2 3 4 5 6; do
     port="$(emporium_free_port)"
-    env "${env_lines[@]}" EMPORIUM_HTTP_PORT="$port" "$EMPORIUM_BIN" serve \
+    env "${env_lines[@]}" EMPORIUM_HTTP_PORT="$port" "${bench_server_wrapper[@]}" "$EMPORIUM_BIN" serve \
       >"$bench_tmp/server.log" 2>&1 &
     bench_server_pid=$!
-    local deadline=$((SECONDS + 60))
+    local deadline=$((SECONDS + ${BENCH_SERVER_START_S:-60}))
     while ((SECONDS < deadline)); do
       if ! kill -0 "$bench_server_pid" 2>/dev/null; then
         break

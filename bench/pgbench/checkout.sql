@@ -1,16 +1,17 @@
--- One checkout, as the database sees it: the transaction of
--- persistence/commerce_store.cpp place_order() for a cart of two products (the checkout
--- scenario's carts hold 1 to 3), statement for statement:
+-- "Today's order SQL": one checkout as the database saw it from the first place_order()
+-- (persistence/order_store.cpp) for a cart of two products (the checkout scenario's carts hold
+-- 1 to 3), statement for statement, each its own round trip:
 --   conditional stock decrement per line (in product id order), the customer's row locked
 --   and its unpaid orders counted (the open-unpaid cap), the order row, its lines,
 --   an outbox event per stock change and one for the order (each bumping its entity's event
 --   counter and notifying channel emporium_events, in one statement), the idempotency record,
 --   and the cart marked checked out.
+-- It stays as it is when place_order() changes: it is the fixed reference a faster order path
+-- is measured against (bench/compare.sh, "today's order SQL"); minimal.sql is the floor.
 -- (No ':name' inside string literals: pgbench would take it for a variable, hence the
 -- jsonb_build_object for the stored outcome, where Emporium sends the same JSON as text.)
 -- Run with: pgbench -M extended (libpqxx's exec_params is the extended protocol, unprepared)
 --   -D products=N -D customers=N -D carts=N   (the counts given to setup.sql)
--- Keep it in step with place_order() when that changes.
 
 \set p1 random(1, :products)
 \set p2 random(1, :products)
