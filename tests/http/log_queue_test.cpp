@@ -166,22 +166,3 @@ TEST_CASE(
   CHECK_THAT(text, Contains("\nemporium_log_dropped_total 0\n"));
   CHECK_THAT(text, Contains("\nemporium_log_queued_lines 0\n"));
 }
-
-TEST_CASE("a line queued after a flush of an idle queue is written without another flush",
-          "[logging]") {
-  std::mutex mtx;
-  std::string written;
-  log_queue q{1000, plain_line,
-              [&](std::string_view lines) {
-                std::lock_guard<std::mutex> lock{mtx};
-                written.append(lines);
-              },
-              std::chrono::milliseconds(1)};
-  q.flush(); // nothing waits: the queue's thread goes back to sleep
-  q.push(log_queue::clock::now(), "after the flush");
-  // The first line of a batch wakes the thread by itself (this loop ends only then).
-  while (q.written() == 0)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  std::lock_guard<std::mutex> lock{mtx};
-  CHECK(written == "after the flush\n");
-}
