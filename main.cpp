@@ -56,7 +56,7 @@ config::settings load_settings(const options& o) {
 
 /// JSON lines on stderr, one object per line (http/logging.hpp), at log.level.
 void setup_logging(const config::settings& s) {
-  http::logging::setup(s.log.level);
+  http::logging::setup(s.log.level, static_cast<std::size_t>(s.log.access_queue_lines));
 }
 
 persistence::pg_session open_session(const config::settings& s) {

@@ -92,6 +92,13 @@ void run_stats::merge(const run_stats& o) {
   unfinished += o.unfinished;
   backlog_peak += o.backlog_peak;
   bytes_read += o.bytes_read;
+  for (auto& [key, cell] : o.timeline) {
+    auto& mine = timeline[key];
+    mine.latency.merge(cell.latency);
+    mine.errors += cell.errors;
+  }
+  if (window_start_unix_s == 0)
+    window_start_unix_s = o.window_start_unix_s;
 }
 
 namespace {
@@ -180,6 +187,9 @@ class worker {
       return;
     start_ = clock_type::now();
     measure_from_ = start_ + to_duration(opts.warmup_s);
+    stats.window_start_unix_s =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()
+      + opts.warmup_s;
     end_ = measure_from_ + to_duration(opts.duration_s);
     stop_timer_.expires_at(end_);
     stop_timer_.async_wait([this](beast::error_code ec) {
@@ -229,6 +239,14 @@ class worker {
   /// Whether an answer or failure at `now` counts: inside the measured window.
   bool in_window(clock_type::time_point now) const {
     return !stopping && now >= measure_from_ && now < end_;
+  }
+
+  /// The timeline's cell for an answer or failure of `op` at `now` (inside the window), or null.
+  timeline_cell* cell(int op, clock_type::time_point now) {
+    if (!opts.timeline)
+      return nullptr;
+    auto second = std::chrono::duration_cast<std::chrono::seconds>(now - measure_from_).count();
+    return &stats.timeline[{static_cast<std::int64_t>(second), op}];
   }
 
   static clock_type::duration to_duration(double s) {
@@ -434,6 +452,10 @@ void connection::on_read(beast::error_code ec, std::size_t bytes) {
       auto& op = st.ops.at(static_cast<std::size_t>(req_.op));
       st.latency.record(latency);
       op.latency.record(latency);
+      if (auto* c = w_.cell(req_.op, now)) {
+        c->latency.record(latency);
+        c->errors += ok ? 0 : 1;
+      }
       ++st.requests;
       ++op.requests;
       st.bytes_read += bytes;
@@ -461,6 +483,8 @@ void connection::fail(error_kind kind, bool after_connect_attempt) {
   } else if (w_.in_window(now)) {
     ++w_.stats.by_kind[static_cast<std::size_t>(kind)];
     ++w_.stats.ops.at(static_cast<std::size_t>(req_.op)).by_kind[static_cast<std::size_t>(kind)];
+    if (auto* c = w_.cell(req_.op, now))
+      ++c->errors;
   }
   user_->on_failure(req_, kind);
   close();

@@ -88,6 +88,7 @@ struct engine_options {
   double warmup_s = 0;   ///< run but not counted
   double timeout_s = 10; ///< per request (and per connect)
   std::uint64_t seed = 1;
+  bool timeline = false; ///< keep run_stats::timeline
 };
 
 struct op_stats {
@@ -97,6 +98,13 @@ struct op_stats {
   std::map<int, std::uint64_t> by_status; ///< answers that were not ok
   std::array<std::uint64_t, 4> by_kind{}; ///< no answer
   std::map<int, std::string> samples;     ///< the first body of each error status (diagnosis)
+};
+
+/// One second of the measured window for one request kind: the latencies of the answers that
+/// came in that second, and the requests that failed in it (error statuses and no answer).
+struct timeline_cell {
+  histogram latency;
+  std::uint64_t errors = 0;
 };
 
 struct run_stats {
@@ -116,6 +124,9 @@ struct run_stats {
   std::uint64_t unfinished = 0;
   std::uint64_t backlog_peak = 0; ///< open loop: most requests waiting for a free connection
   std::uint64_t bytes_read = 0;
+  /// With engine_options::timeline: (second since the window opened, op index) -> cell.
+  std::map<std::pair<std::int64_t, int>, timeline_cell> timeline;
+  double window_start_unix_s = 0; ///< wall-clock time the measured window opened
 
   std::uint64_t errors() const;
   void merge(const run_stats& other);

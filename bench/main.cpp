@@ -75,6 +75,7 @@ struct options {
   double interval_ms = 300;
   int connect_parallel = 256;
   bool stalled_subscriber = false;
+  std::string timeline_file;
 };
 
 double ms(std::uint64_t ns) {
@@ -103,6 +104,35 @@ json kind_json(const std::array<std::uint64_t, 4>& by_kind) {
   for (std::size_t i = 0; i < by_kind.size(); ++i)
     j[error_kind_names[i]] = by_kind[i];
   return j;
+}
+
+/// One line per second of the window and request kind (then "all"): answers that came in that
+/// second, their p50/p99/max latency and the failures, with the second's wall-clock time so it
+/// lines up with server and database logs.
+void write_timeline(const std::string& file, const run_stats& st) {
+  std::ofstream out{file};
+  if (!out)
+    throw std::runtime_error("cannot write " + file);
+  out << "t_s\tunix_s\top\tanswers\tp50_ms\tp99_ms\tmax_ms\terrors\n";
+  std::map<std::int64_t, timeline_cell> all;
+  auto line = [&](std::int64_t t, const std::string& op, const timeline_cell& c) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%lld\t%.0f\t%s\t%llu\t%.2f\t%.2f\t%.2f\t%llu\n",
+                  static_cast<long long>(t), st.window_start_unix_s + static_cast<double>(t),
+                  op.c_str(), static_cast<unsigned long long>(c.latency.count()),
+                  ms(c.latency.value_at_percentile(50)), ms(c.latency.value_at_percentile(99)),
+                  ms(c.latency.max()), static_cast<unsigned long long>(c.errors));
+    out << buf;
+  };
+  for (auto& [key, c] : st.timeline) {
+    auto& [t, op] = key;
+    line(t, st.op_names.at(static_cast<std::size_t>(op)), c);
+    all[t].latency.merge(c.latency);
+    all[t].errors += c.errors;
+  }
+  if (st.op_names.size() > 1)
+    for (auto& [t, c] : all)
+      line(t, "all", c);
 }
 
 std::string random_run_id() {
@@ -536,6 +566,7 @@ int run(const options& o) {
   eo.warmup_s = o.warmup;
   eo.timeout_s = o.timeout;
   eo.seed = o.seed;
+  eo.timeline = !o.timeline_file.empty();
 
   run_hooks hooks;
   // CPU of the server (and of PostgreSQL/Redis) over exactly the measured window.
@@ -619,6 +650,9 @@ int run(const options& o) {
     j["dropped_total_after"] = after;
     result["stalled_subscriber"] = j;
   }
+
+  if (!o.timeline_file.empty())
+    write_timeline(o.timeline_file, st);
 
   double secs = st.elapsed_s > 0 ? st.elapsed_s : o.duration;
   result["duration_s"] = secs; // measured; shorter than asked when --once finished early
@@ -779,6 +813,9 @@ int main(int argc, char** argv) {
                 "request's intended send time); 0 = closed loop")
     ->check(CLI::Range(0.0, 10'000'000.0));
   cli.add_option("--json", o.json_file, "write the result as JSON to FILE ('-' = stdout)");
+  cli.add_option("--timeline", o.timeline_file,
+                 "write per-second latency (p50, p99, max) and errors per request kind to FILE "
+                 "(tab-separated)");
   cli.add_option("--threads,-t", o.threads, "generator threads (1 or 2 on this machine)")
     ->check(CLI::Range(1, 64));
   cli.add_option("--warmup", o.warmup, "seconds run before measuring")

@@ -436,6 +436,7 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(shipping, default_country, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(shipping, zones, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(log, level, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(log, access_queue_lines, nullptr));
     return f;
   }();
   return fields;

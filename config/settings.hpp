@@ -200,6 +200,8 @@ struct shipping_settings {
 
 struct log_settings {
   std::string level = "info"; ///< trace, debug, info, warn, error, critical, off
+  /// Access log lines that may wait to be written; one more is dropped (and counted).
+  int access_queue_lines = 16'384;
 };
 
 struct settings {

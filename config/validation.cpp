@@ -223,6 +223,8 @@ void validate(const settings& s) {
   require_between("actors.scheduler_threads", s.actors.scheduler_threads, 1, 64);
   require_positive("actors.idle_timeout_s", s.actors.idle_timeout_s);
 
+  require_between("log.access_queue_lines", s.log.access_queue_lines, 1, 10'000'000);
+
   static constexpr std::string_view levels[] = {"trace", "debug",    "info", "warn",
                                                 "error", "critical", "off"};
   if (std::find(std::begin(levels), std::end(levels), s.log.level) == std::end(levels))

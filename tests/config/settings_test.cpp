@@ -113,6 +113,7 @@ void require_defaults(const settings& s) {
   CHECK(s.actors.scheduler_threads == 1);
   CHECK(s.actors.idle_timeout_s == 60);
   CHECK(s.log.level == "info");
+  CHECK(s.log.access_queue_lines == 16'384);
   CHECK(s.feeds.max_subscriptions_per_connection == 100);
   CHECK(s.feeds.max_connections_per_address == 32);
   CHECK(s.feeds.send_queue_max == 1024);
@@ -134,7 +135,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 77);
+  CHECK(keys.size() == 78);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -160,6 +161,7 @@ TEST_CASE("known_keys lists every key once with the design's environment names",
     {"actors.idle_timeout_s", "EMPORIUM_ACTORS_IDLE_TIMEOUT_S"},
     {"auth.session_cache_ms", "EMPORIUM_AUTH_SESSION_CACHE_MS"},
     {"log.level", "EMPORIUM_LOG_LEVEL"},
+    {"log.access_queue_lines", "EMPORIUM_LOG_ACCESS_QUEUE_LINES"},
     {"feeds.max_subscriptions_per_connection", "EMPORIUM_FEEDS_MAX_SUBSCRIPTIONS_PER_CONNECTION"},
     {"feeds.max_connections_per_address", "EMPORIUM_FEEDS_MAX_CONNECTIONS_PER_ADDRESS"},
     {"feeds.send_queue_max", "EMPORIUM_FEEDS_SEND_QUEUE_MAX"},
@@ -730,6 +732,7 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
     {"actors.idle_timeout_s", [](settings& s) { s.actors.idle_timeout_s = 0; }},
     {"log.level", [](settings& s) { s.log.level = "verbose"; }},
     {"log.level", [](settings& s) { s.log.level = "INFO"; }},
+    {"log.access_queue_lines", [](settings& s) { s.log.access_queue_lines = 0; }},
   };
   for (const auto& c : cases) {
     INFO(c.key);
