@@ -62,7 +62,7 @@ void answer_failed_under_key(customer_ptr self, const entity_env& env,
       return replay;
     },
     [rp](model::order_outcome& o) mutable { rp.deliver(std::move(o)); },
-    [rp, err](caf::error&) mutable { rp.deliver(err); });
+    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
 }
 
 /// Asks a fresh order actor to place the request. Under an Idempotency-Key, the key is looked

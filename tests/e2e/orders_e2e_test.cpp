@@ -487,7 +487,7 @@ TEST_CASE(
   http_client c{srv.host(), srv.port(), 30s};
   constexpr std::int64_t stock = 40;
   auto product = create_product(c, {stock, 1'000, 100});
-  auto buyers = new_shoppers(srv, 16);
+  auto buyers = new_shoppers(srv, 8);
   constexpr int orders = 64;
   auto answers = race(srv, orders, orders, [&](http_client& cl, int k) {
     auto headers = with(buyers[k % buyers.size()].auth(), "Idempotency-Key",
