@@ -1,5 +1,7 @@
 #include "actors/customer_actor.hpp"
 
+#include "actors/order_actor.hpp"
+
 #include "core/ids.hpp"
 #include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
@@ -34,56 +36,54 @@ result<model::order_outcome> replay_of(const std::optional<os::idempotent_outcom
   return *found->failed;
 }
 
-/// Asks a fresh order actor to place the request; records replayable failures for retries.
+/// Answers a placement under an Idempotency-Key that failed with `err`: what the key recorded,
+/// when it recorded anything (the request was answered before, or is being placed through
+/// another node), else `err`, recorded first when it is a verdict on the request itself.
+void answer_failed_under_key(customer_ptr self, const entity_env& env,
+                             const model::order_request& req, caf::error err,
+                             caf::typed_response_promise<model::order_outcome> rp) {
+  auto f = to_failure(err);
+  os::idempotency_ref idem{req.customer_id, *req.idempotency_key, req.request_hash};
+  // Only a verdict on the request itself is recorded. Out of stock, an unknown product, a
+  // conflict or any failure of a checkout (which the cart's contents decide, and the key's
+  // request hash does not cover) may come out differently on a retry.
+  bool record = os::replayable_failure(f.code) && !req.cart_id;
+  db_await<model::order_outcome>(
+    self, env, self->state.id,
+    [idem, f, record](persistence::backend& b) -> result<model::order_outcome> {
+      pqxx::work tx{b.pg.connection()};
+      auto replay = replay_of(os::find_idempotent(tx, idem.customer_id, idem.key), idem);
+      if (replay && !replay->replayed) {
+        if (record)
+          os::store_idempotent_failure(tx, idem, f);
+        tx.commit();
+        return f;
+      }
+      return replay;
+    },
+    [rp](model::order_outcome& o) mutable { rp.deliver(std::move(o)); },
+    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+}
+
+/// Asks a fresh order actor to place the request. Under an Idempotency-Key, the key is looked
+/// up only when the placement failed: the placement itself records the key with the order, and
+/// a key already answered makes it fail (its record conflicts), so a retry finds that answer
+/// then, whatever the cause of the failure (the stock may be gone by now).
 void place_new(customer_ptr self, const entity_env& env, model::order_request req,
                caf::typed_response_promise<model::order_outcome> rp) {
   auto order_id = core::new_id("ord");
+  expect_new_order(order_id);
   self->request(env.dir->orders(order_id), env.call_timeout, order_create{order_id, req})
     .await(
       [rp](model::order& o) mutable {
         rp.deliver(model::order_outcome{false, std::move(o)});
       },
       [self, env, req, rp](caf::error& err) mutable {
-        auto f = to_failure(err);
         if (!req.idempotency_key) {
           rp.deliver(std::move(err));
           return;
         }
-        os::idempotency_ref idem{req.customer_id, *req.idempotency_key, req.request_hash};
-        if (f.code == errc::conflict) {
-          // Placed concurrently under the same key (another node): answer what it answered.
-          // When nothing is recorded under it, the conflict was this placement's own (the cart
-          // was checked out, too many unpaid orders): answered as it is, and not recorded.
-          db_await<model::order_outcome>(
-            self, env, self->state.id,
-            [idem, f](persistence::backend& b) -> result<model::order_outcome> {
-              pqxx::read_transaction tx{b.pg.connection()};
-              auto replay = replay_of(os::find_idempotent(tx, idem.customer_id, idem.key), idem);
-              if (replay && !replay->replayed)
-                return f;
-              return replay;
-            },
-            [rp](model::order_outcome& o) mutable { rp.deliver(std::move(o)); },
-            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
-          return;
-        }
-        // Only a verdict on the request itself is recorded. Out of stock, an unknown product or
-        // any failure of a checkout (which the cart's contents decide, and the key's request
-        // hash does not cover) may come out differently on a retry.
-        if (!os::replayable_failure(f.code) || req.cart_id) {
-          rp.deliver(std::move(err));
-          return;
-        }
-        db_await<bool>(
-          self, env, self->state.id,
-          [idem, f](persistence::backend& b) -> result<bool> {
-            pqxx::work tx{b.pg.connection()};
-            os::store_idempotent_failure(tx, idem, f);
-            tx.commit();
-            return true;
-          },
-          [rp, err](bool) mutable { rp.deliver(err); },
-          [rp, err](caf::error&) mutable { rp.deliver(err); });
+        answer_failed_under_key(self, env, req, std::move(err), rp);
       });
 }
 
@@ -116,26 +116,9 @@ customer_entity_actor::behavior_type customer_entity(customer_ptr self, entity_e
         return absent("customer", self->state.id);
       req.customer_id = self->state.id;
       auto rp = self->make_response_promise<model::order_outcome>();
-      if (!req.idempotency_key) {
-        place_new(self, env, std::move(req), rp);
-        return rp;
-      }
       // One order at a time per customer (awaited), so two requests with one key on this node
-      // never both pass the check; across nodes the key's primary key decides.
-      os::idempotency_ref idem{self->state.id, *req.idempotency_key, req.request_hash};
-      db_await<model::order_outcome>(
-        self, env, self->state.id,
-        [idem](persistence::backend& b) -> result<model::order_outcome> {
-          pqxx::read_transaction tx{b.pg.connection()};
-          return replay_of(os::find_idempotent(tx, idem.customer_id, idem.key), idem);
-        },
-        [self, env, req, rp](model::order_outcome& o) mutable {
-          if (o.replayed)
-            rp.deliver(std::move(o));
-          else
-            place_new(self, env, std::move(req), rp);
-        },
-        [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      // never both place; across nodes the key's primary key decides.
+      place_new(self, env, std::move(req), rp);
       return rp;
     },
     [self](const customer_points& msg) {

@@ -1,5 +1,7 @@
 #include "actors/db_pool.hpp"
 
+#include "actors/placement_committer.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <deque>
@@ -127,7 +129,9 @@ caf::behavior fake_worker(caf::stateful_actor<fake_worker_state>* self, job_answ
 } // namespace
 
 db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
-  : counters_(std::make_shared<pool_counters>(s)) {
+  : counters_(std::make_shared<pool_counters>(s)),
+    sys_(&sys),
+    settings_(std::make_shared<const config::settings>(s)) {
   for (int i = 0; i < (size > 0 ? size : s.postgres.pool_size); ++i) {
     auto queued = std::make_shared<std::atomic<int>>(0);
     auto h = sys.spawn<caf::detached>(db_worker, s, queued, counters_);
@@ -173,7 +177,19 @@ const caf::actor* db_pool::any_within(int limit) const {
   return &best->handle;
 }
 
+const caf::actor* db_pool::placer() const {
+  if (fake_)
+    return nullptr;
+  std::call_once(placer_once_,
+                 [this] { placer_ = spawn_placement_committer(*sys_, *settings_, counters_); });
+  return &placer_;
+}
+
 void db_pool::stop() {
+  // Once stopping, no committer is spawned any more.
+  std::call_once(placer_once_, [] {});
+  if (placer_)
+    caf::anon_send_exit(placer_, caf::exit_reason::user_shutdown);
   for (auto& w : workers_)
     caf::anon_send_exit(w.handle, caf::exit_reason::user_shutdown);
   for (auto& [key, h] : fake_workers_)

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -63,7 +64,12 @@ class db_pool {
   /// refused (503) rather than queued without bound.
   const caf::actor* any_within(int limit) const;
 
-  /// Sends each worker an exit message.
+  /// The node's placement committer (placement_committer.hpp), spawned at the first call with
+  /// a PostgreSQL connection of its own; nullptr for the workers without a database of unit
+  /// tests (their jobs then place each order alone).
+  const caf::actor* placer() const;
+
+  /// Sends each worker (and the committer) an exit message.
   void stop();
 
   const pool_counters& counters() const { return *counters_; }
@@ -84,6 +90,9 @@ class db_pool {
   job_answerer fake_;
   caf::actor_system* sys_ = nullptr;
   mutable std::unordered_map<std::string, caf::actor> fake_workers_;
+  std::shared_ptr<const config::settings> settings_; ///< for the committer
+  mutable std::once_flag placer_once_;
+  mutable caf::actor placer_;
   friend struct db_call;
 };
 

@@ -29,6 +29,11 @@ struct order_state {
 order_entity_actor::behavior_type order_entity(
   order_entity_actor::stateful_pointer<order_state> self, entity_env env, std::string id);
 
+/// Marks `id` as an order id just generated on this node for a placement: the order actor
+/// that starts for it here knows there is no row to load and skips the read. Anything else
+/// (an id from another node, one whose mark was dropped) is loaded as usual. Thread-safe.
+void expect_new_order(const std::string& id);
+
 /// How long the order actor waits for one provider job; a reconciliation waits for twice that
 /// (the sweeper's threshold), so it never takes over a live payment that may still capture.
 caf::timespan provider_deadline(const entity_env& env);

@@ -1,8 +1,12 @@
 #include "actors/order_saga.hpp"
 
 #include "actors/order_logic.hpp"
+#include "actors/placement_committer.hpp"
 #include "persistence/order_store.hpp"
 #include "persistence/search_store.hpp"
+
+#include <algorithm>
+#include <optional>
 
 namespace emporium::actors {
 
@@ -40,8 +44,9 @@ namespace {
 
 struct saga {
   model::order_request req;
-  std::vector<model::line_request> lines; ///< merged, in product id order
-  std::size_t next = 0;
+  std::vector<model::line_request> lines;               ///< merged, in product id order
+  std::vector<std::optional<model::reservation>> terms; ///< per line, once its hold answered
+  std::size_t pending = 0;                              ///< holds not answered yet
   std::vector<model::order_line> held;
   std::vector<field_error> short_lines;
   std::vector<field_error> unknown_lines;
@@ -62,13 +67,29 @@ void fail(order_ptr self, const entity_env& env, const std::shared_ptr<saga>& s,
   self->quit(); // the order never existed: nothing to keep active
 }
 
-/// Tells the products `ids` their stock as PostgreSQL has it now, then calls `done`. Runs on the
-/// order's worker, so it reads after any job of this order that was still queued or running
-/// there (one whose answer timed out). A second attempt covers a read that expired while queued
-/// behind that job: once the worker took it, that job was over.
+/// Tells the products `ids` their stock as PostgreSQL has it now, then calls `done`. Runs where
+/// the order's placement ran (the committer, else the order's worker), so it reads after the
+/// placement, even one whose answer timed out while it was still queued or running there. A
+/// second attempt covers a read that expired while queued behind it: once it was taken, that
+/// placement was over.
 template <class Done>
 void refresh_stock(order_ptr self, const entity_env& env, std::vector<std::string> ids, Done done,
                    int attempts = 2) {
+  auto ok = [self, env, done](model::order_change& ch) mutable {
+    publish_stock(env, self->state.id, ch.stock);
+    done();
+  };
+  auto err = [self, env, ids, done, attempts](caf::error&) mutable {
+    if (attempts > 1)
+      return refresh_stock(self, env, std::move(ids), std::move(done), attempts - 1);
+    done();
+  };
+  if (const auto* placer = env.pool->placer()) {
+    self->request(*placer, env.db_timeout, placement_stock_read{ids})
+      .await([ok](model::order_change& ch) mutable { ok(ch); },
+             [err](caf::error& e) mutable { err(e); });
+    return;
+  }
   db_await<model::order_change>(
     self, env, self->state.id,
     [ids](persistence::backend& b) -> result<model::order_change> {
@@ -77,15 +98,7 @@ void refresh_stock(order_ptr self, const entity_env& env, std::vector<std::strin
       ch.stock = levels(os::stock_levels(tx, ids));
       return ch;
     },
-    [self, env, done](model::order_change& ch) mutable {
-      publish_stock(env, self->state.id, ch.stock);
-      done();
-    },
-    [self, env, ids, done, attempts](caf::error&) mutable {
-      if (attempts > 1)
-        return refresh_stock(self, env, std::move(ids), std::move(done), attempts - 1);
-      done();
-    });
+    ok, err);
 }
 
 /// All lines are held: price the order and commit it in one transaction.
@@ -101,107 +114,123 @@ void commit_placement(order_ptr self, const entity_env& env, std::shared_ptr<sag
   o.payment_due_at_ms = now_ms() + std::int64_t{env.settings->orders.payment_timeout_s} * 1000;
   if (auto priced = order_logic::price_order(o, env.settings->shipping); !priced)
     return fail(self, env, s, make_domain_error(priced.error().code, priced.error().detail));
-  std::optional<os::idempotency_ref> idem;
+  os::placement_request preq;
+  preq.order = std::move(o);
   if (s->req.idempotency_key)
-    idem = os::idempotency_ref{o.customer_id, *s->req.idempotency_key, s->req.request_hash};
-  auto cart_id = s->req.cart_id;
-  auto cart_version = s->req.cart_version;
-  auto max_unpaid = env.settings->orders.max_open_unpaid_per_customer;
+    preq.idem = os::idempotency_ref{preq.order.customer_id, *s->req.idempotency_key,
+                                    s->req.request_hash};
+  preq.cart_id = s->req.cart_id;
+  preq.cart_version = s->req.cart_version;
+  preq.max_open_unpaid = env.settings->orders.max_open_unpaid_per_customer;
+  auto placed = [self, env, s](model::order_change& ch) {
+    self->state.order = ch.placed;
+    publish_stock(env, self->state.id, ch.stock);
+    s->rp.deliver(std::move(ch.placed));
+  };
+  auto failed = [self, env, s](caf::error& e) {
+    if (to_failure(e).code == errc::out_of_stock)
+      return fail(self, env, s, e); // answered by the placement itself: rolled back
+    // The outcome is unknown (a timeout, a lost connection): the transaction may have taken
+    // the stock. The products re-read it before this actor goes.
+    release_all(self, env, *s);
+    s->rp.deliver(e);
+    std::vector<std::string> ids;
+    for (const auto& l : s->held)
+      ids.push_back(l.product_id);
+    refresh_stock(self, env, std::move(ids), [self] { self->quit(); });
+  };
+  if (const auto* placer = env.pool->placer()) {
+    // Committed with the other placements of its batch; answered after that commit.
+    self
+      ->request(*placer, env.db_timeout,
+                placement_job{std::move(preq), std::chrono::steady_clock::now() + env.db_timeout})
+      .await([placed](model::order_change& ch) mutable { placed(ch); },
+             [failed](caf::error& e) mutable { failed(e); });
+    return;
+  }
   db_await<model::order_change>(
-    self, env, o.id,
-    [o, idem, cart_id, max_unpaid,
-     cart_version](persistence::backend& b) -> result<model::order_change> {
+    self, env, self->state.id,
+    [preq](persistence::backend& b) -> result<model::order_change> {
       pqxx::work tx{b.pg.connection()};
-      auto placed = os::place_order(tx, o, idem, cart_id, max_unpaid, cart_version);
-      if (!placed.short_products.empty()) {
-        tx.abort();
-        std::vector<field_error> errs;
-        for (const auto& id : placed.short_products)
-          errs.push_back({"items", id + " is out of stock"});
-        return failure{errc::out_of_stock, "insufficient stock", std::move(errs)};
-      }
-      if (placed.over_unpaid_cap) {
-        tx.abort();
-        // 409, not 429: waiting alone does not help soon (an unpaid order holds its stock
-        // for orders.payment_timeout_s); paying or cancelling one of them does.
-        return failure{errc::conflict,
-                       "you have " + std::to_string(placed.open_unpaid)
-                         + " unpaid orders, the most allowed at once; pay or cancel one first",
-                       {}};
-      }
+      auto outcome = std::move(os::place_orders(tx, {&preq}).front());
       tx.commit();
-      catalog_changed_by(b, placed.changes);
-      model::order_change ch;
-      ch.placed = std::move(placed.stored);
-      ch.stock = levels(placed.changes);
-      return ch;
+      catalog_changed_by(b, outcome.placed.changes);
+      return placement_answer(std::move(outcome));
     },
-    [self, env, s](model::order_change& ch) {
-      self->state.order = ch.placed;
-      publish_stock(env, self->state.id, ch.stock);
-      s->rp.deliver(std::move(ch.placed));
-    },
-    [self, env, s](caf::error& e) {
-      if (to_failure(e).code == errc::out_of_stock)
-        return fail(self, env, s, e); // answered by the job itself: rolled back
-      // The outcome is unknown (a timeout, a lost connection): the transaction may have taken
-      // the stock. The products re-read it before this actor goes.
-      release_all(self, env, *s);
-      s->rp.deliver(e);
-      std::vector<std::string> ids;
-      for (const auto& l : s->held)
-        ids.push_back(l.product_id);
-      refresh_stock(self, env, std::move(ids), [self] { self->quit(); });
-    });
+    placed, failed);
 }
 
-/// Holds the lines one after another, in product id order.
-void hold_next(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) {
-  if (s->next == s->lines.size()) {
-    if (s->fatal)
-      return fail(self, env, s, s->fatal);
-    if (s->mixed_currencies)
-      return fail(self, env, s,
-                  make_domain_error(errc::invalid_input,
-                                    "the products of one order must share one currency"));
-    if (!s->unknown_lines.empty())
-      return fail(self, env, s,
-                  make_domain_error(errc::invalid_input, "unknown products", s->unknown_lines));
-    if (!s->short_lines.empty()) {
-      std::string ids;
-      for (const auto& e : s->short_lines)
-        ids += (ids.empty() ? "" : ", ") + e.message.substr(0, e.message.find(' '));
-      return fail(
-        self, env, s,
-        make_domain_error(errc::out_of_stock, "insufficient stock for " + ids, s->short_lines));
-    }
-    return commit_placement(self, env, s);
+/// Every hold has answered: commit, or give back what was held and answer why not.
+void holds_done(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) {
+  for (std::size_t i = 0; i < s->lines.size(); ++i) {
+    const auto& r = s->terms[i];
+    if (!r)
+      continue;
+    const auto& line = s->lines[i];
+    if (s->currency.empty())
+      s->currency = r->currency;
+    else if (s->currency != r->currency)
+      s->mixed_currencies = true;
+    s->held.push_back(model::order_line{line.product_id, r->name, r->unit_price_cents,
+                                        line.quantity, r->weight_grams});
   }
-  auto index = s->next++;
-  const auto line = s->lines[index];
-  self
-    ->request(env.dir->products(line.product_id), env.call_timeout,
-              product_reserve{line.product_id, self->state.id, line.quantity})
-    .await(
-      [self, env, s, line](model::reservation& r) {
-        if (s->currency.empty())
-          s->currency = r.currency;
-        else if (s->currency != r.currency)
-          s->mixed_currencies = true;
-        s->held.push_back(model::order_line{line.product_id, r.name, r.unit_price_cents,
-                                            line.quantity, r.weight_grams});
-        hold_next(self, env, s);
-      },
-      [self, env, s, line](caf::error& e) {
-        auto f = to_failure(e);
-        if (f.code == errc::out_of_stock)
-          s->short_lines.push_back({"items", f.detail});
-        else if (f.code == errc::not_found)
-          s->unknown_lines.push_back({"items", line.product_id + " does not exist"});
-        else if (!s->fatal)
-          s->fatal = e;
-        hold_next(self, env, s);
-      });
+  if (s->fatal)
+    return fail(self, env, s, s->fatal);
+  if (s->mixed_currencies)
+    return fail(
+      self, env, s,
+      make_domain_error(errc::invalid_input, "the products of one order must share one currency"));
+  // In product id order, whatever order the answers came in.
+  auto by_message = [](const field_error& a, const field_error& b) {
+    return a.message < b.message;
+  };
+  std::sort(s->unknown_lines.begin(), s->unknown_lines.end(), by_message);
+  std::sort(s->short_lines.begin(), s->short_lines.end(), by_message);
+  if (!s->unknown_lines.empty())
+    return fail(self, env, s,
+                make_domain_error(errc::invalid_input, "unknown products", s->unknown_lines));
+  if (!s->short_lines.empty()) {
+    std::string ids;
+    for (const auto& e : s->short_lines)
+      ids += (ids.empty() ? "" : ", ") + e.message.substr(0, e.message.find(' '));
+    return fail(
+      self, env, s,
+      make_domain_error(errc::out_of_stock, "insufficient stock for " + ids, s->short_lines));
+  }
+  commit_placement(self, env, s);
+}
+
+/// Asks every product for its hold at once; continues when all have answered. (The answers are
+/// awaited: nothing else reaches this actor before the placement is decided.)
+void hold_all(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) {
+  s->terms.resize(s->lines.size());
+  s->pending = s->lines.size();
+  if (s->pending == 0)
+    return holds_done(self, env, s);
+  for (std::size_t index = 0; index < s->lines.size(); ++index) {
+    const auto& line = s->lines[index];
+    self
+      ->request(env.dir->products(line.product_id), env.call_timeout,
+                product_reserve{line.product_id, self->state.id, line.quantity})
+      .await(
+        [self, env, s, index](model::reservation& r) {
+          s->terms[index] = std::move(r);
+          if (--s->pending == 0)
+            holds_done(self, env, s);
+        },
+        [self, env, s, index](caf::error& e) {
+          const auto& line = s->lines[index];
+          auto f = to_failure(e);
+          if (f.code == errc::out_of_stock)
+            s->short_lines.push_back({"items", f.detail});
+          else if (f.code == errc::not_found)
+            s->unknown_lines.push_back({"items", line.product_id + " does not exist"});
+          else if (!s->fatal)
+            s->fatal = e;
+          if (--s->pending == 0)
+            holds_done(self, env, s);
+        });
+  }
 }
 
 } // namespace
@@ -213,7 +242,7 @@ void place_order(order_ptr self, const entity_env& env, model::order_request req
   s->lines = std::move(lines);
   s->req = std::move(req);
   s->rp = std::move(rp);
-  hold_next(self, env, s);
+  hold_all(self, env, s);
 }
 
 } // namespace emporium::actors

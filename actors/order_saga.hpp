@@ -1,13 +1,14 @@
 #pragma once
 /// Placing an order (the reservation saga), run by the order actor:
-/// 1. lines are merged and sorted by product id; each product actor is asked in that order to
-///    hold the quantity (all-or-nothing in memory, no database round trip);
-/// 2. if any product is short, every hold already taken is released: 409 naming them;
-/// 3. else ONE PostgreSQL transaction takes the stock (conditionally, `stock >= qty`), counts
-///    the customer's unpaid orders under a lock of its row (409 at
-///    `orders.max_open_unpaid_per_customer`), inserts the order, its lines, the outbox events
-///    and the idempotency record; only after COMMIT does the order answer 201, and the
-///    products learn their new committed stock.
+/// 1. lines are merged and sorted by product id; every product actor is asked at once to hold
+///    its quantity (all-or-nothing in memory, no database round trip);
+/// 2. if any product is short, every hold taken is released: 409 naming them;
+/// 3. else the node's placement committer places the order in the next transaction it commits
+///    (with the other orders that arrived meanwhile, each all-or-nothing): the stock is taken
+///    conditionally, the customer's unpaid orders are counted under a lock of its row (409 at
+///    `orders.max_open_unpaid_per_customer`), the order, its lines, the outbox events and the
+///    idempotency record are written; only after COMMIT does the order answer 201, and the
+///    products learn their new committed stock (publish_stock, before the 201 is delivered).
 /// The database condition is the last guard: even two actors for one product (a split cluster)
 /// cannot oversell, they only make one of the orders fail. A commit whose answer was lost may
 /// still have happened: the products then re-read their stock from PostgreSQL.

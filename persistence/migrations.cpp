@@ -271,6 +271,172 @@ FROM (SELECT substr(entity, 7) AS id, max(seq) AS seq FROM events
       WHERE entity LIKE 'order:%' GROUP BY entity) m
 WHERE o.id = m.id;
 )sql"},
+    {8, "batched_placement", R"sql(
+-- Places a batch of orders in the calling transaction: one round trip, one commit for them all
+-- (order_store::place_orders). `batch` is a JSON array of orders, each
+--   {id, customer_id, status, currency, subtotal_cents, shipping_cents, total_cents,
+--    shipping_address, payment_due_at_ms, lines: [{product_id, name, unit_price_cents,
+--    quantity, weight_grams}], max_unpaid (or null), idem: {key, request_hash, outcome} (or
+--    null), cart_id (or null), cart_version}.
+-- The answer is an array of as many outcomes, in the batch's order, each one of
+--   {placed: true, version, created_at_ms, updated_at_ms, changes: [[product, stock, version,
+--    event seq], ...]}, {short: [product, ...]}, {open_unpaid: n} or {sqlstate, message}.
+-- Each order is all-or-nothing (its writes run in a block of their own, a subtransaction): a
+-- short, capped or conflicting order leaves no trace and the others are placed.
+--
+-- Every product row of the batch is locked first, in id order, then every capped customer's
+-- row, in id order: the lock order of single placements, payments and cancellations (products,
+-- then the customer), so batches on several nodes and those writers never wait for each other
+-- in a cycle. With the rows locked, the stock each order sees is the stock left by the orders
+-- before it in the batch; an order that does not fit is short while later ones that fit are
+-- placed. One UPDATE at the end takes the stock of every placed order of a product at once, still
+-- conditional (stock >= taken, and CHECK (stock >= 0)): the database stays the last guard.
+-- Each placed order gets, per product, the stock after it, a version one higher than the order
+-- before it, and a stock_changed event whose seq is the product's next one; events and their
+-- notifications of an order that rolled back are gone with it, so seqs stay dense.
+CREATE FUNCTION emporium_place_orders(batch jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  pids text[];
+  pstock bigint[];
+  pver bigint[];
+  pseq bigint[];
+  ptaken bigint[];
+  o jsonb;
+  ln record;
+  i int;
+  n bigint;
+  short text[];
+  unpaid bigint;
+  ver bigint;
+  created_ms bigint;
+  updated_ms bigint;
+  changes jsonb;
+  payload jsonb;
+  results jsonb := '[]'::jsonb;
+BEGIN
+  SELECT coalesce(array_agg(id ORDER BY id), '{}'), coalesce(array_agg(stock ORDER BY id), '{}'),
+         coalesce(array_agg(version ORDER BY id), '{}'),
+         coalesce(array_agg(event_seq ORDER BY id), '{}')
+    INTO pids, pstock, pver, pseq
+    FROM (SELECT p.id, p.stock, p.version, p.event_seq FROM products p
+          WHERE p.id IN (SELECT l->>'product_id' FROM jsonb_array_elements(batch) b,
+                                jsonb_array_elements(b->'lines') l)
+          ORDER BY p.id FOR UPDATE) locked;
+  ptaken := array_fill(0::bigint, ARRAY[greatest(cardinality(pids), 1)]);
+  PERFORM 1 FROM customers
+    WHERE id IN (SELECT b->>'customer_id' FROM jsonb_array_elements(batch) b
+                 WHERE jsonb_typeof(b->'max_unpaid') = 'number')
+    ORDER BY id FOR UPDATE;
+
+  FOR o IN SELECT value FROM jsonb_array_elements(batch) WITH ORDINALITY ORDER BY ordinality LOOP
+    short := '{}';
+    FOR ln IN SELECT l->>'product_id' AS pid, sum((l->>'quantity')::bigint) AS qty
+              FROM jsonb_array_elements(o->'lines') l GROUP BY 1 ORDER BY 1 LOOP
+      i := array_position(pids, ln.pid);
+      IF i IS NULL OR pstock[i] < ln.qty THEN
+        short := short || ln.pid;
+      END IF;
+    END LOOP;
+    IF cardinality(short) > 0 THEN
+      results := results || jsonb_build_array(jsonb_build_object('short', to_jsonb(short)));
+      CONTINUE;
+    END IF;
+    IF jsonb_typeof(o->'max_unpaid') = 'number' THEN
+      SELECT count(*) INTO unpaid FROM orders
+        WHERE customer_id = o->>'customer_id' AND status = 'pending_payment';
+      IF unpaid >= (o->>'max_unpaid')::bigint THEN
+        results := results || jsonb_build_array(jsonb_build_object('open_unpaid', unpaid));
+        CONTINUE;
+      END IF;
+    END IF;
+    BEGIN
+      INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents,
+                          total_cents, shipping_address, payment_due_at, event_seq)
+        VALUES (o->>'id', o->>'customer_id', o->>'status', o->>'currency',
+                (o->>'subtotal_cents')::bigint, (o->>'shipping_cents')::bigint,
+                (o->>'total_cents')::bigint, o->'shipping_address',
+                to_timestamp((o->>'payment_due_at_ms')::double precision / 1000), 1)
+        RETURNING version, (extract(epoch FROM created_at) * 1000)::bigint,
+                  (extract(epoch FROM updated_at) * 1000)::bigint
+        INTO ver, created_ms, updated_ms;
+      INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, quantity,
+                               weight_grams)
+        SELECT o->>'id', l.n, l.v->>'product_id', l.v->>'name', (l.v->>'unit_price_cents')::bigint,
+               (l.v->>'quantity')::bigint, (l.v->>'weight_grams')::bigint
+        FROM jsonb_array_elements(o->'lines') WITH ORDINALITY AS l(v, n);
+      changes := '[]'::jsonb;
+      FOR ln IN SELECT l->>'product_id' AS pid, sum((l->>'quantity')::bigint) AS qty
+                FROM jsonb_array_elements(o->'lines') l GROUP BY 1 ORDER BY 1 LOOP
+        i := array_position(pids, ln.pid);
+        payload := jsonb_build_object('product_id', ln.pid, 'stock', pstock[i] - ln.qty);
+        INSERT INTO events (entity, seq, type, payload)
+          VALUES ('product:' || ln.pid, pseq[i] + 1, 'stock_changed', payload);
+        PERFORM pg_notify('emporium_events', 'product:' || ln.pid || E'\t' || (pseq[i] + 1)
+                                             || E'\tstock_changed\t' || payload::text);
+        changes := changes
+                   || jsonb_build_array(jsonb_build_array(ln.pid, pstock[i] - ln.qty, pver[i] + 1,
+                                                          pseq[i] + 1));
+      END LOOP;
+      payload := jsonb_build_object('order_id', o->>'id', 'status', o->>'status');
+      INSERT INTO events (entity, seq, type, payload)
+        VALUES ('order:' || (o->>'id'), 1, 'order_status', payload);
+      PERFORM pg_notify('emporium_events', 'order:' || (o->>'id') || E'\t1\torder_status\t'
+                                           || payload::text);
+      IF jsonb_typeof(o->'idem') = 'object' THEN
+        -- A row of a kind that is not replayed (idem.replayable: the statuses) is taken over.
+        INSERT INTO idempotency_keys AS k (customer_id, key, request_hash, status, outcome)
+          VALUES (o->>'customer_id', o->'idem'->>'key', o->'idem'->>'request_hash', 201,
+                  (o->'idem'->'outcome') || jsonb_build_object('version', ver, 'created_at_ms',
+                  created_ms, 'updated_at_ms', updated_ms))
+          ON CONFLICT (customer_id, key) DO UPDATE SET request_hash = excluded.request_hash,
+            status = excluded.status, outcome = excluded.outcome, created_at = now()
+          WHERE k.status <> ALL (ARRAY(SELECT jsonb_array_elements_text(o->'idem'->'replayable'))::int[]);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> 1 THEN
+          RAISE unique_violation USING MESSAGE = 'idempotency key recorded concurrently';
+        END IF;
+      END IF;
+      IF jsonb_typeof(o->'cart_id') = 'string' THEN
+        UPDATE carts SET order_id = o->>'id', version = version + 1, updated_at = now()
+          WHERE id = o->>'cart_id' AND order_id IS NULL
+            AND ((o->>'cart_version')::bigint = 0 OR version = (o->>'cart_version')::bigint);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> 1 THEN
+          RAISE unique_violation USING MESSAGE = 'the cart was checked out or changed concurrently';
+        END IF;
+      END IF;
+      -- Every statement of the order succeeded: the batch's running stock moves past it.
+      FOR ln IN SELECT l->>'product_id' AS pid, sum((l->>'quantity')::bigint) AS qty
+                FROM jsonb_array_elements(o->'lines') l GROUP BY 1 LOOP
+        i := array_position(pids, ln.pid);
+        pstock[i] := pstock[i] - ln.qty;
+        pver[i] := pver[i] + 1;
+        pseq[i] := pseq[i] + 1;
+        ptaken[i] := ptaken[i] + ln.qty;
+      END LOOP;
+      results := results || jsonb_build_array(jsonb_build_object(
+        'placed', true, 'version', ver, 'created_at_ms', created_ms, 'updated_at_ms', updated_ms,
+        'changes', changes));
+    EXCEPTION WHEN OTHERS THEN
+      results := results || jsonb_build_array(jsonb_build_object('sqlstate', SQLSTATE,
+                                                                 'message', SQLERRM));
+    END;
+  END LOOP;
+
+  -- One statement per batch takes the stock of every placed order.
+  UPDATE products p SET stock = p.stock - t.taken, version = t.version, event_seq = t.seq,
+                        updated_at = now()
+    FROM unnest(pids, ptaken, pver, pseq) AS t(id, taken, version, seq)
+    WHERE p.id = t.id AND t.taken > 0 AND p.stock >= t.taken;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n <> (SELECT count(*) FROM unnest(ptaken) AS t(taken) WHERE t.taken > 0) THEN
+    RAISE check_violation USING MESSAGE = 'a product''s stock moved under a locked batch';
+  END IF;
+  RETURN results;
+END
+$fn$;
+)sql"},
   };
   return all;
 }

@@ -12,29 +12,9 @@ using json = nlohmann::json;
 
 #define EMPORIUM_MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 
-constexpr const char* checkout_cart_sql =
-  "UPDATE carts SET order_id = $2, version = version + 1, updated_at = now() "
-  "WHERE id = $1 AND order_id IS NULL AND ($3::bigint = 0 OR version = $3)";
-
-// The database is the last guard against overselling: the decrement happens only while the
-// stock suffices, and CHECK (stock >= 0) backs it.
-constexpr const char* take_stock_sql =
-  "UPDATE products SET stock = stock - $2, version = version + 1, updated_at = now() "
-  "WHERE id = $1 AND stock >= $2 RETURNING stock, version";
-
 constexpr const char* return_stock_sql =
   "UPDATE products SET stock = stock + $2, version = version + 1, updated_at = now() "
   "WHERE id = $1 RETURNING stock, version";
-
-constexpr const char* insert_order_sql =
-  "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents, "
-  "total_cents, shipping_address, payment_due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, "
-  "to_timestamp($9::double precision / 1000)) RETURNING version, " EMPORIUM_MS(
-    "created_at") ", " EMPORIUM_MS("updated_at");
-
-constexpr const char* insert_line_sql =
-  "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, quantity, "
-  "weight_grams) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 #define EMPORIUM_ORDER_COLUMNS \
   "o.id, o.customer_id, o.status, o.currency, o.subtotal_cents, o.shipping_cents, "             \
@@ -71,13 +51,6 @@ constexpr const char* insert_idempotency_sql =
   "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (customer_id, key) DO UPDATE SET "
   "request_hash = excluded.request_hash, status = excluded.status, outcome = excluded.outcome, "
   "created_at = now() WHERE k.status <> ALL ($6::int[])";
-
-// Taken after the stock rows, as payments and cancellations lock products before the customer:
-// one lock order, so a placement and a cancellation never wait for each other.
-constexpr const char* lock_customer_sql = "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE";
-
-constexpr const char* count_unpaid_sql =
-  "SELECT count(*) FROM orders WHERE customer_id = $1 AND status = 'pending_payment'";
 
 constexpr const char* transition_sql =
   "UPDATE orders SET status = $3, version = version + 1, updated_at = now() "
@@ -271,65 +244,104 @@ failure failure_from(const json& j) {
 
 } // namespace
 
+std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
+                                        const std::vector<const placement_request*>& batch) {
+  std::vector<batch_outcome> out;
+  if (batch.empty())
+    return out;
+  json orders = json::array();
+  for (const auto* r : batch) {
+    const auto& o = r->order;
+    json lines = json::array();
+    for (const auto& l : o.lines)
+      lines.push_back({{"product_id", l.product_id},
+                       {"name", l.name},
+                       {"unit_price_cents", l.unit_price_cents},
+                       {"quantity", l.quantity},
+                       {"weight_grams", l.weight_grams}});
+    json j{{"id", o.id},
+           {"customer_id", o.customer_id},
+           {"status", o.status},
+           {"currency", o.currency},
+           {"subtotal_cents", o.subtotal_cents},
+           {"shipping_cents", o.shipping_cents},
+           {"total_cents", o.total_cents},
+           {"shipping_address", address_json(o.shipping_address)},
+           {"payment_due_at_ms", o.payment_due_at_ms},
+           {"lines", std::move(lines)},
+           {"max_unpaid", nullptr},
+           {"idem", nullptr},
+           {"cart_id", nullptr},
+           {"cart_version", r->cart_version}};
+    if (r->max_open_unpaid)
+      j["max_unpaid"] = *r->max_open_unpaid;
+    if (r->idem) {
+      // The stored answer is the order as placed: the function adds the version and the
+      // timestamps of its row.
+      j["idem"] = {{"key", r->idem->key},
+                   {"request_hash", r->idem->request_hash},
+                   {"outcome", json::parse(encode_order(o))},
+                   {"replayable", json::array({placed_status, failure_status(errc::invalid_input),
+                                               failure_status(errc::unprocessable)})}};
+    }
+    if (r->cart_id)
+      j["cart_id"] = *r->cart_id;
+    orders.push_back(std::move(j));
+  }
+  auto text = tx.exec_params("SELECT emporium_place_orders($1::jsonb)::text", orders.dump())
+                .at(0)[0]
+                .as<std::string>();
+  auto results = json::parse(text);
+  if (!results.is_array() || results.size() != batch.size())
+    throw std::logic_error("emporium_place_orders answered a batch of another size");
+  out.resize(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const auto& r = results[i];
+    auto& b = out[i];
+    if (r.contains("placed")) {
+      b.placed.stored = batch[i]->order;
+      b.placed.stored.version = r.at("version").get<std::int64_t>();
+      b.placed.stored.created_at_ms = r.at("created_at_ms").get<std::int64_t>();
+      b.placed.stored.updated_at_ms = r.at("updated_at_ms").get<std::int64_t>();
+      for (const auto& c : r.at("changes"))
+        b.placed.changes.push_back(
+          {c.at(0).get<std::string>(), c.at(1).get<std::int64_t>(), c.at(2).get<std::int64_t>()});
+    } else if (r.contains("short")) {
+      for (const auto& id : r.at("short"))
+        b.placed.short_products.push_back(id.get<std::string>());
+    } else if (r.contains("open_unpaid")) {
+      b.placed.open_unpaid = r.at("open_unpaid").get<std::int64_t>();
+      b.placed.over_unpaid_cap = true;
+    } else {
+      auto state = r.value("sqlstate", "");
+      if (state == "23505")
+        b.failed = failure{errc::conflict, "a unique value is already taken", {}};
+      else if (state.rfind("23", 0) == 0)
+        b.failed = failure{errc::conflict, "the change would violate a constraint", {}};
+      else if (state.rfind("40", 0) == 0)
+        b.failed = failure{
+          errc::unavailable, "the database could not serialize the transaction", {}};
+      else
+        b.failed = failure{errc::internal, "internal database error", {}};
+      b.sqlstate = state;
+      b.message = r.value("message", "");
+    }
+  }
+  return out;
+}
+
 placement place_order(pqxx::transaction_base& tx, const model::order& o,
                       const std::optional<idempotency_ref>& idem,
                       const std::optional<std::string>& cart_id, std::optional<int> max_open_unpaid,
                       std::int64_t cart_version) {
-  placement out;
-  // Lines in product id order: concurrent orders lock product rows in one global order, so
-  // two of them can never wait for each other.
-  std::vector<const model::order_line*> sorted;
-  for (const auto& l : o.lines)
-    sorted.push_back(&l);
-  std::sort(sorted.begin(), sorted.end(),
-            [](auto* a, auto* b) { return a->product_id < b->product_id; });
-  for (const auto* l : sorted) {
-    auto rows = tx.exec_params(take_stock_sql, l->product_id, l->quantity);
-    if (rows.empty())
-      out.short_products.push_back(l->product_id);
-    else
-      out.changes.push_back(
-        {l->product_id, rows[0][0].as<std::int64_t>(), rows[0][1].as<std::int64_t>()});
+  placement_request r{o, idem, cart_id, max_open_unpaid, cart_version};
+  auto outcome = std::move(place_orders(tx, {&r}).front());
+  if (outcome.failed) {
+    if (outcome.sqlstate == "23505")
+      throw pqxx::unique_violation(outcome.message);
+    throw std::runtime_error("placing order " + o.id + " failed: " + outcome.message);
   }
-  if (!out.short_products.empty())
-    return out;
-  if (max_open_unpaid) {
-    tx.exec_params(lock_customer_sql, o.customer_id);
-    out.open_unpaid = tx.exec_params(count_unpaid_sql, o.customer_id).at(0)[0].as<std::int64_t>();
-    if (out.open_unpaid >= *max_open_unpaid) {
-      out.over_unpaid_cap = true;
-      return out;
-    }
-  }
-  auto row = tx.exec_params(insert_order_sql, o.id, o.customer_id, o.status, o.currency,
-                            o.subtotal_cents, o.shipping_cents, o.total_cents,
-                            address_json(o.shipping_address).dump(), o.payment_due_at_ms)
-               .at(0);
-  auto& stored = out.stored;
-  stored = o;
-  stored.version = row[0].as<std::int64_t>();
-  stored.created_at_ms = row[1].as<std::int64_t>();
-  stored.updated_at_ms = row[2].as<std::int64_t>();
-  int line_no = 0;
-  for (const auto& l : o.lines)
-    tx.exec_params(insert_line_sql, o.id, ++line_no, l.product_id, l.name, l.unit_price_cents,
-                   l.quantity, l.weight_grams);
-  for (const auto& c : out.changes)
-    insert_event(tx, event_entity::product, c.product_id, "stock_changed", stock_event(c));
-  insert_event(tx, event_entity::order, o.id, "order_status", order_event(o, o.status));
-  if (idem) {
-    auto inserted = tx.exec_params(insert_idempotency_sql, idem->customer_id, idem->key,
-                                   idem->request_hash, placed_status, encode_order(stored),
-                                   replayable_statuses())
-                      .affected_rows();
-    if (inserted != 1)
-      // Another node recorded this key first: our transaction must not commit.
-      throw pqxx::unique_violation("idempotency key recorded concurrently");
-  }
-  if (cart_id
-      && tx.exec_params(checkout_cart_sql, *cart_id, o.id, cart_version).affected_rows() != 1)
-    throw pqxx::unique_violation("the cart was checked out or changed concurrently");
-  return out;
+  return std::move(outcome.placed);
 }
 
 std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id) {

@@ -46,6 +46,35 @@ placement place_order(pqxx::transaction_base& tx, const model::order& o,
                       std::optional<int> max_open_unpaid = std::nullopt,
                       std::int64_t cart_version = 0);
 
+/// One order of a batch given to place_orders: what place_order takes.
+struct placement_request {
+  model::order order;
+  std::optional<idempotency_ref> idem;
+  std::optional<std::string> cart_id;
+  std::optional<int> max_open_unpaid;
+  std::int64_t cart_version = 0;
+};
+
+/// The outcome of one order of a batch: placed (`stored` and `changes`), short of the products
+/// `short_products`, over the unpaid cap, or `failed` (its idempotency key or cart conflicted:
+/// errc::conflict; anything else the database refused). All but the first leave no trace.
+struct batch_outcome {
+  placement placed;
+  std::optional<failure> failed;
+  std::string sqlstate; ///< of `failed`: the database's error code
+  std::string message;  ///< of `failed`: the database's message (for logs, never for clients)
+  bool ok() const { return !failed && placed.short_products.empty() && !placed.over_unpaid_cap; }
+};
+
+/// Places the orders `batch` in `tx` with one statement (the SQL function
+/// emporium_place_orders): each order all-or-nothing, the outcomes in the batch's order. The
+/// orders placed are committed by the caller's commit, all together. Orders of one product in a
+/// batch each see the stock the orders before them left: exactly those that fit are placed, and
+/// the stock of a product is taken by one UPDATE for the whole batch. Each placed order writes
+/// one stock_changed event per product (the stock after it) and its order_status event.
+std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
+                                        const std::vector<const placement_request*>& batch);
+
 std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id);
 
 /// Orders of a customer, newest first, keyset-paged on id.

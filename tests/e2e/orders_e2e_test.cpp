@@ -475,3 +475,55 @@ TEST_CASE(
   CHECK(d.stock(product) == 1'000 - orders);
   CHECK(d.ordered(product) == orders);
 }
+
+TEST_CASE(
+  "commerce: 64 concurrent orders of one hot product under Idempotency-Keys never "
+  "oversell, and every 201 is in the database with its stock event",
+  "[e2e][commerce][race]") {
+  // Orders that arrive together are committed together (one transaction per batch): a batch
+  // must place exactly the orders that fit, one after another, and answer each with its own
+  // committed outcome.
+  auto& srv = commerce_server();
+  http_client c{srv.host(), srv.port(), 30s};
+  constexpr std::int64_t stock = 40;
+  auto product = create_product(c, {stock, 1'000, 100});
+  std::vector<shopper> buyers;
+  for (int i = 0; i < 4; ++i) // one at a time: sign-ups are shed when many wait
+    buyers.push_back(new_shopper(c));
+  constexpr int orders = 64;
+  auto answers = race(srv, orders, orders, [&](http_client& cl, int k) {
+    auto headers = with(buyers[k % buyers.size()].auth(), "Idempotency-Key",
+                        "hot-" + product + "-" + std::to_string(k));
+    return cl.request("POST", "/orders", order_body({{product, k % 2 + 1}}).dump(), headers);
+  });
+  db d;
+  std::int64_t sold = 0;
+  int created = 0;
+  for (int k = 0; k < orders; ++k) {
+    const auto& a = answers[k];
+    INFO("order " << k << ": " << a.status << " " << a.body << a.error);
+    REQUIRE(a.error.empty());
+    REQUIRE((a.status == 201 || a.status == 409));
+    if (a.status != 201)
+      continue;
+    ++created;
+    auto o = json::parse(a.body);
+    auto id = o.at("id").get<std::string>();
+    // Acknowledged means committed: the order and its line are in PostgreSQL.
+    CHECK(d.lines(id) == std::map<std::string, std::int64_t>{{product, k % 2 + 1}});
+    CHECK(d.status(id) == "pending_payment");
+    sold += k % 2 + 1;
+  }
+  CHECK(sold <= stock);
+  CHECK(sold >= stock - 1); // 64 orders of 1 or 2 units ask for more than there is
+  CHECK(d.stock(product) == stock - sold);
+  CHECK(d.ordered(product) == sold);
+  CHECK(d.orders_with(product) == created);
+  // One stock_changed event per placed order, dense seqs.
+  CHECK(d.scalar("SELECT count(*) FROM events WHERE entity = $1 AND type = 'stock_changed'",
+                 "product:" + product)
+        == created);
+  CHECK(d.scalar("SELECT max(seq) - count(*) FROM events WHERE entity = $1", "product:" + product)
+        == 0);
+  CHECK(api_stock(c, product) == stock - sold);
+}

@@ -1,0 +1,279 @@
+// A batch of placements in one transaction (order_store::place_orders, the SQL function
+// emporium_place_orders) against the real PostgreSQL of the test environment: each order is
+// all-or-nothing, the others commit; orders of one product see the stock the orders before
+// them left; each placed order writes one stock_changed event per product, seqs dense.
+// The database is shared: every row here is new.
+
+#include "core/ids.hpp"
+#include "persistence/cart_store.hpp"
+#include "persistence/customer_store.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/order_store.hpp"
+#include "persistence/pg.hpp"
+#include "persistence/product_store.hpp"
+#include "support/test_env.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace emporium;
+namespace os = emporium::persistence::order_store;
+namespace customers = emporium::persistence::customer_store;
+namespace carts = emporium::persistence::cart_store;
+namespace ps = emporium::persistence::product_store;
+using persistence::pg_session;
+
+namespace {
+
+persistence::pg_options pg_opts() {
+  return persistence::pg_options{test::pg_url(), 2'000, 5'000};
+}
+
+std::string new_product(pg_session& s, std::int64_t stock) {
+  model::product_draft d;
+  d.sku = test::unique("BATCH");
+  d.name = "Batch widget";
+  d.price_cents = 500;
+  d.currency = "USD";
+  d.stock = stock;
+  pqxx::work tx{s.connection()};
+  auto p = ps::insert(tx, core::new_id("prod"), d);
+  tx.commit();
+  return p.id;
+}
+
+std::string new_customer(pg_session& s) {
+  auto id = core::new_id("cust");
+  pqxx::work tx{s.connection()};
+  customers::insert_customer(tx, id, test::unique("batch") + "@example.com", "Batch", "x");
+  tx.commit();
+  return id;
+}
+
+os::placement_request order_of(const std::string& customer,
+                               std::vector<std::pair<std::string, std::int64_t>> lines) {
+  os::placement_request r;
+  auto& o = r.order;
+  o.id = core::new_id("ord");
+  o.customer_id = customer;
+  o.status = model::order_status::pending_payment;
+  for (const auto& [product, qty] : lines) {
+    o.lines.push_back(model::order_line{product, "Batch widget", 500, qty, 10});
+    o.subtotal_cents += 500 * qty;
+  }
+  o.currency = "USD";
+  o.total_cents = o.subtotal_cents;
+  o.shipping_address.name = "A";
+  o.shipping_address.line1 = "L";
+  o.shipping_address.city = "C";
+  o.shipping_address.postal_code = "1";
+  o.shipping_address.country = "US";
+  o.payment_due_at_ms =
+    std::chrono::duration_cast<std::chrono::milliseconds>(
+      (std::chrono::system_clock::now() + std::chrono::minutes(15)).time_since_epoch())
+      .count();
+  return r;
+}
+
+std::vector<os::batch_outcome> place(pg_session& s, std::vector<os::placement_request>& batch) {
+  std::vector<const os::placement_request*> ptrs;
+  for (const auto& r : batch)
+    ptrs.push_back(&r);
+  pqxx::work tx{s.connection()};
+  auto out = os::place_orders(tx, ptrs);
+  tx.commit();
+  return out;
+}
+
+struct product_row {
+  std::int64_t stock, version, event_seq;
+};
+
+product_row product_now(pg_session& s, const std::string& id) {
+  pqxx::read_transaction tx{s.connection()};
+  auto r = tx.exec_params("SELECT stock, version, event_seq FROM products WHERE id = $1", id).at(0);
+  return {r[0].as<std::int64_t>(), r[1].as<std::int64_t>(), r[2].as<std::int64_t>()};
+}
+
+/// The product's stock_changed events, oldest first: (seq, stock).
+std::vector<std::pair<std::int64_t, std::int64_t>> stock_events(pg_session& s,
+                                                                const std::string& id) {
+  pqxx::read_transaction tx{s.connection()};
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (const auto& r :
+       tx.exec_params("SELECT seq, (payload->>'stock')::bigint FROM events WHERE entity = $1 "
+                      "AND type = 'stock_changed' ORDER BY seq",
+                      "product:" + id))
+    out.emplace_back(r[0].as<std::int64_t>(), r[1].as<std::int64_t>());
+  return out;
+}
+
+bool order_exists(pg_session& s, const std::string& id) {
+  pqxx::read_transaction tx{s.connection()};
+  return !tx.exec_params("SELECT 1 FROM orders WHERE id = $1", id).empty();
+}
+
+std::int64_t order_events(pg_session& s, const std::string& id) {
+  pqxx::read_transaction tx{s.connection()};
+  return tx.exec_params("SELECT count(*) FROM events WHERE entity = $1", "order:" + id)
+    .at(0)[0]
+    .as<std::int64_t>();
+}
+
+} // namespace
+
+TEST_CASE(
+  "a batch commits its good orders while a short one and a conflicting one leave no "
+  "trace",
+  "[pg][placement]") {
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto customer = new_customer(s);
+  auto plenty = new_product(s, 10);
+  auto scarce = new_product(s, 1);
+  auto before = product_now(s, plenty);
+
+  // A key already answered by an earlier order: a second order under it must not commit.
+  auto earlier = order_of(customer, {{plenty, 1}});
+  earlier.idem = os::idempotency_ref{customer, test::unique("key"), "hash-1"};
+  {
+    std::vector<os::placement_request> one{earlier};
+    REQUIRE(place(s, one).at(0).ok());
+  }
+  before = product_now(s, plenty);
+
+  std::vector<os::placement_request> batch;
+  batch.push_back(order_of(customer, {{plenty, 2}, {scarce, 1}})); // placed
+  batch.push_back(order_of(customer, {{scarce, 5}}));              // short
+  batch.push_back(order_of(customer, {{plenty, 1}}));              // idempotency conflict
+  batch.back().idem = os::idempotency_ref{customer, earlier.idem->key, "hash-1"};
+  batch.push_back(order_of(customer, {{plenty, 3}})); // placed
+  batch.back().idem = os::idempotency_ref{customer, test::unique("key"), "hash-2"};
+  auto out = place(s, batch);
+  REQUIRE(out.size() == 4);
+
+  CHECK(out[0].ok());
+  CHECK(out[1].placed.short_products == std::vector<std::string>{scarce});
+  REQUIRE(out[2].failed);
+  CHECK(out[2].failed->code == errc::conflict);
+  CHECK(out[3].ok());
+
+  // The stock after each placed order, with versions one apart.
+  REQUIRE(out[0].placed.changes.size() == 2);
+  CHECK(out[0].placed.changes[0].product_id == std::min(plenty, scarce));
+  for (const auto& c : out[0].placed.changes)
+    if (c.product_id == plenty) {
+      CHECK(c.stock == before.stock - 2);
+      CHECK(c.version == before.version + 1);
+    } else {
+      CHECK(c.stock == 0);
+    }
+  REQUIRE(out[3].placed.changes.size() == 1);
+  CHECK(out[3].placed.changes[0].stock == before.stock - 5);
+  CHECK(out[3].placed.changes[0].version == before.version + 2);
+  CHECK(out[3].placed.stored.version == 1);
+  CHECK(out[3].placed.stored.created_at_ms > 0);
+
+  auto now = product_now(s, plenty);
+  CHECK(now.stock == before.stock - 5);
+  CHECK(now.version == before.version + 2);
+  CHECK(now.event_seq == before.event_seq + 2);
+  CHECK(product_now(s, scarce).stock == 0);
+
+  // One stock_changed event per placed order, dense seqs, each with the stock after it.
+  auto events = stock_events(s, plenty);
+  REQUIRE(events.size() >= 2);
+  CHECK(events[events.size() - 2] == std::make_pair(before.event_seq + 1, before.stock - 2));
+  CHECK(events.back() == std::make_pair(before.event_seq + 2, before.stock - 5));
+  CHECK(stock_events(s, scarce).size() == 1);
+
+  CHECK(order_exists(s, batch[0].order.id));
+  CHECK_FALSE(order_exists(s, batch[1].order.id));
+  CHECK_FALSE(order_exists(s, batch[2].order.id));
+  CHECK(order_exists(s, batch[3].order.id));
+  CHECK(order_events(s, batch[0].order.id) == 1);
+  CHECK(order_events(s, batch[2].order.id) == 0);
+
+  // The key of the placed order replays it as placed, with its row's version and timestamps.
+  pqxx::read_transaction tx{s.connection()};
+  auto replay = os::find_idempotent(tx, customer, batch[3].idem->key);
+  REQUIRE(replay);
+  REQUIRE(replay->placed);
+  CHECK(replay->placed->id == batch[3].order.id);
+  CHECK(replay->placed->version == 1);
+  CHECK(replay->placed->created_at_ms == out[3].placed.stored.created_at_ms);
+  auto first = os::find_idempotent(tx, customer, earlier.idem->key);
+  REQUIRE(first);
+  REQUIRE(first->placed);
+  CHECK(first->placed->id == earlier.order.id);
+}
+
+TEST_CASE("orders of one product that do not fit together are placed one by one while they fit",
+          "[pg][placement]") {
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto customer = new_customer(s);
+  auto hot = new_product(s, 5);
+  auto before = product_now(s, hot);
+  std::vector<os::placement_request> batch;
+  for (auto qty : {3, 3, 2, 1})
+    batch.push_back(order_of(customer, {{hot, qty}}));
+  auto out = place(s, batch);
+  REQUIRE(out.size() == 4);
+  CHECK(out[0].ok());
+  CHECK(out[1].placed.short_products == std::vector<std::string>{hot});
+  CHECK(out[2].ok());
+  CHECK_FALSE(out[3].ok()); // nothing left
+  CHECK(out[0].placed.changes.at(0).stock == 2);
+  CHECK(out[2].placed.changes.at(0).stock == 0);
+  auto now = product_now(s, hot);
+  CHECK(now.stock == 0);
+  CHECK(now.version == before.version + 2);
+  auto events = stock_events(s, hot);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0] == std::make_pair(before.event_seq + 1, std::int64_t{2}));
+  CHECK(events[1] == std::make_pair(before.event_seq + 2, std::int64_t{0}));
+}
+
+TEST_CASE(
+  "a batch counts the unpaid orders placed before it in the same batch, and a stale "
+  "cart fails only its own order",
+  "[pg][placement]") {
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto capped = new_customer(s);
+  auto other = new_customer(s);
+  auto product = new_product(s, 50);
+  model::cart cart;
+  {
+    pqxx::work tx{s.connection()};
+    cart = carts::insert_cart(tx, core::new_id("cart"), other, 3600);
+    tx.commit();
+  }
+  std::vector<os::placement_request> batch;
+  for (int i = 0; i < 3; ++i) {
+    batch.push_back(order_of(capped, {{product, 1}}));
+    batch.back().max_open_unpaid = 2;
+  }
+  batch.push_back(order_of(other, {{product, 1}}));
+  batch.back().cart_id = cart.id;
+  batch.back().cart_version = cart.version + 1; // another actor changed it since
+  batch.push_back(order_of(other, {{product, 1}}));
+  batch.back().cart_id = cart.id;
+  batch.back().cart_version = cart.version;
+  auto out = place(s, batch);
+  CHECK(out[0].ok());
+  CHECK(out[1].ok());
+  CHECK(out[2].placed.over_unpaid_cap);
+  CHECK(out[2].placed.open_unpaid == 2);
+  REQUIRE(out[3].failed);
+  CHECK(out[3].failed->code == errc::conflict);
+  CHECK(out[4].ok());
+  CHECK(product_now(s, product).stock == 47);
+  pqxx::read_transaction tx{s.connection()};
+  CHECK(carts::find_cart(tx, cart.id).value().order_id == batch[4].order.id);
+}
