@@ -15,6 +15,8 @@
 
 namespace emporium::actors {
 
+class product_registry;
+
 /// Owned by the runtime; outlives every actor.
 struct entity_env {
   db_pool* pool = nullptr;
@@ -28,6 +30,8 @@ struct entity_env {
   /// A stock hold not confirmed or released within this time is given back (its order died).
   caf::timespan hold_ttl = std::chrono::seconds(30);
   caf::actor_addr manager; ///< the manager that spawned this entity (set by its factory)
+  /// The node's product snapshots: product actors publish there, orders update the stock.
+  product_registry* snapshots = nullptr;
 };
 
 inline std::int64_t now_ms() {

@@ -2,6 +2,7 @@
 
 #include "actors/order_logic.hpp"
 #include "actors/placement_committer.hpp"
+#include "actors/product_snapshot.hpp"
 #include "persistence/order_store.hpp"
 #include "persistence/search_store.hpp"
 
@@ -29,9 +30,14 @@ std::vector<model::stock_level> levels(const std::vector<os::stock_change>& chan
 
 void publish_stock(const entity_env& env, const std::string& order_id,
                    const std::vector<model::stock_level>& stock) {
-  for (const auto& s : stock)
+  for (const auto& s : stock) {
+    // The node's older snapshot is withheld first: a read after this order's answer goes to the
+    // product actor, behind this message, until the actor publishes the new stock.
+    if (env.snapshots)
+      env.snapshots->withhold(s.product_id, s.version);
     caf::anon_send(env.dir->products(s.product_id),
                    product_stock{s.product_id, order_id, s.stock, s.version});
+  }
 }
 
 void publish_points(const entity_env& env, const model::order_change& ch) {

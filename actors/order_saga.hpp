@@ -35,7 +35,10 @@ void catalog_changed_by(persistence::backend& b,
 std::vector<model::stock_level> levels(
   const std::vector<persistence::order_store::stock_change>& changes);
 
-/// Tells each product its committed stock.
+/// Tells each product its committed stock: withholds this node's older product snapshot at once,
+/// then sends the product actor its stock message. Call it after the commit and before the order's
+/// answer, with the absolute stock and row version the commit returned, so that a read after the
+/// answer shows the new stock.
 void publish_stock(const entity_env& env, const std::string& order_id,
                    const std::vector<model::stock_level>& stock);
 

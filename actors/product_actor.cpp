@@ -29,6 +29,8 @@ caf::error not_found(const std::string& id) {
 product_entity_actor::behavior_type product_entity(
   product_entity_actor::stateful_pointer<product_state> self, entity_env env, std::string id) {
   self->state.id = id;
+  self->state.registry = env.snapshots;
+  self->state.owner = self->id();
   // Awaited: no message is handled before the state is known. A failed load stops the actor;
   // its mailbox is bounced with the reason, and the next message re-activates it.
   auto reload = [self, env] {
@@ -40,8 +42,8 @@ product_entity_actor::behavior_type product_entity(
                          env.db_timeout))
       .await(
         [self, env](std::optional<model::product>& p) {
-          self->state.product = std::move(p);
-          if (!self->state.product)
+          self->state.set(std::move(p));
+          if (!self->state.product())
             self->send(self, absent_atom_v);
         },
         [self](caf::error& err) { self->quit(std::move(err)); });
@@ -54,7 +56,8 @@ product_entity_actor::behavior_type product_entity(
     self->request(env.pool->for_key(id), env.db_timeout, make_job(std::move(write), env.db_timeout))
       .await(
         [self, rp](model::product& p) mutable {
-          self->state.product = p;
+          // Published before the answer: a read after it sees this version.
+          self->state.set(p);
           rp.deliver(std::move(p));
         },
         [self, rp, reload](caf::error& err) mutable {
@@ -69,13 +72,14 @@ product_entity_actor::behavior_type product_entity(
 
   return {
     [self](const product_read&) -> caf::result<model::product> {
-      if (!self->state.product)
+      const auto* p = self->state.product();
+      if (!p)
         return not_found(self->state.id);
-      return *self->state.product;
+      return *p;
     },
     [self, commit](product_create& msg) -> caf::result<model::product> {
       auto& draft = msg.draft;
-      if (self->state.product)
+      if (self->state.product())
         return make_domain_error(errc::conflict, "product " + self->state.id + " exists");
       auto candidate = product_logic::from_draft(self->state.id, draft);
       if (auto errs = product_logic::check(candidate); !errs.empty())
@@ -94,9 +98,9 @@ product_entity_actor::behavior_type product_entity(
     [self, commit](product_update& msg) -> caf::result<model::product> {
       const auto& patch = msg.patch;
       const auto expected_version = msg.expected_version;
-      if (!self->state.product)
+      if (!self->state.product())
         return not_found(self->state.id);
-      const auto& current = *self->state.product;
+      const auto& current = *self->state.product();
       if (!product_logic::version_matches(current, expected_version))
         return make_domain_error(errc::precondition_failed,
                                  "the product changed since the given ETag");
@@ -139,9 +143,9 @@ product_entity_actor::behavior_type product_entity(
       const auto& order_id = msg.order_id;
       const auto quantity = msg.quantity;
       auto& st = self->state;
-      if (!st.product)
+      if (!st.product())
         return not_found(st.id);
-      const auto& p = *st.product;
+      const auto& p = *st.product();
       auto terms = model::reservation{p.name, p.price_cents, p.currency, p.weight_grams};
       if (st.held.count(order_id))
         return terms; // a repeated request for the same order holds nothing more
@@ -172,15 +176,21 @@ product_entity_actor::behavior_type product_entity(
       }
       // Absolute values with the row's version: late or repeated messages cannot move the
       // state backwards.
-      if (st.product && msg.version > st.product->version) {
-        st.product->stock = msg.stock;
-        st.product->version = msg.version;
+      const auto* p = st.product();
+      if (p && msg.version > p->version) {
+        auto next = *p;
+        next.stock = msg.stock;
+        next.version = msg.version;
+        st.set(std::move(next));
+      } else {
+        st.publish();
       }
     },
     [self](const product_crash&) -> bool {
       throw std::runtime_error("forced failure of product " + self->state.id);
     },
-    absent_handler(self, env, [self] { return !self->state.product && self->state.held.empty(); }),
+    absent_handler(self, env,
+                   [self] { return !self->state.product() && self->state.held.empty(); }),
     passivate_handler(self),
   };
 }

@@ -9,14 +9,43 @@
 ///   message.
 
 #include "actors/entity_env.hpp"
+#include "actors/product_snapshot.hpp"
 
 #include <map>
 
 namespace emporium::actors {
 
 struct product_state {
+  product_state() = default;
+  product_state(const product_state&) = delete;
+  product_state& operator=(const product_state&) = delete;
+  /// Withdraws the published snapshot: the actor stops (passivation, crash, absent, shutdown).
+  ~product_state() {
+    if (registry)
+      registry->remove(id, owner);
+  }
+
+  /// The product as of its last committed change, or null (no such product). Shared with the
+  /// node's registry, never changed: a change makes a new snapshot (`set`).
+  const model::product* product() const { return snap ? &snap->product : nullptr; }
+
+  /// Makes `p` the current state and publishes it; nothing (absent) when `p` is empty. When
+  /// this returns, readers on any thread see the new state.
+  void set(std::optional<model::product> p) {
+    snap = p ? std::make_shared<const product_snapshot>(std::move(*p)) : nullptr;
+    publish();
+  }
+  /// Publishes the current state again (a stock message that changed nothing here may follow
+  /// an order that withheld the snapshot until this actor caught up).
+  void publish() {
+    if (registry && snap)
+      registry->publish(snap, owner);
+  }
+
   std::string id;
-  std::optional<model::product> product;
+  snapshot_ptr snap;
+  product_registry* registry = nullptr;
+  std::uint64_t owner = 0; ///< this activation, in the registry
   /// Stock held for orders being placed: order id → quantity. Held stock is not available to
   /// other orders; it becomes a committed decrement (stock message) or is given back.
   std::map<std::string, std::int64_t> held;

@@ -32,6 +32,8 @@ runtime_stats runtime::stats() const {
                       c.crashes.load()};
   };
   s.products = snapshot(*impl_->product_counters);
+  s.product_snapshots = impl_->snapshots.size();
+  s.product_snapshot_reads = impl_->snapshot_reads.load(std::memory_order_relaxed);
   s.customers = snapshot(*impl_->customer_counters);
   s.carts = snapshot(*impl_->cart_counters);
   s.orders = snapshot(*impl_->order_counters);

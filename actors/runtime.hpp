@@ -6,6 +6,7 @@
 /// answer or a failure. A request that no actor answers within the deadline fails with
 /// errc::timeout; an entity that died fails with errc::unavailable.
 
+#include "actors/product_snapshot.hpp"
 #include "config/settings.hpp"
 #include "core/commerce_model.hpp"
 #include "core/feed.hpp"
@@ -74,6 +75,8 @@ struct feed_stats {
 
 struct runtime_stats {
   kind_stats products;
+  std::int64_t product_snapshots = 0;      ///< published by the active product actors
+  std::int64_t product_snapshot_reads = 0; ///< reads answered from a snapshot
   kind_stats customers;
   kind_stats carts;
   kind_stats orders;
@@ -103,6 +106,9 @@ class runtime {
   // -- products -------------------------------------------------------------------------------
 
   void get_product(std::string id, callback<model::product> cb);
+  /// The product's current snapshot when its actor is active on this node and this node serves
+  /// the key now; else null (ask get_product). Any thread, no actor message.
+  snapshot_ptr current_product(const std::string& id) const;
   /// Creates a product under a new id.
   void create_product(model::product_draft draft, callback<model::product> cb);
   /// Applies `patch` if the product is still at `expected_version` (0: any version).

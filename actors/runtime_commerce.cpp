@@ -154,6 +154,7 @@ void runtime::impl::start_commerce() {
   env.db_timeout = db_timeout;
   env.call_timeout = std::chrono::milliseconds(settings.http.request_timeout_ms * 4 / 5);
   env.payment_workers = &payments;
+  env.snapshots = &snapshots;
   dir.add_local_customers(spawn_manager<customer_actor>(
     sys, managed("customer", entity_factory_of(customer_entity, env), customer_counters)));
   dir.add_local_carts(spawn_manager<cart_actor>(

@@ -6,6 +6,7 @@
 #include "actors/db_pool.hpp"
 #include "actors/directory.hpp"
 #include "actors/manager.hpp"
+#include "actors/product_snapshot.hpp"
 #include "actors/runtime.hpp"
 
 #include <spdlog/spdlog.h>
@@ -192,6 +193,11 @@ struct runtime::impl {
   }
 
   config::settings settings;
+  /// Before the actor system: product actors withdraw their snapshots as they stop, until the
+  /// system is gone.
+  product_registry snapshots;
+  std::atomic<std::int64_t> snapshot_reads{
+    0}; ///< answered from `snapshots` (runtime::current_product)
   detail::system_config cfg;
   caf::actor_system sys;
   db_pool pool;

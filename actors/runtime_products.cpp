@@ -9,12 +9,25 @@ void runtime::impl::start_products() {
   entity_env env;
   env.pool = &pool;
   env.db_timeout = db_timeout;
+  env.snapshots = &snapshots;
   dir.add_local_products(spawn_manager<product_actor>(
     sys, managed("product", entity_factory_of(product_entity, env), product_counters)));
 }
 
 void runtime::get_product(std::string id, callback<model::product> cb) {
   impl_->ask(impl_->dir.products(id), product_read{id}, std::move(cb));
+}
+
+snapshot_ptr runtime::current_product(const std::string& id) const {
+  // In a cluster only the owner's snapshots are current: a node that lost its lease, or whose
+  // ring sends the key elsewhere, answers through the owner instead.
+  const auto& dir = impl_->dir;
+  if (dir.clustered() && (!dir.serving() || dir.elsewhere(id)))
+    return nullptr;
+  auto snap = impl_->snapshots.find(id);
+  if (snap)
+    impl_->snapshot_reads.fetch_add(1, std::memory_order_relaxed);
+  return snap;
 }
 
 void runtime::create_product(model::product_draft draft, callback<model::product> cb) {

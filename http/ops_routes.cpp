@@ -35,6 +35,13 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
            kind::counter, &actors::kind_stats::passivations);
   per_kind("emporium_actor_crashes_total", "Entity actors that failed, by kind", kind::counter,
            &actors::kind_stats::crashes);
+  w.header("emporium_product_snapshots",
+           "Product snapshots published by the active product actors of this node", kind::gauge);
+  w.sample("emporium_product_snapshots", {}, static_cast<double>(s.product_snapshots));
+  w.header("emporium_product_snapshot_reads_total",
+           "Product reads answered from a snapshot, without an actor message", kind::counter);
+  w.sample("emporium_product_snapshot_reads_total", {},
+           static_cast<double>(s.product_snapshot_reads));
 
   w.header("emporium_db_pool_connections", "PostgreSQL worker connections in the pool",
            kind::gauge);

@@ -51,20 +51,38 @@ void get_products(app& a, const request&, const path_params&, const query_args& 
   a.runtime.list_products(std::move(q), on_strand<model::product_page>(respond, answer));
 }
 
+actors::product_snapshot::encoding encode_snapshot(const model::product& p) {
+  return {codec::encode(p), codec::etag(p.version)};
+}
+
+response not_modified(std::string etag) {
+  response res;
+  res.status = 304;
+  res.content_type.clear();
+  res.header("ETag", std::move(etag));
+  return res;
+}
+
 void get_product(app& a, const request& req, const path_params& params, const query_args&,
                  responder respond) {
   const auto& id = params["id"];
+  // An active product on the node that serves it: its snapshot answers here, on this thread,
+  // encoded once per version.
+  if (auto snap = a.runtime.current_product(id)) {
+    const auto& enc = snap->encoded(&encode_snapshot);
+    auto inm = req.header("if-none-match");
+    if (!inm.empty() && etag_list_contains(inm, snap->product.version))
+      return respond(not_modified(enc.etag));
+    auto res = json_response(200, enc.body);
+    res.header("ETag", enc.etag);
+    return respond(std::move(res));
+  }
   std::string if_none_match{req.header("if-none-match")};
   auto answer = [if_none_match](result<model::product>& r) {
     if (!r)
       return problem(r.error());
-    if (!if_none_match.empty() && etag_list_contains(if_none_match, r->version)) {
-      response res;
-      res.status = 304;
-      res.content_type.clear();
-      res.header("ETag", codec::etag(r->version));
-      return res;
-    }
+    if (!if_none_match.empty() && etag_list_contains(if_none_match, r->version))
+      return not_modified(codec::etag(r->version));
     return product_response(200, *r);
   };
   a.runtime.get_product(id, on_strand<model::product>(respond, answer));
