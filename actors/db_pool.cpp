@@ -173,11 +173,17 @@ const caf::actor* db_pool::any_within(int limit) const {
   return &best->handle;
 }
 
-void db_pool::stop() {
-  for (auto& w : workers_)
+std::vector<caf::actor> db_pool::stop() {
+  std::vector<caf::actor> stopped;
+  for (auto& w : workers_) {
     caf::anon_send_exit(w.handle, caf::exit_reason::user_shutdown);
-  for (auto& [key, h] : fake_workers_)
+    stopped.push_back(w.handle);
+  }
+  for (auto& [key, h] : fake_workers_) {
     caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+    stopped.push_back(h);
+  }
+  return stopped;
 }
 
 } // namespace emporium::actors

@@ -63,8 +63,8 @@ class db_pool {
   /// refused (503) rather than queued without bound.
   const caf::actor* any_within(int limit) const;
 
-  /// Sends each worker an exit message.
-  void stop();
+  /// Sends each worker an exit message; returns them, for a caller that waits for their end.
+  std::vector<caf::actor> stop();
 
   const pool_counters& counters() const { return *counters_; }
   pool_counters& counters() { return *counters_; }
