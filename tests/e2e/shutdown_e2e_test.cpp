@@ -76,9 +76,10 @@ TEST_CASE(
   "shutdown: SIGTERM with 20,000 active product actors exits 0, and a fresh start sees every "
   "acknowledged write",
   "[e2e][shutdown]") {
-  auto ids = insert_products(active_products);
-  // No passivation during the test: every actor activated stays active.
+  // No passivation during the test: every actor activated stays active. Started first: it
+  // migrates the database the products go into.
   server_process srv{{{"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "3600"}, {"EMPORIUM_LOG_LEVEL", "info"}}};
+  auto ids = insert_products(active_products);
 
   // Activates every product: pipelined GETs on one connection.
   http_client c{srv.host(), srv.port(), milliseconds(60'000)};
