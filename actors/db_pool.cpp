@@ -185,15 +185,23 @@ const caf::actor* db_pool::placer() const {
   return &placer_;
 }
 
-void db_pool::stop() {
+std::vector<caf::actor> db_pool::stop() {
   // Once stopping, no committer is spawned any more.
   std::call_once(placer_once_, [] {});
-  if (placer_)
+  std::vector<caf::actor> stopped;
+  if (placer_) {
     caf::anon_send_exit(placer_, caf::exit_reason::user_shutdown);
-  for (auto& w : workers_)
+    stopped.push_back(placer_);
+  }
+  for (auto& w : workers_) {
     caf::anon_send_exit(w.handle, caf::exit_reason::user_shutdown);
-  for (auto& [key, h] : fake_workers_)
+    stopped.push_back(w.handle);
+  }
+  for (auto& [key, h] : fake_workers_) {
     caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+    stopped.push_back(h);
+  }
+  return stopped;
 }
 
 } // namespace emporium::actors

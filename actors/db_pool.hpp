@@ -69,8 +69,9 @@ class db_pool {
   /// tests (their jobs then place each order alone).
   const caf::actor* placer() const;
 
-  /// Sends each worker (and the committer) an exit message.
-  void stop();
+  /// Sends each worker (and the committer) an exit message; returns them, for a caller that
+  /// waits for their end.
+  std::vector<caf::actor> stop();
 
   const pool_counters& counters() const { return *counters_; }
   pool_counters& counters() { return *counters_; }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <memory>
+#include <type_traits>
 
 namespace emporium::actors {
 
@@ -82,14 +83,32 @@ auto passivate_handler(Self* self) {
   return [self](passivate_atom) { self->quit(); };
 }
 
-/// The factory a manager spawns entities of kind `fn` with: each gets `env` with its manager.
+/// An environment shared by every entity of a kind, for entities that take theirs this way: one
+/// copy instead of one per entity (and per handler that captures it), alive while any of them is.
+using shared_env = std::shared_ptr<const entity_env>;
+
+/// The factory a manager spawns entities of kind `fn` with: each gets `env` with its manager,
+/// as a copy of its own, or as the kind's shared_env when `fn` takes one.
 template <class Fn>
 entity_factory entity_factory_of(Fn fn, entity_env env) {
-  return [fn, env](caf::local_actor* self, const std::string& key) {
-    auto own = env;
-    own.manager = self->address();
-    return caf::actor_cast<caf::actor>(self->spawn(fn, own, key));
-  };
+  if constexpr (std::is_invocable_v<Fn, std::nullptr_t, shared_env, std::string>) {
+    // Made by the first call, when the manager (the caller) is known; only it calls this.
+    return
+      [fn, env, shared = shared_env{}](caf::local_actor* self, const std::string& key) mutable {
+        if (!shared) {
+          auto own = env;
+          own.manager = self->address();
+          shared = std::make_shared<const entity_env>(std::move(own));
+        }
+        return caf::actor_cast<caf::actor>(self->spawn(fn, shared, key));
+      };
+  } else {
+    return [fn, env](caf::local_actor* self, const std::string& key) {
+      auto own = env;
+      own.manager = self->address();
+      return caf::actor_cast<caf::actor>(self->spawn(fn, own, key));
+    };
+  }
 }
 
 } // namespace emporium::actors

@@ -20,27 +20,28 @@ using detail::manager_state;
 manager_entry& activate(caf::scheduled_actor* self, manager_state& st, const std::string& key) {
   auto handle = st.cfg.make(self, key);
   self->monitor(handle);
-  st.keys[handle.address()] = key;
   st.cfg.counters->activations.fetch_add(1, std::memory_order_relaxed);
   st.cfg.counters->active.fetch_add(1, std::memory_order_relaxed);
-  auto& e = st.entities[key];
+  auto [it, inserted] = st.entities.try_emplace(key);
+  auto& e = it->second;
+  st.keys[handle.id()] = &it->first;
   e.handle = std::move(handle);
   e.last_used = self->clock().now();
-  e.stopping = false;
+  e.held.reset();
   return e;
 }
 
 void on_down(caf::scheduled_actor* self, manager_state& st, const caf::down_msg& dm) {
-  auto k = st.keys.find(dm.source);
+  auto k = st.keys.find(dm.source.id());
   if (k == st.keys.end())
     return;
-  auto key = std::move(k->second);
+  auto e = st.entities.find(*k->second);
   st.keys.erase(k);
   st.cfg.counters->active.fetch_sub(1, std::memory_order_relaxed);
-  auto e = st.entities.find(key);
   if (e == st.entities.end())
     return;
-  if (e->second.stopping) {
+  auto key = e->first;
+  if (e->second.stopping()) {
     st.cfg.counters->passivations.fetch_add(1, std::memory_order_relaxed);
   } else if (dm.reason && dm.reason != caf::exit_reason::normal) {
     st.cfg.counters->crashes.fetch_add(1, std::memory_order_relaxed);
@@ -50,8 +51,9 @@ void on_down(caf::scheduled_actor* self, manager_state& st, const caf::down_msg&
   st.entities.erase(e);
   // Messages that waited for the old activation go to a fresh one, in arrival order (or to
   // the key's new owner, when the entity passivated because it moved).
-  for (auto& [rp, msg] : held)
-    detail::dispatch(self, st, key, rp, std::move(msg));
+  if (held)
+    for (auto& [rp, msg] : *held)
+      detail::dispatch(self, st, key, rp, std::move(msg));
 }
 
 /// Delivers `msg` to the entity `key` on this node (activating it), or holds it while that
@@ -60,8 +62,8 @@ void hand_to_entity(caf::scheduled_actor* self, manager_state& st, const std::st
                     caf::response_promise& rp, caf::message msg) {
   auto it = st.entities.find(key);
   manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key);
-  if (e->stopping) {
-    e->held.emplace_back(rp, std::move(msg));
+  if (e->stopping()) {
+    e->held->emplace_back(rp, std::move(msg));
     return;
   }
   e->last_used = self->clock().now();
@@ -77,7 +79,7 @@ bool from_other_node(caf::scheduled_actor* self) {
 /// From now on messages for the entity are held; the passivate message reaches it after every
 /// message delegated to it before, so those are still answered.
 void passivate(manager_entry& e) {
-  e.stopping = true;
+  e.held = std::make_unique<detail::held_messages>();
   caf::anon_send(e.handle, passivate_atom_v);
 }
 
@@ -133,10 +135,24 @@ void dispatch(caf::scheduled_actor* self, manager_state& st, const std::string& 
 }
 
 void on_sweep(caf::scheduled_actor* self, manager_state& st) {
+  // A bounded slice of the table per message turn, so that a sweep over a million entities does
+  // not hold the scheduler thread for tens of milliseconds: the next slice is a message queued
+  // behind whatever arrived meanwhile. Buckets are visited by index; a rehash between slices
+  // may make an entity wait for the next sweep, never passivate one that is in use.
+  constexpr std::size_t buckets_per_turn = 4096;
   auto now = self->clock().now();
-  for (auto& [key, e] : st.entities)
-    if (!e.stopping && now - e.last_used >= st.cfg.idle)
-      passivate(e);
+  const auto buckets = st.entities.bucket_count();
+  const auto end = std::min(buckets, st.sweep_bucket + buckets_per_turn);
+  for (auto b = st.sweep_bucket; b < end; ++b)
+    for (auto it = st.entities.begin(b); it != st.entities.end(b); ++it)
+      if (!it->second.stopping() && now - it->second.last_used >= st.cfg.idle)
+        passivate(it->second);
+  if (end < buckets) {
+    st.sweep_bucket = end;
+    caf::anon_send(caf::actor_cast<caf::actor>(self), sweep_atom_v);
+    return;
+  }
+  st.sweep_bucket = 0;
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), st.period, sweep_atom_v);
 }
 
@@ -144,14 +160,14 @@ void on_rebalance(manager_state& st) {
   if (!st.cfg.elsewhere)
     return;
   for (auto& [key, e] : st.entities)
-    if (!e.stopping && st.cfg.elsewhere(key))
+    if (!e.stopping() && st.cfg.elsewhere(key))
       passivate(e);
 }
 
 void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity) {
   // Only the current activation counts: a report from one already replaced is stale.
   auto it = st.entities.find(key);
-  if (it != st.entities.end() && !it->second.stopping && it->second.handle.address() == entity)
+  if (it != st.entities.end() && !it->second.stopping() && it->second.handle.address() == entity)
     passivate(it->second);
 }
 

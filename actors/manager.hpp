@@ -57,19 +57,28 @@ using manager_actor = typename Interface::template extend<
 
 namespace detail {
 
+/// Messages that arrived while an entity was passivating, with their promises.
+using held_messages = std::vector<std::pair<caf::response_promise, caf::message>>;
+
+/// One active entity. Kept small: a node holds a million of them.
 struct manager_entry {
   caf::actor handle;
   caf::actor_clock::time_point last_used;
-  bool stopping = false;
-  /// Messages that arrived while the entity was passivating, with their promises.
-  std::vector<std::pair<caf::response_promise, caf::message>> held;
+  /// Set exactly while the entity is passivating (stopping): the messages held for the next
+  /// activation.
+  std::unique_ptr<held_messages> held;
+  bool stopping() const { return held != nullptr; }
 };
 
 struct manager_state {
   manager_config cfg;
+  /// Every entity alive (or passivating) on this node, by key: the one place its key is kept.
   std::unordered_map<std::string, manager_entry> entities;
-  std::unordered_map<caf::actor_addr, std::string> keys;
-  caf::timespan period{}; ///< of the sweep
+  /// The key of each entity actor, for its down message: points at the key in `entities`
+  /// (node-based, so the pointer stays valid until that entry is erased).
+  std::unordered_map<caf::actor_id, const std::string*> keys;
+  caf::timespan period{};       ///< of the sweep
+  std::size_t sweep_bucket = 0; ///< where the sweep in progress goes on
   static inline const char* name = "entity_manager";
 };
 

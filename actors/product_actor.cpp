@@ -27,19 +27,22 @@ caf::error not_found(const std::string& id) {
 } // namespace
 
 product_entity_actor::behavior_type product_entity(
-  product_entity_actor::stateful_pointer<product_state> self, entity_env env, std::string id) {
+  product_entity_actor::stateful_pointer<product_state> self, shared_env shared, std::string id) {
   self->state.id = id;
-  self->state.registry = env.snapshots;
+  // The handlers capture a plain pointer: the state keeps the environment alive.
+  const entity_env* env = shared.get();
+  self->state.env = std::move(shared);
+  self->state.registry = env->snapshots;
   self->state.owner = self->id();
   // Awaited: no message is handled before the state is known. A failed load stops the actor;
   // its mailbox is bounced with the reason, and the next message re-activates it.
   auto reload = [self, env] {
     auto id = self->state.id;
     self
-      ->request(env.pool->for_key(id), env.db_timeout,
+      ->request(env->pool->for_key(id), env->db_timeout,
                 make_job([id](persistence::backend& b)
                            -> result<std::optional<model::product>> { return ps::load(b, id); },
-                         env.db_timeout))
+                         env->db_timeout))
       .await(
         [self, env](std::optional<model::product>& p) {
           self->state.set(std::move(p));
@@ -53,7 +56,9 @@ product_entity_actor::behavior_type product_entity(
   // Runs `write` on this entity's worker and blocks other messages until it answered.
   auto commit = [self, env, reload](auto write, caf::typed_response_promise<model::product> rp) {
     auto id = self->state.id;
-    self->request(env.pool->for_key(id), env.db_timeout, make_job(std::move(write), env.db_timeout))
+    self
+      ->request(env->pool->for_key(id), env->db_timeout,
+                make_job(std::move(write), env->db_timeout))
       .await(
         [self, rp](model::product& p) mutable {
           // Published before the answer: a read after it sees this version.
@@ -158,7 +163,7 @@ product_entity_actor::behavior_type product_entity(
           st.id + " has " + std::to_string(std::max<std::int64_t>(0, available)) + " available");
       st.held.emplace(order_id, quantity);
       st.held_total += quantity;
-      self->delayed_send(self, env.hold_ttl, product_release{st.id, order_id});
+      self->delayed_send(self, env->hold_ttl, product_release{st.id, order_id});
       return terms;
     },
     [self](const product_release& msg) {
@@ -189,7 +194,7 @@ product_entity_actor::behavior_type product_entity(
     [self](const product_crash&) -> bool {
       throw std::runtime_error("forced failure of product " + self->state.id);
     },
-    absent_handler(self, env,
+    absent_handler(self, *env,
                    [self] { return !self->state.product() && self->state.held.empty(); }),
     passivate_handler(self),
   };

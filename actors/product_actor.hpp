@@ -50,10 +50,11 @@ struct product_state {
   /// other orders; it becomes a committed decrement (stock message) or is given back.
   std::map<std::string, std::int64_t> held;
   std::int64_t held_total = 0;
+  shared_env env; ///< the product kind's environment, one copy for every product actor
   static inline const char* name = "product";
 };
 
 product_entity_actor::behavior_type product_entity(
-  product_entity_actor::stateful_pointer<product_state> self, entity_env env, std::string id);
+  product_entity_actor::stateful_pointer<product_state> self, shared_env env, std::string id);
 
 } // namespace emporium::actors

@@ -7,6 +7,12 @@ namespace emporium::actors {
 runtime::runtime(const config::settings& s) : impl_(std::make_unique<impl>(s)) {}
 
 runtime::~runtime() {
+  if (impl_->entities_left) {
+    // stop_for_exit left the entity actors running: the actor system's destructor would wait
+    // for them. The process is ending; its memory goes with it.
+    static_cast<void>(impl_.release());
+    return;
+  }
   shutdown();
 }
 
@@ -94,6 +100,20 @@ std::string runtime::owner_of(const std::string& id) const {
 
 void runtime::shutdown() {
   impl_->shutdown();
+}
+
+bool runtime::stop_for_exit(std::int64_t teardown_limit) {
+  const auto active = impl_->product_counters->active.load()
+                      + impl_->customer_counters->active.load()
+                      + impl_->cart_counters->active.load() + impl_->order_counters->active.load();
+  if (active <= teardown_limit) {
+    impl_->shutdown();
+    return true;
+  }
+  impl_->stop_all_but_entities();
+  spdlog::info("workers and services stopped; {} entity actors left to the end of the process",
+               active);
+  return false;
 }
 
 } // namespace emporium::actors

@@ -192,6 +192,41 @@ struct runtime::impl {
     sys.await_all_actors_done();
   }
 
+  /// runtime::stop_for_exit with many entities: stops every actor that is not an entity or a
+  /// manager and waits for them (at most db_timeout: a worker finishes the job in hand first).
+  /// The managers stay, idle: nothing sends them work any more.
+  void stop_all_but_entities() {
+    if (stopped.exchange(true))
+      return;
+    entities_left = true;
+    std::vector<caf::actor> stopping = services;
+    if (dir.refuser())
+      stopping.push_back(caf::actor_cast<caf::actor>(dir.refuser()));
+    stopping.insert(stopping.end(), bridges.begin(), bridges.end());
+    for (auto* p : {&pool, &signups, &logins, &search, &payments}) {
+      auto workers = p->stop();
+      stopping.insert(stopping.end(), workers.begin(), workers.end());
+    }
+    stop_feeds();
+    caf::scoped_actor self{sys};
+    for (auto& a : stopping) {
+      self->monitor(a);
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+    auto left = stopping.size();
+    const auto until = std::chrono::steady_clock::now() + db_timeout;
+    while (left > 0) {
+      auto now = std::chrono::steady_clock::now();
+      if (now >= until) {
+        spdlog::warn("{} actors still running {} ms after the stop; exiting anyway", left,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(db_timeout).count());
+        break;
+      }
+      self->receive([&](caf::down_msg&) { --left; },
+                    caf::after(until - now) >> [] { /* the loop checks the deadline */ });
+    }
+  }
+
   config::settings settings;
   /// Before the actor system: product actors withdraw their snapshots as they stop, until the
   /// system is gone.
@@ -226,6 +261,9 @@ struct runtime::impl {
   std::vector<caf::actor> bridges;
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stopped{false};
+  /// Set by stop_all_but_entities: the entity actors still run, and only the process's end
+  /// may follow.
+  bool entities_left = false;
 };
 
 } // namespace emporium::actors

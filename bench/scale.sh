@@ -2,7 +2,7 @@
 # bench/scale.sh: memory per active product actor, and passivation giving it back.
 #
 #   bench/scale.sh [--products N] [--idle-timeout S] [--connections N] [--out DIR] [--keep]
-#                  [--malloc-trim-threshold BYTES]
+#                  [--malloc-trim-threshold BYTES] [--sigterm]
 #
 # Starts its own PostgreSQL, Redis and a Release build of Emporium (like compare.sh), seeds N
 # products (default 1,000,000), starts the server with EMPORIUM_ACTORS_IDLE_TIMEOUT_S=S, then:
@@ -11,7 +11,9 @@
 #      (emporium-bench --scenario product-get --once);
 #   3. RSS after, and the number of product actors alive (emporium_actors_active from /metrics,
 #      when the server exports it; else N): memory per active actor = (after - before) / active;
-#   4. waits past the idle timeout and samples again: passivation should bring both down.
+#   4. waits past the idle timeout and samples again: passivation should bring both down;
+#      or, with --sigterm, sends SIGTERM while every actor is still active and times the exit
+#      (from the signal to the process gone; exit status and time in the output).
 # Every 5 s it records RSS and the actor gauges in DIR/timeline.tsv, plotted to DIR/scale.png.
 #
 # The idle timeout must outlast the activation pass, or the first actors passivate before the
@@ -28,6 +30,7 @@ idle=600
 connections=64
 trim=""
 out=""
+sigterm=0
 while (($#)); do
   case "$1" in
     --products) products="$2"; shift 2 ;;
@@ -36,7 +39,8 @@ while (($#)); do
     --malloc-trim-threshold) trim="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --keep) bench_keep=1; shift ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    --sigterm) sigterm=1; shift ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) emporium_err "unknown argument '$1' (see --help)"; exit 2 ;;
   esac
 done
@@ -109,34 +113,62 @@ bench_log "after activating $products in ${pass_s} s: RSS $((rss_after / 1024)) 
   "product actors active: ${active_after:-unknown (no metric; assuming $products)}," \
   "$per_actor bytes per active actor"
 
-# 4. past the idle timeout (the manager sweeps every idle/4, at most 15 s).
-echo passivating >"$bench_tmp/phase"
-wait_s=$((idle + idle / 4 + 20))
-bench_log "waiting ${wait_s} s for passivation (idle timeout ${idle} s)"
-sleep "$wait_s"
-echo passivated >"$bench_tmp/phase"
-phase=passivated
-rss_idle="$(bench_rss_kib "$pid")"
-active_idle="$(metric emporium_actors_active)"
-hwm="$(bench_rss_kib "$pid" VmHWM)"
-bench_log "after passivation: RSS $((rss_idle / 1024)) MiB (peak $((hwm / 1024)) MiB)," \
-  "product actors active: ${active_idle:-unknown}"
-sample
-kill "$sampler_pid" 2>/dev/null || true
-wait "$sampler_pid" 2>/dev/null || true
+sigterm_s=""
+sigterm_status=""
+if ((sigterm)); then
+  # 4. SIGTERM with every actor active: from the signal until the process is gone (reaped).
+  kill "$sampler_pid" 2>/dev/null || true
+  wait "$sampler_pid" 2>/dev/null || true
+  rss_idle="$rss_after"
+  active_idle="$active_after"
+  hwm="$(bench_rss_kib "$pid" VmHWM)"
+  bench_log "SIGTERM with ${active_after:-unknown} product actors active"
+  (sleep 300 && kill -KILL "$pid" 2>/dev/null) &
+  watchdog=$!
+  term_t0="$(date +%s.%N)"
+  kill -TERM "$pid"
+  sigterm_status=0
+  wait "$pid" || sigterm_status=$?
+  term_t1="$(date +%s.%N)"
+  kill "$watchdog" 2>/dev/null || true
+  wait "$watchdog" 2>/dev/null || true
+  bench_server_pid=""
+  sigterm_s="$(echo "$term_t1 - $term_t0" | bc -l | awk '{ printf "%.2f", $1 }')"
+  bench_log "exited ${sigterm_s} s after SIGTERM, status $sigterm_status" \
+    "($(grep -c . "$bench_tmp/server.log" || true) log lines; last: $(tail -n1 "$bench_tmp/server.log" | cut -c1-160))"
+else
+  # 4. past the idle timeout (the manager sweeps every idle/4, at most 15 s).
+  echo passivating >"$bench_tmp/phase"
+  wait_s=$((idle + idle / 4 + 20))
+  bench_log "waiting ${wait_s} s for passivation (idle timeout ${idle} s)"
+  sleep "$wait_s"
+  echo passivated >"$bench_tmp/phase"
+  phase=passivated
+  rss_idle="$(bench_rss_kib "$pid")"
+  active_idle="$(metric emporium_actors_active)"
+  hwm="$(bench_rss_kib "$pid" VmHWM)"
+  bench_log "after passivation: RSS $((rss_idle / 1024)) MiB (peak $((hwm / 1024)) MiB)," \
+    "product actors active: ${active_idle:-unknown}"
+  sample
+  kill "$sampler_pid" 2>/dev/null || true
+  wait "$sampler_pid" 2>/dev/null || true
+fi
 
 jq -n --argjson products "$products" --argjson idle "$idle" --argjson pass_s "$pass_s" \
   --argjson rss_before "$rss_before" --argjson rss_after "$rss_after" \
   --argjson rss_idle "$rss_idle" --argjson hwm "$hwm" --argjson per_actor "$per_actor" \
   --arg active_before "${active_before:-}" --arg active_after "${active_after:-}" \
   --arg active_idle "${active_idle:-}" --arg trim "$trim" \
+  --arg sigterm_s "$sigterm_s" --arg sigterm_status "$sigterm_status" \
   --slurpfile pass "$out/activate-all.json" \
   '{products: $products, idle_timeout_s: $idle, activation_pass_s: $pass_s,
     malloc_trim_threshold: (if $trim == "" then null else $trim end),
     rss_kib: {before: $rss_before, after_activation: $rss_after, after_passivation: $rss_idle, peak: $hwm},
     active: {before: $active_before, after_activation: $active_after, after_passivation: $active_idle},
     bytes_per_active_actor: $per_actor,
-    returned_fraction: (if $rss_after > $rss_before then (($rss_after - $rss_idle) / ($rss_after - $rss_before)) else null end),
+    sigterm: (if $sigterm_s == "" then null
+              else {exit_s: ($sigterm_s | tonumber), status: ($sigterm_status | tonumber)} end),
+    returned_fraction: (if $sigterm_s != "" then null elif $rss_after > $rss_before then (($rss_after - $rss_idle) / ($rss_after - $rss_before)) else null end),
     activation: $pass[0]}' >"$out/scale.json"
 
 {
@@ -158,5 +190,5 @@ jq -n --argjson products "$products" --argjson idle "$idle" --argjson pass_s "$p
 } >"$out/scale.gp"
 gnuplot "$out/scale.gp" || bench_log "gnuplot failed"
 
-jq -c "{products, idle_timeout_s, activation_pass_s, rss_kib, active, bytes_per_active_actor, returned_fraction}" "$out/scale.json"
+jq -c "{products, idle_timeout_s, activation_pass_s, rss_kib, active, bytes_per_active_actor, returned_fraction, sigterm}" "$out/scale.json"
 bench_log "results: $out/scale.json, $out/timeline.tsv, $out/scale.png ($((SECONDS - started)) s in all)"

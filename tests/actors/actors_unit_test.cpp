@@ -181,7 +181,8 @@ struct fixture {
             [penv, track](caf::local_actor* self, const std::string& key) {
               auto own = penv;
               own.manager = self->address();
-              auto h = caf::actor_cast<caf::actor>(self->spawn(product_entity, own, key));
+              auto h = caf::actor_cast<caf::actor>(
+                self->spawn(product_entity, std::make_shared<const entity_env>(own), key));
               track(h, key);
               return h;
             },

@@ -53,7 +53,7 @@ struct product_fixture {
     env.pool = pool.get();
     env.db_timeout = std::chrono::seconds(10);
     env.hold_ttl = 300ms;
-    product = sys->spawn(product_entity, env, stored.id);
+    product = sys->spawn(product_entity, std::make_shared<const entity_env>(env), stored.id);
   }
 
   ~product_fixture() {
