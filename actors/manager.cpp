@@ -144,9 +144,16 @@ void on_sweep(caf::scheduled_actor* self, manager_state& st) {
   const auto buckets = st.entities.bucket_count();
   const auto end = std::min(buckets, st.sweep_bucket + buckets_per_turn);
   for (auto b = st.sweep_bucket; b < end; ++b)
-    for (auto it = st.entities.begin(b); it != st.entities.end(b); ++it)
-      if (!it->second.stopping() && now - it->second.last_used >= st.cfg.idle)
-        passivate(it->second);
+    for (auto it = st.entities.begin(b); it != st.entities.end(b); ++it) {
+      auto& e = it->second;
+      if (e.stopping() || now - e.last_used < st.cfg.idle)
+        continue;
+      if (st.cfg.used_since && st.cfg.used_since(it->first, now - st.cfg.idle)) {
+        e.last_used = now; // used without a message through here: not idle
+        continue;
+      }
+      passivate(e);
+    }
   if (end < buckets) {
     st.sweep_bucket = end;
     caf::anon_send(caf::actor_cast<caf::actor>(self), sweep_atom_v);

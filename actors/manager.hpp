@@ -46,6 +46,10 @@ struct manager_config {
   std::function<caf::actor(const std::string& key)> elsewhere;
   /// Counts messages from another node for a key this node does not own (answered "moved").
   std::shared_ptr<std::atomic<std::int64_t>> moved;
+  /// Whether `key` was used at or after `since` by a path that bypasses the manager (product
+  /// reads served from their snapshot). Asked before an entity is passivated as idle; unset for
+  /// kinds whose every use goes through the manager.
+  std::function<bool(const std::string& key, caf::actor_clock::time_point since)> used_since;
 };
 
 /// A manager serves its entities' interface (it forwards each message to the entity named by

@@ -62,7 +62,16 @@ snapshot_ptr product_registry::find(std::string_view id) const {
   auto it = s.map.find(id);
   if (it == s.map.end() || it->second.snap->product.version < it->second.floor)
     return nullptr;
+  it->second.last_read = std::chrono::steady_clock::now();
   return it->second.snap;
+}
+
+bool product_registry::read_since(const std::string& id,
+                                  std::chrono::steady_clock::time_point since) const {
+  auto& s = shard_of(id);
+  std::lock_guard<std::mutex> lock{s.m};
+  auto it = s.map.find(id);
+  return it != s.map.end() && it->second.last_read >= since;
 }
 
 } // namespace emporium::actors

@@ -21,6 +21,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -84,6 +85,11 @@ class product_registry {
   /// The current snapshot of `id`, or null (none, or withheld).
   snapshot_ptr find(std::string_view id) const;
 
+  /// Whether `id`'s snapshot was served by `find` at or after `since`. Reads from a snapshot
+  /// never reach the product actor or its manager: the manager asks this before it passivates
+  /// an entity it has not seen used, so a product read only from its snapshot stays active.
+  bool read_since(const std::string& id, std::chrono::steady_clock::time_point since) const;
+
   /// Snapshots published (withheld ones included).
   std::int64_t size() const { return size_.load(std::memory_order_relaxed); }
 
@@ -92,6 +98,8 @@ class product_registry {
     snapshot_ptr snap;
     std::int64_t floor = 0; ///< a snapshot below this version is not served
     std::uint64_t owner = 0;
+    /// When `find` last served it (written under the shard's lock).
+    mutable std::chrono::steady_clock::time_point last_read{};
   };
   /// Keyed by a view of the entry's own snapshot's id: the key costs no allocation of its own.
   using map_type = std::unordered_map<std::string_view, entry>;

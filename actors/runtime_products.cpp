@@ -10,8 +10,13 @@ void runtime::impl::start_products() {
   env.pool = &pool;
   env.db_timeout = db_timeout;
   env.snapshots = &snapshots;
-  dir.add_local_products(spawn_manager<product_actor>(
-    sys, managed("product", entity_factory_of(product_entity, env), product_counters)));
+  auto cfg = managed("product", entity_factory_of(product_entity, env), product_counters);
+  // GETs answered from a snapshot never reach the manager: they still count as use.
+  cfg.used_since = [registry = &snapshots](const std::string& key,
+                                           caf::actor_clock::time_point since) {
+    return registry->read_since(key, since);
+  };
+  dir.add_local_products(spawn_manager<product_actor>(sys, std::move(cfg)));
 }
 
 void runtime::get_product(std::string id, callback<model::product> cb) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -110,4 +111,39 @@ TEST_CASE("products: a GET right after each order and cancellation shows the sto
       CHECK(api_stock(c, product) == stock);
     }
   }
+}
+
+TEST_CASE(
+  "products: a product read only from its snapshot stays active past the idle timeout, "
+  "and passivates once nobody reads it",
+  "[e2e][products][snapshots]") {
+  // Reads from a snapshot never reach the manager: without asking the registry, the manager
+  // would passivate a product read thousands of times a second, and the next reads would load
+  // it from PostgreSQL again.
+  server_process srv{{{"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "1"}}};
+  http_client c{srv.host(), srv.port(), 30s};
+  auto id = create_product(c);
+  REQUIRE(c.get("/products/" + id).status == 200);
+  auto product_metric = [&](const char* name) {
+    auto m = c.get("/metrics", admin()).body;
+    return metric_value(m, std::string{name} + "{kind=\"product\"}").value_or(-1);
+  };
+  const auto activations = product_metric("emporium_actor_activations_total");
+  const auto passivations = product_metric("emporium_actor_passivations_total");
+  REQUIRE(activations >= 1);
+  const auto reads_before = snapshot_reads(c);
+  // Four idle timeouts of reads, each one from the snapshot.
+  const auto until = std::chrono::steady_clock::now() + 4s;
+  int reads = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    REQUIRE(c.get("/products/" + id).status == 200);
+    ++reads;
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(product_metric("emporium_actor_activations_total") == activations);
+  CHECK(product_metric("emporium_actor_passivations_total") == passivations);
+  CHECK(snapshot_reads(c) >= reads_before + reads);
+  // Nobody reads it now: it passivates (an idle timeout plus a sweep period at most, 1.25 s).
+  std::this_thread::sleep_for(3s);
+  CHECK(product_metric("emporium_actor_passivations_total") > passivations);
 }
