@@ -136,6 +136,40 @@ json address_json(const model::address& a) {
   return j;
 }
 
+json lines_json(const std::vector<model::order_line>& lines) {
+  json out = json::array();
+  for (const auto& l : lines)
+    out.push_back({{"product_id", l.product_id},
+                   {"name", l.name},
+                   {"unit_price_cents", l.unit_price_cents},
+                   {"quantity", l.quantity},
+                   {"weight_grams", l.weight_grams}});
+  return out;
+}
+
+/// The order as its idempotency record stores it (encode_order).
+json order_json(const model::order& o) {
+  json j{{"id", o.id},
+         {"customer_id", o.customer_id},
+         {"status", o.status},
+         {"lines", lines_json(o.lines)},
+         {"currency", o.currency},
+         {"subtotal_cents", o.subtotal_cents},
+         {"shipping_cents", o.shipping_cents},
+         {"total_cents", o.total_cents},
+         {"shipping_address", address_json(o.shipping_address)},
+         {"points_awarded", o.points_awarded},
+         {"version", o.version},
+         {"created_at_ms", o.created_at_ms},
+         {"updated_at_ms", o.updated_at_ms},
+         {"payment_due_at_ms", o.payment_due_at_ms}};
+  if (o.payment)
+    j["payment"] = {{"status", o.payment->status},
+                    {"provider", o.payment->provider},
+                    {"reference", o.payment->reference}};
+  return j;
+}
+
 model::address address_from(const json& j) {
   model::address a;
   a.name = j.value("name", "");
@@ -252,13 +286,6 @@ std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
   json orders = json::array();
   for (const auto* r : batch) {
     const auto& o = r->order;
-    json lines = json::array();
-    for (const auto& l : o.lines)
-      lines.push_back({{"product_id", l.product_id},
-                       {"name", l.name},
-                       {"unit_price_cents", l.unit_price_cents},
-                       {"quantity", l.quantity},
-                       {"weight_grams", l.weight_grams}});
     json j{{"id", o.id},
            {"customer_id", o.customer_id},
            {"status", o.status},
@@ -268,7 +295,7 @@ std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
            {"total_cents", o.total_cents},
            {"shipping_address", address_json(o.shipping_address)},
            {"payment_due_at_ms", o.payment_due_at_ms},
-           {"lines", std::move(lines)},
+           {"lines", lines_json(o.lines)},
            {"max_unpaid", nullptr},
            {"idem", nullptr},
            {"cart_id", nullptr},
@@ -280,7 +307,7 @@ std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
       // timestamps of its row.
       j["idem"] = {{"key", r->idem->key},
                    {"request_hash", r->idem->request_hash},
-                   {"outcome", json::parse(encode_order(o))},
+                   {"outcome", order_json(o)},
                    {"replayable", json::array({placed_status, failure_status(errc::invalid_input),
                                                failure_status(errc::unprocessable)})}};
     }
@@ -542,32 +569,7 @@ std::int64_t insert_event(pqxx::transaction_base& tx, event_entity kind, const s
 }
 
 std::string encode_order(const model::order& o) {
-  json lines = json::array();
-  for (const auto& l : o.lines)
-    lines.push_back({{"product_id", l.product_id},
-                     {"name", l.name},
-                     {"unit_price_cents", l.unit_price_cents},
-                     {"quantity", l.quantity},
-                     {"weight_grams", l.weight_grams}});
-  json j{{"id", o.id},
-         {"customer_id", o.customer_id},
-         {"status", o.status},
-         {"lines", lines},
-         {"currency", o.currency},
-         {"subtotal_cents", o.subtotal_cents},
-         {"shipping_cents", o.shipping_cents},
-         {"total_cents", o.total_cents},
-         {"shipping_address", address_json(o.shipping_address)},
-         {"points_awarded", o.points_awarded},
-         {"version", o.version},
-         {"created_at_ms", o.created_at_ms},
-         {"updated_at_ms", o.updated_at_ms},
-         {"payment_due_at_ms", o.payment_due_at_ms}};
-  if (o.payment)
-    j["payment"] = {{"status", o.payment->status},
-                    {"provider", o.payment->provider},
-                    {"reference", o.payment->reference}};
-  return j.dump();
+  return order_json(o).dump();
 }
 
 std::optional<model::order> decode_order(const std::string& text) {
