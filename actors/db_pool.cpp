@@ -46,37 +46,19 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
       st.counters->in_use.fetch_add(1, std::memory_order_relaxed);
       caf::message answer;
       for (int attempt = 1;; ++attempt) {
-        // A connection that dies mid-transaction rolled it back: the job may run again on a
-        // fresh one. One that dies during COMMIT is in doubt (pqxx::in_doubt_error): never
-        // re-run blindly; the job's own keys (order id, idempotency key) let a later request
-        // find out what happened.
         bool was_connected = st.backend->pg.connected();
         try {
           answer = job.run(*st.backend);
           breaker.on_success();
           break;
         } catch (const std::exception& e) {
-          bool broke = persistence::breaks_connection(e);
-          if (broke)
-            st.backend->pg.drop();
-          bool lost_mid_transaction = broke && was_connected
-                                      && !dynamic_cast<const pqxx::in_doubt_error*>(&e);
-          bool retry = (persistence::is_retryable(e) || lost_mid_transaction) && attempt < 3
-                       && std::chrono::steady_clock::now() + std::chrono::milliseconds(50)
-                            < job.deadline;
-          if (retry) {
-            st.counters->retries.fetch_add(1, std::memory_order_relaxed);
-            persistence::backoff_sleep(attempt);
+          auto f = after_failed_attempt(*st.backend, *st.counters, e, was_connected, attempt,
+                                        job.deadline);
+          if (!f)
             continue;
-          }
-          auto f = persistence::to_failure(e);
-          if (f.code == errc::unavailable)
-            breaker.on_failure();
-          else
-            breaker.on_success(); // the database answered; the request was at fault
-          if (f.code == errc::internal)
+          if (f->code == errc::internal)
             spdlog::error("database job failed: {}", e.what());
-          answer = caf::make_message(make_domain_error(f.code, f.detail, f.errors));
+          answer = caf::make_message(make_domain_error(f->code, f->detail, f->errors));
           break;
         }
       }
@@ -127,6 +109,30 @@ caf::behavior fake_worker(caf::stateful_actor<fake_worker_state>* self, job_answ
 }
 
 } // namespace
+
+std::optional<failure> after_failed_attempt(persistence::backend& b, pool_counters& counters,
+                                            const std::exception& e, bool was_connected,
+                                            int attempt,
+                                            std::chrono::steady_clock::time_point deadline) {
+  bool broke = persistence::breaks_connection(e);
+  if (broke)
+    b.pg.drop();
+  // A connection that died mid-transaction rolled it back: it may run again on a fresh one.
+  bool lost_mid_transaction = broke && was_connected
+                              && !dynamic_cast<const pqxx::in_doubt_error*>(&e);
+  if ((persistence::is_retryable(e) || lost_mid_transaction) && attempt < 3
+      && std::chrono::steady_clock::now() + std::chrono::milliseconds(50) < deadline) {
+    counters.retries.fetch_add(1, std::memory_order_relaxed);
+    persistence::backoff_sleep(attempt);
+    return std::nullopt;
+  }
+  auto f = persistence::to_failure(e);
+  if (f.code == errc::unavailable)
+    counters.breaker.on_failure();
+  else
+    counters.breaker.on_success(); // the database answered; the request was at fault
+  return f;
+}
 
 db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
   : counters_(std::make_shared<pool_counters>(s)),

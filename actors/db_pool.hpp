@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -96,6 +97,20 @@ class db_pool {
   mutable caf::actor placer_;
   friend struct db_call;
 };
+
+/// What a database worker does after `e` ended attempt `attempt` of a transaction on `b` (the
+/// pool's workers and the placement committer alike): drops a broken connection, and returns
+/// nothing when the transaction may run again (a retryable error, or the connection lost before
+/// COMMIT while under three attempts and 50 ms before `deadline`; the retry is counted and its
+/// back-off slept here). Otherwise records the outcome on the breaker and returns the failure
+/// to answer. A connection lost during COMMIT is in doubt (pqxx::in_doubt_error): never run
+/// blindly again; the job's own keys (order id, idempotency key) let a later request find out.
+/// `was_connected`: whether `b` had a connection when the attempt began (one that fails to
+/// connect lost nothing).
+std::optional<failure> after_failed_attempt(persistence::backend& b, pool_counters& counters,
+                                            const std::exception& e, bool was_connected,
+                                            int attempt,
+                                            std::chrono::steady_clock::time_point deadline);
 
 /// Wraps a `result<T>(persistence::backend&)` function into a job whose answer is `T` or a
 /// domain error. Exceptions become failures (see persistence::to_failure).

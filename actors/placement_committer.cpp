@@ -104,29 +104,14 @@ void run_batch(committer_ptr self, std::vector<pending_placement>& batch) {
         answer(batch[i].rp, placement_answer(std::move(outcomes[i])));
       return;
     } catch (const std::exception& e) {
-      // As a database worker does (db_pool.cpp): a connection lost before COMMIT rolled the
-      // batch back, so it may run again on a fresh one; lost during COMMIT, it is in doubt and
-      // never run blindly again.
-      bool broke = persistence::breaks_connection(e);
-      if (broke)
-        st.backend->pg.drop();
-      bool lost_mid_transaction = broke && was_connected
-                                  && !dynamic_cast<const pqxx::in_doubt_error*>(&e);
-      bool retry = (persistence::is_retryable(e) || lost_mid_transaction) && attempt < 3
-                   && std::chrono::steady_clock::now() + std::chrono::milliseconds(50) < earliest;
-      if (retry) {
-        st.counters->retries.fetch_add(1, std::memory_order_relaxed);
-        persistence::backoff_sleep(attempt);
+      // As a database worker does: lost before COMMIT, the batch may run again; lost during
+      // COMMIT, it is in doubt and answered so to every order in it.
+      auto f = after_failed_attempt(*st.backend, *st.counters, e, was_connected, attempt, earliest);
+      if (!f)
         continue;
-      }
-      auto f = persistence::to_failure(e);
-      if (f.code == errc::unavailable)
-        breaker.on_failure();
-      else
-        breaker.on_success();
-      if (f.code == errc::internal)
+      if (f->code == errc::internal)
         spdlog::error("placing a batch of {} orders failed: {}", batch.size(), e.what());
-      return answer_all(batch, f);
+      return answer_all(batch, *f);
     }
   }
 }

@@ -196,7 +196,9 @@ class runtime {
   /// false: they hold nothing but copies of committed state, and stopping them one by one costs
   /// CAF a wake-up of its clock thread and a free per actor (seconds for a million). After false
   /// the caller ends the process with std::_Exit; destroying the runtime would wait for every
-  /// entity, so the destructor then leaves its insides to the process's end.
+  /// entity, so the destructor then leaves its insides to the process's end. A cluster node
+  /// (cluster.node_port set) also returns false after shutdown(): its process ends without the
+  /// actor system's teardown, whose middleman stop loses state of a peer handshake in flight.
   bool stop_for_exit(std::int64_t teardown_limit);
 
  private:

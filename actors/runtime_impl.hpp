@@ -118,7 +118,8 @@ struct runtime::impl {
       std::chrono::seconds(settings.actors.idle_timeout_s),
       std::move(counters),
       [d = &dir](const std::string& key) { return caf::actor_cast<caf::actor>(d->elsewhere(key)); },
-      cluster->moved};
+      cluster->moved,
+      {}}; // used_since: set by the kinds whose entities are used without a message
   }
 
   const caf::actor& next_bridge() {

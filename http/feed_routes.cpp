@@ -17,24 +17,13 @@ namespace {
 
 bool has_token(std::string_view list, std::string_view token) {
   // A comma-separated header value containing `token`, in any case.
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
-      item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
-      item.remove_suffix(1);
-    if (item.size() == token.size()
-        && std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
-             return std::tolower(static_cast<unsigned char>(a))
-                    == std::tolower(static_cast<unsigned char>(b));
-           }))
-      return true;
-    if (comma == std::string_view::npos)
-      break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+  return any_list_item(list, [token](std::string_view item) {
+    return item.size() == token.size()
+           && std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a))
+                       == std::tolower(static_cast<unsigned char>(b));
+              });
+  });
 }
 
 response too_many_connections() {

@@ -92,4 +92,25 @@ class responder {
 bool parse_target(std::string_view target, std::string& path,
                   std::vector<std::pair<std::string, std::string>>& query);
 
+/// Whether some item of the comma-separated header value `list` (RFC 9110 §5.6.1: blanks
+/// around each item ignored) satisfies `pred(std::string_view item)`: Connection, Upgrade,
+/// If-None-Match.
+template <class Pred>
+bool any_list_item(std::string_view list, Pred pred) {
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto item = list.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+      item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+      item.remove_suffix(1);
+    if (pred(item))
+      return true;
+    if (comma == std::string_view::npos)
+      break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 } // namespace emporium::http

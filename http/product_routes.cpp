@@ -17,22 +17,10 @@ response product_response(int status, const model::product& p) {
 
 bool etag_list_contains(std::string_view list, std::int64_t version) {
   // If-None-Match: "v1", W/"v2" or *
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    while (!item.empty() && item.front() == ' ')
-      item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ')
-      item.remove_suffix(1);
-    if (item == "*")
-      return true;
-    if (auto v = codec::version_of_etag(item); v && *v == version)
-      return true;
-    if (comma == std::string_view::npos)
-      break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+  return any_list_item(list, [version](std::string_view item) {
+    auto v = codec::version_of_etag(item);
+    return item == "*" || (v && *v == version);
+  });
 }
 
 void get_products(app& a, const request&, const path_params&, const query_args& args,

@@ -12,24 +12,13 @@ const asset* find(std::string_view name) {
 }
 
 bool etag_matches(std::string_view list, std::string_view etag) {
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
-      item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
-      item.remove_suffix(1);
+  return any_list_item(list, [etag](std::string_view item) {
     if (item == "*")
       return true;
     if (item.substr(0, 2) == "W/")
       item.remove_prefix(2);
-    if (item == etag)
-      return true;
-    if (comma == std::string_view::npos)
-      break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+    return item == etag;
+  });
 }
 
 response serve(const asset& a, std::string_view if_none_match) {

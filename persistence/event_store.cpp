@@ -1,4 +1,5 @@
 #include "persistence/event_store.hpp"
+#include "persistence/pg.hpp"
 
 #include <charconv>
 
@@ -16,24 +17,6 @@ constexpr const char* events_after_sql =
   "SELECT seq, type, payload::text FROM events WHERE entity = $1 AND seq > $2 "
   "ORDER BY seq LIMIT $3";
 constexpr const char* oldest_sql = "SELECT min(seq) FROM events WHERE entity = $1";
-
-/// A PostgreSQL array literal of strings, each double-quoted with '"' and '\' escaped.
-std::string text_array(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i)
-      out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
 
 } // namespace
 

@@ -1,4 +1,5 @@
 #include "persistence/order_store.hpp"
+#include "persistence/pg.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -203,29 +204,13 @@ model::order order_from(const pqxx::row& r) {
   return o;
 }
 
-/// A Postgres array literal of ids (ids are [a-z_0-9A-Z] only, so no quoting is needed).
-std::string id_array(const std::vector<std::string>& ids) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (i)
-      out += ',';
-    out += '"';
-    for (char c : ids[i])
-      if (c != '"' && c != '\\')
-        out += c;
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
-
 void attach_lines(pqxx::transaction_base& tx, std::vector<model::order>& orders) {
   if (orders.empty())
     return;
   std::vector<std::string> ids;
   for (const auto& o : orders)
     ids.push_back(o.id);
-  for (const auto& r : tx.exec_params(select_lines_sql, id_array(ids))) {
+  for (const auto& r : tx.exec_params(select_lines_sql, text_array(ids))) {
     auto oid = r[0].as<std::string>();
     auto it = std::find_if(orders.begin(), orders.end(),
                            [&oid](const model::order& o) { return o.id == oid; });
@@ -494,7 +479,7 @@ std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,
   std::vector<stock_change> out;
   if (product_ids.empty())
     return out;
-  for (const auto& r : tx.exec_params(stock_levels_sql, id_array(product_ids)))
+  for (const auto& r : tx.exec_params(stock_levels_sql, text_array(product_ids)))
     out.push_back({r[0].as<std::string>(), r[1].as<std::int64_t>(), r[2].as<std::int64_t>()});
   return out;
 }

@@ -94,6 +94,23 @@ void backoff_sleep(int attempt) {
   std::this_thread::sleep_for(std::chrono::microseconds(randombytes_uniform(cap_us)));
 }
 
+std::string text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i)
+      out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
 std::string format_rfc3339(std::int64_t epoch_ms) {
   auto secs = static_cast<std::time_t>(epoch_ms / 1000);
   auto ms = static_cast<int>(epoch_ms % 1000);

@@ -11,6 +11,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace emporium::persistence {
 
@@ -54,6 +55,10 @@ bool is_retryable(const std::exception& e);
 
 /// Sleeps a random time in [0, 10 ms * 2^attempt) ("full jitter"); blocking worker threads only.
 void backoff_sleep(int attempt);
+
+/// A PostgreSQL array literal of text elements (`{"a","b"}`), each double-quoted with '"' and
+/// '\\' escaped: the value of one `$n::text[]` parameter, so a list is still one parameter.
+std::string text_array(const std::vector<std::string>& items);
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC with millisecond precision.
 std::string format_rfc3339(std::int64_t epoch_ms);

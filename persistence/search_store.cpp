@@ -1,4 +1,5 @@
 #include "persistence/search_store.hpp"
+#include "persistence/pg.hpp"
 
 #include "core/ids.hpp"
 
@@ -216,24 +217,6 @@ std::string statement(search_mode mode, search_sort sort, std::size_t categories
     " round(coalesce(sum(weight) FILTER (WHERE $3::text[] IS NULL"
     " OR category = ANY ($3::text[])), 0))::bigint FROM basis";
   return sql;
-}
-
-/// A PostgreSQL array literal of text elements.
-std::string text_array(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i)
-      out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
 }
 
 using param = std::optional<std::string>;

@@ -2,14 +2,9 @@
 // PostgreSQL of the test environment: it must hold when two transactions (two nodes) place
 // orders of one customer at once. The database is shared: every row here is new.
 
-#include "core/ids.hpp"
 #include "persistence/cart_store.hpp"
-#include "persistence/customer_store.hpp"
-#include "persistence/migrations.hpp"
 #include "persistence/order_store.hpp"
-#include "persistence/pg.hpp"
-#include "persistence/product_store.hpp"
-#include "support/test_env.hpp"
+#include "persistence/store_support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,49 +13,18 @@
 #include <thread>
 
 using namespace emporium;
+using namespace emporium::test::store_pg;
 namespace cs = emporium::persistence::order_store;
 namespace customers = emporium::persistence::customer_store;
-namespace ps = emporium::persistence::product_store;
-using persistence::pg_session;
 
 namespace {
 
-persistence::pg_options pg_opts() {
-  return persistence::pg_options{test::pg_url(), 2'000, 5'000};
-}
-
 std::string new_product(pg_session& s) {
-  model::product_draft d;
-  d.sku = test::unique("CAP");
-  d.name = "Cap widget";
-  d.price_cents = 500;
-  d.currency = "USD";
-  d.stock = 10;
-  pqxx::work tx{s.connection()};
-  auto p = ps::insert(tx, core::new_id("prod"), d);
-  tx.commit();
-  return p.id;
+  return insert_stocked_product(s, 10, "CAP");
 }
 
 model::order unpaid_order(const std::string& customer, const std::string& product) {
-  model::order o;
-  o.id = core::new_id("ord");
-  o.customer_id = customer;
-  o.status = model::order_status::pending_payment;
-  o.lines = {model::order_line{product, "Cap widget", 500, 1, 0}};
-  o.currency = "USD";
-  o.subtotal_cents = 500;
-  o.total_cents = 500;
-  o.shipping_address.name = "A";
-  o.shipping_address.line1 = "L";
-  o.shipping_address.city = "C";
-  o.shipping_address.postal_code = "1";
-  o.shipping_address.country = "US";
-  o.payment_due_at_ms =
-    std::chrono::duration_cast<std::chrono::milliseconds>(
-      (std::chrono::system_clock::now() + std::chrono::minutes(15)).time_since_epoch())
-      .count();
-  return o;
+  return store_pg::unpaid_order(customer, {{product, 1}});
 }
 
 } // namespace
@@ -71,12 +35,7 @@ TEST_CASE(
   "[pg][limits]") {
   pg_session one{pg_opts()}, two{pg_opts()}, watcher{pg_opts()};
   persistence::migrate(one);
-  auto customer = core::new_id("cust");
-  {
-    pqxx::work tx{one.connection()};
-    customers::insert_customer(tx, customer, test::unique("cap") + "@example.com", "Cap", "x");
-    tx.commit();
-  }
+  auto customer = insert_customer_committed(one, "cap");
   // Different products: no stock row serialises the two placements, only the cap's lock can.
   auto a = new_product(one);
   auto b = new_product(one);

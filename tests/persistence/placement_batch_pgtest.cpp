@@ -4,14 +4,9 @@
 // them left; each placed order writes one stock_changed event per product, seqs dense.
 // The database is shared: every row here is new.
 
-#include "core/ids.hpp"
 #include "persistence/cart_store.hpp"
-#include "persistence/customer_store.hpp"
-#include "persistence/migrations.hpp"
 #include "persistence/order_store.hpp"
-#include "persistence/pg.hpp"
-#include "persistence/product_store.hpp"
-#include "support/test_env.hpp"
+#include "persistence/store_support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -21,61 +16,24 @@
 #include <vector>
 
 using namespace emporium;
+using namespace emporium::test::store_pg;
 namespace os = emporium::persistence::order_store;
-namespace customers = emporium::persistence::customer_store;
 namespace carts = emporium::persistence::cart_store;
-namespace ps = emporium::persistence::product_store;
-using persistence::pg_session;
 
 namespace {
 
-persistence::pg_options pg_opts() {
-  return persistence::pg_options{test::pg_url(), 2'000, 5'000};
-}
-
 std::string new_product(pg_session& s, std::int64_t stock) {
-  model::product_draft d;
-  d.sku = test::unique("BATCH");
-  d.name = "Batch widget";
-  d.price_cents = 500;
-  d.currency = "USD";
-  d.stock = stock;
-  pqxx::work tx{s.connection()};
-  auto p = ps::insert(tx, core::new_id("prod"), d);
-  tx.commit();
-  return p.id;
+  return insert_stocked_product(s, stock, "BATCH");
 }
 
 std::string new_customer(pg_session& s) {
-  auto id = core::new_id("cust");
-  pqxx::work tx{s.connection()};
-  customers::insert_customer(tx, id, test::unique("batch") + "@example.com", "Batch", "x");
-  tx.commit();
-  return id;
+  return insert_customer_committed(s, "batch");
 }
 
 os::placement_request order_of(const std::string& customer,
-                               std::vector<std::pair<std::string, std::int64_t>> lines) {
+                               const std::vector<std::pair<std::string, std::int64_t>>& lines) {
   os::placement_request r;
-  auto& o = r.order;
-  o.id = core::new_id("ord");
-  o.customer_id = customer;
-  o.status = model::order_status::pending_payment;
-  for (const auto& [product, qty] : lines) {
-    o.lines.push_back(model::order_line{product, "Batch widget", 500, qty, 10});
-    o.subtotal_cents += 500 * qty;
-  }
-  o.currency = "USD";
-  o.total_cents = o.subtotal_cents;
-  o.shipping_address.name = "A";
-  o.shipping_address.line1 = "L";
-  o.shipping_address.city = "C";
-  o.shipping_address.postal_code = "1";
-  o.shipping_address.country = "US";
-  o.payment_due_at_ms =
-    std::chrono::duration_cast<std::chrono::milliseconds>(
-      (std::chrono::system_clock::now() + std::chrono::minutes(15)).time_since_epoch())
-      .count();
+  r.order = unpaid_order(customer, lines);
   return r;
 }
 

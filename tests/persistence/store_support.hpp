@@ -6,6 +6,7 @@
 #include "core/ids.hpp"
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
+#include "persistence/customer_store.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
@@ -22,6 +23,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace emporium::test::store_pg {
@@ -86,6 +88,54 @@ inline std::optional<model::product> find_committed(pg_session& s, const std::st
   auto p = ps::find(tx, id);
   tx.commit();
   return p;
+}
+
+/// A committed product of `stock` units at 500 cents, its SKU starting with `prefix`; its id.
+inline std::string insert_stocked_product(pg_session& s, std::int64_t stock,
+                                          const std::string& prefix) {
+  model::product_draft d;
+  d.sku = test::unique(prefix);
+  d.name = "Widget " + d.sku;
+  d.price_cents = 500;
+  d.currency = "USD";
+  d.stock = stock;
+  return insert_committed(s, d).id;
+}
+
+/// A committed customer with a unique e-mail starting with `prefix`; its id.
+inline std::string insert_customer_committed(pg_session& s, const std::string& prefix) {
+  auto id = core::new_id("cust");
+  pqxx::work tx{s.connection()};
+  persistence::customer_store::insert_customer(tx, id, test::unique(prefix) + "@example.com",
+                                               "Customer " + prefix, "x");
+  tx.commit();
+  return id;
+}
+
+/// An unpaid order (pending payment, due in 15 minutes) of `customer`: `lines` are
+/// (product id, quantity) at 500 cents each.
+inline model::order unpaid_order(const std::string& customer,
+                                 const std::vector<std::pair<std::string, std::int64_t>>& lines) {
+  model::order o;
+  o.id = core::new_id("ord");
+  o.customer_id = customer;
+  o.status = model::order_status::pending_payment;
+  for (const auto& [product, qty] : lines) {
+    o.lines.push_back(model::order_line{product, "Widget", 500, qty, 10});
+    o.subtotal_cents += 500 * qty;
+  }
+  o.currency = "USD";
+  o.total_cents = o.subtotal_cents;
+  o.shipping_address.name = "A";
+  o.shipping_address.line1 = "L";
+  o.shipping_address.city = "C";
+  o.shipping_address.postal_code = "1";
+  o.shipping_address.country = "US";
+  o.payment_due_at_ms =
+    std::chrono::duration_cast<std::chrono::milliseconds>(
+      (std::chrono::system_clock::now() + std::chrono::minutes(15)).time_since_epoch())
+      .count();
+  return o;
 }
 
 inline std::int64_t scalar(pg_session& s, const std::string& sql) {
