@@ -50,7 +50,7 @@ failure to_failure(const std::exception& e);
 bool breaks_connection(const std::exception& e);
 
 /// True for errors a retry of the whole transaction may cure (serialization failure, deadlock).
-/// The database workers' loop (actors/db_pool.cpp) is the one place that retries transactions.
+/// actors::after_failed_attempt (actors/db_pool.hpp) is the one place that decides a retry.
 bool is_retryable(const std::exception& e);
 
 /// Sleeps a random time in [0, 10 ms * 2^attempt) ("full jitter"); blocking worker threads only.
