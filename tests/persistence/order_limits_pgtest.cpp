@@ -24,7 +24,7 @@ std::string new_product(pg_session& s) {
 }
 
 model::order unpaid_order(const std::string& customer, const std::string& product) {
-  return store_pg::unpaid_order(customer, {{product, 1}});
+  return test::store_pg::unpaid_order(customer, {{product, 1}});
 }
 
 } // namespace
