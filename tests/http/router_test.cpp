@@ -3,6 +3,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <string_view>
+#include <vector>
+
 using namespace emporium::http;
 
 namespace {
@@ -116,4 +120,24 @@ TEST_CASE("request exposes headers and query parameters") {
   REQUIRE(req.query_one("limit"));
   CHECK(*req.query_one("limit") == "3");
   CHECK(req.query_one("cursor") == nullptr);
+}
+
+TEST_CASE("any_list_item splits a comma-separated header value and trims blanks and tabs") {
+  std::vector<std::string> seen;
+  auto collect = [&seen](std::string_view item) {
+    seen.emplace_back(item);
+    return false;
+  };
+  CHECK_FALSE(any_list_item(" a ,\tb\t,, c", collect));
+  CHECK(seen == std::vector<std::string>{"a", "b", "", "c"});
+  seen.clear();
+  CHECK_FALSE(any_list_item("", collect));
+  CHECK(seen.empty());
+  // It stops at the first item the predicate accepts.
+  seen.clear();
+  CHECK(any_list_item("keep-alive, Upgrade, x", [&seen](std::string_view item) {
+    seen.emplace_back(item);
+    return item == "Upgrade";
+  }));
+  CHECK(seen == std::vector<std::string>{"keep-alive", "Upgrade"});
 }
