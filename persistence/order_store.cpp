@@ -270,34 +270,22 @@ std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
     return out;
   json orders = json::array();
   for (const auto* r : batch) {
-    const auto& o = r->order;
-    json j{{"id", o.id},
-           {"customer_id", o.customer_id},
-           {"status", o.status},
-           {"currency", o.currency},
-           {"subtotal_cents", o.subtotal_cents},
-           {"shipping_cents", o.shipping_cents},
-           {"total_cents", o.total_cents},
-           {"shipping_address", address_json(o.shipping_address)},
-           {"payment_due_at_ms", o.payment_due_at_ms},
-           {"lines", lines_json(o.lines)},
-           {"max_unpaid", nullptr},
-           {"idem", nullptr},
-           {"cart_id", nullptr},
-           {"cart_version", r->cart_version}};
-    if (r->max_open_unpaid)
-      j["max_unpaid"] = *r->max_open_unpaid;
-    if (r->idem) {
+    // The order as its idempotency record stores it (order_json), plus how to place it; the
+    // function reads what it needs by name.
+    json j = order_json(r->order);
+    json idem = nullptr;
+    if (r->idem)
       // The stored answer is the order as placed: the function adds the version and the
       // timestamps of its row.
-      j["idem"] = {{"key", r->idem->key},
-                   {"request_hash", r->idem->request_hash},
-                   {"outcome", order_json(o)},
-                   {"replayable", json::array({placed_status, failure_status(errc::invalid_input),
-                                               failure_status(errc::unprocessable)})}};
-    }
-    if (r->cart_id)
-      j["cart_id"] = *r->cart_id;
+      idem = {{"key", r->idem->key},
+              {"request_hash", r->idem->request_hash},
+              {"outcome", j},
+              {"replayable", json::array({placed_status, failure_status(errc::invalid_input),
+                                          failure_status(errc::unprocessable)})}};
+    j["idem"] = std::move(idem);
+    j["max_unpaid"] = r->max_open_unpaid ? json(*r->max_open_unpaid) : json(nullptr);
+    j["cart_id"] = r->cart_id ? json(*r->cart_id) : json(nullptr);
+    j["cart_version"] = r->cart_version;
     orders.push_back(std::move(j));
   }
   auto text = tx.exec_params("SELECT emporium_place_orders($1::jsonb)::text", orders.dump())
