@@ -3,6 +3,7 @@
 #include "actors/cluster_tls.hpp"
 #include "actors/types.hpp"
 #include "config/url.hpp"
+#include "core/lease.hpp"
 
 #include <spdlog/spdlog.h>
 #include <caf/io/middleman.hpp>
@@ -244,6 +245,10 @@ bool is_moved(const caf::error& e) {
          && static_cast<errc>(e.code()) == errc::moved;
 }
 
+bool is_receiver_down(const caf::error& e) {
+  return e == caf::sec::request_receiver_down;
+}
+
 template <class Signature>
 struct forward;
 
@@ -253,9 +258,14 @@ struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<Out
     return [self](Msg& msg) -> caf::result<Out> {
       auto& st = self->state;
       auto rp = self->make_response_promise();
-      link_state::call c{
-        rp,          caf::make_message(msg), msg.id, kind_of<Msg>(), is_read_message<Msg>::value,
-        clock::now()};
+      link_state::call c{rp,
+                         caf::make_message(msg),
+                         msg.id,
+                         kind_of<Msg>(),
+                         is_read_message<Msg>::value,
+                         clock::now(),
+                         0,
+                         {}};
       if (!st.up) {
         reroute(self, c);
         return rp;
@@ -273,6 +283,12 @@ struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<Out
                 on_moved(self, id);
                 return;
               }
+              // The peer's manager is unreachable: CAF killed its proxy when the connection
+              // dropped, a moment before this link is told the peer is down. The call waits
+              // for that (fail_pending: a read goes to the new owner, a write is answered
+              // with its outcome unknown) instead of failing now.
+              if (is_receiver_down(e) && self->state.up)
+                return;
               if (auto c = take(self, id))
                 c->rp.deliver(std::move(e));
             });
@@ -347,7 +363,8 @@ struct peer_state {
   bool serving = false; ///< as it last said: only serving members own keys
   caf::actor remote;    ///< its membership actor
   std::vector<caf::actor> managers;
-  clock::time_point last_heard{};
+  /// When this node sent the latest heartbeat the peer acknowledged (core/lease.hpp).
+  clock::time_point acked{};
   caf::timespan backoff{};
   node_link_actor link;
 };
@@ -425,31 +442,55 @@ void membership_changed(membership_pointer self) {
   tell_managers(self);
 }
 
-void send_heartbeats(membership_pointer self) {
-  auto& st = self->state;
+void renew_lease(membership_pointer self);
+
+/// Sends a heartbeat to the live peer `i`. Its acknowledgement extends this node's lease from
+/// the time it was sent (core/lease.hpp), however late it is handled: one that waited in this
+/// node's mailbox while the node was frozen vouches only for the time before the freeze.
+void send_heartbeat(membership_pointer self, std::size_t i, const node_heartbeat& hb) {
+  auto remote = self->state.peers[i].remote;
+  const auto sent = clock::now();
+  self->request(remote, self->state.lease, hb)
+    .then(
+      [self, i, remote, sent](bool accepted) {
+        auto& p = self->state.peers[i];
+        if (!accepted || !p.up || p.remote != remote)
+          return; // it does not count this node as up, or it went down (and up) since
+        p.acked = std::max(p.acked, sent);
+        renew_lease(self);
+      },
+      [](caf::error&) {
+        // Unanswered within the lease: it could no longer extend it. The peer's going down is
+        // seen by its connection, not here.
+      });
+}
+
+node_heartbeat own_heartbeat(membership_pointer self) {
+  const auto& st = self->state;
   node_heartbeat hb{st.self_name, st.serving, {}};
   for (const auto& p : st.peers)
     if (p.up)
       hb.up.push_back(p.name);
-  for (const auto& p : st.peers)
-    if (p.up)
-      self->send(p.remote, hb);
+  return hb;
+}
+
+void send_heartbeats(membership_pointer self) {
+  const auto& st = self->state;
+  const auto hb = own_heartbeat(self);
+  for (std::size_t i = 0; i < st.peers.size(); ++i)
+    if (st.peers[i].up)
+      send_heartbeat(self, i, hb);
 }
 
 /// Extends (or ends) this node's lease: it serves while a majority of the configured members,
-/// itself included, was heard from within the lease.
+/// itself included, acknowledged a heartbeat it sent within the lease term.
 void renew_lease(membership_pointer self) {
   auto& st = self->state;
-  auto until = clock::time_point::max();
-  if (st.quorum > 1) {
-    std::vector<clock::time_point> heard;
-    for (const auto& p : st.peers)
-      if (p.up)
-        heard.push_back(p.last_heard);
-    std::sort(heard.begin(), heard.end(), std::greater<>());
-    const auto needed = static_cast<std::size_t>(st.quorum - 1);
-    until = heard.size() >= needed ? heard[needed - 1] + st.lease : clock::time_point::min();
-  }
+  std::vector<clock::time_point> acked;
+  for (const auto& p : st.peers)
+    if (p.up)
+      acked.push_back(p.acked);
+  const auto until = core::lease_end(std::move(acked), st.quorum, st.lease);
   st.dir->set_lease(until);
   const bool serving = clock::now() < until;
   if (serving == st.serving)
@@ -493,13 +534,17 @@ void peer_up(membership_pointer self, std::size_t i, node_hello& h) {
   p.serving = h.serving;
   p.remote = std::move(h.membership);
   p.managers = std::move(h.managers);
-  p.last_heard = clock::now();
+  p.acked = {}; // the lease counts it from its first acknowledged heartbeat
   p.backoff = {};
   self->monitor(p.remote);
   self->send(p.link, link_up{p.name, p.managers});
   spdlog::info("cluster: {} is up", p.name);
   membership_changed(self);
   renew_lease(self);
+  // Its acknowledgement comes within a round trip, not at the next tick. (The dialer's reaches
+  // a peer that already counts it as up; the answering side's may arrive before the dialer has
+  // the answer to its hello and be refused: then the next tick's counts.)
+  send_heartbeat(self, i, own_heartbeat(self));
 }
 
 void peer_down(membership_pointer self, std::size_t i, const caf::error& why) {
@@ -619,13 +664,13 @@ caf::behavior membership(membership_pointer self, const config::settings* s, dir
       peer_up(self, *i, h);
       return own_hello(self);
     },
-    [self](node_heartbeat& hb) {
+    // The answer acknowledges the heartbeat: true when this node counts the sender as up.
+    [self](node_heartbeat& hb) -> bool {
       auto& st = self->state;
       auto i = peer_index(self, hb.node);
       if (!i || !st.peers[*i].up)
-        return;
+        return false;
       auto& p = st.peers[*i];
-      p.last_heard = clock::now();
       if (p.serving != hb.serving) {
         p.serving = hb.serving;
         membership_changed(self);
@@ -640,6 +685,7 @@ caf::behavior membership(membership_pointer self, const config::settings* s, dir
             dial(self, *j);
           }
         }
+      return true;
     },
     [self](tick_atom) {
       send_heartbeats(self);

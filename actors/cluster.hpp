@@ -11,11 +11,12 @@
 ///   Every membership change publishes a new view (its version grows) and tells the local
 ///   managers to passivate the entities they no longer own; the new owner activates them from
 ///   PostgreSQL on their next message.
-/// - Lease and fencing: every node heartbeats its peers; a node serves entities only while it
-///   has heard from a majority of the configured members within
-///   peer_timeout_ms - heartbeat_ms. Without it (cut off, or thawed after a freeze) it resolves
-///   every key to the refuser (503) and passivates everything, before its peers re-home its keys
-///   (they wait the full peer timeout), so no two nodes serve a key from memory at once.
+/// - Lease and fencing: every node heartbeats its peers, which acknowledge each heartbeat; a
+///   node serves entities only while a majority of the configured members acknowledged a
+///   heartbeat it *sent* within peer_timeout_ms - heartbeat_ms (core/lease.hpp: what waited in
+///   a frozen node's mailbox extends nothing). Without it (cut off, or thawed after a freeze) it
+///   resolves every key to the refuser (503) and passivates everything, before its peers re-home
+///   its keys (they wait the full peer timeout), so no two nodes serve a key from memory at once.
 /// - Forwarding: one link actor per peer forwards the messages for that peer's keys and keeps
 ///   their promises; when the peer goes down it answers them at once (CAF would let them wait
 ///   their full timeout): reads are sent again to the key's new owner, writes get 503 (their

@@ -24,14 +24,13 @@ void runtime::get_product(std::string id, callback<model::product> cb) {
 }
 
 snapshot_ptr runtime::current_product(const std::string& id) const {
-  // Not on a cluster node. A node's lease is extended by its peers' heartbeats as they are
-  // handled, so a node thawed after a freeze can hold it again (from heartbeats queued while it
-  // was frozen) before its membership actor has seen the lease lapse and passivated its
-  // entities; a read answered here in that moment showed the price from before a PATCH made
-  // through another node meanwhile (the cluster freeze test, 1 run in 3 under ASan). The actor
-  // path has the same race, narrowed by its hops (the overdue tick usually passivates first);
-  // the cure of both is a lease that only an echo of this node's own heartbeat extends.
-  if (impl_->dir.clustered())
+  // In a cluster only the owner's snapshots are current: a node that does not hold its lease
+  // now, or whose ring sends the key elsewhere, answers through the owner instead. The lease is
+  // extended only by acknowledgements of this node's heartbeats, counted from when they were
+  // sent (core/lease.hpp), so a node thawed after a freeze does not hold it again before it has
+  // been heard from anew; the lease in force at the thaw is the one from before the freeze.
+  const auto& dir = impl_->dir;
+  if (dir.clustered() && dir.elsewhere(id))
     return nullptr;
   auto snap = impl_->snapshots.find(id);
   if (snap)
