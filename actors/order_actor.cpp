@@ -136,12 +136,12 @@ auto transition_job(model::order o, std::string to) {
   return
     [o = std::move(o), to = std::move(to)](persistence::backend& b) -> result<model::order_change> {
       pqxx::work tx{b.pg.connection()};
-      if (!os::transition(tx, o.id, o.status, to))
+      auto moved = os::transition(tx, o, to);
+      if (!moved)
         return failure{errc::conflict, "the order changed meanwhile; retry", {}};
-      auto fresh = os::find_order(tx, o.id);
       tx.commit();
       model::order_change ch;
-      ch.placed = std::move(*fresh);
+      ch.placed = std::move(*moved);
       return ch;
     };
 }
@@ -235,26 +235,29 @@ void refund_charge(order_ptr self, const entity_env& env, std::string reference)
     });
 }
 
-/// The intent: pending_payment → paying, with the charge reference.
-auto begin_payment_job(std::string id) {
-  return [id = std::move(id)](persistence::backend& b) -> result<model::order> {
+/// The intent: pending_payment → paying, with the charge reference. `o`: the order as this
+/// actor has it.
+auto begin_payment_job(model::order o) {
+  return [o = std::move(o)](persistence::backend& b) -> result<model::order> {
     pqxx::work tx{b.pg.connection()};
-    if (!os::begin_payment(tx, id, charge_reference(id)))
+    auto paying = os::begin_payment(tx, o, charge_reference(o.id));
+    if (!paying)
       return failure{errc::conflict, "the order is no longer awaiting payment", {}};
-    auto fresh = os::find_order(tx, id);
     tx.commit();
-    return std::move(*fresh);
+    return std::move(*paying);
   };
 }
 
-/// Nothing was charged: paying → pending_payment (a no-op when it is not paying any more).
-auto abandon_payment_job(std::string id) {
-  return [id = std::move(id)](persistence::backend& b) -> result<model::order> {
+/// Nothing was charged: paying → pending_payment (a no-op when it is not paying any more: the
+/// order as PostgreSQL has it then).
+auto abandon_payment_job(model::order o) {
+  return [o = std::move(o)](persistence::backend& b) -> result<model::order> {
     pqxx::work tx{b.pg.connection()};
-    os::abandon_payment(tx, id);
-    auto fresh = os::find_order(tx, id);
+    auto back = os::abandon_payment(tx, o);
+    if (!back)
+      back = os::find_order(tx, o.id);
     tx.commit();
-    return std::move(*fresh);
+    return std::move(*back);
   };
 }
 
@@ -271,12 +274,14 @@ auto record_charge_job(model::order o, std::string provider, std::string referen
     auto paid = os::record_payment(tx, o, model::payment_info{"captured", provider, reference},
                                    points);
     model::order_change ch;
-    ch.placed = std::move(*os::find_order(tx, o.id));
-    tx.commit();
     if (paid) {
+      ch.placed = std::move(paid->order);
       ch.customer_points = paid->customer_points;
       ch.customer_version = paid->customer_version;
+    } else { // paid already (by this very charge, when run twice), or cancelled: as it is
+      ch.placed = std::move(*os::find_order(tx, o.id));
     }
+    tx.commit();
     return ch;
   };
 }
@@ -358,7 +363,7 @@ caf::typed_response_promise<model::order> pay(order_ptr self, const entity_env& 
   };
   self->state.settling = true;
   db_await<model::order>(
-    self, env, self->state.id, begin_payment_job(self->state.id),
+    self, env, self->state.id, begin_payment_job(*self->state.order),
     [self, env, method, finish](model::order& o) mutable {
       self->state.order = o;
       call_provider<std::string>(
@@ -374,7 +379,7 @@ caf::typed_response_promise<model::order> pay(order_ptr self, const entity_env& 
                                             "yet; the order shows it shortly"));
           }
           db_await<model::order>(
-            self, env, self->state.id, abandon_payment_job(self->state.id),
+            self, env, self->state.id, abandon_payment_job(*self->state.order),
             [self, e, finish](model::order& o) mutable {
               self->state.order = o;
               finish(e);
@@ -539,7 +544,7 @@ order_entity_actor::behavior_type order_entity(order_ptr self, entity_env env, s
           self, env, [](caf::expected<model::order>) {},
           [self, env] {
             db_await<model::order>(
-              self, env, self->state.id, abandon_payment_job(self->state.id),
+              self, env, self->state.id, abandon_payment_job(*self->state.order),
               [self](model::order& fresh) { self->state.order = fresh; },
               [self, env](caf::error&) { reread(self, env); });
           },

@@ -53,9 +53,14 @@ constexpr const char* insert_idempotency_sql =
   "request_hash = excluded.request_hash, status = excluded.status, outcome = excluded.outcome, "
   "created_at = now() WHERE k.status <> ALL ($6::int[])";
 
+// The statements that move an order on return what they wrote (version, updated_at_ms) and
+// what else of the row can differ from the caller's copy (points_awarded): with the payment
+// they record, that is the whole order as select_order_sql would read it (see stamped()).
+#define EMPORIUM_ORDER_STAMP "version, " EMPORIUM_MS("updated_at") ", points_awarded"
+
 constexpr const char* transition_sql =
   "UPDATE orders SET status = $3, version = version + 1, updated_at = now() "
-  "WHERE id = $1 AND status = $2 RETURNING version";
+  "WHERE id = $1 AND status = $2 RETURNING " EMPORIUM_ORDER_STAMP;
 
 constexpr const char* insert_payment_sql =
   "INSERT INTO payments (order_id, provider, reference, amount_cents, currency, status) "
@@ -65,16 +70,17 @@ constexpr const char* insert_payment_sql =
 // captured after a reconciliation had found none (and put the order back) still pays it.
 constexpr const char* mark_paid_sql =
   "UPDATE orders SET status = 'paid', points_awarded = $2, version = version + 1, "
-  "updated_at = now() WHERE id = $1 AND status IN ('paying', 'pending_payment') RETURNING version";
+  "updated_at = now() WHERE id = $1 AND status IN ('paying', 'pending_payment') "
+  "RETURNING " EMPORIUM_ORDER_STAMP;
 
 constexpr const char* begin_payment_sql =
   "UPDATE orders SET status = 'paying', payment_reference = $2, paying_since = now(), "
   "version = version + 1, updated_at = now() WHERE id = $1 AND status = 'pending_payment' "
-  "RETURNING version";
+  "RETURNING " EMPORIUM_ORDER_STAMP;
 
 constexpr const char* abandon_payment_sql =
   "UPDATE orders SET status = 'pending_payment', version = version + 1, updated_at = now() "
-  "WHERE id = $1 AND status = 'paying' RETURNING version";
+  "WHERE id = $1 AND status = 'paying' RETURNING " EMPORIUM_ORDER_STAMP;
 
 constexpr const char* stock_levels_sql =
   "SELECT id, stock, version FROM products WHERE id = ANY($1::text[]) ORDER BY id";
@@ -201,6 +207,17 @@ model::order order_from(const pqxx::row& r) {
   if (!r[13].is_null())
     o.payment = model::payment_info{r[15].as<std::string>(), r[13].as<std::string>(),
                                     r[14].as<std::string>()};
+  return o;
+}
+
+/// `o` moved to `status` by a statement that returned EMPORIUM_ORDER_STAMP in `r`. The rest of
+/// an order does not change after its placement but for its payment, which only
+/// record_payment (sets it) and cancel_order (refunds it) change.
+model::order stamped(model::order o, const std::string& status, const pqxx::row& r) {
+  o.status = status;
+  o.version = r[0].as<std::int64_t>();
+  o.updated_at_ms = r[1].as<std::int64_t>();
+  o.points_awarded = r[2].as<std::int64_t>();
   return o;
 }
 
@@ -417,15 +434,14 @@ bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref&
          == 1;
 }
 
-std::optional<std::int64_t> transition(pqxx::transaction_base& tx, const std::string& order_id,
-                                       const std::string& from, const std::string& to) {
-  auto rows = tx.exec_params(transition_sql, order_id, from, to);
+std::optional<model::order> transition(pqxx::transaction_base& tx, const model::order& o,
+                                       const std::string& to) {
+  auto rows = tx.exec_params(transition_sql, o.id, o.status, to);
   if (rows.empty())
     return std::nullopt;
-  auto version = rows[0][0].as<std::int64_t>();
-  insert_event(tx, event_entity::order, order_id, "order_status",
-               json{{"order_id", order_id}, {"status", to}}.dump());
-  return version;
+  insert_event(tx, event_entity::order, o.id, "order_status",
+               json{{"order_id", o.id}, {"status", to}}.dump());
+  return stamped(o, to, rows[0]);
 }
 
 std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
@@ -434,7 +450,8 @@ std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const mode
   if (rows.empty())
     return std::nullopt;
   paid_result out;
-  out.order_version = rows[0][0].as<std::int64_t>();
+  out.order = stamped(o, model::order_status::paid, rows[0]);
+  out.order.payment = payment;
   // The payments primary key refuses a second captured payment for the same order.
   tx.exec_params(insert_payment_sql, o.id, payment.provider, payment.reference, o.total_cents,
                  o.currency);
@@ -446,20 +463,19 @@ std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const mode
   return out;
 }
 
-std::optional<std::int64_t> begin_payment(pqxx::transaction_base& tx, const std::string& order_id,
+std::optional<model::order> begin_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& reference) {
-  auto rows = tx.exec_params(begin_payment_sql, order_id, reference);
+  auto rows = tx.exec_params(begin_payment_sql, o.id, reference);
   if (rows.empty())
     return std::nullopt;
-  return rows[0][0].as<std::int64_t>();
+  return stamped(o, model::order_status::paying, rows[0]);
 }
 
-std::optional<std::int64_t> abandon_payment(pqxx::transaction_base& tx,
-                                            const std::string& order_id) {
-  auto rows = tx.exec_params(abandon_payment_sql, order_id);
+std::optional<model::order> abandon_payment(pqxx::transaction_base& tx, const model::order& o) {
+  auto rows = tx.exec_params(abandon_payment_sql, o.id);
   if (rows.empty())
     return std::nullopt;
-  return rows[0][0].as<std::int64_t>();
+  return stamped(o, model::order_status::pending_payment, rows[0]);
 }
 
 std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,

@@ -105,19 +105,22 @@ std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
 bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref& idem,
                               const failure& f);
 
-/// Moves the order from `from` to `to` if it is still in `from`; the new version, or nothing.
-std::optional<std::int64_t> transition(pqxx::transaction_base& tx, const std::string& order_id,
-                                       const std::string& from, const std::string& to);
+// The statements below that move an order on (`o`: the order as the caller last had it from
+// PostgreSQL) return the order as it is now, the same as find_order would read it in this
+// transaction, without reading it again.
+
+/// Moves the order from its status `o.status` to `to` if it is still there; or nothing.
+std::optional<model::order> transition(pqxx::transaction_base& tx, const model::order& o,
+                                       const std::string& to);
 
 /// Marks the order `paying` under the charge `reference` (the intent, written before the
-/// provider is called); its new version, or nothing when it was not pending payment.
-std::optional<std::int64_t> begin_payment(pqxx::transaction_base& tx, const std::string& order_id,
+/// provider is called); or nothing when it was not pending payment.
+std::optional<model::order> begin_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& reference);
 
-/// Puts a `paying` order back to pending payment (nothing was charged); its new version, or
-/// nothing when it was not paying any more.
-std::optional<std::int64_t> abandon_payment(pqxx::transaction_base& tx,
-                                            const std::string& order_id);
+/// Puts a `paying` order back to pending payment (nothing was charged); or nothing when it was
+/// not paying any more.
+std::optional<model::order> abandon_payment(pqxx::transaction_base& tx, const model::order& o);
 
 /// The current stock and version of the products, as PostgreSQL has them.
 std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,
@@ -126,7 +129,7 @@ std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,
 /// Records a captured payment, marks the order paid and credits loyalty points, once.
 /// Nothing when the order was neither paying nor pending payment any more.
 struct paid_result {
-  std::int64_t order_version = 0;
+  model::order order; ///< as it is now: paid with `payment`
   std::int64_t customer_points = 0;
   std::int64_t customer_version = 0;
 };

@@ -1,0 +1,129 @@
+// The statements that move an order on (persistence/order_store.cpp: begin_payment,
+// abandon_payment, record_payment, transition) return the order as it is after them, built from
+// the caller's copy and what the statement returned, and the order actor keeps that without
+// reading the order again: it must be exactly what find_order reads. And the simulated
+// provider's ledger, written with one statement per call, charges a reference once.
+
+#include "actors/payment_provider.hpp"
+#include "persistence/order_store.hpp"
+#include "persistence/store_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <utility>
+
+using namespace emporium;
+using namespace emporium::test::store_pg;
+namespace os = emporium::persistence::order_store;
+
+namespace {
+
+/// `moved` as find_order reads it in the same transaction (all of it: order_json has every
+/// field, the lines and the payment).
+void check_as_stored(pqxx::transaction_base& tx, const model::order& moved) {
+  auto stored = os::find_order(tx, moved.id);
+  REQUIRE(stored);
+  CHECK(os::encode_order(moved) == os::encode_order(*stored));
+}
+
+} // namespace
+
+TEST_CASE("an order moved on is returned as find_order reads it, payment and points included",
+          "[pg][orders]") {
+  ensure_schema();
+  pg_session s{pg_opts()};
+  auto customer = insert_customer_committed(s, "moves");
+  auto product = insert_stocked_product(s, 10, "MOVE");
+  model::order o;
+  {
+    pqxx::work tx{s.connection()};
+    o = os::place_order(tx, unpaid_order(customer, {{product, 2}}), std::nullopt, std::nullopt)
+          .stored;
+    tx.commit();
+  }
+  REQUIRE(o.status == model::order_status::pending_payment);
+  // updated_at has millisecond resolution here: a move in the same millisecond as the one
+  // before it would not show that the timestamp was taken from the statement.
+  auto next_ms = [] { std::this_thread::sleep_for(std::chrono::milliseconds(3)); };
+
+  pqxx::work tx{s.connection()};
+  next_ms();
+  auto paying = os::begin_payment(tx, o, "ch_moves_" + o.id);
+  REQUIRE(paying);
+  CHECK(paying->status == model::order_status::paying);
+  CHECK(paying->version == o.version + 1);
+  CHECK(paying->updated_at_ms > o.updated_at_ms);
+  check_as_stored(tx, *paying);
+  CHECK_FALSE(os::begin_payment(tx, *paying, "ch_again")); // no longer pending payment
+
+  next_ms();
+  auto back = os::abandon_payment(tx, *paying);
+  REQUIRE(back);
+  CHECK(back->status == model::order_status::pending_payment);
+  check_as_stored(tx, *back);
+  CHECK_FALSE(os::abandon_payment(tx, *back));
+
+  next_ms();
+  paying = os::begin_payment(tx, *back, "ch_moves_" + o.id);
+  REQUIRE(paying);
+  next_ms();
+  auto paid = os::record_payment(
+    tx, *paying, model::payment_info{"captured", "simulated", "ch_moves_" + o.id}, 42);
+  REQUIRE(paid);
+  CHECK(paid->order.status == model::order_status::paid);
+  CHECK(paid->order.points_awarded == 42);
+  REQUIRE(paid->order.payment);
+  check_as_stored(tx, paid->order);
+  CHECK_FALSE(os::record_payment(
+    tx, paid->order, model::payment_info{"captured", "simulated", "ch_moves_" + o.id}, 42));
+
+  next_ms();
+  auto shipped = os::transition(tx, paid->order, model::order_status::shipped);
+  REQUIRE(shipped);
+  check_as_stored(tx, *shipped); // the payment stays
+  next_ms();
+  auto delivered = os::transition(tx, *shipped, model::order_status::delivered);
+  REQUIRE(delivered);
+  check_as_stored(tx, *delivered);
+  CHECK_FALSE(os::transition(tx, *shipped, model::order_status::delivered)); // from moved on
+  tx.commit();
+}
+
+TEST_CASE("the simulated provider charges a reference once, however often it is asked",
+          "[pg][orders][payments]") {
+  ensure_schema();
+  config::settings settings;
+  settings.postgres.url = test::pg_url();
+  auto provider = actors::make_simulated_provider(settings);
+  pg_session s{pg_opts()};
+  const auto reference = test::unique("ch_once");
+  auto ledger = [&] {
+    pqxx::read_transaction tx{s.connection()};
+    auto rows = tx.exec_params(
+      "SELECT count(*), min(amount_cents) FROM simulated_charges WHERE reference = $1", reference);
+    return std::pair{rows[0][0].as<int>(), rows[0][1].is_null() ? 0 : rows[0][1].as<int>()};
+  };
+  CHECK(provider->find(reference) == actors::charge_state::none);
+
+  auto first = provider->charge("tok_visa", 1'250, "EUR", reference);
+  CHECK(first.outcome == actors::charge_result::kind::captured);
+  CHECK(first.reference == reference);
+  CHECK(ledger() == std::pair{1, 1'250});
+  // Asked again (a lost answer, a reconciliation racing the payment): the first charge.
+  auto again = provider->charge("tok_visa", 9'999, "EUR", reference);
+  CHECK(again.outcome == actors::charge_result::kind::captured);
+  CHECK(ledger() == std::pair{1, 1'250});
+  CHECK(provider->find(reference) == actors::charge_state::captured);
+
+  CHECK(provider->charge("tok_declined", 1'250, "EUR", test::unique("ch_no")).outcome
+        == actors::charge_result::kind::declined);
+  CHECK(provider->refund(reference));
+  CHECK(provider->refund(reference)); // again: no effect
+  CHECK(provider->find(reference) == actors::charge_state::refunded);
+  CHECK(provider->charge("tok_visa", 1'250, "EUR", reference).outcome
+        == actors::charge_result::kind::declined);
+  CHECK(ledger() == std::pair{1, 1'250});
+}
