@@ -7,6 +7,7 @@
 #include "persistence/order_store.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
+#include "support/eventually.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -84,16 +85,7 @@ result<T> call(Start start, std::chrono::milliseconds limit = 15s) {
   return wait(future, limit);
 }
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit) {
-  auto until = clock_type::now() + limit;
-  while (!pred()) {
-    if (clock_type::now() > until)
-      return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
+using emporium::test::eventually;
 
 /// Makes every insert of an outbox event of the listed entities sleep `ms` in PostgreSQL, so
 /// that a transaction touching several of them outlasts the job's deadline while no statement

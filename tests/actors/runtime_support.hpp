@@ -10,6 +10,7 @@
 #include "persistence/migrations.hpp"
 #include "persistence/pg.hpp"
 #include "persistence/product_store.hpp"
+#include "support/eventually.hpp"
 #include "support/silent_listener.hpp"
 #include "support/test_env.hpp"
 
@@ -126,17 +127,7 @@ inline result<bool> crash(runtime& rt, const std::string& id) {
   return p.wait();
 }
 
-/// Polls `pred` until it holds or `limit` passed; answers whether it held.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
-  auto until = clock_type::now() + limit;
-  while (!pred()) {
-    if (clock_type::now() > until)
-      return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
+using test::eventually;
 
 inline std::string describe(const failure& f) {
   return "errc(" + std::to_string(static_cast<int>(f.code)) + ") " + f.detail;

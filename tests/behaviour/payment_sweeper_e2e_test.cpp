@@ -6,6 +6,7 @@
 
 #include "e2e/commerce_support.hpp"
 #include "gateway/gateway_support.hpp"
+#include "support/eventually.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -54,18 +55,6 @@ std::string create_product(http_client& c, std::int64_t stock) {
   INFO(show(r));
   REQUIRE(r.status == 201);
   return r.json().at("id").get<std::string>();
-}
-
-/// Polls `done` every 100 ms until it holds or `limit` passes; whether it held.
-template <class F>
-bool eventually(F done, std::chrono::milliseconds limit) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until)
-      return false;
-    std::this_thread::sleep_for(100ms);
-  }
-  return true;
 }
 
 /// Renames a column of the shared database for the lifetime of this object.
@@ -141,7 +130,7 @@ TEST_CASE(
   }
   // A server that sweeps every 250 ms (orders.payment_timeout_s / 4).
   server_process sweeping{{{"EMPORIUM_ORDERS_PAYMENT_TIMEOUT_S", "1"}}};
-  CHECK(eventually([&] { return unpaid_of(customer) == 0; }, 60s));
+  CHECK(eventually([&] { return unpaid_of(customer) == 0; }, 60s, 100ms));
   CHECK(cancelled_of(customer) == orders);
   CHECK(stock_of(product) == stock);
   // Later sweeps find nothing of them: the stock stays where it is.
@@ -172,10 +161,10 @@ TEST_CASE("sweeper: a sweep that fails does not stop the sweeps after it", "[e2e
     REQUIRE(r.status == 201);
     REQUIRE(stock_of(product) == 3);
     // Failed sweeps, the last of them after the order's payment time (1 s) has passed.
-    REQUIRE(eventually([&] { return sweep_failures() >= 2; }, 20s));
+    REQUIRE(eventually([&] { return sweep_failures() >= 2; }, 20s, 100ms));
     std::this_thread::sleep_for(1500ms);
     auto failed_before = sweep_failures();
-    REQUIRE(eventually([&] { return sweep_failures() > failed_before; }, 20s));
+    REQUIRE(eventually([&] { return sweep_failures() > failed_before; }, 20s, 100ms));
     CHECK(unpaid_of(who.id) == 1);
   }
   CHECK(eventually([&] { return unpaid_of(who.id) == 0; }, 20s));

@@ -5,6 +5,7 @@
 
 #include "core/ids.hpp"
 #include "gateway/gateway_support.hpp"
+#include "support/eventually.hpp"
 #include "support/test_env.hpp"
 
 #include <catch2/catch.hpp>
@@ -301,15 +302,15 @@ TEST_CASE(
   // The access log is written by a thread of its own, in batches: the lines of the last
   // requests may still be on their way to the file.
   int fallback_lines = 0;
-  for (auto until = steady::now() + std::chrono::seconds(5);;) {
-    fallback_lines = 0;
-    for (const auto& line : json_log_lines(srv))
-      if (line.value("logger", "") == "access" && line.value("rate_limit_fallback", false))
-        ++fallback_lines;
-    if (fallback_lines >= 13 || steady::now() > until)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  emporium::test::eventually(
+    [&] {
+      fallback_lines = 0;
+      for (const auto& line : json_log_lines(srv))
+        if (line.value("logger", "") == "access" && line.value("rate_limit_fallback", false))
+          ++fallback_lines;
+      return fallback_lines >= 13;
+    },
+    std::chrono::seconds(5), std::chrono::milliseconds(50));
   CHECK(fallback_lines >= 13);
 
   // Redis comes back: within a few seconds the buckets live there again.
