@@ -140,7 +140,7 @@ caf::behavior placement_committer(committer_ptr self, config::settings settings,
     [self](placement_job& job) -> caf::result<caf::message> {
       auto& st = self->state;
       auto rp = self->make_response_promise();
-      st.queue.push_back(pending_placement{std::move(job), rp});
+      st.queue.push_back(pending_placement{std::move(job), rp, std::nullopt});
       // The reminder queues behind every placement already in the mailbox: those arrived while
       // the last transaction was in flight, and all of them go into the next one.
       if (!st.flush_sent) {
