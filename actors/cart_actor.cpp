@@ -116,19 +116,20 @@ model::cart with_item(model::cart c, const std::string& product_id, std::int64_t
   return c;
 }
 
+/// One statement, committed by itself (no BEGIN and COMMIT round trips); safe to run again
+/// when the connection was lost before its answer (cart_store::save_cart_items).
 result<model::cart> save_items(persistence::backend& b, const model::cart& c, int ttl_s) {
-  pqxx::work tx{b.pg.connection()};
+  pqxx::nontransaction tx{b.pg.connection()};
   auto saved = carts::save_cart_items(tx, c, c.version, ttl_s);
   if (!saved)
     return failure{errc::conflict, "the cart changed or was checked out; reload it", {}};
-  tx.commit();
   return std::move(*saved);
 }
 
 /// The job that reads cart `id` as PostgreSQL has it (an empty cart when there is none).
 auto read_cart(std::string id) {
   return [id = std::move(id)](persistence::backend& b) -> result<model::cart> {
-    pqxx::read_transaction tx{b.pg.connection()};
+    pqxx::nontransaction tx{b.pg.connection()}; // one statement: no BEGIN and COMMIT
     return carts::find_cart(tx, id).value_or(model::cart{});
   };
 }

@@ -95,7 +95,7 @@ customer_entity_actor::behavior_type customer_entity(customer_ptr self, entity_e
   load_then<model::customer>(
     self, env, id,
     [id](persistence::backend& b) -> result<model::customer> {
-      pqxx::read_transaction tx{b.pg.connection()};
+      pqxx::nontransaction tx{b.pg.connection()}; // one statement: no BEGIN and COMMIT
       return customers::find_customer(tx, id).value_or(model::customer{});
     },
     [self, env](model::customer c) {

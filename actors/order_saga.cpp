@@ -99,7 +99,7 @@ void refresh_stock(order_ptr self, const entity_env& env, std::vector<std::strin
   db_await<model::order_change>(
     self, env, self->state.id,
     [ids](persistence::backend& b) -> result<model::order_change> {
-      pqxx::read_transaction tx{b.pg.connection()};
+      pqxx::nontransaction tx{b.pg.connection()}; // one statement: no BEGIN and COMMIT
       model::order_change ch;
       ch.stock = levels(os::stock_levels(tx, ids));
       return ch;

@@ -119,7 +119,7 @@ void run_batch(committer_ptr self, std::vector<pending_placement>& batch) {
 /// Answers the stock of `read`'s products (or the failure to read it).
 void run_read(committer_ptr self, const placement_stock_read& read, caf::response_promise& rp) {
   try {
-    pqxx::read_transaction tx{self->state.backend->pg.connection()};
+    pqxx::nontransaction tx{self->state.backend->pg.connection()}; // one statement
     model::order_change ch;
     for (const auto& c : os::stock_levels(tx, read.product_ids))
       ch.stock.push_back({c.product_id, c.stock, c.version});

@@ -198,7 +198,7 @@ void runtime::create_customer(model::customer_draft draft, callback<model::custo
   // (The check captures its own copy: both lambdas are arguments of one call, and the order in
   // which C++ builds them is unspecified, so the second may already have moved the email.)
   auto check = [email = draft.email](persistence::backend& b) -> result<bool> {
-    pqxx::read_transaction tx{b.pg.connection()};
+    pqxx::nontransaction tx{b.pg.connection()}; // one statement: no BEGIN and COMMIT
     return !customers::find_credentials(tx, email).has_value();
   };
   impl_->run_db<bool>(
@@ -265,7 +265,7 @@ void runtime::login(std::string email, std::string password, callback<model::ses
      ttl](persistence::backend& b) -> result<model::session_grant> {
       std::optional<customers::credentials> creds;
       {
-        pqxx::read_transaction tx{b.pg.connection()};
+        pqxx::nontransaction tx{b.pg.connection()}; // one statement: no BEGIN and COMMIT
         creds = customers::find_credentials(tx, email);
       }
       // Verified outside any transaction: no PostgreSQL session waits on the hash.
@@ -303,9 +303,8 @@ void runtime::authenticate(std::string token, callback<model::principal> cb) {
         if (auto copy = parse_session_copy(*cached[1]);
             copy && copy->generation == *generation && copy->expires_at_ms > now_ms())
           return model::session_grant{{}, copy->customer_id, copy->expires_at_ms};
-      pqxx::read_transaction tx{b.pg.connection()};
+      pqxx::nontransaction tx{b.pg.connection()}; // one statement: no BEGIN and COMMIT
       auto row = customers::find_session(tx, hash);
-      tx.commit();
       if (!row)
         return failure{errc::unauthorized, "the token is unknown or expired", {}};
       auto ttl_s = static_cast<int>(

@@ -52,9 +52,8 @@ void runtime::update_product(std::string id, model::product_patch patch,
 void runtime::list_products(model::product_query query, callback<model::product_page> cb) {
   impl_->run_db<model::product_page>(
     [query = std::move(query)](persistence::backend& b) {
-      pqxx::read_transaction tx{b.pg.connection()};
+      pqxx::nontransaction tx{b.pg.connection()}; // one statement: no BEGIN and COMMIT
       auto page = persistence::product_store::list(tx, query);
-      tx.commit();
       return result<model::product_page>{std::move(page)};
     },
     std::move(cb), impl_->db_timeout);

@@ -21,9 +21,15 @@ constexpr const char* insert_cart_sql =
 constexpr const char* select_cart_sql = "SELECT " EMPORIUM_CART_COLUMNS
                                         " FROM carts WHERE id = $1 AND expires_at > now()";
 
+// Safe to run twice: run again after its commit was lost with the connection (the cart is at
+// $3 + 1 with these very items), it changes nothing but the expiry and answers the cart as the
+// first run left it. (SET's expressions read the row as it was before this statement.)
 constexpr const char* update_cart_sql =
-  "UPDATE carts SET items = $2::jsonb, version = version + 1, updated_at = now(), "
-  "expires_at = now() + make_interval(secs => $4) WHERE id = $1 AND version = $3 "
+  "UPDATE carts SET items = $2::jsonb, "
+  "version = CASE WHEN version = $3 THEN version + 1 ELSE version END, "
+  "updated_at = CASE WHEN version = $3 THEN now() ELSE updated_at END, "
+  "expires_at = now() + make_interval(secs => $4) "
+  "WHERE id = $1 AND (version = $3 OR (version = $3 + 1 AND items = $2::jsonb)) "
   "AND order_id IS NULL AND expires_at > now() RETURNING " EMPORIUM_CART_COLUMNS;
 
 model::cart cart_from(const pqxx::row& r) {

@@ -16,7 +16,9 @@ model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
 /// A cart that has not expired.
 std::optional<model::cart> find_cart(pqxx::transaction_base& tx, const std::string& id);
 
-/// Writes the items if the cart is still at `expected_version`; extends its expiry.
+/// Writes the items if the cart is still at `expected_version`; extends its expiry. One
+/// statement, safe to run twice: a second run finds the cart at `expected_version` + 1 with
+/// these items and answers it as it is (a retry after a commit whose answer was lost).
 std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const model::cart& c,
                                            std::int64_t expected_version, int ttl_s);
 

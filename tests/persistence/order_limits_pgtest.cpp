@@ -127,3 +127,36 @@ TEST_CASE("a checkout commits only while the cart is at the version its items we
   CHECK(placed.changes.size() == 1);
   tx.commit();
 }
+
+TEST_CASE("saving a cart's items is safe to run twice: the second run answers the first's cart",
+          "[pg][limits][carts]") {
+  // A database job runs again on a fresh connection when its connection was lost before the
+  // answer; the save is one autocommitted statement, so the first run may have committed.
+  namespace carts = emporium::persistence::cart_store;
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto customer = insert_customer_committed(s, "cartx2");
+  auto product = new_product(s);
+  pqxx::nontransaction tx{s.connection()};
+  auto cart = carts::insert_cart(tx, core::new_id("cart"), customer, 3600);
+  auto next = cart;
+  next.items = {{product, 2}};
+  auto first = carts::save_cart_items(tx, next, cart.version, 3600);
+  REQUIRE(first);
+  CHECK(first->version == cart.version + 1);
+  auto again = carts::save_cart_items(tx, next, cart.version, 3600);
+  REQUIRE(again);
+  CHECK(again->version == first->version);
+  CHECK(again->updated_at_ms == first->updated_at_ms);
+  REQUIRE(again->items.size() == 1);
+  CHECK(again->items[0].quantity == 2);
+  // Other items at that version are a conflict: someone else's write came first.
+  auto other = next;
+  other.items = {{product, 3}};
+  CHECK_FALSE(carts::save_cart_items(tx, other, cart.version, 3600));
+  // And the next change, at the version the first save made, goes on as usual.
+  auto later = carts::save_cart_items(tx, other, first->version, 3600);
+  REQUIRE(later);
+  CHECK(later->version == first->version + 1);
+  CHECK_FALSE(carts::save_cart_items(tx, next, cart.version, 3600)); // two versions behind
+}
