@@ -286,7 +286,8 @@ struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<Out
               // The peer's manager is unreachable: CAF killed its proxy when the connection
               // dropped, a moment before this link is told the peer is down. The call waits
               // for that (fail_pending: a read goes to the new owner, a write is answered
-              // with its outcome unknown) instead of failing now.
+              // with its outcome unknown) instead of failing now. (Were the peer's manager
+              // alone gone, not the node, the caller's own deadline answers it.)
               if (is_receiver_down(e) && self->state.up)
                 return;
               if (auto c = take(self, id))
