@@ -29,8 +29,8 @@ snapshot_ptr runtime::current_product(const std::string& id) const {
   // extended only by acknowledgements of this node's heartbeats, counted from when they were
   // sent (core/lease.hpp), so a node thawed after a freeze does not hold it again before it has
   // been heard from anew; the lease in force at the thaw is the one from before the freeze.
-  const auto& dir = impl_->dir;
-  if (dir.clustered() && dir.elsewhere(id))
+  // (directory::elsewhere is null on a single node, and the refuser without the lease.)
+  if (impl_->dir.elsewhere(id))
     return nullptr;
   auto snap = impl_->snapshots.find(id);
   if (snap)
