@@ -73,7 +73,8 @@ void place_new(customer_ptr self, const entity_env& env, model::order_request re
                caf::typed_response_promise<model::order_outcome> rp) {
   auto order_id = core::new_id("ord");
   expect_new_order(order_id);
-  self->request(env.dir->orders(order_id), env.call_timeout, order_create{order_id, req})
+  request_within(self, env.deadlines, env.dir->orders(order_id), env.call_timeout,
+                 order_create{order_id, req})
     .await(
       [rp](model::order& o) mutable {
         rp.deliver(model::order_outcome{false, std::move(o)});

@@ -4,6 +4,7 @@
 /// awaited database jobs, its absent and passivate handlers.
 
 #include "actors/db_pool.hpp"
+#include "actors/deadlines.hpp"
 #include "actors/directory.hpp"
 #include "actors/interfaces.hpp"
 #include "actors/manager.hpp"
@@ -33,6 +34,9 @@ struct entity_env {
   caf::actor_addr manager; ///< the manager that spawned this entity (set by its factory)
   /// The node's product snapshots: product actors publish there, orders update the stock.
   product_registry* snapshots = nullptr;
+  /// Keeps the deadlines of the entity's requests (request_within); none in the unit tests on
+  /// CAF's deterministic coordinator, where CAF's simulated clock keeps them.
+  deadline_keeper* deadlines = nullptr;
 };
 
 inline std::int64_t now_ms() {
@@ -54,7 +58,8 @@ inline caf::error absent(const char* what, const std::string& id) {
 /// `set` receives it. A failed load stops the actor, and the next message re-activates it.
 template <class T, class Self, class Fn, class Set>
 void load_then(Self* self, const entity_env& env, const std::string& key, Fn fn, Set set) {
-  self->request(env.pool->for_key(key), env.db_timeout, make_job(std::move(fn), env.db_timeout))
+  request_within(self, env.deadlines, env.pool->for_key(key), env.db_timeout,
+                 make_job(std::move(fn), env.db_timeout))
     .await([set](T& x) mutable { set(std::move(x)); },
            [self](caf::error& err) { self->quit(std::move(err)); });
 }
@@ -63,7 +68,8 @@ void load_then(Self* self, const entity_env& env, const std::string& key, Fn fn,
 template <class T, class Self, class Fn, class OnOk, class OnErr>
 void db_await(Self* self, const entity_env& env, const std::string& key, Fn fn, OnOk ok,
               OnErr err) {
-  self->request(env.pool->for_key(key), env.db_timeout, make_job(std::move(fn), env.db_timeout))
+  request_within(self, env.deadlines, env.pool->for_key(key), env.db_timeout,
+                 make_job(std::move(fn), env.db_timeout))
     .await([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
 }
 

@@ -168,9 +168,8 @@ bool attempted(const model::order& o) {
 template <class T, class Fn, class OnOk, class OnErr>
 void call_provider(order_ptr self, const entity_env& env, caf::timespan deadline, Fn fn, OnOk ok,
                    OnErr err) {
-  self
-    ->request(env.payment_workers->for_key(self->state.id), deadline,
-              make_job(std::move(fn), deadline))
+  request_within(self, env.deadlines, env.payment_workers->for_key(self->state.id), deadline,
+                 make_job(std::move(fn), deadline))
     .then([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
 }
 

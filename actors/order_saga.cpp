@@ -91,7 +91,7 @@ void refresh_stock(order_ptr self, const entity_env& env, std::vector<std::strin
     done();
   };
   if (const auto* placer = env.pool->placer()) {
-    self->request(*placer, env.db_timeout, placement_stock_read{ids})
+    request_within(self, env.deadlines, *placer, env.db_timeout, placement_stock_read{ids})
       .await([ok](model::order_change& ch) mutable { ok(ch); },
              [err](caf::error& e) mutable { err(e); });
     return;
@@ -147,9 +147,9 @@ void commit_placement(order_ptr self, const entity_env& env, std::shared_ptr<sag
   };
   if (const auto* placer = env.pool->placer()) {
     // Committed with the other placements of its batch; answered after that commit.
-    self
-      ->request(*placer, env.db_timeout,
-                placement_job{std::move(preq), std::chrono::steady_clock::now() + env.db_timeout})
+    request_within(
+      self, env.deadlines, *placer, env.db_timeout,
+      placement_job{std::move(preq), std::chrono::steady_clock::now() + env.db_timeout})
       .await([placed](model::order_change& ch) mutable { placed(ch); },
              [failed](caf::error& e) mutable { failed(e); });
     return;
@@ -215,9 +215,8 @@ void hold_all(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) {
     return holds_done(self, env, s);
   for (std::size_t index = 0; index < s->lines.size(); ++index) {
     const auto& line = s->lines[index];
-    self
-      ->request(env.dir->products(line.product_id), env.call_timeout,
-                product_reserve{line.product_id, self->state.id, line.quantity})
+    request_within(self, env.deadlines, env.dir->products(line.product_id), env.call_timeout,
+                   product_reserve{line.product_id, self->state.id, line.quantity})
       .await(
         [self, env, s, index](model::reservation& r) {
           s->terms[index] = std::move(r);

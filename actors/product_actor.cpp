@@ -38,11 +38,10 @@ product_entity_actor::behavior_type product_entity(
   // its mailbox is bounced with the reason, and the next message re-activates it.
   auto reload = [self, env] {
     auto id = self->state.id;
-    self
-      ->request(env->pool->for_key(id), env->db_timeout,
-                make_job([id](persistence::backend& b)
-                           -> result<std::optional<model::product>> { return ps::load(b, id); },
-                         env->db_timeout))
+    request_within(self, env->deadlines, env->pool->for_key(id), env->db_timeout,
+                   make_job([id](persistence::backend& b)
+                              -> result<std::optional<model::product>> { return ps::load(b, id); },
+                            env->db_timeout))
       .await(
         [self, env](std::optional<model::product>& p) {
           self->state.set(std::move(p));
@@ -56,9 +55,8 @@ product_entity_actor::behavior_type product_entity(
   // Runs `write` on this entity's worker and blocks other messages until it answered.
   auto commit = [self, env, reload](auto write, caf::typed_response_promise<model::product> rp) {
     auto id = self->state.id;
-    self
-      ->request(env->pool->for_key(id), env->db_timeout,
-                make_job(std::move(write), env->db_timeout))
+    request_within(self, env->deadlines, env->pool->for_key(id), env->db_timeout,
+                   make_job(std::move(write), env->db_timeout))
       .await(
         [self, rp](model::product& p) mutable {
           // Published before the answer: a read after it sees this version.
@@ -161,24 +159,16 @@ product_entity_actor::behavior_type product_entity(
         return make_domain_error(
           errc::out_of_stock,
           st.id + " has " + std::to_string(std::max<std::int64_t>(0, available)) + " available");
-      st.held.emplace(order_id, quantity);
+      st.held.emplace(order_id,
+                      product_state::hold{quantity, send_later(self, env->deadlines, env->hold_ttl,
+                                                               product_release{st.id, order_id})});
       st.held_total += quantity;
-      self->delayed_send(self, env->hold_ttl, product_release{st.id, order_id});
       return terms;
     },
-    [self](const product_release& msg) {
-      auto& st = self->state;
-      if (auto it = st.held.find(msg.order_id); it != st.held.end()) {
-        st.held_total -= it->second;
-        st.held.erase(it);
-      }
-    },
+    [self](const product_release& msg) { self->state.end_hold(msg.order_id); },
     [self](const product_stock& msg) {
       auto& st = self->state;
-      if (auto it = st.held.find(msg.order_id); it != st.held.end()) {
-        st.held_total -= it->second;
-        st.held.erase(it);
-      }
+      st.end_hold(msg.order_id);
       // Absolute values with the row's version: late or repeated messages cannot move the
       // state backwards.
       const auto* p = st.product();

@@ -46,10 +46,25 @@ struct product_state {
   snapshot_ptr snap;
   product_registry* registry = nullptr;
   std::uint64_t owner = 0; ///< this activation, in the registry
-  /// Stock held for orders being placed: order id → quantity. Held stock is not available to
-  /// other orders; it becomes a committed decrement (stock message) or is given back.
-  std::map<std::string, std::int64_t> held;
+  /// Stock held for an order being placed. Held stock is not available to other orders; it
+  /// becomes a committed decrement (stock message) or is given back (release, or hold_ttl).
+  struct hold {
+    std::int64_t quantity = 0;
+    deadline_ptr expiry; ///< the release at hold_ttl, cancelled when the hold ends sooner
+  };
+  std::map<std::string, hold> held; ///< by order id
   std::int64_t held_total = 0;
+
+  /// Ends the hold of `order_id`, if there is one.
+  void end_hold(const std::string& order_id) {
+    auto it = held.find(order_id);
+    if (it == held.end())
+      return;
+    if (it->second.expiry)
+      it->second.expiry->settle();
+    held_total -= it->second.quantity;
+    held.erase(it);
+  }
   shared_env env; ///< the product kind's environment, one copy for every product actor
   static inline const char* name = "product";
 };

@@ -191,7 +191,7 @@ class runtime {
 
   /// Stops the runtime of a process that ends next. With at most `teardown_limit` entity actors
   /// active it is shutdown() and returns true. With more, it stops and waits for everything that
-  /// may still write (services, the event listener, cluster links, bridges and every worker
+  /// may still write (services, the event listener, cluster links and every worker
   /// pool, which finish the job in hand) but leaves the entity actors as they are, and returns
   /// false: they hold nothing but copies of committed state, and stopping them one by one costs
   /// CAF a wake-up of its clock thread and a free per actor (seconds for a million). After false

@@ -148,6 +148,7 @@ void runtime::impl::start_commerce() {
   sessions = std::make_shared<session_cache>(settings.auth.session_cache_ms);
   entity_env env;
   env.pool = &pool;
+  env.deadlines = &deadlines;
   env.dir = &dir;
   env.settings = &settings;
   env.payments = std::shared_ptr<payment_provider>{make_simulated_provider(settings)};

@@ -2,8 +2,10 @@
 /// The runtime's insides, shared by the files that implement the facade area by area
 /// (runtime.cpp, runtime_products.cpp, ...). Internal to actors/.
 
+#include "actors/caller.hpp"
 #include "actors/cluster.hpp"
 #include "actors/db_pool.hpp"
+#include "actors/deadlines.hpp"
 #include "actors/directory.hpp"
 #include "actors/manager.hpp"
 #include "actors/product_snapshot.hpp"
@@ -16,30 +18,6 @@
 namespace emporium::actors {
 
 namespace detail {
-
-/// A closure run inside a bridge actor, so that a non-actor thread can make a request and get
-/// the answer through a callback.
-struct bridge_call {
-  std::function<void(caf::event_based_actor*)> run;
-};
-
-} // namespace detail
-} // namespace emporium::actors
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::actors::detail::bridge_call)
-
-namespace emporium::actors {
-
-namespace detail {
-
-/// `index` is unused but must exist: CAF 0.17.6 spawns a function actor without arguments by
-/// binding a reference to a null std::tuple<> (init_fun_factory.hpp:85), undefined behaviour
-/// that UBSan reports and aborts on.
-inline caf::behavior bridge(caf::event_based_actor* self, int /*index*/) {
-  return {
-    [self](bridge_call& call) { call.run(self); },
-  };
-}
 
 class system_config : public caf::actor_system_config {
  public:
@@ -85,8 +63,6 @@ struct runtime::impl {
       // The payment provider is a remote call that may back off for a while: its own two
       // workers keep it from holding a database worker.
       payments(sys, s, 2) {
-    for (int i = 0; i < std::max(1, s.actors.scheduler_threads); ++i)
-      bridges.push_back(sys.spawn(detail::bridge, i));
     dir.set_self(config::node_name(s));
     start_products();
     start_commerce();
@@ -122,14 +98,11 @@ struct runtime::impl {
       {}}; // used_since: set by the kinds whose entities are used without a message
   }
 
-  const caf::actor& next_bridge() {
-    return bridges[next.fetch_add(1, std::memory_order_relaxed) % bridges.size()];
-  }
-
   /// Sends `msg` to `target` and hands the answer, or the failure, to `cb`: the one way the
-  /// runtime asks an actor. For a typed handle (an entity's manager, from the directory) the
-  /// answer's type follows from its interface and the message, and `cb` must take it; a
-  /// database worker answers a db_job with whatever the job returns, so there `cb` says it.
+  /// runtime asks an actor (through `calls`, no actor in between). For a typed handle (an
+  /// entity's manager, from the directory) the answer's type follows from its interface and the
+  /// message, and `cb` must take it; a database worker answers a db_job with whatever the job
+  /// returns, so there `cb` says it.
   template <class Handle, class Msg, class T>
   void ask(const Handle& target, Msg msg, callback<T> cb) {
     if constexpr (caf::is_typed_actor<Handle>::value) {
@@ -137,13 +110,7 @@ struct runtime::impl {
       static_assert(std::is_same<typename answer::type, caf::detail::type_list<T>>::value,
                     "the callback must take what the handle's interface answers to the message");
     }
-    caf::anon_send(next_bridge(),
-                   detail::bridge_call{[target, msg = std::move(msg), cb = std::move(cb),
-                                        t = timeout](caf::event_based_actor* self) mutable {
-                     self->request(target, t, std::move(msg))
-                       .then([cb](T& x) { detail::invoke(cb, result<T>{std::move(x)}); },
-                             [cb](caf::error& e) { detail::invoke(cb, result<T>{to_failure(e)}); });
-                   }});
+    calls.ask<T>(target, std::move(msg), timeout, std::move(cb));
   }
 
   /// Sends `job` to the least busy worker of `workers`, or answers 503 at once when `limit`
@@ -183,8 +150,6 @@ struct runtime::impl {
     stop_feeds();
     if (dir.refuser())
       caf::anon_send_exit(dir.refuser(), caf::exit_reason::user_shutdown);
-    for (auto& b : bridges)
-      caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     pool.stop();
     signups.stop();
     logins.stop();
@@ -203,7 +168,6 @@ struct runtime::impl {
     std::vector<caf::actor> stopping = services;
     if (dir.refuser())
       stopping.push_back(caf::actor_cast<caf::actor>(dir.refuser()));
-    stopping.insert(stopping.end(), bridges.begin(), bridges.end());
     for (auto* p : {&pool, &signups, &logins, &search, &payments}) {
       auto workers = p->stop();
       stopping.insert(stopping.end(), workers.begin(), workers.end());
@@ -236,6 +200,10 @@ struct runtime::impl {
     0}; ///< answered from `snapshots` (runtime::current_product)
   detail::system_config cfg;
   caf::actor_system sys;
+  /// After the actor system: stopped (its thread joined) before the system goes. Keeps the
+  /// deadlines of `calls` and of the entities' requests.
+  deadline_keeper deadlines;
+  caller calls{sys, deadlines}; ///< the runtime's requests from non-actor threads
   db_pool pool;
   caf::timespan timeout;
   caf::timespan db_timeout;
@@ -259,8 +227,6 @@ struct runtime::impl {
   std::shared_ptr<session_cache> sessions;
   directory dir;
   std::shared_ptr<cluster_counters> cluster = std::make_shared<cluster_counters>();
-  std::vector<caf::actor> bridges;
-  std::atomic<std::size_t> next{0};
   std::atomic<bool> stopped{false};
   /// Set by stop_all_but_entities: the entity actors still run, and only the process's end
   /// may follow.

@@ -8,6 +8,7 @@ namespace emporium::actors {
 void runtime::impl::start_products() {
   entity_env env;
   env.pool = &pool;
+  env.deadlines = &deadlines;
   env.db_timeout = db_timeout;
   env.snapshots = &snapshots;
   auto cfg = managed("product", entity_factory_of(product_entity, env), product_counters);

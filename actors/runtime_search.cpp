@@ -1,7 +1,7 @@
 #include "actors/runtime_impl.hpp"
 #include "persistence/search_store.hpp"
 
-// A search result only ever travels between a database worker and a bridge of this process.
+// A search result only ever travels between a database worker and the caller of this process.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::model::search_result)
 
 namespace emporium::actors {

@@ -145,7 +145,7 @@ TEST_CASE("runtime: shutdown with active entities does not wait for their databa
   auto t0 = clock_type::now();
   rt.shutdown();
   auto took = seconds_since(t0);
-  // shutdown() must stop the entity actors too, not only the managers, bridges and db workers:
+  // shutdown() must stop the entity actors too, not only the managers and db workers:
   // an entity left to end by itself ends when its last strong reference goes, and CAF's
   // pending request-timeout timers hold one until they fire, the db_timeout of the entity's
   // last database request (30.5 s here).

@@ -2,7 +2,8 @@
 // not available to other orders; a hold that its order never confirmed (stock message) nor
 // released is given back after entity_env::hold_ttl; a hold its order committed is not given
 // back again when that time passes. The actor runs against the test PostgreSQL, with a short
-// hold_ttl (production keeps 30 s).
+// hold_ttl (production keeps 30 s), and with the node's deadline keeper, which sends the release
+// at hold_ttl as it does in the server (without one, CAF's delayed_send would).
 
 #include "actors/product_actor.hpp"
 #include "core/ids.hpp"
@@ -27,6 +28,7 @@ struct product_fixture {
   config::settings settings = test::test_settings();
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
+  deadline_keeper keeper;
   std::unique_ptr<db_pool> pool;
   model::product stored;
   product_entity_actor product;
@@ -53,6 +55,7 @@ struct product_fixture {
     env.pool = pool.get();
     env.db_timeout = std::chrono::seconds(10);
     env.hold_ttl = 300ms;
+    env.deadlines = &keeper;
     product = sys->spawn(product_entity, std::make_shared<const entity_env>(env), stored.id);
   }
 
