@@ -1,6 +1,7 @@
 #include "actors/cart_actor.hpp"
 
 #include "actors/order_logic.hpp"
+#include "actors/product_snapshot.hpp"
 #include "persistence/cart_store.hpp"
 
 #include <algorithm>
@@ -14,6 +15,29 @@ namespace {
 using cart_ptr = cart_entity_actor::stateful_pointer<cart_state>;
 
 using priced_fn = std::function<void(caf::expected<model::cart_view>)>;
+
+/// Reads product `id` for the cart and hands it to `ok` (or the failure to `err`): from the
+/// node's snapshot when one is current here (the rule of runtime::current_product: the node
+/// serves the key now), with no message at all and before this returns; otherwise by asking
+/// the product's actor, its answer awaited when `serialise` (nothing else reaches the cart
+/// meanwhile). A snapshot withheld after an order's commit is not current: that read goes to
+/// the actor, behind the order's stock message, as an HTTP read would.
+template <class Ok, class Err>
+void read_product(cart_ptr self, const entity_env& env, const std::string& id, bool serialise,
+                  Ok ok, Err err) {
+  if (env.snapshots && !env.dir->elsewhere(id))
+    if (auto snap = env.snapshots->find(id)) {
+      auto p = snap->product;
+      ok(p);
+      return;
+    }
+  auto asked = request_within(self, env.deadlines, env.dir->products(id), env.call_timeout,
+                              product_read{id});
+  if (serialise)
+    asked.await(std::move(ok), std::move(err));
+  else
+    asked.then(std::move(ok), std::move(err));
+}
 
 /// Prices `c` at the products' current prices (asking them all at once), then calls `done`
 /// with the view, or with the error that prevented it (a product that could not be read, a
@@ -84,12 +108,7 @@ void price_then(cart_ptr self, const entity_env& env, model::cart c, std::string
       if (--acc->pending == 0)
         complete();
     };
-    auto asked = self->request(env.dir->products(item.product_id), env.call_timeout,
-                               product_read{item.product_id});
-    if (serialise)
-      asked.await(on_product, on_error);
-    else
-      asked.then(on_product, on_error);
+    read_product(self, env, item.product_id, serialise, on_product, on_error);
   }
 }
 
@@ -249,40 +268,40 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
         return rp;
       }
       // The product must exist (404) and be priced in the cart's currency.
-      self->request(env.dir->products(product_id), env.call_timeout, product_read{product_id})
-        .await(
-          [self, env, save, next, product_id, quantity, rp](model::product& p) mutable {
-            // A cart holds one currency: that of its other items (they all share it).
-            auto other = std::find_if(next.items.begin(), next.items.end(),
-                                      [&](const auto& i) { return i.product_id != product_id; });
-            if (other != next.items.end()) {
-              auto other_id = other->product_id;
-              self->request(env.dir->products(other_id), env.call_timeout, product_read{other_id})
-                .await(
-                  [save, next, currency = p.currency, product_id, quantity,
-                   rp](model::product& q) mutable {
-                    if (q.currency != currency) {
-                      rp.deliver(
-                        make_domain_error(errc::invalid_input, "the cart is in " + q.currency,
-                                          {{"product_id", product_id + " is priced in " + currency
-                                                            + "; a cart holds one currency"}}));
-                      return;
-                    }
-                    save(with_item(std::move(next), product_id, quantity));
-                  },
-                  [save, next, product_id, quantity, rp](caf::error& e) mutable {
-                    if (to_failure(e).code != errc::not_found) {
-                      rp.deliver(std::move(e));
-                      return;
-                    }
-                    // That product is gone (it drops out of the cart's view): no currency to keep.
-                    save(with_item(std::move(next), product_id, quantity));
-                  });
-              return;
-            }
-            save(with_item(std::move(next), product_id, quantity));
-          },
-          [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      read_product(
+        self, env, product_id, true,
+        [self, env, save, next, product_id, quantity, rp](model::product& p) mutable {
+          // A cart holds one currency: that of its other items (they all share it).
+          auto other = std::find_if(next.items.begin(), next.items.end(),
+                                    [&](const auto& i) { return i.product_id != product_id; });
+          if (other != next.items.end()) {
+            auto other_id = other->product_id;
+            read_product(
+              self, env, other_id, true,
+              [save, next, currency = p.currency, product_id, quantity,
+               rp](model::product& q) mutable {
+                if (q.currency != currency) {
+                  rp.deliver(make_domain_error(
+                    errc::invalid_input, "the cart is in " + q.currency,
+                    {{"product_id",
+                      product_id + " is priced in " + currency + "; a cart holds one currency"}}));
+                  return;
+                }
+                save(with_item(std::move(next), product_id, quantity));
+              },
+              [save, next, product_id, quantity, rp](caf::error& e) mutable {
+                if (to_failure(e).code != errc::not_found) {
+                  rp.deliver(std::move(e));
+                  return;
+                }
+                // That product is gone (it drops out of the cart's view): no currency to keep.
+                save(with_item(std::move(next), product_id, quantity));
+              });
+            return;
+          }
+          save(with_item(std::move(next), product_id, quantity));
+        },
+        [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
     [self, env, live](cart_checkout& msg) -> caf::result<model::order_outcome> {
@@ -311,9 +330,8 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
                                    std::move(errors));
       }
       auto rp = self->make_response_promise<model::order_outcome>();
-      self
-        ->request(env.dir->customers(c->customer_id), env.call_timeout,
-                  customer_place{c->customer_id, req})
+      request_within(self, env.deadlines, env.dir->customers(c->customer_id), env.call_timeout,
+                     customer_place{c->customer_id, req})
         .await(
           [self, rp](model::order_outcome& o) mutable {
             if (self->state.cart)
