@@ -1,7 +1,7 @@
 #include "actors/caller.hpp"
 
-#include <caf/actor_companion.hpp>
 #include <spdlog/spdlog.h>
+#include <caf/actor_companion.hpp>
 
 namespace emporium::actors {
 
@@ -52,8 +52,7 @@ void caller::send(caf::strong_actor_ptr target, caf::message msg, caf::timespan 
     // The keeper's thread sends the timeout outside its own lock, so it may wait for this one:
     // the call is in calls_ before its deadline can fire.
     std::lock_guard<std::mutex> lk(mu_);
-    auto deadline =
-      keeper_.watch(self_, id.response_id(), deadline_keeper::clock::now() + timeout);
+    auto deadline = keeper_.watch(self_, id.response_id(), deadline_keeper::clock::now() + timeout);
     calls_.emplace(n, call{std::move(on_answer), std::move(deadline)});
   }
   target->enqueue(caf::make_mailbox_element(self_, id, {}, std::move(msg)), nullptr);

@@ -37,10 +37,8 @@ class caller {
   template <class T, class Handle, class Msg>
   void ask(const Handle& target, Msg msg, caf::timespan timeout,
            std::function<void(result<T>)> on_answer) {
-    send(caf::actor_cast<caf::strong_actor_ptr>(target), caf::make_message(std::move(msg)),
-         timeout, [cb = std::move(on_answer)](caf::message& answer) {
-           cb(decode<T>(answer));
-         });
+    send(caf::actor_cast<caf::strong_actor_ptr>(target), caf::make_message(std::move(msg)), timeout,
+         [cb = std::move(on_answer)](caf::message& answer) { cb(decode<T>(answer)); });
   }
 
   /// Calls sent and not answered yet; for tests.

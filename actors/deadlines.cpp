@@ -17,12 +17,12 @@ deadline_keeper::~deadline_keeper() {
 
 deadline_ptr deadline_keeper::watch(const caf::strong_actor_ptr& requester,
                                     caf::message_id response, clock::time_point due) {
-  return add(std::make_shared<deadline_ticket>(
-    due, caf::actor_cast<caf::weak_actor_ptr>(requester), response));
+  return add(std::make_shared<deadline_ticket>(due, caf::actor_cast<caf::weak_actor_ptr>(requester),
+                                               response));
 }
 
-deadline_ptr deadline_keeper::send_at(const caf::strong_actor_ptr& receiver,
-                                      clock::time_point due, caf::message content) {
+deadline_ptr deadline_keeper::send_at(const caf::strong_actor_ptr& receiver, clock::time_point due,
+                                      caf::message content) {
   return add(std::make_shared<deadline_ticket>(due, caf::actor_cast<caf::weak_actor_ptr>(receiver),
                                                caf::make_message_id(), std::move(content)));
 }

@@ -35,7 +35,9 @@ class deadline_ticket {
 
   deadline_ticket(clock::time_point due, caf::weak_actor_ptr receiver, caf::message_id response,
                   caf::message content = {})
-    : due_(due), receiver_(std::move(receiver)), response_(response),
+    : due_(due),
+      receiver_(std::move(receiver)),
+      response_(response),
       content_(std::move(content)) {}
 
   /// Called by whatever handles the answer (the answer or any error): the keeper then does
@@ -146,8 +148,8 @@ class timed_response {
 
 /// `self->request(dest, timeout, xs...)`, its deadline kept by `keeper` when there is one.
 template <class Self, class Handle, class... Ts>
-auto request_within(Self* self, deadline_keeper* keeper, const Handle& dest,
-                    caf::timespan timeout, Ts&&... xs) {
+auto request_within(Self* self, deadline_keeper* keeper, const Handle& dest, caf::timespan timeout,
+                    Ts&&... xs) {
   if (!keeper) {
     auto h = self->request(dest, timeout, std::forward<Ts>(xs)...);
     return timed_response<decltype(h)>{std::move(h), nullptr};

@@ -238,11 +238,12 @@ void refund_charge(order_ptr self, const entity_env& env, std::string reference)
 /// actor has it.
 auto begin_payment_job(model::order o) {
   return [o = std::move(o)](persistence::backend& b) -> result<model::order> {
-    pqxx::work tx{b.pg.connection()};
+    // One statement: no BEGIN and COMMIT. Run again after a lost connection, it finds the order
+    // paying under this reference and answers it as it is.
+    pqxx::nontransaction tx{b.pg.connection()};
     auto paying = os::begin_payment(tx, o, charge_reference(o.id));
     if (!paying)
       return failure{errc::conflict, "the order is no longer awaiting payment", {}};
-    tx.commit();
     return std::move(*paying);
   };
 }
@@ -269,7 +270,9 @@ auto record_charge_job(model::order o, std::string provider, std::string referen
     if (live && injected_faults().fail_record_after_charge)
       return failure{errc::unavailable, "the payment could not be recorded (injected fault)", {}};
     auto points = order_logic::loyalty_points(o.subtotal_cents);
-    pqxx::work tx{b.pg.connection()};
+    // One statement, atomic by itself: no BEGIN and COMMIT. Run again after a lost connection,
+    // it finds the order paid and reads it below.
+    pqxx::nontransaction tx{b.pg.connection()};
     auto paid = os::record_payment(tx, o, model::payment_info{"captured", provider, reference},
                                    points);
     model::order_change ch;
@@ -280,7 +283,6 @@ auto record_charge_job(model::order o, std::string provider, std::string referen
     } else { // paid already (by this very charge, when run twice), or cancelled: as it is
       ch.placed = std::move(*os::find_order(tx, o.id));
     }
-    tx.commit();
     return ch;
   };
 }

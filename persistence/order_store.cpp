@@ -62,21 +62,44 @@ constexpr const char* transition_sql =
   "UPDATE orders SET status = $3, version = version + 1, updated_at = now() "
   "WHERE id = $1 AND status = $2 RETURNING " EMPORIUM_ORDER_STAMP;
 
-constexpr const char* insert_payment_sql =
-  "INSERT INTO payments (order_id, provider, reference, amount_cents, currency, status) "
-  "VALUES ($1, $2, $3, $4, $5, 'captured')";
+// The notification of the outbox row just written (in its RETURNING), which PostgreSQL sends to
+// every listener when, and only if, the transaction commits: event_store::parse_notification's
+// format.
+#define EMPORIUM_NOTIFY_EVENT                                                            \
+  "pg_notify('emporium_events', entity || E'\\t' || seq || E'\\t' || type || E'\\t' || " \
+  "payload::text)"
 
-// From `paying` (the live payment or its reconciliation), or from `pending_payment`: a charge
-// captured after a reconciliation had found none (and put the order back) still pays it.
-constexpr const char* mark_paid_sql =
-  "UPDATE orders SET status = 'paid', points_awarded = $2, version = version + 1, "
-  "updated_at = now() WHERE id = $1 AND status IN ('paying', 'pending_payment') "
-  "RETURNING " EMPORIUM_ORDER_STAMP;
+// One statement, atomic by itself (so it needs no transaction block): marks the order paid,
+// writes its payment, credits the customer's points and writes the order's outbox event, or
+// does nothing at all when the order is not awaiting payment. From `paying` (the live payment or
+// its reconciliation), or from `pending_payment`: a charge captured after a reconciliation had
+// found none (and put the order back) still pays it. The UPDATE that marks the order paid also
+// takes the event's seq from its counter (a statement may change one row once only). The
+// customer exists: orders.customer_id references it. The payments primary key refuses a second
+// captured payment for the same order.
+constexpr const char* record_payment_sql =
+  "WITH o AS (UPDATE orders SET status = 'paid', points_awarded = $2, version = version + 1, "
+  "updated_at = now(), event_seq = event_seq + 1 "
+  "WHERE id = $1 AND status IN ('paying', 'pending_payment') "
+  "RETURNING " EMPORIUM_ORDER_STAMP
+  ", event_seq), "
+  "p AS (INSERT INTO payments (order_id, provider, reference, amount_cents, currency, status) "
+  "SELECT $1, $3, $4, $5, $6, 'captured' FROM o), "
+  "c AS (UPDATE customers SET loyalty_points = loyalty_points + $2, version = version + 1 "
+  "WHERE id = $7 AND EXISTS (SELECT 1 FROM o) RETURNING loyalty_points, version), "
+  "e AS (INSERT INTO events (entity, seq, type, payload) "
+  "SELECT 'order:' || $1, o.event_seq, 'order_status', $8::jsonb FROM o "
+  "RETURNING " EMPORIUM_NOTIFY_EVENT
+  ") "
+  "SELECT o.*, c.loyalty_points, c.version, (SELECT count(*) FROM e) FROM o, c";
 
+// Also when the order is paying under this very reference already: the worker runs a job again
+// after its connection was lost mid-statement, and in autocommit the first run may have
+// committed.
 constexpr const char* begin_payment_sql =
   "UPDATE orders SET status = 'paying', payment_reference = $2, paying_since = now(), "
-  "version = version + 1, updated_at = now() WHERE id = $1 AND status = 'pending_payment' "
-  "RETURNING " EMPORIUM_ORDER_STAMP;
+  "version = version + 1, updated_at = now() WHERE id = $1 AND (status = 'pending_payment' "
+  "OR (status = 'paying' AND payment_reference = $2)) RETURNING " EMPORIUM_ORDER_STAMP;
 
 constexpr const char* abandon_payment_sql =
   "UPDATE orders SET status = 'pending_payment', version = version + 1, updated_at = now() "
@@ -84,10 +107,6 @@ constexpr const char* abandon_payment_sql =
 
 constexpr const char* stock_levels_sql =
   "SELECT id, stock, version FROM products WHERE id = ANY($1::text[]) ORDER BY id";
-
-constexpr const char* credit_points_sql =
-  "UPDATE customers SET loyalty_points = loyalty_points + $2, version = version + 1 "
-  "WHERE id = $1 RETURNING loyalty_points, version";
 
 constexpr const char* debit_points_sql =
   "UPDATE customers SET loyalty_points = greatest(loyalty_points - $2, 0), "
@@ -111,20 +130,19 @@ constexpr const char* stale_paying_sql =
   "ORDER BY paying_since LIMIT $1";
 
 // One statement bumps the entity's event counter (locking its row until the commit, so events of
-// one entity commit in seq order), writes the outbox row at the new value and queues the
-// notification that PostgreSQL sends to every listener when, and only if, the transaction
-// commits. The notification's payload is event_store::parse_notification's format.
+// one entity commit in seq order), writes the outbox row at the new value and queues its
+// notification.
 #define EMPORIUM_INSERT_EVENT(TABLE, PREFIX)                           \
   "WITH s AS (UPDATE " TABLE                                           \
   " SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq) " \
   "INSERT INTO events (entity, seq, type, payload) "                   \
   "SELECT '" PREFIX                                                    \
   "' || $1, s.event_seq, $2, $3::jsonb FROM s "                        \
-  "RETURNING seq, pg_notify('emporium_events', "                       \
-  "entity || E'\\t' || seq || E'\\t' || type || E'\\t' || payload::text)"
+  "RETURNING seq, " EMPORIUM_NOTIFY_EVENT
 constexpr const char* insert_product_event_sql = EMPORIUM_INSERT_EVENT("products", "product:");
 constexpr const char* insert_order_event_sql = EMPORIUM_INSERT_EVENT("orders", "order:");
 #undef EMPORIUM_INSERT_EVENT
+#undef EMPORIUM_NOTIFY_EVENT
 
 #undef EMPORIUM_ORDER_COLUMNS
 #undef EMPORIUM_CART_COLUMNS
@@ -446,20 +464,18 @@ std::optional<model::order> transition(pqxx::transaction_base& tx, const model::
 
 std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const model::payment_info& payment, std::int64_t points) {
-  auto rows = tx.exec_params(mark_paid_sql, o.id, points);
+  auto rows = tx.exec_params(record_payment_sql, o.id, points, payment.provider, payment.reference,
+                             o.total_cents, o.currency, o.customer_id,
+                             order_event(o, model::order_status::paid));
   if (rows.empty())
     return std::nullopt;
+  const auto& r = rows[0];
   paid_result out;
-  out.order = stamped(o, model::order_status::paid, rows[0]);
+  out.order = stamped(o, model::order_status::paid, r);
   out.order.payment = payment;
-  // The payments primary key refuses a second captured payment for the same order.
-  tx.exec_params(insert_payment_sql, o.id, payment.provider, payment.reference, o.total_cents,
-                 o.currency);
-  auto c = tx.exec_params(credit_points_sql, o.customer_id, points).at(0);
-  out.customer_points = c[0].as<std::int64_t>();
-  out.customer_version = c[1].as<std::int64_t>();
-  insert_event(tx, event_entity::order, o.id, "order_status",
-               order_event(o, model::order_status::paid));
+  // After the stamp's three columns: the event's seq, the customer's points and version.
+  out.customer_points = r[4].as<std::int64_t>();
+  out.customer_version = r[5].as<std::int64_t>();
   return out;
 }
 

@@ -114,7 +114,8 @@ std::optional<model::order> transition(pqxx::transaction_base& tx, const model::
                                        const std::string& to);
 
 /// Marks the order `paying` under the charge `reference` (the intent, written before the
-/// provider is called); or nothing when it was not pending payment.
+/// provider is called); or nothing when it was neither pending payment nor paying under this
+/// reference already (a run again after a lost answer). One statement.
 std::optional<model::order> begin_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& reference);
 
@@ -126,8 +127,9 @@ std::optional<model::order> abandon_payment(pqxx::transaction_base& tx, const mo
 std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,
                                        const std::vector<std::string>& product_ids);
 
-/// Records a captured payment, marks the order paid and credits loyalty points, once.
-/// Nothing when the order was neither paying nor pending payment any more.
+/// Records a captured payment, marks the order paid, credits loyalty points and writes the
+/// order's event, once, in one statement (atomic without a transaction block). Nothing when the
+/// order was neither paying nor pending payment any more.
 struct paid_result {
   model::order order; ///< as it is now: paid with `payment`
   std::int64_t customer_points = 0;

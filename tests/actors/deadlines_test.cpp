@@ -3,8 +3,8 @@
 // request_timeout error once, an answered one gets nothing more, and a late answer is dropped.
 // A real actor system (CAF's test coordinator simulates the clock, which these bypass).
 
-#include "actors/caller.hpp"
 #include "actors/deadlines.hpp"
+#include "actors/caller.hpp"
 #include "support/eventually.hpp"
 
 #include <catch2/catch.hpp>
@@ -83,9 +83,10 @@ caf::behavior requester(caf::event_based_actor* self, deadline_keeper* keeper, c
 
 } // namespace
 
-TEST_CASE("deadlines: an unanswered request gets CAF's request_timeout once, at its deadline, "
-          "an answered one gets nothing more",
-          "[deadlines]") {
+TEST_CASE(
+  "deadlines: an unanswered request gets CAF's request_timeout once, at its deadline, "
+  "an answered one gets nothing more",
+  "[deadlines]") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   deadline_keeper keeper;
@@ -96,8 +97,8 @@ TEST_CASE("deadlines: an unanswered request gets CAF's request_timeout once, at 
   auto start = std::chrono::steady_clock::now();
   // Answered never; answered at once; answered after the keeper has taken its deadline in.
   // (Held: an actor nobody references any more is stopped, and a deadline is not sent there.)
-  auto r1 = sys.spawn(requester, &keeper, silent, std::vector<int>{0}, caf::timespan{300ms},
-                      false, silent_log);
+  auto r1 = sys.spawn(requester, &keeper, silent, std::vector<int>{0}, caf::timespan{300ms}, false,
+                      silent_log);
   auto r2 = sys.spawn(requester, &keeper, target, std::vector<int>{41, 0}, caf::timespan{300ms},
                       false, log);
   std::this_thread::sleep_for(100ms);
@@ -120,16 +121,17 @@ TEST_CASE("deadlines: an unanswered request gets CAF's request_timeout once, at 
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("deadlines: an awaited request's timeout ends the wait, and the messages held "
-          "meanwhile are handled after it",
-          "[deadlines]") {
+TEST_CASE(
+  "deadlines: an awaited request's timeout ends the wait, and the messages held "
+  "meanwhile are handled after it",
+  "[deadlines]") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   deadline_keeper keeper;
   auto target = sys.spawn(holder, 1);
   auto log = std::make_shared<seen>();
-  auto r =
-    sys.spawn(requester, &keeper, target, std::vector<int>{0}, caf::timespan{150ms}, true, log);
+  auto r = sys.spawn(requester, &keeper, target, std::vector<int>{0}, caf::timespan{150ms}, true,
+                     log);
   caf::anon_send(r, 7);
   REQUIRE(test::eventually([&] { return log->get().size() == 2; }));
   CHECK(log->get() == std::vector<std::string>{"timeout", "other 7"});
@@ -137,9 +139,10 @@ TEST_CASE("deadlines: an awaited request's timeout ends the wait, and the messag
   caf::anon_send_exit(target, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("deadlines: the caller answers each call exactly once: the answer, the target's "
-          "absence, or a timeout, and never a late answer after it",
-          "[deadlines]") {
+TEST_CASE(
+  "deadlines: the caller answers each call exactly once: the answer, the target's "
+  "absence, or a timeout, and never a late answer after it",
+  "[deadlines]") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   deadline_keeper keeper;

@@ -58,6 +58,13 @@ TEST_CASE("an order moved on is returned as find_order reads it, payment and poi
   CHECK(paying->updated_at_ms > o.updated_at_ms);
   check_as_stored(tx, *paying);
   CHECK_FALSE(os::begin_payment(tx, *paying, "ch_again")); // no longer pending payment
+  // Run again with its own reference (the worker's retry after a lost answer): as it is.
+  next_ms();
+  auto again = os::begin_payment(tx, o, "ch_moves_" + o.id);
+  REQUIRE(again);
+  CHECK(again->status == model::order_status::paying);
+  check_as_stored(tx, *again);
+  paying = again;
 
   next_ms();
   auto back = os::abandon_payment(tx, *paying);
@@ -77,6 +84,19 @@ TEST_CASE("an order moved on is returned as find_order reads it, payment and poi
   CHECK(paid->order.points_awarded == 42);
   REQUIRE(paid->order.payment);
   check_as_stored(tx, paid->order);
+  // The one statement also credited the points and wrote the order's event, at its next seq.
+  auto points = tx.exec_params1("SELECT loyalty_points, version FROM customers WHERE id = $1",
+                                customer);
+  CHECK(points[0].as<std::int64_t>() == paid->customer_points);
+  CHECK(points[1].as<std::int64_t>() == paid->customer_version);
+  CHECK(paid->customer_points >= 42);
+  auto events = tx.exec_params(
+    "SELECT seq, payload->>'status' FROM events WHERE entity = $1 "
+    "ORDER BY seq",
+    "order:" + o.id);
+  REQUIRE(events.size() >= 1);
+  CHECK(events.back()[1].as<std::string>() == "paid");
+  CHECK(events.back()[0].as<std::int64_t>() == static_cast<std::int64_t>(events.size()));
   CHECK_FALSE(os::record_payment(
     tx, paid->order, model::payment_info{"captured", "simulated", "ch_moves_" + o.id}, 42));
 
