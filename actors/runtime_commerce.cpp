@@ -337,13 +337,14 @@ void runtime::create_cart(model::principal who, callback<model::cart_view> cb) {
     cb(to_failure(forbidden_without_customer()));
     return;
   }
+  // The id is chosen here, not in the job: a job run again after a lost connection must write
+  // the same cart (one statement without BEGIN and COMMIT, whose first run may have committed).
   impl_->run_db<model::cart_view>(
-    [cid = who.customer_id,
+    [id = core::new_id("cart"), cid = who.customer_id,
      ttl = impl_->settings.carts.ttl_s](persistence::backend& b) -> result<model::cart_view> {
-      pqxx::work tx{b.pg.connection()};
+      pqxx::nontransaction tx{b.pg.connection()};
       model::cart_view v;
-      v.basket = carts::insert_cart(tx, core::new_id("cart"), cid, ttl);
-      tx.commit();
+      v.basket = carts::insert_cart(tx, id, cid, ttl);
       v.currency = "USD";
       return v;
     },

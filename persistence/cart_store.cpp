@@ -14,9 +14,13 @@ using json = nlohmann::json;
   "id, customer_id, items::text, order_id, version, " EMPORIUM_MS("updated_at") ", " EMPORIUM_MS( \
     "expires_at")
 
+// Safe to run twice: run again with the same id after its commit was lost with the connection,
+// it answers the cart the first run made (the DO UPDATE changes nothing; it is there so that
+// RETURNING has the row).
 constexpr const char* insert_cart_sql =
-  "INSERT INTO carts (id, customer_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => "
-  "$3)) RETURNING " EMPORIUM_CART_COLUMNS;
+  "INSERT INTO carts AS c (id, customer_id, expires_at) VALUES ($1, $2, now() + "
+  "make_interval(secs => $3)) ON CONFLICT (id) DO UPDATE SET expires_at = c.expires_at "
+  "WHERE c.customer_id = excluded.customer_id RETURNING " EMPORIUM_CART_COLUMNS;
 
 constexpr const char* select_cart_sql = "SELECT " EMPORIUM_CART_COLUMNS
                                         " FROM carts WHERE id = $1 AND expires_at > now()";

@@ -10,6 +10,8 @@
 
 namespace emporium::persistence::cart_store {
 
+/// A new empty cart `id` of the customer, expiring in `ttl_s`. One statement, safe to run twice
+/// with the same id: a second run answers the cart the first one made.
 model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
                         const std::string& customer_id, int ttl_s);
 

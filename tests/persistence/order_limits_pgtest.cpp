@@ -128,6 +128,27 @@ TEST_CASE("a checkout commits only while the cart is at the version its items we
   tx.commit();
 }
 
+TEST_CASE(
+  "making a cart is safe to run twice with its id: the second run answers the first's "
+  "cart",
+  "[pg][limits][carts]") {
+  namespace carts = emporium::persistence::cart_store;
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto customer = insert_customer_committed(s, "cartnew2");
+  auto other = insert_customer_committed(s, "cartnew2b");
+  pqxx::nontransaction tx{s.connection()};
+  auto id = core::new_id("cart");
+  auto first = carts::insert_cart(tx, id, customer, 3600);
+  auto again = carts::insert_cart(tx, id, customer, 3600);
+  CHECK(again.id == first.id);
+  CHECK(again.version == first.version);
+  CHECK(again.expires_at_ms == first.expires_at_ms);
+  CHECK(tx.exec_params1("SELECT count(*) FROM carts WHERE id = $1", id)[0].as<int>() == 1);
+  // Another customer's id is no cart of theirs.
+  CHECK_THROWS(carts::insert_cart(tx, id, other, 3600));
+}
+
 TEST_CASE("saving a cart's items is safe to run twice: the second run answers the first's cart",
           "[pg][limits][carts]") {
   // A database job runs again on a fresh connection when its connection was lost before the
