@@ -33,6 +33,20 @@ caller::~caller() {
   companion_->cleanup(caf::exit_reason::user_shutdown, nullptr);
 }
 
+void caller::stop() {
+  std::unordered_map<std::uint64_t, call> dropped;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopped_ = true;
+    dropped.swap(calls_);
+  }
+  for (auto& [id, c] : dropped)
+    if (c.deadline)
+      c.deadline->settle();
+  // `dropped` goes here, outside the lock: its callbacks may hold the last reference to a
+  // session.
+}
+
 std::size_t caller::pending() const {
   std::lock_guard<std::mutex> lk(mu_);
   return calls_.size();
@@ -48,12 +62,22 @@ void caller::send(caf::strong_actor_ptr target, caf::message msg, caf::timespan 
   }
   auto n = next_.fetch_add(1, std::memory_order_relaxed) + 1;
   auto id = caf::make_message_id(n);
+  bool stopped = false;
   {
     // The keeper's thread sends the timeout outside its own lock, so it may wait for this one:
     // the call is in calls_ before its deadline can fire.
     std::lock_guard<std::mutex> lk(mu_);
-    auto deadline = keeper_.watch(self_, id.response_id(), deadline_keeper::clock::now() + timeout);
-    calls_.emplace(n, call{std::move(on_answer), std::move(deadline)});
+    stopped = stopped_;
+    if (!stopped)
+      calls_.emplace(
+        n, call{std::move(on_answer),
+                keeper_.watch(self_, id.response_id(), deadline_keeper::clock::now() + timeout)});
+  }
+  if (stopped) {
+    auto answer = caf::make_message(
+      make_domain_error(errc::unavailable, "the server is stopping; retry shortly"));
+    run(on_answer, answer);
+    return;
   }
   target->enqueue(caf::make_mailbox_element(self_, id, {}, std::move(msg)), nullptr);
 }

@@ -44,6 +44,12 @@ class caller {
   /// Calls sent and not answered yet; for tests.
   std::size_t pending() const;
 
+  /// The runtime stops: the calls not answered yet are dropped without running their
+  /// callbacks, as they were when the actors that made them stopped, and so are answers and
+  /// deadlines that come later (an HTTP callback must not run once the server is gone). A call
+  /// made after this is answered at once: unavailable.
+  void stop();
+
  private:
   using handler = std::function<void(caf::message&)>;
   struct call {
@@ -71,6 +77,7 @@ class caller {
   std::atomic<std::uint64_t> next_{0};
   mutable std::mutex mu_;
   std::unordered_map<std::uint64_t, call> calls_; ///< by request id; guarded by mu_
+  bool stopped_ = false;                          ///< guarded by mu_
 };
 
 } // namespace emporium::actors

@@ -1,5 +1,7 @@
 #include "actors/cluster.hpp"
 
+#include "actors/deadlines.hpp"
+
 #include "actors/cluster_tls.hpp"
 #include "actors/types.hpp"
 #include "config/url.hpp"
@@ -167,6 +169,7 @@ struct link_state {
   const directory* dir = nullptr;
   std::shared_ptr<cluster_counters> counters;
   caf::timespan timeout{};
+  deadline_keeper* deadlines = nullptr; ///< keeps the forwarded calls' deadlines
   static inline const char* name = "cluster_link";
 };
 
@@ -272,7 +275,7 @@ struct forward<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple<Out
       }
       c.send = [self, msg](std::uint64_t id) {
         auto& st = self->state;
-        self->request(st.managers[kind_of<Msg>()], st.timeout, msg)
+        request_within(self, st.deadlines, st.managers[kind_of<Msg>()], st.timeout, msg)
           .then(
             [self, id](Out& answer) {
               if (auto c = take(self, id))
@@ -344,11 +347,12 @@ node_link_actor::behavior_type link_behavior(node_link_pointer self,
 node_link_actor::behavior_type node_link(node_link_pointer self, std::string peer,
                                          const directory* dir,
                                          std::shared_ptr<cluster_counters> counters,
-                                         caf::timespan timeout) {
+                                         caf::timespan timeout, deadline_keeper* deadlines) {
   self->state.peer = std::move(peer);
   self->state.dir = dir;
   self->state.counters = std::move(counters);
   self->state.timeout = timeout;
+  self->state.deadlines = deadlines;
   return link_behavior(self, any_entity_actor::signatures{});
 }
 
@@ -613,7 +617,8 @@ std::optional<std::size_t> peer_index(membership_pointer self, const std::string
 }
 
 caf::behavior membership(membership_pointer self, const config::settings* s, directory* dir,
-                         std::shared_ptr<cluster_counters> counters, caf::timespan timeout) {
+                         std::shared_ptr<cluster_counters> counters, caf::timespan timeout,
+                         deadline_keeper* deadlines) {
   auto& st = self->state;
   st.settings = s;
   st.dir = dir;
@@ -635,7 +640,7 @@ caf::behavior membership(membership_pointer self, const config::settings* s, dir
     p.host = host;
     p.port = port;
     p.dialer = st.self_name < name;
-    p.link = self->spawn<caf::linked>(node_link, name, dir, st.counters, timeout);
+    p.link = self->spawn<caf::linked>(node_link, name, dir, st.counters, timeout, deadlines);
     st.peers.push_back(std::move(p));
   }
   st.quorum = static_cast<int>(st.peers.size() + 1) / 2 + 1;
@@ -699,9 +704,10 @@ caf::behavior membership(membership_pointer self, const config::settings* s, dir
 } // namespace
 
 caf::actor start_cluster(caf::actor_system& sys, const config::settings& s, directory& dir,
-                         std::shared_ptr<cluster_counters> counters, caf::timespan timeout) {
+                         std::shared_ptr<cluster_counters> counters, caf::timespan timeout,
+                         deadline_keeper* deadlines) {
   dir.enable_cluster(sys.spawn(refuser, 0));
-  auto m = sys.spawn(membership, &s, &dir, std::move(counters), timeout);
+  auto m = sys.spawn(membership, &s, &dir, std::move(counters), timeout, deadlines);
   const bool tls = cluster_tls::enabled(s.cluster);
   const std::string bind = cluster_tls::bind_address(s.cluster);
   auto port = cluster_tls::publish(sys, m, *s.cluster.node_port, s.cluster);

@@ -36,6 +36,8 @@
 
 namespace emporium::actors {
 
+class deadline_keeper;
+
 /// Counters of the forwarding, and the membership as last published (written by the cluster's
 /// actors, read by /metrics and /cluster from any thread).
 struct cluster_counters {
@@ -71,8 +73,10 @@ void configure_cluster(caf::actor_system_config& cfg, const config::settings& s)
 /// Starts the cluster on `sys` (configured by configure_cluster): the refuser, one link per
 /// peer, and the membership actor published on the node port. Turns on the directory's
 /// ring resolution. Throws when the node port cannot be opened. Returns the membership actor
-/// (stop it to leave the cluster; it stops its links).
+/// (stop it to leave the cluster; it stops its links). A forwarded call waits at most
+/// `timeout`, its deadline kept by `deadlines` (CAF's clock when null).
 caf::actor start_cluster(caf::actor_system& sys, const config::settings& s, directory& dir,
-                         std::shared_ptr<cluster_counters> counters, caf::timespan timeout);
+                         std::shared_ptr<cluster_counters> counters, caf::timespan timeout,
+                         deadline_keeper* deadlines);
 
 } // namespace emporium::actors

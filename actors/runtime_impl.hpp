@@ -68,7 +68,7 @@ struct runtime::impl {
     start_commerce();
     start_feeds();
     if (s.cluster.node_port)
-      services.push_back(start_cluster(sys, settings, dir, cluster, timeout));
+      services.push_back(start_cluster(sys, settings, dir, cluster, timeout, &deadlines));
     // 1,000 passivations is at least a few MB freed; every 10 s is often enough to follow a
     // passivation sweep (the managers sweep every idle/4, at most 15 s).
     services.push_back(spawn_memory_trimmer(
@@ -143,6 +143,7 @@ struct runtime::impl {
   void shutdown() {
     if (stopped.exchange(true))
       return;
+    calls.stop();
     dir.for_each_manager(
       [](const caf::actor& m) { caf::anon_send_exit(m, caf::exit_reason::user_shutdown); });
     for (auto& svc : services)
@@ -164,6 +165,7 @@ struct runtime::impl {
   void stop_all_but_entities() {
     if (stopped.exchange(true))
       return;
+    calls.stop();
     entities_left = true;
     std::vector<caf::actor> stopping = services;
     if (dir.refuser())

@@ -139,37 +139,65 @@ TEST_CASE(
   caf::anon_send_exit(target, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE(
-  "deadlines: the caller answers each call exactly once: the answer, the target's "
-  "absence, or a timeout, and never a late answer after it",
-  "[deadlines]") {
+/// A caller on a real actor system, a holder to call, and what the callbacks saw: "answer N",
+/// "timeout", "unavailable" or "error".
+struct caller_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   deadline_keeper keeper;
   caller calls{sys, keeper};
-  auto target = sys.spawn(holder, 1);
-  auto log = std::make_shared<seen>();
-  auto record = [log](result<int> r) {
-    if (r)
-      log->add("answer " + std::to_string(r.value()));
-    else
-      log->add(r.error().code == errc::timeout ? "timeout" : "error");
-  };
-  calls.ask<int>(target, 0, 150ms, record);
-  calls.ask<int>(target, 1, 150ms, record);
+  caf::actor target = sys.spawn(holder, 1);
+  std::shared_ptr<seen> log = std::make_shared<seen>();
+
+  ~caller_fixture() { caf::anon_send_exit(target, caf::exit_reason::user_shutdown); }
+
+  void ask(int x, caf::timespan timeout) {
+    calls.ask<int>(target, x, timeout, [log = log](result<int> r) {
+      if (r)
+        log->add("answer " + std::to_string(r.value()));
+      else if (r.error().code == errc::timeout)
+        log->add("timeout");
+      else
+        log->add(r.error().code == errc::unavailable ? "unavailable" : "error");
+    });
+  }
+};
+
+TEST_CASE_METHOD(caller_fixture,
+                 "deadlines: the caller answers each call exactly once: the answer, the "
+                 "target's absence, or a timeout, and never a late answer after it",
+                 "[deadlines]") {
+  ask(0, 150ms);
+  ask(1, 150ms);
   REQUIRE(test::eventually([&] { return log->get().size() == 2; }));
   CHECK(log->get() == std::vector<std::string>{"answer 2", "timeout"});
   CHECK(calls.pending() == 0);
   caf::anon_send(target, std::string{"release"});
   std::this_thread::sleep_for(100ms);
   CHECK(log->get().size() == 2);
-  // A stopped target: its mailbox bounces the call at once.
+  // A stopped target: its mailbox bounces the call at once, as unavailable.
   caf::scoped_actor self{sys};
   self->monitor(target);
   caf::anon_send_exit(target, caf::exit_reason::user_shutdown);
   self->receive([](caf::down_msg&) {});
-  calls.ask<int>(target, 5, 10s, record);
+  ask(5, 10s);
   REQUIRE(test::eventually([&] { return log->get().size() == 3; }, 2s));
-  CHECK(log->get().back() == "error");
+  CHECK(log->get().back() == "unavailable");
   CHECK(calls.pending() == 0);
+}
+
+TEST_CASE_METHOD(caller_fixture,
+                 "deadlines: once the caller stops, the calls it had are dropped unanswered and "
+                 "a new one is answered unavailable at once",
+                 "[deadlines]") {
+  ask(0, 200ms); // held by the target
+  REQUIRE(test::eventually([&] { return calls.pending() == 1; }));
+  calls.stop();
+  CHECK(calls.pending() == 0);
+  // Neither the late answer nor the deadline runs the dropped callback.
+  caf::anon_send(target, std::string{"release"});
+  std::this_thread::sleep_for(400ms);
+  CHECK(log->get().empty());
+  ask(1, 10s);
+  CHECK(log->get() == std::vector<std::string>{"unavailable"});
 }
