@@ -81,19 +81,25 @@ caf::behavior requester(caf::event_based_actor* self, deadline_keeper* keeper, c
   };
 }
 
-} // namespace
-
-TEST_CASE(
-  "deadlines: an unanswered request gets CAF's request_timeout once, at its deadline, "
-  "an answered one gets nothing more",
-  "[deadlines]") {
+/// A real actor system with a deadline keeper, and a holder to ask.
+struct keeper_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   deadline_keeper keeper;
+  caf::actor target = sys.spawn(holder, 1);
+  std::shared_ptr<seen> log = std::make_shared<seen>();
+
+  ~keeper_fixture() { caf::anon_send_exit(target, caf::exit_reason::user_shutdown); }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(keeper_fixture,
+                 "deadlines: an unanswered request gets CAF's request_timeout once, at its "
+                 "deadline, an answered one gets nothing more",
+                 "[deadlines]") {
   auto silent = sys.spawn(holder, 1);
-  auto target = sys.spawn(holder, 1);
   auto silent_log = std::make_shared<seen>();
-  auto log = std::make_shared<seen>();
   auto start = std::chrono::steady_clock::now();
   // Answered never; answered at once; answered after the keeper has taken its deadline in.
   // (Held: an actor nobody references any more is stopped, and a deadline is not sent there.)
@@ -117,39 +123,26 @@ TEST_CASE(
   std::this_thread::sleep_for(100ms);
   CHECK(silent_log->get().size() == 1);
   CHECK(log->get().size() == 2);
-  for (const auto& a : {r1, r2, silent, target})
+  for (const auto& a : {r1, r2, silent})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE(
-  "deadlines: an awaited request's timeout ends the wait, and the messages held "
-  "meanwhile are handled after it",
-  "[deadlines]") {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
-  deadline_keeper keeper;
-  auto target = sys.spawn(holder, 1);
-  auto log = std::make_shared<seen>();
+TEST_CASE_METHOD(keeper_fixture,
+                 "deadlines: an awaited request's timeout ends the wait, and the messages held "
+                 "meanwhile are handled after it",
+                 "[deadlines]") {
   auto r = sys.spawn(requester, &keeper, target, std::vector<int>{0}, caf::timespan{150ms}, true,
                      log);
   caf::anon_send(r, 7);
   REQUIRE(test::eventually([&] { return log->get().size() == 2; }));
   CHECK(log->get() == std::vector<std::string>{"timeout", "other 7"});
   caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(target, caf::exit_reason::user_shutdown);
 }
 
 /// A caller on a real actor system, a holder to call, and what the callbacks saw: "answer N",
 /// "timeout", "unavailable" or "error".
-struct caller_fixture {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
-  deadline_keeper keeper;
+struct caller_fixture : keeper_fixture {
   caller calls{sys, keeper};
-  caf::actor target = sys.spawn(holder, 1);
-  std::shared_ptr<seen> log = std::make_shared<seen>();
-
-  ~caller_fixture() { caf::anon_send_exit(target, caf::exit_reason::user_shutdown); }
 
   void ask(int x, caf::timespan timeout) {
     calls.ask<int>(target, x, timeout, [log = log](result<int> r) {
