@@ -27,7 +27,10 @@ void session::drain() {
 // -- reading ------------------------------------------------------------------------------
 
 void session::do_read() {
-  if (close_after_ || closed_ || upgrading_ || streaming_)
+  // While draining, the pipelined requests whose bytes have already arrived are still read and
+  // answered; nothing more is waited for.
+  bool buffered_in_drain = shared_.draining.load() && buffer_.size() > 0;
+  if ((close_after_ && !buffered_in_drain) || closed_ || upgrading_ || streaming_)
     return;
   if (queue_.size() >= static_cast<std::size_t>(cfg().max_pipeline))
     return; // resumed by on_write once the client has read some answers
@@ -151,7 +154,8 @@ void session::on_read() {
   parser_.reset();
   if (wants_upgrade(beast_req))
     upgrading_ = true;
-  bool keep_alive = beast_req.keep_alive() && !shared_.draining.load();
+  // Draining: the connection closes after the last request already received.
+  bool keep_alive = beast_req.keep_alive() && !(shared_.draining.load() && buffer_.size() == 0);
   bool head = beast_req.method() == bhttp::verb::head;
   auto& slot = enqueue(beast_req.version(), keep_alive, head);
   if (!keep_alive)
@@ -341,7 +345,8 @@ void session::fulfil(std::uint64_t seq, response res) {
 }
 
 bool session::close_after_last(const pending& slot) const {
-  return close_after_ && queue_.back().get() == &slot;
+  // Not while a request is being received behind it: that one is the last.
+  return close_after_ && queue_.back().get() == &slot && !receiving();
 }
 
 void session::flush() {
@@ -371,11 +376,16 @@ void session::on_write(beast::error_code ec) {
   if (!queue_.empty())
     return flush();
   // Nothing left to send. When closing was decided (drain, Connection: close, a protocol
-  // error), close now, even if a read for a next request is pending: it will never be served.
-  if (close_after_)
+  // error), close now, unless a request is being received (its bytes are here): a read that
+  // waits for a next request will never be served.
+  if (close_after_ && !receiving())
     return close();
   if (!reading_)
     do_read();
+}
+
+bool session::receiving() const {
+  return reading_ && parser_ && (parser_->is_header_done() || buffer_.size() > 0);
 }
 
 void session::on_drain() {
@@ -386,12 +396,12 @@ void session::on_drain() {
   close_after_ = true;
   if (closed_)
     return;
-  // A request whose header has arrived is accepted: it is read to its end and answered.
-  bool receiving = reading_ && parser_ && parser_->is_header_done();
-  if (queue_.empty() && !writing_ && !receiving)
+  // A request whose first bytes have arrived is accepted: it is read to its end and answered
+  // (pipelined requests already in the buffer are parsed one by one, each after the one before).
+  if (queue_.empty() && !writing_ && !receiving())
     return close();
   // The last answer already waiting says `Connection: close` (unless it is on the wire).
-  if (queue_.empty() || receiving)
+  if (queue_.empty() || receiving())
     return;
   auto& back = *queue_.back();
   bool on_the_wire = writing_ && queue_.size() == 1;

@@ -268,6 +268,10 @@ class session : public std::enable_shared_from_this<session> {
   /// True when `slot` is the last answer this connection will send.
   bool close_after_last(const pending& slot) const;
 
+  /// A request is being received: its header has arrived, or its first bytes are already in
+  /// the buffer (a pipelined request not parsed yet). A drain or a close waits for it.
+  bool receiving() const;
+
   void flush();
 
   void on_write(beast::error_code ec);
