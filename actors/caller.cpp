@@ -1,22 +1,8 @@
 #include "actors/caller.hpp"
 
-#include <spdlog/spdlog.h>
 #include <caf/actor_companion.hpp>
 
 namespace emporium::actors {
-
-namespace {
-
-/// An exception from a callback is logged, never passed to the thread that answered.
-void run(const std::function<void(caf::message&)>& on_answer, caf::message& answer) {
-  try {
-    on_answer(answer);
-  } catch (const std::exception& e) {
-    spdlog::error("a runtime callback threw: {}", e.what());
-  }
-}
-
-} // namespace
 
 caller::caller(caf::actor_system& sys, deadline_keeper& keeper) : keeper_(keeper) {
   // Hidden: the actor system does not wait for it at its end (it never runs, so it never
@@ -57,7 +43,7 @@ void caller::send(caf::strong_actor_ptr target, caf::message msg, caf::timespan 
   if (!target) {
     // As CAF answers a request to an invalid handle.
     auto answer = caf::make_message(caf::make_error(caf::sec::invalid_argument));
-    run(on_answer, answer);
+    run_callback(on_answer, answer);
     return;
   }
   auto n = next_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -76,7 +62,7 @@ void caller::send(caf::strong_actor_ptr target, caf::message msg, caf::timespan 
   if (stopped) {
     auto answer = caf::make_message(
       make_domain_error(errc::unavailable, "the server is stopping; retry shortly"));
-    run(on_answer, answer);
+    run_callback(on_answer, answer);
     return;
   }
   target->enqueue(caf::make_mailbox_element(self_, id, {}, std::move(msg)), nullptr);
@@ -97,7 +83,7 @@ void caller::receive(caf::mailbox_element_ptr e) {
   if (c.deadline)
     c.deadline->settle();
   auto answer = e->move_content_to_message();
-  run(c.on_answer, answer);
+  run_callback(c.on_answer, answer);
 }
 
 } // namespace emporium::actors

@@ -14,6 +14,8 @@
 #include "actors/deadlines.hpp"
 #include "actors/types.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -21,6 +23,17 @@
 #include <unordered_map>
 
 namespace emporium::actors {
+
+/// Runs a callback handed to the runtime (runtime.hpp: it runs exactly once, on an actor
+/// thread): an exception from it is logged, never passed to the thread that runs it.
+template <class F, class... Args>
+void run_callback(const F& f, Args&&... args) {
+  try {
+    f(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    spdlog::error("a runtime callback threw: {}", e.what());
+  }
+}
 
 class caller {
  public:

@@ -54,16 +54,6 @@ inline caf::error absent(const char* what, const std::string& id) {
   return make_domain_error(errc::not_found, std::string{what} + " " + id + " does not exist");
 }
 
-/// Activation: loads the entity with `fn` (on its own worker) before any message is handled;
-/// `set` receives it. A failed load stops the actor, and the next message re-activates it.
-template <class T, class Self, class Fn, class Set>
-void load_then(Self* self, const entity_env& env, const std::string& key, Fn fn, Set set) {
-  request_within(self, env.deadlines, env.pool->for_key(key), env.db_timeout,
-                 make_job(std::move(fn), env.db_timeout))
-    .await([set](T& x) mutable { set(std::move(x)); },
-           [self](caf::error& err) { self->quit(std::move(err)); });
-}
-
 /// Runs a blocking job for the entity `key` on its worker; other messages wait meanwhile.
 template <class T, class Self, class Fn, class OnOk, class OnErr>
 void db_await(Self* self, const entity_env& env, const std::string& key, Fn fn, OnOk ok,
@@ -71,6 +61,15 @@ void db_await(Self* self, const entity_env& env, const std::string& key, Fn fn, 
   request_within(self, env.deadlines, env.pool->for_key(key), env.db_timeout,
                  make_job(std::move(fn), env.db_timeout))
     .await([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
+}
+
+/// Activation: loads the entity with `fn` (on its own worker) before any message is handled;
+/// `set` receives it. A failed load stops the actor, and the next message re-activates it.
+template <class T, class Self, class Fn, class Set>
+void load_then(Self* self, const entity_env& env, const std::string& key, Fn fn, Set set) {
+  db_await<T>(
+    self, env, key, std::move(fn), [set](T& x) mutable { set(std::move(x)); },
+    [self](caf::error& err) { self->quit(std::move(err)); });
 }
 
 /// The entity's handler of `absent_atom` (see interfaces.hpp): when `empty()` still holds, it

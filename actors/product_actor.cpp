@@ -38,38 +38,35 @@ product_entity_actor::behavior_type product_entity(
   // its mailbox is bounced with the reason, and the next message re-activates it.
   auto reload = [self, env] {
     auto id = self->state.id;
-    request_within(self, env->deadlines, env->pool->for_key(id), env->db_timeout,
-                   make_job([id](persistence::backend& b)
-                              -> result<std::optional<model::product>> { return ps::load(b, id); },
-                            env->db_timeout))
-      .await(
-        [self, env](std::optional<model::product>& p) {
-          self->state.set(std::move(p));
-          if (!self->state.product())
-            self->send(self, absent_atom_v);
-        },
-        [self](caf::error& err) { self->quit(std::move(err)); });
+    load_then<std::optional<model::product>>(
+      self, *env, id,
+      [id](persistence::backend& b) -> result<std::optional<model::product>> {
+        return ps::load(b, id);
+      },
+      [self](std::optional<model::product> p) {
+        self->state.set(std::move(p));
+        if (!self->state.product())
+          self->send(self, absent_atom_v);
+      });
   };
   reload();
 
   // Runs `write` on this entity's worker and blocks other messages until it answered.
   auto commit = [self, env, reload](auto write, caf::typed_response_promise<model::product> rp) {
-    auto id = self->state.id;
-    request_within(self, env->deadlines, env->pool->for_key(id), env->db_timeout,
-                   make_job(std::move(write), env->db_timeout))
-      .await(
-        [self, rp](model::product& p) mutable {
-          // Published before the answer: a read after it sees this version.
-          self->state.set(p);
-          rp.deliver(std::move(p));
-        },
-        [self, rp, reload](caf::error& err) mutable {
-          // The outcome may be unknown (timeout, lost connection) or the row moved on without
-          // us: reload before anything else. The reload is queued on the same worker, so it
-          // reads what the failed write left behind, even if that write completes late.
-          rp.deliver(std::move(err));
-          reload();
-        });
+    db_await<model::product>(
+      self, *env, self->state.id, std::move(write),
+      [self, rp](model::product& p) mutable {
+        // Published before the answer: a read after it sees this version.
+        self->state.set(p);
+        rp.deliver(std::move(p));
+      },
+      [self, rp, reload](caf::error& err) mutable {
+        // The outcome may be unknown (timeout, lost connection) or the row moved on without
+        // us: reload before anything else. The reload is queued on the same worker, so it
+        // reads what the failed write left behind, even if that write completes late.
+        rp.deliver(std::move(err));
+        reload();
+      });
     return rp;
   };
 

@@ -19,7 +19,7 @@ runtime::~runtime() {
 void runtime::check_ready(callback<bool> cb) {
   // A node cut off from the cluster's majority serves no entity: a balancer should skip it.
   if (!impl_->dir.serving()) {
-    detail::invoke(cb, result<bool>{failure{errc::unavailable, "not serving", {}}});
+    run_callback(cb, result<bool>{failure{errc::unavailable, "not serving", {}}});
     return;
   }
   impl_->run_db<bool>(

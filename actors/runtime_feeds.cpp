@@ -191,7 +191,7 @@ struct hub_state {
       for (auto& s : t.subs)
         end(*s.sink, why);
       for (auto& w : t.waiters)
-        detail::invoke(w.cb, result<std::int64_t>{why});
+        run_callback(w.cb, result<std::int64_t>{why});
     }
     topics.clear();
     subscriptions = 0;
@@ -224,7 +224,7 @@ std::vector<waiter> take_waiters(topic_state& t, std::uint64_t round) {
 
 void fail_waiters(std::vector<waiter>& ws, const failure& f) {
   for (auto& w : ws)
-    detail::invoke(w.cb, result<std::int64_t>{f});
+    run_callback(w.cb, result<std::int64_t>{f});
 }
 
 /// The answer to a subscription from its topic's head.
@@ -287,7 +287,7 @@ void read_head(hub_actor* self, topic_state& t) {
             t.subs.push_back({w.sink, w.after.value_or(r.value()), r.value()});
             ++st.subscriptions;
           }
-          detail::invoke(w.cb, std::move(r));
+          run_callback(w.cb, std::move(r));
         }
         if (!t.waiters.empty())
           read_head(self, t);
@@ -499,13 +499,12 @@ caf::behavior hub(hub_actor* self, db_pool* pool, caf::timespan db_timeout,
       auto& st = self->state;
       const bool is_order = m.topic.k == model::feed_topic::kind::order;
       if (!core::is_valid_id(m.topic.id, is_order ? "ord" : "prod")) {
-        detail::invoke(m.cb, result<std::int64_t>{errc::not_found,
-                                                  is_order ? "no such order" : "no such product"});
+        run_callback(m.cb, result<std::int64_t>{errc::not_found,
+                                                is_order ? "no such order" : "no such product"});
         return;
       }
       if (m.after && *m.after < 0) {
-        detail::invoke(m.cb,
-                       result<std::int64_t>{errc::invalid_input, "after must not be negative"});
+        run_callback(m.cb, result<std::int64_t>{errc::invalid_input, "after must not be negative"});
         return;
       }
       auto name = m.topic.name();
@@ -602,7 +601,7 @@ void runtime::subscribe(model::principal who, model::feed_topic topic,
                         std::optional<std::int64_t> after, std::shared_ptr<model::feed_sink> sink,
                         callback<std::int64_t> cb) {
   if (impl_->stopped.load() || !impl_->feed || !sink) {
-    detail::invoke(cb, result<std::int64_t>{errc::unavailable, "the feeds are not served"});
+    run_callback(cb, result<std::int64_t>{errc::unavailable, "the feeds are not served"});
     return;
   }
   caf::anon_send(impl_->feed->hub, feeds::subscribe_msg{std::move(who), std::move(topic), after,

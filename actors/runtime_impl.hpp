@@ -29,15 +29,6 @@ class system_config : public caf::actor_system_config {
   }
 };
 
-template <class T>
-inline void invoke(const callback<T>& cb, result<T> r) {
-  try {
-    cb(std::move(r));
-  } catch (const std::exception& e) {
-    spdlog::error("a runtime callback threw: {}", e.what());
-  }
-}
-
 } // namespace detail
 
 struct runtime::impl {
@@ -125,7 +116,7 @@ struct runtime::impl {
     job.shed_when_late = true;
     auto* worker = workers.any_within(limit);
     if (!worker) {
-      detail::invoke(
+      run_callback(
         cb,
         result<T>{failure{
           errc::unavailable, std::string{"too many "} + what + " are waiting; retry shortly", {}}});
