@@ -30,6 +30,7 @@
 #include <limits>
 #include <map>
 #include <unordered_map>
+#include <vector>
 
 namespace emporium::actors::feeds {
 
@@ -280,15 +281,21 @@ void read_head(hub_actor* self, topic_state& t) {
         auto& t = it->second;
         t.head_reading = false;
         auto served = take_waiters(t, round);
-        // Every answer first, then the events: a sink gets nothing before its callback returned.
+        std::vector<result<std::int64_t>> answers;
+        answers.reserve(served.size());
         for (auto& w : served) {
-          auto r = admit(t, w, a);
+          answers.push_back(admit(t, w, a));
+          const auto& r = answers.back();
           if (r && w.sink) {
             t.subs.push_back({w.sink, w.after.value_or(r.value()), r.value()});
             ++st.subscriptions;
           }
-          run_callback(w.cb, std::move(r));
         }
+        // The gauges count a subscription before its answer tells anyone it exists. Every
+        // answer comes before the events: a sink gets nothing before its callback returned.
+        st.publish_gauges();
+        for (std::size_t i = 0; i < served.size(); ++i)
+          run_callback(served[i].cb, std::move(answers[i]));
         if (!t.waiters.empty())
           read_head(self, t);
         advance(self, t);
