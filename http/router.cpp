@@ -34,35 +34,38 @@ const std::string& path_params::operator[](std::string_view name) const {
 }
 
 void router::add(std::string method, std::string pattern, handler h, const route_spec* spec) {
-  routes_.push_back(route{std::move(method), std::move(pattern), std::move(h), spec});
+  std::vector<std::string> segments;
+  for (auto seg : split(pattern))
+    segments.emplace_back(seg);
+  routes_.push_back(
+    route{std::move(method), std::move(pattern), std::move(h), spec, std::move(segments)});
 }
 
 match_result router::match(std::string_view method, std::string_view path) const {
+  // Called for every request: the path is split once, and nothing is allocated for the routes
+  // that do not match.
   match_result out;
   auto segs = split(path);
-  for (const auto& r : routes_) {
-    auto pat = split(r.pattern);
-    if (pat.size() != segs.size())
-      continue;
-    path_params params;
-    bool ok = true;
-    for (std::size_t i = 0; i < pat.size() && ok; ++i) {
-      if (is_param(pat[i])) {
-        if (segs[i].empty())
-          ok = false;
-        else
-          params.values.emplace_back(std::string{pat[i].substr(1, pat[i].size() - 2)},
-                                     std::string{segs[i]});
-      } else {
-        ok = pat[i] == segs[i];
-      }
+  auto fits = [&segs](const route& r) {
+    if (r.segments.size() != segs.size())
+      return false;
+    for (std::size_t i = 0; i < segs.size(); ++i) {
+      const auto& pat = r.segments[i];
+      if (is_param(pat) ? segs[i].empty() : pat != segs[i])
+        return false;
     }
-    if (!ok)
+    return true;
+  };
+  for (const auto& r : routes_) {
+    if (!fits(r))
       continue;
     if (r.method == method || (method == "HEAD" && r.method == "GET")) {
       out.matched = &r;
-      out.params = std::move(params);
       out.allowed.clear();
+      for (std::size_t i = 0; i < segs.size(); ++i)
+        if (is_param(r.segments[i]))
+          out.params.values.emplace_back(r.segments[i].substr(1, r.segments[i].size() - 2),
+                                         std::string{segs[i]});
       return out;
     }
     if (std::find(out.allowed.begin(), out.allowed.end(), r.method) == out.allowed.end())

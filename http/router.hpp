@@ -25,6 +25,7 @@ struct route {
   std::string pattern;
   handler handle;
   const route_spec* spec = nullptr; ///< its entry in route_table(), when built from it
+  std::vector<std::string> segments; ///< the pattern split at '/', once, by router::add
 };
 
 struct match_result {

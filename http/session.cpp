@@ -256,9 +256,11 @@ void session::dispatch(request req, bool target_ok, std::uint64_t seq,
   }
   slot->route = m.matched->pattern;
   auto self = shared_from_this();
+  // An answer given on this strand (a handler that answers at once, such as a snapshot read)
+  // is made here and now; one from another thread (a runtime callback) is posted to it.
   responder respond{[self, seq](responder::make_fn make) {
-    net::post(self->stream_.get_executor(),
-              [self, seq, make = std::move(make)] { self->answer(seq, make); });
+    net::dispatch(self->stream_.get_executor(),
+                  [self, seq, make = std::move(make)] { self->answer(seq, make); });
   }};
   logging::request_scope scope{slot->request_id};
   try {
@@ -323,25 +325,62 @@ void session::fulfil(std::uint64_t seq, response res) {
     return fulfil_feed(*slot, res);
   if (upgrading_ && queue_.back().get() == slot)
     upgrading_ = false; // the upgrade was refused: an ordinary answer, and reading goes on
-  auto& out = slot->res;
-  out.version(slot->version);
-  out.result(static_cast<unsigned>(res.status));
-  out.set(bhttp::field::server, "emporium");
-  if (!res.content_type.empty())
-    out.set(bhttp::field::content_type, res.content_type);
-  for (auto& [k, v] : res.headers)
-    out.insert(k, v);
-  out.keep_alive(slot->keep_alive && !close_after_last(*slot));
+  slot->last = !(slot->keep_alive && !close_after_last(*slot));
   if (res.status == 304 || res.status == 204) {
-    out.body().clear();
+    slot->send_body = false;
+    slot->content_length = false;
+    res.body.clear();
   } else {
-    out.body() = std::move(res.body);
-    out.prepare_payload();
+    slot->body_length = res.body.size();
+    slot->send_body = !slot->head; // Content-Length stays that of the GET
     if (slot->head)
-      out.body().clear(); // Content-Length stays that of the GET
+      res.body.clear();
   }
+  slot->res = std::move(res);
   slot->ready = true;
   flush();
+}
+
+std::string session::serialize_head(const pending& slot) {
+  const auto& res = slot.res;
+  auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(res.status));
+  std::size_t size = 96 + res.content_type.size() + reason.size();
+  for (const auto& [k, v] : res.headers)
+    size += k.size() + v.size() + 4;
+  std::string h;
+  h.reserve(size);
+  h += "HTTP/";
+  h += static_cast<char>('0' + slot.version / 10 % 10);
+  h += '.';
+  h += static_cast<char>('0' + slot.version % 10);
+  h += ' ';
+  h += std::to_string(res.status);
+  h += ' ';
+  h.append(reason.data(), reason.size());
+  h += "\r\nServer: emporium\r\n";
+  if (!res.content_type.empty()) {
+    h += "Content-Type: ";
+    h += res.content_type;
+    h += "\r\n";
+  }
+  for (const auto& [k, v] : res.headers) {
+    h += k;
+    h += ": ";
+    h += v;
+    h += "\r\n";
+  }
+  // What Beast's keep_alive() writes: HTTP/1.1 says when it closes, HTTP/1.0 when it stays.
+  if (slot.version >= 11 && slot.last)
+    h += "Connection: close\r\n";
+  else if (slot.version < 11 && !slot.last)
+    h += "Connection: keep-alive\r\n";
+  if (slot.content_length) {
+    h += "Content-Length: ";
+    h += std::to_string(slot.body_length);
+    h += "\r\n";
+  }
+  h += "\r\n";
+  return h;
 }
 
 bool session::close_after_last(const pending& slot) const {
@@ -356,8 +395,11 @@ void session::flush() {
     return hand_over();
   writing_ = true;
   stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
-  auto& res = queue_.front()->res;
-  bhttp::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+  auto& slot = *queue_.front();
+  slot.wire_head = serialize_head(slot);
+  std::array<net::const_buffer, 2> out{
+    net::buffer(slot.wire_head), slot.send_body ? net::buffer(slot.res.body) : net::const_buffer{}};
+  net::async_write(stream_, out, [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->on_write(ec);
   });
 }
@@ -368,7 +410,7 @@ void session::on_write(beast::error_code ec) {
     return close();
   if (queue_.front()->feed)
     return begin_stream();
-  bool last = !queue_.front()->res.keep_alive();
+  bool last = queue_.front()->last;
   queue_.pop_front();
   arm_watchdog();
   if (last)
@@ -406,7 +448,7 @@ void session::on_drain() {
   auto& back = *queue_.back();
   bool on_the_wire = writing_ && queue_.size() == 1;
   if (back.ready && !on_the_wire)
-    back.res.keep_alive(false);
+    back.last = true;
 }
 
 void session::arm_watchdog() {
@@ -454,14 +496,11 @@ void session::fulfil_feed(pending& slot, response& res) {
     // request is read or answered.
     close_after_ = true;
     streaming_ = true;
-    auto& out = slot.res;
-    out.version(slot.version);
-    out.result(static_cast<unsigned>(res.status));
-    out.set(bhttp::field::server, "emporium");
-    out.set(bhttp::field::content_type, res.content_type);
-    for (auto& [k, v] : res.headers)
-      out.insert(k, v);
-    out.keep_alive(false); // close-delimited: no Content-Length, no chunks
+    slot.last = true; // close-delimited: no Content-Length, no chunks
+    slot.content_length = false;
+    slot.send_body = false;
+    res.body.clear();
+    slot.res = std::move(res);
   }
   flush();
 }

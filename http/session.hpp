@@ -197,9 +197,16 @@ class session : public std::enable_shared_from_this<session> {
     bool ready = false;
     bool head = false;
     unsigned version = 11;
-    bool keep_alive = true;
+    bool keep_alive = true; ///< the request allows the connection to stay open
     steady::time_point deadline;
-    bhttp::response<bhttp::string_body> res;
+    /// The answer, once ready: its status, headers and body, serialized by flush() (not by
+    /// Beast's serializer: one string for the header block, written with the body).
+    response res;
+    bool last = false;           ///< the connection closes once this answer is written
+    bool send_body = true;       ///< false for HEAD, 204, 304 and an event stream's header
+    bool content_length = true;  ///< false for 204, 304 and an event stream (close-delimited)
+    std::size_t body_length = 0; ///< Content-Length (a HEAD answer's is the GET's)
+    std::string wire_head;       ///< the status line and header block, while written
     std::shared_ptr<feeds::channel> feed; ///< the answer is a WebSocket or an event stream
 
     // What the gateway learnt about the request, for the answer's headers, metrics and logs.
@@ -273,6 +280,9 @@ class session : public std::enable_shared_from_this<session> {
   bool receiving() const;
 
   void flush();
+
+  /// The status line and header block of `slot`'s answer, as Beast would write them.
+  static std::string serialize_head(const pending& slot);
 
   void on_write(beast::error_code ec);
 
