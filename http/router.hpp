@@ -24,7 +24,7 @@ struct route {
   std::string method;
   std::string pattern;
   handler handle;
-  const route_spec* spec = nullptr; ///< its entry in route_table(), when built from it
+  const route_spec* spec = nullptr;  ///< its entry in route_table(), when built from it
   std::vector<std::string> segments; ///< the pattern split at '/', once, by router::add
 };
 

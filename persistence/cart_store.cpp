@@ -1,5 +1,7 @@
 #include "persistence/cart_store.hpp"
 
+#include "persistence/pg.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace emporium::persistence::cart_store {
@@ -56,11 +58,12 @@ model::cart cart_from(const pqxx::row& r) {
 
 model::cart insert_cart(pqxx::transaction_base& tx, const std::string& id,
                         const std::string& customer_id, int ttl_s) {
-  return cart_from(tx.exec_params(insert_cart_sql, id, customer_id, ttl_s).at(0));
+  return cart_from(
+    exec_prepared(tx, "cart.insert_cart", insert_cart_sql, id, customer_id, ttl_s).at(0));
 }
 
 std::optional<model::cart> find_cart(pqxx::transaction_base& tx, const std::string& id) {
-  auto rows = tx.exec_params(select_cart_sql, id);
+  auto rows = exec_prepared(tx, "cart.select_cart", select_cart_sql, id);
   if (rows.empty())
     return std::nullopt;
   return cart_from(rows[0]);
@@ -71,7 +74,8 @@ std::optional<model::cart> save_cart_items(pqxx::transaction_base& tx, const mod
   json items = json::array();
   for (const auto& it : c.items)
     items.push_back({{"product_id", it.product_id}, {"quantity", it.quantity}});
-  auto rows = tx.exec_params(update_cart_sql, c.id, items.dump(), expected_version, ttl_s);
+  auto rows = exec_prepared(tx, "cart.update_cart", update_cart_sql, c.id, items.dump(),
+                            expected_version, ttl_s);
   if (rows.empty())
     return std::nullopt;
   return cart_from(rows[0]);

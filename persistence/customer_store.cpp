@@ -1,5 +1,7 @@
 #include "persistence/customer_store.hpp"
 
+#include "persistence/pg.hpp"
+
 namespace emporium::persistence::customer_store {
 
 namespace {
@@ -40,18 +42,20 @@ model::customer customer_from(const pqxx::row& r) {
 model::customer insert_customer(pqxx::transaction_base& tx, const std::string& id,
                                 const std::string& email, const std::string& name,
                                 const std::string& password_hash) {
-  return customer_from(tx.exec_params(insert_customer_sql, id, email, name, password_hash).at(0));
+  return customer_from(exec_prepared(tx, "customer.insert_customer", insert_customer_sql, id, email,
+                                     name, password_hash)
+                         .at(0));
 }
 
 std::optional<model::customer> find_customer(pqxx::transaction_base& tx, const std::string& id) {
-  auto rows = tx.exec_params(select_customer_sql, id);
+  auto rows = exec_prepared(tx, "customer.select_customer", select_customer_sql, id);
   if (rows.empty())
     return std::nullopt;
   return customer_from(rows[0]);
 }
 
 std::optional<credentials> find_credentials(pqxx::transaction_base& tx, const std::string& email) {
-  auto rows = tx.exec_params(select_credentials_sql, email);
+  auto rows = exec_prepared(tx, "customer.select_credentials", select_credentials_sql, email);
   if (rows.empty())
     return std::nullopt;
   return credentials{rows[0][0].as<std::string>(), rows[0][1].as<std::string>()};
@@ -59,13 +63,14 @@ std::optional<credentials> find_credentials(pqxx::transaction_base& tx, const st
 
 std::int64_t insert_session(pqxx::transaction_base& tx, const std::string& token_hash,
                             const std::string& customer_id, int ttl_s) {
-  return tx.exec_params(insert_session_sql, token_hash, customer_id, ttl_s)
+  return exec_prepared(tx, "customer.insert_session", insert_session_sql, token_hash, customer_id,
+                       ttl_s)
     .at(0)[0]
     .as<std::int64_t>();
 }
 
 std::optional<session_row> find_session(pqxx::transaction_base& tx, const std::string& token_hash) {
-  auto rows = tx.exec_params(select_session_sql, token_hash);
+  auto rows = exec_prepared(tx, "customer.select_session", select_session_sql, token_hash);
   if (rows.empty())
     return std::nullopt;
   return session_row{rows[0][0].as<std::string>(), rows[0][1].as<std::int64_t>()};

@@ -245,7 +245,7 @@ void attach_lines(pqxx::transaction_base& tx, std::vector<model::order>& orders)
   std::vector<std::string> ids;
   for (const auto& o : orders)
     ids.push_back(o.id);
-  for (const auto& r : tx.exec_params(select_lines_sql, text_array(ids))) {
+  for (const auto& r : exec_prepared(tx, "order.select_lines", select_lines_sql, text_array(ids))) {
     auto oid = r[0].as<std::string>();
     auto it = std::find_if(orders.begin(), orders.end(),
                            [&oid](const model::order& o) { return o.id == oid; });
@@ -323,7 +323,8 @@ std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
     j["cart_version"] = r->cart_version;
     orders.push_back(std::move(j));
   }
-  auto text = tx.exec_params("SELECT emporium_place_orders($1::jsonb)::text", orders.dump())
+  auto text = exec_prepared(tx, "order.place_orders",
+                            "SELECT emporium_place_orders($1::jsonb)::text", orders.dump())
                 .at(0)[0]
                 .as<std::string>();
   auto results = json::parse(text);
@@ -380,7 +381,7 @@ placement place_order(pqxx::transaction_base& tx, const model::order& o,
 }
 
 std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id) {
-  auto rows = tx.exec_params(select_order_sql, id);
+  auto rows = exec_prepared(tx, "order.select_order", select_order_sql, id);
   if (rows.empty())
     return std::nullopt;
   std::vector<model::order> one{order_from(rows[0])};
@@ -409,7 +410,8 @@ model::order_page list_orders(pqxx::transaction_base& tx, const std::string& cus
 std::optional<idempotent_outcome> find_idempotent(pqxx::transaction_base& tx,
                                                   const std::string& customer_id,
                                                   const std::string& key) {
-  auto rows = tx.exec_params(select_idempotency_sql, customer_id, key);
+  auto rows = exec_prepared(tx, "order.select_idempotency", select_idempotency_sql, customer_id,
+                            key);
   if (rows.empty())
     return std::nullopt;
   idempotent_outcome out;
@@ -446,15 +448,16 @@ bool store_idempotent_failure(pqxx::transaction_base& tx, const idempotency_ref&
                               const failure& f) {
   if (!replayable_failure(f.code))
     return false;
-  return tx.exec_params(insert_idempotency_sql, idem.customer_id, idem.key, idem.request_hash,
-                        failure_status(f.code), failure_json(f).dump(), replayable_statuses())
+  return exec_prepared(tx, "order.insert_idempotency", insert_idempotency_sql, idem.customer_id,
+                       idem.key, idem.request_hash, failure_status(f.code), failure_json(f).dump(),
+                       replayable_statuses())
            .affected_rows()
          == 1;
 }
 
 std::optional<model::order> transition(pqxx::transaction_base& tx, const model::order& o,
                                        const std::string& to) {
-  auto rows = tx.exec_params(transition_sql, o.id, o.status, to);
+  auto rows = exec_prepared(tx, "order.transition", transition_sql, o.id, o.status, to);
   if (rows.empty())
     return std::nullopt;
   insert_event(tx, event_entity::order, o.id, "order_status",
@@ -464,9 +467,9 @@ std::optional<model::order> transition(pqxx::transaction_base& tx, const model::
 
 std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const model::payment_info& payment, std::int64_t points) {
-  auto rows = tx.exec_params(record_payment_sql, o.id, points, payment.provider, payment.reference,
-                             o.total_cents, o.currency, o.customer_id,
-                             order_event(o, model::order_status::paid));
+  auto rows = exec_prepared(tx, "order.record_payment", record_payment_sql, o.id, points,
+                            payment.provider, payment.reference, o.total_cents, o.currency,
+                            o.customer_id, order_event(o, model::order_status::paid));
   if (rows.empty())
     return std::nullopt;
   const auto& r = rows[0];
@@ -481,14 +484,14 @@ std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const mode
 
 std::optional<model::order> begin_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& reference) {
-  auto rows = tx.exec_params(begin_payment_sql, o.id, reference);
+  auto rows = exec_prepared(tx, "order.begin_payment", begin_payment_sql, o.id, reference);
   if (rows.empty())
     return std::nullopt;
   return stamped(o, model::order_status::paying, rows[0]);
 }
 
 std::optional<model::order> abandon_payment(pqxx::transaction_base& tx, const model::order& o) {
-  auto rows = tx.exec_params(abandon_payment_sql, o.id);
+  auto rows = exec_prepared(tx, "order.abandon_payment", abandon_payment_sql, o.id);
   if (rows.empty())
     return std::nullopt;
   return stamped(o, model::order_status::pending_payment, rows[0]);
@@ -506,7 +509,7 @@ std::vector<stock_change> stock_levels(pqxx::transaction_base& tx,
 
 std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& from) {
-  auto rows = tx.exec_params(cancel_sql, o.id, from);
+  auto rows = exec_prepared(tx, "order.cancel", cancel_sql, o.id, from);
   if (rows.empty())
     return std::nullopt;
   cancel_result out;
@@ -518,15 +521,17 @@ std::optional<cancel_result> cancel_order(pqxx::transaction_base& tx, const mode
   std::sort(sorted.begin(), sorted.end(),
             [](auto* a, auto* b) { return a->product_id < b->product_id; });
   for (const auto* l : sorted) {
-    auto r = tx.exec_params(return_stock_sql, l->product_id, l->quantity).at(0);
+    auto r =
+      exec_prepared(tx, "order.return_stock", return_stock_sql, l->product_id, l->quantity).at(0);
     stock_change c{l->product_id, r[0].as<std::int64_t>(), r[1].as<std::int64_t>()};
     insert_event(tx, event_entity::product, c.product_id, "stock_changed", stock_event(c));
     out.changes.push_back(std::move(c));
   }
   if (from == model::order_status::paid) {
-    tx.exec_params(refund_sql, o.id);
+    exec_prepared(tx, "order.refund", refund_sql, o.id);
     if (points > 0) {
-      auto c = tx.exec_params(debit_points_sql, o.customer_id, points).at(0);
+      auto c =
+        exec_prepared(tx, "order.debit_points", debit_points_sql, o.customer_id, points).at(0);
       out.customer_points = c[0].as<std::int64_t>();
       out.customer_version = c[1].as<std::int64_t>();
     }
@@ -565,9 +570,10 @@ std::optional<std::vector<std::string>> sweep(pqxx::transaction_base& tx, int li
 
 std::int64_t insert_event(pqxx::transaction_base& tx, event_entity kind, const std::string& id,
                           const std::string& type, const std::string& payload_json) {
-  auto rows = tx.exec_params(
-    kind == event_entity::product ? insert_product_event_sql : insert_order_event_sql, id, type,
-    payload_json);
+  const bool product = kind == event_entity::product;
+  auto rows = exec_prepared(tx, product ? "order.insert_product_event" : "order.insert_order_event",
+                            product ? insert_product_event_sql : insert_order_event_sql, id, type,
+                            payload_json);
   if (rows.empty())
     throw std::logic_error("an outbox event for a row that does not exist");
   return rows[0][0].as<std::int64_t>();

@@ -11,6 +11,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace emporium::persistence {
@@ -41,6 +42,20 @@ class pg_session {
   pg_options opts_;
   std::unique_ptr<pqxx::connection> conn_;
 };
+
+/// Runs `sql` as a prepared statement named `name`: PostgreSQL parses and plans it once per
+/// connection (on its first use there; a new connection prepares it again) instead of at every
+/// execution, and only the parameters travel after that. For the statements of the order flow
+/// and the point reads and writes by key, run many times each with plans that do not depend on
+/// the values. Lists (their LIMIT and ranges) stay exec_params: a generic plan chosen after a
+/// few executions could serve some values worse. `name` must be unique in the program (the
+/// store's name, a dot, the statement's): libpqxx refuses one name for two definitions.
+template <class... Args>
+pqxx::result exec_prepared(pqxx::transaction_base& tx, const char* name, const char* sql,
+                           Args&&... args) {
+  tx.conn().prepare(name, sql); // a declaration; nothing is sent until its first execution
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
 
 /// Maps an exception thrown by libpqxx (or anything else) to a domain failure. Never lets a
 /// server-side message that might carry data through for unavailable or internal errors.

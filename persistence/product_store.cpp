@@ -68,7 +68,7 @@ model::product from_row(const pqxx::row& r) {
 } // namespace
 
 std::optional<model::product> find(pqxx::transaction_base& tx, const std::string& id) {
-  auto rows = tx.exec_params(select_by_id, id);
+  auto rows = exec_prepared(tx, "product.select_by_id", select_by_id, id);
   if (rows.empty())
     return std::nullopt;
   return from_row(rows[0]);
@@ -76,17 +76,17 @@ std::optional<model::product> find(pqxx::transaction_base& tx, const std::string
 
 model::product insert(pqxx::transaction_base& tx, const std::string& id,
                       const model::product_draft& d) {
-  auto rows = tx.exec_params(insert_product, id, d.sku, d.name, d.description, d.price_cents,
-                             d.currency, d.category, d.stock, d.weight_grams,
-                             images_to_json(d.images));
+  auto rows = exec_prepared(tx, "product.insert_product", insert_product, id, d.sku, d.name,
+                            d.description, d.price_cents, d.currency, d.category, d.stock,
+                            d.weight_grams, images_to_json(d.images));
   return from_row(rows.at(0));
 }
 
 std::optional<model::product> update(pqxx::transaction_base& tx, const model::product& p,
                                      std::int64_t expected_version) {
-  auto rows = tx.exec_params(update_product, p.id, p.sku, p.name, p.description, p.price_cents,
-                             p.currency, p.category, p.stock, p.weight_grams,
-                             images_to_json(p.images), expected_version);
+  auto rows = exec_prepared(tx, "product.update_product", update_product, p.id, p.sku, p.name,
+                            p.description, p.price_cents, p.currency, p.category, p.stock,
+                            p.weight_grams, images_to_json(p.images), expected_version);
   if (rows.empty())
     return std::nullopt;
   return from_row(rows[0]);
