@@ -163,13 +163,16 @@ void keep_cart(cart_ptr self, model::cart c) {
 
 } // namespace
 
-cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std::string id) {
+cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std::string id,
+                                             bool fresh) {
   self->state.id = id;
-  load_then<model::cart>(self, env, id, read_cart(id), [self, env](model::cart c) {
-    keep_cart(self, std::move(c));
-    if (!self->state.cart)
-      self->send(self, absent_atom_v);
-  });
+  // Activated by its cart_create (an id just made): no row to read yet.
+  if (!fresh)
+    load_then<model::cart>(self, env, id, read_cart(id), [self, env](model::cart c) {
+      keep_cart(self, std::move(c));
+      if (!self->state.cart)
+        self->send(self, absent_atom_v);
+    });
   // An expired cart is gone, also for an actor that kept it in memory.
   auto live = [self]() -> model::cart* {
     auto& c = self->state.cart;
@@ -178,6 +181,27 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
     return c ? &*c : nullptr;
   };
   return {
+    [self, env](cart_create& msg) -> caf::result<model::cart_view> {
+      auto rp = self->make_response_promise<model::cart_view>();
+      // One statement, safe twice: run again (a retried job, a create delivered again), it
+      // answers the row its first run made, which this actor keeps.
+      db_await<model::cart>(
+        self, env, self->state.id,
+        [id = self->state.id, cid = msg.who.customer_id,
+         ttl = env.settings->carts.ttl_s](persistence::backend& b) -> result<model::cart> {
+          pqxx::nontransaction tx{b.pg.connection()};
+          return carts::insert_cart(tx, id, cid, ttl);
+        },
+        [self, rp](model::cart& made) mutable {
+          self->state.cart = made;
+          model::cart_view v;
+          v.basket = std::move(made);
+          v.currency = "USD";
+          rp.deliver(std::move(v));
+        },
+        [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
     [self, env, live](cart_read& msg) -> caf::result<model::cart_view> {
       auto* c = live();
       if (!c || !may_see(msg.who, c->customer_id))

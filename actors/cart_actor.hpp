@@ -12,7 +12,8 @@ struct cart_state {
   static inline const char* name = "cart";
 };
 
+/// `fresh`: activated by its cart_create (the manager knows), so there is no row to read.
 cart_entity_actor::behavior_type cart_entity(cart_entity_actor::stateful_pointer<cart_state> self,
-                                             entity_env env, std::string id);
+                                             entity_env env, std::string id, bool fresh);
 
 } // namespace emporium::actors

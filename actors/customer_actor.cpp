@@ -72,7 +72,6 @@ void answer_failed_under_key(customer_ptr self, const entity_env& env,
 void place_new(customer_ptr self, const entity_env& env, model::order_request req,
                caf::typed_response_promise<model::order_outcome> rp) {
   auto order_id = core::new_id("ord");
-  expect_new_order(order_id);
   request_within(self, env.deadlines, env.dir->orders(order_id), env.call_timeout,
                  order_create{order_id, req})
     .await(

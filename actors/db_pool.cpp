@@ -44,6 +44,7 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
       if (!breaker.allow())
         return make_domain_error(errc::unavailable, "PostgreSQL is unavailable; retry shortly");
       st.counters->in_use.fetch_add(1, std::memory_order_relaxed);
+      st.counters->jobs.fetch_add(1, std::memory_order_relaxed);
       caf::message answer;
       for (int attempt = 1;; ++attempt) {
         bool was_connected = st.backend->pg.connected();

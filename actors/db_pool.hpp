@@ -32,6 +32,7 @@ struct pool_counters {
   std::atomic<int> in_use{0};  ///< jobs running now
   std::atomic<int> waiting{0}; ///< jobs queued behind them
   std::atomic<std::int64_t> retries{0};
+  std::atomic<std::int64_t> jobs{0}; ///< jobs run (each counted once, however often retried)
   /// Shared by the pool's workers: once PostgreSQL is known down, jobs fail at once (503)
   /// instead of each waiting for a connect timeout; one probe per open period tries again.
   persistence::circuit_breaker breaker;

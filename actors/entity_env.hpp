@@ -93,25 +93,32 @@ auto passivate_handler(Self* self) {
 using shared_env = std::shared_ptr<const entity_env>;
 
 /// The factory a manager spawns entities of kind `fn` with: each gets `env` with its manager,
-/// as a copy of its own, or as the kind's shared_env when `fn` takes one.
+/// as a copy of its own, or as the kind's shared_env when `fn` takes one; and whether it starts
+/// fresh, when `fn` takes that (kinds with a message that creates them, creates_entity).
 template <class Fn>
 entity_factory entity_factory_of(Fn fn, entity_env env) {
+  auto spawn = [fn](caf::local_actor* self, auto env_arg, const std::string& key, bool fresh) {
+    if constexpr (std::is_invocable_v<Fn, std::nullptr_t, decltype(env_arg), std::string, bool>)
+      return caf::actor_cast<caf::actor>(self->spawn(fn, std::move(env_arg), key, fresh));
+    else
+      return caf::actor_cast<caf::actor>(self->spawn(fn, std::move(env_arg), key));
+  };
   if constexpr (std::is_invocable_v<Fn, std::nullptr_t, shared_env, std::string>) {
     // Made by the first call, when the manager (the caller) is known; only it calls this.
-    return
-      [fn, env, shared = shared_env{}](caf::local_actor* self, const std::string& key) mutable {
-        if (!shared) {
-          auto own = env;
-          own.manager = self->address();
-          shared = std::make_shared<const entity_env>(std::move(own));
-        }
-        return caf::actor_cast<caf::actor>(self->spawn(fn, shared, key));
-      };
+    return [spawn, env, shared = shared_env{}](caf::local_actor* self, const std::string& key,
+                                               bool fresh) mutable {
+      if (!shared) {
+        auto own = env;
+        own.manager = self->address();
+        shared = std::make_shared<const entity_env>(std::move(own));
+      }
+      return spawn(self, shared, key, fresh);
+    };
   } else {
-    return [fn, env](caf::local_actor* self, const std::string& key) {
+    return [spawn, env](caf::local_actor* self, const std::string& key, bool fresh) {
       auto own = env;
       own.manager = self->address();
-      return caf::actor_cast<caf::actor>(self->spawn(fn, own, key));
+      return spawn(self, std::move(own), key, fresh);
     };
   }
 }

@@ -30,7 +30,8 @@ using customer_actor = caf::typed_actor<caf::replies_to<customer_read>::with<mod
                                         caf::reacts_to<customer_points>>;
 
 /// A cart: its items persist; prices are read from the products whenever it is shown.
-using cart_actor = caf::typed_actor<caf::replies_to<cart_read>::with<model::cart_view>,
+using cart_actor = caf::typed_actor<caf::replies_to<cart_create>::with<model::cart_view>,
+                                    caf::replies_to<cart_read>::with<model::cart_view>,
                                     caf::replies_to<cart_set_item>::with<model::cart_view>,
                                     caf::replies_to<cart_checkout>::with<model::order_outcome>>;
 

@@ -17,8 +17,9 @@ namespace {
 using detail::manager_entry;
 using detail::manager_state;
 
-manager_entry& activate(caf::scheduled_actor* self, manager_state& st, const std::string& key) {
-  auto handle = st.cfg.make(self, key);
+manager_entry& activate(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+                        bool fresh) {
+  auto handle = st.cfg.make(self, key, fresh);
   self->monitor(handle);
   st.cfg.counters->activations.fetch_add(1, std::memory_order_relaxed);
   st.cfg.counters->active.fetch_add(1, std::memory_order_relaxed);
@@ -57,11 +58,12 @@ void on_down(caf::scheduled_actor* self, manager_state& st, const caf::down_msg&
 }
 
 /// Delivers `msg` to the entity `key` on this node (activating it), or holds it while that
-/// entity passivates. The caller has checked that this node owns the key.
+/// entity passivates. The caller has checked that this node owns the key. `creates`: `msg`
+/// creates its entity (creates_entity), which then starts fresh if this activates it.
 void hand_to_entity(caf::scheduled_actor* self, manager_state& st, const std::string& key,
-                    caf::response_promise& rp, caf::message msg) {
+                    caf::response_promise& rp, caf::message msg, bool creates = false) {
   auto it = st.entities.find(key);
-  manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key);
+  manager_entry* e = it != st.entities.end() ? &it->second : &activate(self, st, key, creates);
   if (e->stopping()) {
     e->held->emplace_back(rp, std::move(msg));
     return;
@@ -104,7 +106,7 @@ void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config
 }
 
 caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const std::string& key,
-                            caf::message msg) {
+                            caf::message msg, bool creates) {
   auto rp = self->make_response_promise();
   if (st.cfg.elsewhere) {
     if (auto other = st.cfg.elsewhere(key)) {
@@ -119,7 +121,7 @@ caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const
       return rp;
     }
   }
-  hand_to_entity(self, st, key, rp, std::move(msg));
+  hand_to_entity(self, st, key, rp, std::move(msg), creates);
   return rp;
 }
 

@@ -33,8 +33,10 @@ struct kind_counters {
   std::atomic<std::int64_t> crashes{0};
 };
 
-/// Spawns the actor for one entity key.
-using entity_factory = std::function<caf::actor(caf::local_actor* self, const std::string& key)>;
+/// Spawns the actor for one entity key; `fresh`: activated by a message that creates it
+/// (creates_entity, messages.hpp), so it has nothing stored to read.
+using entity_factory =
+  std::function<caf::actor(caf::local_actor* self, const std::string& key, bool fresh)>;
 
 struct manager_config {
   std::string kind;
@@ -90,7 +92,7 @@ struct manager_state {
 void start_manager(caf::scheduled_actor* self, manager_state& st, manager_config cfg);
 /// Hands `msg` to the entity `key` (activating it) or holds it while that entity passivates.
 caf::response_promise route(caf::scheduled_actor* self, manager_state& st, const std::string& key,
-                            caf::message msg);
+                            caf::message msg, bool creates);
 /// Delivers `msg` (answered through `rp`) to the entity `key` here, or to its owner elsewhere.
 void dispatch(caf::scheduled_actor* self, manager_state& st, const std::string& key,
               caf::response_promise& rp, caf::message msg);
@@ -108,7 +110,8 @@ struct route_by_id<caf::typed_mpi<caf::detail::type_list<Msg>, caf::output_tuple
   static auto handler(Self* self) {
     return [self](Msg& msg) -> caf::result<Out...> {
       auto key = msg.id;
-      return route(self, self->state, key, caf::make_message(std::move(msg)));
+      return route(self, self->state, key, caf::make_message(std::move(msg)),
+                   creates_entity<Msg>::value);
     };
   }
 };

@@ -91,6 +91,13 @@ struct customer_points {
 
 // -- cart -------------------------------------------------------------------------------------
 
+/// Makes the cart `id` (an id chosen for it just now) for customer `who`; answers it, empty.
+/// Safe twice: run again, it answers the cart its first run made.
+struct cart_create {
+  std::string id;
+  model::principal who;
+};
+
 /// The cart priced for shipping to `country`.
 struct cart_read {
   std::string id;
@@ -153,6 +160,18 @@ struct order_expire {
   std::string id;
 };
 
+/// Messages that bring their entity into being under an id chosen for it just now: nothing is
+/// stored under that id before such a message has run, and when it runs again (a retried job,
+/// a redelivered message) its handler answers what its first run stored. The manager that
+/// activates an entity for one of them (on the node that owns the key, at that moment) starts it
+/// `fresh`: without reading its state first.
+template <class Msg>
+struct creates_entity : std::false_type {};
+template <>
+struct creates_entity<cart_create> : std::true_type {};
+template <>
+struct creates_entity<order_create> : std::true_type {};
+
 /// Reads change nothing: when the node they were forwarded to dies before answering, they are
 /// sent again to the key's new owner. Every other message may have taken effect, so its caller
 /// gets 503 instead (and retries with its Idempotency-Key).
@@ -210,6 +229,7 @@ EMPORIUM_MESSAGE_INSPECT(product_stock, x.id, x.order_id, x.stock, x.version)
 EMPORIUM_MESSAGE_INSPECT(customer_read, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(customer_place, x.id, x.req)
 EMPORIUM_MESSAGE_INSPECT(customer_points, x.id, x.points, x.version)
+EMPORIUM_MESSAGE_INSPECT(cart_create, x.id, x.who)
 EMPORIUM_MESSAGE_INSPECT(cart_read, x.id, x.who, x.country)
 EMPORIUM_MESSAGE_INSPECT(cart_set_item, x.id, x.who, x.product_id, x.quantity, x.country)
 EMPORIUM_MESSAGE_INSPECT(cart_checkout, x.id, x.who, x.req)
@@ -240,6 +260,7 @@ CAF_ADD_TYPE_ID(emporium, (emporium::actors::product_stock))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::customer_read))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::customer_place))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::customer_points))
+CAF_ADD_TYPE_ID(emporium, (emporium::actors::cart_create))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::cart_read))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::cart_set_item))
 CAF_ADD_TYPE_ID(emporium, (emporium::actors::cart_checkout))

@@ -6,9 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <mutex>
 #include <thread>
-#include <unordered_set>
 
 namespace emporium::actors {
 
@@ -16,26 +14,6 @@ namespace os = persistence::order_store;
 namespace st = model::order_status;
 
 namespace {
-
-/// Ids marked by expect_new_order and not taken yet by their actor. Bounded: an id whose actor
-/// starts elsewhere (another node) is never taken; when the set is full it is emptied, which
-/// only makes those actors read their (absent) row.
-struct new_order_ids {
-  std::mutex mutex;
-  std::unordered_set<std::string> ids;
-  static constexpr std::size_t cap = 100'000;
-};
-
-new_order_ids& fresh_ids() {
-  static new_order_ids set;
-  return set;
-}
-
-bool take_new_order(const std::string& id) {
-  auto& f = fresh_ids();
-  std::lock_guard<std::mutex> lock{f.mutex};
-  return f.ids.erase(id) == 1;
-}
 
 void apply_change(order_ptr self, const entity_env& env, const model::order_change& ch) {
   self->state.order = ch.placed;
@@ -400,22 +378,15 @@ caf::typed_response_promise<model::order> pay(order_ptr self, const entity_env& 
 
 } // namespace
 
-void expect_new_order(const std::string& id) {
-  auto& f = fresh_ids();
-  std::lock_guard<std::mutex> lock{f.mutex};
-  if (f.ids.size() >= new_order_ids::cap)
-    f.ids.clear();
-  f.ids.insert(id);
-}
-
 caf::timespan provider_deadline(const entity_env& env) {
   return env.call_timeout / 2;
 }
 
-order_entity_actor::behavior_type order_entity(order_ptr self, entity_env env, std::string id) {
+order_entity_actor::behavior_type order_entity(order_ptr self, entity_env env, std::string id,
+                                               bool fresh) {
   self->state.id = id;
-  // A placement's fresh id has no row yet: nothing to read before its order_create.
-  if (!take_new_order(id))
+  // Activated by its order_create (a placement's id, just made): no row to read yet.
+  if (!fresh)
     load_then<model::order>(
       self, env, id,
       [id](persistence::backend& b) -> result<model::order> {

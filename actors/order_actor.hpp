@@ -26,13 +26,10 @@ struct order_state {
   static inline const char* name = "order";
 };
 
+/// `fresh`: activated by its order_create (the manager knows), so there is no row to read.
 order_entity_actor::behavior_type order_entity(
-  order_entity_actor::stateful_pointer<order_state> self, entity_env env, std::string id);
-
-/// Marks `id` as an order id just generated on this node for a placement: the order actor
-/// that starts for it here knows there is no row to load and skips the read. Anything else
-/// (an id from another node, one whose mark was dropped) is loaded as usual. Thread-safe.
-void expect_new_order(const std::string& id);
+  order_entity_actor::stateful_pointer<order_state> self, entity_env env, std::string id,
+  bool fresh);
 
 /// How long the order actor waits for one provider job; a reconciliation waits for twice that
 /// (the sweeper's threshold), so it never takes over a live payment that may still capture.

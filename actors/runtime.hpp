@@ -83,6 +83,7 @@ struct runtime_stats {
   int db_in_use = 0;
   int db_waiting = 0;
   int db_size = 0;
+  std::int64_t db_jobs = 0;         ///< jobs run by the pool's workers (not the committer's)
   std::int64_t db_retries = 0;      ///< transactions re-run after a transient failure
   std::int64_t auth_db_retries = 0; ///< likewise, on the sign-up and login workers
   int auth_waiting = 0;             ///< sign-ups and logins queued for a hashing worker

@@ -337,18 +337,10 @@ void runtime::create_cart(model::principal who, callback<model::cart_view> cb) {
     cb(to_failure(forbidden_without_customer()));
     return;
   }
-  // The id is chosen here, not in the job: a job run again after a lost connection must write
-  // the same cart (one statement without BEGIN and COMMIT, whose first run may have committed).
-  impl_->run_db<model::cart_view>(
-    [id = core::new_id("cart"), cid = who.customer_id,
-     ttl = impl_->settings.carts.ttl_s](persistence::backend& b) -> result<model::cart_view> {
-      pqxx::nontransaction tx{b.pg.connection()};
-      model::cart_view v;
-      v.basket = carts::insert_cart(tx, id, cid, ttl);
-      v.currency = "USD";
-      return v;
-    },
-    std::move(cb), impl_->db_timeout);
+  // The cart's own actor makes it, and keeps it: the PUTs that follow find it active and read
+  // nothing (its manager starts it fresh, see creates_entity).
+  auto id = core::new_id("cart");
+  impl_->ask(impl_->dir.carts(id), cart_create{id, std::move(who)}, std::move(cb));
 }
 
 void runtime::get_cart(model::principal who, std::string id, std::string country,

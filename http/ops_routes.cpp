@@ -50,6 +50,10 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
   w.sample("emporium_db_pool_in_use", {}, s.db_in_use);
   w.header("emporium_db_pool_waiting", "Jobs queued for a PostgreSQL worker", kind::gauge);
   w.sample("emporium_db_pool_waiting", {}, s.db_waiting);
+  w.header("emporium_db_jobs_total",
+           "Jobs run by the PostgreSQL pool's workers (the placement committer's batches apart)",
+           kind::counter);
+  w.sample("emporium_db_jobs_total", {}, static_cast<double>(s.db_jobs));
   w.header("emporium_db_retries_total", "PostgreSQL transactions re-run after a transient failure",
            kind::counter);
   w.sample("emporium_db_retries_total", {}, static_cast<double>(s.db_retries));

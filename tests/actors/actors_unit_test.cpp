@@ -178,7 +178,7 @@ struct fixture {
     penv.db_timeout = db_timeout;
     products = caf::actor_cast<caf::actor>(spawn_manager<product_actor>(
       sys, {"product",
-            [penv, track](caf::local_actor* self, const std::string& key) {
+            [penv, track](caf::local_actor* self, const std::string& key, bool) {
               auto own = penv;
               own.manager = self->address();
               auto h = caf::actor_cast<caf::actor>(
@@ -201,10 +201,10 @@ struct fixture {
     cenv.payment_workers = &pool;
     orders = caf::actor_cast<caf::actor>(spawn_manager<order_actor>(
       sys, {"order",
-            [cenv, track](caf::local_actor* self, const std::string& key) {
+            [cenv, track](caf::local_actor* self, const std::string& key, bool fresh) {
               auto own = cenv;
               own.manager = self->address();
-              auto h = caf::actor_cast<caf::actor>(self->spawn(order_entity, own, key));
+              auto h = caf::actor_cast<caf::actor>(self->spawn(order_entity, own, key, fresh));
               track(h, key);
               return h;
             },

@@ -140,17 +140,6 @@ void set_stock(runtime& rt, const std::string& id, std::int64_t stock) {
     FAIL("set stock: " << describe(r.error()));
 }
 
-model::principal new_customer(runtime& rt) {
-  pending<model::customer> p;
-  rt.create_customer(model::customer_draft{test::unique("feeds") + "@example.com", "Feed Tester",
-                                           "correct horse battery staple"},
-                     p.callback());
-  auto c = p.wait(20s);
-  if (!c)
-    FAIL("create customer: " << describe(c.error()));
-  return model::principal{false, c->id};
-}
-
 model::order place(runtime& rt, const model::principal& who, const std::string& product_id,
                    std::int64_t quantity = 1) {
   model::order_request req;

@@ -366,3 +366,46 @@ TEST_CASE("runtime: 50 concurrent updates of one product are all applied, one af
   CHECK(row->version == created.version + n);
   CHECK(row->stock == last.stock);
 }
+
+// -- carts ----------------------------------------------------------------------------------------
+
+TEST_CASE("runtime: a new cart is made and kept by its own actor, which reads nothing after",
+          "[pg][runtime]") {
+  runtime rt{settings()};
+  auto who = new_customer(rt);
+  // The pool's job count over a create and a read. Other jobs (the payment sweeper's, every few
+  // seconds) may fall into a window, so three carts are made; one clean window is enough, and
+  // an actor that reads its cart would add a job to every one of them.
+  std::vector<std::int64_t> jobs;
+  for (int i = 1; i <= 3; ++i) {
+    const auto before = rt.stats().db_jobs;
+    pending<model::cart_view> made;
+    rt.create_cart(who, made.callback());
+    auto c = made.wait(20s);
+    REQUIRE(c);
+    CHECK(c->basket.items.empty());
+    CHECK(c->basket.customer_id == who.customer_id);
+    CHECK(rt.stats().carts.activations == i); // the create activated it
+
+    // Behind the actor's back (nothing else writes a cart): a row it would show if it read one.
+    {
+      persistence::pg_session s{persistence::pg_options{test::pg_url(), 2'000, 5'000}};
+      pqxx::work tx{s.connection()};
+      tx.exec_params(
+        "UPDATE carts SET items = '[{\"product_id\": \"prod_x\", \"quantity\": 5}]' "
+        "WHERE id = $1",
+        c->basket.id);
+      tx.commit();
+    }
+    pending<model::cart_view> read;
+    rt.get_cart(who, c->basket.id, "US", read.callback());
+    auto r = read.wait(20s);
+    REQUIRE(r);
+    CHECK(r->basket.items.empty()); // what the create wrote, kept by the actor
+    CHECK(r->basket.version == c->basket.version);
+    CHECK(rt.stats().carts.activations == i);
+    jobs.push_back(rt.stats().db_jobs - before);
+  }
+  INFO("jobs per create and read: " << jobs[0] << ", " << jobs[1] << ", " << jobs[2]);
+  CHECK(*std::min_element(jobs.begin(), jobs.end()) == 1); // its INSERT, and no read
+}

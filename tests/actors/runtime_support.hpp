@@ -209,4 +209,16 @@ inline model::product_patch price_patch(std::int64_t cents) {
   return p;
 }
 
+/// A new customer (signed up through the runtime), as the caller of its requests.
+inline model::principal new_customer(runtime& rt) {
+  pending<model::customer> p;
+  rt.create_customer(model::customer_draft{test::unique("runtime") + "@example.com",
+                                           "Runtime Tester", "correct horse battery staple"},
+                     p.callback());
+  auto c = p.wait(20s);
+  if (!c)
+    FAIL("create customer: " << describe(c.error()));
+  return model::principal{false, c->id};
+}
+
 } // namespace emporium::test::runtime_pg
