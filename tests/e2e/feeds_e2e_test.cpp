@@ -541,6 +541,46 @@ TEST_CASE(
   CHECK(slow_stream.wait_end(30s));
 }
 
+TEST_CASE(
+  "feeds: every feeds.ping_s an idle event stream gets a keep-alive comment, and a WebSocket "
+  "whose client answers pings stays open while one that never reads is dropped",
+  "[e2e][feeds]") {
+  server_process srv{feed_env({{"EMPORIUM_FEEDS_PING_S", "1"}})};
+  http_client c{srv.host(), srv.port(), 30s};
+  auto product = create_product(c, {10});
+  const auto topic = "product:" + product;
+
+  sse_client sse{srv.host(), srv.port(), "/products/" + product + "/events"};
+  REQUIRE(sse.status() == 200);
+  REQUIRE(sse.next_block()); // the preamble
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    auto block = sse.next_block(3s);
+    REQUIRE(block);
+    CHECK(block->raw == ": keep-alive\n\n");
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  CHECK(elapsed >= 1500ms); // one a second, not a burst
+  CHECK(elapsed < 6s);
+
+  // Beast's client answers the server's pings while it reads: the connection outlives twice
+  // ping_s without a message either way, and is still subscribed.
+  ws_client live{srv.host(), srv.port()};
+  live.subscribe(topic);
+  CHECK_FALSE(live.next_text(3500ms));
+  REQUIRE_FALSE(live.closed());
+  set_stock(c, product, 9);
+  auto text = live.next_text(5s);
+  REQUIRE(text);
+  check_ws_event(*text, topic, 1, "stock_changed", stock_data(product, 9));
+
+  // A client that never reads answers no ping: the server drops it after twice ping_s.
+  ws_client mute{srv.host(), srv.port()};
+  mute.subscribe(topic);
+  std::this_thread::sleep_for(4s);
+  CHECK(mute.wait_close(5s) != -1);
+}
+
 TEST_CASE("feeds: the server's shutdown closes WebSockets with 1001 and ends event streams",
           "[e2e][feeds]") {
   server_process srv{feed_env()};
