@@ -160,8 +160,12 @@ void session::on_read() {
   auto& slot = enqueue(beast_req.version(), keep_alive, head);
   if (!keep_alive)
     close_after_ = true;
-  admit(to_request(std::move(beast_req), remote_), slot);
+  // The next read begins before this request is admitted: its answer may be made right away, on
+  // this strand (a snapshot read, a refusal), and must find a pipelined request that is already
+  // here being received (it is not the last answer then, also in a drain). After an upgrade
+  // request nothing is read: its socket may change hands.
   do_read();
+  admit(to_request(std::move(beast_req), remote_), slot);
 }
 
 void session::admit(request req, pending& slot) {
@@ -326,7 +330,7 @@ void session::fulfil(std::uint64_t seq, response res) {
   if (upgrading_ && queue_.back().get() == slot)
     upgrading_ = false; // the upgrade was refused: an ordinary answer, and reading goes on
   slot->last = !(slot->keep_alive && !close_after_last(*slot));
-  if (res.status == 304 || res.status == 204) {
+  if (res.status == 304 || res.status == 204 || res.status < 200) {
     slot->send_body = false;
     slot->content_length = false;
     res.body.clear();

@@ -71,6 +71,20 @@ std::string raw_get(const std::string& target, const std::string& extra = "") {
   return "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
 }
 
+/// One client-to-server WebSocket text frame (RFC 6455 §5.2: FIN, masked), for payloads under
+/// 126 bytes.
+std::string masked_text_frame(const std::string& payload) {
+  const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+  std::string frame;
+  frame += static_cast<char>(0x81);
+  frame += static_cast<char>(0x80 | payload.size());
+  for (unsigned char m : mask)
+    frame += static_cast<char>(m);
+  for (std::size_t i = 0; i < payload.size(); ++i)
+    frame += static_cast<char>(static_cast<unsigned char>(payload[i]) ^ mask[i % 4]);
+  return frame;
+}
+
 bool still_serves(const server_process& srv) {
   try {
     return http_request(srv.host(), srv.port(), "GET", "/healthz", "", {}, milliseconds(3000))
@@ -218,6 +232,41 @@ TEST_CASE("protocol: pipelined requests are answered in order", "[e2e][protocol]
     CHECK(c.read_raw_until_close_or(milliseconds(3000)).empty());
     CHECK(c.peer_closed());
   }
+}
+
+TEST_CASE(
+  "protocol: a WebSocket upgrade pipelined behind a request takes the connection over, and "
+  "nothing else reads from it",
+  "[e2e][protocol][pipelining]") {
+  auto& srv = shared_server();
+  http_client setup{srv.host(), srv.port()};
+  auto category = unique("e2e-cat");
+  auto id = create_product(setup, category);
+  const std::string subscribe = R"({"subscribe":"product:)" + id + R"("})";
+  REQUIRE(subscribe.size() < 126);
+  for (int round = 0; round < 5; ++round) {
+    INFO("round " << round);
+    http_client c{srv.host(), srv.port()};
+    // One write: a list (answered later, from PostgreSQL) and the upgrade (answered at once, on
+    // the connection's strand, while the list's answer is still to come).
+    c.send_raw(raw_get("/products?limit=5&category=" + category)
+               + "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n");
+    auto first = c.read_response();
+    REQUIRE(first.status == 200);
+    auto handshake = c.read_raw_until_close_or(milliseconds(500));
+    INFO(handshake);
+    REQUIRE(handshake.rfind("HTTP/1.1 101", 0) == 0);
+    // The client speaks once the handshake is answered (RFC 6455 §4.1): the WebSocket, and
+    // nothing left of the HTTP session, reads this frame.
+    c.send_raw(masked_text_frame(subscribe));
+    auto ack = c.read_raw_until_close_or(milliseconds(1500));
+    INFO(ack);
+    CHECK(ack.find(R"("type":"subscribed")") != std::string::npos);
+    CHECK(ack.find("product:" + id) != std::string::npos);
+  }
+  CHECK(still_serves(srv));
 }
 
 TEST_CASE("protocol: keep-alive serves many requests on one connection",
