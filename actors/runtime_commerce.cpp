@@ -6,7 +6,6 @@
 #include "actors/runtime_impl.hpp"
 #include "core/ids.hpp"
 #include "core/secret.hpp"
-#include "persistence/cart_store.hpp"
 #include "persistence/customer_store.hpp"
 #include "persistence/order_store.hpp"
 #include "persistence/search_store.hpp"
@@ -21,7 +20,6 @@
 namespace emporium::actors {
 
 namespace customers = persistence::customer_store;
-namespace carts = persistence::cart_store;
 namespace orders = persistence::order_store;
 
 namespace {

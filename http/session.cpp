@@ -329,16 +329,14 @@ void session::fulfil(std::uint64_t seq, response res) {
     return fulfil_feed(*slot, res);
   if (upgrading_ && queue_.back().get() == slot)
     upgrading_ = false; // the upgrade was refused: an ordinary answer, and reading goes on
-  slot->last = !(slot->keep_alive && !close_after_last(*slot));
+  slot->last = !slot->keep_alive || close_after_last(*slot);
   if (res.status == 304 || res.status == 204 || res.status < 200) {
-    slot->send_body = false;
     slot->content_length = false;
     res.body.clear();
   } else {
     slot->body_length = res.body.size();
-    slot->send_body = !slot->head; // Content-Length stays that of the GET
     if (slot->head)
-      res.body.clear();
+      res.body.clear(); // Content-Length stays that of the GET
   }
   slot->res = std::move(res);
   slot->ready = true;
@@ -401,8 +399,8 @@ void session::flush() {
   stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
   auto& slot = *queue_.front();
   slot.wire_head = serialize_head(slot);
-  std::array<net::const_buffer, 2> out{
-    net::buffer(slot.wire_head), slot.send_body ? net::buffer(slot.res.body) : net::const_buffer{}};
+  // The body is empty whenever none is sent (HEAD, 1xx, 204, 304, an event stream's header).
+  std::array<net::const_buffer, 2> out{net::buffer(slot.wire_head), net::buffer(slot.res.body)};
   net::async_write(stream_, out, [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->on_write(ec);
   });
@@ -502,7 +500,6 @@ void session::fulfil_feed(pending& slot, response& res) {
     streaming_ = true;
     slot.last = true; // close-delimited: no Content-Length, no chunks
     slot.content_length = false;
-    slot.send_body = false;
     res.body.clear();
     slot.res = std::move(res);
   }

@@ -203,7 +203,6 @@ class session : public std::enable_shared_from_this<session> {
     /// Beast's serializer: one string for the header block, written with the body).
     response res;
     bool last = false;           ///< the connection closes once this answer is written
-    bool send_body = true;       ///< false for HEAD, 204, 304 and an event stream's header
     bool content_length = true;  ///< false for 204, 304 and an event stream (close-delimited)
     std::size_t body_length = 0; ///< Content-Length (a HEAD answer's is the GET's)
     std::string wire_head;       ///< the status line and header block, while written
