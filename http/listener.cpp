@@ -44,7 +44,7 @@ constexpr auto accept_backoff = std::chrono::milliseconds(100);
 } // namespace
 
 void listener::accept() {
-  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, socket_type socket) {
     if (ec) {
       if (ec == net::error::operation_aborted || !acceptor.is_open())
         return;
@@ -110,12 +110,12 @@ void listener::accept() {
   });
 }
 
-void listener::refuse(tcp::socket socket, const std::string& text) {
+void listener::refuse(socket_type socket, const std::string& text) {
   shared.m.connections_refused.inc();
-  auto sock = std::make_shared<tcp::socket>(std::move(socket));
+  auto sock = std::make_shared<socket_type>(std::move(socket));
   net::async_write(*sock, net::buffer(text), [sock](beast::error_code, std::size_t) {
     beast::error_code ignored;
-    sock->shutdown(tcp::socket::shutdown_both, ignored);
+    sock->shutdown(socket_type::shutdown_both, ignored);
     sock->close(ignored);
   });
 }

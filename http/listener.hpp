@@ -35,7 +35,7 @@ struct listener {
   void accept();
 
   /// Over a connection limit: a short 503 and close, so the client is told, not left hanging.
-  void refuse(tcp::socket socket, const std::string& text);
+  void refuse(socket_type socket, const std::string& text);
 
   /// At `deadline`, whatever is still open is cut off: run() returns.
   void arm_drain_timer(steady::time_point deadline) {
@@ -65,7 +65,9 @@ struct listener {
 
   // Declaration order is destruction order reversed: `shared` must outlive the io_context.
   shared_state shared;
-  net::io_context ioc;
+  /// Its concurrency hint is the number of threads that run it (http.threads): with one, Asio
+  /// skips what only several threads need.
+  net::io_context ioc{std::max(1, shared.cfg.threads)};
   std::unique_ptr<rate_limiter> limiter;
   tcp::acceptor acceptor;
   net::steady_timer drain_timer;

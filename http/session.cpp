@@ -16,12 +16,11 @@ void session::start() {
     std::lock_guard<std::mutex> guard{shared_.mtx};
     shared_.sessions.emplace(this, weak_from_this());
   }
-  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  net::dispatch(strand_, [self = shared_from_this()] { self->do_read(); });
 }
 
 void session::drain() {
-  // The timer's executor is the connection's strand, also once the socket left for a WebSocket.
-  net::post(watchdog_.get_executor(), [self = shared_from_this()] { self->on_drain(); });
+  net::post(strand_, [self = shared_from_this()] { self->on_drain(); });
 }
 
 // -- reading ------------------------------------------------------------------------------
@@ -37,63 +36,86 @@ void session::do_read() {
   reading_ = true;
   parser_.emplace();
   apply_limits(*parser_, cfg());
-  if (buffer_.size() == 0) {
-    // Idle keep-alive: wait for the first byte of the next request.
-    stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
-    stream_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                              self->buffer_.commit(n);
-                              if (ec)
-                                return self->on_read_error(ec, false);
-                              self->read_header();
-                            });
-  } else {
-    read_header();
+  phase_ = read_phase::idle;
+  if (buffer_.size() > 0)
+    return parse_request(); // a pipelined request, already here (in part at least)
+  // Idle keep-alive: wait for the first byte of the next request.
+  expire_read_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
+  read_more();
+}
+
+void session::parse_request() {
+  beast::error_code ec;
+  while (buffer_.size() > 0 && !parser_->is_done()) {
+    auto used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == bhttp::error::need_more || (!ec && used == 0))
+      break;
+    if (ec)
+      return on_read_error(ec, true);
   }
-}
-
-void session::read_header() {
-  // The whole header block must arrive within the header timeout: a client trickling it is
-  // cut off, however often it sends a byte.
-  stream_.expires_after(std::chrono::milliseconds(cfg().header_timeout_ms));
-  bhttp::async_read_header(stream_, buffer_, *parser_,
-                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                             if (ec)
-                               return self->on_read_error(ec, true);
-                             self->read_body();
-                           });
-}
-
-void session::read_body() {
-  auto& req = parser_->get();
-  if (beast::iequals(req[bhttp::field::expect], "100-continue") && queue_.empty() && !writing_) {
+  if (parser_->is_done())
+    return on_read();
+  if (!parser_->is_header_done()) {
+    // The whole header block must arrive within the header timeout, from its first byte: a
+    // client trickling it is cut off, however often it sends a byte.
+    if (phase_ == read_phase::idle) {
+      phase_ = read_phase::header;
+      expire_read_after(std::chrono::milliseconds(cfg().header_timeout_ms));
+    }
+    return read_more();
+  }
+  if (phase_ != read_phase::body) {
+    phase_ = read_phase::body;
+    auto& req = parser_->get();
     // Only when nothing else is being written: interim answers must not interleave.
-    auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
-                                                                     req.version());
-    writing_ = true;
-    stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
-    bhttp::async_write(stream_, *cont,
-                       [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
-                         self->writing_ = false;
-                         if (ec)
-                           return self->close();
-                         self->read_body_after_continue();
-                       });
-    return;
+    if (beast::iequals(req[bhttp::field::expect], "100-continue") && queue_.empty() && !writing_)
+      return send_continue();
+    // The whole body must arrive within the body timeout (an absolute deadline, like the
+    // header's): a client trickling it holds the connection no longer, however often it sends.
+    expire_read_after(std::chrono::milliseconds(cfg().body_timeout_ms));
   }
-  read_body_after_continue();
+  read_more();
 }
 
-void session::read_body_after_continue() {
-  // The whole body must arrive within the body timeout (an absolute deadline, like the
-  // header's): a client trickling it holds the connection no longer, however often it sends.
-  stream_.expires_after(std::chrono::milliseconds(cfg().body_timeout_ms));
-  bhttp::async_read(stream_, buffer_, *parser_,
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      if (ec)
-                        return self->on_read_error(ec, true);
-                      self->on_read();
-                    });
+void session::read_more() {
+  auto size = beast::read_size(buffer_, 65536);
+  read_pending_ = true;
+  socket_.async_read_some(
+    buffer_.prepare(size), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->read_pending_ = false;
+      self->buffer_.commit(n);
+      bool started = self->phase_ != read_phase::idle || self->parser_->got_some();
+      if (ec == net::error::eof && self->parser_->got_some()) {
+        // The end of a request without a length (or of a cut-off one): the parser decides.
+        ec = {};
+        self->parser_->put_eof(ec);
+        if (ec)
+          return self->on_read_error(ec, true);
+        return self->parse_request();
+      }
+      if (ec == net::error::eof)
+        ec = bhttp::error::end_of_stream;
+      if (ec)
+        return self->on_read_error(self->io_error(ec), started);
+      self->parse_request();
+    });
+}
+
+void session::send_continue() {
+  static const std::string continue_1_1 = "HTTP/1.1 100 Continue\r\n\r\n";
+  static const std::string continue_1_0 = "HTTP/1.0 100 Continue\r\n\r\n";
+  writing_ = true;
+  expire_write_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
+  const auto& text = parser_->get().version() >= 11 ? continue_1_1 : continue_1_0;
+  net::async_write(
+    socket_, net::buffer(text), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (ec)
+        return self->close();
+      self->expire_read_after(std::chrono::milliseconds(self->cfg().body_timeout_ms));
+      self->read_more();
+    });
 }
 
 void session::on_read_error(beast::error_code ec, bool started) {
@@ -199,7 +221,7 @@ void session::admit(request req, pending& slot) {
                        hash = std::move(hash)](std::string customer, bool dead) mutable {
       if (dead)
         self->shared_.mark_dead(hash);
-      net::dispatch(self->stream_.get_executor(),
+      net::dispatch(self->strand_,
                     [self, req = std::move(req), target_ok, seq, cls, bucket = std::move(bucket),
                      customer = std::move(customer)]() mutable {
                       if (!customer.empty()) {
@@ -222,10 +244,9 @@ void session::limit(request req, bool target_ok, std::uint64_t seq, route_class 
   shared_.limiter->submit(
     cls, std::move(key),
     [self = shared_from_this(), req = std::move(req), target_ok, seq](limit_decision d) mutable {
-      net::post(self->stream_.get_executor(),
-                [self, req = std::move(req), target_ok, seq, d]() mutable {
-                  self->dispatch(std::move(req), target_ok, seq, d);
-                });
+      net::post(self->strand_, [self, req = std::move(req), target_ok, seq, d]() mutable {
+        self->dispatch(std::move(req), target_ok, seq, d);
+      });
     });
 }
 
@@ -263,8 +284,7 @@ void session::dispatch(request req, bool target_ok, std::uint64_t seq,
   // An answer given on this strand (a handler that answers at once, such as a snapshot read)
   // is made here and now; one from another thread (a runtime callback) is posted to it.
   responder respond{[self, seq](responder::make_fn make) {
-    net::dispatch(self->stream_.get_executor(),
-                  [self, seq, make = std::move(make)] { self->answer(seq, make); });
+    net::dispatch(self->strand_, [self, seq, make = std::move(make)] { self->answer(seq, make); });
   }};
   logging::request_scope scope{slot->request_id};
   try {
@@ -396,12 +416,12 @@ void session::flush() {
   if (queue_.front()->feed && queue_.front()->feed->kind == feeds::transport::ws)
     return hand_over();
   writing_ = true;
-  stream_.expires_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
+  expire_write_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
   auto& slot = *queue_.front();
   slot.wire_head = serialize_head(slot);
   // The body is empty whenever none is sent (HEAD, 1xx, 204, 304, an event stream's header).
   std::array<net::const_buffer, 2> out{net::buffer(slot.wire_head), net::buffer(slot.res.body)};
-  net::async_write(stream_, out, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+  net::async_write(socket_, out, [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->on_write(ec);
   });
 }
@@ -454,20 +474,79 @@ void session::on_drain() {
 }
 
 void session::arm_watchdog() {
-  if (queue_.empty() || closed_) {
-    watchdog_.cancel();
+  if (closed_)
+    return;
+  // The earliest deadline of a request without an answer (deadlines grow with the queue). A
+  // wait that ends no later is pending already: it looks again when it ends.
+  auto it = std::find_if(queue_.begin(), queue_.end(), [](const auto& p) { return !p->ready; });
+  if (it == queue_.end() || watchdog_armed_ <= (*it)->deadline)
+    return;
+  watchdog_armed_ = (*it)->deadline;
+  watchdog_.expires_at(watchdog_armed_);
+  watchdog_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec)
+      return; // cancelled: closed
+    self->watchdog_armed_ = steady::time_point::max();
+    if (self->closed_)
+      return;
+    auto now = steady::now();
+    std::vector<std::uint64_t> late;
+    for (const auto& p : self->queue_)
+      if (!p->ready && now >= p->deadline)
+        late.push_back(p->seq);
+    for (auto seq : late)
+      self->fulfil(seq, problem(504, "the request did not complete in time"));
+    self->arm_watchdog();
+  });
+}
+
+void session::expire_read_after(std::chrono::milliseconds d) {
+  read_deadline_ = steady::now() + d;
+  arm_io_timer(read_deadline_);
+}
+
+void session::expire_write_after(std::chrono::milliseconds d) {
+  write_deadline_ = steady::now() + d;
+  arm_io_timer(write_deadline_);
+}
+
+void session::arm_io_timer(steady::time_point at) {
+  if (closed_ || io_armed_ <= at)
+    return;
+  io_armed_ = at;
+  io_timer_.expires_at(at); // cancels the later wait, whose handler sees another generation
+  io_timer_.async_wait([self = shared_from_this(), gen = ++io_generation_](beast::error_code ec) {
+    if (ec || gen != self->io_generation_)
+      return;
+    self->io_armed_ = steady::time_point::max();
+    self->on_io_timer();
+  });
+}
+
+void session::on_io_timer() {
+  if (closed_)
+    return;
+  auto now = steady::now();
+  if ((read_pending_ && now >= read_deadline_) || (writing_ && now >= write_deadline_)) {
+    // What beast::tcp_stream did: the socket closes, the pending operations fail (timeout).
+    timed_out_ = true;
+    beast::error_code ec;
+    socket_.close(ec);
     return;
   }
-  watchdog_.expires_at(queue_.front()->deadline);
-  watchdog_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec || self->queue_.empty() || self->closed_)
-      return;
-    auto& head = *self->queue_.front();
-    if (!head.ready && steady::now() >= head.deadline)
-      self->fulfil(head.seq, problem(504, "the request did not complete in time"));
-    else
-      self->arm_watchdog();
-  });
+  auto next = steady::time_point::max();
+  if (read_pending_)
+    next = read_deadline_;
+  if (writing_)
+    next = std::min(next, write_deadline_);
+  if (next != steady::time_point::max())
+    arm_io_timer(next);
+}
+
+beast::error_code session::io_error(beast::error_code ec) const {
+  if (timed_out_ && ec == net::error::operation_aborted)
+    return beast::error::timeout;
+  return ec;
 }
 
 void session::close() {
@@ -475,11 +554,12 @@ void session::close() {
     return;
   closed_ = true;
   watchdog_.cancel();
+  io_timer_.cancel();
   keep_alive_.cancel();
   stream_feed_.reset(); // unsubscribes an event stream
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream_.close();
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  socket_.close(ec);
 }
 
 // -- feeds: the WebSocket upgrade and event streams -------------------------------------------
@@ -511,9 +591,10 @@ void session::hand_over() {
   queue_.clear();
   closed_ = true; // this session no longer touches the socket
   watchdog_.cancel();
+  io_timer_.cancel();
   keep_alive_.cancel();
-  auto ws = start_websocket(std::move(stream_), std::move(buffer_), shared_from_this(),
-                            std::move(slot->feed));
+  auto ws = start_websocket(beast::tcp_stream{std::move(socket_)}, std::move(buffer_),
+                            shared_from_this(), std::move(slot->feed));
   upgraded_ = ws;
   if (shared_.draining.load())
     ws->drain(); // the shutdown began while the upgrade was being admitted
@@ -528,16 +609,16 @@ void session::begin_stream() {
   beast::error_code ec;
   // A reader that stopped fills the stream's queue (then its stream ends), not kernel buffers
   // of megabytes.
-  stream_.socket().set_option(net::socket_base::send_buffer_size(feed_send_buffer_bytes), ec);
+  socket_.set_option(net::socket_base::send_buffer_size(feed_send_buffer_bytes), ec);
   std::weak_ptr<session> weak = shared_from_this();
-  auto ex = watchdog_.get_executor();
+  auto ex = strand_;
   stream_feed_->queue->on_ready([weak, ex] {
     if (auto self = weak.lock())
       net::post(ex, [self] { self->stream_pump(); });
   });
   if (reading_)
-    stream_.socket().cancel(ec); // a read under the idle timeout, which would cut the stream;
-                                 // its handler watches the peer instead (nothing is written now)
+    socket_.cancel(ec); // a read under the idle timeout, which would cut the stream;
+                        // its handler watches the peer instead (nothing is written now)
   else
     watch_peer();
   arm_keep_alive();
@@ -573,8 +654,8 @@ void session::stream_pump() {
   if (bufs.empty())
     return close();
   writing_ = true;
-  stream_.expires_after(std::chrono::seconds(2 * stream_feed_->cfg.ping_s));
-  net::async_write(stream_, bufs,
+  expire_write_after(std::chrono::seconds(2 * stream_feed_->cfg.ping_s));
+  net::async_write(socket_, bufs,
                    [self = shared_from_this(), last](beast::error_code ec, std::size_t) {
                      self->writing_ = false;
                      self->stream_out_.clear();
@@ -595,8 +676,8 @@ void session::arm_keep_alive() {
     if (self->writing_)
       return; // a write still pending: its own deadline ends a stalled connection
     self->writing_ = true;
-    self->stream_.expires_after(std::chrono::seconds(2 * self->stream_feed_->cfg.ping_s));
-    net::async_write(self->stream_, net::buffer(feeds::sse_keep_alive()),
+    self->expire_write_after(std::chrono::seconds(2 * self->stream_feed_->cfg.ping_s));
+    net::async_write(self->socket_, net::buffer(feeds::sse_keep_alive()),
                      [self](beast::error_code wec, std::size_t) {
                        self->writing_ = false;
                        if (wec)
@@ -611,13 +692,13 @@ void session::watch_peer() {
     return;
   watching_ = true;
   // On the socket itself, not the timed stream: a quiet client is no reason to end a stream.
-  stream_.socket().async_read_some(net::buffer(discard_),
-                                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                     self->watching_ = false;
-                                     if (ec)
-                                       return self->close();
-                                     self->watch_peer();
-                                   });
+  socket_.async_read_some(net::buffer(discard_),
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            self->watching_ = false;
+                            if (ec)
+                              return self->close();
+                            self->watch_peer();
+                          });
 }
 
 } // namespace emporium::http

@@ -35,6 +35,13 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using steady = std::chrono::steady_clock;
 
+/// A connection's executor, its socket and its timers, over the concrete strand type: no
+/// type-erased executor copied and invoked per operation (`any_io_executor`, what tcp::socket
+/// and beast::tcp_stream carry).
+using strand_type = net::strand<net::io_context::executor_type>;
+using socket_type = net::basic_stream_socket<tcp, strand_type>;
+using timer_type = net::basic_waitable_timer<steady, net::wait_traits<steady>, strand_type>;
+
 int reserved_descriptors(int pool_size);
 int derived_max_connections(std::uint64_t open_files, int pool_size);
 
@@ -161,11 +168,13 @@ class session : public std::enable_shared_from_this<session> {
  public:
   /// `remote` is the peer's address; `address_key` is what it counts against
   /// http.max_connections_per_address ("" when not counted: a trusted proxy).
-  session(tcp::socket&& socket, shared_state& shared, std::string remote, std::string address_key)
-    : stream_(std::move(socket)),
+  session(socket_type&& socket, shared_state& shared, std::string remote, std::string address_key)
+    : strand_(socket.get_executor()),
+      socket_(std::move(socket)),
       shared_(shared),
-      watchdog_(stream_.get_executor()),
-      keep_alive_(stream_.get_executor()),
+      watchdog_(strand_),
+      io_timer_(strand_),
+      keep_alive_(strand_),
       remote_(std::move(remote)),
       address_key_(std::move(address_key)) {
     shared_.m.connections.inc();
@@ -222,14 +231,24 @@ class session : public std::enable_shared_from_this<session> {
   const config::http_settings& cfg() const { return shared_.cfg; }
 
   // -- reading ------------------------------------------------------------------------------
+  //
+  // A request is read by parsing what the buffer holds with Beast's parser and reading more
+  // from the socket only when it needs more: a request that arrived whole (almost every one)
+  // costs one read, no composed operation and no post.
 
+  /// Begins the next request (when reading may go on): parses what is buffered, else waits
+  /// for its first byte under the idle timeout.
   void do_read();
 
-  void read_header();
+  /// Feeds the buffer to the parser; the request is complete (on_read), bad (on_read_error),
+  /// or needs more bytes (read_more, under the header's or the body's deadline).
+  void parse_request();
 
-  void read_body();
+  /// One read from the socket into the buffer, then parse_request.
+  void read_more();
 
-  void read_body_after_continue();
+  /// Writes `100 Continue`, then reads the body.
+  void send_continue();
 
   void on_read_error(beast::error_code ec, bool started);
 
@@ -287,6 +306,20 @@ class session : public std::enable_shared_from_this<session> {
 
   // -- shutdown and deadlines -----------------------------------------------------------------
 
+  /// The deadline of the read (and of the write) being started, as beast::tcp_stream had
+  /// them (a pending operation keeps the deadline it began with; past it, the socket closes
+  /// and the operation fails with beast::error::timeout). One timer serves both, and it is
+  /// armed again only when a deadline is earlier than the one it waits for: the later
+  /// deadline every request sets costs no timer operation, the timer that fires early waits
+  /// again for the deadline then current.
+  void expire_read_after(std::chrono::milliseconds d);
+  void expire_write_after(std::chrono::milliseconds d);
+  void arm_io_timer(steady::time_point at);
+  void on_io_timer();
+
+  /// What a read or a write that failed reports: beast::error::timeout when it was the deadline.
+  beast::error_code io_error(beast::error_code ec) const;
+
   void on_drain();
 
   /// The backstop behind every request's deadline: if the oldest request has no answer past its
@@ -321,10 +354,22 @@ class session : public std::enable_shared_from_this<session> {
   /// Waits for the peer to close (bytes it sends are dropped) and then closes.
   void watch_peer();
 
-  beast::tcp_stream stream_;
+  strand_type strand_;
+  socket_type socket_;
   shared_state& shared_;
-  net::steady_timer watchdog_;
-  net::steady_timer keep_alive_; ///< an event stream's keep-alive comments
+  timer_type watchdog_;
+  timer_type io_timer_;   ///< the deadlines of the pending read and write (expire_read_after)
+  timer_type keep_alive_; ///< an event stream's keep-alive comments
+  steady::time_point read_deadline_{};
+  steady::time_point write_deadline_{};
+  steady::time_point io_armed_ = steady::time_point::max(); ///< io_timer_'s wait; max: none
+  std::uint64_t io_generation_ = 0;                         ///< of io_timer_'s current wait
+  bool timed_out_ = false;
+  steady::time_point watchdog_armed_ = steady::time_point::max(); ///< max: not waiting
+  /// Where the request being read is: waiting for its first byte (idle timeout), its header
+  /// (header timeout) or its body (body timeout).
+  enum class read_phase { idle, header, body } phase_ = read_phase::idle;
+  bool read_pending_ = false; ///< read_more's read is on the socket
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::deque<std::unique_ptr<pending>> queue_;
