@@ -250,9 +250,13 @@ std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& bl
 }
 
 client_identity identify(const request& req, route_class c, std::string_view token_key,
-                         std::string_view admin_key_hash, std::string_view client_address) {
+                         std::string_view admin_key_hash, std::string_view client_address,
+                         std::string_view known_key) {
   client_identity by_address{
-    "a:" + address_key(client_address), std::string{client_address}, {}, {}};
+    "a:" + (known_key.empty() ? address_key(client_address) : std::string{known_key}),
+    std::string{client_address},
+    {},
+    {}};
   if (req.header("authorization").empty())
     return by_address;
   auto presented = bearer_token(req);
@@ -282,25 +286,43 @@ bool is_feed_path(std::string_view path) {
          || (path.size() > events.size() && path.substr(path.size() - events.size()) == events);
 }
 
-admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
+peer_info peer_of(std::string_view peer, const std::vector<config::cidr_block>& trusted) {
+  peer_info out;
+  auto ip = config::parse_ip(peer);
+  out.address = ip ? ip->text() : std::string{peer};
+  out.trusted = ip && trusted_address(*ip, trusted);
+  out.key = address_key(out.address);
+  return out;
+}
+
+admission admit(request& req, const peer_info& peer, const std::vector<config::cidr_block>& trusted,
                 std::string_view token_key, std::string_view admin_key_hash) {
   admission out;
   out.target_ok = parse_target(req.target, req.path, req.query);
   std::string_view path = out.target_ok ? std::string_view{req.path} : "";
-  auto address = client_address(peer, forwarded_for(req), trusted);
+  // Only a trusted proxy's requests name another client.
+  auto address = peer.trusted ? client_address(peer.address, forwarded_for(req), trusted)
+                              : peer.address;
   req.client = address;
   if (out.target_ok && req.header("authorization").empty() && is_feed_path(req.path))
     if (const auto* token = req.query_one("access_token"))
       req.headers.emplace("authorization", "Bearer " + *token);
-  if (is_health_probe(req.method, path)) {
+  const auto* spec = route_of(req.method, path); // once: the probe test and the class
+  if ((req.method == "GET" || req.method == "HEAD") && spec && spec->probe) {
     out.probe = true;
     out.identity.shown = std::move(address);
     return out;
   }
-  out.cls = classify(req.method, path);
-  out.identity = identify(req, out.cls, token_key, admin_key_hash, address);
+  out.cls = class_of(spec, req.method);
+  out.identity = identify(req, out.cls, token_key, admin_key_hash, address,
+                          address == peer.address ? std::string_view{peer.key} : "");
   req.who = out.identity.who;
   return out;
+}
+
+admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
+                std::string_view token_key, std::string_view admin_key_hash) {
+  return admit(req, peer_of(peer, trusted), trusted, token_key, admin_key_hash);
 }
 
 client_identity customer_identity(std::string_view customer_id) {

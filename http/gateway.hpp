@@ -107,8 +107,10 @@ using session_verifier = std::function<void(
 /// other token and no token are the address: a made-up token, one per request, must not buy a
 /// fresh bucket each, nor a lookup each before its 401. Keying a verified session by its
 /// customer, not its token, gives one customer one bucket however many sessions they open.
+/// `known_key` is address_key(client_address) when the caller has it already ("": worked out).
 client_identity identify(const request& req, route_class c, std::string_view token_key,
-                         std::string_view admin_key_hash, std::string_view client_address);
+                         std::string_view admin_key_hash, std::string_view client_address,
+                         std::string_view known_key = "");
 
 /// What the gateway learns of a request before the limiter: its target parsed into `req`
 /// (path, query), whether it is a probe, its route class and its client identity; `req.who`
@@ -125,6 +127,21 @@ struct admission {
 /// reads it as the header then (the access log names routes, never targets: it is not logged).
 bool is_feed_path(std::string_view path);
 
+/// What a connection's peer is for the gateway, worked out once per connection: its address
+/// as client_address() gives it when no proxy vouches for another, whether it is a trusted
+/// proxy (then each request's X-Forwarded-For is read), and that address's key.
+struct peer_info {
+  std::string address;
+  bool trusted = false;
+  std::string key; ///< address_key(address)
+};
+
+peer_info peer_of(std::string_view peer, const std::vector<config::cidr_block>& trusted);
+
+admission admit(request& req, const peer_info& peer, const std::vector<config::cidr_block>& trusted,
+                std::string_view token_key, std::string_view admin_key_hash);
+
+/// The same, for a peer not worked out beforehand.
 admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
                 std::string_view token_key, std::string_view admin_key_hash);
 

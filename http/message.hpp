@@ -68,6 +68,16 @@ struct response {
   }
 };
 
+/// Where a connection takes the answers to its requests (http::session), by request number.
+class answer_sink {
+ public:
+  virtual ~answer_sink() = default;
+  /// The answer, ready: on the connection's thread it is recorded at once.
+  virtual void answer(std::uint64_t seq, response res) = 0;
+  /// A function that makes the answer, run on the connection's thread.
+  virtual void answer_later(std::uint64_t seq, std::function<response()> make) = 0;
+};
+
 /// Hands the answer back to the connection, exactly once, from any thread. `later` hands over a
 /// function that makes the answer instead, which the connection runs on its own strand: a
 /// runtime callback (on a CAF thread) passes its result into it as a value, and the encoding
@@ -77,15 +87,27 @@ class responder {
   using make_fn = std::function<response()>;
 
   responder() = default;
+  /// For tests and tools: every answer, made or ready, reaches `deliver` as a function.
   explicit responder(std::function<void(make_fn)> deliver) : deliver_(std::move(deliver)) {}
+  /// A connection's: a ready answer reaches it without being wrapped in a function.
+  responder(std::shared_ptr<answer_sink> sink, std::uint64_t seq)
+    : sink_(std::move(sink)), seq_(seq) {}
 
   void operator()(response res) const {
+    if (sink_)
+      return sink_->answer(seq_, std::move(res));
     deliver_([res = std::move(res)]() mutable { return std::move(res); });
   }
-  void later(make_fn make) const { deliver_(std::move(make)); }
+  void later(make_fn make) const {
+    if (sink_)
+      return sink_->answer_later(seq_, std::move(make));
+    deliver_(std::move(make));
+  }
 
  private:
   std::function<void(make_fn)> deliver_;
+  std::shared_ptr<answer_sink> sink_;
+  std::uint64_t seq_ = 0;
 };
 
 /// Splits a request target into decoded path and query; false when the encoding is malformed.

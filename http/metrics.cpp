@@ -1,5 +1,7 @@
 #include "http/metrics.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -260,6 +262,33 @@ std::string status_class(int status) {
   if (status < 100 || status > 599)
     return "other";
   return std::to_string(status / 100) + "xx";
+}
+
+http_families::request_children http_families::request_metrics(std::string_view method,
+                                                               std::string_view route,
+                                                               std::string_view status_class) {
+  std::array<char, 256> buf;
+  std::string long_key;
+  std::string_view key;
+  if (method.size() + route.size() + status_class.size() + 2 <= buf.size()) {
+    char* p = std::copy(method.begin(), method.end(), buf.data());
+    *p++ = ' ';
+    p = std::copy(route.begin(), route.end(), p);
+    *p++ = ' ';
+    p = std::copy(status_class.begin(), status_class.end(), p);
+    key = std::string_view{buf.data(), static_cast<std::size_t>(p - buf.data())};
+  } else {
+    long_key.append(method).append(" ").append(route).append(" ").append(status_class);
+    key = long_key;
+  }
+  std::lock_guard<std::mutex> guard{children_mtx};
+  auto it = children.find(key);
+  if (it != children.end())
+    return it->second;
+  label_values labels{std::string{method}, std::string{route}, std::string{status_class}};
+  request_children c{&requests.with(labels), &duration.with(labels)};
+  children.emplace(std::string{key}, c);
+  return c;
 }
 
 http_families& http() {

@@ -155,6 +155,18 @@ struct http_families {
   counter& rate_limit_fallbacks;
   gauge& rate_limit_redis_up;
   gauge& rate_limit_buckets;
+
+  /// The children of `requests` and `duration` for one answer's labels, found by one lookup
+  /// that allocates nothing (every answer takes them), created on first use. Thread-safe.
+  struct request_children {
+    counter* requests;
+    histogram* duration;
+  };
+  request_children request_metrics(std::string_view method, std::string_view route,
+                                   std::string_view status_class);
+
+  std::mutex children_mtx{};
+  std::map<std::string, request_children, std::less<>> children{}; ///< "method route class"
 };
 http_families& http();
 

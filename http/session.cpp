@@ -197,8 +197,7 @@ void session::admit(request req, pending& slot) {
     slot.request_id = std::string{id};
   if (shared_.cors.enabled())
     slot.origin = std::string{req.header("origin")};
-  auto in = gateway::admit(req, remote_, shared_.trusted, shared_.token_key,
-                           shared_.admin_key_hash);
+  auto in = gateway::admit(req, peer_, shared_.trusted, shared_.token_key, shared_.admin_key_hash);
   slot.client = std::move(in.identity.shown);
   auto seq = slot.seq;
   if (in.probe) {
@@ -280,12 +279,9 @@ void session::dispatch(request req, bool target_ok, std::uint64_t seq,
     return fulfil(seq, std::move(res));
   }
   slot->route = m.matched->pattern;
-  auto self = shared_from_this();
   // An answer given on this strand (a handler that answers at once, such as a snapshot read)
-  // is made here and now; one from another thread (a runtime callback) is posted to it.
-  responder respond{[self, seq](responder::make_fn make) {
-    net::dispatch(self->strand_, [self, seq, make = std::move(make)] { self->answer(seq, make); });
-  }};
+  // is recorded here and now; one from another thread (a runtime callback) is posted to it.
+  responder respond{shared_from_this(), seq};
   logging::request_scope scope{slot->request_id};
   try {
     m.matched->handle(req, m.params, std::move(respond));
@@ -295,7 +291,23 @@ void session::dispatch(request req, bool target_ok, std::uint64_t seq,
   }
 }
 
-void session::answer(std::uint64_t seq, const responder::make_fn& make) {
+void session::answer(std::uint64_t seq, response res) {
+  if (strand_.running_in_this_thread())
+    return fulfil(seq, std::move(res));
+  net::post(strand_, [self = shared_from_this(), seq, res = std::move(res)]() mutable {
+    self->fulfil(seq, std::move(res));
+  });
+}
+
+void session::answer_later(std::uint64_t seq, responder::make_fn make) {
+  if (strand_.running_in_this_thread())
+    return make_answer(seq, make);
+  net::post(strand_, [self = shared_from_this(), seq, make = std::move(make)] {
+    self->make_answer(seq, make);
+  });
+}
+
+void session::make_answer(std::uint64_t seq, const responder::make_fn& make) {
   auto* slot = find(seq);
   if (!slot || slot->ready)
     return; // the watchdog answered it, or the connection closed: nothing to encode
@@ -309,6 +321,7 @@ void session::answer(std::uint64_t seq, const responder::make_fn& make) {
 }
 
 void session::finish(pending& slot, response& res) {
+  res.headers.reserve(res.headers.size() + 6);
   res.header("X-Request-Id", slot.request_id);
   res.header("X-Emporium-Node", shared_.node);
   if (slot.limit) {
@@ -320,9 +333,10 @@ void session::finish(pending& slot, response& res) {
   gateway::add_problem_instance(res, slot.request_id);
 
   auto elapsed = std::chrono::duration<double>(steady::now() - slot.started).count();
-  metrics::label_values labels{slot.method, slot.route, metrics::status_class(res.status)};
-  shared_.m.requests.with(labels).inc();
-  shared_.m.duration.with(labels).observe(elapsed);
+  auto counted = shared_.m.request_metrics(slot.method, slot.route,
+                                           metrics::status_class(res.status));
+  counted.requests->inc();
+  counted.duration->observe(elapsed);
   bool no_body = slot.head || res.status == 204 || res.status == 304;
   logging::access_entry e;
   e.request_id = slot.request_id;

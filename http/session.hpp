@@ -164,7 +164,7 @@ struct shared_state {
 /// One connection: reads requests (do_read, on_read), passes each through the gateway
 /// (admit, limit) and the router (dispatch), and writes the answers in request order (fulfil,
 /// flush, on_write). Everything runs on the connection's strand.
-class session : public std::enable_shared_from_this<session> {
+class session : public answer_sink, public std::enable_shared_from_this<session> {
  public:
   /// `remote` is the peer's address; `address_key` is what it counts against
   /// http.max_connections_per_address ("" when not counted: a trusted proxy).
@@ -176,6 +176,7 @@ class session : public std::enable_shared_from_this<session> {
       io_timer_(strand_),
       keep_alive_(strand_),
       remote_(std::move(remote)),
+      peer_(gateway::peer_of(remote_, shared_.trusted)),
       address_key_(std::move(address_key)) {
     shared_.m.connections.inc();
   }
@@ -278,8 +279,14 @@ class session : public std::enable_shared_from_this<session> {
   void dispatch(request req, bool target_ok, std::uint64_t seq,
                 const std::optional<limit_decision>& d);
 
+  /// answer_sink: what the request's responder hands over, recorded at once when it comes on
+  /// the connection's strand (a handler that answers inside its call, such as a snapshot read),
+  /// else posted to it (a runtime callback on an actor thread).
+  void answer(std::uint64_t seq, response res) override;
+  void answer_later(std::uint64_t seq, responder::make_fn make) override;
+
   /// Makes the answer of request `seq` on the strand (responder::later) and records it.
-  void answer(std::uint64_t seq, const responder::make_fn& make);
+  void make_answer(std::uint64_t seq, const responder::make_fn& make);
 
   /// What every answer gets: the request id, the rate limit's state, CORS, the problem's
   /// instance; then it is counted and logged.
@@ -375,6 +382,7 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<std::unique_ptr<pending>> queue_;
   std::uint64_t next_seq_ = 1;
   std::string remote_;
+  gateway::peer_info peer_; ///< remote_ as the gateway sees it, worked out once
   std::string address_key_;
   bool reading_ = false;
   bool writing_ = false;
