@@ -19,6 +19,24 @@ void apply_limits(beast_request_parser& parser, const config::http_settings& cfg
   parser.body_limit(cfg.body_limit);
 }
 
+parse_step feed_parser(beast_request_parser& parser, boost::beast::flat_buffer& buffer,
+                       boost::beast::error_code& ec) {
+  ec = {};
+  while (buffer.size() > 0 && !parser.is_done()) {
+    auto used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == bhttp::error::need_more) {
+      ec = {};
+      return parse_step::need_more;
+    }
+    if (ec)
+      return parse_step::failed;
+    if (used == 0)
+      return parse_step::need_more; // nothing taken and nothing wrong: wait for more bytes
+  }
+  return parser.is_done() ? parse_step::done : parse_step::need_more;
+}
+
 std::optional<response> read_error_answer(boost::beast::error_code ec, bool started,
                                           const config::http_settings& cfg) {
   namespace asio_error = boost::asio::error;

@@ -9,6 +9,7 @@
 #include "http/message.hpp"
 
 #include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -24,6 +25,20 @@ using beast_request_parser = boost::beast::http::request_parser<boost::beast::ht
 /// Sets the server's limits on a fresh parser: http.header_limit for the header block,
 /// http.body_limit for the body.
 void apply_limits(beast_request_parser& parser, const config::http_settings& cfg);
+
+/// Where a request stands after the bytes read so far.
+enum class parse_step {
+  done,      ///< complete: the parser holds it
+  need_more, ///< incomplete: everything buffered was taken (or is a header still arriving)
+  failed     ///< not a request within the limits: `ec` says why
+};
+
+/// Feeds what `buffer` holds to `parser`, as often as the parser takes more, and consumes what
+/// it took: what the session does after each read from its socket (a request that arrived
+/// whole costs one read and this call). What is left in the buffer past a complete request is
+/// the next one, pipelined.
+parse_step feed_parser(beast_request_parser& parser, boost::beast::flat_buffer& buffer,
+                       boost::beast::error_code& ec);
 
 /// The answer to a request that could not be read, when there is one: 431 for a header block
 /// over the limit, 413 for a body over the limit, 400 for anything else that is not HTTP/1.1

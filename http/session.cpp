@@ -46,15 +46,10 @@ void session::do_read() {
 
 void session::parse_request() {
   beast::error_code ec;
-  while (buffer_.size() > 0 && !parser_->is_done()) {
-    auto used = parser_->put(buffer_.data(), ec);
-    buffer_.consume(used);
-    if (ec == bhttp::error::need_more || (!ec && used == 0))
-      break;
-    if (ec)
-      return on_read_error(ec, true);
-  }
-  if (parser_->is_done())
+  auto step = feed_parser(*parser_, buffer_, ec);
+  if (step == parse_step::failed)
+    return on_read_error(ec, true);
+  if (step == parse_step::done)
     return on_read();
   if (!parser_->is_header_done()) {
     // The whole header block must arrive within the header timeout, from its first byte: a
