@@ -273,22 +273,8 @@ cluster_up() {
   fi
 
   # One admin key for every node (they also derive the session-token signing key from it).
-  local key_file="$local_dir/admin_key" key_expr
-  if [[ -z "${EMPORIUM_ADMIN_KEY:-}" ]]; then
-    if [[ ! -s "$key_file" ]]; then
-      (
-        umask 077
-        od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$key_file.tmp"
-        mv -f "$key_file.tmp" "$key_file"
-      )
-      emporium_log "generated an admin key in $key_file"
-    fi
-    chmod 600 "$key_file"
-    EMPORIUM_ADMIN_KEY="$(<"$key_file")"
-    key_expr="\$(cat $key_file)"
-  else
-    key_expr="\$EMPORIUM_ADMIN_KEY"
-  fi
+  emporium_admin_key "$local_dir/admin_key"
+  local key_expr="$EMPORIUM_ADMIN_KEY_EXPR"
 
   # Schema and data once, before any node starts (the nodes then serve with --no-migrate).
   "$bin" migrate

@@ -138,6 +138,36 @@ emporium_ensure_deps() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# the admin key
+
+# emporium_admin_key FILE: the admin key, from EMPORIUM_ADMIN_KEY when set, else from FILE
+# (32 random bytes in hex, generated once, mode 600), exported as EMPORIUM_ADMIN_KEY. Sets
+# EMPORIUM_ADMIN_KEY_EXPR to shell text that yields the key, for the commands the scripts print
+# (the key itself is never printed).
+emporium_admin_key() {
+  local key_file="$1"
+  if [[ -n "${EMPORIUM_ADMIN_KEY:-}" ]]; then
+    export EMPORIUM_ADMIN_KEY
+    # shellcheck disable=SC2034 # read by the scripts that source this file
+    EMPORIUM_ADMIN_KEY_EXPR="\$EMPORIUM_ADMIN_KEY"
+    return 0
+  fi
+  if [[ ! -s "$key_file" ]]; then
+    (
+      umask 077
+      od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$key_file.tmp"
+      mv -f "$key_file.tmp" "$key_file"
+    )
+    emporium_log "generated an admin key in $key_file"
+  fi
+  chmod 600 "$key_file"
+  EMPORIUM_ADMIN_KEY="$(<"$key_file")"
+  export EMPORIUM_ADMIN_KEY
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  EMPORIUM_ADMIN_KEY_EXPR="\$(cat $key_file)"
+}
+
+# ---------------------------------------------------------------------------------------------
 # build
 
 # emporium_build DIR BUILD_TYPE [extra cmake args...]

@@ -112,23 +112,8 @@ else
 fi
 
 # -- admin key ---------------------------------------------------------------------------------
-key_file="$local_dir/admin_key"
-if [[ -z "${EMPORIUM_ADMIN_KEY:-}" ]]; then
-  if [[ ! -s "$key_file" ]]; then
-    (
-      umask 077
-      od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$key_file.tmp"
-      mv -f "$key_file.tmp" "$key_file"
-    )
-    emporium_log "generated an admin key in $key_file"
-  fi
-  chmod 600 "$key_file"
-  EMPORIUM_ADMIN_KEY="$(<"$key_file")"
-  export EMPORIUM_ADMIN_KEY
-  key_expr="\$(cat $key_file)"
-else
-  key_expr="\$EMPORIUM_ADMIN_KEY"
-fi
+emporium_admin_key "$local_dir/admin_key"
+key_expr="$EMPORIUM_ADMIN_KEY_EXPR"
 
 # -- schema and data ---------------------------------------------------------------------------
 "$bin" migrate
