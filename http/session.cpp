@@ -16,6 +16,7 @@ void session::start() {
     std::lock_guard<std::mutex> guard{shared_.mtx};
     shared_.sessions.emplace(this, weak_from_this());
   }
+  buffer_.reserve(4096); // a first request with a token and the usual headers in one read
   net::dispatch(strand_, [self = shared_from_this()] { self->do_read(); });
 }
 
@@ -37,14 +38,29 @@ void session::do_read() {
   parser_.emplace();
   apply_limits(*parser_, cfg());
   phase_ = read_phase::idle;
-  if (buffer_.size() > 0)
-    return parse_request(); // a pipelined request, already here (in part at least)
+  if (buffer_.size() > 0) {
+    // A pipelined request, already here (in part at least): parsed on a later turn of the
+    // strand, as Beast's read did. on_read calls this before it admits the request before, and
+    // requests must reach the gateway and their handlers in the order they were sent.
+    net::post(strand_, [self = shared_from_this()] { self->parse_request(); });
+    return;
+  }
   // Idle keep-alive: wait for the first byte of the next request.
   expire_read_after(std::chrono::milliseconds(cfg().idle_timeout_ms));
   read_more();
 }
 
 void session::parse_request() {
+  if (closed_)
+    return;
+  if (streaming_) {
+    // An event stream began since this read was started: nothing more is read as requests.
+    reading_ = false;
+    parser_.reset();
+    return watch_peer();
+  }
+  if (timed_out_)
+    return on_read_error(beast::error::timeout, true);
   beast::error_code ec;
   auto step = feed_parser(*parser_, buffer_, ec);
   if (step == parse_step::failed)
@@ -81,6 +97,8 @@ void session::read_more() {
       self->read_pending_ = false;
       self->buffer_.commit(n);
       bool started = self->phase_ != read_phase::idle || self->parser_->got_some();
+      // Whatever this read brought: past the deadline the socket was closed.
+      ec = self->io_error(ec);
       if (ec == net::error::eof && self->parser_->got_some()) {
         // The end of a request without a length (or of a cut-off one): the parser decides.
         ec = {};
@@ -92,7 +110,7 @@ void session::read_more() {
       if (ec == net::error::eof)
         ec = bhttp::error::end_of_stream;
       if (ec)
-        return self->on_read_error(self->io_error(ec), started);
+        return self->on_read_error(ec, started);
       self->parse_request();
     });
 }
@@ -106,7 +124,7 @@ void session::send_continue() {
   net::async_write(
     socket_, net::buffer(text), [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->writing_ = false;
-      if (ec)
+      if (self->io_error(ec))
         return self->close();
       self->expire_read_after(std::chrono::milliseconds(self->cfg().body_timeout_ms));
       self->read_more();
@@ -437,7 +455,7 @@ void session::flush() {
 
 void session::on_write(beast::error_code ec) {
   writing_ = false;
-  if (ec)
+  if (io_error(ec))
     return close();
   if (queue_.front()->feed)
     return begin_stream();
@@ -553,8 +571,10 @@ void session::on_io_timer() {
 }
 
 beast::error_code session::io_error(beast::error_code ec) const {
-  if (timed_out_ && ec == net::error::operation_aborted)
-    return beast::error::timeout;
+  if (timed_out_)
+    return beast::error::timeout; // also for an operation that completed as the deadline passed
+  if (closed_)
+    return net::error::operation_aborted; // whatever it brought: nothing more is read or sent
   return ec;
 }
 
@@ -668,7 +688,7 @@ void session::stream_pump() {
                    [self = shared_from_this(), last](beast::error_code ec, std::size_t) {
                      self->writing_ = false;
                      self->stream_out_.clear();
-                     if (ec || last)
+                     if (self->io_error(ec) || last)
                        return self->close();
                      self->stream_pump();
                    });
@@ -689,7 +709,7 @@ void session::arm_keep_alive() {
     net::async_write(self->socket_, net::buffer(feeds::sse_keep_alive()),
                      [self](beast::error_code wec, std::size_t) {
                        self->writing_ = false;
-                       if (wec)
+                       if (self->io_error(wec))
                          return self->close();
                        self->stream_pump();
                      });

@@ -324,7 +324,8 @@ class session : public answer_sink, public std::enable_shared_from_this<session>
   void arm_io_timer(steady::time_point at);
   void on_io_timer();
 
-  /// What a read or a write that failed reports: beast::error::timeout when it was the deadline.
+  /// What a completed read or write reports: beast::error::timeout once the deadline closed the
+  /// socket (even if it completed as that happened), operation_aborted once closed, else `ec`.
   beast::error_code io_error(beast::error_code ec) const;
 
   void on_drain();

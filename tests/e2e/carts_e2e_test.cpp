@@ -201,6 +201,52 @@ TEST_CASE("commerce: concurrent changes to one cart are all kept", "[e2e][commer
     CHECK(items[products[t]] == t + 1);
 }
 
+TEST_CASE("commerce: pipelined changes to one cart take effect in the order they were sent",
+          "[e2e][commerce][carts][pipelining]") {
+  auto& srv = commerce_server();
+  http_client c{srv.host(), srv.port(), 30s};
+  auto product = create_product(c, {10, 100, 10});
+  auto buyer = new_shopper(c);
+  auto created = c.request("POST", "/carts", "", buyer.auth());
+  REQUIRE(created.status == 201);
+  auto id = created.json().at("id").get<std::string>();
+  auto raw = [&](const std::string& method, const std::string& target, const std::string& body) {
+    std::string r = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                    + buyer.token + "\r\n";
+    if (!body.empty())
+      r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size())
+           + "\r\n";
+    return r + "\r\n" + body;
+  };
+  auto quantity = [&](const json& cart) {
+    for (const auto& item : cart.at("items"))
+      if (item.at("product_id") == product)
+        return item.at("quantity").get<int>();
+    return 0;
+  };
+
+  // Quantities 1 to 5, then a read, in one write: the server reads them all at once and must
+  // hand them to the cart in that order, each change seeing the one before.
+  constexpr int changes = 5;
+  std::string wire;
+  for (int q = 1; q <= changes; ++q)
+    wire += raw("PUT", "/carts/" + id + "/items/" + product, json{{"quantity", q}}.dump());
+  wire += raw("GET", "/carts/" + id, "");
+  http_client pipelined{srv.host(), srv.port(), 30s};
+  pipelined.send_raw(wire);
+  for (int q = 1; q <= changes; ++q) {
+    auto r = pipelined.read_response();
+    INFO("answer to the change to " << q << ": " << show(r));
+    REQUIRE(r.status == 200);
+    CHECK(quantity(r.json()) == q);
+  }
+  auto last = pipelined.read_response();
+  INFO("answer to the read: " << show(last));
+  REQUIRE(last.status == 200);
+  CHECK(quantity(last.json()) == changes);
+  CHECK(quantity(get_cart(c, id, buyer.auth())) == changes);
+}
+
 TEST_CASE("commerce: a cart holds one currency, and checkout honours Idempotency-Key",
           "[e2e][commerce][carts]") {
   auto& srv = commerce_server();
