@@ -178,9 +178,7 @@ TEST_CASE("commerce: concurrent changes to one cart are all kept", "[e2e][commer
   for (int i = 0; i < n; ++i)
     products.push_back(create_product(c, {10, 100 + i, 10}));
   auto buyer = new_shopper(c);
-  auto cart = c.request("POST", "/carts", "", buyer.auth());
-  REQUIRE(cart.status == 201);
-  auto id = cart.json().at("id").get<std::string>();
+  auto id = new_cart(c, buyer);
   auto answers = race(srv, n, n, [&](http_client& cl, int t) {
     return cl.request("PUT", "/carts/" + id + "/items/" + products[t],
                       json{{"quantity", t + 1}}.dump(), buyer.auth());
@@ -207,9 +205,7 @@ TEST_CASE("commerce: pipelined changes to one cart take effect in the order they
   http_client c{srv.host(), srv.port(), 30s};
   auto product = create_product(c, {10, 100, 10});
   auto buyer = new_shopper(c);
-  auto created = c.request("POST", "/carts", "", buyer.auth());
-  REQUIRE(created.status == 201);
-  auto id = created.json().at("id").get<std::string>();
+  auto id = new_cart(c, buyer);
   auto raw = [&](const std::string& method, const std::string& target, const std::string& body) {
     std::string r = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
                     + buyer.token + "\r\n";
@@ -255,9 +251,7 @@ TEST_CASE("commerce: a cart holds one currency, and checkout honours Idempotency
   auto eur = create_product(c, {10, 900, 100, "EUR"});
   auto buyer = new_shopper(c);
   db d;
-  auto cart = c.request("POST", "/carts", "", buyer.auth());
-  REQUIRE(cart.status == 201);
-  auto id = cart.json().at("id").get<std::string>();
+  auto id = new_cart(c, buyer);
   auto put = [&](const std::string& product, int quantity) {
     return put_cart_item(c, id, product, quantity, buyer.auth());
   };
@@ -294,9 +288,7 @@ TEST_CASE("commerce: a cart holds one currency, and checkout honours Idempotency
   CHECK(rest.status == 201);
 
   // Once the cart switched currency by emptying it, the other currency is fine.
-  auto cart2 = c.request("POST", "/carts", "", buyer.auth());
-  REQUIRE(cart2.status == 201);
-  id = cart2.json().at("id").get<std::string>();
+  id = new_cart(c, buyer);
   REQUIRE(put(eur, 1).status == 200);
   REQUIRE(put(eur, 0).status == 200);
   auto now_usd = put(usd, 0); // removing an absent item is fine
@@ -313,9 +305,7 @@ TEST_CASE(
   auto heavy = create_product(c, {5, 1'000, 20'000}); // 20 kg; domestic brackets end at 30 kg
   auto light = create_product(c, {5, 100, 100});
   auto buyer = new_shopper(c);
-  auto created = c.request("POST", "/carts", "", buyer.auth());
-  REQUIRE(created.status == 201);
-  auto id = created.json().at("id").get<std::string>();
+  auto id = new_cart(c, buyer);
   auto put = [&](const std::string& product, int quantity) {
     return put_cart_item(c, id, product, quantity, buyer.auth());
   };
@@ -378,9 +368,7 @@ TEST_CASE("commerce: a cart untouched for carts.ttl_s expires", "[e2e][commerce]
   http_client c{srv.host(), srv.port(), 30s};
   auto product = create_product(c, {10, 100, 10});
   auto buyer = new_shopper(c);
-  auto cart = c.request("POST", "/carts", "", buyer.auth());
-  REQUIRE(cart.status == 201);
-  auto id = cart.json().at("id").get<std::string>();
+  auto id = new_cart(c, buyer);
   // Changing it extends its life: 1.8 s + 1.8 s is past the first expiry, not the second.
   std::this_thread::sleep_for(1800ms);
   REQUIRE(c.request("PUT", "/carts/" + id + "/items/" + product, json{{"quantity", 1}}.dump(),

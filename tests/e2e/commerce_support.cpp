@@ -89,6 +89,13 @@ std::string create_product(http_client& c, product_spec spec) {
   return r.json().at("id").get<std::string>();
 }
 
+std::string new_cart(http_client& c, const shopper& who) {
+  auto r = c.request("POST", "/carts", "", who.auth());
+  INFO("POST /carts -> " << show(r));
+  REQUIRE(r.status == 201);
+  return r.json().at("id").get<std::string>();
+}
+
 bool try_new_shopper(http_client& c, shopper& s, std::string& why) {
   s.email = unique("buyer") + "@example.com";
   s.password = "pw-" + unique("secret");

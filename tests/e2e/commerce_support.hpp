@@ -110,6 +110,9 @@ nlohmann::json get_order(http_client& c, const std::string& id, const header_map
 http_response put_cart_item(http_client& c, const std::string& cart, const std::string& product,
                             const nlohmann::json& quantity, const header_map& who);
 
+/// POST /carts as `who`, which must answer 201; the new cart's id.
+std::string new_cart(http_client& c, const shopper& who);
+
 /// GET /carts/{cart}, which must answer 200.
 nlohmann::json get_cart(http_client& c, const std::string& cart, const header_map& who);
 
