@@ -27,7 +27,7 @@ build_dir="${EMPORIUM_FUZZ_BUILD_DIR:-build-fuzz}"
 [[ "$build_dir" == /* ]] || build_dir="$EMPORIUM_ROOT/$build_dir"
 seconds="${EMPORIUM_FUZZ_SECONDS:-60}"
 targets=("$@")
-((${#targets[@]})) || targets=(http_request target json cursor)
+((${#targets[@]})) || targets=(http_request target json cursor feed_command)
 
 export CCACHE_DIR="${CCACHE_DIR:-$EMPORIUM_ROOT/.local/ccache}"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$EMPORIUM_ROOT}"
@@ -58,7 +58,7 @@ summary="$build_dir/fuzz-summary.txt"
 for t in "${targets[@]}"; do
   bin="$build_dir/fuzz/fuzz_$t"
   if [[ ! -x "$bin" ]]; then
-    emporium_err "no fuzz target '$t' (have: http_request target json cursor)"
+    emporium_err "no fuzz target '$t' (have: http_request target json cursor feed_command)"
     exit 2
   fi
   work="$build_dir/fuzz-work/$t"
