@@ -7,6 +7,7 @@
 // mutations to start from.
 
 #include "core/ids.hpp"
+#include "fuzz/check.hpp"
 #include "http/json_codec.hpp"
 #include "http/search_codec.hpp"
 
@@ -18,12 +19,6 @@ namespace codec = emporium::http::codec;
 namespace search_codec = emporium::http::search_codec;
 
 namespace {
-
-/// A check that must hold whatever the input: a violation is a bug, reported as a crash.
-void expect(bool ok) {
-  if (!ok)
-    std::abort();
-}
 
 emporium::model::search_query query_of(const char* sort, const std::string& key) {
   auto q = search_codec::decode_query({{"q", "red shoes"}, {"sort", sort}}, key);

@@ -10,6 +10,7 @@
 // made again from what was parsed parses the same. parse_seq takes only 1 to 18 digits.
 
 #include "core/feed.hpp"
+#include "fuzz/check.hpp"
 #include "http/feed_messages.hpp"
 
 #include <nlohmann/json.hpp>
@@ -24,16 +25,6 @@ namespace feeds = emporium::http::feeds;
 using json = nlohmann::json;
 
 namespace {
-
-/// A check that must hold whatever the input: a violation is a bug, reported as a crash that
-/// names the check.
-void check_or_abort(bool ok, int line, const char* what) {
-  if (ok)
-    return;
-  std::fprintf(stderr, "feed_command_fuzzer.cpp:%d: check failed: %s\n", line, what);
-  std::abort();
-}
-#define expect(ok) check_or_abort((ok), __LINE__, #ok)
 
 /// The server's frame parsed back: always one JSON object with a "type".
 json frame(const std::string& text) {

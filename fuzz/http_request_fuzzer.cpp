@@ -19,6 +19,7 @@
 #include "config/net_address.hpp"
 #include "config/settings.hpp"
 #include "core/ids.hpp"
+#include "fuzz/check.hpp"
 #include "fuzz/request_path.hpp"
 #include "http/gateway.hpp"
 #include "http/handler_support.hpp"
@@ -41,16 +42,6 @@ namespace http = emporium::http;
 namespace gateway = emporium::http::gateway;
 
 namespace {
-
-/// A check that must hold whatever the input: a violation is a bug, reported as a crash that
-/// names the check.
-void check_or_abort(bool ok, int line, const char* what) {
-  if (ok)
-    return;
-  std::fprintf(stderr, "http_request_fuzzer.cpp:%d: check failed: %s\n", line, what);
-  std::abort();
-}
-#define expect(ok) check_or_abort((ok), __LINE__, #ok)
 
 /// The peer is a trusted proxy, so that X-Forwarded-For is believed and parsed.
 constexpr std::string_view peer = "10.0.0.1";

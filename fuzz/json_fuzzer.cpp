@@ -6,6 +6,7 @@
 // ranges, character sets, the order limits.
 
 #include "core/ids.hpp"
+#include "fuzz/check.hpp"
 #include "http/cart_codec.hpp"
 #include "http/customer_codec.hpp"
 #include "http/json_codec.hpp"
@@ -26,12 +27,6 @@ namespace {
 
 constexpr int max_lines = 50;
 constexpr std::int64_t max_units = 100;
-
-/// A check that must hold whatever the input: a violation is a bug, reported as a crash.
-void expect(bool ok) {
-  if (!ok)
-    std::abort();
-}
 
 /// Characters (UTF-8 code points) of a decoded string: the JSON parser has checked the UTF-8.
 std::size_t chars(const std::string& s) {

@@ -1,4 +1,5 @@
 #include "fuzz/request_path.hpp"
+#include "fuzz/check.hpp"
 
 #include "core/ids.hpp"
 #include "http/cart_codec.hpp"
@@ -14,12 +15,6 @@
 namespace emporium::fuzz {
 
 namespace {
-
-/// A check that must hold whatever the input: a violation is a bug, reported as a crash.
-void expect(bool ok) {
-  if (!ok)
-    std::abort();
-}
 
 void validate_etag(std::string_view value) {
   (void) http::codec::version_of_etag(value);
