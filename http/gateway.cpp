@@ -122,11 +122,17 @@ route_class classify(std::string_view method, std::string_view path) {
   return class_of(route_of(method, path), method);
 }
 
+namespace {
+
+/// GET or HEAD of a route the table marks as a probe.
+bool is_probe(std::string_view method, const route_spec* spec) {
+  return (method == "GET" || method == "HEAD") && spec && spec->probe;
+}
+
+} // namespace
+
 bool is_health_probe(std::string_view method, std::string_view path) {
-  if (method != "GET" && method != "HEAD")
-    return false;
-  const auto* spec = route_of(method, path);
-  return spec && spec->probe;
+  return is_probe(method, route_of(method, path));
 }
 
 std::string token_key(std::string_view admin_key_hash) {
@@ -308,7 +314,7 @@ admission admit(request& req, const peer_info& peer, const std::vector<config::c
     if (const auto* token = req.query_one("access_token"))
       req.headers.emplace("authorization", "Bearer " + *token);
   const auto* spec = route_of(req.method, path); // once: the probe test and the class
-  if ((req.method == "GET" || req.method == "HEAD") && spec && spec->probe) {
+  if (is_probe(req.method, spec)) {
     out.probe = true;
     out.identity.shown = std::move(address);
     return out;

@@ -89,22 +89,19 @@ void listener::accept() {
     beast::error_code peer_ec;
     auto peer = socket.remote_endpoint(peer_ec);
     std::string remote = peer_ec ? std::string{} : peer.address().to_string();
+    // The peer as the gateway sees it, worked out once for the connection and its requests.
+    auto who = gateway::peer_of(remote, shared.trusted);
     // Connections from a trusted proxy carry many clients each: only the total limit applies.
-    // A peer already gone (no address) is not counted: its session ends at its first read.
-    std::string key;
-    auto ip = config::parse_ip(remote);
-    bool from_proxy = ip
-                      && std::any_of(shared.trusted.begin(), shared.trusted.end(),
-                                     [&](const config::cidr_block& b) { return b.contains(*ip); });
-    if (!from_proxy && !remote.empty()) {
-      key = gateway::address_key(remote);
-      if (!shared.add_address(key)) {
-        shared.connections.fetch_sub(1, std::memory_order_relaxed);
-        refuse(std::move(socket), address_refusal());
-        return accept();
-      }
+    // A peer already gone (no address, so no key) is not counted: its session ends at its first
+    // read.
+    std::string key = who.trusted ? std::string{} : who.key;
+    if (!key.empty() && !shared.add_address(key)) {
+      shared.connections.fetch_sub(1, std::memory_order_relaxed);
+      refuse(std::move(socket), address_refusal());
+      return accept();
     }
-    std::make_shared<session>(std::move(socket), shared, std::move(remote), std::move(key))
+    std::make_shared<session>(std::move(socket), shared, std::move(remote), std::move(who),
+                              std::move(key))
       ->start();
     accept();
   });

@@ -166,9 +166,11 @@ struct shared_state {
 /// flush, on_write). Everything runs on the connection's strand.
 class session : public answer_sink, public std::enable_shared_from_this<session> {
  public:
-  /// `remote` is the peer's address; `address_key` is what it counts against
+  /// `remote` is the peer's address and `peer` what the gateway makes of it
+  /// (gateway::peer_of); `address_key` is what it counts against
   /// http.max_connections_per_address ("" when not counted: a trusted proxy).
-  session(socket_type&& socket, shared_state& shared, std::string remote, std::string address_key)
+  session(socket_type&& socket, shared_state& shared, std::string remote, gateway::peer_info peer,
+          std::string address_key)
     : strand_(socket.get_executor()),
       socket_(std::move(socket)),
       shared_(shared),
@@ -176,7 +178,7 @@ class session : public answer_sink, public std::enable_shared_from_this<session>
       io_timer_(strand_),
       keep_alive_(strand_),
       remote_(std::move(remote)),
-      peer_(gateway::peer_of(remote_, shared_.trusted)),
+      peer_(std::move(peer)),
       address_key_(std::move(address_key)) {
     shared_.m.connections.inc();
   }
@@ -383,7 +385,7 @@ class session : public answer_sink, public std::enable_shared_from_this<session>
   std::deque<std::unique_ptr<pending>> queue_;
   std::uint64_t next_seq_ = 1;
   std::string remote_;
-  gateway::peer_info peer_; ///< remote_ as the gateway sees it, worked out once
+  gateway::peer_info peer_; ///< remote_ as the gateway sees it, worked out once (listener)
   std::string address_key_;
   bool reading_ = false;
   bool writing_ = false;
