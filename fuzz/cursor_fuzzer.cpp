@@ -12,7 +12,6 @@
 #include "http/search_codec.hpp"
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 namespace codec = emporium::http::codec;

@@ -29,8 +29,6 @@
 #include <boost/beast/http.hpp>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>

@@ -9,7 +9,6 @@
 #include "http/route_table.hpp"
 #include "http/search_codec.hpp"
 
-#include <cstdlib>
 #include <map>
 
 namespace emporium::fuzz {
