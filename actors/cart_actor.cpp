@@ -135,14 +135,54 @@ model::cart with_item(model::cart c, const std::string& product_id, std::int64_t
   return c;
 }
 
-/// One statement, committed by itself (no BEGIN and COMMIT round trips); safe to run again
-/// when the connection was lost before its answer (cart_store::save_cart_items).
-result<model::cart> save_items(persistence::backend& b, const model::cart& c, int ttl_s) {
+/// A cart to create, and one to save: the inputs of the cart jobs a worker batches. The carts
+/// of one node share one carts.ttl_s, so a batch takes its first one's.
+struct cart_insert {
+  carts::new_cart cart;
+  int ttl_s = 0;
+};
+struct cart_write {
+  model::cart cart; ///< the items to write, at the version it expects to find
+  int ttl_s = 0;
+};
+
+/// Creates carts; a batch of a database worker (make_batch_job). Statements committed by
+/// themselves (no BEGIN and COMMIT round trips), safe to run again: a cart created twice is
+/// answered as the first run made it.
+std::vector<result<model::cart>> create_carts(persistence::backend& b,
+                                              const std::vector<const cart_insert*>& in) {
   pqxx::nontransaction tx{b.pg.connection()};
-  auto saved = carts::save_cart_items(tx, c, c.version, ttl_s);
-  if (!saved)
-    return failure{errc::conflict, "the cart changed or was checked out; reload it", {}};
-  return std::move(*saved);
+  std::vector<const carts::new_cart*> wanted;
+  for (const auto* i : in)
+    wanted.push_back(&i->cart);
+  std::vector<result<model::cart>> out;
+  for (auto& made : carts::insert_carts(tx, wanted, in.front()->ttl_s)) {
+    if (made)
+      out.emplace_back(std::move(*made));
+    else // a random id another customer's cart has: never seen, but not this customer's cart
+      out.emplace_back(failure{errc::internal, "the new cart's id is taken", {}});
+  }
+  return out;
+}
+
+/// Saves carts' items; a batch of a database worker (make_batch_job). Statements committed by
+/// themselves, safe to run again when the connection was lost before their answer
+/// (cart_store::save_carts_items).
+std::vector<result<model::cart>> save_carts(persistence::backend& b,
+                                            const std::vector<const cart_write*>& in) {
+  pqxx::nontransaction tx{b.pg.connection()};
+  std::vector<const model::cart*> wanted;
+  for (const auto* i : in)
+    wanted.push_back(&i->cart);
+  std::vector<result<model::cart>> out;
+  for (auto& saved : carts::save_carts_items(tx, wanted, in.front()->ttl_s)) {
+    if (saved)
+      out.emplace_back(std::move(*saved));
+    else
+      out.emplace_back(
+        failure{errc::conflict, "the cart changed or was checked out; reload it", {}});
+  }
+  return out;
 }
 
 /// The job that reads cart `id` as PostgreSQL has it (an empty cart when there is none).
@@ -185,13 +225,11 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
       auto rp = self->make_response_promise<model::cart_view>();
       // One statement, safe twice: run again (a retried job, a create delivered again), it
       // answers the row its first run made, which this actor keeps.
-      db_await<model::cart>(
+      db_await_job<model::cart>(
         self, env, self->state.id,
-        [id = self->state.id, cid = msg.who.customer_id,
-         ttl = env.settings->carts.ttl_s](persistence::backend& b) -> result<model::cart> {
-          pqxx::nontransaction tx{b.pg.connection()};
-          return carts::insert_cart(tx, id, cid, ttl);
-        },
+        make_batch_job<create_carts>(
+          cart_insert{{self->state.id, msg.who.customer_id}, env.settings->carts.ttl_s},
+          env.db_timeout),
         [self, rp](model::cart& made) mutable {
           self->state.cart = made;
           model::cart_view v;
@@ -253,9 +291,9 @@ cart_entity_actor::behavior_type cart_entity(cart_ptr self, entity_env env, std:
                                                     {{"quantity", v->shipping_problem}}));
                        return;
                      }
-                     db_await<model::cart>(
+                     db_await_job<model::cart>(
                        self, env, self->state.id,
-                       [next, ttl](persistence::backend& b) { return save_items(b, next, ttl); },
+                       make_batch_job<save_carts>(cart_write{next, ttl}, env.db_timeout),
                        [self, view = std::move(*v), rp](model::cart& saved) mutable {
                          self->state.cart = saved;
                          view.basket = std::move(saved);

@@ -9,17 +9,155 @@
 #include <limits>
 
 namespace emporium::actors {
+namespace {
+/// A database worker's reminder to run the batch it holds.
+struct run_held_batch {};
+} // namespace
+} // namespace emporium::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::actors::run_held_batch)
+
+namespace emporium::actors {
 
 namespace {
+
+/// A batchable job (make_batch_job) held until its batch runs.
+struct held_job {
+  db_job job;
+  caf::response_promise rp;
+};
 
 struct worker_state {
   std::unique_ptr<persistence::backend> backend;
   std::shared_ptr<std::atomic<int>> queued;
   std::shared_ptr<pool_counters> counters;
+  std::vector<held_job> held; ///< jobs of one batch kind, in the order they came
+  bool reminder_sent = false;
   static inline const char* name = "db_worker";
 };
 
-caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::settings settings,
+using worker_ptr = caf::stateful_actor<worker_state>*;
+
+void deliver(caf::response_promise& rp, caf::message answer) {
+  if (answer.match_elements<caf::error>())
+    rp.deliver(answer.get_as<caf::error>(0));
+  else
+    rp.deliver(std::move(answer));
+}
+
+/// Why `job`, taken from the queue now, must not run: it expired there.
+std::optional<caf::message> expired(const db_job& job) {
+  if (std::chrono::steady_clock::now() <= job.deadline)
+    return std::nullopt;
+  if (job.shed_when_late)
+    return caf::make_message(
+      make_domain_error(errc::unavailable, "the server is busy; retry shortly"));
+  return caf::make_message(
+    make_domain_error(errc::timeout, "the request expired while queued for the database"));
+}
+
+caf::message unavailable() {
+  return caf::make_message(
+    make_domain_error(errc::unavailable, "PostgreSQL is unavailable; retry shortly"));
+}
+
+/// Runs `work` (the database work of one job or of a batch) until it succeeds or
+/// after_failed_attempt gives up; `deadline`: the earliest of the jobs'.
+template <class Work>
+auto with_retries(worker_state& st, std::chrono::steady_clock::time_point deadline, Work work)
+  -> result<decltype(work())> {
+  auto& breaker = st.counters->breaker;
+  for (int attempt = 1;; ++attempt) {
+    bool was_connected = st.backend->pg.connected();
+    try {
+      auto answer = work();
+      breaker.on_success();
+      return answer;
+    } catch (const std::exception& e) {
+      auto f = after_failed_attempt(*st.backend, *st.counters, e, was_connected, attempt, deadline);
+      if (!f)
+        continue;
+      if (f->code == errc::internal)
+        spdlog::error("database job failed: {}", e.what());
+      return std::move(*f);
+    }
+  }
+}
+
+caf::message failure_message(const failure& f) {
+  return caf::make_message(make_domain_error(f.code, f.detail, f.errors));
+}
+
+/// Runs one job that has not expired and that the breaker let through.
+caf::message run_job(worker_state& st, const db_job& job) {
+  auto answer = with_retries(st, job.deadline, [&] { return job.run(*st.backend); });
+  if (!answer)
+    return failure_message(answer.error());
+  return std::move(answer.value());
+}
+
+/// Ends one held job: counted out of the worker's queue, answered.
+void finish(worker_state& st, held_job& h, caf::message answer) {
+  st.queued->fetch_sub(1, std::memory_order_relaxed);
+  deliver(h.rp, std::move(answer));
+}
+
+/// Runs the batch the worker holds, if any: one call of its batch function for every job that
+/// has not expired; each job alone (run_job) when that call failed other than by PostgreSQL
+/// being unavailable.
+void run_held(worker_ptr self) {
+  auto& st = self->state;
+  if (st.held.empty())
+    return;
+  auto held = std::move(st.held);
+  st.held.clear();
+  st.counters->waiting.fetch_sub(static_cast<int>(held.size()), std::memory_order_relaxed);
+  std::vector<held_job*> live;
+  for (auto& h : held) {
+    if (auto late = expired(h.job))
+      finish(st, h, std::move(*late));
+    else
+      live.push_back(&h);
+  }
+  if (live.empty())
+    return;
+  if (!st.counters->breaker.allow()) {
+    for (auto* h : live)
+      finish(st, *h, unavailable());
+    return;
+  }
+  const auto n = static_cast<int>(live.size());
+  st.counters->in_use.fetch_add(n, std::memory_order_relaxed);
+  st.counters->jobs.fetch_add(n, std::memory_order_relaxed);
+  st.counters->batches.fetch_add(1, std::memory_order_relaxed);
+  st.counters->batched_jobs.fetch_add(n, std::memory_order_relaxed);
+  auto done = caf::detail::make_scope_guard(
+    [&st, n] { st.counters->in_use.fetch_sub(n, std::memory_order_relaxed); });
+  if (live.size() == 1)
+    return finish(st, *live.front(), run_job(st, live.front()->job));
+  std::vector<const db_job*> jobs;
+  auto earliest = live.front()->job.deadline;
+  for (auto* h : live) {
+    jobs.push_back(&h->job);
+    earliest = std::min(earliest, h->job.deadline);
+  }
+  auto batch = jobs.front()->batch;
+  auto answers = with_retries(st, earliest, [&] { return batch(*st.backend, jobs); });
+  if (answers) {
+    for (std::size_t i = 0; i < live.size(); ++i)
+      finish(st, *live[i], std::move(answers.value()[i]));
+    return;
+  }
+  if (answers.error().code == errc::unavailable) {
+    for (auto* h : live)
+      finish(st, *h, failure_message(answers.error()));
+    return;
+  }
+  for (auto* h : live)
+    finish(st, *h, run_job(st, h->job));
+}
+
+caf::behavior db_worker(worker_ptr self, config::settings settings,
                         std::shared_ptr<std::atomic<int>> queued,
                         std::shared_ptr<pool_counters> counters) {
   self->state.backend = std::make_unique<persistence::backend>(settings);
@@ -28,45 +166,42 @@ caf::behavior db_worker(caf::stateful_actor<worker_state>* self, config::setting
   return {
     [self](db_job& job) -> caf::result<caf::message> {
       auto& st = self->state;
+      if (job.batch) {
+        // Held until the reminder, which queues behind every job already in the mailbox: the
+        // jobs of this kind among them join the batch. A job of another kind runs the batch
+        // first, so nothing overtakes anything.
+        if (!st.held.empty() && st.held.front().job.batch != job.batch)
+          run_held(self);
+        auto rp = self->make_response_promise();
+        st.held.push_back(held_job{std::move(job), rp});
+        if (!st.reminder_sent) {
+          st.reminder_sent = true;
+          self->send(self, run_held_batch{});
+        }
+        return rp;
+      }
+      run_held(self);
       // `queued` counts this worker's jobs until they end (running included), so that
       // any_within() spreads concurrent jobs over idle workers rather than queueing them
       // behind a running one.
       auto done = caf::detail::make_scope_guard(
         [&st] { st.queued->fetch_sub(1, std::memory_order_relaxed); });
       st.counters->waiting.fetch_sub(1, std::memory_order_relaxed);
-      if (std::chrono::steady_clock::now() > job.deadline) {
-        if (job.shed_when_late)
-          return make_domain_error(errc::unavailable, "the server is busy; retry shortly");
-        return make_domain_error(errc::timeout,
-                                 "the request expired while queued for the database");
-      }
-      auto& breaker = st.counters->breaker;
-      if (!breaker.allow())
-        return make_domain_error(errc::unavailable, "PostgreSQL is unavailable; retry shortly");
+      if (auto late = expired(job))
+        return std::move(*late);
+      if (!st.counters->breaker.allow())
+        return unavailable();
       st.counters->in_use.fetch_add(1, std::memory_order_relaxed);
       st.counters->jobs.fetch_add(1, std::memory_order_relaxed);
-      caf::message answer;
-      for (int attempt = 1;; ++attempt) {
-        bool was_connected = st.backend->pg.connected();
-        try {
-          answer = job.run(*st.backend);
-          breaker.on_success();
-          break;
-        } catch (const std::exception& e) {
-          auto f = after_failed_attempt(*st.backend, *st.counters, e, was_connected, attempt,
-                                        job.deadline);
-          if (!f)
-            continue;
-          if (f->code == errc::internal)
-            spdlog::error("database job failed: {}", e.what());
-          answer = caf::make_message(make_domain_error(f->code, f->detail, f->errors));
-          break;
-        }
-      }
+      auto answer = run_job(st, job);
       st.counters->in_use.fetch_sub(1, std::memory_order_relaxed);
       if (answer.match_elements<caf::error>())
         return answer.get_as<caf::error>(0);
       return answer;
+    },
+    [self](run_held_batch) {
+      self->state.reminder_sent = false;
+      run_held(self);
     },
   };
 }
@@ -75,13 +210,6 @@ struct fake_worker_state {
   std::deque<caf::response_promise> held; ///< jobs the answerer left unanswered, oldest first
   static inline const char* name = "fake_db_worker";
 };
-
-void deliver(caf::response_promise& rp, caf::message answer) {
-  if (answer.match_elements<caf::error>())
-    rp.deliver(answer.get_as<caf::error>(0));
-  else
-    rp.deliver(std::move(answer));
-}
 
 /// A worker of the test constructor: no database, `answer` decides.
 caf::behavior fake_worker(caf::stateful_actor<fake_worker_state>* self, job_answerer answer,
@@ -139,11 +267,15 @@ db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
   : counters_(std::make_shared<pool_counters>(s)),
     sys_(&sys),
     settings_(std::make_shared<const config::settings>(s)) {
-  for (int i = 0; i < (size > 0 ? size : s.postgres.pool_size); ++i) {
+  auto spawn_worker = [&] {
     auto queued = std::make_shared<std::atomic<int>>(0);
     auto h = sys.spawn<caf::detached>(db_worker, s, queued, counters_);
-    workers_.push_back(worker{std::move(h), std::move(queued)});
-  }
+    return worker{std::move(h), std::move(queued)};
+  };
+  for (int i = 0; i < (size > 0 ? size : s.postgres.pool_size); ++i)
+    workers_.push_back(spawn_worker());
+  for (std::size_t i = 0; i < db_lane_count; ++i)
+    lanes_.push_back(spawn_worker());
 }
 
 db_pool::db_pool(caf::actor_system& sys, const config::settings& s, job_answerer answer)
@@ -160,6 +292,15 @@ const caf::actor& db_pool::for_key(const std::string& key) const {
   if (fake_)
     return fake_for(key);
   auto& w = workers_[std::hash<std::string>{}(key) % workers_.size()];
+  w.queued->fetch_add(1, std::memory_order_relaxed);
+  counters_->waiting.fetch_add(1, std::memory_order_relaxed);
+  return w.handle;
+}
+
+const caf::actor& db_pool::for_lane(db_lane lane, const std::string& key) const {
+  if (fake_)
+    return fake_for(key);
+  auto& w = lanes_[static_cast<std::size_t>(lane)];
   w.queued->fetch_add(1, std::memory_order_relaxed);
   counters_->waiting.fetch_add(1, std::memory_order_relaxed);
   return w.handle;
@@ -200,10 +341,11 @@ std::vector<caf::actor> db_pool::stop() {
     caf::anon_send_exit(placer_, caf::exit_reason::user_shutdown);
     stopped.push_back(placer_);
   }
-  for (auto& w : workers_) {
-    caf::anon_send_exit(w.handle, caf::exit_reason::user_shutdown);
-    stopped.push_back(w.handle);
-  }
+  for (auto* ws : {&workers_, &lanes_})
+    for (auto& w : *ws) {
+      caf::anon_send_exit(w.handle, caf::exit_reason::user_shutdown);
+      stopped.push_back(w.handle);
+    }
   for (auto& [key, h] : fake_workers_) {
     caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     stopped.push_back(h);

@@ -6,6 +6,18 @@
 /// Jobs for one entity always go to the same worker (by hash of the key), so they run in the
 /// order the entity sent them: a reload that follows a write whose answer timed out cannot
 /// overtake that write. Other jobs go to the least busy worker.
+///
+/// Batches: the small writes every order makes (a cart's creation and its saves) are jobs of a
+/// kind (make_batch_job) that a worker runs together with the jobs of the same kind queued right
+/// behind it, in one set-based statement: one round trip and one commit for all of them instead
+/// of one each. On this machine the round trip and the commit, not the statement, are most of
+/// what PostgreSQL spends on such a write. Order is kept: a batch takes only jobs that are next
+/// in the worker's mailbox, and any other job runs after the batch before it.
+///
+/// Lanes: batches form only where such jobs queue behind each other, which jobs spread over
+/// every worker by key seldom do. So every job of an entity kind with batchable writes goes to
+/// one worker of its own, its lane (db_lane; one more connection each), and an entity's jobs
+/// still run in the order it sent them.
 
 #include "actors/types.hpp"
 #include "config/settings.hpp"
@@ -33,6 +45,10 @@ struct pool_counters {
   std::atomic<int> waiting{0}; ///< jobs queued behind them
   std::atomic<std::int64_t> retries{0};
   std::atomic<std::int64_t> jobs{0}; ///< jobs run (each counted once, however often retried)
+  /// Runs of held batchable jobs: one statement for all of them (or one job alone), so that
+  /// jobs of those kinds / batches is the batches' mean size.
+  std::atomic<std::int64_t> batches{0};
+  std::atomic<std::int64_t> batched_jobs{0}; ///< the jobs of those runs
   /// Shared by the pool's workers: once PostgreSQL is known down, jobs fail at once (503)
   /// instead of each waiting for a connect timeout; one probe per open period tries again.
   persistence::circuit_breaker breaker;
@@ -43,6 +59,10 @@ struct pool_counters {
 /// then times out). `job.answers` tells which job it is; its closure is not called.
 using job_answerer =
   std::function<std::optional<caf::message>(const std::string& key, const db_job& job)>;
+
+/// The entity kinds whose database jobs go to a worker of their own (see the top).
+enum class db_lane : std::uint8_t { carts };
+inline constexpr std::size_t db_lane_count = 1;
 
 class db_pool {
  public:
@@ -58,6 +78,10 @@ class db_pool {
 
   /// The worker that owns the entity `key`'s jobs.
   const caf::actor& for_key(const std::string& key) const;
+
+  /// The worker of lane `lane`, which runs every job of the entities of its kind (`key`: the
+  /// entity, for the test double, which answers by key).
+  const caf::actor& for_lane(db_lane lane, const std::string& key) const;
 
   /// The worker with the fewest jobs queued or running.
   const caf::actor& any() const;
@@ -88,6 +112,7 @@ class db_pool {
   const caf::actor& fake_for(const std::string& key) const;
 
   std::vector<worker> workers_;
+  std::vector<worker> lanes_; ///< by db_lane
   std::shared_ptr<pool_counters> counters_;
   /// Set by the test constructor only: then workers_ is empty and these answer every job.
   job_answerer fake_;
@@ -113,6 +138,14 @@ std::optional<failure> after_failed_attempt(persistence::backend& b, pool_counte
                                             int attempt,
                                             std::chrono::steady_clock::time_point deadline);
 
+/// The message a job answers for `r`: its value, or its failure as a domain error.
+template <class T>
+caf::message answer_message(result<T>&& r) {
+  if (!r)
+    return caf::make_message(make_domain_error(r.error().code, r.error().detail, r.error().errors));
+  return caf::make_message(std::move(r.value()));
+}
+
 /// Wraps a `result<T>(persistence::backend&)` function into a job whose answer is `T` or a
 /// domain error. Exceptions become failures (see persistence::to_failure).
 ///
@@ -131,12 +164,53 @@ db_job make_job(Fn fn, caf::timespan timeout) {
   job.deadline = std::chrono::steady_clock::now() + timeout;
   job.answers = &typeid(answer);
   job.run = [fn = std::move(fn)](persistence::backend& b) -> caf::message {
-    auto r = fn(b);
-    if (!r)
-      return caf::make_message(
-        make_domain_error(r.error().code, r.error().detail, r.error().errors));
-    return caf::make_message(std::move(r.value()));
+    return answer_message(fn(b));
   };
+  return job;
+}
+
+namespace detail {
+
+template <auto Run, class Input>
+std::vector<caf::message> run_batch(persistence::backend& b,
+                                    const std::vector<const db_job*>& batch) {
+  std::vector<const Input*> inputs;
+  inputs.reserve(batch.size());
+  for (const auto* job : batch)
+    inputs.push_back(std::any_cast<Input>(&job->input));
+  auto results = Run(b, inputs);
+  std::vector<caf::message> out;
+  out.reserve(results.size());
+  for (auto& r : results)
+    out.push_back(answer_message(std::move(r)));
+  return out;
+}
+
+} // namespace detail
+
+/// A job of a kind a worker may batch (see the top of this file). `Run` is a function
+/// `std::vector<result<T>> (persistence::backend&, const std::vector<const Input*>&)` that does
+/// the work of all its inputs, in as few statements as it can, and answers each one in order.
+/// What make_job asks of a job it asks of `Run` too, for each input: it may run more than once.
+/// A job runs through `Run` with its own input alone when nothing of its kind is queued behind
+/// it, and again when the batch it was in failed for a reason other than the database being
+/// unreachable (a constraint one input broke fails the statement of all: alone, each of the
+/// others succeeds and only that one fails).
+template <auto Run, class Input>
+db_job make_batch_job(Input input, caf::timespan timeout) {
+  using answer =
+    std::decay_t<decltype(std::declval<std::invoke_result_t<decltype(Run), persistence::backend&,
+                                                            const std::vector<const Input*>&>&>()
+                            .front()
+                            .value())>;
+  db_job job;
+  job.deadline = std::chrono::steady_clock::now() + timeout;
+  job.answers = &typeid(answer);
+  job.batch = &detail::run_batch<Run, Input>;
+  job.run = [input](persistence::backend& b) -> caf::message {
+    return answer_message(std::move(Run(b, {&input}).front()));
+  };
+  job.input = std::move(input);
   return job;
 }
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 namespace emporium::actors {
@@ -37,6 +38,9 @@ struct entity_env {
   /// Keeps the deadlines of the entity's requests (request_within); none in the unit tests on
   /// CAF's deterministic coordinator, where CAF's simulated clock keeps them.
   deadline_keeper* deadlines = nullptr;
+  /// Set for an entity kind whose database jobs all go to its lane (db_pool.hpp), else each
+  /// entity's go to its worker by key.
+  std::optional<db_lane> lane;
 };
 
 inline std::int64_t now_ms() {
@@ -54,13 +58,22 @@ inline caf::error absent(const char* what, const std::string& id) {
   return make_domain_error(errc::not_found, std::string{what} + " " + id + " does not exist");
 }
 
+/// Runs the database job `job` for the entity `key` on its worker; other messages wait
+/// meanwhile.
+template <class T, class Self, class OnOk, class OnErr>
+void db_await_job(Self* self, const entity_env& env, const std::string& key, db_job job, OnOk ok,
+                  OnErr err) {
+  const auto& worker = env.lane ? env.pool->for_lane(*env.lane, key) : env.pool->for_key(key);
+  request_within(self, env.deadlines, worker, env.db_timeout, std::move(job))
+    .await([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
+}
+
 /// Runs a blocking job for the entity `key` on its worker; other messages wait meanwhile.
 template <class T, class Self, class Fn, class OnOk, class OnErr>
 void db_await(Self* self, const entity_env& env, const std::string& key, Fn fn, OnOk ok,
               OnErr err) {
-  request_within(self, env.deadlines, env.pool->for_key(key), env.db_timeout,
-                 make_job(std::move(fn), env.db_timeout))
-    .await([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
+  db_await_job<T>(self, env, key, make_job(std::move(fn), env.db_timeout), std::move(ok),
+                  std::move(err));
 }
 
 /// Activation: loads the entity with `fn` (on its own worker) before any message is handled;

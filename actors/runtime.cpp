@@ -47,6 +47,8 @@ runtime_stats runtime::stats() const {
   s.db_waiting = impl_->pool.counters().waiting.load();
   s.db_size = static_cast<int>(impl_->pool.size());
   s.db_jobs = impl_->pool.counters().jobs.load();
+  s.db_batches = impl_->pool.counters().batches.load();
+  s.db_batched_jobs = impl_->pool.counters().batched_jobs.load();
   s.db_retries = impl_->pool.counters().retries.load();
   s.auth_db_retries = impl_->signups.counters().retries.load()
                       + impl_->logins.counters().retries.load();

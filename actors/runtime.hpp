@@ -84,6 +84,8 @@ struct runtime_stats {
   int db_waiting = 0;
   int db_size = 0;
   std::int64_t db_jobs = 0;         ///< jobs run by the pool's workers (not the committer's)
+  std::int64_t db_batches = 0;      ///< runs of batchable jobs (db_pool.hpp)
+  std::int64_t db_batched_jobs = 0; ///< the jobs of those runs
   std::int64_t db_retries = 0;      ///< transactions re-run after a transient failure
   std::int64_t auth_db_retries = 0; ///< likewise, on the sign-up and login workers
   int auth_waiting = 0;             ///< sign-ups and logins queued for a hashing worker

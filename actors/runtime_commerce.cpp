@@ -156,8 +156,10 @@ void runtime::impl::start_commerce() {
   env.snapshots = &snapshots;
   dir.add_local_customers(spawn_manager<customer_actor>(
     sys, managed("customer", entity_factory_of(customer_entity, env), customer_counters)));
+  auto cart_env = env;
+  cart_env.lane = db_lane::carts; // their creations and saves batch there
   dir.add_local_carts(spawn_manager<cart_actor>(
-    sys, managed("cart", entity_factory_of(cart_entity, env), cart_counters)));
+    sys, managed("cart", entity_factory_of(cart_entity, cart_env), cart_counters)));
   dir.add_local_orders(spawn_manager<order_actor>(
     sys, managed("order", entity_factory_of(order_entity, env), order_counters)));
   services.push_back(sys.spawn(payment_sweeper, env));

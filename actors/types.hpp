@@ -8,9 +8,11 @@
 
 #include <caf/all.hpp>
 
+#include <any>
 #include <functional>
 #include <optional>
 #include <typeinfo>
+#include <vector>
 
 namespace emporium::persistence {
 struct backend;
@@ -18,11 +20,22 @@ struct backend;
 
 namespace emporium::actors {
 
+struct db_job;
+
+/// Runs the jobs `batch`, all made by make_batch_job with this very function, together (in as
+/// few statements as it can) and answers each, in order. See db_pool.hpp.
+using db_batch_fn = std::vector<caf::message> (*)(persistence::backend&,
+                                                  const std::vector<const db_job*>& batch);
+
 /// A unit of blocking work for a database worker (see db_pool.hpp). It runs on the worker's own
 /// thread with the worker's PostgreSQL session and Redis client, and answers with a message
 /// holding its result, or throws. Local only: it carries a closure.
 struct db_job {
   std::function<caf::message(persistence::backend&)> run;
+  /// Set by make_batch_job: a worker may run this job with the jobs of the same `batch` queued
+  /// right behind it; `input` is what `batch` reads of it. `run` still runs it alone.
+  db_batch_fn batch = nullptr;
+  std::any input;
   std::chrono::steady_clock::time_point
     deadline; ///< skipped, with errc::timeout, when dequeued later
   /// Skipped with errc::unavailable (503, retry) instead: for work shed under load, whose

@@ -3,7 +3,7 @@
 #
 #   bench/profile.sh [--scenario product-get|get|browse|checkout|hot-sku] [--duration 10]
 #                    [--connections 64] [--products 10000] [--frequency 999]
-#                    [--profiler auto|perf|callgrind] [--requests 3000] [--top 25]
+#                    [--profiler auto|perf|callgrind|none] [--requests 3000] [--top 25]
 #                    [--out DIR] [--keep]
 #   bench/profile.sh --report DIR    the report again from DIR's raw data (nothing is run)
 #
@@ -15,7 +15,10 @@
 #     --frequency Hz over the --duration window (after 2 s of warm-up);
 #   callgrind (fallback, or --profiler callgrind): the server under valgrind, instrumentation
 #     switched on for exactly --requests requests of the scenario (a fixed amount of work:
-#     valgrind slows the server ~50x), then dumped.
+#     valgrind slows the server ~50x), then dumped;
+#   none: no profiler, only the CPU per request (and per order) of the server and of PostgreSQL
+#     with Redis (their processes sampled at the window's edges): for A/B runs of two builds
+#     (EMPORIUM_BUILD_DIR), undisturbed by a profiler.
 # Prints, and writes to DIR/profile.txt: CPU per request (from the same run), the top
 # functions by self and by inclusive cost with microseconds per request each, the self cost
 # grouped by area (kernel, allocator, Beast/Asio, CAF, JSON, libpq, ...) and by thread.
@@ -59,14 +62,15 @@ case "$scenario" in
   *) emporium_err "--scenario: product-get, get, browse, checkout or hot-sku"; exit 2 ;;
 esac
 case "$profiler" in
-  auto | perf | callgrind) ;;
-  *) emporium_err "--profiler: auto, perf or callgrind"; exit 2 ;;
+  auto | perf | callgrind | none) ;;
+  *) emporium_err "--profiler: auto, perf, callgrind or none"; exit 2 ;;
 esac
 started=$SECONDS
 if [[ -n "$report_only" ]]; then
   out="$(cd "$report_only" && pwd -P)"
-  profiler=perf
-  [[ -f "$out/perf.data" ]] || profiler=callgrind
+  profiler=none
+  [[ -f "$out/perf.data" ]] && profiler=perf
+  compgen -G "$out/callgrind.out*" >/dev/null && profiler=callgrind
   scenario="$(jq -r '.scenario // "?"' "$out/bench.json" 2>/dev/null || echo '?')"
   connections="$(jq -r '.connections // "?"' "$out/bench.json" 2>/dev/null || echo '?')"
 else
@@ -130,7 +134,14 @@ else
       ;;
   esac
 
-  if [[ "$profiler" == perf ]]; then
+  if [[ "$profiler" == none ]]; then
+    rc=0
+    "$BENCH_BIN" "${args[@]}" --warmup 2 --duration "$duration" --server-pid "$bench_server_pid" \
+      --db-pid "$BENCH_PG_PID" --db-pid "$BENCH_REDIS_PID" --json "$out/bench.json" \
+      >"$out/bench.log" 2>&1 || rc=$?
+    cat "$out/bench.log" >&2
+    ((rc == 0)) || bench_log "emporium-bench exited with $rc"
+  elif [[ "$profiler" == perf ]]; then
     "$BENCH_BIN" "${args[@]}" --warmup 2 --duration "$duration" --server-pid "$bench_server_pid" \
       --json "$out/bench.json" >"$out/bench.log" 2>&1 &
     bench_pid=$!
@@ -193,12 +204,14 @@ function area(sym, dso) {
 {
   echo "Profile of emporium serve: scenario $scenario, $connections connections, $profiler"
   echo "  $(jq -r '"\(.requests) answered, \(.ok_per_second | round) ok/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors.total)"' "$out/bench.json" 2>/dev/null || echo "no result from emporium-bench")"
-  if [[ "$profiler" == perf ]]; then
+  if [[ "$profiler" != callgrind ]]; then
     printf '  server CPU per request: %.1f us (%s CPU-s over %s answers in the window)\n' \
       "$us_per_req" "$(jq -r '.server.cpu_s * 1000 | round / 1000' "$out/bench.json" 2>/dev/null || echo '?')" "$answered"
   fi
   # Orders: one order is several requests (cart, line, checkout, pay).
   jq -r 'select(.orders.acknowledged_in_window // 0 > 0) | "  server CPU per order acknowledged: \(.server.cpu_s / .orders.acknowledged_in_window * 1e6 | round) us (\(.orders.acknowledged_in_window) orders, \(.orders.per_second * 10 | round / 10)/s; the us per request below x \(.requests / .orders.acknowledged_in_window * 10 | round / 10) requests per order)"' \
+    "$out/bench.json" 2>/dev/null || true
+  jq -r 'select((.db.cpu_s // 0) > 0) | "  PostgreSQL and Redis CPU per request: \(.db.cpu_s / .requests * 1e6 * 10 | round / 10) us\(if (.orders.acknowledged_in_window // 0) > 0 then ", per order: \(.db.cpu_s / .orders.acknowledged_in_window * 1e6 | round) us" else "" end)"' \
     "$out/bench.json" 2>/dev/null || true
   echo "  load average at the end of the run: $(cat "$out/loadavg" 2>/dev/null || echo '?') on $(nproc) cores"
   echo
@@ -233,7 +246,7 @@ if [[ "$profiler" == perf ]]; then
     echo "Self cost by thread name (the Asio thread is the process's own name; CAF names its threads):"
     awk -F'\t' 'NR <= 12 { printf "  %8s  %s\n", $1, $2 }' "$out/threads.tsv"
   } | tee -a "$out/profile.txt"
-else
+elif [[ "$profiler" == callgrind ]]; then
   # The dump taken right after the measured requests (callgrind.out.N); the file written at exit
   # holds only what ran after it.
   # shellcheck disable=SC2012 # our own file names

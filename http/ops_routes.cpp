@@ -54,6 +54,13 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
            "Jobs run by the PostgreSQL pool's workers (the placement committer's batches apart)",
            kind::counter);
   w.sample("emporium_db_jobs_total", {}, static_cast<double>(s.db_jobs));
+  w.header("emporium_db_batches_total",
+           "Runs of batchable database jobs (cart writes): one statement for all the jobs of a "
+           "run; emporium_db_batched_jobs_total over this is their mean size",
+           kind::counter);
+  w.sample("emporium_db_batches_total", {}, static_cast<double>(s.db_batches));
+  w.header("emporium_db_batched_jobs_total", "The jobs of those runs", kind::counter);
+  w.sample("emporium_db_batched_jobs_total", {}, static_cast<double>(s.db_batched_jobs));
   w.header("emporium_db_retries_total", "PostgreSQL transactions re-run after a transient failure",
            kind::counter);
   w.sample("emporium_db_retries_total", {}, static_cast<double>(s.db_retries));

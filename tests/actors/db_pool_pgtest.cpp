@@ -1,7 +1,9 @@
 // The database workers' retry loop (actors/db_pool.cpp), the one production runs: a job whose
 // connection was lost mid-transaction runs again on a fresh one with exactly what it captured,
 // an in-doubt COMMIT never runs again, serialization failures are retried a bounded number of
-// times, other errors are not retried, and a job that expired in its queue never runs.
+// times, other errors are not retried, and a job that expired in its queue never runs. Batchable
+// jobs queued behind each other run as one batch, in order with the other jobs, and alone when
+// their batch failed.
 
 #include "actors/db_pool.hpp"
 #include "core/secret.hpp"
@@ -10,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -172,4 +175,112 @@ TEST_CASE("db_pool: a job that expired in its queue answers without running", "[
   REQUIRE_FALSE(s);
   CHECK(s.error().code == errc::unavailable);
   CHECK(attempts->load() == 0);
+}
+
+// -- batches (make_batch_job) --------------------------------------------------------------------
+
+namespace {
+
+/// What the batch function under test saw, shared with the test.
+struct batch_log {
+  std::mutex mutex;
+  std::vector<std::string> runs; ///< "batch 1,2" per call of the batch function, "plain" per job
+};
+
+struct numbered {
+  int n = 0;
+  std::shared_ptr<batch_log> log;
+};
+
+/// The batch function under test: runs a real statement for the whole batch, records what it
+/// was given, and answers each input "n of size". An input of 13 breaks the statement of its
+/// whole batch (as a constraint one input broke would), and fails alone.
+std::vector<result<std::string>> echo_batch(persistence::backend& b,
+                                            const std::vector<const numbered*>& in) {
+  std::string seen;
+  for (const auto* i : in)
+    seen += (seen.empty() ? "" : ",") + std::to_string(i->n);
+  {
+    std::lock_guard<std::mutex> guard{in.front()->log->mutex};
+    in.front()->log->runs.push_back("batch " + seen);
+  }
+  pqxx::nontransaction tx{b.pg.connection()};
+  for (const auto* i : in)
+    if (i->n == 13)
+      tx.exec("SELECT 1 / 0"); // division_by_zero: not retried
+  tx.exec("SELECT 1");
+  std::vector<result<std::string>> out;
+  for (const auto* i : in)
+    out.emplace_back(std::to_string(i->n) + " of " + std::to_string(in.size()));
+  return out;
+}
+
+/// Sends `jobs` to the pool's only worker behind a job that holds it until all are queued, and
+/// collects every answer (a string, or "error: " and the failure's detail).
+std::vector<std::string> run_queued(pool_fixture& f, std::vector<db_job> jobs) {
+  caf::scoped_actor self{*f.sys};
+  auto release = std::make_shared<std::promise<void>>();
+  auto held = release->get_future().share();
+  self->send(f.pool->for_key("k"), make_job(
+                                     [held](persistence::backend&) -> result<std::string> {
+                                       held.wait();
+                                       return std::string{"holder"};
+                                     },
+                                     std::chrono::seconds(20)));
+  for (auto& job : jobs)
+    self->send(f.pool->for_key("k"), std::move(job));
+  release->set_value();
+  std::vector<std::string> answers;
+  for (std::size_t i = 0; i <= jobs.size(); ++i)
+    self->receive([&](std::string& s) { answers.push_back(s); },
+                  [&](caf::error& e) { answers.push_back("error: " + to_failure(e).detail); },
+                  caf::after(std::chrono::seconds(30)) >> [&] { answers.push_back("no answer"); });
+  return answers;
+}
+
+} // namespace
+
+TEST_CASE(
+  "db_pool: batchable jobs queued one behind another run as one batch and each gets its "
+  "own answer, in order, and a job of another kind runs between batches, not before",
+  "[db_pool]") {
+  pool_fixture f;
+  f.warm();
+  auto log = std::make_shared<batch_log>();
+  auto timeout = std::chrono::seconds(20);
+  std::vector<db_job> jobs;
+  for (int n : {1, 2, 3})
+    jobs.push_back(make_batch_job<echo_batch>(numbered{n, log}, timeout));
+  jobs.push_back(make_job(
+    [log](persistence::backend&) -> result<std::string> {
+      std::lock_guard<std::mutex> guard{log->mutex};
+      log->runs.push_back("plain");
+      return std::string{"plain"};
+    },
+    timeout));
+  jobs.push_back(make_batch_job<echo_batch>(numbered{4, log}, timeout));
+  auto batches_before = f.pool->counters().batches.load();
+  auto answers = run_queued(f, std::move(jobs));
+  CHECK(answers
+        == std::vector<std::string>{"holder", "1 of 3", "2 of 3", "3 of 3", "plain", "4 of 1"});
+  CHECK(log->runs == std::vector<std::string>{"batch 1,2,3", "plain", "batch 4"});
+  CHECK(f.pool->counters().batches.load() == batches_before + 2);
+}
+
+TEST_CASE("db_pool: a batch that one job's input breaks runs each job alone: only that one fails",
+          "[db_pool]") {
+  pool_fixture f;
+  f.warm();
+  auto log = std::make_shared<batch_log>();
+  std::vector<db_job> jobs;
+  for (int n : {12, 13, 14})
+    jobs.push_back(make_batch_job<echo_batch>(numbered{n, log}, std::chrono::seconds(20)));
+  auto answers = run_queued(f, std::move(jobs));
+  REQUIRE(answers.size() == 4);
+  CHECK(answers[1] == "12 of 1");
+  CHECK(answers[2].rfind("error: ", 0) == 0);
+  CHECK(answers[3] == "14 of 1");
+  CHECK(log->runs
+        == std::vector<std::string>{"batch 12,13,14", "batch 12", "batch 13", "batch 14"});
+  CHECK(f.pool->counters().retries.load() == 0);
 }

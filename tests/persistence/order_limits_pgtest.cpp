@@ -181,3 +181,59 @@ TEST_CASE("saving a cart's items is safe to run twice: the second run answers th
   CHECK(later->version == first->version + 1);
   CHECK_FALSE(carts::save_cart_items(tx, next, cart.version, 3600)); // two versions behind
 }
+
+TEST_CASE(
+  "carts made and saved several in one statement answer each as alone, whatever the "
+  "others do, and twice the same cart in one batch",
+  "[pg][limits][carts]") {
+  // A database worker batches the creations and saves of carts (actors/db_pool.hpp): each cart
+  // must come out as its own statement would have left it.
+  namespace carts = emporium::persistence::cart_store;
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto alice = insert_customer_committed(s, "cartbatch-a");
+  auto bob = insert_customer_committed(s, "cartbatch-b");
+  auto product = new_product(s);
+  pqxx::nontransaction tx{s.connection()};
+  carts::new_cart a{core::new_id("cart"), alice};
+  carts::new_cart b{core::new_id("cart"), bob};
+  carts::new_cart stolen{a.id, bob}; // alice's id asked for by bob: no cart of his
+  auto made = carts::insert_carts(tx, {&a, &b, &stolen, &a}, 3600);
+  REQUIRE(made.size() == 4);
+  REQUIRE(made[0]);
+  REQUIRE(made[1]);
+  CHECK(made[0]->customer_id == alice);
+  CHECK(made[1]->customer_id == bob);
+  CHECK_FALSE(made[2]);
+  REQUIRE(made[3]); // made again: the first run's cart
+  CHECK(made[3]->expires_at_ms == made[0]->expires_at_ms);
+
+  auto a1 = *made[0];
+  a1.items = {{product, 1}};
+  auto b1 = *made[1];
+  b1.items = {{product, 5}};
+  auto a2 = a1;
+  a2.version = a1.version + 1; // the next save of a, in the same batch, after a1's
+  a2.items = {{product, 2}};
+  auto stale = b1;
+  stale.version = b1.version + 7; // a version b never had
+  auto saved = carts::save_carts_items(tx, {&a1, &b1, &a2, &stale}, 3600);
+  REQUIRE(saved.size() == 4);
+  REQUIRE(saved[0]);
+  CHECK(saved[0]->version == a1.version + 1);
+  REQUIRE(saved[1]);
+  CHECK(saved[1]->items.at(0).quantity == 5);
+  REQUIRE(saved[2]);
+  CHECK(saved[2]->version == a1.version + 2);
+  CHECK(saved[2]->items.at(0).quantity == 2);
+  CHECK_FALSE(saved[3]);
+  CHECK(carts::find_cart(tx, a.id)->items.at(0).quantity == 2);
+  CHECK(carts::find_cart(tx, b.id)->version == b1.version + 1);
+  // The whole batch again (its answer lost with the connection): b's save and a's last one are
+  // answered as they were; a's first is a conflict now (a moved two versions on).
+  auto again = carts::save_carts_items(tx, {&b1, &a2}, 3600);
+  REQUIRE(again[0]);
+  CHECK(again[0]->version == saved[1]->version);
+  REQUIRE(again[1]);
+  CHECK(again[1]->version == saved[2]->version);
+}
