@@ -7,7 +7,8 @@
 /// order the entity sent them: a reload that follows a write whose answer timed out cannot
 /// overtake that write. Other jobs go to the least busy worker.
 ///
-/// Batches: the small writes every order makes (a cart's creation and its saves) are jobs of a
+/// Batches: the small writes every order makes (a cart's creation and its saves, the order's
+/// payment intent) are jobs of a
 /// kind (make_batch_job) that a worker runs together with the jobs of the same kind queued right
 /// behind it, in one set-based statement: one round trip and one commit for all of them instead
 /// of one each. On this machine the round trip and the commit, not the statement, are most of
@@ -15,9 +16,12 @@
 /// in the worker's mailbox, and any other job runs after the batch before it.
 ///
 /// Lanes: batches form only where such jobs queue behind each other, which jobs spread over
-/// every worker by key seldom do. So every job of an entity kind with batchable writes goes to
+/// every worker by key seldom do. So every job of an entity kind whose jobs all batch goes to
 /// one worker of its own, its lane (db_lane; one more connection each), and an entity's jobs
-/// still run in the order it sent them.
+/// still run in the order it sent them. Only carts have one: a lane runs its jobs one after
+/// another, so a kind with jobs that do not batch (an order's payment record) would queue
+/// there behind each other. An order's payment intent batches where intents happen to queue on
+/// its worker.
 
 #include "actors/types.hpp"
 #include "config/settings.hpp"

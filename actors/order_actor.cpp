@@ -212,18 +212,24 @@ void refund_charge(order_ptr self, const entity_env& env, std::string reference)
     });
 }
 
-/// The intent: pending_payment → paying, with the charge reference. `o`: the order as this
-/// actor has it.
-auto begin_payment_job(model::order o) {
-  return [o = std::move(o)](persistence::backend& b) -> result<model::order> {
-    // One statement: no BEGIN and COMMIT. Run again after a lost connection, it finds the order
-    // paying under this reference and answers it as it is.
-    pqxx::nontransaction tx{b.pg.connection()};
-    auto paying = os::begin_payment(tx, o, charge_reference(o.id));
-    if (!paying)
-      return failure{errc::conflict, "the order is no longer awaiting payment", {}};
-    return std::move(*paying);
-  };
+/// The intents of orders, pending_payment → paying with their charge references; a batch of a
+/// database worker (make_batch_job). One statement per batch, no BEGIN and COMMIT. Run again
+/// after a lost connection, it finds each order paying under its reference and answers it as
+/// it is. `orders`: each order as its actor has it.
+std::vector<result<model::order>> begin_payments(persistence::backend& b,
+                                                 const std::vector<const model::order*>& orders) {
+  pqxx::nontransaction tx{b.pg.connection()};
+  std::vector<os::payment_intent> intents;
+  for (const auto* o : orders)
+    intents.push_back({o, charge_reference(o->id)});
+  std::vector<result<model::order>> out;
+  for (auto& paying : os::begin_payments(tx, intents)) {
+    if (paying)
+      out.emplace_back(std::move(*paying));
+    else
+      out.emplace_back(failure{errc::conflict, "the order is no longer awaiting payment", {}});
+  }
+  return out;
 }
 
 /// Nothing was charged: paying → pending_payment (a no-op when it is not paying any more: the
@@ -341,8 +347,8 @@ caf::typed_response_promise<model::order> pay(order_ptr self, const entity_env& 
       rp.deliver(std::move(o.error()));
   };
   self->state.settling = true;
-  db_await<model::order>(
-    self, env, self->state.id, begin_payment_job(*self->state.order),
+  db_await_job<model::order>(
+    self, env, self->state.id, make_batch_job<begin_payments>(*self->state.order, env.db_timeout),
     [self, env, method, finish](model::order& o) mutable {
       self->state.order = o;
       call_provider<std::string>(

@@ -7,7 +7,6 @@
 #include <stdexcept>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace emporium::persistence::cart_store {
 
@@ -65,22 +64,6 @@ model::cart cart_from(const pqxx::row& r) {
   c.updated_at_ms = r[5].as<std::int64_t>();
   c.expires_at_ms = r[6].as<std::int64_t>();
   return c;
-}
-
-/// `items` cut into runs of distinct keys, in order: where a key comes again, a new run starts.
-/// A statement that joins or upserts by key takes one run.
-template <class T, class Key>
-std::vector<std::vector<std::size_t>> distinct_runs(const std::vector<T>& items, Key key) {
-  std::vector<std::vector<std::size_t>> runs(1);
-  std::unordered_set<std::string_view> seen;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (!seen.insert(key(items[i])).second) {
-      runs.emplace_back();
-      seen = {key(items[i])};
-    }
-    runs.back().push_back(i);
-  }
-  return runs;
 }
 
 /// The rows of `rows` by cart id.

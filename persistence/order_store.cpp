@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace emporium::persistence::order_store {
 
@@ -96,10 +97,14 @@ constexpr const char* record_payment_sql =
 // Also when the order is paying under this very reference already: the worker runs a job again
 // after its connection was lost mid-statement, and in autocommit the first run may have
 // committed.
-constexpr const char* begin_payment_sql =
-  "UPDATE orders SET status = 'paying', payment_reference = $2, paying_since = now(), "
-  "version = version + 1, updated_at = now() WHERE id = $1 AND (status = 'pending_payment' "
-  "OR (status = 'paying' AND payment_reference = $2)) RETURNING " EMPORIUM_ORDER_STAMP;
+// The orders' ids must be distinct (distinct_runs).
+constexpr const char* begin_payments_sql =
+  "UPDATE orders AS o SET status = 'paying', payment_reference = i.charge_ref, "
+  "paying_since = now(), version = o.version + 1, updated_at = now() "
+  "FROM unnest($1::text[], $2::text[]) AS i(order_ref, charge_ref) "
+  "WHERE o.id = i.order_ref AND (o.status = 'pending_payment' "
+  "OR (o.status = 'paying' AND o.payment_reference = i.charge_ref)) "
+  "RETURNING o.version, " EMPORIUM_MS("o.updated_at") ", o.points_awarded, o.id";
 
 constexpr const char* abandon_payment_sql =
   "UPDATE orders SET status = 'pending_payment', version = version + 1, updated_at = now() "
@@ -482,12 +487,32 @@ std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const mode
   return out;
 }
 
+std::vector<std::optional<model::order>> begin_payments(
+  pqxx::transaction_base& tx, const std::vector<payment_intent>& intents) {
+  std::vector<std::optional<model::order>> out(intents.size());
+  auto id = [](const payment_intent& i) -> std::string_view { return i.order->id; };
+  for (const auto& run : distinct_runs(intents, id)) {
+    std::vector<std::string> ids;
+    std::vector<std::string> references;
+    for (auto i : run) {
+      ids.push_back(intents[i].order->id);
+      references.push_back(intents[i].reference);
+    }
+    std::unordered_map<std::string, pqxx::row> rows;
+    auto result = exec_prepared(tx, "order.begin_payments", begin_payments_sql, text_array(ids),
+                                text_array(references));
+    for (const auto& r : result)
+      rows.emplace(r[3].as<std::string>(), r);
+    for (auto i : run)
+      if (auto it = rows.find(intents[i].order->id); it != rows.end())
+        out[i] = stamped(*intents[i].order, model::order_status::paying, it->second);
+  }
+  return out;
+}
+
 std::optional<model::order> begin_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& reference) {
-  auto rows = exec_prepared(tx, "order.begin_payment", begin_payment_sql, o.id, reference);
-  if (rows.empty())
-    return std::nullopt;
-  return stamped(o, model::order_status::paying, rows[0]);
+  return std::move(begin_payments(tx, {payment_intent{&o, reference}}).front());
 }
 
 std::optional<model::order> abandon_payment(pqxx::transaction_base& tx, const model::order& o) {

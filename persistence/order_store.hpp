@@ -119,6 +119,17 @@ std::optional<model::order> transition(pqxx::transaction_base& tx, const model::
 std::optional<model::order> begin_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const std::string& reference);
 
+/// A payment intent: the order, and the reference it is to be charged under.
+struct payment_intent {
+  const model::order* order = nullptr;
+  std::string reference;
+};
+
+/// begin_payment for several orders, in one statement per run of distinct orders (a batch of a
+/// database worker): each one's answer, in order.
+std::vector<std::optional<model::order>> begin_payments(pqxx::transaction_base& tx,
+                                                        const std::vector<payment_intent>& intents);
+
 /// Puts a `paying` order back to pending payment (nothing was charged); or nothing when it was
 /// not paying any more.
 std::optional<model::order> abandon_payment(pqxx::transaction_base& tx, const model::order& o);

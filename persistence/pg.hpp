@@ -11,6 +11,8 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -74,6 +76,23 @@ void backoff_sleep(int attempt);
 /// A PostgreSQL array literal of text elements (`{"a","b"}`), each double-quoted with '"' and
 /// '\\' escaped: the value of one `$n::text[]` parameter, so a list is still one parameter.
 std::string text_array(const std::vector<std::string>& items);
+
+/// `items` cut into runs of distinct keys, in order (indexes into `items`): where a key comes
+/// again, a new run starts. A set-based statement that joins or upserts by key takes one run
+/// (a row joined twice would be written once, by either; an upsert refuses it).
+template <class T, class Key>
+std::vector<std::vector<std::size_t>> distinct_runs(const std::vector<T>& items, Key key) {
+  std::vector<std::vector<std::size_t>> runs(1);
+  std::unordered_set<std::string_view> seen;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!seen.insert(key(items[i])).second) {
+      runs.emplace_back();
+      seen = {key(items[i])};
+    }
+    runs.back().push_back(i);
+  }
+  return runs;
+}
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC with millisecond precision.
 std::string format_rfc3339(std::int64_t epoch_ms);

@@ -147,3 +147,46 @@ TEST_CASE("the simulated provider charges a reference once, however often it is 
         == actors::charge_result::kind::declined);
   CHECK(ledger() == std::pair{1, 1'250});
 }
+
+TEST_CASE(
+  "payment intents of several orders in one statement answer each as alone, an order "
+  "twice in one batch included",
+  "[pg][orders]") {
+  // A database worker batches the intents (actors/db_pool.hpp).
+  ensure_schema();
+  pg_session s{pg_opts()};
+  auto customer = insert_customer_committed(s, "intents");
+  auto product = insert_stocked_product(s, 10, "INTENT");
+  std::vector<model::order> placed;
+  {
+    pqxx::work tx{s.connection()};
+    for (int i = 0; i < 3; ++i)
+      placed.push_back(
+        os::place_order(tx, unpaid_order(customer, {{product, 1}}), std::nullopt, std::nullopt)
+          .stored);
+    tx.commit();
+  }
+  const auto& a = placed[0];
+  const auto& b = placed[1];
+  const auto& c = placed[2];
+  pqxx::nontransaction tx{s.connection()};
+  REQUIRE(os::transition(tx, c, model::order_status::cancelled)); // no payment for c
+  auto answers = os::begin_payments(
+    tx, {{&a, "ch_a_" + a.id}, {&b, "ch_b_" + b.id}, {&c, "ch_c_" + c.id}, {&a, "ch_a_" + a.id}});
+  REQUIRE(answers.size() == 4);
+  REQUIRE(answers[0]);
+  REQUIRE(answers[1]);
+  CHECK_FALSE(answers[2]);
+  REQUIRE(answers[3]); // a again, under its reference: answered as it is
+  check_as_stored(tx, *answers[1]);
+  check_as_stored(tx, *answers[3]);
+  CHECK(answers[0]->version == a.version + 1);
+  CHECK(answers[3]->version == a.version + 2);
+  CHECK(
+    tx.exec_params1("SELECT payment_reference FROM orders WHERE id = $1", b.id)[0].as<std::string>()
+    == "ch_b_" + b.id);
+  // Another reference for a paying order is refused, the others' unchanged.
+  auto refused = os::begin_payments(tx, {{&a, "ch_other"}, {&b, "ch_b_" + b.id}});
+  CHECK_FALSE(refused[0]);
+  REQUIRE(refused[1]);
+}
