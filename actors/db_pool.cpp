@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <limits>
@@ -31,7 +32,9 @@ struct worker_state {
   std::unique_ptr<persistence::backend> backend;
   std::shared_ptr<std::atomic<int>> queued;
   std::shared_ptr<pool_counters> counters;
-  std::vector<held_job> held; ///< jobs of one batch kind, in the order they came
+  /// Batchable jobs, in the order they came: of one kind or of several, but then never one
+  /// entity's jobs of two kinds (held_may_join).
+  std::vector<held_job> held;
   bool reminder_sent = false;
   static inline const char* name = "db_worker";
 };
@@ -102,22 +105,16 @@ void finish(worker_state& st, held_job& h, caf::message answer) {
   deliver(h.rp, std::move(answer));
 }
 
-/// Runs the batch the worker holds, if any: one call of its batch function for every job that
-/// has not expired; each job alone (run_job) when that call failed other than by PostgreSQL
-/// being unavailable.
-void run_held(worker_ptr self) {
-  auto& st = self->state;
-  if (st.held.empty())
-    return;
-  auto held = std::move(st.held);
-  st.held.clear();
-  st.counters->waiting.fetch_sub(static_cast<int>(held.size()), std::memory_order_relaxed);
+/// Runs `group`, held jobs of one kind: one call of their batch function for every job that has
+/// not expired; each job alone (run_job) when that call failed other than by PostgreSQL being
+/// unavailable.
+void run_group(worker_state& st, const std::vector<held_job*>& group) {
   std::vector<held_job*> live;
-  for (auto& h : held) {
-    if (auto late = expired(h.job))
-      finish(st, h, std::move(*late));
+  for (auto* h : group) {
+    if (auto late = expired(h->job))
+      finish(st, *h, std::move(*late));
     else
-      live.push_back(&h);
+      live.push_back(h);
   }
   if (live.empty())
     return;
@@ -157,6 +154,38 @@ void run_held(worker_ptr self) {
     finish(st, *h, run_job(st, h->job));
 }
 
+/// Runs what the worker holds, if anything: each kind's jobs as one group (run_group), the kinds
+/// in the order their first jobs came.
+void run_held(worker_ptr self) {
+  auto& st = self->state;
+  if (st.held.empty())
+    return;
+  auto held = std::move(st.held);
+  st.held.clear();
+  st.counters->waiting.fetch_sub(static_cast<int>(held.size()), std::memory_order_relaxed);
+  std::vector<std::vector<held_job*>> groups;
+  for (auto& h : held) {
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& group) {
+      return group.front()->job.batch == h.job.batch;
+    });
+    if (g == groups.end())
+      groups.push_back({&h});
+    else
+      g->push_back(&h);
+  }
+  for (const auto& group : groups)
+    run_group(st, group);
+}
+
+/// Whether `job` may be held beside the held jobs: run_held reorders jobs of different kinds,
+/// which is safe for different entities only. A job without a key is any entity.
+bool held_may_join(const worker_state& st, const db_job& job) {
+  return std::none_of(st.held.begin(), st.held.end(), [&](const held_job& h) {
+    return h.job.batch != job.batch
+           && (job.key.empty() || h.job.key.empty() || h.job.key == job.key);
+  });
+}
+
 caf::behavior db_worker(worker_ptr self, config::settings settings,
                         std::shared_ptr<std::atomic<int>> queued,
                         std::shared_ptr<pool_counters> counters) {
@@ -168,9 +197,10 @@ caf::behavior db_worker(worker_ptr self, config::settings settings,
       auto& st = self->state;
       if (job.batch) {
         // Held until the reminder, which queues behind every job already in the mailbox: the
-        // jobs of this kind among them join the batch. A job of another kind runs the batch
-        // first, so nothing overtakes anything.
-        if (!st.held.empty() && st.held.front().job.batch != job.batch)
+        // batchable jobs among them join it. An entity's job of another kind than its held one,
+        // and any job that does not batch, runs the held ones first: nothing of one entity
+        // overtakes anything of it.
+        if (!held_may_join(st, job))
           run_held(self);
         auto rp = self->make_response_promise();
         st.held.push_back(held_job{std::move(job), rp});

@@ -8,20 +8,19 @@
 /// overtake that write. Other jobs go to the least busy worker.
 ///
 /// Batches: the small writes every order makes (a cart's creation and its saves, the order's
-/// payment intent) are jobs of a
-/// kind (make_batch_job) that a worker runs together with the jobs of the same kind queued right
-/// behind it, in one set-based statement: one round trip and one commit for all of them instead
-/// of one each. On this machine the round trip and the commit, not the statement, are most of
-/// what PostgreSQL spends on such a write. Order is kept: a batch takes only jobs that are next
-/// in the worker's mailbox, and any other job runs after the batch before it.
+/// payment intent and its payment's record) are jobs of a kind (make_batch_job) that a worker
+/// holds until a reminder it sends itself, which queues behind every job already in its
+/// mailbox. The jobs held by then run as one set-based statement per kind: one round trip and
+/// one commit for all of them instead of one each. On this machine the round trip and the
+/// commit, not the statement, are most of what PostgreSQL spends on such a write. Order is kept
+/// where it matters: any job that does not batch runs what is held first, and so does an
+/// entity's job of another kind than a job of it held (kinds run one after another, so only
+/// different entities' jobs change places).
 ///
 /// Lanes: batches form only where such jobs queue behind each other, which jobs spread over
-/// every worker by key seldom do. So every job of an entity kind whose jobs all batch goes to
-/// one worker of its own, its lane (db_lane; one more connection each), and an entity's jobs
-/// still run in the order it sent them. Only carts have one: a lane runs its jobs one after
-/// another, so a kind with jobs that do not batch (an order's payment record) would queue
-/// there behind each other. An order's payment intent batches where intents happen to queue on
-/// its worker.
+/// every worker by key seldom do. So every job of an entity kind whose frequent jobs all batch
+/// (carts, orders) goes to one worker of its own, its lane (db_lane; one more connection
+/// each), and an entity's jobs still run in the order it sent them.
 
 #include "actors/types.hpp"
 #include "config/settings.hpp"
@@ -65,8 +64,8 @@ using job_answerer =
   std::function<std::optional<caf::message>(const std::string& key, const db_job& job)>;
 
 /// The entity kinds whose database jobs go to a worker of their own (see the top).
-enum class db_lane : std::uint8_t { carts };
-inline constexpr std::size_t db_lane_count = 1;
+enum class db_lane : std::uint8_t { carts, orders };
+inline constexpr std::size_t db_lane_count = 2;
 
 class db_pool {
  public:

@@ -64,6 +64,7 @@ template <class T, class Self, class OnOk, class OnErr>
 void db_await_job(Self* self, const entity_env& env, const std::string& key, db_job job, OnOk ok,
                   OnErr err) {
   const auto& worker = env.lane ? env.pool->for_lane(*env.lane, key) : env.pool->for_key(key);
+  job.key = key;
   request_within(self, env.deadlines, worker, env.db_timeout, std::move(job))
     .await([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
 }

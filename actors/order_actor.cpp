@@ -245,30 +245,49 @@ auto abandon_payment_job(model::order o) {
   };
 }
 
-/// The outcome: the charge `reference` becomes the order's payment (paid, loyalty points), if
-/// the order still awaits payment; else the order as it is. `live`: the record step of a
-/// payment that was just charged (the test fault fail_record_after_charge applies to it only).
-auto record_charge_job(model::order o, std::string provider, std::string reference, bool live) {
-  return [o = std::move(o), provider = std::move(provider), reference = std::move(reference),
-          live](persistence::backend& b) -> result<model::order_change> {
-    if (live && injected_faults().fail_record_after_charge)
-      return failure{errc::unavailable, "the payment could not be recorded (injected fault)", {}};
-    auto points = order_logic::loyalty_points(o.subtotal_cents);
-    // One statement, atomic by itself: no BEGIN and COMMIT. Run again after a lost connection,
-    // it finds the order paid and reads it below.
-    pqxx::nontransaction tx{b.pg.connection()};
-    auto paid = os::record_payment(tx, o, model::payment_info{"captured", provider, reference},
-                                   points);
+/// A captured charge to record: the order as its actor has it, and the charge. `live`: the
+/// record step of a payment that was just charged (the test fault fail_record_after_charge
+/// applies to it only).
+struct charge_record {
+  model::order order;
+  std::string provider;
+  std::string reference;
+  bool live = false;
+};
+
+/// The outcomes: each charge becomes its order's payment (paid, loyalty points), if the order
+/// still awaits payment; else the order as it is. A batch of a database worker
+/// (make_batch_job): one statement per batch, atomic by itself, no BEGIN and COMMIT. Run again
+/// after a lost connection, it finds the orders paid and reads them as they are.
+std::vector<result<model::order_change>> record_charges(
+  persistence::backend& b, const std::vector<const charge_record*>& records) {
+  std::vector<result<model::order_change>> out(
+    records.size(),
+    failure{errc::unavailable, "the payment could not be recorded (injected fault)", {}});
+  std::vector<os::captured_payment> payments;
+  std::vector<std::size_t> at;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto& r = *records[i];
+    if (r.live && injected_faults().fail_record_after_charge)
+      continue;
+    payments.push_back({&r.order, model::payment_info{"captured", r.provider, r.reference},
+                        order_logic::loyalty_points(r.order.subtotal_cents)});
+    at.push_back(i);
+  }
+  pqxx::nontransaction tx{b.pg.connection()};
+  auto paid = os::record_payments(tx, payments);
+  for (std::size_t k = 0; k < paid.size(); ++k) {
     model::order_change ch;
-    if (paid) {
-      ch.placed = std::move(paid->order);
-      ch.customer_points = paid->customer_points;
-      ch.customer_version = paid->customer_version;
+    if (paid[k]) {
+      ch.placed = std::move(paid[k]->order);
+      ch.customer_points = paid[k]->customer_points;
+      ch.customer_version = paid[k]->customer_version;
     } else { // paid already (by this very charge, when run twice), or cancelled: as it is
-      ch.placed = std::move(*os::find_order(tx, o.id));
+      ch.placed = std::move(*os::find_order(tx, payments[k].order->id));
     }
-    return ch;
-  };
+    out[at[k]] = std::move(ch);
+  }
+  return out;
 }
 
 using settled_fn = std::function<void(caf::expected<model::order>)>;
@@ -280,8 +299,10 @@ using settled_fn = std::function<void(caf::expected<model::order>)>;
 void record_charge(order_ptr self, const entity_env& env, std::string reference, bool live,
                    settled_fn done) {
   auto o = *self->state.order;
-  db_await<model::order_change>(
-    self, env, o.id, record_charge_job(o, env.payments->name(), reference, live),
+  db_await_job<model::order_change>(
+    self, env, o.id,
+    make_batch_job<record_charges>(charge_record{o, env.payments->name(), reference, live},
+                                   env.db_timeout),
     [self, env, reference, done](model::order_change& ch) {
       const auto& now = ch.placed;
       bool ours = now.payment && now.payment->reference == reference;

@@ -160,8 +160,10 @@ void runtime::impl::start_commerce() {
   cart_env.lane = db_lane::carts; // their creations and saves batch there
   dir.add_local_carts(spawn_manager<cart_actor>(
     sys, managed("cart", entity_factory_of(cart_entity, cart_env), cart_counters)));
+  auto order_env = env;
+  order_env.lane = db_lane::orders; // their payment intents and records batch there
   dir.add_local_orders(spawn_manager<order_actor>(
-    sys, managed("order", entity_factory_of(order_entity, env), order_counters)));
+    sys, managed("order", entity_factory_of(order_entity, order_env), order_counters)));
   services.push_back(sys.spawn(payment_sweeper, env));
   // A process that stopped while Redis was out of reach may have lost invalidations, and so
   // may another node while this one finds Redis failing: at start and after every Redis failure

@@ -11,6 +11,7 @@
 #include <any>
 #include <functional>
 #include <optional>
+#include <string>
 #include <typeinfo>
 #include <vector>
 
@@ -36,6 +37,9 @@ struct db_job {
   /// right behind it; `input` is what `batch` reads of it. `run` still runs it alone.
   db_batch_fn batch = nullptr;
   std::any input;
+  /// The entity the job is for (db_await_job sets it), "" for any: a worker that holds
+  /// batchable jobs of several kinds keeps one entity's jobs in order.
+  std::string key;
   std::chrono::steady_clock::time_point
     deadline; ///< skipped, with errc::timeout, when dequeued later
   /// Skipped with errc::unavailable (503, retry) instead: for work shed under load, whose

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace emporium::persistence::order_store {
 
@@ -77,22 +78,35 @@ constexpr const char* transition_sql =
 // found none (and put the order back) still pays it. The UPDATE that marks the order paid also
 // takes the event's seq from its counter (a statement may change one row once only). The
 // customer exists: orders.customer_id references it. The payments primary key refuses a second
-// captured payment for the same order.
-constexpr const char* record_payment_sql =
-  "WITH o AS (UPDATE orders SET status = 'paid', points_awarded = $2, version = version + 1, "
-  "updated_at = now(), event_seq = event_seq + 1 "
-  "WHERE id = $1 AND status IN ('paying', 'pending_payment') "
-  "RETURNING " EMPORIUM_ORDER_STAMP
-  ", event_seq), "
+// captured payment for the same order. Several payments in one statement (record_payments): the
+// orders and the customers of one run are distinct, so that each customer's points and version
+// after the statement are those after its one order's credit.
+constexpr const char* record_payments_sql =
+  "WITH i AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], "
+  "$5::bigint[], $6::text[], $7::text[], $8::jsonb[]) "
+  "AS i(order_ref, points, provider_name, charge_ref, amount, currency_code, customer_ref, "
+  "event_payload)), "
+  "o AS (UPDATE orders SET status = 'paid', points_awarded = i.points, version = version + 1, "
+  "updated_at = now(), event_seq = event_seq + 1 FROM i "
+  "WHERE orders.id = i.order_ref AND orders.status IN ('paying', 'pending_payment') "
+  "RETURNING orders.version, " EMPORIUM_MS("orders.updated_at") " AS updated_ms, "
+  "orders.points_awarded, "
+  "orders.event_seq, orders.id AS paid_id), "
   "p AS (INSERT INTO payments (order_id, provider, reference, amount_cents, currency, status) "
-  "SELECT $1, $3, $4, $5, $6, 'captured' FROM o), "
-  "c AS (UPDATE customers SET loyalty_points = loyalty_points + $2, version = version + 1 "
-  "WHERE id = $7 AND EXISTS (SELECT 1 FROM o) RETURNING loyalty_points, version), "
+  "SELECT i.order_ref, i.provider_name, i.charge_ref, i.amount, i.currency_code, 'captured' "
+  "FROM i JOIN o ON o.paid_id = i.order_ref), "
+  "c AS (UPDATE customers SET loyalty_points = customers.loyalty_points + i.points, "
+  "version = customers.version + 1 "
+  "FROM i JOIN o ON o.paid_id = i.order_ref WHERE customers.id = i.customer_ref "
+  "RETURNING customers.id AS credited_id, customers.loyalty_points, "
+  "customers.version AS customer_version), "
   "e AS (INSERT INTO events (entity, seq, type, payload) "
-  "SELECT 'order:' || $1, o.event_seq, 'order_status', $8::jsonb FROM o "
-  "RETURNING " EMPORIUM_NOTIFY_EVENT
+  "SELECT 'order:' || i.order_ref, o.event_seq, 'order_status', i.event_payload "
+  "FROM i JOIN o ON o.paid_id = i.order_ref RETURNING " EMPORIUM_NOTIFY_EVENT
   ") "
-  "SELECT o.*, c.loyalty_points, c.version, (SELECT count(*) FROM e) FROM o, c";
+  "SELECT o.version, o.updated_ms, o.points_awarded, o.event_seq, c.loyalty_points, "
+  "c.customer_version, (SELECT count(*) FROM e), o.paid_id "
+  "FROM o JOIN i ON i.order_ref = o.paid_id JOIN c ON c.credited_id = i.customer_ref";
 
 // Also when the order is paying under this very reference already: the worker runs a job again
 // after its connection was lost mid-statement, and in autocommit the first run may have
@@ -472,18 +486,68 @@ std::optional<model::order> transition(pqxx::transaction_base& tx, const model::
 
 std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const model::payment_info& payment, std::int64_t points) {
-  auto rows = exec_prepared(tx, "order.record_payment", record_payment_sql, o.id, points,
-                            payment.provider, payment.reference, o.total_cents, o.currency,
-                            o.customer_id, order_event(o, model::order_status::paid));
-  if (rows.empty())
-    return std::nullopt;
-  const auto& r = rows[0];
-  paid_result out;
-  out.order = stamped(o, model::order_status::paid, r);
-  out.order.payment = payment;
-  // After the stamp's three columns: the event's seq, the customer's points and version.
-  out.customer_points = r[4].as<std::int64_t>();
-  out.customer_version = r[5].as<std::int64_t>();
+  return std::move(record_payments(tx, {captured_payment{&o, payment, points}}).front());
+}
+
+std::vector<std::optional<paid_result>> record_payments(pqxx::transaction_base& tx,
+                                                        const std::vector<captured_payment>& paid) {
+  std::vector<std::optional<paid_result>> out(paid.size());
+  // Distinct orders, then distinct customers within each run.
+  auto runs = distinct_runs(
+    paid, [](const captured_payment& p) -> std::string_view { return p.order->id; });
+  std::vector<std::vector<std::size_t>> split;
+  for (const auto& run : runs) {
+    split.emplace_back();
+    std::unordered_set<std::string_view> customers;
+    for (auto i : run) {
+      if (!customers.insert(paid[i].order->customer_id).second) {
+        split.emplace_back();
+        customers = {paid[i].order->customer_id};
+      }
+      split.back().push_back(i);
+    }
+  }
+  for (const auto& run : split) {
+    if (run.empty())
+      continue;
+    std::vector<std::string> ids, providers, references, currencies, customers, events;
+    std::string points = "{", amounts = "{";
+    for (auto i : run) {
+      const auto& o = *paid[i].order;
+      ids.push_back(o.id);
+      providers.push_back(paid[i].payment.provider);
+      references.push_back(paid[i].payment.reference);
+      currencies.push_back(o.currency);
+      customers.push_back(o.customer_id);
+      events.push_back(order_event(o, model::order_status::paid));
+      if (points.size() > 1) {
+        points += ',';
+        amounts += ',';
+      }
+      points += std::to_string(paid[i].points);
+      amounts += std::to_string(o.total_cents);
+    }
+    points += '}';
+    amounts += '}';
+    auto rows = exec_prepared(tx, "order.record_payments", record_payments_sql, text_array(ids),
+                              points, text_array(providers), text_array(references), amounts,
+                              text_array(currencies), text_array(customers), text_array(events));
+    std::unordered_map<std::string, pqxx::row> by_id;
+    for (const auto& r : rows)
+      by_id.emplace(r[7].as<std::string>(), r);
+    for (auto i : run) {
+      auto it = by_id.find(paid[i].order->id);
+      if (it == by_id.end())
+        continue;
+      const auto& r = it->second;
+      paid_result pr;
+      pr.order = stamped(*paid[i].order, model::order_status::paid, r);
+      pr.order.payment = paid[i].payment;
+      pr.customer_points = r[4].as<std::int64_t>();
+      pr.customer_version = r[5].as<std::int64_t>();
+      out[i] = std::move(pr);
+    }
+  }
   return out;
 }
 

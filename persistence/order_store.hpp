@@ -149,6 +149,18 @@ struct paid_result {
 std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const model::order& o,
                                           const model::payment_info& payment, std::int64_t points);
 
+/// A captured payment to record: record_payments.
+struct captured_payment {
+  const model::order* order = nullptr;
+  model::payment_info payment;
+  std::int64_t points = 0;
+};
+
+/// record_payment for several orders, in one statement per run of distinct orders of distinct
+/// customers (a batch of a database worker): each one's answer, in order.
+std::vector<std::optional<paid_result>> record_payments(pqxx::transaction_base& tx,
+                                                        const std::vector<captured_payment>& paid);
+
 /// Cancels the order if its status is still `from`: returns the stock of every line, refunds a
 /// captured payment and takes back awarded points. Nothing when the status moved on.
 struct cancel_result {

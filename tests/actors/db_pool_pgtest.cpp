@@ -215,6 +215,16 @@ std::vector<result<std::string>> echo_batch(persistence::backend& b,
   return out;
 }
 
+/// A second kind of batchable job: echo_batch under another name.
+std::vector<result<std::string>> other_batch(persistence::backend& b,
+                                             const std::vector<const numbered*>& in) {
+  {
+    std::lock_guard<std::mutex> guard{in.front()->log->mutex};
+    in.front()->log->runs.push_back("other:");
+  }
+  return echo_batch(b, in);
+}
+
 /// Sends `jobs` to the pool's only worker behind a job that holds it until all are queued, and
 /// collects every answer (a string, or "error: " and the failure's detail).
 std::vector<std::string> run_queued(pool_fixture& f, std::vector<db_job> jobs) {
@@ -283,4 +293,32 @@ TEST_CASE("db_pool: a batch that one job's input breaks runs each job alone: onl
   CHECK(log->runs
         == std::vector<std::string>{"batch 12,13,14", "batch 12", "batch 13", "batch 14"});
   CHECK(f.pool->counters().retries.load() == 0);
+}
+
+TEST_CASE(
+  "db_pool: batchable jobs of two kinds are held together and run kind by kind, except "
+  "an entity's job of the other kind, which runs what is held first",
+  "[db_pool]") {
+  pool_fixture f;
+  f.warm();
+  auto log = std::make_shared<batch_log>();
+  auto timeout = std::chrono::seconds(20);
+  auto job = [&](bool other, int n, std::string key) {
+    auto j = other ? make_batch_job<other_batch>(numbered{n, log}, timeout)
+                   : make_batch_job<echo_batch>(numbered{n, log}, timeout);
+    j.key = std::move(key);
+    return j;
+  };
+  std::vector<db_job> jobs;
+  jobs.push_back(job(false, 1, "cart-1"));
+  jobs.push_back(job(true, 2, "cart-2"));
+  jobs.push_back(job(false, 3, "cart-3"));
+  jobs.push_back(job(true, 4, "cart-1")); // cart-1 has a job of the other kind held
+  jobs.push_back(job(false, 5, "cart-5"));
+  auto answers = run_queued(f, std::move(jobs));
+  CHECK(answers
+        == std::vector<std::string>{"holder", "1 of 2", "3 of 2", "2 of 1", "4 of 1", "5 of 1"});
+  CHECK(
+    log->runs
+    == std::vector<std::string>{"batch 1,3", "other:", "batch 2", "other:", "batch 4", "batch 5"});
 }

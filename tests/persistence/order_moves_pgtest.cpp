@@ -190,3 +190,66 @@ TEST_CASE(
   CHECK_FALSE(refused[0]);
   REQUIRE(refused[1]);
 }
+
+TEST_CASE(
+  "payments of several orders recorded in one statement answer each as alone: one "
+  "customer's two orders, an order twice, and a cancelled one",
+  "[pg][orders]") {
+  // A database worker batches the records (actors/db_pool.hpp).
+  ensure_schema();
+  pg_session s{pg_opts()};
+  auto alice = insert_customer_committed(s, "records-a");
+  auto bob = insert_customer_committed(s, "records-b");
+  auto product = insert_stocked_product(s, 10, "RECORD");
+  std::vector<model::order> placed;
+  {
+    pqxx::work tx{s.connection()};
+    for (const auto& who : {alice, alice, bob, bob})
+      placed.push_back(
+        os::place_order(tx, unpaid_order(who, {{product, 1}}), std::nullopt, std::nullopt).stored);
+    tx.commit();
+  }
+  pqxx::nontransaction tx{s.connection()};
+  REQUIRE(os::transition(tx, placed[3], model::order_status::cancelled));
+  auto points_of = [&](const std::string& who) {
+    return tx.exec_params1("SELECT loyalty_points FROM customers WHERE id = $1", who)[0]
+      .as<std::int64_t>();
+  };
+  const auto alice_before = points_of(alice);
+  auto charge = [](const model::order& o) {
+    return model::payment_info{"captured", "simulated", "ch_rec_" + o.id};
+  };
+  auto answers = os::record_payments(tx, {{&placed[0], charge(placed[0]), 10},
+                                          {&placed[1], charge(placed[1]), 20},
+                                          {&placed[2], charge(placed[2]), 30},
+                                          {&placed[3], charge(placed[3]), 40},
+                                          {&placed[0], charge(placed[0]), 10}});
+  REQUIRE(answers.size() == 5);
+  REQUIRE(answers[0]);
+  REQUIRE(answers[1]);
+  REQUIRE(answers[2]);
+  CHECK_FALSE(answers[3]); // cancelled: nothing recorded
+  CHECK_FALSE(answers[4]); // paid already by answers[0]
+  // Each customer's points as they were right after that order's own credit.
+  CHECK(answers[0]->customer_points == alice_before + 10);
+  CHECK(answers[1]->customer_points == alice_before + 30);
+  CHECK(answers[1]->customer_version == answers[0]->customer_version + 1);
+  CHECK(points_of(alice) == alice_before + 30);
+  for (int i : {0, 1, 2}) {
+    CHECK(answers[i]->order.status == model::order_status::paid);
+    check_as_stored(tx, answers[i]->order);
+  }
+  CHECK(
+    tx.exec_params1("SELECT count(*) FROM payments WHERE order_id = $1", placed[0].id)[0].as<int>()
+    == 1);
+  CHECK(
+    tx.exec_params1("SELECT count(*) FROM payments WHERE order_id = $1", placed[3].id)[0].as<int>()
+    == 0);
+  // Each paid order's event, once, at its next seq.
+  for (int i : {0, 1, 2})
+    CHECK(tx.exec_params1("SELECT count(*) FROM events WHERE entity = $1 AND "
+                          "payload->>'status' = 'paid'",
+                          "order:" + placed[i].id)[0]
+            .as<int>()
+          == 1);
+}
