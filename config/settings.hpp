@@ -39,7 +39,7 @@ struct http_settings {
 
 struct postgres_settings {
   std::string url = "postgresql://emporium@127.0.0.1:5432/emporium";
-  int pool_size = 4; ///< connections, each owned by one blocking worker (and one: the cart lane)
+  int pool_size = 4; ///< connections, each owned by one blocking worker (and the lanes)
   int connect_timeout_ms = 2'000;
   int statement_timeout_ms = 5'000;
   int breaker_threshold = 5;   ///< consecutive failures that open the circuit

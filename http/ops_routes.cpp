@@ -55,9 +55,9 @@ void write_runtime(metrics::writer& w, const actors::runtime_stats& s) {
            kind::counter);
   w.sample("emporium_db_jobs_total", {}, static_cast<double>(s.db_jobs));
   w.header("emporium_db_batches_total",
-           "Runs of batchable database jobs (cart writes, payment intents): one statement for "
-           "all the jobs of a "
-           "run; emporium_db_batched_jobs_total over this is their mean size",
+           "Runs of batchable database jobs (cart writes, payment intents and records): one "
+           "statement for all the jobs of a run; emporium_db_batched_jobs_total over this is "
+           "their mean size",
            kind::counter);
   w.sample("emporium_db_batches_total", {}, static_cast<double>(s.db_batches));
   w.header("emporium_db_batched_jobs_total", "The jobs of those runs", kind::counter);
