@@ -146,23 +146,37 @@ struct cart_write {
   int ttl_s = 0;
 };
 
+/// The `member` of each input, for a cart statement.
+template <class In, class T>
+std::vector<const T*> each(const std::vector<const In*>& in, T In::*member) {
+  std::vector<const T*> out;
+  for (const auto* i : in)
+    out.push_back(&(i->*member));
+  return out;
+}
+
+/// A cart statement's rows as the jobs' answers: each cart, or `missing` where it has none.
+std::vector<result<model::cart>> answers(std::vector<std::optional<model::cart>> rows,
+                                         const failure& missing) {
+  std::vector<result<model::cart>> out;
+  for (auto& row : rows) {
+    if (row)
+      out.emplace_back(std::move(*row));
+    else
+      out.emplace_back(missing);
+  }
+  return out;
+}
+
 /// Creates carts; a batch of a database worker (make_batch_job). Statements committed by
 /// themselves (no BEGIN and COMMIT round trips), safe to run again: a cart created twice is
-/// answered as the first run made it.
+/// answered as the first run made it. An id another customer's cart has (random ids: never
+/// seen) is no cart of this customer's.
 std::vector<result<model::cart>> create_carts(persistence::backend& b,
                                               const std::vector<const cart_insert*>& in) {
   pqxx::nontransaction tx{b.pg.connection()};
-  std::vector<const carts::new_cart*> wanted;
-  for (const auto* i : in)
-    wanted.push_back(&i->cart);
-  std::vector<result<model::cart>> out;
-  for (auto& made : carts::insert_carts(tx, wanted, in.front()->ttl_s)) {
-    if (made)
-      out.emplace_back(std::move(*made));
-    else // a random id another customer's cart has: never seen, but not this customer's cart
-      out.emplace_back(failure{errc::internal, "the new cart's id is taken", {}});
-  }
-  return out;
+  return answers(carts::insert_carts(tx, each(in, &cart_insert::cart), in.front()->ttl_s),
+                 failure{errc::internal, "the new cart's id is taken", {}});
 }
 
 /// Saves carts' items; a batch of a database worker (make_batch_job). Statements committed by
@@ -171,18 +185,8 @@ std::vector<result<model::cart>> create_carts(persistence::backend& b,
 std::vector<result<model::cart>> save_carts(persistence::backend& b,
                                             const std::vector<const cart_write*>& in) {
   pqxx::nontransaction tx{b.pg.connection()};
-  std::vector<const model::cart*> wanted;
-  for (const auto* i : in)
-    wanted.push_back(&i->cart);
-  std::vector<result<model::cart>> out;
-  for (auto& saved : carts::save_carts_items(tx, wanted, in.front()->ttl_s)) {
-    if (saved)
-      out.emplace_back(std::move(*saved));
-    else
-      out.emplace_back(
-        failure{errc::conflict, "the cart changed or was checked out; reload it", {}});
-  }
-  return out;
+  return answers(carts::save_carts_items(tx, each(in, &cart_write::cart), in.front()->ttl_s),
+                 failure{errc::conflict, "the cart changed or was checked out; reload it", {}});
 }
 
 /// The job that reads cart `id` as PostgreSQL has it (an empty cart when there is none).
