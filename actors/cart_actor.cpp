@@ -155,19 +155,6 @@ std::vector<const T*> each(const std::vector<const In*>& in, T In::*member) {
   return out;
 }
 
-/// A cart statement's rows as the jobs' answers: each cart, or `missing` where it has none.
-std::vector<result<model::cart>> answers(std::vector<std::optional<model::cart>> rows,
-                                         const failure& missing) {
-  std::vector<result<model::cart>> out;
-  for (auto& row : rows) {
-    if (row)
-      out.emplace_back(std::move(*row));
-    else
-      out.emplace_back(missing);
-  }
-  return out;
-}
-
 /// Creates carts; a batch of a database worker (make_batch_job). Statements committed by
 /// themselves (no BEGIN and COMMIT round trips), safe to run again: a cart created twice is
 /// answered as the first run made it. An id another customer's cart has (random ids: never
@@ -175,8 +162,8 @@ std::vector<result<model::cart>> answers(std::vector<std::optional<model::cart>>
 std::vector<result<model::cart>> create_carts(persistence::backend& b,
                                               const std::vector<const cart_insert*>& in) {
   pqxx::nontransaction tx{b.pg.connection()};
-  return answers(carts::insert_carts(tx, each(in, &cart_insert::cart), in.front()->ttl_s),
-                 failure{errc::internal, "the new cart's id is taken", {}});
+  return answers_or(carts::insert_carts(tx, each(in, &cart_insert::cart), in.front()->ttl_s),
+                    failure{errc::internal, "the new cart's id is taken", {}});
 }
 
 /// Saves carts' items; a batch of a database worker (make_batch_job). Statements committed by
@@ -185,8 +172,8 @@ std::vector<result<model::cart>> create_carts(persistence::backend& b,
 std::vector<result<model::cart>> save_carts(persistence::backend& b,
                                             const std::vector<const cart_write*>& in) {
   pqxx::nontransaction tx{b.pg.connection()};
-  return answers(carts::save_carts_items(tx, each(in, &cart_write::cart), in.front()->ttl_s),
-                 failure{errc::conflict, "the cart changed or was checked out; reload it", {}});
+  return answers_or(carts::save_carts_items(tx, each(in, &cart_write::cart), in.front()->ttl_s),
+                    failure{errc::conflict, "the cart changed or was checked out; reload it", {}});
 }
 
 /// The job that reads cart `id` as PostgreSQL has it (an empty cart when there is none).

@@ -105,9 +105,9 @@ void finish(worker_state& st, held_job& h, caf::message answer) {
   deliver(h.rp, std::move(answer));
 }
 
-/// Runs `group`, held jobs of one kind: one call of their batch function for every job that has
-/// not expired; each job alone (run_job) when that call failed other than by PostgreSQL being
-/// unavailable.
+/// Runs `group`, jobs of one kind (or one job that does not batch): one call of their batch
+/// function for every job that has not expired; each job alone (run_job) when that call failed
+/// other than by PostgreSQL being unavailable.
 void run_group(worker_state& st, const std::vector<held_job*>& group) {
   std::vector<held_job*> live;
   for (auto* h : group) {
@@ -126,8 +126,10 @@ void run_group(worker_state& st, const std::vector<held_job*>& group) {
   const auto n = static_cast<int>(live.size());
   st.counters->in_use.fetch_add(n, std::memory_order_relaxed);
   st.counters->jobs.fetch_add(n, std::memory_order_relaxed);
-  st.counters->batches.fetch_add(1, std::memory_order_relaxed);
-  st.counters->batched_jobs.fetch_add(n, std::memory_order_relaxed);
+  if (live.front()->job.batch) {
+    st.counters->batches.fetch_add(1, std::memory_order_relaxed);
+    st.counters->batched_jobs.fetch_add(n, std::memory_order_relaxed);
+  }
   auto done = caf::detail::make_scope_guard(
     [&st, n] { st.counters->in_use.fetch_sub(n, std::memory_order_relaxed); });
   if (live.size() == 1)
@@ -211,23 +213,13 @@ caf::behavior db_worker(worker_ptr self, config::settings settings,
         return rp;
       }
       run_held(self);
-      // `queued` counts this worker's jobs until they end (running included), so that
-      // any_within() spreads concurrent jobs over idle workers rather than queueing them
-      // behind a running one.
-      auto done = caf::detail::make_scope_guard(
-        [&st] { st.queued->fetch_sub(1, std::memory_order_relaxed); });
+      // A job that does not batch runs now, as a group of its own. (`queued` counts this
+      // worker's jobs until they end, running included, so that any_within() spreads concurrent
+      // jobs over idle workers rather than queueing them behind a running one.)
       st.counters->waiting.fetch_sub(1, std::memory_order_relaxed);
-      if (auto late = expired(job))
-        return std::move(*late);
-      if (!st.counters->breaker.allow())
-        return unavailable();
-      st.counters->in_use.fetch_add(1, std::memory_order_relaxed);
-      st.counters->jobs.fetch_add(1, std::memory_order_relaxed);
-      auto answer = run_job(st, job);
-      st.counters->in_use.fetch_sub(1, std::memory_order_relaxed);
-      if (answer.match_elements<caf::error>())
-        return answer.get_as<caf::error>(0);
-      return answer;
+      held_job alone{std::move(job), self->make_response_promise()};
+      run_group(st, {&alone});
+      return alone.rp;
     },
     [self](run_held_batch) {
       self->state.reminder_sent = false;
@@ -318,22 +310,22 @@ const caf::actor& db_pool::fake_for(const std::string& key) const {
   return h;
 }
 
-const caf::actor& db_pool::for_key(const std::string& key) const {
-  if (fake_)
-    return fake_for(key);
-  auto& w = workers_[std::hash<std::string>{}(key) % workers_.size()];
+const caf::actor& db_pool::take(const worker& w) const {
   w.queued->fetch_add(1, std::memory_order_relaxed);
   counters_->waiting.fetch_add(1, std::memory_order_relaxed);
   return w.handle;
 }
 
+const caf::actor& db_pool::for_key(const std::string& key) const {
+  if (fake_)
+    return fake_for(key);
+  return take(workers_[std::hash<std::string>{}(key) % workers_.size()]);
+}
+
 const caf::actor& db_pool::for_lane(db_lane lane, const std::string& key) const {
   if (fake_)
     return fake_for(key);
-  auto& w = lanes_[static_cast<std::size_t>(lane)];
-  w.queued->fetch_add(1, std::memory_order_relaxed);
-  counters_->waiting.fetch_add(1, std::memory_order_relaxed);
-  return w.handle;
+  return take(lanes_[static_cast<std::size_t>(lane)]);
 }
 
 const caf::actor& db_pool::any() const {

@@ -113,6 +113,8 @@ class db_pool {
     std::shared_ptr<std::atomic<int>> queued; ///< jobs sent to it and not yet ended
   };
   const caf::actor& fake_for(const std::string& key) const;
+  /// `w`, counted as having one more job queued.
+  const caf::actor& take(const worker& w) const;
 
   std::vector<worker> workers_;
   std::vector<worker> lanes_; ///< by db_lane
@@ -170,6 +172,19 @@ db_job make_job(Fn fn, caf::timespan timeout) {
     return answer_message(fn(b));
   };
   return job;
+}
+
+/// A batch statement's rows as its jobs' answers: each row, or `missing` where there is none.
+template <class T>
+std::vector<result<T>> answers_or(std::vector<std::optional<T>> rows, const failure& missing) {
+  std::vector<result<T>> out;
+  for (auto& row : rows) {
+    if (row)
+      out.emplace_back(std::move(*row));
+    else
+      out.emplace_back(missing);
+  }
+  return out;
 }
 
 namespace detail {

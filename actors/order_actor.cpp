@@ -222,14 +222,8 @@ std::vector<result<model::order>> begin_payments(persistence::backend& b,
   std::vector<os::payment_intent> intents;
   for (const auto* o : orders)
     intents.push_back({o, charge_reference(o->id)});
-  std::vector<result<model::order>> out;
-  for (auto& paying : os::begin_payments(tx, intents)) {
-    if (paying)
-      out.emplace_back(std::move(*paying));
-    else
-      out.emplace_back(failure{errc::conflict, "the order is no longer awaiting payment", {}});
-  }
-  return out;
+  return answers_or(os::begin_payments(tx, intents),
+                    failure{errc::conflict, "the order is no longer awaiting payment", {}});
 }
 
 /// Nothing was charged: paying → pending_payment (a no-op when it is not paying any more: the

@@ -114,17 +114,14 @@ std::vector<std::optional<model::cart>> save_carts_items(
        distinct_runs(carts, [](const model::cart* c) -> std::string_view { return c->id; })) {
     std::vector<std::string> ids;
     std::vector<std::string> items;
-    std::string versions = "{";
+    std::vector<std::int64_t> versions;
     for (auto i : run) {
       ids.push_back(carts[i]->id);
       items.push_back(items_json(*carts[i]));
-      if (versions.size() > 1)
-        versions += ',';
-      versions += std::to_string(carts[i]->version);
+      versions.push_back(carts[i]->version);
     }
-    versions += '}';
     auto rows = by_id(exec_prepared(tx, "cart.update_carts", update_carts_sql, text_array(ids),
-                                    text_array(items), versions, ttl_s));
+                                    text_array(items), int_array(versions), ttl_s));
     for (auto i : run)
       if (auto it = rows.find(carts[i]->id); it != rows.end())
         out[i] = it->second;

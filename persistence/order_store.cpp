@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace emporium::persistence::order_store {
 
@@ -492,26 +491,13 @@ std::optional<paid_result> record_payment(pqxx::transaction_base& tx, const mode
 std::vector<std::optional<paid_result>> record_payments(pqxx::transaction_base& tx,
                                                         const std::vector<captured_payment>& paid) {
   std::vector<std::optional<paid_result>> out(paid.size());
-  // Distinct orders, then distinct customers within each run.
-  auto runs = distinct_runs(
-    paid, [](const captured_payment& p) -> std::string_view { return p.order->id; });
-  std::vector<std::vector<std::size_t>> split;
-  for (const auto& run : runs) {
-    split.emplace_back();
-    std::unordered_set<std::string_view> customers;
-    for (auto i : run) {
-      if (!customers.insert(paid[i].order->customer_id).second) {
-        split.emplace_back();
-        customers = {paid[i].order->customer_id};
-      }
-      split.back().push_back(i);
-    }
-  }
-  for (const auto& run : split) {
-    if (run.empty())
-      continue;
+  auto order = [](const captured_payment& p) -> std::string_view { return p.order->id; };
+  auto customer = [](const captured_payment& p) -> std::string_view {
+    return p.order->customer_id;
+  };
+  for (const auto& run : distinct_runs(paid, order, customer)) {
     std::vector<std::string> ids, providers, references, currencies, customers, events;
-    std::string points = "{", amounts = "{";
+    std::vector<std::int64_t> points, amounts;
     for (auto i : run) {
       const auto& o = *paid[i].order;
       ids.push_back(o.id);
@@ -520,18 +506,13 @@ std::vector<std::optional<paid_result>> record_payments(pqxx::transaction_base& 
       currencies.push_back(o.currency);
       customers.push_back(o.customer_id);
       events.push_back(order_event(o, model::order_status::paid));
-      if (points.size() > 1) {
-        points += ',';
-        amounts += ',';
-      }
-      points += std::to_string(paid[i].points);
-      amounts += std::to_string(o.total_cents);
+      points.push_back(paid[i].points);
+      amounts.push_back(o.total_cents);
     }
-    points += '}';
-    amounts += '}';
     auto rows = exec_prepared(tx, "order.record_payments", record_payments_sql, text_array(ids),
-                              points, text_array(providers), text_array(references), amounts,
-                              text_array(currencies), text_array(customers), text_array(events));
+                              int_array(points), text_array(providers), text_array(references),
+                              int_array(amounts), text_array(currencies), text_array(customers),
+                              text_array(events));
     std::unordered_map<std::string, pqxx::row> by_id;
     for (const auto& r : rows)
       by_id.emplace(r[7].as<std::string>(), r);

@@ -94,6 +94,17 @@ void backoff_sleep(int attempt) {
   std::this_thread::sleep_for(std::chrono::microseconds(randombytes_uniform(cap_us)));
 }
 
+std::string int_array(const std::vector<std::int64_t>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i)
+      out += ',';
+    out += std::to_string(items[i]);
+  }
+  out += '}';
+  return out;
+}
+
 std::string text_array(const std::vector<std::string>& items) {
   std::string out = "{";
   for (std::size_t i = 0; i < items.size(); ++i) {

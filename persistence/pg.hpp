@@ -7,7 +7,9 @@
 
 #include <pqxx/pqxx>
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <string>
@@ -77,18 +79,28 @@ void backoff_sleep(int attempt);
 /// '\\' escaped: the value of one `$n::text[]` parameter, so a list is still one parameter.
 std::string text_array(const std::vector<std::string>& items);
 
-/// `items` cut into runs of distinct keys, in order (indexes into `items`): where a key comes
-/// again, a new run starts. A set-based statement that joins or upserts by key takes one run
-/// (a row joined twice would be written once, by either; an upsert refuses it).
-template <class T, class Key>
-std::vector<std::vector<std::size_t>> distinct_runs(const std::vector<T>& items, Key key) {
+/// A PostgreSQL array literal of integers (`{1,2}`): the value of one `$n::bigint[]` parameter.
+std::string int_array(const std::vector<std::int64_t>& items);
+
+/// `items` cut into runs in which every key is distinct, in order (indexes into `items`): where
+/// any of `keys` gives a value its run has already seen, a new run starts. A set-based statement
+/// that joins or upserts by key takes one run (a row joined twice would be written once, by
+/// either; an upsert refuses it).
+template <class T, class... Keys>
+std::vector<std::vector<std::size_t>> distinct_runs(const std::vector<T>& items, Keys... keys) {
   std::vector<std::vector<std::size_t>> runs(1);
-  std::unordered_set<std::string_view> seen;
+  std::array<std::unordered_set<std::string_view>, sizeof...(Keys)> seen;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    if (!seen.insert(key(items[i])).second) {
+    std::size_t k = 0;
+    bool repeated = false;
+    ((repeated = repeated || seen[k++].count(keys(items[i])) > 0), ...);
+    if (repeated) {
       runs.emplace_back();
-      seen = {key(items[i])};
+      for (auto& s : seen)
+        s.clear();
     }
+    k = 0;
+    (seen[k++].insert(keys(items[i])), ...);
     runs.back().push_back(i);
   }
   return runs;
