@@ -316,11 +316,7 @@ failure failure_from(const json& j) {
 
 } // namespace
 
-std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
-                                        const std::vector<const placement_request*>& batch) {
-  std::vector<batch_outcome> out;
-  if (batch.empty())
-    return out;
+std::string placement_batch_json(const std::vector<const placement_request*>& batch) {
   json orders = json::array();
   for (const auto* r : batch) {
     // The order as its idempotency record stores it (order_json), plus how to place it; the
@@ -341,8 +337,17 @@ std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
     j["cart_version"] = r->cart_version;
     orders.push_back(std::move(j));
   }
+  return orders.dump();
+}
+
+std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
+                                        const std::vector<const placement_request*>& batch) {
+  std::vector<batch_outcome> out;
+  if (batch.empty())
+    return out;
   auto text = exec_prepared(tx, "order.place_orders",
-                            "SELECT emporium_place_orders($1::jsonb)::text", orders.dump())
+                            "SELECT emporium_place_orders($1::jsonb)::text",
+                            placement_batch_json(batch))
                 .at(0)[0]
                 .as<std::string>();
   auto results = json::parse(text);

@@ -71,9 +71,16 @@ struct batch_outcome {
 /// orders placed are committed by the caller's commit, all together. Orders of one product in a
 /// batch each see the stock the orders before them left: exactly those that fit are placed, and
 /// the stock of a product is taken by one UPDATE for the whole batch. Each placed order writes
-/// one stock_changed event per product (the stock after it) and its order_status event.
+/// one stock_changed event per product (the stock after it) and its order_status event. The
+/// function writes the batch with one statement per table; when one of those fails (a key or a
+/// cart taken meanwhile, a constraint) it places the batch again order by order, each in a
+/// subtransaction of its own (migration 9).
 std::vector<batch_outcome> place_orders(pqxx::transaction_base& tx,
                                         const std::vector<const placement_request*>& batch);
+
+/// The batch as place_orders hands it to emporium_place_orders: a JSON array of the orders, each
+/// with how to place it (the format is described in migration 8).
+std::string placement_batch_json(const std::vector<const placement_request*>& batch);
 
 std::optional<model::order> find_order(pqxx::transaction_base& tx, const std::string& id);
 

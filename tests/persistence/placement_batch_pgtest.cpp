@@ -9,6 +9,7 @@
 #include "persistence/store_support.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <string>
@@ -234,4 +235,124 @@ TEST_CASE(
   CHECK(product_now(s, product).stock == 47);
   pqxx::read_transaction tx{s.connection()};
   CHECK(carts::find_cart(tx, cart.id).value().order_id == batch[4].order.id);
+}
+
+namespace {
+
+/// What a placement of `orders` wrote, as text: the orders, their lines and events, the
+/// products' rows and events, the customers' idempotency records and the carts (all but the
+/// events' serial ids, which no reader takes as meaning anything).
+std::string written(pqxx::transaction_base& tx, const std::vector<std::string>& orders,
+                    const std::vector<std::string>& products,
+                    const std::vector<std::string>& customers,
+                    const std::vector<std::string>& cart_ids) {
+  std::vector<std::string> entities;
+  for (const auto& o : orders)
+    entities.push_back("order:" + o);
+  for (const auto& p : products)
+    entities.push_back("product:" + p);
+  auto rows = [&](const std::string& sql, const std::vector<std::string>& ids) {
+    return tx
+      .exec_params(
+        "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') "
+        "FROM ("
+          + sql + ") t",
+        persistence::text_array(ids))
+      .at(0)[0]
+      .as<std::string>();
+  };
+  return rows("SELECT * FROM orders WHERE id = ANY($1::text[])", orders) + "\n--\n"
+         + rows("SELECT * FROM order_lines WHERE order_id = ANY($1::text[])", orders) + "\n--\n"
+         + rows(
+           "SELECT entity, seq, type, payload, created_at FROM events "
+           "WHERE entity = ANY($1::text[])",
+           entities)
+         + "\n--\n"
+         + rows(
+           "SELECT id, stock, version, event_seq, updated_at FROM products "
+           "WHERE id = ANY($1::text[])",
+           products)
+         + "\n--\n"
+         + rows("SELECT * FROM idempotency_keys WHERE customer_id = ANY($1::text[])", customers)
+         + "\n--\n" + rows("SELECT * FROM carts WHERE id = ANY($1::text[])", cart_ids);
+}
+
+} // namespace
+
+TEST_CASE("the set-based placement and the order-by-order one answer and write the same",
+          "[pg][placement]") {
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto capped = new_customer(s);
+  auto other = new_customer(s);
+  auto plenty = new_product(s, 10);
+  auto scarce = new_product(s, 3);
+  auto few = new_product(s, 5);
+  model::cart cart_a, cart_b;
+  {
+    pqxx::work tx{s.connection()};
+    cart_a = carts::insert_cart(tx, core::new_id("cart"), other, 3600);
+    cart_b = carts::insert_cart(tx, core::new_id("cart"), other, 3600);
+    tx.commit();
+  }
+  std::vector<os::placement_request> batch;
+  auto add = [&](const std::string& customer,
+                 std::vector<std::pair<std::string, std::int64_t>> lines) -> auto& {
+    batch.push_back(order_of(customer, lines));
+    return batch.back();
+  };
+  add(capped, {{plenty, 2}, {scarce, 1}}).max_open_unpaid = 2; // placed
+  batch.back().idem = os::idempotency_ref{capped, test::unique("key"), "h0"};
+  add(capped, {{scarce, 3}}).max_open_unpaid = 2;   // short: 2 left
+  add(capped, {{plenty, 1}}).max_open_unpaid = 2;   // placed: the second unpaid
+  add(capped, {{plenty, 1}}).max_open_unpaid = 2;   // over the cap
+  add(other, {{scarce, 2}, {few, 1}, {plenty, 1}}); // placed, from a cart, under a key
+  batch.back().cart_id = cart_a.id;
+  batch.back().cart_version = cart_a.version;
+  batch.back().idem = os::idempotency_ref{other, test::unique("key"), "h4"};
+  add(other, {{few, 4}});                 // placed: the last 4
+  add(other, {{few, 1}});                 // short
+  add(other, {{plenty, 1}, {plenty, 2}}); // placed: one product on two lines
+  batch.back().cart_id = cart_b.id;
+
+  std::vector<const os::placement_request*> ptrs;
+  std::vector<std::string> order_ids;
+  for (const auto& r : batch) {
+    ptrs.push_back(&r);
+    order_ids.push_back(r.order.id);
+  }
+  auto batch_json = os::placement_batch_json(ptrs);
+  auto run = [&](pqxx::work& tx, const std::string& fn) {
+    tx.exec("SAVEPOINT before_batch");
+    auto answer =
+      tx.exec_params("SELECT " + fn + "($1::jsonb)::text", batch_json).at(0)[0].as<std::string>();
+    auto rows = written(tx, order_ids, {plenty, scarce, few}, {capped, other},
+                        {cart_a.id, cart_b.id});
+    tx.exec("ROLLBACK TO SAVEPOINT before_batch");
+    return std::make_pair(answer, rows);
+  };
+  auto few_before = product_now(s, few);
+  // One transaction, so that both see the same now().
+  pqxx::work tx{s.connection()};
+  auto each = run(tx, "emporium_place_orders_each");
+  auto together = run(tx, "emporium_place_orders_together");
+  CHECK(together.first == each.first);
+  CHECK(together.second == each.second);
+
+  // Not two equal mistakes: the outcomes are those the comments above name.
+  auto out = nlohmann::json::parse(together.first);
+  REQUIRE(out.size() == batch.size());
+  std::vector<std::string> kinds;
+  for (const auto& o : out)
+    kinds.push_back(o.contains("placed")        ? "placed"
+                    : o.contains("short")       ? "short"
+                    : o.contains("open_unpaid") ? "capped"
+                                                : "failed");
+  CHECK(kinds
+        == std::vector<std::string>{"placed", "short", "placed", "capped", "placed", "placed",
+                                    "short", "placed"});
+  CHECK(out[3]["open_unpaid"] == 2);
+  using nlohmann::json;
+  CHECK(out[5]["changes"]
+        == json::array({json::array({few, 0, few_before.version + 2, few_before.event_seq + 2})}));
 }
