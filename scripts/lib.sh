@@ -33,6 +33,7 @@ EMPORIUM_DEPS=(
   build-essential cmake pkg-config ccache git ca-certificates
   libcaf-dev libboost1.74-dev libpqxx-dev libpq-dev libhiredis-dev nlohmann-json3-dev catch2
   libsodium-dev libxxhash-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev libssl-dev
+  libjemalloc-dev
   postgresql-15 postgresql-contrib-15 redis-server
   curl procps iproute2
   prometheus nodejs npm
