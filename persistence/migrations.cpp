@@ -625,9 +625,11 @@ BEGIN
         WHERE placed[b.ord::int]),
     stored AS (INSERT INTO events (entity, seq, type, payload)
                  SELECT entity, seq, type, payload FROM ev)
-    SELECT count(pg_notify('emporium_events', entity || E'\t' || seq || E'\t' || type || E'\t'
-                                              || payload::text) ORDER BY pos)
-      INTO cnt FROM ev;
+    -- A subquery's ORDER BY is done before the query above it evaluates its volatile calls.
+    SELECT count(*) INTO cnt
+      FROM (SELECT pg_notify('emporium_events', entity || E'\t' || seq || E'\t' || type || E'\t'
+                                                || payload::text)
+            FROM (SELECT * FROM ev ORDER BY pos) in_order) notified;
 
     IF want_idem > 0 THEN
       -- Every order of the batch offers the same statuses as replayable (order_store.cpp).
