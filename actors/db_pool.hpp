@@ -8,7 +8,8 @@
 /// overtake that write. Other jobs go to the least busy worker.
 ///
 /// Batches: the small writes every order makes (a cart's creation and its saves, the order's
-/// payment intent and its payment's record) are jobs of a kind (make_batch_job) that a worker
+/// payment intent and its payment's record), and the loads of products activating, are jobs of
+/// a kind (make_batch_job) that a worker
 /// holds until a reminder it sends itself, which queues behind every job already in its
 /// mailbox. The jobs held by then run as one set-based statement per kind: one round trip and
 /// one commit for all of them instead of one each. On this machine the round trip and the
@@ -19,8 +20,9 @@
 ///
 /// Lanes: batches form only where such jobs queue behind each other, which jobs spread over
 /// every worker by key seldom do. So every job of an entity kind whose frequent jobs all batch
-/// (carts, orders) goes to one worker of its own, its lane (db_lane; one more connection
-/// each), and an entity's jobs still run in the order it sent them.
+/// (carts, orders, and products, whose activations' loads batch) goes to one worker of its own,
+/// its lane (db_lane; one more connection each), and an entity's jobs still run in the order
+/// it sent them.
 
 #include "actors/types.hpp"
 #include "config/settings.hpp"
@@ -64,8 +66,8 @@ using job_answerer =
   std::function<std::optional<caf::message>(const std::string& key, const db_job& job)>;
 
 /// The entity kinds whose database jobs go to a worker of their own (see the top).
-enum class db_lane : std::uint8_t { carts, orders };
-inline constexpr std::size_t db_lane_count = 2;
+enum class db_lane : std::uint8_t { carts, orders, products };
+inline constexpr std::size_t db_lane_count = 3;
 
 class db_pool {
  public:

@@ -20,6 +20,16 @@ void refresh_cache(persistence::backend& b) {
   persistence::search_store::catalog_changed(b.cache);
 }
 
+/// The loads of activating products; a batch of a database worker (make_batch_job): one
+/// statement for all of them. A product that does not exist is answered none.
+std::vector<result<std::optional<model::product>>> load_products(
+  persistence::backend& b, const std::vector<const std::string*>& ids) {
+  std::vector<result<std::optional<model::product>>> out;
+  for (auto& row : ps::load_many(b, ids))
+    out.emplace_back(std::move(row));
+  return out;
+}
+
 caf::error not_found(const std::string& id) {
   return make_domain_error(errc::not_found, "product " + id + " does not exist");
 }
@@ -37,17 +47,14 @@ product_entity_actor::behavior_type product_entity(
   // Awaited: no message is handled before the state is known. A failed load stops the actor;
   // its mailbox is bounced with the reason, and the next message re-activates it.
   auto reload = [self, env] {
-    auto id = self->state.id;
-    load_then<std::optional<model::product>>(
-      self, *env, id,
-      [id](persistence::backend& b) -> result<std::optional<model::product>> {
-        return ps::load(b, id);
-      },
-      [self](std::optional<model::product> p) {
+    db_await_job<std::optional<model::product>>(
+      self, *env, self->state.id, make_batch_job<load_products>(self->state.id, env->db_timeout),
+      [self](std::optional<model::product>& p) {
         self->state.set(std::move(p));
         if (!self->state.product())
           self->send(self, absent_atom_v);
-      });
+      },
+      [self](caf::error& err) { self->quit(std::move(err)); });
   };
   reload();
 

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unordered_map>
+
 namespace emporium::persistence::product_store {
 
 namespace {
@@ -13,6 +15,9 @@ namespace {
 
 constexpr const char* select_by_id = "SELECT " EMPORIUM_PRODUCT_COLUMNS
                                      " FROM products WHERE id = $1";
+
+constexpr const char* select_by_ids = "SELECT " EMPORIUM_PRODUCT_COLUMNS
+                                      " FROM products WHERE id = ANY($1::text[])";
 
 constexpr const char* insert_product =
   "INSERT INTO products (id, sku, name, description, price_cents, currency, category, stock, "
@@ -111,10 +116,29 @@ model::product_page list(pqxx::transaction_base& tx, const model::product_query&
   return page;
 }
 
-std::optional<model::product> load(backend& b, const std::string& id) {
+std::vector<std::optional<model::product>> load_many(backend& b,
+                                                     const std::vector<const std::string*>& ids) {
+  std::vector<std::string> wanted;
+  wanted.reserve(ids.size());
+  for (const auto* id : ids)
+    wanted.push_back(*id);
   // One statement: no BEGIN, SET TRANSACTION READ ONLY and COMMIT (three round trips of four).
   pqxx::nontransaction tx{b.pg.connection()};
-  return find(tx, id);
+  std::unordered_map<std::string, model::product> found;
+  for (const auto& row :
+       exec_prepared(tx, "product.select_by_ids", select_by_ids, text_array(wanted))) {
+    auto p = from_row(row);
+    auto id = p.id;
+    found.emplace(std::move(id), std::move(p));
+  }
+  std::vector<std::optional<model::product>> out;
+  out.reserve(ids.size());
+  for (const auto* id : ids)
+    if (auto it = found.find(*id); it != found.end())
+      out.emplace_back(it->second);
+    else
+      out.emplace_back(std::nullopt);
+  return out;
 }
 
 } // namespace emporium::persistence::product_store

@@ -23,8 +23,11 @@ std::optional<model::product> update(pqxx::transaction_base& tx, const model::pr
 
 model::product_page list(pqxx::transaction_base& tx, const model::product_query& query);
 
-/// The product's row read in a read-only transaction of its own. Entities activate from here:
-/// PostgreSQL only, never a Redis copy (the active actor is its product's cache).
-std::optional<model::product> load(backend& b, const std::string& id);
+/// The rows of the products `ids`, read by one statement of its own (no BEGIN and COMMIT): each
+/// id's row, or none, in the order asked; an id asked twice is answered twice. Entities activate
+/// from here, several in one statement when a database worker batches their loads: PostgreSQL
+/// only, never a Redis copy (the active actor is its product's cache).
+std::vector<std::optional<model::product>> load_many(backend& b,
+                                                     const std::vector<const std::string*>& ids);
 
 } // namespace emporium::persistence::product_store

@@ -6,6 +6,7 @@
 #include "persistence/store_support.hpp"
 
 #include "core/ids.hpp"
+#include "persistence/backend.hpp"
 #include "persistence/cache.hpp"
 #include "persistence/credentials.hpp"
 #include "persistence/migrations.hpp"
@@ -71,6 +72,43 @@ TEST_CASE("product_store inserts and finds a product with every field", "[pg][pr
   check_same(*found, inserted);
 
   CHECK_FALSE(find_committed(s, core::new_id("prod")));
+}
+
+TEST_CASE("product_store loads several products in one statement, each id answered in order",
+          "[pg][products]") {
+  ensure_schema();
+  pg_session s{pg_opts()};
+  auto first_draft = make_draft();
+  auto second_draft = make_draft();
+  second_draft.stock = 3;
+  model::product first, second;
+  {
+    pqxx::work tx{s.connection()};
+    first = ps::insert(tx, core::new_id("prod"), first_draft);
+    second = ps::insert(tx, core::new_id("prod"), second_draft);
+    tx.commit();
+  }
+  auto unknown = core::new_id("prod");
+  persistence::backend b{test::test_settings()};
+  // Asked twice, unknown, in an order unlike the rows'.
+  std::vector<std::string> ids{second.id, unknown, first.id, second.id};
+  std::vector<const std::string*> asked;
+  for (const auto& id : ids)
+    asked.push_back(&id);
+  auto loaded = ps::load_many(b, asked);
+  REQUIRE(loaded.size() == 4);
+  REQUIRE(loaded[0]);
+  check_same(*loaded[0], second);
+  CHECK_FALSE(loaded[1]);
+  REQUIRE(loaded[2]);
+  check_same(*loaded[2], first);
+  REQUIRE(loaded[3]);
+  check_same(*loaded[3], second);
+  // One alone, as an activation that did not batch asks.
+  auto alone = ps::load_many(b, {&first.id});
+  REQUIRE(alone.size() == 1);
+  REQUIRE(alone[0]);
+  check_same(*alone[0], first);
 }
 
 TEST_CASE("product_store keeps defaults and empty images", "[pg][products]") {
