@@ -41,7 +41,8 @@ struct placement_stock_read {
 struct placement_flush {};
 
 /// The most orders in one transaction. PostgreSQL keeps the ids of up to 64 subtransactions of a
-/// transaction in shared memory; each order of a batch is one.
+/// transaction in shared memory; each order of a batch placed order by order is one (the
+/// fallback of emporium_place_orders, migration 9).
 inline constexpr std::size_t placement_batch_cap = 64;
 
 /// Spawns a committer (detached: it blocks on PostgreSQL).

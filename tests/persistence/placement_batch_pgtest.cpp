@@ -31,6 +31,14 @@ std::string new_customer(pg_session& s) {
   return insert_customer_committed(s, "batch");
 }
 
+/// A committed, empty cart of `customer`.
+model::cart new_cart(pg_session& s, const std::string& customer) {
+  pqxx::work tx{s.connection()};
+  auto cart = carts::insert_cart(tx, core::new_id("cart"), customer, 3600);
+  tx.commit();
+  return cart;
+}
+
 os::placement_request order_of(const std::string& customer,
                                const std::vector<std::pair<std::string, std::int64_t>>& lines) {
   os::placement_request r;
@@ -207,12 +215,7 @@ TEST_CASE(
   auto capped = new_customer(s);
   auto other = new_customer(s);
   auto product = new_product(s, 50);
-  model::cart cart;
-  {
-    pqxx::work tx{s.connection()};
-    cart = carts::insert_cart(tx, core::new_id("cart"), other, 3600);
-    tx.commit();
-  }
+  auto cart = new_cart(s, other);
   std::vector<os::placement_request> batch;
   for (int i = 0; i < 3; ++i) {
     batch.push_back(order_of(capped, {{product, 1}}));
@@ -288,13 +291,8 @@ TEST_CASE("the set-based placement and the order-by-order one answer and write t
   auto plenty = new_product(s, 10);
   auto scarce = new_product(s, 3);
   auto few = new_product(s, 5);
-  model::cart cart_a, cart_b;
-  {
-    pqxx::work tx{s.connection()};
-    cart_a = carts::insert_cart(tx, core::new_id("cart"), other, 3600);
-    cart_b = carts::insert_cart(tx, core::new_id("cart"), other, 3600);
-    tx.commit();
-  }
+  auto cart_a = new_cart(s, other);
+  auto cart_b = new_cart(s, other);
   std::vector<os::placement_request> batch;
   auto add = [&](const std::string& customer,
                  std::vector<std::pair<std::string, std::int64_t>> lines) -> auto& {
