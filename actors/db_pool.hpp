@@ -9,14 +9,13 @@
 ///
 /// Batches: the small writes every order makes (a cart's creation and its saves, the order's
 /// payment intent and its payment's record), and the loads of products activating, are jobs of
-/// a kind (make_batch_job) that a worker
-/// holds until a reminder it sends itself, which queues behind every job already in its
-/// mailbox. The jobs held by then run as one set-based statement per kind: one round trip and
-/// one commit for all of them instead of one each. On this machine the round trip and the
-/// commit, not the statement, are most of what PostgreSQL spends on such a write. Order is kept
-/// where it matters: any job that does not batch runs what is held first, and so does an
-/// entity's job of another kind than a job of it held (kinds run one after another, so only
-/// different entities' jobs change places).
+/// a kind (make_batch_job) that a worker holds until a reminder it sends itself, which queues
+/// behind every job already in its mailbox. The jobs held by then run as one set-based
+/// statement per kind: one round trip (and, for writes, one commit) for all of them instead of
+/// one each. On this machine the round trip and the commit, not the statement, are most of
+/// what PostgreSQL spends on such a write. Order is kept where it matters: any job that does
+/// not batch runs what is held first, and so does an entity's job of another kind than a job
+/// of it held (kinds run one after another, so only different entities' jobs change places).
 ///
 /// Lanes: batches form only where such jobs queue behind each other, which jobs spread over
 /// every worker by key seldom do. So every job of an entity kind whose frequent jobs all batch
