@@ -6,7 +6,6 @@
 
 #include <stdexcept>
 #include <string_view>
-#include <unordered_map>
 
 namespace emporium::persistence::cart_store {
 
@@ -67,16 +66,6 @@ model::cart cart_from(const pqxx::row& r) {
 }
 
 /// The rows of `rows` by cart id.
-std::unordered_map<std::string, model::cart> by_id(const pqxx::result& rows) {
-  std::unordered_map<std::string, model::cart> out;
-  for (const auto& r : rows) {
-    auto c = cart_from(r);
-    auto id = c.id;
-    out.emplace(std::move(id), std::move(c));
-  }
-  return out;
-}
-
 std::string items_json(const model::cart& c) {
   json items = json::array();
   for (const auto& it : c.items)
@@ -99,7 +88,8 @@ std::vector<std::optional<model::cart>> insert_carts(pqxx::transaction_base& tx,
       customers.push_back(carts[i]->customer_id);
     }
     auto rows = by_id(exec_prepared(tx, "cart.insert_carts", insert_carts_sql, text_array(ids),
-                                    text_array(customers), ttl_s));
+                                    text_array(customers), ttl_s),
+                      cart_from);
     for (auto i : run)
       if (auto it = rows.find(carts[i]->id); it != rows.end())
         out[i] = it->second;
@@ -121,7 +111,8 @@ std::vector<std::optional<model::cart>> save_carts_items(
       versions.push_back(carts[i]->version);
     }
     auto rows = by_id(exec_prepared(tx, "cart.update_carts", update_carts_sql, text_array(ids),
-                                    text_array(items), int_array(versions), ttl_s));
+                                    text_array(items), int_array(versions), ttl_s),
+                      cart_from);
     for (auto i : run)
       if (auto it = rows.find(carts[i]->id); it != rows.end())
         out[i] = it->second;

@@ -443,8 +443,9 @@ $fn$;
 -- are over their customer's unpaid cap) are made on arrays in one loop with no statement per
 -- order; the orders, lines, events, notifications, idempotency records and carts are then
 -- written by one statement each. A block per order is a subtransaction per order, which
--- costs PostgreSQL more than the statements in it: measured on checkout, this took a third of
--- PostgreSQL's CPU per order away (bench/README.md, "Placement set-based").
+-- costs PostgreSQL more than the statements in it: measured on checkout, this took 11 % of
+-- PostgreSQL's CPU per order away (bench/README.md, "Writes: placement set-based, jemalloc,
+-- product loads batched").
 --
 -- When a statement of that run fails (an Idempotency-Key taken meanwhile, a cart changed since,
 -- a constraint), its one subtransaction rolls back and the batch is placed order by order as

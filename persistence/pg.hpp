@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -78,6 +80,19 @@ void backoff_sleep(int attempt);
 /// A PostgreSQL array literal of text elements (`{"a","b"}`), each double-quoted with '"' and
 /// '\\' escaped: the value of one `$n::text[]` parameter, so a list is still one parameter.
 std::string text_array(const std::vector<std::string>& items);
+
+/// A batch statement's rows, each made a value by `from`, by that value's `id`: to answer each
+/// input of the batch its own row.
+template <class From>
+auto by_id(const pqxx::result& rows, From from) {
+  std::unordered_map<std::string, std::invoke_result_t<From, const pqxx::row&>> out;
+  for (const auto& r : rows) {
+    auto x = from(r);
+    auto id = x.id;
+    out.emplace(std::move(id), std::move(x));
+  }
+  return out;
+}
 
 /// A PostgreSQL array literal of integers (`{1,2}`): the value of one `$n::bigint[]` parameter.
 std::string int_array(const std::vector<std::int64_t>& items);

@@ -2,8 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <unordered_map>
-
 namespace emporium::persistence::product_store {
 
 namespace {
@@ -124,13 +122,8 @@ std::vector<std::optional<model::product>> load_many(backend& b,
     wanted.push_back(*id);
   // One statement: no BEGIN, SET TRANSACTION READ ONLY and COMMIT (three round trips of four).
   pqxx::nontransaction tx{b.pg.connection()};
-  std::unordered_map<std::string, model::product> found;
-  for (const auto& row :
-       exec_prepared(tx, "product.select_by_ids", select_by_ids, text_array(wanted))) {
-    auto p = from_row(row);
-    auto id = p.id;
-    found.emplace(std::move(id), std::move(p));
-  }
+  auto found = by_id(exec_prepared(tx, "product.select_by_ids", select_by_ids, text_array(wanted)),
+                     from_row);
   std::vector<std::optional<model::product>> out;
   out.reserve(ids.size());
   for (const auto* id : ids)
