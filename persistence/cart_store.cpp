@@ -65,7 +65,7 @@ model::cart cart_from(const pqxx::row& r) {
   return c;
 }
 
-/// The rows of `rows` by cart id.
+/// A cart's items as the JSON array its `items` column holds.
 std::string items_json(const model::cart& c) {
   json items = json::array();
   for (const auto& it : c.items)
