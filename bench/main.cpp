@@ -7,6 +7,7 @@
 // 2 bad command line; 3 the scenario's endpoints are not available on the target.
 
 #include "bench/accounting.hpp"
+#include "bench/db_work.hpp"
 #include "bench/feeds.hpp"
 #include "bench/hotsku.hpp"
 #include "bench/idlist.hpp"
@@ -22,6 +23,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -583,14 +586,35 @@ int run(const options& o) {
       sum += std::max(0.0, procstat::tree_cpu_seconds(pid));
     return sum;
   };
+  // With the database measured (--db-pid) and known (--pg-url): what it wrote in the window.
+  std::unique_ptr<db_counter_reader> db_reader;
+  std::optional<db_counters> db_counters0, db_counters1;
+  if (!o.db_pids.empty() && !o.pg_url.empty()) {
+    try {
+      db_reader = std::make_unique<db_counter_reader>(o.pg_url);
+    } catch (const std::exception& e) {
+      std::cerr << "warning: the database's write counters cannot be read: " << e.what() << '\n';
+    }
+  }
+  auto read_db_counters = [&db_reader](std::optional<db_counters>& into) {
+    if (!db_reader)
+      return;
+    try {
+      into = db_reader->read();
+    } catch (const std::exception& e) {
+      std::cerr << "warning: the database's write counters cannot be read: " << e.what() << '\n';
+    }
+  };
   if (!o.server_pids.empty() || !o.db_pids.empty()) {
     hooks.window_start = [&] {
       server_cpu(server_cpu0);
       db_cpu0 = db_cpu();
+      read_db_counters(db_counters0);
     };
     hooks.window_end = [&] {
       server_cpu(server_cpu1);
       db_cpu1 = db_cpu();
+      read_db_counters(db_counters1);
     };
   }
   if (shop)
@@ -722,6 +746,9 @@ int run(const options& o) {
   if (!o.db_pids.empty()) {
     double cpu = db_cpu1 - db_cpu0;
     result["db"] = {{"pids", o.db_pids}, {"cpu_s", cpu}, {"cpu_s_per_1k", per_1k(cpu)}};
+    if (db_counters0 && db_counters1)
+      result["db"]["writes"] = writes_json(difference(*db_counters0, *db_counters1),
+                                           shop ? shop->acks_measured : 0);
   }
 
   int rc = 0;

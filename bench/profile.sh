@@ -213,6 +213,12 @@ function area(sym, dso) {
     "$out/bench.json" 2>/dev/null || true
   jq -r 'select((.db.cpu_s // 0) > 0) | "  PostgreSQL and Redis CPU per request: \(.db.cpu_s / .requests * 1e6 * 10 | round / 10) us\(if (.orders.acknowledged_in_window // 0) > 0 then ", per order: \(.db.cpu_s / .orders.acknowledged_in_window * 1e6 | round) us" else "" end)"' \
     "$out/bench.json" 2>/dev/null || true
+  # What the database wrote per order in the window (db_work.hpp): commits, rows, by table.
+  jq -r 'def r(x): x * 100 | round / 100;
+    select((.db.writes.commits_per_order // null) != null) | .db.writes as $w
+    | "  PostgreSQL per order: \(r($w.commits_per_order)) commits, \(r($w.inserted_per_order)) rows inserted, \(r($w.updated_per_order)) updated (\(if $w.updated > 0 then $w.hot_updated * 100 / $w.updated | round else 0 end) % of updates HOT)",
+      "    by table, inserted/updated per order: \([$w.tables | to_entries[] | select(.value.inserted_per_order + .value.updated_per_order >= 0.05) | "\(.key) \(r(.value.inserted_per_order))/\(r(.value.updated_per_order))"] | join(", "))"' \
+    "$out/bench.json" 2>/dev/null || true
   echo "  load average at the end of the run: $(cat "$out/loadavg" 2>/dev/null || echo '?') on $(nproc) cores"
   echo
 } | tee "$out/profile.txt"
