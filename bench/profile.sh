@@ -215,9 +215,9 @@ function area(sym, dso) {
     "$out/bench.json" 2>/dev/null || true
   # Where the machine's cores went per order: the server, the database, this generator; against
   # what the cores allow at the run's rate (the rest: other processes, idle).
-  jq -r --argjson cores "$(nproc)" 'select((.orders.acknowledged_in_window // 0) > 0 and (.generator.cpu_s // null) != null)
+  jq -r --argjson cores "$(nproc)" 'select((.orders.acknowledged_in_window // 0) > 0 and (.generator.cpu_s // null) != null and (.db.cpu_s // null) != null)
     | .orders.acknowledged_in_window as $n
-    | ([.server.cpu_s, (.db.cpu_s // 0), .generator.cpu_s] | map(. / $n * 1e6 | round)) as [$s, $d, $g]
+    | ([.server.cpu_s, .db.cpu_s, .generator.cpu_s] | map(. / $n * 1e6 | round)) as [$s, $d, $g]
     | "  CPU per order: server \($s) + PostgreSQL and Redis \($d) + load generator \($g) = \($s + $d + $g) us, of the \($cores / .orders.per_second * 1e6 | round) us per order that \($cores) cores allow at this rate"' \
     "$out/bench.json" 2>/dev/null || true
   # What the database wrote per order in the window (db_work.hpp): commits, rows, by table.
