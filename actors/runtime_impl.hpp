@@ -25,6 +25,8 @@ class system_config : public caf::actor_system_config {
     register_types(*this);
     configure_cluster(*this, s);
     set("scheduler.max-threads", static_cast<size_t>(s.actors.scheduler_threads));
+    // An idle worker's polls before it waits on its condition variable (settings.hpp).
+    set("work-stealing.moderate-poll-attempts", static_cast<size_t>(s.actors.scheduler_idle_polls));
     set("logger.verbosity", caf::atom("quiet"));
   }
 };

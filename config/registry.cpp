@@ -409,6 +409,7 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, signup_capacity, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(rate_limit, signup_refill_per_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, scheduler_threads, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(actors, scheduler_idle_polls, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(actors, idle_timeout_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, session_ttl_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(auth, session_cache_ms, nullptr));

@@ -117,7 +117,11 @@ struct rate_limit_settings {
 
 struct actor_settings {
   int scheduler_threads = 1; ///< CAF workers; 1 measured best on 2 cores
-  int idle_timeout_s = 60;   ///< entity actors unused this long are passivated
+  /// Polls, 50 µs apart, an idle CAF worker makes before it waits for its next message (CAF
+  /// 0.17's default 500, 25 ms of wake-ups). 0: it waits at once, and a message wakes it.
+  /// 0 measured best on 2 cores shared with PostgreSQL (bench/README.md, session 16).
+  int scheduler_idle_polls = 0;
+  int idle_timeout_s = 60; ///< entity actors unused this long are passivated
 };
 
 struct orders_settings {

@@ -221,6 +221,7 @@ void validate(const settings& s) {
   }
 
   require_between("actors.scheduler_threads", s.actors.scheduler_threads, 1, 64);
+  require_between("actors.scheduler_idle_polls", s.actors.scheduler_idle_polls, 0, 100'000);
   require_positive("actors.idle_timeout_s", s.actors.idle_timeout_s);
 
   require_between("log.access_queue_lines", s.log.access_queue_lines, 1, 10'000'000);

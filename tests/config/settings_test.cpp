@@ -111,6 +111,7 @@ void require_defaults(const settings& s) {
   CHECK(s.rate_limit.capacity == 200);
   CHECK(s.rate_limit.refill_per_s == 100.0);
   CHECK(s.actors.scheduler_threads == 1);
+  CHECK(s.actors.scheduler_idle_polls == 0);
   CHECK(s.actors.idle_timeout_s == 60);
   CHECK(s.log.level == "info");
   CHECK(s.log.access_queue_lines == 16'384);
@@ -135,7 +136,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 78);
+  CHECK(keys.size() == 79);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -159,6 +160,7 @@ TEST_CASE("known_keys lists every key once with the design's environment names",
     {"rate_limit.capacity", "EMPORIUM_RATE_CAPACITY"},
     {"rate_limit.refill_per_s", "EMPORIUM_RATE_REFILL"},
     {"actors.idle_timeout_s", "EMPORIUM_ACTORS_IDLE_TIMEOUT_S"},
+    {"actors.scheduler_idle_polls", "EMPORIUM_ACTORS_SCHEDULER_IDLE_POLLS"},
     {"auth.session_cache_ms", "EMPORIUM_AUTH_SESSION_CACHE_MS"},
     {"log.level", "EMPORIUM_LOG_LEVEL"},
     {"log.access_queue_lines", "EMPORIUM_LOG_ACCESS_QUEUE_LINES"},
@@ -395,6 +397,7 @@ TEST_CASE("other keys use EMPORIUM_<SECTION>_<KEY>", "[config][env]") {
                          {"EMPORIUM_REDIS_TIMEOUT_MS", "150"},
                          {"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "30"},
                          {"EMPORIUM_ACTORS_SCHEDULER_THREADS", "2"},
+                         {"EMPORIUM_ACTORS_SCHEDULER_IDLE_POLLS", "500"},
                          {"EMPORIUM_LOG_LEVEL", "warn"},
                        });
   CHECK(s.http.threads == 2);
@@ -403,6 +406,7 @@ TEST_CASE("other keys use EMPORIUM_<SECTION>_<KEY>", "[config][env]") {
   CHECK(s.redis.timeout_ms == 150);
   CHECK(s.actors.idle_timeout_s == 30);
   CHECK(s.actors.scheduler_threads == 2);
+  CHECK(s.actors.scheduler_idle_polls == 500);
   CHECK(s.log.level == "warn");
 }
 
@@ -714,6 +718,8 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
      [](settings& s) { s.rate_limit.refill_per_s = std::numeric_limits<double>::infinity(); }},
     {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 0; }},
     {"actors.scheduler_threads", [](settings& s) { s.actors.scheduler_threads = 65; }},
+    {"actors.scheduler_idle_polls", [](settings& s) { s.actors.scheduler_idle_polls = -1; }},
+    {"actors.scheduler_idle_polls", [](settings& s) { s.actors.scheduler_idle_polls = 100'001; }},
     {"orders.max_open_unpaid_per_customer",
      [](settings& s) { s.orders.max_open_unpaid_per_customer = 0; }},
     {"orders.max_units_per_line", [](settings& s) { s.orders.max_units_per_line = 0; }},
