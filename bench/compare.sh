@@ -144,12 +144,11 @@ generator_check() {
     "$out/wrk-$name-"[123].json "$out/bench-$name-"[123].json >"$out/generator-check-$name.json"
 }
 
-# pgbench_run LABEL CLIENTS SCRIPT [PRODUCTS [SECONDS]]: pgbench running bench/pgbench/SCRIPT.sql
-# (scenario "pgbench-SCRIPT") over PRODUCTS products (default: the whole catalog) for SECONDS
-# (default: --duration), as a result file.
+# pgbench_run LABEL CLIENTS SCRIPT [PRODUCTS]: pgbench running bench/pgbench/SCRIPT.sql
+# (scenario "pgbench-SCRIPT") over PRODUCTS products (default: the whole catalog), as a result
+# file.
 pgbench_run() {
-  local label="$1" clients="$2" script="$3" spread="${4:-$products}" secs="${5:-$duration}"
-  local threads=1 logdir="$bench_tmp/pgbench-$1"
+  local label="$1" clients="$2" script="$3" spread="${4:-$products}" threads=1 logdir="$bench_tmp/pgbench-$1"
   ((clients > 1)) && threads=2
   rm -rf "$logdir"
   mkdir -p "$logdir"
@@ -158,7 +157,7 @@ pgbench_run() {
   local cpu0 cpu1 pss_max=0 pss
   cpu0="$(bench_tree_cpu "$BENCH_PG_PID")"
   (cd "$logdir" && PGCONNECT_TIMEOUT=10 "$EMPORIUM_PG_BIN/pgbench" -n -M extended \
-    -c "$clients" -j "$threads" -T "$secs" --log --log-prefix=tx \
+    -c "$clients" -j "$threads" -T "$duration" --log --log-prefix=tx \
     -D products="$spread" -D customers="$pgb_customers" -D carts="$pgb_carts" \
     -f "$BENCH_DIR/pgbench/$script.sql" "$BENCH_PG_PGB_URL") >"$out/$label.log" 2>&1 &
   local pgb=$!
@@ -248,13 +247,13 @@ alternating_reads() {
 # rate. Every checkout and hot-sku round keeps its accounting. The rounds go to
 # alternating-writes.json and stay out of the table.
 alternating_writes() {
-  local secs="$duration" r saved=("${runs[@]}")
+  local r saved=("${runs[@]}")
   for r in 1 2 3; do
-    pgbench_run "alt-minimal-$r" 16 minimal "$products" "$secs"
-    pgbench_run "alt-todays-sql-$r" "$connections" checkout "$products" "$secs"
-    bench "alt-checkout-$r" --target "$BENCH_URL" --scenario checkout --duration "$secs" \
+    pgbench_run "alt-minimal-$r" 16 minimal
+    pgbench_run "alt-todays-sql-$r" "$connections" checkout
+    bench "alt-checkout-$r" --target "$BENCH_URL" --scenario checkout --duration "$duration" \
       --warmup 1 --customers-file "$bench_tmp/customers.jsonl" "${common[@]}"
-    bench "alt-hot-sku-$r" "${hot[@]}" --duration "$secs" --hot-stock 1000000000
+    bench "alt-hot-sku-$r" "${hot[@]}" --hot-stock 1000000000
   done
   runs=("${saved[@]}")
   jq -s '
@@ -313,12 +312,12 @@ bench mix --target "$BENCH_URL" --scenario mix --customers "$customers" --durati
 # stock that never runs out (orders/s on a hot row), then with stock for about half the window
 # (it must sell out, never oversell, and refuse with 409 after).
 admin_key="$(bench_server_env | sed -n 's/^EMPORIUM_ADMIN_KEY=//p')"
-hot=(--target "$BENCH_URL" --scenario hot-sku --customers "$connections" --warmup 1
+hot=(--target "$BENCH_URL" --scenario hot-sku --customers "$connections" --duration "$duration" --warmup 1
      --admin-key "$admin_key" --customers-file "$bench_tmp/customers.jsonl" "${common[@]}")
-bench hot-sku "${hot[@]}" --duration "$duration" --hot-stock 1000000000
+bench hot-sku "${hot[@]}" --hot-stock 1000000000
 hot_rate="$(jq -r '.orders.per_second // 0' "$out/hot-sku.json")"
 sellout_stock="$(echo "s = $hot_rate * $duration / 2; if (s < 20) s = 20; scale = 0; s / 1" | bc)"
-bench hot-sku-sellout "${hot[@]}" --duration "$duration" --hot-stock "$sellout_stock" --expect-sellout
+bench hot-sku-sellout "${hot[@]}" --hot-stock "$sellout_stock" --expect-sellout
 
 # -- (2) the database references (last: their WAL and dirty pages must not slow the runs above)
 # The floor: the least an order can cost, 16 clients over the catalog, then all on one product.
