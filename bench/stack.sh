@@ -130,12 +130,19 @@ bench_start_services() {
   BENCH_REDIS_PID="$(head -n1 "$bench_redis_dir/redis.pid")"
 }
 
-# bench_seed N: N products in the emporium database.
+# bench_seed N: N products in the emporium database, then a history of BENCH_HISTORY_ORDERS
+# (default 100,000; 0: none) paid orders and VACUUM ANALYZE (bench/history.sql says why).
 # The seed is one COPY: it must not be cut by the statement timeout meant for requests.
 bench_seed() {
   bench_log "seeding $1 products"
   EMPORIUM_PG_URL="$BENCH_PG_URL" EMPORIUM_LOG_LEVEL=warn \
     EMPORIUM_POSTGRES_STATEMENT_TIMEOUT_MS=3600000 "$EMPORIUM_BIN" seed --products "$1" >&2
+  local orders="${BENCH_HISTORY_ORDERS:-100000}"
+  if ((orders > 0)); then
+    bench_log "seeding a history of $orders paid orders, then VACUUM ANALYZE (bench/history.sql)"
+    "$EMPORIUM_PG_BIN/psql" -X -q "$BENCH_PG_URL" -v orders="$orders" \
+      -f "$EMPORIUM_ROOT/bench/history.sql" >&2
+  fi
 }
 
 # The server's environment for benchmarks. Rate limits: every request of the generator comes
