@@ -83,7 +83,8 @@ class simulated_provider : public payment_provider {
     latency();
     auto state = with_ledger([&](pqxx::connection& conn) {
       pqxx::nontransaction tx{conn};
-      auto rows = persistence::exec_prepared(tx, "ledger.charge_status", charge_status_sql, reference);
+      auto rows = persistence::exec_prepared(tx, "ledger.charge_status", charge_status_sql,
+                                             reference);
       return rows.empty() ? std::string{} : rows[0][0].as<std::string>();
     });
     if (state == "captured")
