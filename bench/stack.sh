@@ -131,7 +131,7 @@ bench_start_services() {
 }
 
 # bench_seed N: N products in the emporium database, then a history of BENCH_HISTORY_ORDERS
-# (default 100,000; 0: none) paid orders and VACUUM ANALYZE (bench/history.sql says why).
+# (default 100,000; 0: none) orders and VACUUM ANALYZE (bench/history.sql says why).
 # The seed is one COPY: it must not be cut by the statement timeout meant for requests.
 bench_seed() {
   bench_log "seeding $1 products"
@@ -139,7 +139,7 @@ bench_seed() {
     EMPORIUM_POSTGRES_STATEMENT_TIMEOUT_MS=3600000 "$EMPORIUM_BIN" seed --products "$1" >&2
   local orders="${BENCH_HISTORY_ORDERS:-100000}"
   if ((orders > 0)); then
-    bench_log "seeding a history of $orders paid orders, then VACUUM ANALYZE (bench/history.sql)"
+    bench_log "seeding a history of $orders orders, then VACUUM ANALYZE (bench/history.sql)"
     "$EMPORIUM_PG_BIN/psql" -X -q "$BENCH_PG_URL" -v orders="$orders" \
       -f "$EMPORIUM_ROOT/bench/history.sql" >&2
   fi
