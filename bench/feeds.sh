@@ -67,7 +67,8 @@ bench_init
 bench_deps
 bench_build
 bench_start_services
-bench_seed 1000
+# No order history (bench/history.sql): the feeds' runs place no orders.
+BENCH_HISTORY_ORDERS="${BENCH_HISTORY_ORDERS:-0}" bench_seed 1000
 limit=$((subscribers + 1000))
 limits=(EMPORIUM_HTTP_MAX_CONNECTIONS="$limit" EMPORIUM_HTTP_MAX_CONNECTIONS_PER_ADDRESS="$limit"
   EMPORIUM_FEEDS_MAX_CONNECTIONS_PER_ADDRESS="$limit")

@@ -53,7 +53,8 @@ bench_init
 bench_deps
 bench_build
 bench_start_services
-bench_seed "$products"
+# No order history (bench/history.sql): this measures product actors alone.
+BENCH_HISTORY_ORDERS="${BENCH_HISTORY_ORDERS:-0}" bench_seed "$products"
 server_env=(EMPORIUM_ACTORS_IDLE_TIMEOUT_S="$idle")
 [[ -z "$trim" ]] || server_env+=(MALLOC_TRIM_THRESHOLD_="$trim")
 bench_start_server "${server_env[@]}"

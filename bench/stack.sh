@@ -140,8 +140,10 @@ bench_seed() {
   local orders="${BENCH_HISTORY_ORDERS:-100000}"
   if ((orders > 0)); then
     bench_log "seeding a history of $orders orders, then VACUUM ANALYZE (bench/history.sql)"
+    local started="$SECONDS"
     "$EMPORIUM_PG_BIN/psql" -X -q "$BENCH_PG_URL" -v orders="$orders" \
       -f "$EMPORIUM_ROOT/bench/history.sql" >&2
+    bench_log "history seeded and analyzed in $((SECONDS - started)) s"
   fi
 }
 
