@@ -65,7 +65,8 @@ class simulated_provider : public payment_provider {
       return {charge_result::kind::declined, {}, "the card was declined"};
     // Each a statement of its own, committed by itself: no BEGIN and COMMIT round trips.
     // Prepared: parsing and planning the statement afresh was more than half of the ledger's
-    // CPU per charge (bench/README.md, "The simulated provider's ledger").
+    // CPU per charge (bench/README.md, "Plans made on empty tables; the simulated provider's
+    // ledger prepared").
     auto state = with_ledger([&](pqxx::connection& conn) {
       pqxx::nontransaction tx{conn};
       auto rows = persistence::exec_prepared(tx, "ledger.insert_charge", insert_charge_sql,
