@@ -139,46 +139,81 @@ bool attempted(const model::order& o) {
   return o.status == st::paying || o.version > 1;
 }
 
-/// Runs the provider call `fn` on a payment worker and continues with `ok` or `err` on the
+/// Runs the provider call `job` on a payment worker and continues with `ok` or `err` on the
 /// order actor, which handles other messages meanwhile. Jobs of one order go to one payment
 /// worker, in the order they were sent: a reconciliation's look-up runs after a charge of the
 /// same order that was still queued or running there.
-template <class T, class Fn, class OnOk, class OnErr>
-void call_provider(order_ptr self, const entity_env& env, caf::timespan deadline, Fn fn, OnOk ok,
-                   OnErr err) {
+template <class T, class OnOk, class OnErr>
+void call_provider(order_ptr self, const entity_env& env, caf::timespan deadline, db_job job,
+                   OnOk ok, OnErr err) {
   request_within(self, env.deadlines, env.payment_workers->for_key(self->state.id), deadline,
-                 make_job(std::move(fn), deadline))
+                 std::move(job))
     .then([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
 }
 
-/// The charge: the provider, retried with backoff while it fails transiently and the deadline
-/// allows another attempt (on the payment worker: nobody else waits for these sleeps). Answers
-/// the charge reference.
-auto charge_job(const entity_env& env, const model::order& o, std::string method) {
-  auto until = std::chrono::steady_clock::now() + provider_deadline(env);
-  return [payments = env.payments, id = o.id, amount = o.total_cents, currency = o.currency,
-          method = std::move(method), until](persistence::backend&) -> result<std::string> {
-    auto reference = charge_reference(id);
-    constexpr int attempts = 3;
-    for (int attempt = 1;; ++attempt) {
-      auto charged = payments->charge(method, amount, currency, reference);
-      if (charged.outcome == charge_result::kind::declined)
-        return failure{errc::payment_declined, charged.message, {}};
-      if (charged.outcome == charge_result::kind::captured) {
-        if (injected_faults().pause_after_charge)
-          std::this_thread::sleep_for(std::chrono::seconds(60));
-        return charged.reference;
-      }
-      // Full jitter, up to 80, 160 ms; no attempt is started that could end past the deadline.
-      if (attempt == attempts
-          || std::chrono::steady_clock::now() + std::chrono::milliseconds(160) >= until)
-        return failure{errc::upstream_failed,
-                       "the payment provider failed " + std::to_string(attempt)
-                         + " times; nothing was charged, retry later",
-                       {}};
-      persistence::backoff_sleep(attempt + 2);
-    }
-  };
+/// A charge as the payment workers hold it (run_charges).
+struct charge_input {
+  std::shared_ptr<payment_provider> payments;
+  charge_request request;
+  std::chrono::steady_clock::time_point until; ///< no retry starts that could end past it
+};
+
+/// A charge's outcome settled: captured (the reference), declined, or, while it fails
+/// transiently and its deadline allows another attempt, asked again alone after a backoff (on
+/// the payment worker: nobody else waits for these sleeps).
+result<std::string> settle_charge(const charge_input& c, charge_result charged) {
+  constexpr int attempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    if (charged.outcome == charge_result::kind::declined)
+      return failure{errc::payment_declined, charged.message, {}};
+    if (charged.outcome == charge_result::kind::captured)
+      return charged.reference;
+    // Full jitter, up to 80, 160 ms; no attempt is started that could end past the deadline.
+    if (attempt == attempts
+        || std::chrono::steady_clock::now() + std::chrono::milliseconds(160) >= c.until)
+      return failure{errc::upstream_failed,
+                     "the payment provider failed " + std::to_string(attempt)
+                       + " times; nothing was charged, retry later",
+                     {}};
+    persistence::backoff_sleep(attempt + 2);
+    const auto& r = c.request;
+    charged = c.payments->charge(r.payment_method, r.amount_cents, r.currency, r.reference);
+  }
+}
+
+/// The charges a payment worker holds at once (make_batch_job), asked of the provider in one
+/// call: the simulated provider writes them to its ledger in one statement and one commit.
+/// Answers each charge's reference, in order. Every charge is of this node's one provider. A
+/// charge that fails transiently holds the batch's answers through its backoffs (at most about
+/// 240 ms), as it held the worker's next jobs when each charge was a job of its own.
+std::vector<result<std::string>> run_charges(persistence::backend&,
+                                             const std::vector<const charge_input*>& charges) {
+  std::vector<charge_request> requests;
+  requests.reserve(charges.size());
+  for (const auto* c : charges)
+    requests.push_back(c->request);
+  auto outcomes = charges.front()->payments->charge_many(requests);
+  std::vector<result<std::string>> out;
+  out.reserve(charges.size());
+  bool captured = false;
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    out.push_back(settle_charge(*charges[i], std::move(outcomes.at(i))));
+    captured = captured || out.back().ok();
+  }
+  if (captured && injected_faults().pause_after_charge)
+    std::this_thread::sleep_for(std::chrono::seconds(60));
+  return out;
+}
+
+/// The charge of order `o` with `method`, a job the payment worker may run with others
+/// (run_charges). Answers the charge reference.
+db_job charge_job(const entity_env& env, const model::order& o, std::string method) {
+  auto deadline = provider_deadline(env);
+  return make_batch_job<run_charges>(
+    charge_input{env.payments,
+                 {std::move(method), o.total_cents, o.currency, charge_reference(o.id)},
+                 std::chrono::steady_clock::now() + deadline},
+    deadline);
 }
 
 /// Whether the provider charged this order: "captured", "refunded" or "none".
@@ -199,9 +234,9 @@ void refund_charge(order_ptr self, const entity_env& env, std::string reference)
   auto order_id = self->state.id;
   call_provider<bool>(
     self, env, provider_deadline(env),
-    [payments = env.payments, reference](persistence::backend&) -> result<bool> {
-      return payments->refund(reference);
-    },
+    make_job([payments = env.payments, reference](
+               persistence::backend&) -> result<bool> { return payments->refund(reference); },
+             provider_deadline(env)),
     [order_id, reference](bool ok) {
       if (!ok)
         spdlog::error("the provider refused the refund of {} (order {})", reference, order_id);
@@ -327,7 +362,8 @@ void reconcile(order_ptr self, const entity_env& env, OnPaid on_paid, Otherwise 
                OnError on_error) {
   self->state.settling = true;
   call_provider<std::string>(
-    self, env, provider_deadline(env), find_charge_job(env, self->state.id),
+    self, env, provider_deadline(env),
+    make_job(find_charge_job(env, self->state.id), provider_deadline(env)),
     [self, env, on_paid, otherwise](std::string& state) mutable {
       if (state == "captured" && self->state.order) {
         spdlog::info("order {}: its charge was found at the provider; recording it",

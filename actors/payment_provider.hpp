@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace emporium::actors {
 
@@ -24,6 +25,14 @@ struct charge_result {
 /// What the provider knows about a reference.
 enum class charge_state { none, captured, refunded };
 
+/// One charge of several asked at once (payment_provider::charge_many).
+struct charge_request {
+  std::string payment_method;
+  std::int64_t amount_cents = 0;
+  std::string currency;
+  std::string reference;
+};
+
 class payment_provider {
  public:
   virtual ~payment_provider() = default;
@@ -33,6 +42,11 @@ class payment_provider {
   /// Throws when the provider could not be asked (the outcome is then unknown).
   virtual charge_result charge(const std::string& payment_method, std::int64_t amount_cents,
                                const std::string& currency, const std::string& reference) = 0;
+  /// Each request charged as charge() would, answered in their order: the charges a payment
+  /// worker holds at once (actors/order_actor.cpp). Throws when the provider could not be
+  /// asked; the outcome of every request is then unknown. The default asks charge() for each in
+  /// turn; a provider that can take several charges in one call does so.
+  virtual std::vector<charge_result> charge_many(const std::vector<charge_request>& requests);
   /// Whether `reference` was charged. Throws when the provider could not be asked.
   virtual charge_state find(const std::string& reference) = 0;
   /// Refunds the charge `reference` (again: no effect); false when the provider refused.

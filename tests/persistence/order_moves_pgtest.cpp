@@ -149,6 +149,54 @@ TEST_CASE("the simulated provider charges a reference once, however often it is 
 }
 
 TEST_CASE(
+  "the simulated provider's charges asked together are each what charge() would answer, "
+  "and each reference is charged once",
+  "[pg][orders][payments]") {
+  ensure_schema();
+  config::settings settings;
+  settings.postgres.url = test::pg_url();
+  auto provider = actors::make_simulated_provider(settings);
+  pg_session s{pg_opts()};
+  auto ledger = [&](const std::string& reference) {
+    pqxx::read_transaction tx{s.connection()};
+    auto rows = tx.exec_params(
+      "SELECT count(*), min(amount_cents) FROM simulated_charges WHERE reference = $1", reference);
+    return std::pair{rows[0][0].as<int>(), rows[0][1].is_null() ? 0 : rows[0][1].as<int>()};
+  };
+  const auto fresh = test::unique("ch_many_fresh");
+  const auto earlier = test::unique("ch_many_earlier");
+  const auto refunded = test::unique("ch_many_refunded");
+  REQUIRE(provider->charge("tok_visa", 700, "EUR", earlier).outcome
+          == actors::charge_result::kind::captured);
+  REQUIRE(provider->charge("tok_visa", 800, "EUR", refunded).outcome
+          == actors::charge_result::kind::captured);
+  REQUIRE(provider->refund(refunded));
+
+  using kind = actors::charge_result::kind;
+  auto out = provider->charge_many({{"tok_visa", 1'000, "EUR", fresh},
+                                    {"tok_visa", 9'999, "EUR", earlier},
+                                    {"tok_declined", 1'000, "EUR", test::unique("ch_many_no")},
+                                    {"tok_visa", 2'000, "EUR", fresh}, // the same, asked twice
+                                    {"tok_flaky", 1'000, "EUR", test::unique("ch_many_flaky")},
+                                    {"tok_visa", 800, "EUR", refunded}});
+  REQUIRE(out.size() == 6);
+  CHECK(out[0].outcome == kind::captured);
+  CHECK(out[0].reference == fresh);
+  CHECK(out[1].outcome == kind::captured); // the earlier charge answers
+  CHECK(out[1].reference == earlier);
+  CHECK(out[2].outcome == kind::declined);
+  CHECK(out[3].outcome == kind::captured);
+  CHECK(out[3].reference == fresh);
+  CHECK(out[4].outcome == kind::transient_failure);
+  CHECK(out[5].outcome == kind::declined); // refunded: not charged again
+  CHECK(ledger(fresh) == std::pair{1, 1'000});
+  CHECK(ledger(earlier) == std::pair{1, 700});
+  CHECK(ledger(refunded) == std::pair{1, 800});
+  CHECK(provider->find(refunded) == actors::charge_state::refunded);
+  CHECK(provider->charge_many({}).empty());
+}
+
+TEST_CASE(
   "payment intents of several orders in one statement answer each as alone, an order "
   "twice in one batch included",
   "[pg][orders]") {
