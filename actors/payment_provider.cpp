@@ -102,7 +102,7 @@ class simulated_provider : public payment_provider {
       return out;
     // Prepared: parsing and planning the statement afresh was more than half of the ledger's
     // CPU per charge (bench/README.md, "Plans made on empty tables; the simulated provider's
-    // ledger prepared").
+    // ledger prepared and batched").
     auto states = with_ledger([&](pqxx::connection& conn) {
       pqxx::nontransaction tx{conn};
       std::unordered_map<std::string, std::string> by_reference;
