@@ -139,15 +139,14 @@ bool attempted(const model::order& o) {
   return o.status == st::paying || o.version > 1;
 }
 
-/// Runs the provider call `job` on a payment worker and continues with `ok` or `err` on the
-/// order actor, which handles other messages meanwhile. Jobs of one order go to one payment
-/// worker, in the order they were sent: a reconciliation's look-up runs after a charge of the
-/// same order that was still queued or running there.
+/// Runs the provider call `job` (made with provider_deadline(env)) on a payment worker and
+/// continues with `ok` or `err` on the order actor, which handles other messages meanwhile.
+/// Jobs of one order go to one payment worker, in the order they were sent: a reconciliation's
+/// look-up runs after a charge of the same order that was still queued or running there.
 template <class T, class OnOk, class OnErr>
-void call_provider(order_ptr self, const entity_env& env, caf::timespan deadline, db_job job,
-                   OnOk ok, OnErr err) {
-  request_within(self, env.deadlines, env.payment_workers->for_key(self->state.id), deadline,
-                 std::move(job))
+void call_provider(order_ptr self, const entity_env& env, db_job job, OnOk ok, OnErr err) {
+  request_within(self, env.deadlines, env.payment_workers->for_key(self->state.id),
+                 provider_deadline(env), std::move(job))
     .then([ok](T& x) mutable { ok(x); }, [err](caf::error& e) mutable { err(e); });
 }
 
@@ -233,7 +232,7 @@ auto find_charge_job(const entity_env& env, std::string id) {
 void refund_charge(order_ptr self, const entity_env& env, std::string reference) {
   auto order_id = self->state.id;
   call_provider<bool>(
-    self, env, provider_deadline(env),
+    self, env,
     make_job([payments = env.payments, reference](
                persistence::backend&) -> result<bool> { return payments->refund(reference); },
              provider_deadline(env)),
@@ -362,8 +361,7 @@ void reconcile(order_ptr self, const entity_env& env, OnPaid on_paid, Otherwise 
                OnError on_error) {
   self->state.settling = true;
   call_provider<std::string>(
-    self, env, provider_deadline(env),
-    make_job(find_charge_job(env, self->state.id), provider_deadline(env)),
+    self, env, make_job(find_charge_job(env, self->state.id), provider_deadline(env)),
     [self, env, on_paid, otherwise](std::string& state) mutable {
       if (state == "captured" && self->state.order) {
         spdlog::info("order {}: its charge was found at the provider; recording it",
@@ -403,7 +401,7 @@ caf::typed_response_promise<model::order> pay(order_ptr self, const entity_env& 
     [self, env, method, finish](model::order& o) mutable {
       self->state.order = o;
       call_provider<std::string>(
-        self, env, provider_deadline(env), charge_job(env, o, method),
+        self, env, charge_job(env, o, method),
         [self, env, finish](std::string& reference) {
           record_charge(self, env, reference, true, finish);
         },

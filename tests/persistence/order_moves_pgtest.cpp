@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,6 +28,23 @@ void check_as_stored(pqxx::transaction_base& tx, const model::order& moved) {
   auto stored = os::find_order(tx, moved.id);
   REQUIRE(stored);
   CHECK(os::encode_order(moved) == os::encode_order(*stored));
+}
+
+/// The simulated provider on the test database.
+std::unique_ptr<actors::payment_provider> simulated_provider() {
+  ensure_schema();
+  config::settings settings;
+  settings.postgres.url = test::pg_url();
+  return actors::make_simulated_provider(settings);
+}
+
+/// The simulated provider's ledger rows under `reference`: how many, and the least amount (0
+/// when none).
+std::pair<int, int> ledger_rows(pg_session& s, const std::string& reference) {
+  pqxx::read_transaction tx{s.connection()};
+  auto rows = tx.exec_params(
+    "SELECT count(*), min(amount_cents) FROM simulated_charges WHERE reference = $1", reference);
+  return std::pair{rows[0][0].as<int>(), rows[0][1].is_null() ? 0 : rows[0][1].as<int>()};
 }
 
 } // namespace
@@ -114,18 +132,10 @@ TEST_CASE("an order moved on is returned as find_order reads it, payment and poi
 
 TEST_CASE("the simulated provider charges a reference once, however often it is asked",
           "[pg][orders][payments]") {
-  ensure_schema();
-  config::settings settings;
-  settings.postgres.url = test::pg_url();
-  auto provider = actors::make_simulated_provider(settings);
+  auto provider = simulated_provider();
   pg_session s{pg_opts()};
   const auto reference = test::unique("ch_once");
-  auto ledger = [&] {
-    pqxx::read_transaction tx{s.connection()};
-    auto rows = tx.exec_params(
-      "SELECT count(*), min(amount_cents) FROM simulated_charges WHERE reference = $1", reference);
-    return std::pair{rows[0][0].as<int>(), rows[0][1].is_null() ? 0 : rows[0][1].as<int>()};
-  };
+  auto ledger = [&] { return ledger_rows(s, reference); };
   CHECK(provider->find(reference) == actors::charge_state::none);
 
   auto first = provider->charge("tok_visa", 1'250, "EUR", reference);
@@ -152,17 +162,9 @@ TEST_CASE(
   "the simulated provider's charges asked together are each what charge() would answer, "
   "and each reference is charged once",
   "[pg][orders][payments]") {
-  ensure_schema();
-  config::settings settings;
-  settings.postgres.url = test::pg_url();
-  auto provider = actors::make_simulated_provider(settings);
+  auto provider = simulated_provider();
   pg_session s{pg_opts()};
-  auto ledger = [&](const std::string& reference) {
-    pqxx::read_transaction tx{s.connection()};
-    auto rows = tx.exec_params(
-      "SELECT count(*), min(amount_cents) FROM simulated_charges WHERE reference = $1", reference);
-    return std::pair{rows[0][0].as<int>(), rows[0][1].is_null() ? 0 : rows[0][1].as<int>()};
-  };
+  auto ledger = [&](const std::string& reference) { return ledger_rows(s, reference); };
   const auto fresh = test::unique("ch_many_fresh");
   const auto earlier = test::unique("ch_many_earlier");
   const auto refunded = test::unique("ch_many_refunded");
