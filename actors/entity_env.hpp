@@ -106,6 +106,26 @@ auto passivate_handler(Self* self) {
 /// copy instead of one per entity (and per handler that captures it), alive while any of them is.
 using shared_env = std::shared_ptr<const entity_env>;
 
+namespace detail {
+
+/// A factory that spawns with `spawn(self, env, key, fresh)`, `env` being the kind's shared_env
+/// with its manager, made by the first call, when the manager (the caller) is known; only it
+/// calls this.
+template <class Spawn>
+entity_factory shared_env_factory(Spawn spawn, entity_env env) {
+  return [spawn, env, shared = shared_env{}](caf::local_actor* self, const std::string& key,
+                                             bool fresh) mutable {
+    if (!shared) {
+      auto own = env;
+      own.manager = self->address();
+      shared = std::make_shared<const entity_env>(std::move(own));
+    }
+    return spawn(self, shared, key, fresh);
+  };
+}
+
+} // namespace detail
+
 /// The factory a manager spawns entities of kind `fn` with: each gets `env` with its manager,
 /// as a copy of its own, or as the kind's shared_env when `fn` takes one; and whether it starts
 /// fresh, when `fn` takes that (kinds with a message that creates them, creates_entity).
@@ -118,16 +138,7 @@ entity_factory entity_factory_of(Fn fn, entity_env env) {
       return caf::actor_cast<caf::actor>(self->spawn(fn, std::move(env_arg), key));
   };
   if constexpr (std::is_invocable_v<Fn, std::nullptr_t, shared_env, std::string>) {
-    // Made by the first call, when the manager (the caller) is known; only it calls this.
-    return [spawn, env, shared = shared_env{}](caf::local_actor* self, const std::string& key,
-                                               bool fresh) mutable {
-      if (!shared) {
-        auto own = env;
-        own.manager = self->address();
-        shared = std::make_shared<const entity_env>(std::move(own));
-      }
-      return spawn(self, shared, key, fresh);
-    };
+    return detail::shared_env_factory(spawn, std::move(env));
   } else {
     return [spawn, env](caf::local_actor* self, const std::string& key, bool fresh) {
       auto own = env;
@@ -135,6 +146,17 @@ entity_factory entity_factory_of(Fn fn, entity_env env) {
       return spawn(self, std::move(own), key, fresh);
     };
   }
+}
+
+/// The same for a kind written as a class (shared_behavior.hpp), constructed with the kind's
+/// shared_env and its key.
+template <class Entity>
+entity_factory entity_factory_of(entity_env env) {
+  return detail::shared_env_factory(
+    [](caf::local_actor* self, const shared_env& shared, const std::string& key, bool) {
+      return caf::actor_cast<caf::actor>(self->spawn<Entity>(shared, key));
+    },
+    std::move(env));
 }
 
 } // namespace emporium::actors

@@ -34,90 +34,93 @@ caf::error not_found(const std::string& id) {
   return make_domain_error(errc::not_found, "product " + id + " does not exist");
 }
 
+/// Runs `write` on the product's worker and blocks its other messages until it answered: the
+/// product written, published before the answer, or the error (then the product is loaded
+/// again).
+template <class Write>
+caf::typed_response_promise<model::product> commit(product_entity* self, Write write) {
+  auto rp = self->make_response_promise<model::product>();
+  db_await<model::product>(
+    self, *self->state.env, self->state.id, std::move(write),
+    [self, rp](model::product& p) mutable {
+      // Published before the answer: a read after it sees this version.
+      self->state.set(p);
+      rp.deliver(std::move(p));
+    },
+    [self, rp](caf::error& err) mutable {
+      // The outcome may be unknown (timeout, lost connection) or the row moved on without
+      // us: reload before anything else. The reload is queued on the same worker, so it
+      // reads what the failed write left behind, even if that write completes late.
+      rp.deliver(std::move(err));
+      self->load();
+    });
+  return rp;
+}
+
 } // namespace
 
-product_entity_actor::behavior_type product_entity(
-  product_entity_actor::stateful_pointer<product_state> self, shared_env shared, std::string id) {
-  self->state.id = id;
-  // The handlers capture a plain pointer: the state keeps the environment alive.
-  const entity_env* env = shared.get();
-  self->state.env = std::move(shared);
-  self->state.registry = env->snapshots;
-  self->state.owner = self->id();
-  // Awaited: no message is handled before the state is known. A failed load stops the actor;
-  // its mailbox is bounced with the reason, and the next message re-activates it.
-  auto reload = [self, env] {
-    db_await_job<std::optional<model::product>>(
-      self, *env, self->state.id, make_batch_job<load_products>(self->state.id, env->db_timeout),
-      [self](std::optional<model::product>& p) {
-        self->state.set(std::move(p));
-        if (!self->state.product())
-          self->send(self, absent_atom_v);
-      },
-      [self](caf::error& err) { self->quit(std::move(err)); });
-  };
-  reload();
+product_entity::product_entity(caf::actor_config& cfg, shared_env env, std::string id)
+  : shared_behavior_entity(cfg) {
+  state.id = std::move(id);
+  state.registry = env->snapshots;
+  state.owner = this->id();
+  state.env = std::move(env);
+}
 
-  // Runs `write` on this entity's worker and blocks other messages until it answered.
-  auto commit = [self, env, reload](auto write, caf::typed_response_promise<model::product> rp) {
-    db_await<model::product>(
-      self, *env, self->state.id, std::move(write),
-      [self, rp](model::product& p) mutable {
-        // Published before the answer: a read after it sees this version.
-        self->state.set(p);
-        rp.deliver(std::move(p));
-      },
-      [self, rp, reload](caf::error& err) mutable {
-        // The outcome may be unknown (timeout, lost connection) or the row moved on without
-        // us: reload before anything else. The reload is queued on the same worker, so it
-        // reads what the failed write left behind, even if that write completes late.
-        rp.deliver(std::move(err));
-        reload();
-      });
-    return rp;
-  };
+void product_entity::load() {
+  const auto& env = *state.env;
+  // Awaited: no message is handled before the state is known.
+  db_await_job<std::optional<model::product>>(
+    this, env, state.id, make_batch_job<load_products>(state.id, env.db_timeout),
+    [this](std::optional<model::product>& p) {
+      state.set(std::move(p));
+      if (!state.product())
+        send(this, absent_atom_v);
+    },
+    [this](caf::error& err) { quit(std::move(err)); });
+}
 
+product_entity::behavior_type product_entity::shared_behavior() {
   return {
-    [self](const product_read&) -> caf::result<model::product> {
+    [](const product_read&) -> caf::result<model::product> {
+      auto* self = current();
       const auto* p = self->state.product();
       if (!p)
         return not_found(self->state.id);
       return *p;
     },
-    [self, commit](product_create& msg) -> caf::result<model::product> {
+    [](product_create& msg) -> caf::result<model::product> {
+      auto* self = current();
       auto& draft = msg.draft;
       if (self->state.product())
         return make_domain_error(errc::conflict, "product " + self->state.id + " exists");
       auto candidate = product_logic::from_draft(self->state.id, draft);
       if (auto errs = product_logic::check(candidate); !errs.empty())
         return make_domain_error(errc::invalid_input, "invalid product", std::move(errs));
-      auto rp = self->make_response_promise<model::product>();
-      return commit(
-        [id = self->state.id, draft = std::move(draft)](persistence::backend& b) {
-          pqxx::work tx{b.pg.connection()};
-          auto p = ps::insert(tx, id, draft);
-          tx.commit();
-          refresh_cache(b);
-          return result<model::product>{std::move(p)};
-        },
-        rp);
+      return commit(self, [id = self->state.id, draft = std::move(draft)](persistence::backend& b) {
+        pqxx::work tx{b.pg.connection()};
+        auto p = ps::insert(tx, id, draft);
+        tx.commit();
+        refresh_cache(b);
+        return result<model::product>{std::move(p)};
+      });
     },
-    [self, commit](product_update& msg) -> caf::result<model::product> {
+    [](product_update& msg) -> caf::result<model::product> {
+      auto* self = current();
       const auto& patch = msg.patch;
       const auto expected_version = msg.expected_version;
       if (!self->state.product())
         return not_found(self->state.id);
-      const auto& current = *self->state.product();
-      if (!product_logic::version_matches(current, expected_version))
+      const auto& before = *self->state.product();
+      if (!product_logic::version_matches(before, expected_version))
         return make_domain_error(errc::precondition_failed,
                                  "the product changed since the given ETag");
-      auto next = product_logic::apply(current, patch);
+      auto next = product_logic::apply(before, patch);
       if (auto errs = product_logic::check(next); !errs.empty())
         return make_domain_error(errc::invalid_input, "invalid product", std::move(errs));
-      auto rp = self->make_response_promise<model::product>();
       return commit(
-        [next = std::move(next), version = current.version, stock_before = current.stock, patch,
-         any_version = expected_version == 0](persistence::backend& b) {
+        self, [next = std::move(next), version = before.version, stock_before = before.stock, patch,
+               any_version = expected_version == 0](persistence::backend& b) {
           pqxx::work tx{b.pg.connection()};
           auto stock_seen = stock_before; // per attempt: the job may run again
           auto p = ps::update(tx, next, version);
@@ -143,13 +146,14 @@ product_entity_actor::behavior_type product_entity(
           tx.commit();
           refresh_cache(b);
           return result<model::product>{std::move(*p)};
-        },
-        rp);
+        });
     },
-    [self, env](const product_reserve& msg) -> caf::result<model::reservation> {
+    [](const product_reserve& msg) -> caf::result<model::reservation> {
+      auto* self = current();
       const auto& order_id = msg.order_id;
       const auto quantity = msg.quantity;
       auto& st = self->state;
+      const auto& env = *st.env;
       if (!st.product())
         return not_found(st.id);
       const auto& p = *st.product();
@@ -164,14 +168,14 @@ product_entity_actor::behavior_type product_entity(
           errc::out_of_stock,
           st.id + " has " + std::to_string(std::max<std::int64_t>(0, available)) + " available");
       st.held.emplace(order_id,
-                      product_state::hold{quantity, send_later(self, env->deadlines, env->hold_ttl,
+                      product_state::hold{quantity, send_later(self, env.deadlines, env.hold_ttl,
                                                                product_release{st.id, order_id})});
       st.held_total += quantity;
       return terms;
     },
-    [self](const product_release& msg) { self->state.end_hold(msg.order_id); },
-    [self](const product_stock& msg) {
-      auto& st = self->state;
+    [](const product_release& msg) { current()->state.end_hold(msg.order_id); },
+    [](const product_stock& msg) {
+      auto& st = current()->state;
       st.end_hold(msg.order_id);
       // Absolute values with the row's version: late or repeated messages cannot move the
       // state backwards.
@@ -185,12 +189,15 @@ product_entity_actor::behavior_type product_entity(
         st.publish();
       }
     },
-    [self](const product_crash&) -> bool {
-      throw std::runtime_error("forced failure of product " + self->state.id);
+    [](const product_crash&) -> bool {
+      throw std::runtime_error("forced failure of product " + current()->state.id);
     },
-    absent_handler(self, *env,
-                   [self] { return !self->state.product() && self->state.held.empty(); }),
-    passivate_handler(self),
+    [](absent_atom) {
+      auto* self = current();
+      if (!self->state.product() && self->state.held.empty())
+        report_absent(self->state.env->manager, self->state.id, self->address());
+    },
+    [](passivate_atom) { current()->quit(); },
   };
 }
 

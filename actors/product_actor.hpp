@@ -10,6 +10,7 @@
 
 #include "actors/entity_env.hpp"
 #include "actors/product_snapshot.hpp"
+#include "actors/shared_behavior.hpp"
 
 #include <map>
 
@@ -69,7 +70,21 @@ struct product_state {
   static inline const char* name = "product";
 };
 
-product_entity_actor::behavior_type product_entity(
-  product_entity_actor::stateful_pointer<product_state> self, shared_env env, std::string id);
+/// One active product. Every product shares one behavior (shared_behavior.hpp): a node may
+/// hold a million of them.
+class product_entity
+  : public shared_behavior_entity<product_entity, product_state, product_entity_actor> {
+ public:
+  product_entity(caf::actor_config& cfg, shared_env env, std::string id);
+
+  /// The activation: loads the product; no message is handled before it is known.
+  void start() { load(); }
+  static behavior_type shared_behavior();
+
+  /// Loads the product again (activation, or a write whose outcome is unknown). A failed load
+  /// stops the actor; its mailbox is bounced with the reason, and the next message re-activates
+  /// it.
+  void load();
+};
 
 } // namespace emporium::actors

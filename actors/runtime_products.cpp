@@ -12,7 +12,7 @@ void runtime::impl::start_products() {
   env.db_timeout = db_timeout;
   env.snapshots = &snapshots;
   env.lane = db_lane::products; // the loads of products activating at once batch there
-  auto cfg = managed("product", entity_factory_of(product_entity, env), product_counters);
+  auto cfg = managed("product", entity_factory_of<product_entity>(env), product_counters);
   // GETs answered from a snapshot never reach the manager: they still count as use.
   cfg.used_since = [registry = &snapshots](const std::string& key,
                                            caf::actor_clock::time_point since) {

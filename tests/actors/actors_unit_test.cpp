@@ -182,7 +182,7 @@ struct fixture {
               auto own = penv;
               own.manager = self->address();
               auto h = caf::actor_cast<caf::actor>(
-                self->spawn(product_entity, std::make_shared<const entity_env>(own), key));
+                self->spawn<product_entity>(std::make_shared<const entity_env>(own), key));
               track(h, key);
               return h;
             },

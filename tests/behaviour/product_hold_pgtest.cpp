@@ -56,7 +56,7 @@ struct product_fixture {
     env.db_timeout = std::chrono::seconds(10);
     env.hold_ttl = 300ms;
     env.deadlines = &keeper;
-    product = sys->spawn(product_entity, std::make_shared<const entity_env>(env), stored.id);
+    product = sys->spawn<product_entity>(std::make_shared<const entity_env>(env), stored.id);
   }
 
   ~product_fixture() {
