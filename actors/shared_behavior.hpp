@@ -56,7 +56,7 @@ class shared_behavior_entity : public caf::stateful_actor<State, typename Interf
   class current_scope {
    public:
     explicit current_scope(shared_behavior_entity* self)
-        : previous_(std::exchange(current_, static_cast<Derived*>(self))) {}
+      : previous_(std::exchange(current_, static_cast<Derived*>(self))) {}
     ~current_scope() { current_ = previous_; }
     current_scope(const current_scope&) = delete;
     current_scope& operator=(const current_scope&) = delete;
