@@ -124,7 +124,8 @@ if ((sigterm)); then
   active_idle="$active_after"
   hwm="$(bench_rss_kib "$pid" VmHWM)"
   bench_log "SIGTERM with ${active_after:-unknown} product actors active"
-  (sleep 300 && kill -KILL "$pid" 2>/dev/null) &
+  # Its output goes nowhere: a sleep left behind must not hold the caller's pipe open.
+  (sleep 300 && kill -KILL "$pid" 2>/dev/null) >/dev/null 2>&1 &
   watchdog=$!
   term_t0="$(date +%s.%N)"
   kill -TERM "$pid"
