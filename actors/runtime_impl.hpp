@@ -53,9 +53,10 @@ struct runtime::impl {
       // Searches (tens of milliseconds each on a large catalog) get workers of their own, so
       // that a burst of them never queues in front of an entity's writes.
       search(sys, s),
-      // The payment provider is a remote call that may back off for a while: its own two
-      // workers keep it from holding a database worker.
-      payments(sys, s, 2) {
+      // The payment provider is a remote call that may back off for a while: workers of its
+      // own keep it from holding a database worker. A slow provider wants more of them (each
+      // holds one call at a time; the simulated one batches what a worker holds).
+      payments(sys, s, s.orders.payment_workers) {
     dir.set_self(config::node_name(s));
     start_products();
     start_commerce();

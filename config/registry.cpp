@@ -421,6 +421,7 @@ const std::vector<field>& registry() {
     f.push_back(EMPORIUM_CONFIG_KEY(orders, max_lines, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(orders, max_open_unpaid_per_customer, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(orders, max_units_per_line, nullptr));
+    f.push_back(EMPORIUM_CONFIG_KEY(orders, payment_workers, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(carts, ttl_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(retention, interval_s, nullptr));
     f.push_back(EMPORIUM_CONFIG_KEY(retention, batch_size, nullptr));

@@ -130,6 +130,9 @@ struct orders_settings {
   /// Unpaid orders one customer may have open at once: each holds stock until paid or timed out.
   int max_open_unpaid_per_customer = 5;
   int max_units_per_line = 100; ///< units of one product in one order or cart
+  /// Threads that call the payment provider (blocking, like the database), each with its own
+  /// connection: payments in flight at once, each waiting up to the provider's answer.
+  int payment_workers = 2;
 };
 
 struct carts_settings {

@@ -184,6 +184,7 @@ void validate(const settings& s) {
   require_between("orders.max_open_unpaid_per_customer", s.orders.max_open_unpaid_per_customer, 1,
                   10'000);
   require_between("orders.max_units_per_line", s.orders.max_units_per_line, 1, 1'000'000);
+  require_between("orders.payment_workers", s.orders.payment_workers, 1, 64);
   require_positive("carts.ttl_s", s.carts.ttl_s);
   require_between("retention.interval_s", s.retention.interval_s, 1, 7 * 24 * 3600);
   require_between("retention.batch_size", s.retention.batch_size, 1, 100'000);

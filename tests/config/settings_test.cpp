@@ -112,6 +112,7 @@ void require_defaults(const settings& s) {
   CHECK(s.rate_limit.refill_per_s == 100.0);
   CHECK(s.actors.scheduler_threads == 1);
   CHECK(s.actors.scheduler_idle_polls == 0);
+  CHECK(s.orders.payment_workers == 2);
   CHECK(s.actors.idle_timeout_s == 60);
   CHECK(s.log.level == "info");
   CHECK(s.log.access_queue_lines == 16'384);
@@ -136,7 +137,7 @@ TEST_CASE("defaults match the design and pass validation", "[config]") {
 
 TEST_CASE("known_keys lists every key once with the design's environment names", "[config]") {
   const auto keys = known_keys();
-  CHECK(keys.size() == 79);
+  CHECK(keys.size() == 80);
   std::set<std::string> names, envs;
   for (const auto& k : keys) {
     names.insert(k.key);
@@ -398,6 +399,7 @@ TEST_CASE("other keys use EMPORIUM_<SECTION>_<KEY>", "[config][env]") {
                          {"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "30"},
                          {"EMPORIUM_ACTORS_SCHEDULER_THREADS", "2"},
                          {"EMPORIUM_ACTORS_SCHEDULER_IDLE_POLLS", "500"},
+                         {"EMPORIUM_ORDERS_PAYMENT_WORKERS", "6"},
                          {"EMPORIUM_LOG_LEVEL", "warn"},
                        });
   CHECK(s.http.threads == 2);
@@ -407,6 +409,7 @@ TEST_CASE("other keys use EMPORIUM_<SECTION>_<KEY>", "[config][env]") {
   CHECK(s.actors.idle_timeout_s == 30);
   CHECK(s.actors.scheduler_threads == 2);
   CHECK(s.actors.scheduler_idle_polls == 500);
+  CHECK(s.orders.payment_workers == 6);
   CHECK(s.log.level == "warn");
 }
 
@@ -723,6 +726,8 @@ TEST_CASE("validate rejects each out-of-range value, naming the key", "[config][
     {"orders.max_open_unpaid_per_customer",
      [](settings& s) { s.orders.max_open_unpaid_per_customer = 0; }},
     {"orders.max_units_per_line", [](settings& s) { s.orders.max_units_per_line = 0; }},
+    {"orders.payment_workers", [](settings& s) { s.orders.payment_workers = 0; }},
+    {"orders.payment_workers", [](settings& s) { s.orders.payment_workers = 65; }},
     {"retention.interval_s", [](settings& s) { s.retention.interval_s = 0; }},
     {"retention.batch_size", [](settings& s) { s.retention.batch_size = 0; }},
     {"retention.expired_grace_h", [](settings& s) { s.retention.expired_grace_h = -1; }},
