@@ -285,7 +285,7 @@ std::optional<failure> after_failed_attempt(persistence::backend& b, pool_counte
   return f;
 }
 
-db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
+db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size, pool_lanes lanes)
   : counters_(std::make_shared<pool_counters>(s)),
     sys_(&sys),
     settings_(std::make_shared<const config::settings>(s)) {
@@ -296,8 +296,9 @@ db_pool::db_pool(caf::actor_system& sys, const config::settings& s, int size)
   };
   for (int i = 0; i < (size > 0 ? size : s.postgres.pool_size); ++i)
     workers_.push_back(spawn_worker());
-  for (std::size_t i = 0; i < db_lane_count; ++i)
-    lanes_.push_back(spawn_worker());
+  if (lanes == pool_lanes::own)
+    for (std::size_t i = 0; i < db_lane_count; ++i)
+      lanes_.push_back(spawn_worker());
 }
 
 db_pool::db_pool(caf::actor_system& sys, const config::settings& s, job_answerer answer)
@@ -325,7 +326,7 @@ const caf::actor& db_pool::for_key(const std::string& key) const {
 const caf::actor& db_pool::for_lane(db_lane lane, const std::string& key) const {
   if (fake_)
     return fake_for(key);
-  return take(lanes_[static_cast<std::size_t>(lane)]);
+  return take(lanes_.at(static_cast<std::size_t>(lane)));
 }
 
 const caf::actor& db_pool::any() const {

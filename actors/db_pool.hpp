@@ -68,10 +68,15 @@ using job_answerer =
 enum class db_lane : std::uint8_t { carts, orders, products };
 inline constexpr std::size_t db_lane_count = 3;
 
+/// Whether a pool has the lanes: the node's main pool does; the side pools (sign-ups, logins,
+/// search, payments) take no entity's jobs and would only hold three idle threads each.
+enum class pool_lanes : bool { none, own };
+
 class db_pool {
  public:
-  /// `size` workers (default: postgres.pool_size).
-  db_pool(caf::actor_system& sys, const config::settings& s, int size = 0);
+  /// `size` workers (default: postgres.pool_size), and the lanes when `lanes` is own.
+  db_pool(caf::actor_system& sys, const config::settings& s, int size = 0,
+          pool_lanes lanes = pool_lanes::own);
 
   /// Workers without a database, for unit tests of actors: every key gets a worker of its own,
   /// spawned on first use as a scheduled actor (so CAF's test coordinator runs it like any other
@@ -84,7 +89,7 @@ class db_pool {
   const caf::actor& for_key(const std::string& key) const;
 
   /// The worker of lane `lane`, which runs every job of the entities of its kind (`key`: the
-  /// entity, for the test double, which answers by key).
+  /// entity, for the test double, which answers by key). Only on a pool with its lanes.
   const caf::actor& for_lane(db_lane lane, const std::string& key) const;
 
   /// The worker with the fewest jobs queued or running.

@@ -48,15 +48,15 @@ struct runtime::impl {
       // Password hashing is slow and memory-hard by design: workers of its own keep it from
       // queueing in front of database work, and sign-ups apart from logins keep a sign-up
       // flood from delaying logins (at most signup_workers cores go to sign-ups).
-      signups(sys, s, s.auth.signup_workers),
-      logins(sys, s, s.auth.login_workers),
+      signups(sys, s, s.auth.signup_workers, pool_lanes::none),
+      logins(sys, s, s.auth.login_workers, pool_lanes::none),
       // Searches (tens of milliseconds each on a large catalog) get workers of their own, so
       // that a burst of them never queues in front of an entity's writes.
-      search(sys, s),
+      search(sys, s, 0, pool_lanes::none),
       // The payment provider is a remote call that may back off for a while: workers of its
       // own keep it from holding a database worker. A slow provider wants more of them (each
       // holds one call at a time; the simulated one batches what a worker holds).
-      payments(sys, s, s.orders.payment_workers) {
+      payments(sys, s, s.orders.payment_workers, pool_lanes::none) {
     dir.set_self(config::node_name(s));
     start_products();
     start_commerce();

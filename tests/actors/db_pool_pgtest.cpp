@@ -15,6 +15,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,24 @@ TEST_CASE(
   CHECK(attempts->load() == 2);
   CHECK(*seen == std::vector<std::string>{"correct horse battery", "correct horse battery"});
   CHECK(f.pool->counters().retries.load() == retries_before + 1);
+}
+
+TEST_CASE("db_pool: a side pool runs only its workers, the main pool one lane more per kind",
+          "[db_pool]") {
+  auto settings = test::test_settings();
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+  auto before = sys.registry().running();
+  db_pool side{sys, settings, 2, pool_lanes::none};
+  CHECK(sys.registry().running() == before + 2);
+  CHECK_THROWS_AS(side.for_lane(db_lane::carts, "cart-1"), std::out_of_range);
+  db_pool main{sys, settings, 2};
+  CHECK(sys.registry().running() == before + 2 + 2 + db_lane_count);
+  side.stop();
+  main.stop();
+  sys.await_all_actors_done();
 }
 
 TEST_CASE("db_pool: an in-doubt COMMIT is never run again", "[db_pool]") {
