@@ -119,10 +119,10 @@ parsed parse_connection(std::string_view in, std::size_t chunk,
   for (int n = 0; n < 8; ++n) {
     http::beast_request_parser parser;
     http::apply_limits(parser, limits);
-    auto step = http::feed_parser(parser, buffer, out.ec);
+    auto step = http::feed_parser(parser, buffer, limits.header_limit, out.ec);
     while (step == http::parse_step::need_more && !in.empty()) {
       arrive();
-      step = http::feed_parser(parser, buffer, out.ec);
+      step = http::feed_parser(parser, buffer, limits.header_limit, out.ec);
     }
     if (step == http::parse_step::need_more && parser.got_some()) {
       // The client closes the connection in the middle of a request.

@@ -20,21 +20,27 @@ void apply_limits(beast_request_parser& parser, const config::http_settings& cfg
 }
 
 parse_step feed_parser(beast_request_parser& parser, boost::beast::flat_buffer& buffer,
-                       boost::beast::error_code& ec) {
+                       std::size_t pending_limit, boost::beast::error_code& ec) {
   ec = {};
   while (buffer.size() > 0 && !parser.is_done()) {
     auto used = parser.put(buffer.data(), ec);
     buffer.consume(used);
     if (ec == bhttp::error::need_more) {
       ec = {};
-      return parse_step::need_more;
+      break;
     }
     if (ec)
       return parse_step::failed;
     if (used == 0)
-      return parse_step::need_more; // nothing taken and nothing wrong: wait for more bytes
+      break; // nothing taken and nothing wrong: wait for more bytes
   }
-  return parser.is_done() ? parse_step::done : parse_step::need_more;
+  if (parser.is_done())
+    return parse_step::done;
+  if (parser.is_header_done() && buffer.size() > pending_limit) {
+    ec = bhttp::error::bad_chunk;
+    return parse_step::failed;
+  }
+  return parse_step::need_more;
 }
 
 std::optional<response> read_error_answer(boost::beast::error_code ec, bool started,
@@ -45,6 +51,11 @@ std::optional<response> read_error_answer(boost::beast::error_code ec, bool star
       431, "the request header block exceeds " + std::to_string(cfg.header_limit) + " bytes");
   if (ec == bhttp::error::body_limit)
     return problem(413, "the request body exceeds " + std::to_string(cfg.body_limit) + " bytes");
+  if (ec == bhttp::error::bad_chunk)
+    return problem(400,
+                   "the chunked body is not valid: each chunk's size line and the trailer "
+                   "must be well formed and at most "
+                     + std::to_string(cfg.header_limit) + " bytes");
   if (ec == boost::beast::error::timeout || ec == bhttp::error::end_of_stream
       || ec == asio_error::operation_aborted || ec == asio_error::connection_reset
       || ec == asio_error::eof || !started)

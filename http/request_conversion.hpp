@@ -37,11 +37,17 @@ enum class parse_step {
 /// it took: what the session does after each read from its socket (a request that arrived
 /// whole costs one read and this call). What is left in the buffer past a complete request is
 /// the next one, pipelined.
+///
+/// Once the header is read, what the parser leaves in the buffer is a chunk's size line or the
+/// trailer, not yet whole. Beast limits neither (its header and body limits do not count them),
+/// so a client could make the buffer grow without end with one endless chunk extension: more
+/// than `pending_limit` bytes of it fail as bad_chunk.
 parse_step feed_parser(beast_request_parser& parser, boost::beast::flat_buffer& buffer,
-                       boost::beast::error_code& ec);
+                       std::size_t pending_limit, boost::beast::error_code& ec);
 
 /// The answer to a request that could not be read, when there is one: 431 for a header block
-/// over the limit, 413 for a body over the limit, 400 for anything else that is not HTTP/1.1
+/// over the limit, 413 for a body over the limit, 400 for a chunked body that is malformed or
+/// whose size line or trailer is over the header limit, 400 for anything else that is not HTTP/1.1
 /// once a request has begun (`started`). nullopt when there is nothing to answer: the client
 /// left, or idled or trickled past its timeout, or nothing of a request had arrived.
 std::optional<response> read_error_answer(boost::beast::error_code ec, bool started,

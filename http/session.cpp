@@ -62,7 +62,7 @@ void session::parse_request() {
   if (timed_out_)
     return on_read_error(beast::error::timeout, true);
   beast::error_code ec;
-  auto step = feed_parser(*parser_, buffer_, ec);
+  auto step = feed_parser(*parser_, buffer_, cfg().header_limit, ec);
   if (step == parse_step::failed)
     return on_read_error(ec, true);
   if (step == parse_step::done)

@@ -460,6 +460,31 @@ TEST_CASE(
   CHECK(status == 0);
 }
 
+TEST_CASE(
+  "protocol: a chunk's size line or a trailer that never ends is refused past the header "
+  "limit, not buffered",
+  "[e2e][protocol][limits]") {
+  // Beast's header and body limits count neither: before this was checked, the server kept
+  // every byte of an endless chunk extension until the body timeout.
+  auto& srv = shared_server();
+  const std::string head =
+    "POST /customers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    "Transfer-Encoding: chunked\r\n\r\n";
+  const std::string endless(20 * 1024, 'a'); // over the default header limit (16 KiB)
+  for (const auto& [what, bytes] : std::vector<std::pair<std::string, std::string>>{
+         {"a chunk extension", head + "1;" + endless},
+         {"a trailer", head + "1\r\n{\r\n0\r\nX-Trailer: " + endless},
+       }) {
+    INFO(what);
+    http_client c{srv.host(), srv.port(), milliseconds(5000)};
+    c.try_send_raw(bytes);
+    auto answer = c.read_response();
+    check_problem(answer, 400);
+    CHECK(answer.body.find("16384 bytes") != std::string::npos);
+  }
+  CHECK(still_serves(srv));
+}
+
 TEST_CASE("protocol: garbage instead of HTTP answers 400 or closes, and the server goes on",
           "[e2e][protocol][robustness]") {
   auto& srv = shared_server();
