@@ -228,21 +228,22 @@ auto find_charge_job(const entity_env& env, std::string id) {
     };
 }
 
-/// Refunds the charge `reference` at the provider (idempotent there), on a payment worker.
-void refund_charge(order_ptr self, const entity_env& env, std::string reference) {
+/// Refunds the charge `reference` at the provider (refund_job), on a payment worker. Whatever
+/// happens to it, the refund stays owed in PostgreSQL until the provider confirmed it, and the
+/// sweeper asks again.
+void refund_charge(order_ptr self, const entity_env& env, std::string reference,
+                   std::optional<model::order> unrecorded = std::nullopt) {
   auto order_id = self->state.id;
   call_provider<bool>(
-    self, env,
-    make_job([payments = env.payments, reference](
-               persistence::backend&) -> result<bool> { return payments->refund(reference); },
-             provider_deadline(env)),
+    self, env, refund_job(env, order_id, reference, std::move(unrecorded)),
     [order_id, reference](bool ok) {
       if (!ok)
-        spdlog::error("the provider refused the refund of {} (order {})", reference, order_id);
+        spdlog::error("the provider refused the refund of {} (order {}); asked again later",
+                      reference, order_id);
     },
     [order_id, reference](caf::error& e) {
-      spdlog::error("refund of {} (order {}) failed: {}", reference, order_id,
-                    to_failure(e).detail);
+      spdlog::warn("refund of {} (order {}) not confirmed: {}; asked again later", reference,
+                   order_id, to_failure(e).detail);
     });
 }
 
@@ -339,8 +340,10 @@ void record_charge(order_ptr self, const entity_env& env, std::string reference,
         return done(now);
       }
       self->state.order = now;
-      if (!ours) // a cancelled order's own payment was refunded by its cancellation
-        refund_charge(self, env, reference);
+      // A cancelled order's own payment was refunded by its cancellation. Any other charge
+      // (captured after the order was cancelled unpaid) is recorded as owed, then refunded.
+      if (!ours)
+        refund_charge(self, env, reference, now);
       done(make_domain_error(errc::conflict,
                              "the order is no longer awaiting payment; the "
                              "charge is refunded"));
@@ -435,6 +438,23 @@ caf::typed_response_promise<model::order> pay(order_ptr self, const entity_env& 
 
 caf::timespan provider_deadline(const entity_env& env) {
   return env.call_timeout / 2;
+}
+
+db_job refund_job(const entity_env& env, std::string order_id, std::string reference,
+                  std::optional<model::order> unrecorded) {
+  return make_job(
+    [payments = env.payments, owed = os::owed_refund{std::move(order_id), std::move(reference)},
+     unrecorded = std::move(unrecorded)](persistence::backend& b) -> result<bool> {
+      if (unrecorded) {
+        pqxx::nontransaction tx{b.pg.connection()};
+        os::owe_refund(tx, *unrecorded, payments->name(), owed.reference);
+      }
+      bool confirmed = payments->refund(owed.reference);
+      pqxx::nontransaction tx{b.pg.connection()};
+      os::settle_refund(tx, owed, confirmed);
+      return confirmed;
+    },
+    provider_deadline(env));
 }
 
 order_entity_actor::behavior_type order_entity(order_ptr self, entity_env env, std::string id,

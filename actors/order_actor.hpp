@@ -12,6 +12,11 @@
 /// than a live payment can last (and at start), the order asks the provider about its
 /// reference: charged → paid as above, not charged → back to pending_payment. The API shows
 /// `paying` as pending_payment.
+///
+/// Cancelling a paid order marks its payment refunded in the cancellation's transaction; the
+/// provider's refund follows on a payment worker (refund_job). Until the provider confirms it
+/// the refund is owed (payments.refund_confirmed_at is null), and the sweeper asks again: a
+/// refund lost to a crash, a deadline or a provider that was down is not lost for good.
 
 #include "actors/entity_env.hpp"
 
@@ -34,5 +39,13 @@ order_entity_actor::behavior_type order_entity(
 /// How long the order actor waits for one provider job; a reconciliation waits for twice that
 /// (the sweeper's threshold), so it never takes over a live payment that may still capture.
 caf::timespan provider_deadline(const entity_env& env);
+
+/// A payment worker's job: asks the provider to refund `reference`, the charge of order
+/// `order_id` (idempotent there), then records the answer: confirmed, or asked again later
+/// (order_store::settle_refund). `unrecorded`: the order, cancelled unpaid, whose charge was
+/// captured late: its refund owed is recorded first (order_store::owe_refund). Answers whether
+/// the provider confirmed it. Safe to run twice.
+db_job refund_job(const entity_env& env, std::string order_id, std::string reference,
+                  std::optional<model::order> unrecorded = std::nullopt);
 
 } // namespace emporium::actors

@@ -36,6 +36,7 @@ const test_faults& injected_faults() {
       f.fail_record_after_charge |= item == "fail_record_after_charge";
       f.pause_after_charge |= item == "pause_after_charge";
       f.slow_provider |= item == "slow_provider";
+      f.refund_unreachable |= item == "refund_unreachable";
     }
     return f;
   }();
@@ -62,9 +63,13 @@ constexpr const char* insert_charges_sql =
 constexpr const char* charge_status_sql =
   "SELECT status FROM simulated_charges WHERE reference = $1";
 
+// Whether the charge is refunded now: by this statement, or before (refunding is idempotent).
+// A reference never charged is not refunded: the provider refuses.
 constexpr const char* refund_charge_sql =
-  "UPDATE simulated_charges SET status = 'refunded', refunded_at = now() "
-  "WHERE reference = $1 AND status = 'captured'";
+  "WITH r AS (UPDATE simulated_charges SET status = 'refunded', refunded_at = now() "
+  "WHERE reference = $1 AND status = 'captured' RETURNING 1) "
+  "SELECT EXISTS (SELECT 1 FROM r) OR EXISTS (SELECT 1 FROM simulated_charges "
+  "WHERE reference = $1 AND status = 'refunded')";
 
 class simulated_provider : public payment_provider {
  public:
@@ -151,12 +156,14 @@ class simulated_provider : public payment_provider {
 
   bool refund(const std::string& reference) override {
     latency();
-    with_ledger([&](pqxx::connection& conn) {
+    if (injected_faults().refund_unreachable)
+      throw std::runtime_error("the payment provider cannot be reached (injected fault)");
+    return with_ledger([&](pqxx::connection& conn) {
       pqxx::nontransaction tx{conn};
-      persistence::exec_prepared(tx, "ledger.refund_charge", refund_charge_sql, reference);
-      return true;
+      return persistence::exec_prepared(tx, "ledger.refund_charge", refund_charge_sql, reference)
+        .at(0)[0]
+        .as<bool>();
     });
-    return true;
   }
 
  private:

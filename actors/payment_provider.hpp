@@ -66,6 +66,7 @@ std::unique_ptr<payment_provider> make_simulated_provider(const config::settings
 struct test_faults {
   bool fail_record_after_charge = false; ///< a live payment's record step fails after the charge
   bool pause_after_charge = false;       ///< the payment worker sleeps 60 s after the charge
+  bool refund_unreachable = false;       ///< every refund fails as if the provider were down
   bool slow_provider = false;            ///< every provider call takes 1 s longer
 };
 const test_faults& injected_faults();

@@ -23,12 +23,19 @@ caf::behavior payment_sweeper(caf::event_based_actor* self, entity_env env) {
       self
         ->request(env.pool->any(), env.db_timeout,
                   make_job(
-                    [stale_ms](persistence::backend& b) -> result<std::vector<std::string>> {
+                    [env, stale_ms](persistence::backend& b) -> result<std::vector<std::string>> {
                       pqxx::read_transaction tx{b.pg.connection()};
                       // Another node sweeping right now: this one skips its turn.
-                      auto ids = os::sweep(tx, 500, stale_ms);
+                      auto work = os::sweep(tx, 500, stale_ms);
                       tx.commit();
-                      return ids.value_or(std::vector<std::string>{});
+                      if (!work)
+                        return std::vector<std::string>{};
+                      // Each refund owed goes to its order's payment worker, behind any job of
+                      // that order still there; the job records the provider's answer itself.
+                      for (const auto& r : work->refunds)
+                        caf::anon_send(env.payment_workers->for_key(r.order_id),
+                                       refund_job(env, r.order_id, r.reference));
+                      return std::move(work->orders);
                     },
                     env.db_timeout))
         .then(

@@ -143,6 +143,27 @@ constexpr const char* refund_sql =
   "UPDATE payments SET status = 'refunded', updated_at = now() "
   "WHERE order_id = $1 AND status = 'captured'";
 
+constexpr const char* refunds_owed_sql =
+  "SELECT order_id, reference FROM payments "
+  "WHERE status = 'refunded' AND refund_confirmed_at IS NULL "
+  "AND updated_at <= now() - make_interval(secs => $2::double precision / 1000 "
+  "* power(2, least(refund_attempts, 12))) "
+  "ORDER BY updated_at LIMIT $1";
+
+constexpr const char* confirm_refund_sql =
+  "UPDATE payments SET refund_confirmed_at = now() "
+  "WHERE order_id = $1 AND reference = $2 AND status = 'refunded' "
+  "AND refund_confirmed_at IS NULL";
+
+constexpr const char* postpone_refund_sql =
+  "UPDATE payments SET refund_attempts = refund_attempts + 1, updated_at = now() "
+  "WHERE order_id = $1 AND reference = $2 AND status = 'refunded' "
+  "AND refund_confirmed_at IS NULL";
+
+constexpr const char* owe_refund_sql =
+  "INSERT INTO payments (order_id, provider, reference, amount_cents, currency, status) "
+  "VALUES ($1, $2, $3, $4, $5, 'refunded') ON CONFLICT (order_id) DO NOTHING";
+
 constexpr const char* overdue_sql =
   "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= now() "
   "ORDER BY payment_due_at LIMIT $1";
@@ -636,16 +657,34 @@ std::vector<std::string> stale_payments(pqxx::transaction_base& tx, int limit,
   return ids;
 }
 
-std::optional<std::vector<std::string>> sweep(pqxx::transaction_base& tx, int limit,
-                                              std::int64_t stale_ms) {
+std::vector<owed_refund> refunds_owed(pqxx::transaction_base& tx, int limit,
+                                      std::int64_t older_than_ms) {
+  std::vector<owed_refund> out;
+  for (const auto& r : tx.exec_params(refunds_owed_sql, limit, older_than_ms))
+    out.push_back({r[0].as<std::string>(), r[1].as<std::string>()});
+  return out;
+}
+
+void settle_refund(pqxx::transaction_base& tx, const owed_refund& r, bool confirmed) {
+  tx.exec_params(confirmed ? confirm_refund_sql : postpone_refund_sql, r.order_id, r.reference);
+}
+
+void owe_refund(pqxx::transaction_base& tx, const model::order& o, const std::string& provider,
+                const std::string& reference) {
+  tx.exec_params(owe_refund_sql, o.id, provider, reference, o.total_cents, o.currency);
+}
+
+std::optional<sweep_work> sweep(pqxx::transaction_base& tx, int limit, std::int64_t stale_ms) {
   if (!tx.exec_params("SELECT pg_try_advisory_xact_lock($1)", payment_sweep_lock_key)
          .at(0)[0]
          .as<bool>())
     return std::nullopt;
-  auto ids = stale_payments(tx, limit, stale_ms);
+  sweep_work out;
+  out.orders = stale_payments(tx, limit, stale_ms);
   auto overdue = overdue_orders(tx, limit);
-  ids.insert(ids.end(), overdue.begin(), overdue.end());
-  return ids;
+  out.orders.insert(out.orders.end(), overdue.begin(), overdue.end());
+  out.refunds = refunds_owed(tx, limit, stale_ms);
+  return out;
 }
 
 std::int64_t insert_event(pqxx::transaction_base& tx, event_entity kind, const std::string& id,

@@ -168,8 +168,9 @@ struct captured_payment {
 std::vector<std::optional<paid_result>> record_payments(pqxx::transaction_base& tx,
                                                         const std::vector<captured_payment>& paid);
 
-/// Cancels the order if its status is still `from`: returns the stock of every line, refunds a
-/// captured payment and takes back awarded points. Nothing when the status moved on.
+/// Cancels the order if its status is still `from`: returns the stock of every line, marks a
+/// captured payment refunded (the refund owed at the provider until it confirms it, see
+/// refunds_owed) and takes back awarded points. Nothing when the status moved on.
 struct cancel_result {
   std::int64_t order_version = 0;
   std::vector<stock_change> changes;
@@ -190,12 +191,39 @@ std::vector<std::string> stale_payments(pqxx::transaction_base& tx, int limit,
 /// no other lock (retention's is "emp-ret", migrations' its own).
 inline constexpr long long payment_sweep_lock_key = 0x656d702d70617900LL;
 
-/// One sweep's orders to nudge: those left `paying` longer than `stale_ms`, then the overdue
-/// unpaid ones, at most `limit` of each. Takes the payment sweep's transaction-scoped advisory
-/// lock first: nothing (no value) when another node's sweep holds it, so one node reads at a
-/// time; the lock goes with the transaction (or the connection of a node that died).
-std::optional<std::vector<std::string>> sweep(pqxx::transaction_base& tx, int limit,
-                                              std::int64_t stale_ms);
+/// A refund owed at the provider: the payment of a cancelled order, refunded in PostgreSQL by
+/// the cancellation, whose refund the provider has not confirmed yet.
+struct owed_refund {
+  std::string order_id;
+  std::string reference;
+};
+
+/// Refunds owed whose last attempt is older than `older_than_ms`, doubled for each attempt
+/// that failed (at most 2^12 times: about 4.5 hours at the default 4 s).
+std::vector<owed_refund> refunds_owed(pqxx::transaction_base& tx, int limit,
+                                      std::int64_t older_than_ms);
+
+/// A refund of `reference` was asked of the provider: `confirmed`, it is done (idempotent);
+/// otherwise (refused) its next attempt waits longer.
+void settle_refund(pqxx::transaction_base& tx, const owed_refund& r, bool confirmed);
+
+/// Records the refund owed of a charge captured for `o` after `o` was cancelled unpaid (a
+/// payment attempt's late capture): a payment row already refunded, so that the sweeper asks
+/// for the refund until the provider confirms it. Nothing when `o` has a payment row.
+void owe_refund(pqxx::transaction_base& tx, const model::order& o, const std::string& provider,
+                const std::string& reference);
+
+/// One sweep's work: the orders to nudge (those left `paying` longer than `stale_ms`, then the
+/// overdue unpaid ones) and the refunds owed, at most `limit` of each.
+struct sweep_work {
+  std::vector<std::string> orders;
+  std::vector<owed_refund> refunds;
+};
+
+/// Takes the payment sweep's transaction-scoped advisory lock first: nothing (no value) when
+/// another node's sweep holds it, so one node reads at a time; the lock goes with the
+/// transaction (or the connection of a node that died).
+std::optional<sweep_work> sweep(pqxx::transaction_base& tx, int limit, std::int64_t stale_ms);
 
 /// The entities that have events: their topics are "product:<id>" and "order:<id>".
 enum class event_entity { product, order };

@@ -337,3 +337,49 @@ TEST_CASE("payment: cancelling a paid order refunds its own charge and no other"
     == 1);
   CHECK(order_status(conn, b.id) == "paid");
 }
+
+TEST_CASE(
+  "payment: a refund the provider could not take stays owed, and the next node's sweeper "
+  "refunds it once",
+  "[faults][payment]") {
+  services svc;
+  pqxx::connection conn{emporium::test::pg_url()};
+  auto charge_status = [&conn](const std::string& order_id) {
+    pqxx::read_transaction tx{conn};
+    auto r = tx.exec_params("SELECT status FROM simulated_charges WHERE reference = 'ch_' || $1",
+                            order_id);
+    return r.empty() ? std::string{"none"} : r[0][0].as<std::string>();
+  };
+  auto confirmed = [&conn](const std::string& order_id) {
+    return count(conn,
+                 "SELECT count(*) FROM payments WHERE order_id = $1 AND status = 'refunded' "
+                 "AND refund_confirmed_at IS NOT NULL",
+                 order_id);
+  };
+  unpaid_order o;
+  {
+    // The provider takes charges but not refunds: the cancellation commits (stock back,
+    // payment marked refunded), and its refund fails after the answer.
+    server_process srv{fault_env({{"EMPORIUM_TEST_FAULT", "refund_unreachable"}})};
+    http_client c{srv.host(), srv.port(), 30s};
+    o = place(c);
+    REQUIRE(pay(c, o, "tok_visa").status == 200);
+    auto cancelled = c.request("POST", "/orders/" + o.id + "/cancel", "", admin());
+    REQUIRE(cancelled.status == 200);
+    CHECK(cancelled.json().at("status") == "cancelled");
+    std::this_thread::sleep_for(2s); // the refund's attempt, and its failure
+    CHECK(charge_status(o.id) == "captured");
+    CHECK(confirmed(o.id) == 0);
+    srv.kill9();
+  }
+  // A node whose provider answers: its sweeper finds the refund owed and asks for it.
+  server_process srv{fault_env({{"EMPORIUM_HTTP_REQUEST_TIMEOUT_MS", "2000"}})};
+  auto until = steady::now() + 30s;
+  while (confirmed(o.id) == 0 && steady::now() < until)
+    std::this_thread::sleep_for(100ms);
+  CHECK(charge_status(o.id) == "refunded");
+  CHECK(confirmed(o.id) == 1);
+  CHECK(count(conn, "SELECT count(*) FROM simulated_charges WHERE reference = 'ch_' || $1", o.id)
+        == 1);
+  CHECK(order_status(conn, o.id) == "cancelled");
+}

@@ -24,8 +24,13 @@ persistence::pg_options pg_opts() {
   return persistence::pg_options{test::pg_url(), 2'000, 5'000};
 }
 
-bool names(const std::optional<std::vector<std::string>>& ids, const std::string& id) {
-  return ids && std::find(ids->begin(), ids->end(), id) != ids->end();
+bool names(const std::optional<os::sweep_work>& work, const std::string& id) {
+  return work && std::find(work->orders.begin(), work->orders.end(), id) != work->orders.end();
+}
+
+bool owes(const std::vector<os::owed_refund>& owed, const std::string& order_id) {
+  return std::any_of(owed.begin(), owed.end(),
+                     [&](const os::owed_refund& r) { return r.order_id == order_id; });
 }
 
 } // namespace
@@ -69,5 +74,119 @@ TEST_CASE("payment sweep: two sweeps at once, one reads the overdue orders, the 
 
   pqxx::work tx{s.connection()};
   tx.exec_params("UPDATE orders SET status = 'cancelled' WHERE id = $1", order);
+  tx.commit();
+}
+
+TEST_CASE(
+  "payment sweep: a refund is owed until the provider confirms it, and asked again later "
+  "after each refusal",
+  "[pg][sweeper]") {
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto customer = core::new_id("cust");
+  auto order = core::new_id("ord");
+  auto reference = "ch_" + order;
+  {
+    pqxx::work tx{s.connection()};
+    customers::insert_customer(tx, customer, test::unique("refund") + "@example.com", "Refund",
+                               "x");
+    tx.exec_params(
+      "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents, "
+      "total_cents, shipping_address, payment_due_at) VALUES ($1, $2, 'cancelled', 'USD', "
+      "500, 0, 500, '{}'::jsonb, now())",
+      order, customer);
+    // Cancelled a minute ago: marked refunded then, and the provider never confirmed it.
+    tx.exec_params(
+      "INSERT INTO payments (order_id, provider, reference, amount_cents, currency, "
+      "status, updated_at) VALUES ($1, 'simulated', $2, 500, 'USD', 'refunded', "
+      "now() - interval '1 minute')",
+      order, reference);
+    tx.commit();
+  }
+  auto owed = [&s](std::int64_t older_than_ms) {
+    pqxx::read_transaction tx{s.connection()};
+    return os::refunds_owed(tx, 100'000, older_than_ms);
+  };
+  CHECK(owes(owed(30'000), order));
+  CHECK_FALSE(owes(owed(120'000), order)); // not yet as old as that
+  {
+    pqxx::read_transaction tx{s.connection()};
+    auto work = os::sweep(tx, 100'000, 30'000);
+    REQUIRE(work);
+    CHECK(owes(work->refunds, order));
+  }
+
+  // Refused: asked again after twice the delay, then four times.
+  {
+    pqxx::work tx{s.connection()};
+    os::settle_refund(tx, {order, reference}, false);
+    tx.exec_params(
+      "UPDATE payments SET updated_at = now() - interval '3 seconds' "
+      "WHERE order_id = $1",
+      order);
+    tx.commit();
+  }
+  CHECK(owes(owed(1'000), order));       // 3 s > 2 × 1 s
+  CHECK_FALSE(owes(owed(2'000), order)); // 3 s < 2 × 2 s
+
+  // Confirmed: owed no more; confirming again changes nothing.
+  for (int i = 0; i < 2; ++i) {
+    pqxx::work tx{s.connection()};
+    os::settle_refund(tx, {order, reference}, true);
+    tx.commit();
+  }
+  CHECK_FALSE(owes(owed(0), order));
+  pqxx::read_transaction tx{s.connection()};
+  auto row = tx.exec_params(
+                 "SELECT status, refund_attempts, refund_confirmed_at IS NOT NULL "
+                 "FROM payments WHERE order_id = $1",
+                 order)
+               .at(0);
+  CHECK(row[0].as<std::string>() == "refunded");
+  CHECK(row[1].as<int>() == 1);
+  CHECK(row[2].as<bool>());
+}
+
+TEST_CASE(
+  "payment sweep: a charge captured after its order was cancelled unpaid is owed a refund, "
+  "recorded once",
+  "[pg][sweeper]") {
+  pg_session s{pg_opts()};
+  persistence::migrate(s);
+  auto customer = core::new_id("cust");
+  model::order o;
+  o.id = core::new_id("ord");
+  o.customer_id = customer;
+  o.currency = "USD";
+  o.total_cents = 700;
+  {
+    pqxx::work tx{s.connection()};
+    customers::insert_customer(tx, customer, test::unique("late") + "@example.com", "Late", "x");
+    tx.exec_params(
+      "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents, "
+      "total_cents, shipping_address, payment_due_at) VALUES ($1, $2, 'cancelled', 'USD', "
+      "700, 0, 700, '{}'::jsonb, now())",
+      o.id, customer);
+    tx.commit();
+  }
+  for (int i = 0; i < 2; ++i) { // a retried job records it once
+    pqxx::work tx{s.connection()};
+    os::owe_refund(tx, o, "simulated", "ch_" + o.id);
+    tx.commit();
+  }
+  {
+    pqxx::read_transaction tx{s.connection()};
+    auto rows = tx.exec_params(
+      "SELECT status, amount_cents, reference FROM payments "
+      "WHERE order_id = $1",
+      o.id);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0][0].as<std::string>() == "refunded");
+    CHECK(rows[0][1].as<std::int64_t>() == 700);
+    CHECK(owes(os::refunds_owed(tx, 100'000, 0), o.id));
+  }
+  // Owed no more: no server's sweeper asks a provider that never charged it.
+  pqxx::work tx{s.connection()};
+  os::settle_refund(tx, {o.id, "ch_" + o.id}, true);
   tx.commit();
 }
