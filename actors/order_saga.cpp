@@ -134,10 +134,10 @@ void commit_placement(order_ptr self, const entity_env& env, std::shared_ptr<sag
     s->rp.deliver(std::move(ch.placed));
   };
   auto failed = [self, env, s](caf::error& e) {
-    if (to_failure(e).code == errc::out_of_stock)
-      return fail(self, env, s, e); // answered by the placement itself: rolled back
-    // The outcome is unknown (a timeout, a lost connection): the transaction may have taken
-    // the stock. The products re-read it before this actor goes.
+    // Refused by PostgreSQL (out of stock: rolled back, but a product had less there than its
+    // actor held for this order, so its actor's stock is wrong), or the outcome is unknown (a
+    // timeout, a lost connection: the transaction may have taken the stock). Either way the
+    // products re-read their stock before this actor goes; nothing else would correct it.
     release_all(self, env, *s);
     s->rp.deliver(e);
     std::vector<std::string> ids;

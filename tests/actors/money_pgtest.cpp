@@ -272,3 +272,34 @@ TEST_CASE(
   for (const auto& p : sh.products)
     CHECK(sh.stock_in_memory(p.id) == 20);
 }
+
+TEST_CASE(
+  "stock changed behind the products' back: the placement PostgreSQL refuses brings their "
+  "memory back to what PostgreSQL has",
+  "[pg][runtime][money]") {
+  ensure_schema();
+  shop sh{test::test_settings()};
+  const auto& short_one = sh.products.front();
+  REQUIRE(sh.stock_in_memory(short_one.id) == 20);
+  {
+    // Another writer (an operator's SQL, a node that lost its lease) took most of it.
+    persistence::pg_session s{pg_opts()};
+    pqxx::work tx{s.connection()};
+    tx.exec_params("UPDATE products SET stock = 1, version = version + 1 WHERE id = $1",
+                   short_one.id);
+    tx.commit();
+  }
+  // Its actor still holds 20: the hold passes, PostgreSQL refuses the order.
+  auto refused = call<model::order_outcome>(
+    [&](auto cb) { sh.rt.place_order(sh.customer, sh.request(), cb); });
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == errc::out_of_stock);
+  CHECK(eventually([&] { return sh.stock_in_memory(short_one.id) == 1; }, 10s));
+  CHECK(sh.memory_matches_postgres());
+  // The next order is refused by the product itself, without a placement.
+  auto again = call<model::order_outcome>(
+    [&](auto cb) { sh.rt.place_order(sh.customer, sh.request(), cb); });
+  REQUIRE_FALSE(again);
+  CHECK(again.error().code == errc::out_of_stock);
+  CHECK(stock_in_postgres(short_one.id) == 1);
+}
