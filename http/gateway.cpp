@@ -278,8 +278,10 @@ client_identity identify(const request& req, route_class c, std::string_view tok
   by_address.who.k = admin ? caller::kind::admin : caller::kind::unknown;
   if (c == route_class::login || c == route_class::signup)
     return by_address;
+  // The admin's bucket is named, not keyed by the key's hash: bucket names are Redis key names
+  // (rate_limit mode redis), and the hash is what the server's other keys derive from.
   if (admin)
-    return {"t:" + hash, "admin", {}, by_address.who};
+    return {"t:admin", "admin", {}, by_address.who};
   by_address.shown += " unverified-token:" + hash.substr(0, 12);
   if (token)
     by_address.session_token = std::string{*token};

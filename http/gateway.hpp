@@ -82,9 +82,8 @@ std::string address_key(std::string_view address);
 std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& blocks);
 
 struct client_identity {
-  std::string
-    bucket; ///< rate-limit key: "c:<customer id>", "t:<admin key hash>" or "a:<address key>"
-  std::string shown; ///< for logs: "customer:<id>", "admin" or the address
+  std::string bucket; ///< rate-limit key: "c:<customer id>", "t:admin" or "a:<address key>"
+  std::string shown;  ///< for logs: "customer:<id>", "admin" or the address
   /// A token this server signed whose session is not verified yet: the caller asks the runtime
   /// and, when it is live, uses customer_identity(); until then (and when it is not) `bucket` is
   /// the address's. Held in memory only: never logged.
