@@ -22,13 +22,31 @@ void runtime::check_ready(callback<bool> cb) {
     run_callback(cb, result<bool>{failure{errc::unavailable, "not serving", {}}});
     return;
   }
+  auto ready = impl_->ready;
+  {
+    std::lock_guard<std::mutex> lock{ready->m};
+    ready->waiting.push_back(std::move(cb));
+    if (ready->running)
+      return; // answered with the check in flight
+    ready->running = true;
+  }
   impl_->run_db<bool>(
     [](persistence::backend& b) {
       pqxx::nontransaction tx{b.pg.connection()};
       tx.exec("SELECT 1");
       return result<bool>{true};
     },
-    std::move(cb), std::chrono::seconds(2));
+    [ready](result<bool> r) {
+      std::vector<callback<bool>> waiting;
+      {
+        std::lock_guard<std::mutex> lock{ready->m};
+        ready->running = false;
+        waiting.swap(ready->waiting);
+      }
+      for (const auto& w : waiting)
+        run_callback(w, r);
+    },
+    std::chrono::seconds(2));
 }
 
 runtime_stats runtime::stats() const {

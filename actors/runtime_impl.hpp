@@ -14,6 +14,8 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <mutex>
+#include <vector>
 
 namespace emporium::actors {
 
@@ -221,6 +223,16 @@ struct runtime::impl {
   /// requests do not pay a Redis or PostgreSQL round trip each.
   struct session_cache;
   std::shared_ptr<session_cache> sessions;
+  /// GET /readyz's database check, shared: a probe that arrives while one runs waits for its
+  /// answer. Probes are not rate limited, so otherwise a flood of them would fill the pool's
+  /// queue; this way it holds one of them at most. No answer is kept for later probes: a probe
+  /// right after PostgreSQL went away must say so.
+  struct readiness {
+    std::mutex m;
+    bool running = false;
+    std::vector<callback<bool>> waiting;
+  };
+  std::shared_ptr<readiness> ready = std::make_shared<readiness>();
   directory dir;
   std::shared_ptr<cluster_counters> cluster = std::make_shared<cluster_counters>();
   std::atomic<bool> stopped{false};

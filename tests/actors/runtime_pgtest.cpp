@@ -83,6 +83,33 @@ TEST_CASE("runtime: check_ready answers true with PostgreSQL up", "[pg][runtime]
   CHECK(rt.stats().db_size == 2);
 }
 
+TEST_CASE("runtime: readiness checks asked while one runs share its answer", "[pg][runtime]") {
+  // GET /readyz is not rate limited: a flood of probes must not queue a query each.
+  runtime rt{settings()};
+  REQUIRE(ready(rt)); // the worker's connection is open
+  auto jobs_before = rt.stats().db_jobs;
+  constexpr int probes = 100;
+  std::vector<pending<bool>> answers(probes);
+  for (auto& a : answers)
+    rt.check_ready(a.callback());
+  for (auto& a : answers) {
+    auto r = a.wait();
+    REQUIRE(r);
+    CHECK(r.value());
+  }
+  // Queries still queued would run after the answers (the first one answered them all): give
+  // them the time to be counted.
+  std::this_thread::sleep_for(500ms);
+  auto ran = rt.stats().db_jobs - jobs_before;
+  INFO(probes << " probes asked at once ran " << ran << " queries");
+  CHECK(ran >= 1);
+  CHECK(ran <= probes / 2);
+  // A probe after they were answered checks again: no answer is kept. (Other jobs, a sweep,
+  // may run meanwhile: the count can only be compared from below.)
+  REQUIRE(ready(rt));
+  CHECK(rt.stats().db_jobs - jobs_before > ran);
+}
+
 TEST_CASE("runtime: an unknown id is not found, and creating afterwards works", "[pg][runtime]") {
   runtime rt{settings()};
   auto unknown = core::new_id("prod");
