@@ -18,6 +18,10 @@
 #include <string>
 #include <string_view>
 
+namespace emporium::http {
+class rate_limiter;
+}
+
 namespace emporium::http::feeds {
 
 // -- connections ----------------------------------------------------------------------------------
@@ -69,6 +73,11 @@ struct channel {
   // A WebSocket's upgrade request, for the handshake.
   std::string target;
   header_map headers;
+  /// A WebSocket's subscribe commands each take a token of the client's read bucket, as a
+  /// request does: `limit_key` is that bucket's key (set by the handler), `limiter` the server's
+  /// (set by the HTTP session when it hands the connection over; none in unit tests).
+  std::string limit_key;
+  rate_limiter* limiter = nullptr;
 };
 
 } // namespace emporium::http::feeds

@@ -44,10 +44,12 @@ void websocket(app& a, const request& req, const path_params&, const query_args&
   auto key = gateway::address_key(req.client);
   if (!a.feed_connections->add(key, feeds::transport::ws))
     return respond(too_many_connections());
+  auto bucket = gateway::bucket_of(req.who, key);
   auto ch = std::make_shared<feeds::channel>(feeds::transport::ws, a.feed_connections,
                                              std::move(key), a.runtime, principal_of(req.who),
                                              a.settings.feeds);
   ch->target = req.target;
+  ch->limit_key = std::string{to_string(route_class::read)} + ":" + bucket;
   for (const auto& [name, value] : req.headers)
     if (name != "authorization")
       ch->headers.emplace(name, value);

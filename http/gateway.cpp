@@ -278,10 +278,8 @@ client_identity identify(const request& req, route_class c, std::string_view tok
   by_address.who.k = admin ? caller::kind::admin : caller::kind::unknown;
   if (c == route_class::login || c == route_class::signup)
     return by_address;
-  // The admin's bucket is named, not keyed by the key's hash: bucket names are Redis key names
-  // (rate_limit mode redis), and the hash is what the server's other keys derive from.
   if (admin)
-    return {"t:admin", "admin", {}, by_address.who};
+    return {std::string{admin_bucket}, "admin", {}, by_address.who};
   by_address.shown += " unverified-token:" + hash.substr(0, 12);
   if (token)
     by_address.session_token = std::string{*token};
@@ -331,6 +329,14 @@ admission admit(request& req, const peer_info& peer, const std::vector<config::c
 admission admit(request& req, std::string_view peer, const std::vector<config::cidr_block>& trusted,
                 std::string_view token_key, std::string_view admin_key_hash) {
   return admit(req, peer_of(peer, trusted), trusted, token_key, admin_key_hash);
+}
+
+std::string bucket_of(const caller& who, std::string_view address_key) {
+  switch (who.k) {
+    case caller::kind::customer: return customer_identity(who.customer_id).bucket;
+    case caller::kind::admin: return std::string{admin_bucket};
+    default: return "a:" + std::string{address_key};
+  }
 }
 
 client_identity customer_identity(std::string_view customer_id) {

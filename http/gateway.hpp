@@ -81,6 +81,11 @@ std::string address_key(std::string_view address);
 /// http.trusted_proxies parsed (validated at start, so nothing is dropped here).
 std::vector<config::cidr_block> parse_trusted(const std::vector<std::string>& blocks);
 
+/// The rate-limit bucket of the admin key. Named, not keyed by the key's hash: bucket names are
+/// Redis key names (rate_limit mode redis), and the hash is what the server's other keys derive
+/// from.
+inline constexpr std::string_view admin_bucket = "t:admin";
+
 struct client_identity {
   std::string bucket; ///< rate-limit key: "c:<customer id>", "t:admin" or "a:<address key>"
   std::string shown;  ///< for logs: "customer:<id>", "admin" or the address
@@ -146,6 +151,10 @@ admission admit(request& req, std::string_view peer, const std::vector<config::c
 
 /// The identity of a verified customer session.
 client_identity customer_identity(std::string_view customer_id);
+
+/// The rate-limit bucket of a caller the gateway admitted: its customer's, the admin's, or its
+/// address's (`address_key`, address_key() of the client address) for anyone else.
+std::string bucket_of(const caller& who, std::string_view address_key);
 
 // -- CORS -----------------------------------------------------------------------------------------
 

@@ -622,6 +622,7 @@ void session::hand_over() {
   watchdog_.cancel();
   io_timer_.cancel();
   keep_alive_.cancel();
+  slot->feed->limiter = shared_.limiter;
   auto ws = start_websocket(beast::tcp_stream{std::move(socket_)}, std::move(buffer_),
                             shared_from_this(), std::move(slot->feed));
   upgraded_ = ws;

@@ -11,6 +11,7 @@
 
 #include "core/ids.hpp"
 #include "http/problem.hpp"
+#include "http/rate_limiter.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/beast/websocket.hpp>
@@ -124,7 +125,38 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
     }
     auto text = beast::buffers_to_string(in_.data());
     in_.consume(in_.size());
-    handle(feeds::parse_command(text));
+    auto c = feeds::parse_command(text);
+    if (c.k == feeds::command::kind::subscribe && feed_->limiter)
+      return limit(std::move(c)); // reads on once the limiter decided
+    handle(std::move(c));
+    if (!closing_)
+      read();
+  }
+
+  /// A subscription starts a read of its topic on the database pool: it takes a token of the
+  /// client's read bucket first, as a request does, and nothing more is read meanwhile (the
+  /// commands stay in order).
+  void limit(feeds::command c) {
+    if (auto d = feed_->limiter->try_now(route_class::read, feed_->limit_key))
+      return decided(std::move(c), *d);
+    // The decision holds the session: no read is pending meanwhile, and nothing else would.
+    feed_->limiter->submit(route_class::read, feed_->limit_key,
+                           [self = shared_from_this(), c = std::move(c)](limit_decision d) {
+                             // On the limiter thread: back to this connection's executor.
+                             net::post(self->ws_.get_executor(),
+                                       [self, c, d]() mutable { self->decided(std::move(c), d); });
+                           });
+  }
+
+  void decided(feeds::command c, const limit_decision& d) {
+    if (released_)
+      return;
+    if (d.allowed)
+      handle(std::move(c));
+    else
+      send(feeds::ws_error(c.topic.name(), 429,
+                           "too many requests from this client; retry after "
+                             + std::to_string(d.retry_after_s) + " s"));
     if (!closing_)
       read();
   }

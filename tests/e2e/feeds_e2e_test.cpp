@@ -14,8 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstdio>
 #include <iostream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -304,6 +306,49 @@ TEST_CASE("feeds: a malformed WebSocket message is answered 400 and the connecti
   // A GET /ws that is no upgrade is an ordinary 400.
   auto plain = c.get("/ws");
   CHECK(plain.status == 400);
+}
+
+TEST_CASE("feeds: each WebSocket subscribe takes a token of the client's read bucket",
+          "[e2e][feeds][limits]") {
+  // A subscription reads its topic's head on the database pool: without the limiter, one
+  // connection could ask for reads without end (subscribe, 404, subscribe again).
+  env_map env{{"EMPORIUM_RATE_LIMIT_READ_CAPACITY", "10"},
+              {"EMPORIUM_RATE_LIMIT_READ_REFILL_PER_S", "0.01"},
+              {"EMPORIUM_HTTP_TRUSTED_PROXIES", "127.0.0.1"}};
+  SECTION("local buckets") {}
+  SECTION("buckets in Redis: the limiter decides on its own thread") {
+    env["EMPORIUM_RATE_LIMIT_MODE"] = "redis";
+    env["EMPORIUM_RATE_LIMIT_REDIS_TIMEOUT_MS"] = "2000";
+  }
+  server_process srv{env};
+  // A client address of its own: its bucket starts full, in Redis too.
+  std::mt19937_64 rng{std::random_device{}()};
+  char address[64];
+  std::snprintf(address, sizeof address, "2001:db8::%x:%x", static_cast<unsigned>(rng() & 0xffff),
+                static_cast<unsigned>(rng() & 0xffff));
+  const header_map from{{"X-Forwarded-For", address}};
+  ws_client ws{srv.host(), srv.port(), "/ws", from}; // the upgrade took one token
+  int not_found = 0;
+  int limited = 0;
+  for (int i = 0; i < 30; ++i) {
+    ws.send(json{{"subscribe", "product:prod_01ARZ3NDEKTSV4RRFFQ69G5FAV"}});
+    auto m = ws.next();
+    REQUIRE(m["type"] == "error");
+    if (m["status"] == 404)
+      ++not_found;
+    else if (m["status"] == 429) {
+      ++limited;
+      CHECK(m["detail"].get<std::string>().find("retry after") != std::string::npos);
+    }
+  }
+  CHECK(not_found == 9);
+  CHECK(limited == 21);
+  // The connection stays; unsubscribing costs nothing.
+  ws.send(json{{"unsubscribe", "product:prod_01ARZ3NDEKTSV4RRFFQ69G5FAV"}});
+  CHECK(ws.next()["type"] == "unsubscribed");
+  // And the bucket is the client's: an HTTP read from it is refused too.
+  http_client c{srv.host(), srv.port()};
+  CHECK(c.request("GET", "/products?limit=1", "", from).status == 429);
 }
 
 TEST_CASE("feeds: subscriptions per connection are limited (429) and freed by unsubscribing",
