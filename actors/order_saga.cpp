@@ -183,9 +183,9 @@ void holds_done(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) 
   if (s->fatal)
     return fail(self, env, s, s->fatal);
   if (s->mixed_currencies)
-    return fail(
-      self, env, s,
-      make_domain_error(errc::invalid_input, "the products of one order must share one currency"));
+    return fail(self, env, s,
+                make_domain_error(errc::unknown_reference,
+                                  "the products of one order must share one currency"));
   // In product id order, whatever order the answers came in.
   auto by_message = [](const field_error& a, const field_error& b) {
     return a.message < b.message;
@@ -194,7 +194,7 @@ void holds_done(order_ptr self, const entity_env& env, std::shared_ptr<saga> s) 
   std::sort(s->short_lines.begin(), s->short_lines.end(), by_message);
   if (!s->unknown_lines.empty())
     return fail(self, env, s,
-                make_domain_error(errc::invalid_input, "unknown products", s->unknown_lines));
+                make_domain_error(errc::unknown_reference, "unknown products", s->unknown_lines));
   if (!s->short_lines.empty()) {
     std::string ids;
     for (const auto& e : s->short_lines)

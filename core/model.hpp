@@ -36,6 +36,11 @@ enum class errc : std::uint8_t {
   /// What was asked for existed once and is no longer kept: a feed resumed after a `seq` whose
   /// events the outbox has deleted (410).
   gone,
+  /// Names something that does not exist now (an order's unknown product), or whose state does
+  /// not allow the request now (products in two currencies): answered 400 like invalid_input,
+  /// but not a verdict on the request alone, so an Idempotency-Key does not keep it (a retry
+  /// after the catalog changed is a new attempt).
+  unknown_reference,
 };
 
 /// A field-level validation failure, reported as one entry of problem+json `errors[]`.

@@ -40,7 +40,8 @@ problem_kind kind_of_status(int status) {
 int status_of(errc code) {
   switch (code) {
     case errc::not_found: return 404;
-    case errc::invalid_input: return 400;
+    case errc::invalid_input:
+    case errc::unknown_reference: return 400;
     case errc::conflict: return 409;
     case errc::precondition_failed: return 412;
     case errc::out_of_stock: return 409;

@@ -310,6 +310,32 @@ TEST_CASE(
   CHECK(d.stock(product) == 7);
 }
 
+TEST_CASE(
+  "commerce: an order refused for an unknown product under an Idempotency-Key is not kept "
+  "by the key: a retry is a new attempt",
+  "[e2e][commerce][idempotency]") {
+  auto& srv = commerce_server();
+  http_client c{srv.host(), srv.port(), 30s};
+  auto product = create_product(c, {5, 1'000, 100});
+  auto buyer = new_shopper(c);
+  auto headers = with(buyer.auth(), "Idempotency-Key", unique("idem-unknown"));
+  // A product id the client has, which this shop does not (yet) know.
+  auto ghost = emporium::core::new_id("prod");
+  auto body = order_body({{product, 1}, {ghost, 1}}).dump();
+  auto first = c.request("POST", "/orders", body, headers);
+  check_problem(first, 400);
+  CHECK(first.body.find(ghost) != std::string::npos);
+  db d;
+  CHECK(d.scalar("SELECT count(*) FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
+                 buyer.id, headers["Idempotency-Key"])
+        == 0);
+  // The retry without the unknown line is not answered with the first refusal.
+  auto retry = c.request("POST", "/orders", order_body({{product, 1}}).dump(), headers);
+  INFO(show(retry));
+  CHECK(retry.status == 201);
+  CHECK(d.stock(product) == 4);
+}
+
 TEST_CASE("commerce: an order that cannot be filled moves no stock and leaves no hold behind",
           "[e2e][commerce][orders]") {
   auto& srv = commerce_server();
