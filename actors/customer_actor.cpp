@@ -83,8 +83,23 @@ void place_new(customer_ptr self, const entity_env& env, model::order_request re
           rp.deliver(std::move(err));
           return;
         }
+        auto code = to_failure(err).code;
+        if (code == errc::timeout || code == errc::unavailable) {
+          // The order may still commit, as late as its placement's own deadline allows.
+          self->state.placing[*req.idempotency_key] = std::chrono::steady_clock::now()
+                                                      + env.db_timeout + env.call_timeout;
+        }
         answer_failed_under_key(self, env, req, std::move(err), rp);
       });
+}
+
+/// Whether a placement under `key` that this actor stopped waiting for may still commit (and
+/// forgets the keys whose placements are over by now).
+bool still_placing(customer_state& st, const std::string& key) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = st.placing.begin(); it != st.placing.end();)
+    it = it->second <= now ? st.placing.erase(it) : std::next(it);
+  return st.placing.count(key) > 0;
 }
 
 } // namespace
@@ -118,6 +133,15 @@ customer_entity_actor::behavior_type customer_entity(customer_ptr self, entity_e
       auto rp = self->make_response_promise<model::order_outcome>();
       // One order at a time per customer (awaited), so two requests with one key on this node
       // never both place; across nodes the key's primary key decides.
+      if (req.idempotency_key && still_placing(self->state, *req.idempotency_key)) {
+        // The answer the key has by now, if that placement committed meanwhile; else 409.
+        answer_failed_under_key(self, env, req,
+                                make_domain_error(errc::conflict,
+                                                  "a request with this Idempotency-Key is still "
+                                                  "being placed; retry shortly"),
+                                rp);
+        return rp;
+      }
       place_new(self, env, std::move(req), rp);
       return rp;
     },

@@ -5,11 +5,19 @@
 
 #include "actors/entity_env.hpp"
 
+#include <chrono>
+#include <unordered_map>
+
 namespace emporium::actors {
 
 struct customer_state {
   std::string id;
   std::optional<model::customer> customer;
+  /// Idempotency-Keys of placements this actor stopped waiting for (their outcome unknown), by
+  /// the time until which they may still commit: a retry under one of them meanwhile is told
+  /// that it is still being placed (409), not answered as a fresh attempt would be (an order
+  /// refused for the stock that very placement holds).
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> placing;
   static inline const char* name = "customer";
 };
 

@@ -303,3 +303,41 @@ TEST_CASE(
   CHECK(again.error().code == errc::out_of_stock);
   CHECK(stock_in_postgres(short_one.id) == 1);
 }
+
+TEST_CASE(
+  "idempotency: a retry while the first placement under its key may still commit is told so "
+  "(409), not refused for the stock that placement holds, and later gets that order",
+  "[pg][runtime][money]") {
+  ensure_schema();
+  auto s = test::test_settings();
+  s.http.request_timeout_ms = 2'000;       // the customer waits 1.6 s for its order
+  s.postgres.statement_timeout_ms = 4'000; // the placement may take 4.5 s
+  shop sh{s};
+  auto last_two = call<model::product>([&](auto cb) { sh.rt.create_product(make_draft(2), cb); });
+  REQUIRE(last_two);
+  slow_events slow{2'500}; // the placement's one product event: past the customer's wait
+  slow.slow_down(last_two->id);
+  model::order_request req;
+  req.items = {{last_two->id, 2}};
+  req.shipping_address = us_address();
+  req.idempotency_key = test::unique("idem-slow");
+  req.request_hash = "the same body";
+  auto place = [&] {
+    return call<model::order_outcome>([&](auto cb) { sh.rt.place_order(sh.customer, req, cb); },
+                                      20s);
+  };
+
+  auto first = place();
+  REQUIRE_FALSE(first); // given up; the placement goes on
+  auto retry = place();
+  REQUIRE_FALSE(retry);
+  INFO(retry.error().detail);
+  CHECK(retry.error().code == errc::conflict);
+  CHECK(retry.error().detail.find("still being placed") != std::string::npos);
+
+  REQUIRE(eventually([&] { return stock_in_postgres(last_two->id) == 0; }, 10s));
+  auto later = place();
+  REQUIRE(later);
+  CHECK(later->replayed);
+  CHECK(later->placed.lines.at(0).quantity == 2);
+}
