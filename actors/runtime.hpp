@@ -138,8 +138,9 @@ class runtime {
   /// Email and password → a new bearer token; the same `unauthorized` for an unknown email and
   /// a wrong password.
   void login(std::string email, std::string password, callback<model::session_grant> cb);
-  /// A customer bearer token → its principal; `unauthorized` when unknown or expired.
-  void authenticate(std::string token, callback<model::principal> cb);
+  /// A customer bearer token → its session: the customer and when it expires (no token in
+  /// the answer); `unauthorized` when unknown or expired.
+  void authenticate(std::string token, callback<model::session_grant> cb);
 
   // -- carts and orders -------------------------------------------------------------------------
 

@@ -101,7 +101,8 @@ struct runtime::impl::session_cache {
   std::mutex mtx;
   std::unordered_map<std::string, entry> entries;
 
-  std::optional<std::string> find(const std::string& hash) {
+  /// The session of `hash` (its customer and expiry), while it is believed.
+  std::optional<model::session_grant> find(const std::string& hash) {
     if (believe_ms == 0)
       return std::nullopt;
     std::lock_guard<std::mutex> guard{mtx};
@@ -114,19 +115,19 @@ struct runtime::impl::session_cache {
     }
     if (it->second.believed_until_ms <= now_ms())
       return std::nullopt;
-    return it->second.customer_id;
+    return model::session_grant{{}, it->second.customer_id, it->second.expires_at_ms};
   }
 
-  /// The customer of the last verification of `hash`, believed or not, while its session has
-  /// not expired.
-  std::optional<std::string> last_verified(const std::string& hash) {
+  /// The session of the last verification of `hash`, believed or not, while it has not
+  /// expired.
+  std::optional<model::session_grant> last_verified(const std::string& hash) {
     if (believe_ms == 0)
       return std::nullopt;
     std::lock_guard<std::mutex> guard{mtx};
     auto it = entries.find(hash);
     if (it == entries.end() || it->second.expires_at_ms <= now_ms())
       return std::nullopt;
-    return it->second.customer_id;
+    return model::session_grant{{}, it->second.customer_id, it->second.expires_at_ms};
   }
 
   void put(const std::string& hash, std::string customer_id, std::int64_t expires_at_ms) {
@@ -288,10 +289,10 @@ void runtime::login(std::string email, std::string password, callback<model::ses
                                             std::move(job), std::move(cb), "logins");
 }
 
-void runtime::authenticate(std::string token, callback<model::principal> cb) {
+void runtime::authenticate(std::string token, callback<model::session_grant> cb) {
   auto hash = core::sha256_hex(token);
-  if (auto cid = impl_->sessions->find(hash)) {
-    cb(model::principal{false, std::move(*cid)});
+  if (auto known = impl_->sessions->find(hash)) {
+    cb(std::move(*known));
     return;
   }
   auto sessions = impl_->sessions;
@@ -322,12 +323,12 @@ void runtime::authenticate(std::string token, callback<model::principal> cb) {
     },
     [cb = std::move(cb), sessions, hash](result<model::session_grant> r) {
       if (!r && r.error().code != errc::unauthorized)
-        if (auto cid = sessions->last_verified(hash))
-          return cb(model::principal{false, std::move(*cid)});
+        if (auto known = sessions->last_verified(hash))
+          return cb(std::move(*known));
       if (!r)
         return cb(r.error());
       sessions->put(hash, r->customer_id, r->expires_at_ms);
-      cb(model::principal{false, r->customer_id});
+      cb(model::session_grant{{}, r->customer_id, r->expires_at_ms});
     },
     impl_->db_timeout);
 }

@@ -10,6 +10,8 @@
 #include "http/feed_queue.hpp"
 #include "http/message.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -78,6 +80,20 @@ struct channel {
   /// (set by the HTTP session when it hands the connection over; none in unit tests).
   std::string limit_key;
   rate_limiter* limiter = nullptr;
+  /// When the caller's session expires (ms since the epoch; 0: no session, or not known): the
+  /// connection ends then (a WebSocket closes with 1008, an event stream ends), and the client
+  /// reconnects with a fresh token.
+  std::int64_t expires_at_ms = 0;
 };
+
+/// How long until `ch`'s session expires (zero once it has); nothing when it has no session.
+inline std::optional<std::chrono::milliseconds> time_left(const channel& ch) {
+  if (ch.expires_at_ms == 0)
+    return std::nullopt;
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+               .count();
+  return std::chrono::milliseconds(std::max<std::int64_t>(0, ch.expires_at_ms - now));
+}
 
 } // namespace emporium::http::feeds

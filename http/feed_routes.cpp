@@ -49,6 +49,7 @@ void websocket(app& a, const request& req, const path_params&, const query_args&
                                              std::move(key), a.runtime, principal_of(req.who),
                                              a.settings.feeds);
   ch->target = req.target;
+  ch->expires_at_ms = req.who.session_expires_at_ms;
   ch->limit_key = std::string{to_string(route_class::read)} + ":" + bucket;
   for (const auto& [name, value] : req.headers)
     if (name != "authorization")
@@ -72,6 +73,7 @@ void event_stream(app& a, const request& req, model::feed_topic topic, responder
                                              std::move(key), a.runtime, principal_of(req.who),
                                              a.settings.feeds);
   ch->topic = std::move(topic);
+  ch->expires_at_ms = req.who.session_expires_at_ms;
   ch->sink = std::make_shared<queue_sink>(ch->queue, ch->topic.name());
   // Taken before the callback moves the channel in (arguments are evaluated in any order).
   auto sink = ch->sink;

@@ -102,8 +102,11 @@ struct client_identity {
 /// customer id, or "" when it could not; then `dead` says whether the session is unknown or
 /// expired (false when the lookup failed: the database unreachable, a timeout). May call `done`
 /// at once (a cached session) or later from another thread; never blocks the caller.
-using session_verifier = std::function<void(
-  std::string token, std::function<void(std::string customer_id, bool dead)> done)>;
+/// A verification's answer: the customer and when the session expires (ms since the epoch), or
+/// an empty customer (`dead`: the token is unknown or expired, not just unverifiable now).
+using verified_fn =
+  std::function<void(std::string customer_id, bool dead, std::int64_t expires_at_ms)>;
+using session_verifier = std::function<void(std::string token, verified_fn done)>;
 
 /// Resolves the caller once per request, for the limiter and the handlers. Logins and
 /// sign-ups are by address. Otherwise the admin key has a bucket of its own; a token

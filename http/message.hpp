@@ -31,6 +31,9 @@ struct caller {
   };
   kind k = kind::anonymous;
   std::string customer_id; ///< for kind::customer
+  /// For kind::customer: when its session expires (ms since the epoch); a feed opened with it
+  /// ends then. 0: not known.
+  std::int64_t session_expires_at_ms = 0;
 };
 
 struct request {

@@ -54,11 +54,11 @@ model::principal principal_of(const caller& who) {
 }
 
 gateway::session_verifier session_verifier(actors::runtime& rt) {
-  return [&rt](std::string token, std::function<void(std::string, bool)> done) {
-    rt.authenticate(std::move(token), [done = std::move(done)](result<model::principal> who) {
-      if (who)
-        return done(who->customer_id, false);
-      done({}, who.error().code == errc::unauthorized);
+  return [&rt](std::string token, gateway::verified_fn done) {
+    rt.authenticate(std::move(token), [done = std::move(done)](result<model::session_grant> s) {
+      if (s)
+        return done(s->customer_id, false, s->expires_at_ms);
+      done({}, s.error().code == errc::unauthorized, 0);
     });
   };
 }

@@ -229,17 +229,18 @@ void session::admit(request req, pending& slot) {
   // else after a lookup on a blocking worker) comes back through this strand.
   shared_.verify_session(
     std::move(token), [self = shared_from_this(), req = std::move(req), target_ok = in.target_ok,
-                       seq, cls = in.cls, bucket = std::move(who.bucket),
-                       hash = std::move(hash)](std::string customer, bool dead) mutable {
+                       seq, cls = in.cls, bucket = std::move(who.bucket), hash = std::move(hash)](
+                        std::string customer, bool dead, std::int64_t expires_at_ms) mutable {
       if (dead)
         self->shared_.mark_dead(hash);
       net::dispatch(self->strand_,
                     [self, req = std::move(req), target_ok, seq, cls, bucket = std::move(bucket),
-                     customer = std::move(customer)]() mutable {
+                     customer = std::move(customer), expires_at_ms]() mutable {
                       if (!customer.empty()) {
                         auto c = gateway::customer_identity(customer);
                         bucket = std::move(c.bucket);
                         req.who = std::move(c.who);
+                        req.who.session_expires_at_ms = expires_at_ms;
                         if (auto* slot = self->find(seq))
                           slot->client = std::move(c.shown);
                       }
@@ -698,10 +699,16 @@ void session::stream_pump() {
 void session::arm_keep_alive() {
   if (closed_ || !stream_feed_)
     return;
-  keep_alive_.expires_after(std::chrono::seconds(stream_feed_->cfg.ping_s));
-  keep_alive_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  // A stream opened with a customer's token ends when that session expires.
+  std::chrono::milliseconds wait = std::chrono::seconds(stream_feed_->cfg.ping_s);
+  auto left = feeds::time_left(*stream_feed_);
+  const bool expires = left && *left <= wait;
+  keep_alive_.expires_after(expires ? *left : wait);
+  keep_alive_.async_wait([self = shared_from_this(), expires](beast::error_code ec) {
     if (ec || self->closed_)
       return;
+    if (expires)
+      return self->close();
     self->arm_keep_alive();
     if (self->writing_)
       return; // a write still pending: its own deadline ends a stalled connection

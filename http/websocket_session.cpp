@@ -36,6 +36,7 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
              std::shared_ptr<feeds::channel> feed)
     : ws_(std::move(stream)),
       close_timer_(ws_.get_executor()),
+      expiry_timer_(ws_.get_executor()),
       owner_(std::move(owner)),
       feed_(std::move(feed)) {}
 
@@ -88,6 +89,7 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
       if (auto self = weak.lock())
         net::post(ex, [self] { self->pump(); });
     });
+    arm_expiry();
     read();
     pump();
   }
@@ -272,6 +274,20 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
 
   /// A close that the peer does not complete (it stopped reading) is cut after twice the ping
   /// interval, as a silent peer is.
+  /// A connection opened with a customer's token closes (1008) when that session expires: it
+  /// could otherwise go on receiving that customer's order events for as long as it stays open.
+  void arm_expiry() {
+    auto left = feeds::time_left(*feed_);
+    if (!left)
+      return;
+    expiry_timer_.expires_after(*left);
+    std::weak_ptr<ws_session> weak = shared_from_this();
+    expiry_timer_.async_wait([weak](beast::error_code ec) {
+      if (auto self = weak.lock(); self && !ec)
+        self->close_with(websocket::close_code::policy_error);
+    });
+  }
+
   void arm_close_timer() {
     close_timer_.expires_after(std::chrono::seconds(2 * feed_->cfg.ping_s));
     close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
@@ -298,6 +314,7 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
     unsubscribe_all();
     feed_->queue->close();
     close_timer_.cancel();
+    expiry_timer_.cancel();
     beast::error_code ec;
     auto& sock = beast::get_lowest_layer(ws_).socket();
     sock.shutdown(tcp::socket::shutdown_both, ec);
@@ -307,6 +324,7 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
 
   websocket::stream<beast::tcp_stream> ws_;
   net::steady_timer close_timer_;
+  net::steady_timer expiry_timer_; ///< the caller's session expiry (arm_expiry)
   beast::flat_buffer in_;
   std::shared_ptr<session> owner_;
   std::shared_ptr<feeds::channel> feed_;

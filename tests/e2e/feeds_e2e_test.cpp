@@ -280,6 +280,31 @@ TEST_CASE(
   CHECK(json::parse(e.data)["status"] == "paid");
 }
 
+TEST_CASE("feeds: a feed opened with a customer's token ends when its session expires",
+          "[e2e][feeds][auth]") {
+  // Otherwise it would go on carrying that customer's order events for as long as it stays
+  // open, and take new subscriptions to them, with a token that no request would accept.
+  server_process srv{feed_env({{"EMPORIUM_AUTH_SESSION_TTL_S", "4"}})};
+  http_client c{srv.host(), srv.port(), 30s};
+  auto product = create_product(c, {10});
+  auto owner = new_shopper(c); // its session expires 4 s from now
+  auto placed = c.request("POST", "/orders", order_body({{product, 1}}).dump(), owner.auth());
+  REQUIRE(placed.status == 201);
+  auto order = placed.json().at("id").get<std::string>();
+  auto t0 = std::chrono::steady_clock::now();
+  ws_client ws{srv.host(), srv.port(), "/ws", {{"Authorization", bearer(owner)}}};
+  ws.subscribe("order:" + order);
+  sse_client sse{
+    srv.host(), srv.port(), "/orders/" + order + "/events", {{"Authorization", bearer(owner)}}};
+  REQUIRE(sse.status() == 200);
+  CHECK(ws.wait_close(10s) == 1008);
+  CHECK(sse.wait_end(10s));
+  auto after = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(after < 8.0);
+  // The token is refused now, as by any request.
+  CHECK(c.get("/orders/" + order, owner.auth()).status == 401);
+}
+
 TEST_CASE("feeds: a malformed WebSocket message is answered 400 and the connection stays",
           "[e2e][feeds]") {
   auto& srv = feed_server();
