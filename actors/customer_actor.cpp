@@ -83,11 +83,11 @@ void place_new(customer_ptr self, const entity_env& env, model::order_request re
           rp.deliver(std::move(err));
           return;
         }
-        auto code = to_failure(err).code;
-        if (code == errc::timeout || code == errc::unavailable) {
-          // The order may still commit, as late as its placement's own deadline allows.
+        if (to_failure(err).code == errc::timeout) {
+          // The order may still commit: its placement may wait for the committer up to its
+          // deadline (db_timeout), then run up to the statement timeout (less than that).
           self->state.placing[*req.idempotency_key] = std::chrono::steady_clock::now()
-                                                      + env.db_timeout + env.call_timeout;
+                                                      + env.call_timeout + 2 * env.db_timeout;
         }
         answer_failed_under_key(self, env, req, std::move(err), rp);
       });

@@ -13,7 +13,7 @@ namespace emporium::actors {
 struct customer_state {
   std::string id;
   std::optional<model::customer> customer;
-  /// Idempotency-Keys of placements this actor stopped waiting for (their outcome unknown), by
+  /// Idempotency-Keys of placements whose answer was a timeout (their outcome unknown), by
   /// the time until which they may still commit: a retry under one of them meanwhile is told
   /// that it is still being placed (409), not answered as a fresh attempt would be (an order
   /// refused for the stock that very placement holds).

@@ -231,11 +231,10 @@ auto find_charge_job(const entity_env& env, std::string id) {
 /// Refunds the charge `reference` at the provider (refund_job), on a payment worker. Whatever
 /// happens to it, the refund stays owed in PostgreSQL until the provider confirmed it, and the
 /// sweeper asks again.
-void refund_charge(order_ptr self, const entity_env& env, std::string reference,
-                   std::optional<model::order> unrecorded = std::nullopt) {
+void refund_charge(order_ptr self, const entity_env& env, std::string reference) {
   auto order_id = self->state.id;
   call_provider<bool>(
-    self, env, refund_job(env, order_id, reference, std::move(unrecorded)),
+    self, env, refund_job(env, order_id, reference),
     [order_id, reference](bool ok) {
       if (!ok)
         spdlog::error("the provider refused the refund of {} (order {}); asked again later",
@@ -312,7 +311,15 @@ std::vector<result<model::order_change>> record_charges(
       ch.customer_points = paid[k]->customer_points;
       ch.customer_version = paid[k]->customer_version;
     } else { // paid already (by this very charge, when run twice), or cancelled: as it is
-      ch.placed = std::move(*os::find_order(tx, payments[k].order->id));
+      const auto& r = *records[at[k]];
+      auto now = os::find_order(tx, r.order.id);
+      if (now && now->status == st::cancelled && !now->payment) {
+        // Captured after the order was cancelled unpaid: the refund is owed from now on,
+        // recorded before anyone is told, so the sweeper asks for it whatever happens next.
+        os::owe_refund(tx, *now, r.provider, r.reference);
+        now = os::find_order(tx, r.order.id);
+      }
+      ch.placed = std::move(*now);
     }
     out[at[k]] = std::move(ch);
   }
@@ -340,10 +347,11 @@ void record_charge(order_ptr self, const entity_env& env, std::string reference,
         return done(now);
       }
       self->state.order = now;
-      // A cancelled order's own payment was refunded by its cancellation. Any other charge
-      // (captured after the order was cancelled unpaid) is recorded as owed, then refunded.
-      if (!ours)
-        refund_charge(self, env, reference, now);
+      // Cancelled: its payment (this charge) is a refund owed, marked by the cancellation or,
+      // for a charge captured after it, by record_charges. Asked now; the sweeper asks again
+      // until the provider confirms it (a second ask changes nothing there).
+      if (now.status == st::cancelled)
+        refund_charge(self, env, reference);
       done(make_domain_error(errc::conflict,
                              "the order is no longer awaiting payment; the "
                              "charge is refunded"));
@@ -440,18 +448,21 @@ caf::timespan provider_deadline(const entity_env& env) {
   return env.call_timeout / 2;
 }
 
-db_job refund_job(const entity_env& env, std::string order_id, std::string reference,
-                  std::optional<model::order> unrecorded) {
+db_job refund_job(const entity_env& env, std::string order_id, std::string reference) {
   return make_job(
-    [payments = env.payments, owed = os::owed_refund{std::move(order_id), std::move(reference)},
-     unrecorded = std::move(unrecorded)](persistence::backend& b) -> result<bool> {
-      if (unrecorded) {
+    [payments = env.payments, owed = os::owed_refund{std::move(order_id), std::move(reference)}](
+      persistence::backend& b) -> result<bool> {
+      {
+        // Counted as an attempt before the provider is asked: whatever ends this one (a
+        // refusal, a provider down, a deadline), the next waits longer.
         pqxx::nontransaction tx{b.pg.connection()};
-        os::owe_refund(tx, *unrecorded, payments->name(), owed.reference);
+        os::settle_refund(tx, owed, false);
       }
       bool confirmed = payments->refund(owed.reference);
-      pqxx::nontransaction tx{b.pg.connection()};
-      os::settle_refund(tx, owed, confirmed);
+      if (confirmed) {
+        pqxx::nontransaction tx{b.pg.connection()};
+        os::settle_refund(tx, owed, true);
+      }
       return confirmed;
     },
     provider_deadline(env));

@@ -41,11 +41,9 @@ order_entity_actor::behavior_type order_entity(
 caf::timespan provider_deadline(const entity_env& env);
 
 /// A payment worker's job: asks the provider to refund `reference`, the charge of order
-/// `order_id` (idempotent there), then records the answer: confirmed, or asked again later
-/// (order_store::settle_refund). `unrecorded`: the order, cancelled unpaid, whose charge was
-/// captured late: its refund owed is recorded first (order_store::owe_refund). Answers whether
-/// the provider confirmed it. Safe to run twice.
-db_job refund_job(const entity_env& env, std::string order_id, std::string reference,
-                  std::optional<model::order> unrecorded = std::nullopt);
+/// `order_id` (idempotent there), and records it: as an attempt before asking (so the next one
+/// waits longer, whatever ends this one), as confirmed once the provider says so
+/// (order_store::settle_refund). Answers whether the provider confirmed it. Safe to run twice.
+db_job refund_job(const entity_env& env, std::string order_id, std::string reference);
 
 } // namespace emporium::actors

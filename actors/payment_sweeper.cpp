@@ -26,7 +26,8 @@ caf::behavior payment_sweeper(caf::event_based_actor* self, entity_env env) {
                     [env, stale_ms](persistence::backend& b) -> result<std::vector<std::string>> {
                       pqxx::read_transaction tx{b.pg.connection()};
                       // Another node sweeping right now: this one skips its turn.
-                      auto work = os::sweep(tx, 500, stale_ms);
+                      // Refunds share the payment workers with live charges: a few per sweep.
+                      auto work = os::sweep(tx, 500, stale_ms, env.payments->name(), 50);
                       tx.commit();
                       if (!work)
                         return std::vector<std::string>{};

@@ -22,6 +22,11 @@ void runtime::check_ready(callback<bool> cb) {
     run_callback(cb, result<bool>{failure{errc::unavailable, "not serving", {}}});
     return;
   }
+  // Stopping drops the calls in flight unanswered: a check then would never end.
+  if (impl_->stopped.load()) {
+    run_callback(cb, result<bool>{failure{errc::unavailable, "the server is stopping", {}}});
+    return;
+  }
   auto ready = impl_->ready;
   {
     std::lock_guard<std::mutex> lock{ready->m};

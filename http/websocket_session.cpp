@@ -151,8 +151,8 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
   }
 
   void decided(feeds::command c, const limit_decision& d) {
-    if (released_)
-      return;
+    if (released_ || closing_)
+      return; // closing meanwhile: nothing more is subscribed, nor read
     if (d.allowed)
       handle(std::move(c));
     else

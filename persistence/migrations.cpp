@@ -710,10 +710,12 @@ $fn$;
 -- A paid order's cancellation marks its payment refunded; the provider's refund follows, after
 -- the commit, and may fail or never run (a crash, a provider down). Until the provider confirms
 -- it the refund is owed, and the payment sweeper asks for it again, backing off after each
--- refusal. Refunds marked before this migration are asked again once: the provider's refund is
--- idempotent, and the old code never recorded whether it had succeeded.
+-- attempt. Refunds marked before this migration count as confirmed: the old code asked for each
+-- once, and asking the provider again for every past refund at once (some from before its
+-- ledger existed, which it would refuse forever) is not for a migration to do.
 ALTER TABLE payments ADD COLUMN refund_confirmed_at timestamptz,
                      ADD COLUMN refund_attempts integer NOT NULL DEFAULT 0;
+UPDATE payments SET refund_confirmed_at = updated_at WHERE status = 'refunded';
 CREATE INDEX payments_refunds_owed ON payments (updated_at)
   WHERE status = 'refunded' AND refund_confirmed_at IS NULL;
 )sql"},

@@ -145,7 +145,7 @@ constexpr const char* refund_sql =
 
 constexpr const char* refunds_owed_sql =
   "SELECT order_id, reference FROM payments "
-  "WHERE status = 'refunded' AND refund_confirmed_at IS NULL "
+  "WHERE status = 'refunded' AND refund_confirmed_at IS NULL AND provider = $3 "
   "AND updated_at <= now() - make_interval(secs => $2::double precision / 1000 "
   "* power(2, least(refund_attempts, 12))) "
   "ORDER BY updated_at LIMIT $1";
@@ -658,9 +658,9 @@ std::vector<std::string> stale_payments(pqxx::transaction_base& tx, int limit,
 }
 
 std::vector<owed_refund> refunds_owed(pqxx::transaction_base& tx, int limit,
-                                      std::int64_t older_than_ms) {
+                                      std::int64_t older_than_ms, const std::string& provider) {
   std::vector<owed_refund> out;
-  for (const auto& r : tx.exec_params(refunds_owed_sql, limit, older_than_ms))
+  for (const auto& r : tx.exec_params(refunds_owed_sql, limit, older_than_ms, provider))
     out.push_back({r[0].as<std::string>(), r[1].as<std::string>()});
   return out;
 }
@@ -674,7 +674,8 @@ void owe_refund(pqxx::transaction_base& tx, const model::order& o, const std::st
   tx.exec_params(owe_refund_sql, o.id, provider, reference, o.total_cents, o.currency);
 }
 
-std::optional<sweep_work> sweep(pqxx::transaction_base& tx, int limit, std::int64_t stale_ms) {
+std::optional<sweep_work> sweep(pqxx::transaction_base& tx, int limit, std::int64_t stale_ms,
+                                const std::string& provider, int refund_limit) {
   if (!tx.exec_params("SELECT pg_try_advisory_xact_lock($1)", payment_sweep_lock_key)
          .at(0)[0]
          .as<bool>())
@@ -683,7 +684,7 @@ std::optional<sweep_work> sweep(pqxx::transaction_base& tx, int limit, std::int6
   out.orders = stale_payments(tx, limit, stale_ms);
   auto overdue = overdue_orders(tx, limit);
   out.orders.insert(out.orders.end(), overdue.begin(), overdue.end());
-  out.refunds = refunds_owed(tx, limit, stale_ms);
+  out.refunds = refunds_owed(tx, refund_limit, stale_ms, provider);
   return out;
 }
 

@@ -198,13 +198,14 @@ struct owed_refund {
   std::string reference;
 };
 
-/// Refunds owed whose last attempt is older than `older_than_ms`, doubled for each attempt
-/// that failed (at most 2^12 times: about 4.5 hours at the default 4 s).
+/// Refunds owed at `provider` (the node's; another provider's references mean nothing to it)
+/// whose last attempt is older than `older_than_ms`, doubled for each attempt made (at most
+/// 2^12 times: about 4.5 hours at the default 4 s).
 std::vector<owed_refund> refunds_owed(pqxx::transaction_base& tx, int limit,
-                                      std::int64_t older_than_ms);
+                                      std::int64_t older_than_ms, const std::string& provider);
 
-/// A refund of `reference` was asked of the provider: `confirmed`, it is done (idempotent);
-/// otherwise (refused) its next attempt waits longer.
+/// Records a refund attempt: `confirmed`, the provider did it (idempotent); otherwise an
+/// attempt is made (counted before the provider is asked), and the next waits longer.
 void settle_refund(pqxx::transaction_base& tx, const owed_refund& r, bool confirmed);
 
 /// Records the refund owed of a charge captured for `o` after `o` was cancelled unpaid (a
@@ -214,7 +215,8 @@ void owe_refund(pqxx::transaction_base& tx, const model::order& o, const std::st
                 const std::string& reference);
 
 /// One sweep's work: the orders to nudge (those left `paying` longer than `stale_ms`, then the
-/// overdue unpaid ones) and the refunds owed, at most `limit` of each.
+/// overdue unpaid ones), at most `limit` of each, and at most `refund_limit` refunds owed at
+/// `provider`.
 struct sweep_work {
   std::vector<std::string> orders;
   std::vector<owed_refund> refunds;
@@ -223,7 +225,8 @@ struct sweep_work {
 /// Takes the payment sweep's transaction-scoped advisory lock first: nothing (no value) when
 /// another node's sweep holds it, so one node reads at a time; the lock goes with the
 /// transaction (or the connection of a node that died).
-std::optional<sweep_work> sweep(pqxx::transaction_base& tx, int limit, std::int64_t stale_ms);
+std::optional<sweep_work> sweep(pqxx::transaction_base& tx, int limit, std::int64_t stale_ms,
+                                const std::string& provider, int refund_limit);
 
 /// The entities that have events: their topics are "product:<id>" and "order:<id>".
 enum class event_entity { product, order };

@@ -55,11 +55,11 @@ TEST_CASE("payment sweep: two sweeps at once, one reads the overdue orders, the 
   }
 
   pqxx::read_transaction first{s.connection()};
-  auto a = os::sweep(first, 500, 60'000);
+  auto a = os::sweep(first, 500, 60'000, "simulated", 500);
   CHECK(names(a, order));
   {
     pqxx::read_transaction second{other.connection()};
-    auto b = os::sweep(second, 500, 60'000);
+    auto b = os::sweep(second, 500, 60'000, "simulated", 500);
     CHECK_FALSE(b.has_value()); // another node's sweep holds the lock: this one skips
     second.commit();
   }
@@ -68,7 +68,7 @@ TEST_CASE("payment sweep: two sweeps at once, one reads the overdue orders, the 
   // The lock ends with the transaction that took it: the next sweep reads.
   {
     pqxx::read_transaction third{other.connection()};
-    CHECK(names(os::sweep(third, 500, 60'000), order));
+    CHECK(names(os::sweep(third, 500, 60'000, "simulated", 500), order));
     third.commit();
   }
 
@@ -105,13 +105,13 @@ TEST_CASE(
   }
   auto owed = [&s](std::int64_t older_than_ms) {
     pqxx::read_transaction tx{s.connection()};
-    return os::refunds_owed(tx, 100'000, older_than_ms);
+    return os::refunds_owed(tx, 100'000, older_than_ms, "simulated");
   };
   CHECK(owes(owed(30'000), order));
   CHECK_FALSE(owes(owed(120'000), order)); // not yet as old as that
   {
     pqxx::read_transaction tx{s.connection()};
-    auto work = os::sweep(tx, 100'000, 30'000);
+    auto work = os::sweep(tx, 100'000, 30'000, "simulated", 100'000);
     REQUIRE(work);
     CHECK(owes(work->refunds, order));
   }
@@ -183,7 +183,8 @@ TEST_CASE(
     REQUIRE(rows.size() == 1);
     CHECK(rows[0][0].as<std::string>() == "refunded");
     CHECK(rows[0][1].as<std::int64_t>() == 700);
-    CHECK(owes(os::refunds_owed(tx, 100'000, 0), o.id));
+    CHECK(owes(os::refunds_owed(tx, 100'000, 0, "simulated"), o.id));
+    CHECK_FALSE(owes(os::refunds_owed(tx, 100'000, 0, "another"), o.id));
   }
   // Owed no more: no server's sweeper asks a provider that never charged it.
   pqxx::work tx{s.connection()};
