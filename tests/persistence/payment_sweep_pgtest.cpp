@@ -28,6 +28,19 @@ bool names(const std::optional<os::sweep_work>& work, const std::string& id) {
   return work && std::find(work->orders.begin(), work->orders.end(), id) != work->orders.end();
 }
 
+/// A new customer's order of `total_cents`, cancelled: its id.
+std::string cancelled_order(pqxx::transaction_base& tx, std::int64_t total_cents) {
+  auto customer = core::new_id("cust");
+  auto order = core::new_id("ord");
+  customers::insert_customer(tx, customer, test::unique("refund") + "@example.com", "Refund", "x");
+  tx.exec_params(
+    "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, "
+    "shipping_cents, total_cents, shipping_address, payment_due_at) VALUES ($1, $2, "
+    "'cancelled', 'USD', $3, 0, $3, '{}'::jsonb, now())",
+    order, customer, total_cents);
+  return order;
+}
+
 bool owes(const std::vector<os::owed_refund>& owed, const std::string& order_id) {
   return std::any_of(owed.begin(), owed.end(),
                      [&](const os::owed_refund& r) { return r.order_id == order_id; });
@@ -83,18 +96,12 @@ TEST_CASE(
   "[pg][sweeper]") {
   pg_session s{pg_opts()};
   persistence::migrate(s);
-  auto customer = core::new_id("cust");
-  auto order = core::new_id("ord");
-  auto reference = "ch_" + order;
+  std::string order;
+  std::string reference;
   {
     pqxx::work tx{s.connection()};
-    customers::insert_customer(tx, customer, test::unique("refund") + "@example.com", "Refund",
-                               "x");
-    tx.exec_params(
-      "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents, "
-      "total_cents, shipping_address, payment_due_at) VALUES ($1, $2, 'cancelled', 'USD', "
-      "500, 0, 500, '{}'::jsonb, now())",
-      order, customer);
+    order = cancelled_order(tx, 500);
+    reference = "ch_" + order;
     // Cancelled a minute ago: marked refunded then, and the provider never confirmed it.
     tx.exec_params(
       "INSERT INTO payments (order_id, provider, reference, amount_cents, currency, "
@@ -153,20 +160,12 @@ TEST_CASE(
   "[pg][sweeper]") {
   pg_session s{pg_opts()};
   persistence::migrate(s);
-  auto customer = core::new_id("cust");
   model::order o;
-  o.id = core::new_id("ord");
-  o.customer_id = customer;
   o.currency = "USD";
   o.total_cents = 700;
   {
     pqxx::work tx{s.connection()};
-    customers::insert_customer(tx, customer, test::unique("late") + "@example.com", "Late", "x");
-    tx.exec_params(
-      "INSERT INTO orders (id, customer_id, status, currency, subtotal_cents, shipping_cents, "
-      "total_cents, shipping_address, payment_due_at) VALUES ($1, $2, 'cancelled', 'USD', "
-      "700, 0, 700, '{}'::jsonb, now())",
-      o.id, customer);
+    o.id = cancelled_order(tx, o.total_cents);
     tx.commit();
   }
   for (int i = 0; i < 2; ++i) { // a retried job records it once
