@@ -349,8 +349,10 @@ void record_charge(order_ptr self, const entity_env& env, std::string reference,
       self->state.order = now;
       // Cancelled: its payment (this charge) is a refund owed, marked by the cancellation or,
       // for a charge captured after it, by record_charges. Asked now; the sweeper asks again
-      // until the provider confirms it (a second ask changes nothing there).
-      if (now.status == st::cancelled)
+      // until the provider confirms it (a second ask changes nothing there). Not cancelled and
+      // not ours (a reconciliation put the order back meanwhile): refunded now, as before; a
+      // payment row there would keep the order from ever being paid.
+      if (now.status == st::cancelled || !ours)
         refund_charge(self, env, reference);
       done(make_domain_error(errc::conflict,
                              "the order is no longer awaiting payment; the "
