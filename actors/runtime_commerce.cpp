@@ -328,7 +328,7 @@ void runtime::authenticate(std::string token, callback<model::session_grant> cb)
       if (!r)
         return cb(r.error());
       sessions->put(hash, r->customer_id, r->expires_at_ms);
-      cb(model::session_grant{{}, r->customer_id, r->expires_at_ms});
+      cb(std::move(r)); // the customer and the expiry; the job never puts the token in
     },
     impl_->db_timeout);
 }

@@ -50,7 +50,7 @@ void websocket(app& a, const request& req, const path_params&, const query_args&
                                              a.settings.feeds);
   ch->target = req.target;
   ch->expires_at_ms = req.who.session_expires_at_ms;
-  ch->limit_key = std::string{to_string(route_class::read)} + ":" + bucket;
+  ch->limit_key = limit_key(route_class::read, bucket);
   for (const auto& [name, value] : req.headers)
     if (name != "authorization")
       ch->headers.emplace(name, value);

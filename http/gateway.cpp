@@ -129,6 +129,11 @@ bool is_probe(std::string_view method, const route_spec* spec) {
   return (method == "GET" || method == "HEAD") && spec && spec->probe;
 }
 
+/// The bucket of a caller known by its address only (`key`: address_key of the address).
+std::string address_bucket(std::string_view key) {
+  return "a:" + std::string{key};
+}
+
 } // namespace
 
 bool is_health_probe(std::string_view method, std::string_view path) {
@@ -259,7 +264,7 @@ client_identity identify(const request& req, route_class c, std::string_view tok
                          std::string_view admin_key_hash, std::string_view client_address,
                          std::string_view known_key) {
   client_identity by_address{
-    "a:" + (known_key.empty() ? address_key(client_address) : std::string{known_key}),
+    address_bucket(known_key.empty() ? address_key(client_address) : std::string{known_key}),
     std::string{client_address},
     {},
     {}};
@@ -335,7 +340,7 @@ std::string bucket_of(const caller& who, std::string_view address_key) {
   switch (who.k) {
     case caller::kind::customer: return customer_identity(who.customer_id).bucket;
     case caller::kind::admin: return std::string{admin_bucket};
-    default: return "a:" + std::string{address_key};
+    default: return address_bucket(address_key);
   }
 }
 

@@ -62,6 +62,15 @@ std::string arg_number(double v) {
 
 } // namespace
 
+std::string limit_key(route_class c, std::string_view bucket) {
+  return std::string{to_string(c)} + ":" + std::string{bucket};
+}
+
+std::string refusal_detail(const limit_decision& d) {
+  return "too many requests from this client; retry after " + std::to_string(d.retry_after_s)
+         + " s";
+}
+
 const char* to_string(route_class c) {
   switch (c) {
     case route_class::read: return "read";

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace emporium::http {
 
@@ -24,6 +25,10 @@ namespace emporium::http {
 enum class route_class { read, write, login, signup };
 inline constexpr int route_class_count = 4;
 const char* to_string(route_class c);
+
+/// The limiter's key of a client's bucket (gateway: "c:<customer>", "t:admin", "a:<address>")
+/// in route class `c`: what requests and WebSocket subscribes of that client draw from.
+std::string limit_key(route_class c, std::string_view bucket);
 
 struct bucket_params {
   double capacity = 1;
@@ -45,6 +50,9 @@ struct limit_decision {
   int retry_after_s = 0;       ///< Retry-After when refused: seconds until one token is back
   bool local_fallback = false; ///< redis mode, decided locally (Redis unreachable or late)
 };
+
+/// The detail of the 429 that answers a refused decision.
+std::string refusal_detail(const limit_decision& d);
 
 /// The numbers of a decision, given the tokens left after it.
 limit_decision make_decision(bool allowed, double tokens_left, const bucket_params& p);

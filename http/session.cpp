@@ -251,7 +251,7 @@ void session::admit(request req, pending& slot) {
 
 void session::limit(request req, bool target_ok, std::uint64_t seq, route_class cls,
                     std::string bucket) {
-  std::string key = std::string{to_string(cls)} + ":" + bucket;
+  auto key = limit_key(cls, bucket);
   if (auto d = shared_.limiter->try_now(cls, key))
     return dispatch(std::move(req), target_ok, seq, *d);
   shared_.limiter->submit(
@@ -271,8 +271,7 @@ void session::dispatch(request req, bool target_ok, std::uint64_t seq,
   slot->limit = d;
   if (d && !d->allowed) {
     shared_.m.rate_limited.with({slot->route_class}).inc();
-    auto res = problem(429, "too many requests from this client; retry after "
-                              + std::to_string(d->retry_after_s) + " s");
+    auto res = problem(429, refusal_detail(*d));
     res.header("Retry-After", std::to_string(d->retry_after_s));
     return fulfil(seq, std::move(res));
   }

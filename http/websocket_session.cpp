@@ -156,9 +156,7 @@ class ws_session : public upgraded_connection, public std::enable_shared_from_th
     if (d.allowed)
       handle(std::move(c));
     else
-      send(feeds::ws_error(c.topic.name(), 429,
-                           "too many requests from this client; retry after "
-                             + std::to_string(d.retry_after_s) + " s"));
+      send(feeds::ws_error(c.topic.name(), 429, refusal_detail(d)));
     if (!closing_)
       read();
   }
