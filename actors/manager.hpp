@@ -14,6 +14,7 @@
 ///   passivated at once (report_absent).
 
 #include "actors/interfaces.hpp"
+#include "core/compact_hash.hpp"
 
 #include <atomic>
 #include <functional>
@@ -79,7 +80,7 @@ struct manager_entry {
 struct manager_state {
   manager_config cfg;
   /// Every entity alive (or passivating) on this node, by key: the one place its key is kept.
-  std::unordered_map<std::string, manager_entry> entities;
+  std::unordered_map<std::string, manager_entry, core::compact_string_hash> entities;
   /// The key of each entity actor, for its down message: points at the key in `entities`
   /// (node-based, so the pointer stays valid until that entry is erased).
   std::unordered_map<caf::actor_id, const std::string*> keys;

@@ -41,7 +41,7 @@ template <class Write>
 caf::typed_response_promise<model::product> commit(product_entity* self, Write write) {
   auto rp = self->make_response_promise<model::product>();
   db_await<model::product>(
-    self, *self->state.env, self->state.id, std::move(write),
+    self, *self->state.env, self->state.id(), std::move(write),
     [self, rp](model::product& p) mutable {
       // Published before the answer: a read after it sees this version.
       self->state.set(p);
@@ -61,8 +61,7 @@ caf::typed_response_promise<model::product> commit(product_entity* self, Write w
 
 product_entity::product_entity(caf::actor_config& cfg, shared_env env, std::string id)
   : shared_behavior_entity(cfg) {
-  state.id = std::move(id);
-  state.registry = env->snapshots;
+  state.name_as(std::move(id));
   state.owner = this->id();
   state.env = std::move(env);
 }
@@ -71,7 +70,7 @@ void product_entity::load() {
   const auto& env = *state.env;
   // Awaited: no message is handled before the state is known.
   db_await_job<std::optional<model::product>>(
-    this, env, state.id, make_batch_job<load_products>(state.id, env.db_timeout),
+    this, env, state.id(), make_batch_job<load_products>(state.id(), env.db_timeout),
     [this](std::optional<model::product>& p) {
       state.set(std::move(p));
       if (!state.product())
@@ -86,31 +85,32 @@ product_entity::behavior_type product_entity::shared_behavior() {
       auto* self = current();
       const auto* p = self->state.product();
       if (!p)
-        return not_found(self->state.id);
+        return not_found(self->state.id());
       return *p;
     },
     [](product_create& msg) -> caf::result<model::product> {
       auto* self = current();
       auto& draft = msg.draft;
       if (self->state.product())
-        return make_domain_error(errc::conflict, "product " + self->state.id + " exists");
-      auto candidate = product_logic::from_draft(self->state.id, draft);
+        return make_domain_error(errc::conflict, "product " + self->state.id() + " exists");
+      auto candidate = product_logic::from_draft(self->state.id(), draft);
       if (auto errs = product_logic::check(candidate); !errs.empty())
         return make_domain_error(errc::invalid_input, "invalid product", std::move(errs));
-      return commit(self, [id = self->state.id, draft = std::move(draft)](persistence::backend& b) {
-        pqxx::work tx{b.pg.connection()};
-        auto p = ps::insert(tx, id, draft);
-        tx.commit();
-        refresh_cache(b);
-        return result<model::product>{std::move(p)};
-      });
+      return commit(self,
+                    [id = self->state.id(), draft = std::move(draft)](persistence::backend& b) {
+                      pqxx::work tx{b.pg.connection()};
+                      auto p = ps::insert(tx, id, draft);
+                      tx.commit();
+                      refresh_cache(b);
+                      return result<model::product>{std::move(p)};
+                    });
     },
     [](product_update& msg) -> caf::result<model::product> {
       auto* self = current();
       const auto& patch = msg.patch;
       const auto expected_version = msg.expected_version;
       if (!self->state.product())
-        return not_found(self->state.id);
+        return not_found(self->state.id());
       const auto& before = *self->state.product();
       if (!product_logic::version_matches(before, expected_version))
         return make_domain_error(errc::precondition_failed,
@@ -155,10 +155,10 @@ product_entity::behavior_type product_entity::shared_behavior() {
       auto& st = self->state;
       const auto& env = *st.env;
       if (!st.product())
-        return not_found(st.id);
+        return not_found(st.id());
       const auto& p = *st.product();
       auto terms = model::reservation{p.name, p.price_cents, p.currency, p.weight_grams};
-      if (st.held.count(order_id))
+      if (st.holds(order_id))
         return terms; // a repeated request for the same order holds nothing more
       if (quantity <= 0)
         return make_domain_error(errc::invalid_input, "quantity must be positive");
@@ -166,11 +166,9 @@ product_entity::behavior_type product_entity::shared_behavior() {
       if (available < quantity)
         return make_domain_error(
           errc::out_of_stock,
-          st.id + " has " + std::to_string(std::max<std::int64_t>(0, available)) + " available");
-      st.held.emplace(order_id,
-                      product_state::hold{quantity, send_later(self, env.deadlines, env.hold_ttl,
-                                                               product_release{st.id, order_id})});
-      st.held_total += quantity;
+          st.id() + " has " + std::to_string(std::max<std::int64_t>(0, available)) + " available");
+      st.add_hold(order_id, {quantity, send_later(self, env.deadlines, env.hold_ttl,
+                                                  product_release{st.id(), order_id})});
       return terms;
     },
     [](const product_release& msg) { current()->state.end_hold(msg.order_id); },
@@ -190,12 +188,12 @@ product_entity::behavior_type product_entity::shared_behavior() {
       }
     },
     [](const product_crash&) -> bool {
-      throw std::runtime_error("forced failure of product " + current()->state.id);
+      throw std::runtime_error("forced failure of product " + current()->state.id());
     },
     [](absent_atom) {
       auto* self = current();
-      if (!self->state.product() && self->state.held.empty())
-        report_absent(self->state.env->manager, self->state.id, self->address());
+      if (!self->state.product() && self->state.holds_nothing())
+        report_absent(self->state.env->manager, self->state.id(), self->address());
     },
     [](passivate_atom) { current()->quit(); },
   };

@@ -9,22 +9,33 @@
 ///   message.
 
 #include "actors/entity_env.hpp"
+#include "actors/pooled_actor.hpp"
 #include "actors/product_snapshot.hpp"
 #include "actors/shared_behavior.hpp"
 
 #include <map>
+#include <memory>
+#include <string>
 
 namespace emporium::actors {
 
+/// What a product actor holds. Kept small: a node may hold a million (see bench/README.md,
+/// "Memory"); every byte here is paid once per active product.
 struct product_state {
-  product_state() = default;
+  product_state() = default; // CAF constructs it; the actor then calls name_as()
   product_state(const product_state&) = delete;
   product_state& operator=(const product_state&) = delete;
   /// Withdraws the published snapshot: the actor stops (passivation, crash, absent, shutdown).
   ~product_state() {
-    if (registry)
-      registry->remove(id, owner);
+    if (snap && env && env->snapshots)
+      env->snapshots->remove(snap->product.id, owner);
   }
+
+  /// Names the product, once, before anything else.
+  void name_as(std::string id) { absent_id_ = std::move(id); }
+  /// The product's id: its snapshot's while there is one, else the state's own copy. A
+  /// product that exists keeps one copy of its id, not two.
+  const std::string& id() const { return snap ? snap->product.id : absent_id_; }
 
   /// The product as of its last committed change, or null (no such product). Shared with the
   /// node's registry, never changed: a change makes a new snapshot (`set`).
@@ -33,41 +44,60 @@ struct product_state {
   /// Makes `p` the current state and publishes it; nothing (absent) when `p` is empty. When
   /// this returns, readers on any thread see the new state.
   void set(std::optional<model::product> p) {
+    if (!p && snap)
+      absent_id_ = snap->product.id;
     snap = p ? std::make_shared<const product_snapshot>(std::move(*p)) : nullptr;
+    if (snap)
+      std::string{}.swap(absent_id_); // gives its memory back (clear() would keep it)
     publish();
   }
   /// Publishes the current state again (a stock message that changed nothing here may follow
   /// an order that withheld the snapshot until this actor caught up).
   void publish() {
-    if (registry && snap)
-      registry->publish(snap, owner);
+    if (snap && env && env->snapshots)
+      env->snapshots->publish(snap, owner);
   }
 
-  std::string id;
-  snapshot_ptr snap;
-  product_registry* registry = nullptr;
-  std::uint64_t owner = 0; ///< this activation, in the registry
   /// Stock held for an order being placed. Held stock is not available to other orders; it
   /// becomes a committed decrement (stock message) or is given back (release, or hold_ttl).
   struct hold {
     std::int64_t quantity = 0;
     deadline_ptr expiry; ///< the release at hold_ttl, cancelled when the hold ends sooner
   };
-  std::map<std::string, hold> held; ///< by order id
-  std::int64_t held_total = 0;
-
+  bool holds(const std::string& order_id) const { return held_ && held_->count(order_id) > 0; }
+  bool holds_nothing() const { return !held_; }
+  void add_hold(const std::string& order_id, hold h) {
+    if (!held_)
+      held_ = std::make_unique<std::map<std::string, hold>>();
+    held_total += h.quantity;
+    held_->emplace(order_id, std::move(h));
+  }
   /// Ends the hold of `order_id`, if there is one.
   void end_hold(const std::string& order_id) {
-    auto it = held.find(order_id);
-    if (it == held.end())
+    if (!held_)
+      return;
+    auto it = held_->find(order_id);
+    if (it == held_->end())
       return;
     if (it->second.expiry)
       it->second.expiry->settle();
     held_total -= it->second.quantity;
-    held.erase(it);
+    held_->erase(it);
+    if (held_->empty())
+      held_.reset();
   }
+
+  snapshot_ptr snap;
+  std::uint64_t owner = 0; ///< this activation, in the registry
+  std::int64_t held_total = 0;
   shared_env env; ///< the product kind's environment, one copy for every product actor
   static inline const char* name = "product";
+
+ private:
+  std::string absent_id_; ///< the id while no snapshot holds it
+  /// The holds by order id; none while no order is being placed (most products, most of the
+  /// time): an empty std::map is 48 bytes.
+  std::unique_ptr<std::map<std::string, hold>> held_;
 };
 
 /// One active product. Every product shares one behavior (shared_behavior.hpp): a node may
@@ -88,3 +118,6 @@ class product_entity
 };
 
 } // namespace emporium::actors
+
+// Product actors come from a pool of their own, at their exact size (pooled_actor.hpp).
+EMPORIUM_POOLED_ACTOR(emporium::actors::product_entity)

@@ -17,6 +17,7 @@
 /// Thread-safe: any thread may read; a shard's short mutex is held for a lookup and a copy of a
 /// shared_ptr. No CAF here: the HTTP layer includes this header.
 
+#include "core/compact_hash.hpp"
 #include "core/model.hpp"
 
 #include <array>
@@ -102,7 +103,7 @@ class product_registry {
     mutable std::chrono::steady_clock::time_point last_read{};
   };
   /// Keyed by a view of the entry's own snapshot's id: the key costs no allocation of its own.
-  using map_type = std::unordered_map<std::string_view, entry>;
+  using map_type = std::unordered_map<std::string_view, entry, core::compact_string_hash>;
   struct alignas(64) shard {
     mutable std::mutex m;
     map_type map;

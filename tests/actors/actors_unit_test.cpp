@@ -509,6 +509,22 @@ TEST_CASE("actors: a crashed entity is re-activated from the database on the nex
   CHECK(f.db->count("load-product p1") == 2);
 }
 
+TEST_CASE("actors: a product actor lives in its kind's pool and gives its block back") {
+  fixture f;
+  f.db->products["p1"] = product("p1", 5);
+  auto& pool = caf::actor_storage<product_entity>::pool();
+  CHECK(pool.block_size() == (sizeof(caf::actor_storage<product_entity>) + 15) / 16 * 16);
+  const auto before = pool.in_use().blocks;
+
+  REQUIRE(f.ask_now<model::product>(f.products, read_product("p1")).value);
+  CHECK(pool.in_use().blocks == before + 1);
+
+  REQUIRE(f.ask_now<bool>(f.products, crash("p1")).error);
+  f.alive->latest.clear(); // the test's own (weak) reference keeps the storage
+  f.sched.run();
+  CHECK(pool.in_use().blocks == before);
+}
+
 // -- ownership (the cluster's seam)
 // ----------------------------------------------------------------
 
