@@ -20,12 +20,14 @@ using detail::manager_state;
 manager_entry& activate(caf::scheduled_actor* self, manager_state& st, const std::string& key,
                         bool fresh) {
   auto handle = st.cfg.make(self, key, fresh);
-  self->monitor(handle);
   st.cfg.counters->activations.fetch_add(1, std::memory_order_relaxed);
   st.cfg.counters->active.fetch_add(1, std::memory_order_relaxed);
   auto [it, inserted] = st.entities.try_emplace(key);
   auto& e = it->second;
-  st.keys[handle.id()] = &it->first;
+  if (!st.cfg.reports_exit) {
+    self->monitor(handle);
+    st.keys[handle.id()] = &it->first;
+  }
   e.handle = std::move(handle);
   e.last_used = self->clock().now();
   e.held.reset();
@@ -36,25 +38,9 @@ void on_down(caf::scheduled_actor* self, manager_state& st, const caf::down_msg&
   auto k = st.keys.find(dm.source.id());
   if (k == st.keys.end())
     return;
-  auto e = st.entities.find(*k->second);
+  auto key = *k->second;
   st.keys.erase(k);
-  st.cfg.counters->active.fetch_sub(1, std::memory_order_relaxed);
-  if (e == st.entities.end())
-    return;
-  auto key = e->first;
-  if (e->second.stopping()) {
-    st.cfg.counters->passivations.fetch_add(1, std::memory_order_relaxed);
-  } else if (dm.reason && dm.reason != caf::exit_reason::normal) {
-    st.cfg.counters->crashes.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("{} actor {} stopped: {}", st.cfg.kind, key, self->system().render(dm.reason));
-  }
-  auto held = std::move(e->second.held);
-  st.entities.erase(e);
-  // Messages that waited for the old activation go to a fresh one, in arrival order (or to
-  // the key's new owner, when the entity passivated because it moved).
-  if (held)
-    for (auto& [rp, msg] : *held)
-      detail::dispatch(self, st, key, rp, std::move(msg));
+  detail::on_exited(self, st, key, dm.source, dm.reason);
 }
 
 /// Delivers `msg` to the entity `key` on this node (activating it), or holds it while that
@@ -173,6 +159,29 @@ void on_rebalance(manager_state& st) {
       passivate(e);
 }
 
+void on_exited(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+               const caf::actor_addr& entity, const caf::error& reason) {
+  auto e = st.entities.find(key);
+  // Only the current activation counts (a down message and a report of the same exit, or a
+  // report from an activation already replaced, change nothing).
+  if (e == st.entities.end() || e->second.handle.address() != entity)
+    return;
+  st.cfg.counters->active.fetch_sub(1, std::memory_order_relaxed);
+  if (e->second.stopping()) {
+    st.cfg.counters->passivations.fetch_add(1, std::memory_order_relaxed);
+  } else if (reason && reason != caf::exit_reason::normal) {
+    st.cfg.counters->crashes.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("{} actor {} stopped: {}", st.cfg.kind, key, self->system().render(reason));
+  }
+  auto held = std::move(e->second.held);
+  st.entities.erase(e);
+  // Messages that waited for the old activation go to a fresh one, in arrival order (or to
+  // the key's new owner, when the entity passivated because it moved).
+  if (held)
+    for (auto& [rp, msg] : *held)
+      detail::dispatch(self, st, key, rp, std::move(msg));
+}
+
 void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity) {
   // Only the current activation counts: a report from one already replaced is stale.
   auto it = st.entities.find(key);
@@ -223,6 +232,12 @@ void report_absent(const caf::actor_addr& manager, const std::string& key,
                    const caf::actor_addr& entity) {
   if (auto m = caf::actor_cast<caf::actor>(manager))
     caf::anon_send(m, absent_atom_v, key, entity);
+}
+
+void report_exit(const caf::actor_addr& manager, const std::string& key,
+                 const caf::actor_addr& entity, const caf::error& reason) {
+  if (auto m = caf::actor_cast<caf::actor>(manager))
+    caf::anon_send(m, exited_atom_v, key, entity, reason);
 }
 
 caf::actor spawn_memory_trimmer(caf::actor_system& sys,

@@ -53,6 +53,11 @@ struct manager_config {
   /// reads served from their snapshot). Asked before an entity is passivated as idle; unset for
   /// kinds whose every use goes through the manager.
   std::function<bool(const std::string& key, caf::actor_clock::time_point since)> used_since;
+  /// The kind's entities report their own exit (report_exit) instead of being monitored: no
+  /// monitor (48 bytes) and no entry in the index of monitored keys (40) per active entity.
+  /// Only for a kind whose every entity calls report_exit when it stops, or its entries would
+  /// outlive it.
+  bool reports_exit = false;
 };
 
 /// A manager serves its entities' interface (it forwards each message to the entity named by
@@ -60,7 +65,8 @@ struct manager_config {
 template <class Interface>
 using manager_actor = typename Interface::template extend<
   caf::reacts_to<sweep_atom>, caf::reacts_to<absent_atom, std::string, caf::actor_addr>,
-  caf::reacts_to<rebalance_atom>>;
+  caf::reacts_to<rebalance_atom>,
+  caf::reacts_to<exited_atom, std::string, caf::actor_addr, caf::error>>;
 
 namespace detail {
 
@@ -81,8 +87,9 @@ struct manager_state {
   manager_config cfg;
   /// Every entity alive (or passivating) on this node, by key: the one place its key is kept.
   std::unordered_map<std::string, manager_entry, core::compact_string_hash> entities;
-  /// The key of each entity actor, for its down message: points at the key in `entities`
-  /// (node-based, so the pointer stays valid until that entry is erased).
+  /// The key of each monitored entity actor, for its down message: points at the key in
+  /// `entities` (node-based, so the pointer stays valid until that entry is erased). Empty when
+  /// the kind's entities report their own exit.
   std::unordered_map<caf::actor_id, const std::string*> keys;
   caf::timespan period{};       ///< of the sweep
   std::size_t sweep_bucket = 0; ///< where the sweep in progress goes on
@@ -100,6 +107,9 @@ void dispatch(caf::scheduled_actor* self, manager_state& st, const std::string& 
 void on_sweep(caf::scheduled_actor* self, manager_state& st);
 void on_rebalance(manager_state& st);
 void on_absent(manager_state& st, const std::string& key, const caf::actor_addr& entity);
+/// The entity `key` stopped for `reason` (its down message, or its own report).
+void on_exited(caf::scheduled_actor* self, manager_state& st, const std::string& key,
+               const caf::actor_addr& entity, const caf::error& reason);
 
 /// The manager's handler of one message of the interface: routes it on its `id`.
 template <class Signature>
@@ -127,6 +137,8 @@ typename manager_actor<Interface>::behavior_type manager_behavior(
     [self](absent_atom, const std::string& key, const caf::actor_addr& entity) {
       on_absent(self->state, key, entity);
     },
+    [self](exited_atom, const std::string& key, const caf::actor_addr& entity,
+           const caf::error& reason) { on_exited(self, self->state, key, entity, reason); },
   };
 }
 
@@ -153,6 +165,12 @@ manager_actor<Interface> spawn_manager(caf::actor_system& sys, manager_config cf
 /// held by the manager for a fresh activation, as with any passivation.
 void report_absent(const caf::actor_addr& manager, const std::string& key,
                    const caf::actor_addr& entity);
+
+/// Called by an entity of a kind that reports its own exit (manager_config::reports_exit) as it
+/// stops, whatever the reason (passivation, crash, failed load, shutdown): tells `manager`, as
+/// a down message would.
+void report_exit(const caf::actor_addr& manager, const std::string& key,
+                 const caf::actor_addr& entity, const caf::error& reason);
 
 /// Gives memory back to the operating system after passivation. glibc keeps what freed actors
 /// leave behind in its arenas, so RSS would stay at its peak after the actors are gone. Every

@@ -76,11 +76,11 @@ class pooled_actor_storage {
 } // namespace emporium::actors
 
 /// Keeps the actors of class `T` (fully qualified) in a pool of their own; at global scope.
-#define EMPORIUM_POOLED_ACTOR(T)                                                            \
-  namespace caf {                                                                            \
-  template <>                                                                                \
-  class actor_storage<T> : public ::emporium::actors::pooled_actor_storage<T> {              \
-   public:                                                                                   \
-    using ::emporium::actors::pooled_actor_storage<T>::pooled_actor_storage;                 \
-  };                                                                                         \
+#define EMPORIUM_POOLED_ACTOR(T)                                                \
+  namespace caf {                                                               \
+  template <>                                                                   \
+  class actor_storage<T> : public ::emporium::actors::pooled_actor_storage<T> { \
+   public:                                                                      \
+    using ::emporium::actors::pooled_actor_storage<T>::pooled_actor_storage;    \
+  };                                                                            \
   }

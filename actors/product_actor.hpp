@@ -9,6 +9,7 @@
 ///   message.
 
 #include "actors/entity_env.hpp"
+#include "actors/manager.hpp"
 #include "actors/pooled_actor.hpp"
 #include "actors/product_snapshot.hpp"
 #include "actors/shared_behavior.hpp"
@@ -22,13 +23,19 @@ namespace emporium::actors {
 /// What a product actor holds. Kept small: a node may hold a million (see bench/README.md,
 /// "Memory"); every byte here is paid once per active product.
 struct product_state {
-  product_state() = default; // CAF constructs it; the actor then calls name_as()
+  /// CAF constructs it with its actor; the actor then calls name_as().
+  explicit product_state(caf::local_actor* self) : self_(self) {}
   product_state(const product_state&) = delete;
   product_state& operator=(const product_state&) = delete;
-  /// Withdraws the published snapshot: the actor stops (passivation, crash, absent, shutdown).
+  /// The actor stops (passivation, crash, absent, shutdown; CAF destroys the state then, with
+  /// the reason set): withdraws the published snapshot and tells the manager, which does not
+  /// monitor products (manager_config::reports_exit).
   ~product_state() {
-    if (snap && env && env->snapshots)
+    if (!env)
+      return;
+    if (snap && env->snapshots)
       env->snapshots->remove(snap->product.id, owner);
+    report_exit(env->manager, id(), self_->address(), self_->fail_state());
   }
 
   /// Names the product, once, before anything else.
@@ -94,6 +101,7 @@ struct product_state {
   static inline const char* name = "product";
 
  private:
+  caf::local_actor* self_;
   std::string absent_id_; ///< the id while no snapshot holds it
   /// The holds by order id; none while no order is being placed (most products, most of the
   /// time): an empty std::map is 48 bytes.

@@ -18,6 +18,7 @@ void runtime::impl::start_products() {
                                            caf::actor_clock::time_point since) {
     return registry->read_since(key, since);
   };
+  cfg.reports_exit = true; // product_state's destructor: no monitor per product
   dir.add_local_products(spawn_manager<product_actor>(sys, std::move(cfg)));
 }
 

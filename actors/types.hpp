@@ -120,6 +120,7 @@ CAF_ADD_ATOM(emporium, emporium::actors, rebalance_atom, "rebalance")
 CAF_ADD_ATOM(emporium, emporium::actors, tick_atom, "tick")
 CAF_ADD_ATOM(emporium, emporium::actors, dial_atom, "dial")
 CAF_ADD_ATOM(emporium, emporium::actors, link_down_atom, "linkdown")
+CAF_ADD_ATOM(emporium, emporium::actors, exited_atom, "exited")
 
 #define EMPORIUM_INSIDE_TYPE_ID_BLOCK
 #include "actors/messages.hpp"

@@ -11,8 +11,8 @@
 #define EMPORIUM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define EMPORIUM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #else
-#define EMPORIUM_POISON(p, n) ((void)(p), (void)(n))
-#define EMPORIUM_UNPOISON(p, n) ((void)(p), (void)(n))
+#define EMPORIUM_POISON(p, n) ((void) (p), (void) (n))
+#define EMPORIUM_UNPOISON(p, n) ((void) (p), (void) (n))
 #endif
 
 namespace emporium::core {
@@ -20,7 +20,9 @@ namespace emporium::core {
 namespace {
 
 constexpr std::size_t block_alignment = 16;
-constexpr std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+constexpr std::size_t round_up(std::size_t n, std::size_t to) {
+  return (n + to - 1) / to * to;
+}
 
 } // namespace
 
@@ -28,10 +30,10 @@ constexpr std::size_t round_up(std::size_t n, std::size_t to) { return (n + to -
 struct alignas(64) block_pool::chunk {
   chunk* prev = nullptr; ///< in the list of chunks with room, when `listed`
   chunk* next = nullptr;
-  void* free = nullptr;         ///< blocks given back, linked through their first word
-  std::byte* unused = nullptr;  ///< blocks never handed out start here
-  std::byte* end = nullptr;     ///< past the last block
-  std::size_t used = 0;         ///< blocks handed out
+  void* free = nullptr;        ///< blocks given back, linked through their first word
+  std::byte* unused = nullptr; ///< blocks never handed out start here
+  std::byte* end = nullptr;    ///< past the last block
+  std::size_t used = 0;        ///< blocks handed out
   bool listed = false;
 };
 
@@ -53,7 +55,9 @@ block_pool::~block_pool() {
   }
 }
 
-bool block_pool::has_room(const chunk* c) const { return c->free || c->unused != c->end; }
+bool block_pool::has_room(const chunk* c) const {
+  return c->free || c->unused != c->end;
+}
 
 void block_pool::link(chunk* c) {
   c->prev = nullptr;

@@ -186,12 +186,15 @@ struct fixture {
               track(h, key);
               return h;
             },
-            idle, product_counters,
+            idle,
+            product_counters,
             [elsewhere = owned_elsewhere](const std::string& key) {
               auto it = elsewhere->find(key);
               return it != elsewhere->end() ? it->second : caf::actor{};
             },
-            nullptr}));
+            nullptr,
+            {},
+            /* reports_exit: */ true}));
     entity_env cenv;
     cenv.pool = &pool;
     cenv.dir = &dir;
@@ -507,6 +510,24 @@ TEST_CASE("actors: a crashed entity is re-activated from the database on the nex
   CHECK(f.product_counters->activations == 2);
   CHECK(f.product_counters->active == 1);
   CHECK(f.db->count("load-product p1") == 2);
+}
+
+TEST_CASE("actors: an exit report from an activation already replaced changes nothing") {
+  fixture f;
+  f.db->products["p1"] = product("p1", 5);
+  REQUIRE(f.ask_now<model::product>(f.products, read_product("p1")).value);
+  const auto current = f.alive->latest.at("p1");
+  // A report naming another actor for p1: a late one from an earlier activation.
+  auto stranger = f.sys.spawn([] { return caf::behavior{[](int) {}}; });
+  f.tell(f.products, caf::make_message(exited_atom_v, std::string{"p1"}, stranger.address(),
+                                       caf::error{caf::sec::runtime_error}));
+  f.sched.run();
+  CHECK(f.product_counters->active == 1);
+  CHECK(f.product_counters->crashes == 0);
+  REQUIRE(f.ask_now<model::product>(f.products, read_product("p1")).value);
+  CHECK(f.alive->latest.at("p1") == current);
+  CHECK(f.product_counters->activations == 1);
+  caf::anon_send_exit(stranger, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("actors: a product actor lives in its kind's pool and gives its block back") {
