@@ -62,7 +62,6 @@ caf::typed_response_promise<model::product> commit(product_entity* self, Write w
 product_entity::product_entity(caf::actor_config& cfg, shared_env env, std::string id)
   : shared_behavior_entity(cfg) {
   state.name_as(std::move(id));
-  state.owner = this->id();
   state.env = std::move(env);
 }
 
@@ -162,7 +161,7 @@ product_entity::behavior_type product_entity::shared_behavior() {
         return terms; // a repeated request for the same order holds nothing more
       if (quantity <= 0)
         return make_domain_error(errc::invalid_input, "quantity must be positive");
-      auto available = p.stock - st.held_total;
+      auto available = p.stock - st.held_total();
       if (available < quantity)
         return make_domain_error(
           errc::out_of_stock,

@@ -34,7 +34,7 @@ struct product_state {
     if (!env)
       return;
     if (snap && env->snapshots)
-      env->snapshots->remove(snap->product.id, owner);
+      env->snapshots->remove(snap->product.id, self_->id());
     report_exit(env->manager, id(), self_->address(), self_->fail_state());
   }
 
@@ -53,7 +53,7 @@ struct product_state {
   void set(std::optional<model::product> p) {
     if (!p && snap)
       absent_id_ = snap->product.id;
-    snap = p ? std::make_shared<const product_snapshot>(std::move(*p)) : nullptr;
+    snap = p ? make_snapshot(std::move(*p)) : nullptr;
     if (snap)
       std::string{}.swap(absent_id_); // gives its memory back (clear() would keep it)
     publish();
@@ -62,7 +62,7 @@ struct product_state {
   /// an order that withheld the snapshot until this actor caught up).
   void publish() {
     if (snap && env && env->snapshots)
-      env->snapshots->publish(snap, owner);
+      env->snapshots->publish(snap, self_->id());
   }
 
   /// Stock held for an order being placed. Held stock is not available to other orders; it
@@ -71,41 +71,47 @@ struct product_state {
     std::int64_t quantity = 0;
     deadline_ptr expiry; ///< the release at hold_ttl, cancelled when the hold ends sooner
   };
-  bool holds(const std::string& order_id) const { return held_ && held_->count(order_id) > 0; }
+  bool holds(const std::string& order_id) const {
+    return held_ && held_->by_order.count(order_id) > 0;
+  }
   bool holds_nothing() const { return !held_; }
+  /// Units held, for every order.
+  std::int64_t held_total() const { return held_ ? held_->total : 0; }
   void add_hold(const std::string& order_id, hold h) {
     if (!held_)
-      held_ = std::make_unique<std::map<std::string, hold>>();
-    held_total += h.quantity;
-    held_->emplace(order_id, std::move(h));
+      held_ = std::make_unique<hold_table>();
+    held_->total += h.quantity;
+    held_->by_order.emplace(order_id, std::move(h));
   }
   /// Ends the hold of `order_id`, if there is one.
   void end_hold(const std::string& order_id) {
     if (!held_)
       return;
-    auto it = held_->find(order_id);
-    if (it == held_->end())
+    auto it = held_->by_order.find(order_id);
+    if (it == held_->by_order.end())
       return;
     if (it->second.expiry)
       it->second.expiry->settle();
-    held_total -= it->second.quantity;
-    held_->erase(it);
-    if (held_->empty())
+    held_->total -= it->second.quantity;
+    held_->by_order.erase(it);
+    if (held_->by_order.empty())
       held_.reset();
   }
 
   snapshot_ptr snap;
-  std::uint64_t owner = 0; ///< this activation, in the registry
-  std::int64_t held_total = 0;
   shared_env env; ///< the product kind's environment, one copy for every product actor
   static inline const char* name = "product";
 
  private:
   caf::local_actor* self_;
   std::string absent_id_; ///< the id while no snapshot holds it
-  /// The holds by order id; none while no order is being placed (most products, most of the
-  /// time): an empty std::map is 48 bytes.
-  std::unique_ptr<std::map<std::string, hold>> held_;
+  /// The holds; none while no order is being placed (most products, most of the time): an
+  /// empty std::map is 48 bytes.
+  struct hold_table {
+    std::map<std::string, hold> by_order;
+    std::int64_t total = 0;
+  };
+  std::unique_ptr<hold_table> held_;
 };
 
 /// One active product. Every product shares one behavior (shared_behavior.hpp): a node may

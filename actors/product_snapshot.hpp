@@ -17,6 +17,7 @@
 /// Thread-safe: any thread may read; a shard's short mutex is held for a lookup and a copy of a
 /// shared_ptr. No CAF here: the HTTP layer includes this header.
 
+#include "core/block_pool.hpp"
 #include "core/compact_hash.hpp"
 #include "core/model.hpp"
 
@@ -65,6 +66,13 @@ class product_snapshot {
 };
 
 using snapshot_ptr = std::shared_ptr<const product_snapshot>;
+
+/// A snapshot of `p`. From a pool at its exact size (core::pool_allocator): a node holds one
+/// per active product, and jemalloc would round its 288 bytes up to 320.
+inline snapshot_ptr make_snapshot(model::product p) {
+  return std::allocate_shared<product_snapshot>(core::pool_allocator<product_snapshot>{},
+                                                std::move(p));
+}
 
 class product_registry {
  public:

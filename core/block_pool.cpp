@@ -105,6 +105,7 @@ void* block_pool::allocate() {
   EMPORIUM_UNPOISON(block, block_size_);
   ++c->used;
   ++usage_.blocks;
+  all_blocks_.fetch_add(1, std::memory_order_relaxed);
   if (!has_room(c))
     unlink(c);
   return block;
@@ -118,6 +119,7 @@ void block_pool::deallocate(void* block) noexcept {
   EMPORIUM_POISON(block, block_size_);
   --c->used;
   --usage_.blocks;
+  all_blocks_.fetch_sub(1, std::memory_order_relaxed);
   if (!c->listed)
     link(c);
   // An empty chunk goes back, unless it is the only one with room (the next allocation would

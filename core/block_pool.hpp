@@ -17,8 +17,11 @@
 /// A pool must outlive every block it handed out: the kinds that use one never destroy it
 /// (pooled_actor.hpp).
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
+#include <new>
 
 namespace emporium::core {
 
@@ -46,6 +49,8 @@ class block_pool {
     std::size_t chunks = 0; ///< held from the allocator
   };
   usage in_use() const;
+  /// Blocks handed out and not given back, by every pool of the process.
+  static std::int64_t blocks_in_all_pools() { return all_blocks_.load(std::memory_order_relaxed); }
 
  private:
   struct chunk;
@@ -60,6 +65,41 @@ class block_pool {
   mutable std::mutex m_;
   chunk* room_ = nullptr; ///< head of the list of chunks with room
   usage usage_;
+  static inline std::atomic<std::int64_t> all_blocks_{0};
+};
+
+/// A standard allocator whose single objects come from a block_pool of their own type's size:
+/// for `std::allocate_shared`, whose one allocation (control block and object) would otherwise
+/// be rounded up to jemalloc's size class. Arrays (n > 1) go to the general allocator. The
+/// pool is never destroyed: an object may outlive static destruction.
+template <class T>
+struct pool_allocator {
+  static_assert(alignof(T) <= 16, "block_pool aligns blocks to 16");
+  using value_type = T;
+
+  pool_allocator() = default;
+  template <class U>
+  pool_allocator(const pool_allocator<U>&) noexcept {}
+
+  T* allocate(std::size_t n) {
+    if (n != 1)
+      return static_cast<T*>(::operator new(n * sizeof(T)));
+    return static_cast<T*>(pool().allocate());
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n != 1)
+      ::operator delete(p);
+    else
+      pool().deallocate(p);
+  }
+
+  static block_pool& pool() {
+    static auto* p = new block_pool(sizeof(T));
+    return *p;
+  }
+
+  friend bool operator==(const pool_allocator&, const pool_allocator&) { return true; }
+  friend bool operator!=(const pool_allocator&, const pool_allocator&) { return false; }
 };
 
 } // namespace emporium::core

@@ -19,10 +19,20 @@ snapshot_ptr snap(const std::string& id, std::int64_t version, std::int64_t stoc
   p.name = name;
   p.version = version;
   p.stock = stock;
-  return std::make_shared<const product_snapshot>(std::move(p));
+  return make_snapshot(std::move(p));
 }
 
 } // namespace
+
+TEST_CASE("snapshots: each is one block of a pool, given back with its last reference",
+          "[unit][snapshots]") {
+  const auto before = core::block_pool::blocks_in_all_pools();
+  auto s = snap("prod_a", 1);
+  CHECK(core::block_pool::blocks_in_all_pools() == before + 1);
+  CHECK(s->product.id == "prod_a");
+  s.reset();
+  CHECK(core::block_pool::blocks_in_all_pools() == before);
+}
 
 TEST_CASE("snapshots: a published snapshot is found until its actor removes it",
           "[unit][snapshots]") {

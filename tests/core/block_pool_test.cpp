@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -103,4 +104,20 @@ TEST_CASE("block pool: blocks taken on one thread and given back on another", "[
 
 TEST_CASE("block pool: a block larger than a chunk is refused", "[block_pool]") {
   CHECK_THROWS_AS(block_pool{block_pool::chunk_size}, std::invalid_argument);
+}
+
+TEST_CASE("block pool: allocate_shared with a pool_allocator takes one block, and gives it back",
+          "[block_pool]") {
+  struct widget {
+    std::int64_t values[30];
+  };
+  const auto before = block_pool::blocks_in_all_pools();
+  auto w = std::allocate_shared<widget>(emporium::core::pool_allocator<widget>{});
+  w->values[29] = 7;
+  CHECK(block_pool::blocks_in_all_pools() == before + 1);
+  auto other = w;
+  w.reset();
+  CHECK(block_pool::blocks_in_all_pools() == before + 1); // still shared
+  other.reset();
+  CHECK(block_pool::blocks_in_all_pools() == before);
 }
