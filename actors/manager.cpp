@@ -10,6 +10,10 @@
 #include <unordered_map>
 #include <vector>
 
+/// jemalloc's control interface, when the executable is linked with it; null otherwise (weak).
+extern "C" int mallctl(const char* name, void* oldp, std::size_t* oldlenp, void* newp,
+                       std::size_t newlen) __attribute__((weak));
+
 namespace emporium::actors {
 
 namespace {
@@ -193,6 +197,21 @@ void on_absent(manager_state& st, const std::string& key, const caf::actor_addr&
 
 namespace {
 
+/// Gives the memory the allocator holds free back to the operating system.
+/// - The server runs on jemalloc (CMakeLists.txt: the executable alone links it), which returns
+///   freed pages by itself only as it is called (its decay advances with allocations), so a
+///   node that went quiet after a burst kept them: it is asked to purge every arena.
+/// - Elsewhere (the tests, a build without jemalloc) glibc keeps freed chunks in its arenas
+///   until malloc_trim walks them.
+void give_back_memory() {
+  if (mallctl) {
+    // "arena.<MALLCTL_ARENAS_ALL>.purge"; MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+    return;
+  }
+  malloc_trim(0);
+}
+
 struct trimmer_state {
   std::int64_t trimmed_at = 0; ///< passivations counted at the last trim
   static inline const char* name = "memory_trimmer";
@@ -217,7 +236,7 @@ caf::behavior memory_trimmer(caf::stateful_actor<trimmer_state>* self,
       if (passivated - self->state.trimmed_at >= threshold) {
         self->state.trimmed_at = passivated;
         auto before = rss_kib();
-        malloc_trim(0);
+        give_back_memory();
         spdlog::debug("memory trimmer: {} passivations since the last trim; RSS {} -> {} MiB",
                       passivated, before / 1024, rss_kib() / 1024);
       }

@@ -172,11 +172,13 @@ void report_absent(const caf::actor_addr& manager, const std::string& key,
 void report_exit(const caf::actor_addr& manager, const std::string& key,
                  const caf::actor_addr& entity, const caf::error& reason);
 
-/// Gives memory back to the operating system after passivation. glibc keeps what freed actors
-/// leave behind in its arenas, so RSS would stay at its peak after the actors are gone. Every
-/// `period`, when at least `threshold` entities of any kind passivated since the last time, it
-/// calls malloc_trim(0). Detached: the call walks every arena (milliseconds for GBs) and must
-/// not hold up a scheduler thread.
+/// Gives memory back to the operating system after passivation. Neither allocator does it by
+/// itself on a quiet node: jemalloc (the server's) purges freed pages only as it is called, and
+/// glibc (the tests') keeps freed chunks in its arenas, so RSS would stay at its peak after the
+/// actors are gone. Every `period`, when at least `threshold` entities of any kind passivated
+/// since the last time, it asks jemalloc to purge every arena (or calls glibc's malloc_trim).
+/// Detached: the call walks every arena (milliseconds for GBs) and must not hold up a
+/// scheduler thread.
 caf::actor spawn_memory_trimmer(caf::actor_system& sys,
                                 std::vector<std::shared_ptr<kind_counters>> kinds,
                                 caf::timespan period, std::int64_t threshold);
