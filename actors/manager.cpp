@@ -166,10 +166,11 @@ void on_rebalance(manager_state& st) {
 void on_exited(caf::scheduled_actor* self, manager_state& st, const std::string& key,
                const caf::actor_addr& entity, const caf::error& reason) {
   auto e = st.entities.find(key);
-  // Only the current activation counts (a down message and a report of the same exit, or a
-  // report from an activation already replaced, change nothing).
+  // Only the current activation counts: a report from an activation already replaced changes
+  // nothing (nor would the second of a down message and a report of the same exit).
   if (e == st.entities.end() || e->second.handle.address() != entity)
     return;
+  st.keys.erase(e->second.handle.id()); // points at the key erased below
   st.cfg.counters->active.fetch_sub(1, std::memory_order_relaxed);
   if (e->second.stopping()) {
     st.cfg.counters->passivations.fetch_add(1, std::memory_order_relaxed);
@@ -204,10 +205,12 @@ namespace {
 /// - Elsewhere (the tests, a build without jemalloc) glibc keeps freed chunks in its arenas
 ///   until malloc_trim walks them.
 void give_back_memory() {
+  // "arena.<MALLCTL_ARENAS_ALL>.purge"; MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.
   if (mallctl) {
-    // "arena.<MALLCTL_ARENAS_ALL>.purge"; MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.
-    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
-    return;
+    const int failed = mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+    if (!failed)
+      return;
+    spdlog::warn("memory trimmer: jemalloc's purge failed (error {}); calling malloc_trim", failed);
   }
   malloc_trim(0);
 }

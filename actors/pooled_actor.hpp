@@ -35,7 +35,9 @@ class pooled_actor_storage {
   pooled_actor_storage(const pooled_actor_storage&) = delete;
   pooled_actor_storage& operator=(const pooled_actor_storage&) = delete;
 
+  // The pool aligns blocks to 16; an over-aligned actor would take the aligned operator new.
   static void* operator new(std::size_t size) {
+    static_assert(alignof(T) <= 16, "block_pool aligns blocks to 16 bytes");
     if (size > pool().block_size())
       throw std::bad_alloc();
     return pool().allocate();

@@ -33,8 +33,9 @@ struct product_state {
   ~product_state() {
     if (!env)
       return;
-    if (snap && env->snapshots)
-      env->snapshots->remove(snap->product.id, self_->id());
+    // Also when it holds no snapshot now: one published before the product went absent.
+    if (env->snapshots)
+      env->snapshots->remove(id(), self_->id());
     report_exit(env->manager, id(), self_->address(), self_->fail_state());
   }
 
