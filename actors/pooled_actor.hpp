@@ -42,7 +42,10 @@ class pooled_actor_storage {
       throw std::bad_alloc();
     return pool().allocate();
   }
-  static void operator delete(void* p) noexcept { pool().deallocate(p); }
+  static void operator delete(void* p) noexcept {
+    if (p)
+      pool().deallocate(p);
+  }
 
   /// The kind's pool. Never destroyed: an actor may outlive static destruction.
   static core::block_pool& pool() {

@@ -50,8 +50,10 @@ block_pool::~block_pool() {
   while (room_) {
     auto* c = room_;
     unlink(c);
-    if (c->used == 0)
+    if (c->used == 0) {
+      EMPORIUM_UNPOISON(c, chunk_size);
       std::free(c);
+    }
   }
 }
 
