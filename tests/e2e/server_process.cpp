@@ -136,6 +136,15 @@ bool server_process::reap(bool block) {
   }
 }
 
+long server_process::rss_kib() const {
+  std::ifstream status{"/proc/" + std::to_string(pid_) + "/status"};
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::stol(line.substr(6));
+  return -1;
+}
+
 bool server_process::running() {
   return pid_ > 0 && !reap(false);
 }

@@ -53,6 +53,8 @@ class server_process {
   std::uint16_t port() const { return port_; }
   std::string host() const { return "127.0.0.1"; }
   pid_t pid() const { return pid_; }
+  /// The server's resident memory (VmRSS) in KiB; -1 when it cannot be read.
+  long rss_kib() const;
 
   /// True while the child has not exited (reaps it when it has).
   bool running();

@@ -89,17 +89,6 @@ long long active_product_actors(http_client& c) {
   return std::stoll(metrics.substr(at + gauge.size()));
 }
 
-/// The resident memory of process `pid`, in KiB (VmRSS).
-long long rss_kib(pid_t pid) {
-  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::stoll(line.substr(6));
-  FAIL("no VmRSS for process " << pid);
-  return 0;
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream in{path};
   std::stringstream ss;
@@ -190,9 +179,10 @@ TEST_CASE("shutdown: a node gives the memory of 20,000 passivated product actors
   server_process srv{{{"EMPORIUM_ACTORS_IDLE_TIMEOUT_S", "2"}}};
   auto ids = insert_products(active_products);
   http_client c{srv.host(), srv.port(), milliseconds(60'000)};
-  const auto before = rss_kib(srv.pid());
+  const auto before = srv.rss_kib();
+  REQUIRE(before > 0);
   activate(c, ids);
-  const auto peak = rss_kib(srv.pid());
+  const auto peak = srv.rss_kib();
   INFO("RSS before " << before << " KiB, after activating " << peak << " KiB");
   REQUIRE(peak - before > 20'000); // ~2 KB per product actor, 20,000 of them
 
@@ -202,11 +192,11 @@ TEST_CASE("shutdown: a node gives the memory of 20,000 passivated product actors
   REQUIRE(active_product_actors(c) == 0);
   // At least half of what activation took is given back within two trimmer periods (the
   // server's allocator kept ~75 % of it before it was asked to purge).
-  auto now = rss_kib(srv.pid());
+  auto now = srv.rss_kib();
   const auto give_back_by = std::chrono::steady_clock::now() + std::chrono::seconds(25);
   while (now > before + (peak - before) / 2 && std::chrono::steady_clock::now() < give_back_by) {
     std::this_thread::sleep_for(milliseconds(500));
-    now = rss_kib(srv.pid());
+    now = srv.rss_kib();
   }
   INFO("RSS after passivation " << now << " KiB");
   CHECK(now <= before + (peak - before) / 2);

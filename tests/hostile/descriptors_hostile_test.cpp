@@ -218,15 +218,6 @@ tally count(const std::vector<conn>& cs) {
 
 // -- the server process, seen from /proc ----------------------------------------------------------
 
-long rss_kib(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::atol(line.c_str() + 6);
-  return -1;
-}
-
 int open_descriptors(pid_t pid) {
   auto path = "/proc/" + std::to_string(pid) + "/fd";
   DIR* d = ::opendir(path.c_str());
@@ -321,13 +312,13 @@ TEST_CASE(
   INFO("server's Max open files: " << limits.first << " " << limits.second);
   CHECK(limits.first == limits.second); // soft raised to hard
   CHECK(limits.first != "1024");
-  auto rss_before = rss_kib(srv.pid());
+  auto rss_before = srv.rss_kib();
 
   // 11 addresses, 100 connections each: under the per-address cap (256).
   auto cs = flood(flood_size, 100, 2, srv.port());
   settle(cs);
   auto t = count(cs);
-  auto rss_during = rss_kib(srv.pid());
+  auto rss_during = srv.rss_kib();
   auto fds_during = open_descriptors(srv.pid());
   INFO(t.text());
   CHECK(t.held == flood_size);
@@ -375,13 +366,13 @@ TEST_CASE(
   server_process srv{flood_env(), open_files_limit{1024, 1024}};
   auto max = announced_max_connections(srv);
   CHECK(max == 1024 - 72); // 64 + 2 * postgres.pool_size (4) kept for the rest
-  auto rss_before = rss_kib(srv.pid());
+  auto rss_before = srv.rss_kib();
   auto fds_idle = open_descriptors(srv.pid());
 
   auto cs = flood(flood_size, 100, 2, srv.port());
   settle(cs, milliseconds(1000));
   auto t = count(cs);
-  auto rss_during = rss_kib(srv.pid());
+  auto rss_during = srv.rss_kib();
   auto fds_during = open_descriptors(srv.pid());
   INFO(t.text() << "; server descriptors " << fds_idle << " idle, " << fds_during << " flooded");
   CHECK(t.held == max);
@@ -434,7 +425,7 @@ TEST_CASE(
   settle(cs, milliseconds(1000));
   auto t = count(cs);
   auto fds_during = open_descriptors(srv.pid());
-  auto rss_during = rss_kib(srv.pid());
+  auto rss_during = srv.rss_kib();
   INFO(t.text() << "; server descriptors " << fds_during);
   // Past the limit the kernel completes the handshakes into the listen backlog: the clients
   // are connected, the server has not accepted them. Nothing is refused, nothing dropped.
@@ -538,7 +529,7 @@ TEST_CASE(
   std::vector<conn> bodies = flood(50, 50, 45, srv.port());
   for (auto& c : bodies)
     c.send(body_header);
-  auto rss_before = rss_kib(srv.pid());
+  auto rss_before = srv.rss_kib();
 
   // One byte every 250 ms on each, until the server closes it or 20 s pass; other clients are
   // served meanwhile.
@@ -570,7 +561,7 @@ TEST_CASE(
     }
     std::this_thread::sleep_for(milliseconds(250));
   }
-  auto rss_during = rss_kib(srv.pid());
+  auto rss_during = srv.rss_kib();
   wait_closed(heads, steady::now() + milliseconds(1000));
   wait_closed(bodies, steady::now() + milliseconds(1000));
 

@@ -13,15 +13,6 @@
 
 namespace emporium::hostile {
 
-long rss_kib(const test::server_process& srv) {
-  std::ifstream status{"/proc/" + std::to_string(srv.pid()) + "/status"};
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::stol(line.substr(6));
-  return -1;
-}
-
 std::size_t log_lines(const test::server_process& srv) {
   std::ifstream log{srv.log_path()};
   return static_cast<std::size_t>(

@@ -1,6 +1,7 @@
 #pragma once
-/// What the hostile tests share besides the fault harness: the server's footprint (resident
-/// memory, log lines) and the one summary line each test prints for the closing note.
+/// What the hostile tests share besides the fault harness: the server's footprint (log lines;
+/// its resident memory is server_process::rss_kib) and the one summary line each test prints for
+/// the closing note.
 
 #include "e2e/server_process.hpp"
 
@@ -10,9 +11,6 @@
 #include <vector>
 
 namespace emporium::hostile {
-
-/// The server's resident memory (VmRSS) in KiB; -1 when it cannot be read.
-long rss_kib(const test::server_process& srv);
 
 /// Lines in the server's log so far.
 std::size_t log_lines(const test::server_process& srv);

@@ -49,7 +49,7 @@ TEST_CASE("1,500 lookups of ids that do not exist leave no live actors behind",
 
   auto baseline_metrics = scrape(srv);
   auto baseline = active_total(baseline_metrics);
-  auto rss_before = rss_kib(srv);
+  auto rss_before = srv.rss_kib();
   auto log_before = log_lines(srv);
 
   // 1,500 lookups: 1,200 products (anyone), 100 each of customers, carts and orders (a signed
@@ -67,7 +67,7 @@ TEST_CASE("1,500 lookups of ids that do not exist leave no live actors behind",
     lookup("/orders/" + emporium::core::new_id("ord"), buyer.auth());
   }
   CHECK(by_status[404] == 1'500);
-  auto rss_peak = rss_kib(srv);
+  auto rss_peak = srv.rss_kib();
 
   // Passivation is a message round trip through the manager: give it a moment, far below the
   // 60 s idle timeout.

@@ -63,7 +63,7 @@ TEST_CASE(
     quiet_ms.push_back(millis(sent, steady::now()));
     REQUIRE(r.status == 200);
   }
-  auto rss_before = rss_kib(srv);
+  auto rss_before = srv.rss_kib();
   auto log_before = log_lines(srv);
 
   std::atomic<bool> stop{false};
@@ -104,14 +104,14 @@ TEST_CASE(
   std::this_thread::sleep_for(500ms); // the flood is under way
   std::map<int, std::size_t> logins;
   std::vector<double> login_ms;
-  long rss_peak = rss_kib(srv);
+  long rss_peak = srv.rss_kib();
   for (int i = 0; i < 40; ++i) {
     auto sent = steady::now();
     auto r = c.request("POST", "/sessions",
                        json{{"email", email}, {"password", "a good password"}}.dump());
     login_ms.push_back(millis(sent, steady::now()));
     ++logins[r.status];
-    rss_peak = std::max(rss_peak, rss_kib(srv));
+    rss_peak = std::max(rss_peak, srv.rss_kib());
     std::this_thread::sleep_for(100ms);
   }
   auto waiting = metric(scrape(srv), "emporium_auth_waiting");
