@@ -35,9 +35,9 @@ class pooled_actor_storage {
   pooled_actor_storage(const pooled_actor_storage&) = delete;
   pooled_actor_storage& operator=(const pooled_actor_storage&) = delete;
 
-  // The pool aligns blocks to 16; an over-aligned actor would take the aligned operator new.
+  // pool_allocator asserts that the storage is not over-aligned (the pool aligns to 16); an
+  // over-aligned one would take the aligned operator new.
   static void* operator new(std::size_t size) {
-    static_assert(alignof(T) <= 16, "block_pool aligns blocks to 16 bytes");
     if (size > pool().block_size())
       throw std::bad_alloc();
     return pool().allocate();
@@ -47,11 +47,9 @@ class pooled_actor_storage {
       pool().deallocate(p);
   }
 
-  /// The kind's pool. Never destroyed: an actor may outlive static destruction.
-  static core::block_pool& pool() {
-    static auto* p = new core::block_pool(sizeof(caf::actor_storage<T>));
-    return *p;
-  }
+  /// The kind's pool: pool_allocator's for the storage, never destroyed (an actor may outlive
+  /// static destruction).
+  static core::block_pool& pool() { return core::pool_allocator<caf::actor_storage<T>>::pool(); }
 
   // The layout of caf::actor_storage<T>, on which caf::actor_control_block relies.
   caf::actor_control_block ctrl;
